@@ -1,0 +1,695 @@
+//! The live handle: the compiled document behind an `ArcSwap`, local kill overrides, sources
+//! with hot reload, and status.
+//!
+//! Evaluation loads the current document with one atomic read and never waits for a reload: a
+//! new document is read, validated and compiled on the reloading thread and swapped in whole. A
+//! document that fails to load never replaces the last good one; the failure is kept in
+//! [`Status`] until the next successful load.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+use rustc_hash::FxHashMap;
+use serde_json::{json, Value};
+
+use crate::context::Context;
+use crate::document::Document;
+use crate::error::{Error, Result};
+use crate::evaluate::{At, Decision, KillSource, LocalKills, Now, Reason};
+use crate::time::{format_timestamp, now_millis, Millis};
+
+/// How often a watched file is checked for changes. A change is live within one interval plus
+/// the time to compile it.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A source of wall-clock time, injectable so that ramps can be tested.
+pub trait Clock: Send + Sync {
+    fn now_millis(&self) -> Millis;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> Millis {
+        now_millis()
+    }
+}
+
+/// A clock that only moves when told to (tests, simulations).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(at: Millis) -> Self {
+        ManualClock(AtomicI64::new(at))
+    }
+    pub fn set(&self, at: Millis) {
+        self.0.store(at, Ordering::SeqCst);
+    }
+    pub fn advance(&self, by: Millis) {
+        self.0.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for Arc<ManualClock> {
+    fn now_millis(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct ClockNow<'a>(&'a dyn Clock);
+
+impl Now for ClockNow<'_> {
+    #[inline]
+    fn now(&self) -> Millis {
+        self.0.now_millis()
+    }
+}
+
+/// One local kill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalKill {
+    pub reason: Option<String>,
+    pub at: Millis,
+}
+
+/// Kills applied in this process with [`Flags::kill`]; they never touch the document.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub all: Option<LocalKill>,
+    pub flags: FxHashMap<Box<str>, LocalKill>,
+}
+
+impl LocalKills for Overrides {
+    #[inline]
+    fn all_killed(&self) -> bool {
+        self.all.is_some()
+    }
+    #[inline]
+    fn flag_killed(&self, flag: &str) -> bool {
+        !self.flags.is_empty() && self.flags.contains_key(flag)
+    }
+}
+
+/// Where the live document comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    Static,
+    File(PathBuf),
+}
+
+impl SourceKind {
+    fn describe(&self) -> String {
+        match self {
+            SourceKind::Static => "static".to_string(),
+            SourceKind::File(path) => format!("file:{}", path.display()),
+        }
+    }
+}
+
+/// The last failed load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub at: Millis,
+    pub error: Error,
+}
+
+/// What [`Flags::status`] reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub source: String,
+    pub revision: String,
+    /// When the live document was loaded.
+    pub loaded_at: Millis,
+    /// When the source was last checked (successfully read or not).
+    pub last_check: Option<Millis>,
+    /// The most recent failure since the live document was loaded, if any.
+    pub last_error: Option<LoadFailure>,
+    pub reloads: u64,
+    pub rejected: u64,
+    pub watching: bool,
+    pub overrides: Overrides,
+    pub now: Millis,
+}
+
+impl Status {
+    /// Milliseconds since the live document was loaded.
+    pub fn age_millis(&self) -> Millis {
+        self.now - self.loaded_at
+    }
+
+    pub fn to_json(&self) -> Value {
+        let kills: serde_json::Map<String, Value> = self
+            .overrides
+            .flags
+            .iter()
+            .map(|(flag, kill)| {
+                (
+                    flag.to_string(),
+                    json!({ "reason": kill.reason, "at": format_timestamp(kill.at) }),
+                )
+            })
+            .collect();
+        json!({
+            "source": self.source,
+            "revision": self.revision,
+            "loaded_at": format_timestamp(self.loaded_at),
+            "age_seconds": self.age_millis() as f64 / 1000.0,
+            "last_check": self.last_check.map(format_timestamp),
+            "last_error": self.last_error.as_ref().map(|f| json!({
+                "at": format_timestamp(f.at),
+                "code": f.error.code(),
+                "message": f.error.to_string(),
+                "problems": f.error.problems().iter().map(|p| json!({
+                    "path": p.path, "code": p.code(), "message": p.message,
+                })).collect::<Vec<_>>(),
+            })),
+            "reloads": self.reloads,
+            "rejected": self.rejected,
+            "watching": self.watching,
+            "local_kills": {
+                "all": self.overrides.all.as_ref().map(|k| json!({
+                    "reason": k.reason, "at": format_timestamp(k.at),
+                })),
+                "flags": kills,
+            },
+        })
+    }
+}
+
+/// What a reload did, for listeners (logging in the bindings).
+#[derive(Debug, Clone)]
+pub enum ReloadEvent {
+    Applied { previous: String, revision: String },
+    Rejected { error: Error },
+}
+
+type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
+
+struct Shared {
+    document: ArcSwap<Document>,
+    overrides: ArcSwap<Overrides>,
+    source: SourceKind,
+    clock: Arc<dyn Clock>,
+    state: Mutex<LoadState>,
+    listeners: Mutex<Vec<Listener>>,
+    /// Bumped to stop the current watcher thread (on drop, or before a restart after fork).
+    watcher_generation: AtomicU64,
+    watching: AtomicBool,
+}
+
+struct LoadState {
+    loaded_at: Millis,
+    last_check: Option<Millis>,
+    last_error: Option<LoadFailure>,
+    reloads: u64,
+    rejected: u64,
+    /// Identity of the file last read (mtime, length, inode) to skip unchanged files cheaply.
+    fingerprint: Option<Fingerprint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    modified_nanos: i128,
+    len: u64,
+    inode: u64,
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified_nanos = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Fingerprint {
+        modified_nanos,
+        len: meta.len(),
+        inode,
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data half-updated in a way
+    // that matters (plain counters and options), so a poisoned lock is simply taken over.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The live flags of a process: cheap to clone and to share between threads.
+#[derive(Clone)]
+pub struct Flags {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flags")
+            .field("source", &self.shared.source)
+            .field("revision", &self.shared.document.load().revision())
+            .finish()
+    }
+}
+
+/// Options for [`Flags::from_file_with`].
+#[derive(Clone)]
+pub struct FileOptions {
+    /// Watch the file and reload on change.
+    pub reload: bool,
+    pub poll_interval: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            reload: true,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|err| Error::SourceUnreachable {
+        source: path.display().to_string(),
+        detail: err.to_string(),
+    })
+}
+
+impl Flags {
+    fn new(document: Document, source: SourceKind, clock: Arc<dyn Clock>, fingerprint: Option<Fingerprint>) -> Flags {
+        let now = clock.now_millis();
+        Flags {
+            shared: Arc::new(Shared {
+                document: ArcSwap::from_pointee(document),
+                overrides: ArcSwap::from_pointee(Overrides::default()),
+                source,
+                clock,
+                state: Mutex::new(LoadState {
+                    loaded_at: now,
+                    last_check: Some(now),
+                    last_error: None,
+                    reloads: 0,
+                    rejected: 0,
+                    fingerprint,
+                }),
+                listeners: Mutex::new(Vec::new()),
+                watcher_generation: AtomicU64::new(0),
+                watching: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Live flags over a fixed document.
+    pub fn from_document(document: Document) -> Flags {
+        Self::from_document_with_clock(document, Arc::new(SystemClock))
+    }
+
+    pub fn from_document_with_clock(document: Document, clock: Arc<dyn Clock>) -> Flags {
+        Flags::new(document, SourceKind::Static, clock, None)
+    }
+
+    /// Parses JSON text into static flags.
+    pub fn from_json(text: &str) -> Result<Flags> {
+        Ok(Flags::from_document(Document::from_json(text)?))
+    }
+
+    /// Validates a JSON value into static flags.
+    pub fn from_value(value: Value) -> Result<Flags> {
+        Ok(Flags::from_document(Document::from_value(value)?))
+    }
+
+    /// Loads a file, watching it for changes.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Flags> {
+        Self::from_file_with(path, FileOptions::default())
+    }
+
+    pub fn from_file_with(path: impl AsRef<Path>, options: FileOptions) -> Result<Flags> {
+        let path = path.as_ref().to_path_buf();
+        let before = fingerprint(&path);
+        let document = Document::from_slice(&read_file(&path)?)?;
+        let flags = Flags::new(document, SourceKind::File(path), options.clock, before);
+        if options.reload {
+            flags.start_watching(options.poll_interval);
+        }
+        Ok(flags)
+    }
+
+    /// Replaces the document (static sources, tests, programmatic updates). An invalid
+    /// document is rejected and the live one stays.
+    pub fn replace_json(&self, text: &str) -> Result<String> {
+        self.apply(Document::from_json(text))
+    }
+
+    /// Replaces the document with an already-compiled one.
+    pub fn replace(&self, document: Document) -> String {
+        let revision = document.revision().to_string();
+        let _ = self.apply(Ok(document));
+        revision
+    }
+
+    fn apply(&self, loaded: Result<Document>) -> Result<String> {
+        let now = self.shared.clock.now_millis();
+        let event = {
+            let mut state = lock(&self.shared.state);
+            state.last_check = Some(now);
+            match loaded {
+                Ok(document) => {
+                    let revision = document.revision().to_string();
+                    let previous = self.shared.document.swap(Arc::new(document));
+                    state.loaded_at = now;
+                    state.last_error = None;
+                    state.reloads += 1;
+                    Ok(ReloadEvent::Applied {
+                        previous: previous.revision().to_string(),
+                        revision,
+                    })
+                }
+                Err(error) => {
+                    state.rejected += 1;
+                    state.last_error = Some(LoadFailure {
+                        at: now,
+                        error: error.clone(),
+                    });
+                    Err(error)
+                }
+            }
+        };
+        let (result, event) = match event {
+            Ok(applied) => {
+                let revision = match &applied {
+                    ReloadEvent::Applied { revision, .. } => revision.clone(),
+                    ReloadEvent::Rejected { .. } => String::new(),
+                };
+                (Ok(revision), applied)
+            }
+            Err(error) => (Err(error.clone()), ReloadEvent::Rejected { error }),
+        };
+        let listeners: Vec<Listener> = lock(&self.shared.listeners).clone();
+        for listener in listeners {
+            listener(&event);
+        }
+        result
+    }
+
+    /// Checks a file source now and reloads it when it changed. Returns whether a new document
+    /// went live. Static sources return `Ok(false)`.
+    pub fn reload_if_changed(&self) -> Result<bool> {
+        reload_if_changed(&self.shared)
+    }
+
+    /// Registers a listener for reload events (applied / rejected).
+    pub fn on_reload(&self, listener: impl Fn(&ReloadEvent) + Send + Sync + 'static) {
+        lock(&self.shared.listeners).push(Arc::new(listener));
+    }
+
+    /// Starts (or restarts) the background watcher of a file source. A restart stops the
+    /// previous watcher first. After `fork()` the child has no watcher thread: call this in the
+    /// child to resume reloading there (the bindings do it automatically).
+    pub fn start_watching(&self, interval: Duration) {
+        let SourceKind::File(_) = &self.shared.source else {
+            return;
+        };
+        let generation = self.shared.watcher_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared.watching.store(true, Ordering::SeqCst);
+        let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+        let spawned = thread::Builder::new()
+            .name("flagrail-reload".to_string())
+            .spawn(move || watch(weak, generation, interval));
+        if spawned.is_err() {
+            self.shared.watching.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops the background watcher, if any.
+    pub fn stop_watching(&self) {
+        self.shared.watcher_generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.watching.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a watcher was started for this handle (in this process).
+    pub fn is_watching(&self) -> bool {
+        self.shared.watching.load(Ordering::SeqCst)
+    }
+
+    /// The live document.
+    #[inline]
+    pub fn document(&self) -> Arc<Document> {
+        self.shared.document.load_full()
+    }
+
+    /// A consistent view for several evaluations: one document, one set of overrides.
+    #[inline]
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            document: self.shared.document.load(),
+            overrides: self.shared.overrides.load(),
+            clock: &*self.shared.clock,
+        }
+    }
+
+    /// Evaluates a flag and returns an owned result. Never fails.
+    #[inline]
+    pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Evaluation {
+        self.snapshot().evaluate_owned(flag, ctx)
+    }
+
+    /// Evaluates a flag as of instant `at` (ramps read `at` instead of the clock).
+    pub fn evaluate_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Evaluation {
+        self.snapshot().evaluate_owned_at(flag, ctx, At(at))
+    }
+
+    /// Evaluates with the steps that led to the decision, as JSON.
+    pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
+        let snapshot = self.snapshot();
+        snapshot
+            .document
+            .explain(flag, ctx, &ClockNow(snapshot.clock), &**snapshot.overrides)
+    }
+
+    /// `explain` as of instant `at`.
+    pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
+        let snapshot = self.snapshot();
+        snapshot.document.explain(flag, ctx, &At(at), &**snapshot.overrides)
+    }
+
+    /// Kills one flag (`Some`) or every flag (`None`) in this process, without touching the
+    /// document. Safety first: takes effect for the very next evaluation.
+    pub fn kill(&self, flag: Option<&str>, reason: Option<&str>) {
+        let kill = LocalKill {
+            reason: reason.map(str::to_string),
+            at: self.shared.clock.now_millis(),
+        };
+        self.shared.overrides.rcu(|current| {
+            let mut next = Overrides::clone(current);
+            match flag {
+                Some(flag) => {
+                    next.flags.insert(flag.into(), kill.clone());
+                }
+                None => next.all = Some(kill.clone()),
+            }
+            next
+        });
+    }
+
+    /// Lifts a local kill of one flag (`Some`) or every local kill (`None`). A kill written in
+    /// the document stays in force: only a new document lifts it, so that one process cannot
+    /// undo a fleet-wide kill by accident.
+    pub fn unkill(&self, flag: Option<&str>) {
+        self.shared.overrides.rcu(|current| {
+            let mut next = Overrides::clone(current);
+            match flag {
+                Some(flag) => {
+                    next.flags.remove(flag);
+                }
+                None => {
+                    next.all = None;
+                    next.flags.clear();
+                }
+            }
+            next
+        });
+    }
+
+    /// Source, live revision, age, last error and local kills.
+    pub fn status(&self) -> Status {
+        let state = lock(&self.shared.state);
+        Status {
+            source: self.shared.source.describe(),
+            revision: self.shared.document.load().revision().to_string(),
+            loaded_at: state.loaded_at,
+            last_check: state.last_check,
+            last_error: state.last_error.clone(),
+            reloads: state.reloads,
+            rejected: state.rejected,
+            watching: self.is_watching(),
+            overrides: Overrides::clone(&self.shared.overrides.load()),
+            now: self.shared.clock.now_millis(),
+        }
+    }
+
+    /// The clock this handle evaluates ramps with.
+    pub fn now_millis(&self) -> Millis {
+        self.shared.clock.now_millis()
+    }
+}
+
+fn reload_if_changed(shared: &Arc<Shared>) -> Result<bool> {
+    let SourceKind::File(path) = &shared.source else {
+        return Ok(false);
+    };
+    let current = fingerprint(path);
+    {
+        let mut state = lock(&shared.state);
+        if current.is_some() && current == state.fingerprint {
+            state.last_check = Some(shared.clock.now_millis());
+            return Ok(false);
+        }
+        state.fingerprint = current;
+    }
+    let flags = Flags {
+        shared: Arc::clone(shared),
+    };
+    let loaded = read_file(path).and_then(|bytes| Document::from_slice(&bytes));
+    flags.apply(loaded).map(|_| true)
+}
+
+fn watch(shared: Weak<Shared>, generation: u64, interval: Duration) {
+    loop {
+        thread::sleep(interval);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.watcher_generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        // Errors are recorded in the status and sent to listeners by `apply`.
+        let _ = reload_if_changed(&shared);
+    }
+}
+
+/// A consistent view of the live flags (see [`Flags::snapshot`]).
+pub struct Snapshot<'a> {
+    document: Guard<Arc<Document>>,
+    overrides: Guard<Arc<Overrides>>,
+    clock: &'a dyn Clock,
+}
+
+impl Snapshot<'_> {
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    /// Evaluates a flag against this snapshot; the decision borrows from it.
+    #[inline]
+    pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Decision<'_> {
+        self.document
+            .evaluate(flag, ctx, &ClockNow(self.clock), &**self.overrides)
+    }
+
+    /// Evaluates a flag and keeps the document alive in the result.
+    #[inline]
+    pub fn evaluate_owned<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Evaluation {
+        self.evaluate_owned_at(flag, ctx, ClockNow(self.clock))
+    }
+
+    /// `evaluate_owned` with an explicit source of "now".
+    #[inline]
+    pub fn evaluate_owned_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, now: impl Now) -> Evaluation {
+        let decision = self.document.evaluate(flag, ctx, &now, &**self.overrides);
+        Evaluation {
+            flag_index: decision.flag_index,
+            variant_index: decision.variant_index,
+            rule_index: decision.rule_index,
+            reason: decision.reason,
+            bucket: decision.bucket,
+            kill_source: decision.kill_source,
+            missing_flag: match decision.flag_index {
+                Some(_) => None,
+                None => Some(flag.into()),
+            },
+            document: Arc::clone(&self.document),
+        }
+    }
+}
+
+/// An owned evaluation result: compact indices into the document that made it.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub document: Arc<Document>,
+    pub flag_index: Option<usize>,
+    pub variant_index: Option<usize>,
+    pub rule_index: Option<usize>,
+    pub reason: Reason,
+    pub bucket: Option<u32>,
+    pub kill_source: Option<KillSource>,
+    /// The requested key when the flag does not exist.
+    missing_flag: Option<Box<str>>,
+}
+
+impl Evaluation {
+    pub fn flag_key(&self) -> &str {
+        match self.flag_index {
+            Some(i) => &self.document.flags[i].key,
+            None => self.missing_flag.as_deref().unwrap_or(""),
+        }
+    }
+
+    pub fn variant_id(&self) -> Option<&str> {
+        let flag = &self.document.flags[self.flag_index?];
+        Some(&flag.variants[self.variant_index?].id)
+    }
+
+    pub fn payload(&self) -> Option<&Value> {
+        let flag = &self.document.flags[self.flag_index?];
+        Some(&flag.variants[self.variant_index?].payload)
+    }
+
+    pub fn payload_arc(&self) -> Option<&Arc<Value>> {
+        let flag = &self.document.flags[self.flag_index?];
+        Some(&flag.variants[self.variant_index?].payload)
+    }
+
+    pub fn rule_id(&self) -> Option<&str> {
+        let flag = &self.document.flags[self.flag_index?];
+        Some(&flag.rules[self.rule_index?].id)
+    }
+
+    pub fn revision(&self) -> &str {
+        self.document.revision()
+    }
+
+    pub fn revision_arc(&self) -> &Arc<str> {
+        self.document.revision_arc()
+    }
+
+    /// The result as JSON (`variant` falls back to `caller_default` when the flag is unknown).
+    pub fn to_json(&self, caller_default: Option<&str>) -> Value {
+        json!({
+            "flag": self.flag_key(),
+            "variant": self.variant_id().or(caller_default),
+            "payload": self.payload(),
+            "reason": self.reason.as_str(),
+            "rule_id": self.rule_id(),
+            "bucket": self.bucket,
+            "revision": self.revision(),
+            "kill_source": self.kill_source.map(KillSource::as_str),
+        })
+    }
+}

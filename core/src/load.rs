@@ -1,0 +1,1239 @@
+//! Validation and compilation of a JSON flag document into a [`Document`].
+//!
+//! The document is walked by hand rather than through `serde` derives so that every problem is
+//! reported with its exact path and a stable code, and so that *all* problems of a document are
+//! reported at once, not only the first. Nothing here runs on the evaluation path.
+
+use std::sync::Arc;
+
+use regex::RegexBuilder;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::{Map, Value};
+
+use crate::condition::{parse_version, Condition, Op, Scalar, SemverOp, Test, ValueSet, OPERATORS};
+use crate::document::{Action, Document, Flag, KillSwitch, Rule, Segment, Split, Variant};
+use crate::error::{Error, Problem, ProblemKind, Result};
+use crate::hash::{murmur3_32, HASH_VERSION, PERCENT_TOTAL};
+use crate::ramp::{Ramp, RampStep};
+use crate::time::{parse_duration, parse_timestamp, Millis};
+
+/// Documents larger than this are rejected before parsing (a runaway generator, a wrong file).
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// Longest accepted `matches` pattern, in bytes.
+pub const MAX_REGEX_LENGTH: usize = 1024;
+/// Compiled-size bound of one `matches` pattern (the regex crate's `size_limit`).
+pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
+
+/// Sections that a later version implements; they are rejected rather than silently ignored.
+const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] = &["fallback", "sticky", "guardrails", "budgets", "shadow"];
+
+pub(crate) fn from_slice(bytes: &[u8]) -> Result<Document> {
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(single(
+            "",
+            ProblemKind::DocumentTooLarge,
+            format!(
+                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
+        single(
+            "",
+            ProblemKind::InvalidJson,
+            format!(
+                "invalid JSON at line {}, column {}: {}",
+                err.line(),
+                err.column(),
+                json_error_reason(&err)
+            ),
+        )
+    })?;
+    from_value(value)
+}
+
+fn json_error_reason(err: &serde_json::Error) -> String {
+    // serde_json appends " at line L column C" to its message; the position is already said.
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+fn single(path: &str, kind: ProblemKind, message: String) -> Error {
+    Error::InvalidDocument {
+        problems: vec![Problem {
+            path: path.to_string(),
+            kind,
+            message,
+        }],
+    }
+}
+
+pub(crate) fn from_value(value: Value) -> Result<Document> {
+    let mut loader = Loader::default();
+    let compiled = loader.document(&value);
+    match compiled {
+        Some(parts) if loader.problems.is_empty() => Ok(parts.into_document(value)),
+        _ => Err(Error::InvalidDocument {
+            problems: loader.problems,
+        }),
+    }
+}
+
+struct Parts {
+    revision: Arc<str>,
+    kill: KillSwitch,
+    flags: Vec<Flag>,
+    segments: Vec<Segment>,
+}
+
+impl Parts {
+    fn into_document(mut self, source: Value) -> Document {
+        for flag in &mut self.flags {
+            flag.attributes = attributes_read(flag, &self.segments);
+        }
+        let flag_index: FxHashMap<Box<str>, usize> = self
+            .flags
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (Box::<str>::from(&*f.key), i))
+            .collect();
+        Document {
+            revision: self.revision,
+            kill: self.kill,
+            flags: self.flags,
+            flag_index,
+            segments: self.segments,
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// Every attribute evaluation of `flag` can read, in first-use order.
+fn attributes_read(flag: &Flag, segments: &[Segment]) -> Vec<Box<str>> {
+    let mut names: Vec<&str> = Vec::new();
+    for rule in &flag.rules {
+        if let Some(when) = &rule.when {
+            when.attributes(segments, &mut names);
+        }
+        if !matches!(rule.action, Action::Serve(_)) {
+            let unit = rule.bucket_by.as_deref().unwrap_or(&flag.bucket_by);
+            if !names.contains(&unit) {
+                names.push(unit);
+            }
+        }
+    }
+    names.into_iter().map(Box::from).collect()
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    problems: Vec<Problem>,
+}
+
+/// The variants of the flag being compiled, for resolving references.
+struct VariantNames<'a> {
+    ids: Vec<&'a str>,
+}
+
+impl VariantNames<'_> {
+    fn find(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|v| *v == id)
+    }
+}
+
+impl Loader {
+    fn report(&mut self, path: &str, kind: ProblemKind, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_string(),
+            kind,
+            message: message.into(),
+        });
+    }
+
+    fn object<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v Map<String, Value>> {
+        match value {
+            Value::Object(map) => Some(map),
+            other => {
+                self.report(
+                    path,
+                    ProblemKind::WrongType,
+                    format!("expected an object, found {}", json_type(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reports every key of `map` that is not in `allowed` (or that is known but unsupported).
+    fn check_fields(&mut self, path: &str, map: &Map<String, Value>, allowed: &[&str], unsupported: &[&str]) {
+        for key in map.keys() {
+            if allowed.contains(&key.as_str()) {
+                continue;
+            }
+            if unsupported.contains(&key.as_str()) {
+                self.report(
+                    &join(path, key),
+                    ProblemKind::UnsupportedField,
+                    format!("\"{key}\" is not supported by this version of flagrail yet (it would be silently ignored)"),
+                );
+            } else {
+                let hint = closest(key, allowed)
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                self.report(
+                    &join(path, key),
+                    ProblemKind::UnknownField,
+                    format!("unknown field \"{key}\"{hint}; expected one of: {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn string<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v str> {
+        match value {
+            Value::String(s) => Some(s),
+            other => {
+                self.report(
+                    path,
+                    ProblemKind::WrongType,
+                    format!("expected a string, found {}", json_type(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn non_empty_string<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v str> {
+        let s = self.string(path, value)?;
+        if s.is_empty() {
+            self.report(path, ProblemKind::InvalidValue, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    fn optional_string(&mut self, path: &str, map: &Map<String, Value>, key: &str) -> Option<String> {
+        map.get(key)
+            .and_then(|v| self.string(&join(path, key), v))
+            .map(str::to_string)
+    }
+
+    fn boolean(&mut self, path: &str, value: &Value) -> Option<bool> {
+        match value {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.report(
+                    path,
+                    ProblemKind::WrongType,
+                    format!("expected true or false, found {}", json_type(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn timestamp(&mut self, path: &str, value: &Value) -> Option<Millis> {
+        let text = self.string(path, value)?;
+        let parsed = parse_timestamp(text);
+        if parsed.is_none() {
+            self.report(
+                path,
+                ProblemKind::InvalidDate,
+                format!("\"{text}\" is not an RFC 3339 timestamp (2026-11-21T09:00:00Z) or a date (2026-11-21)"),
+            );
+        }
+        parsed
+    }
+
+    fn duration(&mut self, path: &str, value: &Value) -> Option<Millis> {
+        let text = self.string(path, value)?;
+        let parsed = parse_duration(text);
+        if parsed.is_none() {
+            self.report(
+                path,
+                ProblemKind::InvalidDuration,
+                format!("\"{text}\" is not a duration (examples: 500ms, 30s, 90m, 24h, 7d, 1h30m)"),
+            );
+        }
+        parsed
+    }
+
+    fn required<'v>(&mut self, path: &str, map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+        let value = map.get(key);
+        if value.is_none() {
+            self.report(
+                &join(path, key),
+                ProblemKind::MissingField,
+                format!("\"{key}\" is required"),
+            );
+        }
+        value
+    }
+
+    fn variant_ref(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str) -> Option<usize> {
+        let id = self.string(path, value)?;
+        let found = variants.find(id);
+        if found.is_none() {
+            self.report(
+                path,
+                ProblemKind::UnknownVariant,
+                format!(
+                    "flag \"{flag}\" has no variant \"{id}\" (variants: {})",
+                    variants.ids.join(", ")
+                ),
+            );
+        }
+        found
+    }
+
+    // ---- document -------------------------------------------------------------------------
+
+    fn document(&mut self, value: &Value) -> Option<Parts> {
+        let map = self.object("", value)?;
+        self.check_fields(
+            "",
+            map,
+            &["$schema", "revision", "description", "hash_version", "kill", "segments", "flags"],
+            &["budgets"],
+        );
+        let revision: Arc<str> = match map.get("revision") {
+            Some(v) => Arc::from(self.non_empty_string("revision", v).unwrap_or("")),
+            None => {
+                // A document without a revision still needs an identity for telemetry: a hash
+                // of its canonical text.
+                let text = value.to_string();
+                Arc::from(format!("sha-{:08x}", murmur3_32(text.as_bytes(), 0)))
+            }
+        };
+        if let Some(v) = map.get("hash_version") {
+            match v.as_u64() {
+                Some(n) if n == u64::from(HASH_VERSION) => {}
+                _ => self.report(
+                    "hash_version",
+                    ProblemKind::UnsupportedHashVersion,
+                    format!("this build implements bucketing hash_version {HASH_VERSION} only, found {v}"),
+                ),
+            }
+        }
+        if let Some(v) = map.get("description") {
+            self.string("description", v);
+        }
+        let kill = match map.get("kill") {
+            Some(v) => self.kill_switch("kill", v, None, ""),
+            None => KillSwitch::default(),
+        };
+        let segments = match map.get("segments") {
+            Some(v) => self.segments(v),
+            None => Vec::new(),
+        };
+        let flags = match self.required("", map, "flags") {
+            Some(v) => self.flags(v, &segments),
+            None => Vec::new(),
+        };
+        Some(Parts {
+            revision,
+            kill,
+            flags,
+            segments,
+        })
+    }
+
+    fn kill_switch(&mut self, path: &str, value: &Value, variants: Option<&VariantNames<'_>>, flag: &str) -> KillSwitch {
+        let mut kill = KillSwitch::default();
+        let Some(map) = self.object(path, value) else {
+            return kill;
+        };
+        let allowed: &[&str] = if variants.is_some() {
+            &["active", "serve", "reason", "actor", "at"]
+        } else {
+            &["active", "reason", "actor", "at"]
+        };
+        self.check_fields(path, map, allowed, &[]);
+        if let Some(v) = self.required(path, map, "active") {
+            kill.active = self.boolean(&join(path, "active"), v).unwrap_or(false);
+        }
+        if let (Some(v), Some(variants)) = (map.get("serve"), variants) {
+            kill.serve = self.variant_ref(&join(path, "serve"), v, variants, flag);
+        }
+        kill.reason = self.optional_string(path, map, "reason");
+        kill.actor = self.optional_string(path, map, "actor");
+        if let Some(v) = map.get("at") {
+            kill.at = self.timestamp(&join(path, "at"), v);
+        }
+        kill
+    }
+
+    // ---- segments -------------------------------------------------------------------------
+
+    fn segments(&mut self, value: &Value) -> Vec<Segment> {
+        let Some(map) = self.object("segments", value) else {
+            return Vec::new();
+        };
+        let names: Vec<&str> = map.keys().map(String::as_str).collect();
+        // Cycles are found on the raw JSON first so that compilation can assume a DAG.
+        let mut cyclic = FxHashSet::default();
+        for name in &names {
+            let mut stack = Vec::new();
+            if let Some(cycle) = find_cycle(map, name, &mut stack) {
+                if cycle.first() == Some(&name.to_string()) && cyclic.insert(name.to_string()) {
+                    self.report(
+                        &join("segments", name),
+                        ProblemKind::SegmentCycle,
+                        format!("segment references form a cycle: {}", cycle.join(" -> ")),
+                    );
+                }
+            }
+        }
+        let mut segments = Vec::with_capacity(map.len());
+        for (name, body) in map {
+            let path = join("segments", name);
+            if name.is_empty() {
+                self.report(&path, ProblemKind::InvalidValue, "segment names must not be empty");
+            }
+            let condition = if cyclic.contains(name) {
+                None
+            } else {
+                self.condition(&path, body, &names)
+            };
+            segments.push(Segment {
+                name: name.as_str().into(),
+                // A placeholder never evaluates: the document is rejected when any problem exists.
+                condition: condition.unwrap_or(Condition::Any(Vec::new())),
+            });
+        }
+        segments
+    }
+
+    // ---- conditions -----------------------------------------------------------------------
+
+    fn condition(&mut self, path: &str, value: &Value, segments: &[&str]) -> Option<Condition> {
+        let map = self.object(path, value)?;
+        let shape = ["all", "any", "not", "segment", "attr"]
+            .into_iter()
+            .filter(|k| map.contains_key(*k))
+            .collect::<Vec<_>>();
+        match shape.as_slice() {
+            ["all"] | ["any"] => {
+                let key = shape[0];
+                self.check_fields(path, map, &[key], &[]);
+                let list_path = join(path, key);
+                let Value::Array(items) = &map[key] else {
+                    self.report(&list_path, ProblemKind::WrongType, "expected an array of conditions");
+                    return None;
+                };
+                if items.is_empty() {
+                    self.report(&list_path, ProblemKind::InvalidValue, "must list at least one condition");
+                }
+                let compiled: Vec<Option<Condition>> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.condition(&index(&list_path, i), item, segments))
+                    .collect();
+                let compiled: Option<Vec<Condition>> = compiled.into_iter().collect();
+                let compiled = compiled?;
+                Some(if key == "all" {
+                    Condition::All(compiled)
+                } else {
+                    Condition::Any(compiled)
+                })
+            }
+            ["not"] => {
+                self.check_fields(path, map, &["not"], &[]);
+                let inner = self.condition(&join(path, "not"), &map["not"], segments)?;
+                Some(Condition::Not(Box::new(inner)))
+            }
+            ["segment"] => {
+                self.check_fields(path, map, &["segment"], &[]);
+                let seg_path = join(path, "segment");
+                let name = self.string(&seg_path, &map["segment"])?;
+                match segments.iter().position(|s| *s == name) {
+                    Some(i) => Some(Condition::Segment(i)),
+                    None => {
+                        self.report(
+                            &seg_path,
+                            ProblemKind::UnknownSegment,
+                            format!("no segment named \"{name}\""),
+                        );
+                        None
+                    }
+                }
+            }
+            ["attr"] => {
+                self.check_fields(path, map, &["attr", "op", "value"], &[]);
+                self.test(path, map).map(Condition::Test)
+            }
+            [] => {
+                self.report(
+                    path,
+                    ProblemKind::InvalidValue,
+                    "a condition needs one of \"attr\" (with \"op\"), \"segment\", \"all\", \"any\" or \"not\"",
+                );
+                None
+            }
+            _ => {
+                self.report(
+                    path,
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "a condition has exactly one of attr/segment/all/any/not, found {}; combine them with \"all\"",
+                        shape.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn test(&mut self, path: &str, map: &Map<String, Value>) -> Option<Test> {
+        let attr = self.non_empty_string(&join(path, "attr"), &map["attr"]);
+        let op_path = join(path, "op");
+        let op_name = self.required(path, map, "op").and_then(|v| self.string(&op_path, v));
+        let op_name = op_name?;
+        if !OPERATORS.contains(&op_name) {
+            let hint = closest(op_name, OPERATORS)
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            self.report(
+                &op_path,
+                ProblemKind::UnknownOperator,
+                format!("unknown operator \"{op_name}\"{hint}"),
+            );
+            return None;
+        }
+        let value_path = join(path, "value");
+        let value = map.get("value");
+        if op_name == "exists" {
+            if value.is_some() {
+                self.report(&value_path, ProblemKind::InvalidValue, "\"exists\" takes no value");
+            }
+            return Some(Test {
+                attr: attr?.into(),
+                op: Op::Exists,
+            });
+        }
+        let Some(value) = value else {
+            self.report(
+                &value_path,
+                ProblemKind::MissingField,
+                format!("operator \"{op_name}\" needs a \"value\""),
+            );
+            return None;
+        };
+        let op = match op_name {
+            "eq" => Op::Eq(self.scalar(&value_path, value)?),
+            "ne" => Op::Ne(self.scalar(&value_path, value)?),
+            "in" => Op::In(self.value_set(&value_path, value)?),
+            "not_in" => Op::NotIn(self.value_set(&value_path, value)?),
+            "contains" => Op::Contains(self.strings(&value_path, value)?),
+            "starts_with" => Op::StartsWith(self.strings(&value_path, value)?),
+            "ends_with" => Op::EndsWith(self.strings(&value_path, value)?),
+            "matches" => Op::Matches(Box::new(self.regex(&value_path, value)?)),
+            "gt" => Op::Gt(self.number(&value_path, value)?),
+            "gte" => Op::Gte(self.number(&value_path, value)?),
+            "lt" => Op::Lt(self.number(&value_path, value)?),
+            "lte" => Op::Lte(self.number(&value_path, value)?),
+            "before" => Op::Before(self.timestamp(&value_path, value)?),
+            "after" => Op::After(self.timestamp(&value_path, value)?),
+            semver_op => {
+                let which = match semver_op {
+                    "semver_eq" => SemverOp::Eq,
+                    "semver_ne" => SemverOp::Ne,
+                    "semver_gt" => SemverOp::Gt,
+                    "semver_gte" => SemverOp::Gte,
+                    "semver_lt" => SemverOp::Lt,
+                    _ => SemverOp::Lte,
+                };
+                let text = self.string(&value_path, value)?;
+                let Some(version) = parse_version(text) else {
+                    self.report(
+                        &value_path,
+                        ProblemKind::InvalidSemver,
+                        format!("\"{text}\" is not a semantic version (1.4.2, 2.0.0-beta.1)"),
+                    );
+                    return None;
+                };
+                Op::Semver(which, version)
+            }
+        };
+        Some(Test {
+            attr: attr?.into(),
+            op,
+        })
+    }
+
+    fn scalar(&mut self, path: &str, value: &Value) -> Option<Scalar> {
+        match value {
+            Value::String(s) => Some(Scalar::Str(s.as_str().into())),
+            Value::Bool(b) => Some(Scalar::Bool(*b)),
+            Value::Number(n) => n.as_f64().map(Scalar::Num),
+            other => {
+                self.report(
+                    path,
+                    ProblemKind::WrongType,
+                    format!("expected a string, number or boolean, found {}", json_type(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn value_set(&mut self, path: &str, value: &Value) -> Option<ValueSet> {
+        let Value::Array(items) = value else {
+            self.report(
+                path,
+                ProblemKind::WrongType,
+                format!("expected an array, found {}", json_type(value)),
+            );
+            return None;
+        };
+        let mut set = ValueSet::default();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.scalar(&index(path, i), item) {
+                Some(Scalar::Str(s)) => {
+                    set.strings.insert(s);
+                }
+                Some(Scalar::Num(n)) => set.numbers.push(n),
+                Some(Scalar::Bool(b)) => set.bools.push(b),
+                None => ok = false,
+            }
+        }
+        ok.then_some(set)
+    }
+
+    /// A string, or a non-empty array of strings (any of which may match).
+    fn strings(&mut self, path: &str, value: &Value) -> Option<Vec<Box<str>>> {
+        match value {
+            Value::String(s) => Some(vec![s.as_str().into()]),
+            Value::Array(items) if !items.is_empty() => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    out.push(Box::from(self.string(&index(path, i), item)?));
+                }
+                Some(out)
+            }
+            other => {
+                self.report(
+                    path,
+                    ProblemKind::WrongType,
+                    format!("expected a string or a non-empty array of strings, found {}", json_type(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, path: &str, value: &Value) -> Option<f64> {
+        match value.as_f64() {
+            Some(n) => Some(n),
+            None => {
+                self.report(
+                    path,
+                    ProblemKind::WrongType,
+                    format!("expected a number, found {}", json_type(value)),
+                );
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, path: &str, value: &Value) -> Option<regex::Regex> {
+        let pattern = self.string(path, value)?;
+        if pattern.len() > MAX_REGEX_LENGTH {
+            self.report(
+                path,
+                ProblemKind::InvalidRegex,
+                format!("pattern is {} bytes; the limit is {MAX_REGEX_LENGTH}", pattern.len()),
+            );
+            return None;
+        }
+        match RegexBuilder::new(pattern)
+            .size_limit(MAX_REGEX_COMPILED_BYTES)
+            .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
+            .build()
+        {
+            Ok(regex) => Some(regex),
+            Err(err) => {
+                let reason = match err {
+                    regex::Error::CompiledTooBig(limit) => {
+                        format!("pattern compiles to more than {limit} bytes")
+                    }
+                    other => other.to_string().lines().last().unwrap_or("").trim().to_string(),
+                };
+                self.report(path, ProblemKind::InvalidRegex, format!("invalid pattern: {reason}"));
+                None
+            }
+        }
+    }
+
+    // ---- flags ----------------------------------------------------------------------------
+
+    fn flags(&mut self, value: &Value, segments: &[Segment]) -> Vec<Flag> {
+        let Some(map) = self.object("flags", value) else {
+            return Vec::new();
+        };
+        let segment_names: Vec<&str> = segments.iter().map(|s| &*s.name).collect();
+        map.iter()
+            .filter_map(|(key, body)| self.flag(key, body, &segment_names))
+            .collect()
+    }
+
+    fn flag(&mut self, key: &str, value: &Value, segments: &[&str]) -> Option<Flag> {
+        let path = join("flags", key);
+        if key.is_empty() {
+            self.report(&path, ProblemKind::InvalidValue, "flag keys must not be empty");
+        }
+        let map = self.object(&path, value)?;
+        self.check_fields(
+            &path,
+            map,
+            &[
+                "description",
+                "owner",
+                "expires",
+                "tags",
+                "bucket_by",
+                "salt",
+                "variants",
+                "default",
+                "kill",
+                "rules",
+            ],
+            NOT_YET_SUPPORTED_FLAG_FIELDS,
+        );
+        let description = self.optional_string(&path, map, "description");
+        let owner = self.optional_string(&path, map, "owner");
+        let expires = map
+            .get("expires")
+            .and_then(|v| self.timestamp(&join(&path, "expires"), v));
+        let tags = match map.get("tags") {
+            Some(v) => self
+                .strings(&join(&path, "tags"), v)
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            None => Vec::new(),
+        };
+        let bucket_by: Box<str> = match map.get("bucket_by") {
+            Some(v) => self.non_empty_string(&join(&path, "bucket_by"), v).unwrap_or("user_id").into(),
+            None => "user_id".into(),
+        };
+        let salt: Box<str> = match map.get("salt") {
+            Some(v) => self.string(&join(&path, "salt"), v).unwrap_or(key).into(),
+            None => key.into(),
+        };
+
+        let variants_path = join(&path, "variants");
+        let variant_map = self
+            .required(&path, map, "variants")
+            .and_then(|v| self.object(&variants_path, v));
+        let mut variants = Vec::new();
+        if let Some(variant_map) = variant_map {
+            if variant_map.is_empty() {
+                self.report(&variants_path, ProblemKind::InvalidValue, "a flag needs at least one variant");
+            }
+            for (id, payload) in variant_map {
+                if id.is_empty() {
+                    self.report(&variants_path, ProblemKind::InvalidValue, "variant ids must not be empty");
+                }
+                variants.push(Variant {
+                    id: Arc::from(id.as_str()),
+                    payload: Arc::new(payload.clone()),
+                });
+            }
+        }
+        let names = VariantNames {
+            ids: variants.iter().map(|v| &*v.id).collect(),
+        };
+        let default = self
+            .required(&path, map, "default")
+            .and_then(|v| self.variant_ref(&join(&path, "default"), v, &names, key));
+        let kill = match map.get("kill") {
+            Some(v) => self.kill_switch(&join(&path, "kill"), v, Some(&names), key),
+            None => KillSwitch::default(),
+        };
+        let rules = match map.get("rules") {
+            Some(v) => self.rules(&join(&path, "rules"), v, &names, key, segments),
+            None => Vec::new(),
+        };
+        Some(Flag {
+            key: Arc::from(key),
+            description,
+            owner,
+            expires,
+            tags,
+            bucket_by,
+            salt,
+            default: default?,
+            kill,
+            rules,
+            variants,
+            attributes: Vec::new(),
+        })
+    }
+
+    fn rules(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str, segments: &[&str]) -> Vec<Rule> {
+        let Value::Array(items) = value else {
+            self.report(
+                path,
+                ProblemKind::WrongType,
+                format!("expected an array of rules, found {}", json_type(value)),
+            );
+            return Vec::new();
+        };
+        let mut seen_ids: FxHashMap<String, usize> = FxHashMap::default();
+        let mut rules = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let rule_path = index(path, i);
+            let Some(rule) = self.rule(&rule_path, i, item, variants, flag, segments) else {
+                continue;
+            };
+            if let Some(first) = seen_ids.insert(rule.id.to_string(), i) {
+                self.report(
+                    &join(&rule_path, "id"),
+                    ProblemKind::DuplicateRuleId,
+                    format!("rule id \"{}\" is already used by rules[{first}]", rule.id),
+                );
+            }
+            rules.push(rule);
+        }
+        rules
+    }
+
+    fn rule(
+        &mut self,
+        path: &str,
+        position: usize,
+        value: &Value,
+        variants: &VariantNames<'_>,
+        flag: &str,
+        segments: &[&str],
+    ) -> Option<Rule> {
+        let map = self.object(path, value)?;
+        self.check_fields(
+            path,
+            map,
+            &["id", "description", "when", "serve", "split", "ramp", "bucket_by", "salt"],
+            &[],
+        );
+        let id: Arc<str> = match map.get("id") {
+            Some(v) => Arc::from(self.non_empty_string(&join(path, "id"), v).unwrap_or("")),
+            // Unnamed rules are named by position, the same way error paths name them.
+            None => Arc::from(format!("rules[{position}]")),
+        };
+        let description = self.optional_string(path, map, "description");
+        let when = match map.get("when") {
+            Some(v) => Some(self.condition(&join(path, "when"), v, segments)?),
+            None => None,
+        };
+        let actions: Vec<&str> = ["serve", "split", "ramp"]
+            .into_iter()
+            .filter(|k| map.contains_key(*k))
+            .collect();
+        let action = match actions.as_slice() {
+            ["serve"] => Action::Serve(self.variant_ref(&join(path, "serve"), &map["serve"], variants, flag)?),
+            ["split"] => Action::Split(self.split(&join(path, "split"), &map["split"], variants, flag)?),
+            ["ramp"] => Action::Ramp(self.ramp(&join(path, "ramp"), &map["ramp"], variants, flag)?),
+            [] => {
+                self.report(
+                    path,
+                    ProblemKind::MissingField,
+                    "a rule needs one of \"serve\", \"split\" or \"ramp\"",
+                );
+                return None;
+            }
+            _ => {
+                self.report(
+                    path,
+                    ProblemKind::InvalidValue,
+                    format!("a rule has exactly one of serve/split/ramp, found {}", actions.join(", ")),
+                );
+                return None;
+            }
+        };
+        let is_bucketed = !matches!(action, Action::Serve(_));
+        let mut bucket_by = None;
+        let mut salt = None;
+        for key in ["bucket_by", "salt"] {
+            let Some(v) = map.get(key) else { continue };
+            let field_path = join(path, key);
+            if !is_bucketed {
+                self.report(
+                    &field_path,
+                    ProblemKind::InvalidValue,
+                    format!("\"{key}\" only applies to rules with a split or a ramp"),
+                );
+                continue;
+            }
+            if key == "bucket_by" {
+                bucket_by = self.non_empty_string(&field_path, v).map(Box::from);
+            } else {
+                salt = self.string(&field_path, v).map(Box::from);
+            }
+        }
+        Some(Rule {
+            id,
+            description,
+            when,
+            action,
+            bucket_by,
+            salt,
+        })
+    }
+
+    /// A percentage as thousandths of a percent, or `None` (reported) when out of range or
+    /// finer than 0.001 %.
+    fn percent(&mut self, path: &str, value: &Value, allow_zero: bool) -> Option<u32> {
+        let Some(p) = value.as_f64() else {
+            self.report(
+                path,
+                ProblemKind::WrongType,
+                format!("expected a number of percent, found {}", json_type(value)),
+            );
+            return None;
+        };
+        let lower_ok = if allow_zero { p >= 0.0 } else { p > 0.0 };
+        if !lower_ok || p > 100.0 {
+            let range = if allow_zero { "0 to 100" } else { "above 0 and at most 100" };
+            self.report(path, ProblemKind::InvalidValue, format!("percent must be {range}, found {p}"));
+            return None;
+        }
+        if decimals_of(value).is_none_or(|d| d > 3) {
+            self.report(
+                path,
+                ProblemKind::PercentPrecision,
+                format!("{p} % is finer than the 0.001 % resolution of bucketing"),
+            );
+            return None;
+        }
+        let rounded = (p * 1000.0).round();
+        Some(rounded as u32)
+    }
+
+    fn split(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str) -> Option<Split> {
+        let Value::Array(items) = value else {
+            self.report(
+                path,
+                ProblemKind::WrongType,
+                format!("expected an array of {{\"variant\", \"weight\" | \"percent\"}}, found {}", json_type(value)),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.report(path, ProblemKind::InvalidValue, "a split needs at least one variant");
+            return None;
+        }
+        let mut uses_percent = None;
+        let mut entries = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let entry_path = index(path, i);
+            let Some(map) = self.object(&entry_path, item) else {
+                ok = false;
+                continue;
+            };
+            self.check_fields(&entry_path, map, &["variant", "weight", "percent"], &[]);
+            let variant = self
+                .required(&entry_path, map, "variant")
+                .and_then(|v| self.variant_ref(&join(&entry_path, "variant"), v, variants, flag));
+            let weight = match (map.get("weight"), map.get("percent")) {
+                (Some(w), None) => {
+                    if uses_percent == Some(true) {
+                        self.report(&entry_path, ProblemKind::InvalidWeights, "mixes \"weight\" and \"percent\" in one split");
+                    }
+                    uses_percent = Some(false);
+                    match w.as_u64() {
+                        Some(n) if n <= u64::from(u32::MAX) => Some(n as u32),
+                        _ => {
+                            self.report(
+                                &join(&entry_path, "weight"),
+                                ProblemKind::InvalidValue,
+                                format!("a weight is a whole number from 0 to {}, found {w}", u32::MAX),
+                            );
+                            None
+                        }
+                    }
+                }
+                (None, Some(p)) => {
+                    if uses_percent == Some(false) {
+                        self.report(&entry_path, ProblemKind::InvalidWeights, "mixes \"weight\" and \"percent\" in one split");
+                    }
+                    uses_percent = Some(true);
+                    self.percent(&join(&entry_path, "percent"), p, true)
+                }
+                (Some(_), Some(_)) => {
+                    self.report(&entry_path, ProblemKind::InvalidValue, "give either \"weight\" or \"percent\", not both");
+                    None
+                }
+                (None, None) => {
+                    self.report(&entry_path, ProblemKind::MissingField, "each split entry needs a \"weight\" or a \"percent\"");
+                    None
+                }
+            };
+            match (variant, weight) {
+                (Some(v), Some(w)) => {
+                    if entries.iter().any(|(_, existing)| *existing == v) {
+                        self.report(
+                            &join(&entry_path, "variant"),
+                            ProblemKind::InvalidValue,
+                            format!("variant \"{}\" appears twice in this split", variants.ids[v]),
+                        );
+                        ok = false;
+                    }
+                    entries.push((w, v));
+                }
+                _ => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let total: u64 = entries.iter().map(|(w, _)| u64::from(*w)).sum();
+        if uses_percent == Some(true) && total != u64::from(PERCENT_TOTAL) {
+            self.report(
+                path,
+                ProblemKind::InvalidWeights,
+                format!("percentages add up to {} %, not 100 %", total as f64 / 1000.0),
+            );
+            return None;
+        }
+        if total == 0 || total > u64::from(u32::MAX) {
+            self.report(
+                path,
+                ProblemKind::InvalidWeights,
+                format!("weights must add up to between 1 and {}, found {total}", u32::MAX),
+            );
+            return None;
+        }
+        let mut upper = 0u32;
+        let ranges = entries
+            .into_iter()
+            .map(|(weight, variant)| {
+                upper += weight;
+                (upper, variant)
+            })
+            .collect();
+        Some(Split {
+            ranges,
+            total: total as u32,
+        })
+    }
+
+    fn ramp(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str) -> Option<Ramp> {
+        let map = self.object(path, value)?;
+        self.check_fields(
+            path,
+            map,
+            &["variant", "baseline", "start", "steps", "paused_at", "rolled_back"],
+            &[],
+        );
+        let variant = self
+            .required(path, map, "variant")
+            .and_then(|v| self.variant_ref(&join(path, "variant"), v, variants, flag));
+        let baseline = match map.get("baseline") {
+            Some(v) => {
+                let b = self.variant_ref(&join(path, "baseline"), v, variants, flag);
+                if b.is_some() && b == variant {
+                    self.report(
+                        &join(path, "baseline"),
+                        ProblemKind::InvalidValue,
+                        "the baseline must differ from the ramped variant",
+                    );
+                }
+                b
+            }
+            None => None,
+        };
+        let start = self
+            .required(path, map, "start")
+            .and_then(|v| self.timestamp(&join(path, "start"), v));
+        let paused_at = map
+            .get("paused_at")
+            .and_then(|v| self.timestamp(&join(path, "paused_at"), v));
+        let rolled_back = map
+            .get("rolled_back")
+            .and_then(|v| self.boolean(&join(path, "rolled_back"), v))
+            .unwrap_or(false);
+        let steps_path = join(path, "steps");
+        let steps_value = self.required(path, map, "steps")?;
+        let Value::Array(items) = steps_value else {
+            self.report(&steps_path, ProblemKind::WrongType, "expected an array of {\"percent\", \"hold\"}");
+            return None;
+        };
+        if items.is_empty() {
+            self.report(&steps_path, ProblemKind::InvalidValue, "a ramp needs at least one step");
+            return None;
+        }
+        let mut steps = Vec::with_capacity(items.len());
+        let mut begins = start.unwrap_or(0);
+        let mut previous: Option<u32> = None;
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let step_path = index(&steps_path, i);
+            let Some(step) = self.object(&step_path, item) else {
+                ok = false;
+                continue;
+            };
+            self.check_fields(&step_path, step, &["percent", "hold"], &[]);
+            let milli_percent = self
+                .required(&step_path, step, "percent")
+                .and_then(|v| self.percent(&join(&step_path, "percent"), v, false));
+            let is_last = i + 1 == items.len();
+            let hold = match step.get("hold") {
+                Some(v) => {
+                    let hold = self.duration(&join(&step_path, "hold"), v);
+                    if hold == Some(0) {
+                        self.report(&join(&step_path, "hold"), ProblemKind::InvalidDuration, "a hold must be longer than 0");
+                    }
+                    hold
+                }
+                None if is_last => None,
+                None => {
+                    self.report(
+                        &join(&step_path, "hold"),
+                        ProblemKind::MissingField,
+                        "every step but the last needs a \"hold\" (how long it lasts)",
+                    );
+                    ok = false;
+                    None
+                }
+            };
+            let Some(milli_percent) = milli_percent else {
+                ok = false;
+                continue;
+            };
+            if let Some(prev) = previous {
+                if milli_percent <= prev {
+                    self.report(
+                        &join(&step_path, "percent"),
+                        ProblemKind::RampNotIncreasing,
+                        format!(
+                            "ramp steps must strictly increase: {} % follows {} %",
+                            milli_percent as f64 / 1000.0,
+                            prev as f64 / 1000.0
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            previous = Some(milli_percent);
+            steps.push(RampStep {
+                milli_percent,
+                hold,
+                begins,
+            });
+            begins = begins.saturating_add(hold.unwrap_or(0));
+        }
+        if !ok {
+            return None;
+        }
+        Some(Ramp {
+            variant: variant?,
+            baseline,
+            start: start?,
+            steps,
+            paused_at,
+            rolled_back,
+        })
+    }
+}
+
+/// How many decimals the shortest text of a JSON number has (`12.345` → 3, `1e-5` → 5).
+fn decimals_of(value: &Value) -> Option<i64> {
+    let text = value.as_number()?.to_string();
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], text[at + 1..].parse::<i64>().ok()?),
+        None => (text.as_str(), 0),
+    };
+    let fraction = mantissa.split_once('.').map_or("", |(_, f)| f.trim_end_matches('0'));
+    Some((fraction.len() as i64 - exponent).max(0))
+}
+
+/// Finds a cycle through `name` in the raw segment definitions; returns the path of names.
+fn find_cycle(segments: &Map<String, Value>, name: &str, stack: &mut Vec<String>) -> Option<Vec<String>> {
+    if let Some(pos) = stack.iter().position(|s| s == name) {
+        let mut cycle = stack[pos..].to_vec();
+        cycle.push(name.to_string());
+        return Some(cycle);
+    }
+    let body = segments.get(name)?;
+    stack.push(name.to_string());
+    let mut refs = Vec::new();
+    collect_segment_refs(body, &mut refs);
+    for reference in refs {
+        if let Some(cycle) = find_cycle(segments, &reference, stack) {
+            stack.pop();
+            return Some(cycle);
+        }
+    }
+    stack.pop();
+    None
+}
+
+fn collect_segment_refs(value: &Value, out: &mut Vec<String>) {
+    let Value::Object(map) = value else { return };
+    if let Some(Value::String(name)) = map.get("segment") {
+        out.push(name.clone());
+    }
+    for key in ["all", "any"] {
+        if let Some(Value::Array(items)) = map.get(key) {
+            items.iter().for_each(|item| collect_segment_refs(item, out));
+        }
+    }
+    if let Some(inner) = map.get("not") {
+        collect_segment_refs(inner, out);
+    }
+}
+
+/// The closest candidate by edit distance, when it is close enough to be a likely typo.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d > 0)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b_chars: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b_chars.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b_chars.iter().enumerate() {
+            let next = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b_chars.len()]
+}
