@@ -345,7 +345,10 @@ mod tests {
         assert_eq!(ne.apply(&Attr::Missing), None);
         assert_eq!(ne.apply(&Attr::Int(3)), None);
         assert_eq!(ne.apply(&Attr::Str("y")), Some(true));
-        let list = Attr::List(Cow::Owned(vec![Cow::Borrowed("beta"), Cow::Borrowed("staff")]));
+        let list = Attr::List(Cow::Owned(vec![
+            Cow::Borrowed("beta"),
+            Cow::Borrowed("staff"),
+        ]));
         assert_eq!(Op::Contains(vec!["staff".into()]).apply(&list), Some(true));
         assert_eq!(Op::Contains(vec!["sta".into()]).apply(&list), Some(false));
         assert_eq!(Op::Gt(1.5).apply(&Attr::Int(2)), Some(true));

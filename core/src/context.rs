@@ -79,7 +79,10 @@ fn shorten<'s>(value: &'s Attr<'_>) -> Attr<'s> {
         Attr::Float(f) => Attr::Float(*f),
         Attr::Bool(b) => Attr::Bool(*b),
         Attr::List(items) => Attr::List(std::borrow::Cow::Owned(
-            items.iter().map(|s| std::borrow::Cow::Borrowed(&**s)).collect(),
+            items
+                .iter()
+                .map(|s| std::borrow::Cow::Borrowed(&**s))
+                .collect(),
         )),
         Attr::Unsupported(name) => Attr::Unsupported(name),
     }

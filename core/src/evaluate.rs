@@ -324,7 +324,8 @@ impl Document {
         for (rule_index, rule) in flag.rules.iter().enumerate() {
             if let Some(when) = &rule.when {
                 if !when.matches(ctx, &self.segments, trace) {
-                    trace.note(|| json!({ "step": "rule", "rule_id": &*rule.id, "matched": false }));
+                    trace
+                        .note(|| json!({ "step": "rule", "rule_id": &*rule.id, "matched": false }));
                     continue;
                 }
             }
@@ -332,7 +333,9 @@ impl Document {
                 Action::Serve(variant) => Some((*variant, Reason::TargetingMatch, None)),
                 Action::Split(split) => self
                     .bucket_of(flag, rule, ctx, split.total, trace)
-                    .and_then(|bucket| split.pick(bucket).map(|v| (v, Reason::Split, Some(bucket)))),
+                    .and_then(|bucket| {
+                        split.pick(bucket).map(|v| (v, Reason::Split, Some(bucket)))
+                    }),
                 Action::Ramp(ramp) => self.ramp_outcome(flag, rule, ramp, ctx, now, trace),
             };
             match outcome {
@@ -350,7 +353,8 @@ impl Document {
                     return decision;
                 }
                 None => {
-                    trace.note(|| json!({ "step": "rule", "rule_id": &*rule.id, "matched": false }));
+                    trace
+                        .note(|| json!({ "step": "rule", "rule_id": &*rule.id, "matched": false }));
                 }
             }
         }

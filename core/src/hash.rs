@@ -17,7 +17,10 @@ pub const PERCENT_TOTAL: u32 = 100_000;
 #[inline(always)]
 fn mix_block(h: u32, block: u32) -> u32 {
     let k = block.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 #[inline(always)]
@@ -58,7 +61,10 @@ pub fn murmur3_32_two(first: &[u8], second: &[u8], seed: u32) -> u32 {
         }
         let mut blocks = rest.chunks_exact(4);
         for block in &mut blocks {
-            h = mix_block(h, u32::from_le_bytes([block[0], block[1], block[2], block[3]]));
+            h = mix_block(
+                h,
+                u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            );
         }
         let remainder = blocks.remainder();
         carry[..remainder.len()].copy_from_slice(remainder);
@@ -124,7 +130,10 @@ impl IntUnit {
             pos -= 1;
             buf[pos] = b'-';
         }
-        IntUnit { buf, start: pos as u8 }
+        IntUnit {
+            buf,
+            start: pos as u8,
+        }
     }
 
     pub fn as_str(&self) -> &str {

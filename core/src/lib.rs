@@ -6,7 +6,10 @@
 //! - [`evaluate`]: the decision order (kill → rules → default) and `explain`;
 //! - [`condition`]: targeting operators; [`ramp`]: scheduled ramps; [`hash`]: bucketing v1;
 //! - [`live`]: the shared, hot-swappable handle ([`Flags`]) with file reload and status.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod condition;
 pub mod context;
@@ -24,4 +27,6 @@ pub use document::{Document, Flag, Variant};
 pub use error::{Error, Problem, ProblemKind, Result};
 pub use evaluate::{decision_json, At, Decision, KillSource, NoLocalKills, Reason};
 pub use hash::{bucket, HASH_VERSION, PERCENT_TOTAL};
-pub use live::{Clock, Evaluation, FileOptions, Flags, ManualClock, ReloadEvent, Status, SystemClock};
+pub use live::{
+    Clock, Evaluation, FileOptions, Flags, ManualClock, ReloadEvent, Status, SystemClock,
+};

@@ -248,7 +248,9 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-updated in a way
     // that matters (plain counters and options), so a poisoned lock is simply taken over.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The live flags of a process: cheap to clone and to share between threads.
@@ -293,7 +295,12 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 impl Flags {
-    fn new(document: Document, source: SourceKind, clock: Arc<dyn Clock>, fingerprint: Option<Fingerprint>) -> Flags {
+    fn new(
+        document: Document,
+        source: SourceKind,
+        clock: Arc<dyn Clock>,
+        fingerprint: Option<Fingerprint>,
+    ) -> Flags {
         let now = clock.now_millis();
         Flags {
             shared: Arc::new(Shared {
@@ -426,7 +433,11 @@ impl Flags {
         let SourceKind::File(_) = &self.shared.source else {
             return;
         };
-        let generation = self.shared.watcher_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = self
+            .shared
+            .watcher_generation
+            .fetch_add(1, Ordering::SeqCst)
+            + 1;
         self.shared.watching.store(true, Ordering::SeqCst);
         let weak: Weak<Shared> = Arc::downgrade(&self.shared);
         let spawned = thread::Builder::new()
@@ -439,7 +450,9 @@ impl Flags {
 
     /// Stops the background watcher, if any.
     pub fn stop_watching(&self) {
-        self.shared.watcher_generation.fetch_add(1, Ordering::SeqCst);
+        self.shared
+            .watcher_generation
+            .fetch_add(1, Ordering::SeqCst);
         self.shared.watching.store(false, Ordering::SeqCst);
     }
 
@@ -486,7 +499,9 @@ impl Flags {
     /// `explain` as of instant `at`.
     pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
         let snapshot = self.snapshot();
-        snapshot.document.explain(flag, ctx, &At(at), &**snapshot.overrides)
+        snapshot
+            .document
+            .explain(flag, ctx, &At(at), &**snapshot.overrides)
     }
 
     /// Kills one flag (`Some`) or every flag (`None`) in this process, without touching the
@@ -611,7 +626,12 @@ impl Snapshot<'_> {
 
     /// `evaluate_owned` with an explicit source of "now".
     #[inline]
-    pub fn evaluate_owned_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, now: impl Now) -> Evaluation {
+    pub fn evaluate_owned_at<C: Context + ?Sized>(
+        &self,
+        flag: &str,
+        ctx: &C,
+        now: impl Now,
+    ) -> Evaluation {
         let decision = self.document.evaluate(flag, ctx, &now, &**self.overrides);
         Evaluation {
             flag_index: decision.flag_index,

@@ -25,7 +25,8 @@ pub const MAX_REGEX_LENGTH: usize = 1024;
 pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
 
 /// Sections that a later version implements; they are rejected rather than silently ignored.
-const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] = &["fallback", "sticky", "guardrails", "budgets", "shadow"];
+const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] =
+    &["fallback", "sticky", "guardrails", "budgets", "shadow"];
 
 pub(crate) fn from_slice(bytes: &[u8]) -> Result<Document> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
@@ -192,7 +193,13 @@ impl Loader {
     }
 
     /// Reports every key of `map` that is not in `allowed` (or that is known but unsupported).
-    fn check_fields(&mut self, path: &str, map: &Map<String, Value>, allowed: &[&str], unsupported: &[&str]) {
+    fn check_fields(
+        &mut self,
+        path: &str,
+        map: &Map<String, Value>,
+        allowed: &[&str],
+        unsupported: &[&str],
+    ) {
         for key in map.keys() {
             if allowed.contains(&key.as_str()) {
                 continue;
@@ -210,7 +217,10 @@ impl Loader {
                 self.report(
                     &join(path, key),
                     ProblemKind::UnknownField,
-                    format!("unknown field \"{key}\"{hint}; expected one of: {}", allowed.join(", ")),
+                    format!(
+                        "unknown field \"{key}\"{hint}; expected one of: {}",
+                        allowed.join(", ")
+                    ),
                 );
             }
         }
@@ -239,7 +249,12 @@ impl Loader {
         Some(s)
     }
 
-    fn optional_string(&mut self, path: &str, map: &Map<String, Value>, key: &str) -> Option<String> {
+    fn optional_string(
+        &mut self,
+        path: &str,
+        map: &Map<String, Value>,
+        key: &str,
+    ) -> Option<String> {
         map.get(key)
             .and_then(|v| self.string(&join(path, key), v))
             .map(str::to_string)
@@ -285,7 +300,12 @@ impl Loader {
         parsed
     }
 
-    fn required<'v>(&mut self, path: &str, map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    fn required<'v>(
+        &mut self,
+        path: &str,
+        map: &'v Map<String, Value>,
+        key: &str,
+    ) -> Option<&'v Value> {
         let value = map.get(key);
         if value.is_none() {
             self.report(
@@ -297,7 +317,13 @@ impl Loader {
         value
     }
 
-    fn variant_ref(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str) -> Option<usize> {
+    fn variant_ref(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &VariantNames<'_>,
+        flag: &str,
+    ) -> Option<usize> {
         let id = self.string(path, value)?;
         let found = variants.find(id);
         if found.is_none() {
@@ -320,7 +346,15 @@ impl Loader {
         self.check_fields(
             "",
             map,
-            &["$schema", "revision", "description", "hash_version", "kill", "segments", "flags"],
+            &[
+                "$schema",
+                "revision",
+                "description",
+                "hash_version",
+                "kill",
+                "segments",
+                "flags",
+            ],
             &["budgets"],
         );
         let revision: Arc<str> = match map.get("revision") {
@@ -365,7 +399,13 @@ impl Loader {
         })
     }
 
-    fn kill_switch(&mut self, path: &str, value: &Value, variants: Option<&VariantNames<'_>>, flag: &str) -> KillSwitch {
+    fn kill_switch(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: Option<&VariantNames<'_>>,
+        flag: &str,
+    ) -> KillSwitch {
         let mut kill = KillSwitch::default();
         let Some(map) = self.object(path, value) else {
             return kill;
@@ -415,7 +455,11 @@ impl Loader {
         for (name, body) in map {
             let path = join("segments", name);
             if name.is_empty() {
-                self.report(&path, ProblemKind::InvalidValue, "segment names must not be empty");
+                self.report(
+                    &path,
+                    ProblemKind::InvalidValue,
+                    "segment names must not be empty",
+                );
             }
             let condition = if cyclic.contains(name) {
                 None
@@ -445,11 +489,19 @@ impl Loader {
                 self.check_fields(path, map, &[key], &[]);
                 let list_path = join(path, key);
                 let Value::Array(items) = &map[key] else {
-                    self.report(&list_path, ProblemKind::WrongType, "expected an array of conditions");
+                    self.report(
+                        &list_path,
+                        ProblemKind::WrongType,
+                        "expected an array of conditions",
+                    );
                     return None;
                 };
                 if items.is_empty() {
-                    self.report(&list_path, ProblemKind::InvalidValue, "must list at least one condition");
+                    self.report(
+                        &list_path,
+                        ProblemKind::InvalidValue,
+                        "must list at least one condition",
+                    );
                 }
                 let compiled: Vec<Option<Condition>> = items
                     .iter()
@@ -514,7 +566,9 @@ impl Loader {
     fn test(&mut self, path: &str, map: &Map<String, Value>) -> Option<Test> {
         let attr = self.non_empty_string(&join(path, "attr"), &map["attr"]);
         let op_path = join(path, "op");
-        let op_name = self.required(path, map, "op").and_then(|v| self.string(&op_path, v));
+        let op_name = self
+            .required(path, map, "op")
+            .and_then(|v| self.string(&op_path, v));
         let op_name = op_name?;
         if !OPERATORS.contains(&op_name) {
             let hint = closest(op_name, OPERATORS)
@@ -531,7 +585,11 @@ impl Loader {
         let value = map.get("value");
         if op_name == "exists" {
             if value.is_some() {
-                self.report(&value_path, ProblemKind::InvalidValue, "\"exists\" takes no value");
+                self.report(
+                    &value_path,
+                    ProblemKind::InvalidValue,
+                    "\"exists\" takes no value",
+                );
             }
             return Some(Test {
                 attr: attr?.into(),
@@ -597,7 +655,10 @@ impl Loader {
                 self.report(
                     path,
                     ProblemKind::WrongType,
-                    format!("expected a string, number or boolean, found {}", json_type(other)),
+                    format!(
+                        "expected a string, number or boolean, found {}",
+                        json_type(other)
+                    ),
                 );
                 None
             }
@@ -643,7 +704,10 @@ impl Loader {
                 self.report(
                     path,
                     ProblemKind::WrongType,
-                    format!("expected a string or a non-empty array of strings, found {}", json_type(other)),
+                    format!(
+                        "expected a string or a non-empty array of strings, found {}",
+                        json_type(other)
+                    ),
                 );
                 None
             }
@@ -670,7 +734,10 @@ impl Loader {
             self.report(
                 path,
                 ProblemKind::InvalidRegex,
-                format!("pattern is {} bytes; the limit is {MAX_REGEX_LENGTH}", pattern.len()),
+                format!(
+                    "pattern is {} bytes; the limit is {MAX_REGEX_LENGTH}",
+                    pattern.len()
+                ),
             );
             return None;
         }
@@ -685,9 +752,19 @@ impl Loader {
                     regex::Error::CompiledTooBig(limit) => {
                         format!("pattern compiles to more than {limit} bytes")
                     }
-                    other => other.to_string().lines().last().unwrap_or("").trim().to_string(),
+                    other => other
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string(),
                 };
-                self.report(path, ProblemKind::InvalidRegex, format!("invalid pattern: {reason}"));
+                self.report(
+                    path,
+                    ProblemKind::InvalidRegex,
+                    format!("invalid pattern: {reason}"),
+                );
                 None
             }
         }
@@ -708,7 +785,11 @@ impl Loader {
     fn flag(&mut self, key: &str, value: &Value, segments: &[&str]) -> Option<Flag> {
         let path = join("flags", key);
         if key.is_empty() {
-            self.report(&path, ProblemKind::InvalidValue, "flag keys must not be empty");
+            self.report(
+                &path,
+                ProblemKind::InvalidValue,
+                "flag keys must not be empty",
+            );
         }
         let map = self.object(&path, value)?;
         self.check_fields(
@@ -743,7 +824,10 @@ impl Loader {
             None => Vec::new(),
         };
         let bucket_by: Box<str> = match map.get("bucket_by") {
-            Some(v) => self.non_empty_string(&join(&path, "bucket_by"), v).unwrap_or("user_id").into(),
+            Some(v) => self
+                .non_empty_string(&join(&path, "bucket_by"), v)
+                .unwrap_or("user_id")
+                .into(),
             None => "user_id".into(),
         };
         let salt: Box<str> = match map.get("salt") {
@@ -758,11 +842,19 @@ impl Loader {
         let mut variants = Vec::new();
         if let Some(variant_map) = variant_map {
             if variant_map.is_empty() {
-                self.report(&variants_path, ProblemKind::InvalidValue, "a flag needs at least one variant");
+                self.report(
+                    &variants_path,
+                    ProblemKind::InvalidValue,
+                    "a flag needs at least one variant",
+                );
             }
             for (id, payload) in variant_map {
                 if id.is_empty() {
-                    self.report(&variants_path, ProblemKind::InvalidValue, "variant ids must not be empty");
+                    self.report(
+                        &variants_path,
+                        ProblemKind::InvalidValue,
+                        "variant ids must not be empty",
+                    );
                 }
                 variants.push(Variant {
                     id: Arc::from(id.as_str()),
@@ -800,7 +892,14 @@ impl Loader {
         })
     }
 
-    fn rules(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str, segments: &[&str]) -> Vec<Rule> {
+    fn rules(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &VariantNames<'_>,
+        flag: &str,
+        segments: &[&str],
+    ) -> Vec<Rule> {
         let Value::Array(items) = value else {
             self.report(
                 path,
@@ -841,7 +940,16 @@ impl Loader {
         self.check_fields(
             path,
             map,
-            &["id", "description", "when", "serve", "split", "ramp", "bucket_by", "salt"],
+            &[
+                "id",
+                "description",
+                "when",
+                "serve",
+                "split",
+                "ramp",
+                "bucket_by",
+                "salt",
+            ],
             &[],
         );
         let id: Arc<str> = match map.get("id") {
@@ -859,9 +967,18 @@ impl Loader {
             .filter(|k| map.contains_key(*k))
             .collect();
         let action = match actions.as_slice() {
-            ["serve"] => Action::Serve(self.variant_ref(&join(path, "serve"), &map["serve"], variants, flag)?),
-            ["split"] => Action::Split(self.split(&join(path, "split"), &map["split"], variants, flag)?),
-            ["ramp"] => Action::Ramp(self.ramp(&join(path, "ramp"), &map["ramp"], variants, flag)?),
+            ["serve"] => Action::Serve(self.variant_ref(
+                &join(path, "serve"),
+                &map["serve"],
+                variants,
+                flag,
+            )?),
+            ["split"] => {
+                Action::Split(self.split(&join(path, "split"), &map["split"], variants, flag)?)
+            }
+            ["ramp"] => {
+                Action::Ramp(self.ramp(&join(path, "ramp"), &map["ramp"], variants, flag)?)
+            }
             [] => {
                 self.report(
                     path,
@@ -874,7 +991,10 @@ impl Loader {
                 self.report(
                     path,
                     ProblemKind::InvalidValue,
-                    format!("a rule has exactly one of serve/split/ramp, found {}", actions.join(", ")),
+                    format!(
+                        "a rule has exactly one of serve/split/ramp, found {}",
+                        actions.join(", ")
+                    ),
                 );
                 return None;
             }
@@ -922,8 +1042,16 @@ impl Loader {
         };
         let lower_ok = if allow_zero { p >= 0.0 } else { p > 0.0 };
         if !lower_ok || p > 100.0 {
-            let range = if allow_zero { "0 to 100" } else { "above 0 and at most 100" };
-            self.report(path, ProblemKind::InvalidValue, format!("percent must be {range}, found {p}"));
+            let range = if allow_zero {
+                "0 to 100"
+            } else {
+                "above 0 and at most 100"
+            };
+            self.report(
+                path,
+                ProblemKind::InvalidValue,
+                format!("percent must be {range}, found {p}"),
+            );
             return None;
         }
         if decimals_of(value).is_none_or(|d| d > 3) {
@@ -938,17 +1066,30 @@ impl Loader {
         Some(rounded as u32)
     }
 
-    fn split(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str) -> Option<Split> {
+    fn split(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &VariantNames<'_>,
+        flag: &str,
+    ) -> Option<Split> {
         let Value::Array(items) = value else {
             self.report(
                 path,
                 ProblemKind::WrongType,
-                format!("expected an array of {{\"variant\", \"weight\" | \"percent\"}}, found {}", json_type(value)),
+                format!(
+                    "expected an array of {{\"variant\", \"weight\" | \"percent\"}}, found {}",
+                    json_type(value)
+                ),
             );
             return None;
         };
         if items.is_empty() {
-            self.report(path, ProblemKind::InvalidValue, "a split needs at least one variant");
+            self.report(
+                path,
+                ProblemKind::InvalidValue,
+                "a split needs at least one variant",
+            );
             return None;
         }
         let mut uses_percent = None;
@@ -967,7 +1108,11 @@ impl Loader {
             let weight = match (map.get("weight"), map.get("percent")) {
                 (Some(w), None) => {
                     if uses_percent == Some(true) {
-                        self.report(&entry_path, ProblemKind::InvalidWeights, "mixes \"weight\" and \"percent\" in one split");
+                        self.report(
+                            &entry_path,
+                            ProblemKind::InvalidWeights,
+                            "mixes \"weight\" and \"percent\" in one split",
+                        );
                     }
                     uses_percent = Some(false);
                     match w.as_u64() {
@@ -976,7 +1121,10 @@ impl Loader {
                             self.report(
                                 &join(&entry_path, "weight"),
                                 ProblemKind::InvalidValue,
-                                format!("a weight is a whole number from 0 to {}, found {w}", u32::MAX),
+                                format!(
+                                    "a weight is a whole number from 0 to {}, found {w}",
+                                    u32::MAX
+                                ),
                             );
                             None
                         }
@@ -984,17 +1132,29 @@ impl Loader {
                 }
                 (None, Some(p)) => {
                     if uses_percent == Some(false) {
-                        self.report(&entry_path, ProblemKind::InvalidWeights, "mixes \"weight\" and \"percent\" in one split");
+                        self.report(
+                            &entry_path,
+                            ProblemKind::InvalidWeights,
+                            "mixes \"weight\" and \"percent\" in one split",
+                        );
                     }
                     uses_percent = Some(true);
                     self.percent(&join(&entry_path, "percent"), p, true)
                 }
                 (Some(_), Some(_)) => {
-                    self.report(&entry_path, ProblemKind::InvalidValue, "give either \"weight\" or \"percent\", not both");
+                    self.report(
+                        &entry_path,
+                        ProblemKind::InvalidValue,
+                        "give either \"weight\" or \"percent\", not both",
+                    );
                     None
                 }
                 (None, None) => {
-                    self.report(&entry_path, ProblemKind::MissingField, "each split entry needs a \"weight\" or a \"percent\"");
+                    self.report(
+                        &entry_path,
+                        ProblemKind::MissingField,
+                        "each split entry needs a \"weight\" or a \"percent\"",
+                    );
                     None
                 }
             };
@@ -1004,7 +1164,10 @@ impl Loader {
                         self.report(
                             &join(&entry_path, "variant"),
                             ProblemKind::InvalidValue,
-                            format!("variant \"{}\" appears twice in this split", variants.ids[v]),
+                            format!(
+                                "variant \"{}\" appears twice in this split",
+                                variants.ids[v]
+                            ),
                         );
                         ok = false;
                     }
@@ -1021,7 +1184,10 @@ impl Loader {
             self.report(
                 path,
                 ProblemKind::InvalidWeights,
-                format!("percentages add up to {} %, not 100 %", total as f64 / 1000.0),
+                format!(
+                    "percentages add up to {} %, not 100 %",
+                    total as f64 / 1000.0
+                ),
             );
             return None;
         }
@@ -1029,7 +1195,10 @@ impl Loader {
             self.report(
                 path,
                 ProblemKind::InvalidWeights,
-                format!("weights must add up to between 1 and {}, found {total}", u32::MAX),
+                format!(
+                    "weights must add up to between 1 and {}, found {total}",
+                    u32::MAX
+                ),
             );
             return None;
         }
@@ -1047,12 +1216,25 @@ impl Loader {
         })
     }
 
-    fn ramp(&mut self, path: &str, value: &Value, variants: &VariantNames<'_>, flag: &str) -> Option<Ramp> {
+    fn ramp(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &VariantNames<'_>,
+        flag: &str,
+    ) -> Option<Ramp> {
         let map = self.object(path, value)?;
         self.check_fields(
             path,
             map,
-            &["variant", "baseline", "start", "steps", "paused_at", "rolled_back"],
+            &[
+                "variant",
+                "baseline",
+                "start",
+                "steps",
+                "paused_at",
+                "rolled_back",
+            ],
             &[],
         );
         let variant = self
@@ -1085,11 +1267,19 @@ impl Loader {
         let steps_path = join(path, "steps");
         let steps_value = self.required(path, map, "steps")?;
         let Value::Array(items) = steps_value else {
-            self.report(&steps_path, ProblemKind::WrongType, "expected an array of {\"percent\", \"hold\"}");
+            self.report(
+                &steps_path,
+                ProblemKind::WrongType,
+                "expected an array of {\"percent\", \"hold\"}",
+            );
             return None;
         };
         if items.is_empty() {
-            self.report(&steps_path, ProblemKind::InvalidValue, "a ramp needs at least one step");
+            self.report(
+                &steps_path,
+                ProblemKind::InvalidValue,
+                "a ramp needs at least one step",
+            );
             return None;
         }
         let mut steps = Vec::with_capacity(items.len());
@@ -1111,7 +1301,11 @@ impl Loader {
                 Some(v) => {
                     let hold = self.duration(&join(&step_path, "hold"), v);
                     if hold == Some(0) {
-                        self.report(&join(&step_path, "hold"), ProblemKind::InvalidDuration, "a hold must be longer than 0");
+                        self.report(
+                            &join(&step_path, "hold"),
+                            ProblemKind::InvalidDuration,
+                            "a hold must be longer than 0",
+                        );
                     }
                     hold
                 }
@@ -1173,12 +1367,18 @@ fn decimals_of(value: &Value) -> Option<i64> {
         Some(at) => (&text[..at], text[at + 1..].parse::<i64>().ok()?),
         None => (text.as_str(), 0),
     };
-    let fraction = mantissa.split_once('.').map_or("", |(_, f)| f.trim_end_matches('0'));
+    let fraction = mantissa
+        .split_once('.')
+        .map_or("", |(_, f)| f.trim_end_matches('0'));
     Some((fraction.len() as i64 - exponent).max(0))
 }
 
 /// Finds a cycle through `name` in the raw segment definitions; returns the path of names.
-fn find_cycle(segments: &Map<String, Value>, name: &str, stack: &mut Vec<String>) -> Option<Vec<String>> {
+fn find_cycle(
+    segments: &Map<String, Value>,
+    name: &str,
+    stack: &mut Vec<String>,
+) -> Option<Vec<String>> {
     if let Some(pos) = stack.iter().position(|s| s == name) {
         let mut cycle = stack[pos..].to_vec();
         cycle.push(name.to_string());
@@ -1205,7 +1405,9 @@ fn collect_segment_refs(value: &Value, out: &mut Vec<String>) {
     }
     for key in ["all", "any"] {
         if let Some(Value::Array(items)) = map.get(key) {
-            items.iter().for_each(|item| collect_segment_refs(item, out));
+            items
+                .iter()
+                .for_each(|item| collect_segment_refs(item, out));
         }
     }
     if let Some(inner) = map.get("not") {
@@ -1230,7 +1432,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut prev = row[0];
         row[0] = i + 1;
         for (j, cb) in b_chars.iter().enumerate() {
-            let next = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             prev = row[j + 1];
             row[j + 1] = next;
         }

@@ -103,12 +103,20 @@ mod tests {
 
     fn ramp() -> Ramp {
         let hour = 3_600_000;
-        let steps = [(1000, Some(24 * hour)), (5000, Some(48 * hour)), (100_000, None)];
+        let steps = [
+            (1000, Some(24 * hour)),
+            (5000, Some(48 * hour)),
+            (100_000, None),
+        ];
         let mut begins = 1_000_000;
         let steps = steps
             .iter()
             .map(|&(milli_percent, hold)| {
-                let step = RampStep { milli_percent, hold, begins };
+                let step = RampStep {
+                    milli_percent,
+                    hold,
+                    begins,
+                };
                 begins += hold.unwrap_or(0);
                 step
             })

@@ -1,0 +1,86 @@
+# flagrail: `make demo` and `make test` are the two commands; everything else is a step of them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+TARGET_DIR := target
+NODE_DIR := bindings-node
+NODE_ADDON := $(NODE_DIR)/flagrail.node
+# maturin must install into our venv even when another one is activated.
+MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin
+
+.PHONY: help demo test setup build build-cli build-cli-release build-python build-python-release \
+        build-node build-node-release lint test-rust test-python test-node test-cross bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+setup: $(VENV)/.installed ## create .venv with the Python dev tools
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+build-cli: ## the flagrail command (debug, for tests)
+	cargo build -q -p flagrail-cli
+
+build-cli-release: ## target/release/flagrail
+	cargo build -q --release -p flagrail-cli
+
+build-python: setup ## build the wheel and install it into .venv
+	$(MATURIN) develop --quiet
+
+build-python-release: setup
+	$(MATURIN) develop --quiet --release
+
+# The addon is copied with a temp file + rename so a running process never sees half a file.
+build-node: ## build the Node addon into bindings-node/
+	cargo build -q -p flagrail-node
+	cp $(TARGET_DIR)/debug/libflagrail_node.so $(NODE_ADDON).tmp
+	mv -f $(NODE_ADDON).tmp $(NODE_ADDON)
+
+build-node-release:
+	cargo build -q --release -p flagrail-node
+	cp $(TARGET_DIR)/release/libflagrail_node.so $(NODE_ADDON).tmp
+	mv -f $(NODE_ADDON).tmp $(NODE_ADDON)
+
+build: build-cli build-python build-node ## everything the tests need
+
+lint: ## rustfmt and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy -q --workspace --all-targets -- -D warnings
+
+test-rust: ## Rust unit, vector, property and CLI tests
+	cargo test -q --workspace
+
+test-python: build-python ## pytest against the installed wheel
+	$(VPY) -m pytest -q tests/python
+
+test-node: build-node ## node --test against the built addon
+	cd $(NODE_DIR) && node --test __test__/*.test.js
+
+test-cross: build-cli build-python build-node ## Rust, Python and Node agree on 100k contexts
+	$(VPY) -m pytest -q tests/cross
+
+test: setup ## every test: lint, Rust, Python, Node, cross-language
+	$(MAKE) lint
+	$(MAKE) test-rust
+	$(MAKE) test-python
+	$(MAKE) test-node
+	$(MAKE) test-cross
+
+demo: setup build-cli-release build-python build-node ## the main demo on examples/flags.json
+	bash examples/demo.sh
+
+bench: setup build-python-release build-node-release ## ns per evaluation in Rust, Python and Node
+	cargo bench -p flagrail-core --bench evaluate
+	$(VPY) bench/python_eval.py
+	node bench/node_eval.mjs
+
+clean:
+	cargo clean
+	rm -rf $(VENV) $(NODE_DIR)/*.node bindings-python/python/flagrail/*.so

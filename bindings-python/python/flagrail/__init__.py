@@ -1,0 +1,2 @@
+from ._flagrail import bucket
+__all__ = ["bucket"]
