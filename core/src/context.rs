@@ -152,3 +152,21 @@ impl Context for HashMap<&str, &str> {
         self.get(name).map_or(Attr::Missing, |v| Attr::Str(v))
     }
 }
+
+/// Attributes passed positionally, in the order of [`crate::Flag::attributes`]: the cheapest
+/// shape for a binding that reads only the attributes a flag uses and hands them over as
+/// arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Positional<'a, 'v> {
+    pub names: &'a [Box<str>],
+    pub values: &'a [Attr<'v>],
+}
+
+impl Context for Positional<'_, '_> {
+    fn attr(&self, name: &str) -> Attr<'_> {
+        match self.names.iter().position(|n| &**n == name) {
+            Some(i) => self.values.get(i).map_or(Attr::Missing, shorten),
+            None => Attr::Missing,
+        }
+    }
+}

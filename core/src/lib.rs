@@ -22,7 +22,7 @@ pub mod load;
 pub mod ramp;
 pub mod time;
 
-pub use context::{Attr, Context, EmptyContext};
+pub use context::{Attr, Context, EmptyContext, Positional};
 pub use document::{Document, Flag, Variant};
 pub use error::{Error, Problem, ProblemKind, Result};
 pub use evaluate::{decision_json, At, Decision, KillSource, NoLocalKills, Reason};
