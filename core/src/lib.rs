@@ -11,12 +11,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod condition;
 pub mod context;
 pub mod document;
 pub mod error;
 pub mod evaluate;
 pub mod hash;
+pub mod lint;
 pub mod live;
 pub mod load;
 pub mod ramp;

@@ -1,0 +1,94 @@
+//! A small command-line reader: one positional command, positionals, `--name value` options and
+//! `--name` switches. Unknown or repeated arguments are errors, never ignored.
+
+use crate::Failure;
+
+pub struct Args {
+    items: Vec<Option<String>>,
+    command: Option<String>,
+}
+
+impl Args {
+    pub fn from_env() -> Args {
+        let mut items: Vec<Option<String>> = std::env::args().skip(1).map(Some).collect();
+        let command = if items.is_empty() {
+            None
+        } else {
+            items.remove(0)
+        };
+        Args { items, command }
+    }
+
+    pub fn command(&self) -> Option<String> {
+        self.command.clone()
+    }
+
+    /// The next argument that is not an option.
+    pub fn positional(&mut self, name: &str) -> Result<String, Failure> {
+        let mut skip_value = false;
+        for slot in &mut self.items {
+            let Some(item) = slot.as_deref() else {
+                continue;
+            };
+            if skip_value {
+                skip_value = false;
+                continue;
+            }
+            if item.starts_with("--") {
+                skip_value = !item.contains('=');
+                continue;
+            }
+            return Ok(slot.take().unwrap_or_default());
+        }
+        Err(Failure::usage(format!("missing {name}")))
+    }
+
+    /// `--name value` or `--name=value`.
+    pub fn option(&mut self, name: &str) -> Option<String> {
+        let prefix = format!("{name}=");
+        for i in 0..self.items.len() {
+            let Some(item) = self.items[i].as_deref() else {
+                continue;
+            };
+            if let Some(value) = item.strip_prefix(&prefix) {
+                let value = value.to_string();
+                self.items[i] = None;
+                return Some(value);
+            }
+            if item == name {
+                self.items[i] = None;
+                return self.items.get_mut(i + 1).and_then(Option::take);
+            }
+        }
+        None
+    }
+
+    pub fn required(&mut self, name: &str) -> Result<String, Failure> {
+        self.option(name)
+            .ok_or_else(|| Failure::usage(format!("missing {name}")))
+    }
+
+    /// A switch without a value.
+    pub fn flag(&mut self, name: &str) -> bool {
+        match self.items.iter().position(|i| i.as_deref() == Some(name)) {
+            Some(i) => {
+                self.items[i] = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fails on anything not consumed.
+    pub fn finish(&mut self) -> Result<(), Failure> {
+        let leftover: Vec<&str> = self.items.iter().flatten().map(String::as_str).collect();
+        if leftover.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::usage(format!(
+                "unexpected argument(s): {}",
+                leftover.join(" ")
+            )))
+        }
+    }
+}
