@@ -160,7 +160,8 @@ pub fn run(args: &mut Args) -> Outcome {
             match row["since_previous"].as_object() {
                 Some(m) => line.push_str(&format!(
                     "   {:>7}  {:>4}",
-                    m["entered_ramp"], m["left_ramp"]
+                    m["entered_ramp"].as_u64().unwrap_or(0),
+                    m["left_ramp"].as_u64().unwrap_or(0)
                 )),
                 None => line.push_str(&format!("   {:>7}  {:>4}", "-", "-")),
             }

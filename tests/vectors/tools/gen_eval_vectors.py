@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""Generate the flagrail evaluation and error vectors (hash_version 1).
+
+Expected results are written down by hand from the rules in docs/flag-document.md; only the
+bucket numbers are computed here, with the PyPI ``mmh3`` package as the independent reference
+(``bucket = (mmh3(salt + unit) * W) >> 32``). Nothing here calls flagrail itself.
+
+    /tmp/vecgen/bin/python tests/vectors/tools/gen_eval_vectors.py [--check]
+
+Output: tests/vectors/v1/eval-targeting.json, eval-ramp.json, eval-kill.json, errors.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+try:
+    import mmh3
+except ImportError:  # pragma: no cover
+    sys.exit("mmh3 is required: /tmp/vecgen/bin/pip install mmh3==5.3.1")
+
+ROOT = Path(__file__).resolve().parents[3]
+OUT = ROOT / "tests" / "vectors" / "v1"
+AT = "2026-11-21T12:00:00Z"
+
+
+def bucket(salt: str, unit, total: int = 100_000) -> int:
+    text = str(unit) if isinstance(unit, int) else unit
+    h = mmh3.hash((salt + text).encode("utf-8"), 0, signed=False)
+    return (h * total) >> 32
+
+
+def result(variant, reason, rule_id=None, bucket_=None):
+    return {"variant": variant, "reason": reason, "rule_id": rule_id, "bucket": bucket_}
+
+
+# ---------------------------------------------------------------------------------------------
+# Targeting: one flag per operator, each serving "yes" when its single rule matches.
+# ---------------------------------------------------------------------------------------------
+
+OPERATOR_FLAGS = {
+    "op-eq-string": ({"attr": "plan", "op": "eq", "value": "pro"}, [
+        ({"plan": "pro"}, True, "equal strings match"),
+        ({"plan": "Pro"}, False, "eq is case-sensitive"),
+        ({}, False, "a missing attribute never matches"),
+        ({"plan": 1}, False, "a number never equals a string operand"),
+    ]),
+    "op-eq-number": ({"attr": "seats", "op": "eq", "value": 10}, [
+        ({"seats": 10}, True, "integer equals the numeric operand"),
+        ({"seats": 10.0}, True, "float 10.0 equals 10"),
+        ({"seats": "10"}, False, "the string \"10\" is not the number 10"),
+    ]),
+    "op-eq-bool": ({"attr": "beta", "op": "eq", "value": True}, [
+        ({"beta": True}, True, "true equals true"),
+        ({"beta": False}, False, "false is not true"),
+        ({"beta": 1}, False, "1 is not a boolean"),
+    ]),
+    "op-ne": ({"attr": "plan", "op": "ne", "value": "free"}, [
+        ({"plan": "pro"}, True, "pro is not free"),
+        ({"plan": "free"}, False, "free equals free"),
+        ({}, False, "ne on a missing attribute is false, not true"),
+        ({"plan": 3}, False, "ne on a wrong-typed attribute is false"),
+    ]),
+    "op-in": ({"attr": "country", "op": "in", "value": ["US", "CA", 7]}, [
+        ({"country": "CA"}, True, "member of the list"),
+        ({"country": "FR"}, False, "not a member"),
+        ({"country": 7}, True, "numbers are members too"),
+        ({"country": ["FR", "US"]}, True, "a list attribute is in when any item is"),
+        ({"country": ["FR", "DE"]}, False, "a list attribute with no member item"),
+    ]),
+    "op-not-in": ({"attr": "country", "op": "not_in", "value": ["US", "CA"]}, [
+        ({"country": "FR"}, True, "FR is not in the list"),
+        ({"country": "US"}, False, "US is in the list"),
+        ({}, False, "not_in on a missing attribute is false"),
+    ]),
+    "op-contains": ({"attr": "groups", "op": "contains", "value": "beta"}, [
+        ({"groups": ["staff", "beta"]}, True, "a list containing the item"),
+        ({"groups": ["betamax"]}, False, "list items are compared whole"),
+        ({"groups": "closed-beta-2"}, True, "a string containing the substring"),
+        ({"groups": 5}, False, "a number cannot contain"),
+    ]),
+    "op-starts-with": ({"attr": "model", "op": "starts_with", "value": ["claude-", "gpt-"]}, [
+        ({"model": "claude-opus-4"}, True, "first prefix"),
+        ({"model": "gpt-5"}, True, "second prefix"),
+        ({"model": "llama-4"}, False, "no prefix matches"),
+    ]),
+    "op-ends-with": ({"attr": "email", "op": "ends_with", "value": "@acme.com"}, [
+        ({"email": "ana@acme.com"}, True, "suffix matches"),
+        ({"email": "ana@acme.com.evil.io"}, False, "suffix must be at the end"),
+    ]),
+    "op-matches": ({"attr": "path", "op": "matches", "value": "^/v[0-9]+/chat$"}, [
+        ({"path": "/v2/chat"}, True, "regex matches"),
+        ({"path": "/v2/chat/extra"}, False, "anchored regex does not match a longer path"),
+        ({"path": ["/v2/chat"]}, False, "a list is not a string"),
+    ]),
+    "op-gt": ({"attr": "age_days", "op": "gt", "value": 30}, [
+        ({"age_days": 31}, True, "31 > 30"),
+        ({"age_days": 30}, False, "30 is not > 30"),
+        ({"age_days": 30.5}, True, "floats compare numerically"),
+        ({"age_days": "31"}, False, "a numeric string is not a number"),
+    ]),
+    "op-gte": ({"attr": "age_days", "op": "gte", "value": 30}, [
+        ({"age_days": 30}, True, "30 >= 30"),
+        ({"age_days": 29}, False, "29 < 30"),
+    ]),
+    "op-lt": ({"attr": "score", "op": "lt", "value": 0.5}, [
+        ({"score": 0.25}, True, "0.25 < 0.5"),
+        ({"score": 1}, False, "1 is not < 0.5"),
+    ]),
+    "op-lte": ({"attr": "score", "op": "lte", "value": 0.5}, [
+        ({"score": 0.5}, True, "0.5 <= 0.5"),
+        ({"score": True}, False, "a boolean is not a number"),
+    ]),
+    "op-semver-gte": ({"attr": "app_version", "op": "semver_gte", "value": "3.0.0"}, [
+        ({"app_version": "3.0.0"}, True, "equal versions"),
+        ({"app_version": "3.10.0"}, True, "3.10 > 3.9 numerically, not lexically"),
+        ({"app_version": "3.0.0-beta.1"}, False, "a pre-release sorts before its release"),
+        ({"app_version": "v4"}, True, "a leading v and missing parts are accepted in the context"),
+        ({"app_version": "four"}, False, "an unparsable version never matches"),
+    ]),
+    "op-semver-lt": ({"attr": "app_version", "op": "semver_lt", "value": "2.1.0"}, [
+        ({"app_version": "2.0.9"}, True, "2.0.9 < 2.1.0"),
+        ({"app_version": "2.1.0+build.7"}, False, "build metadata is ignored for precedence"),
+    ]),
+    "op-semver-eq": ({"attr": "app_version", "op": "semver_eq", "value": "1.2.0"}, [
+        ({"app_version": "1.2"}, True, "1.2 reads as 1.2.0"),
+        ({"app_version": "1.2.1"}, False, "different patch"),
+    ]),
+    "op-before": ({"attr": "signup", "op": "before", "value": "2026-01-01T00:00:00Z"}, [
+        ({"signup": "2025-12-31T23:59:59Z"}, True, "one second before"),
+        ({"signup": "2026-01-01"}, False, "the same instant is not before"),
+        ({"signup": 1735689600}, True, "numbers are Unix seconds (2025-01-01)"),
+        ({"signup": "last year"}, False, "an unparsable time never matches"),
+    ]),
+    "op-after": ({"attr": "signup", "op": "after", "value": "2026-01-01"}, [
+        ({"signup": "2026-01-01T00:00:00.001Z"}, True, "one millisecond after"),
+        ({"signup": "2026-01-01T01:00:00+02:00"}, False, "offsets are honoured (23:00Z the day before)"),
+    ]),
+    "op-exists": ({"attr": "org_id", "op": "exists"}, [
+        ({"org_id": "o-1"}, True, "present"),
+        ({"org_id": {"nested": 1}}, True, "present even with an unusable type"),
+        ({}, False, "absent"),
+        ({"org_id": None}, False, "null counts as absent"),
+    ]),
+    "logic-all": ({"all": [{"attr": "plan", "op": "eq", "value": "pro"},
+                           {"attr": "seats", "op": "gte", "value": 5}]}, [
+        ({"plan": "pro", "seats": 5}, True, "both hold"),
+        ({"plan": "pro", "seats": 4}, False, "one fails"),
+    ]),
+    "logic-any": ({"any": [{"attr": "plan", "op": "eq", "value": "pro"},
+                           {"segment": "internal"}]}, [
+        ({"plan": "free", "email": "x@acme.com"}, True, "the segment holds"),
+        ({"plan": "free", "email": "x@other.com"}, False, "neither holds"),
+    ]),
+    "logic-not": ({"not": {"segment": "internal"}}, [
+        ({"email": "x@other.com"}, True, "not internal"),
+        ({"email": "x@acme.com"}, False, "internal"),
+        ({}, True, "a missing attribute makes the inner condition false, so not is true"),
+    ]),
+    "segment-nested": ({"segment": "staff-or-beta"}, [
+        ({"email": "x@acme.com"}, True, "through the internal segment"),
+        ({"groups": ["beta"]}, True, "through the beta segment"),
+        ({"groups": ["gamma"], "email": "x@other.com"}, False, "neither segment"),
+    ]),
+}
+
+SEGMENTS = {
+    "internal": {"attr": "email", "op": "ends_with", "value": "@acme.com"},
+    "beta": {"attr": "groups", "op": "contains", "value": "beta"},
+    "staff-or-beta": {"any": [{"segment": "internal"}, {"segment": "beta"}]},
+}
+
+
+def targeting_file():
+    flags = {}
+    cases = []
+    for key, (when, examples) in OPERATOR_FLAGS.items():
+        flags[key] = {
+            "variants": {"no": {"matched": False}, "yes": {"matched": True}},
+            "default": "no",
+            "rules": [{"id": "only", "when": when, "serve": "yes"}],
+        }
+        for i, (context, matches, description) in enumerate(examples, 1):
+            cases.append({
+                "id": f"{key}-{i}",
+                "description": f"{key}: {description}",
+                "flag": key,
+                "context": context,
+                "at": AT,
+                "expected": result("yes", "TARGETING_MATCH", "only") if matches else result("no", "DEFAULT"),
+            })
+
+    # Rule order, serve vs split, unnamed rules, caller defaults, kill.
+    flags["ordered"] = {
+        "variants": {"a": {}, "b": {}, "c": {}, "d": {}},
+        "default": "d",
+        "rules": [
+            {"id": "first", "when": {"attr": "plan", "op": "eq", "value": "enterprise"}, "serve": "a"},
+            {"when": {"segment": "internal"}, "serve": "b"},
+            {"id": "half", "when": {"attr": "plan", "op": "eq", "value": "pro"},
+             "split": [{"variant": "b", "weight": 1}, {"variant": "c", "weight": 1}]},
+        ],
+    }
+    ordered = [
+        ({"plan": "enterprise", "email": "x@acme.com", "user_id": "u1"}, result("a", "TARGETING_MATCH", "first"),
+         "the first matching rule wins even when later rules match too"),
+        ({"plan": "free", "email": "x@acme.com"}, result("b", "TARGETING_MATCH", "rules[1]"),
+         "an unnamed rule is named by its position"),
+        ({"plan": "free"}, result("d", "DEFAULT"), "no rule matches: the default"),
+    ]
+    for uid in ["user-1", "user-2", "user-3", "user-4", "user-5", "ü-ß", "🦀"]:
+        b = bucket("ordered", uid, 2)
+        ordered.append(({"plan": "pro", "user_id": uid}, result("bc"[b], "SPLIT", "half", b),
+                        f"a targeted 1:1 split places {uid!r} in bucket {b} of 2"))
+    ordered.append(({"plan": "pro"}, result("d", "DEFAULT"),
+                    "the split cannot bucket a missing unit: the rule is skipped, never a random pick"))
+    ordered.append(({"plan": "pro", "user_id": ""}, result("d", "DEFAULT"), "an empty unit is skipped too"))
+    ordered.append(({"plan": "pro", "user_id": 1.5}, result("d", "DEFAULT"), "a float unit cannot be bucketed"))
+    ordered.append(({"plan": "pro", "user_id": True}, result("d", "DEFAULT"), "a boolean unit cannot be bucketed"))
+    b = bucket("ordered", 12345, 2)
+    ordered.append(({"plan": "pro", "user_id": 12345}, result("bc"[b], "SPLIT", "half", b),
+                    "an integer unit is bucketed as its decimal text"))
+    for i, (context, expected, description) in enumerate(ordered, 1):
+        cases.append({"id": f"ordered-{i}", "description": description, "flag": "ordered",
+                      "context": context, "at": AT, "expected": expected})
+
+    flags["killed"] = {
+        "variants": {"on": {"model": "big"}, "off": {"ai": False}},
+        "default": "on",
+        "kill": {"active": True, "serve": "off", "reason": "incident 42"},
+        "rules": [{"id": "everyone", "serve": "on"}],
+    }
+    flags["killed-no-serve"] = {
+        "variants": {"on": {}, "base": {}},
+        "default": "base",
+        "kill": {"active": True},
+        "rules": [{"id": "everyone", "serve": "on"}],
+    }
+    cases += [
+        {"id": "kill-1", "description": "an active flag kill serves the kill variant before any rule",
+         "flag": "killed", "context": {"user_id": "u"}, "at": AT, "expected": result("off", "KILLED")},
+        {"id": "kill-2", "description": "a kill without serve serves the default",
+         "flag": "killed-no-serve", "context": {}, "at": AT, "expected": result("base", "KILLED")},
+        {"id": "not-found-1", "description": "an unknown flag gives the caller's default",
+         "flag": "no-such-flag", "context": {}, "at": AT, "default": "fallback",
+         "expected": result("fallback", "FLAG_NOT_FOUND")},
+        {"id": "not-found-2", "description": "an unknown flag without a caller default gives no variant",
+         "flag": "no-such-flag", "context": {}, "at": AT, "expected": result(None, "FLAG_NOT_FOUND")},
+        {"id": "default-ignored", "description": "the caller's default is only for unknown flags",
+         "flag": "ordered", "context": {}, "at": AT, "default": "fallback", "expected": result("d", "DEFAULT")},
+    ]
+    document = {"revision": "vectors-targeting-1", "segments": SEGMENTS, "flags": flags}
+    return {"description": "Targeting operators, rule order, unbucketable units, kill switches and unknown flags.",
+            "hash_version": 1, "document": document, "cases": cases}
+
+
+# ---------------------------------------------------------------------------------------------
+# Ramps and splits along time.
+# ---------------------------------------------------------------------------------------------
+
+RAMP_STEPS = [{"percent": 1, "hold": "24h"}, {"percent": 5, "hold": "48h"},
+              {"percent": 25, "hold": "72h"}, {"percent": 50, "hold": "48h"}, {"percent": 100}]
+# (instant, percent live then)
+RAMP_TIMES = [
+    ("2026-11-21T08:59:59Z", 0), ("2026-11-21T09:00:00Z", 1), ("2026-11-22T08:59:59.999Z", 1),
+    ("2026-11-22T09:00:00Z", 5), ("2026-11-24T09:00:00Z", 25), ("2026-11-27T09:00:00Z", 50),
+    ("2026-11-29T09:00:00Z", 100), ("2027-06-01T00:00:00Z", 100),
+]
+UNITS = ["user-1", "user-7", "user-42", "user-1337", "user-99999", "zoë", "用户-3", "👩‍💻-9", 7, -12, 9007199254740993]
+
+
+def ramp_file():
+    flags = {
+        "canary": {
+            "variants": {"stable": {}, "candidate": {}},
+            "default": "stable",
+            "rules": [{"id": "ramp", "ramp": {"variant": "candidate", "start": "2026-11-21T09:00:00Z", "steps": RAMP_STEPS}}],
+        },
+        "canary-paused": {
+            "salt": "canary",
+            "variants": {"stable": {}, "candidate": {}},
+            "default": "stable",
+            "rules": [{"id": "ramp", "ramp": {"variant": "candidate", "start": "2026-11-21T09:00:00Z",
+                                               "steps": RAMP_STEPS, "paused_at": "2026-11-23T00:00:00Z"}}],
+        },
+        "canary-rolled-back": {
+            "salt": "canary",
+            "variants": {"stable": {}, "candidate": {}},
+            "default": "stable",
+            "rules": [{"id": "ramp", "ramp": {"variant": "candidate", "start": "2026-11-21T09:00:00Z",
+                                               "steps": RAMP_STEPS, "rolled_back": True}}],
+        },
+        "canary-baseline": {
+            "salt": "canary",
+            "variants": {"stable": {}, "candidate": {}, "control": {}},
+            "default": "stable",
+            "rules": [{"id": "ramp", "ramp": {"variant": "candidate", "baseline": "control",
+                                               "start": "2026-11-21T09:00:00Z", "steps": RAMP_STEPS}}],
+        },
+        "by-conversation": {
+            "bucket_by": "conversation_id",
+            "variants": {"a": {}, "b": {}, "c": {}},
+            "default": "a",
+            "rules": [{"id": "thirds", "split": [{"variant": "a", "percent": 33.333},
+                                                  {"variant": "b", "percent": 33.333},
+                                                  {"variant": "c", "percent": 33.334}]}],
+        },
+        "rule-override": {
+            "variants": {"a": {}, "b": {}},
+            "default": "a",
+            "rules": [{"id": "per-org", "bucket_by": "org_id", "salt": "shared-salt",
+                       "split": [{"variant": "a", "weight": 70}, {"variant": "b", "weight": 30}]}],
+        },
+    }
+    cases = []
+    for flag, paused, rolled, baseline in [("canary", False, False, False), ("canary-paused", True, False, False),
+                                           ("canary-rolled-back", False, True, False),
+                                           ("canary-baseline", False, False, True)]:
+        salt = "canary"
+        for at, percent in RAMP_TIMES:
+            live = percent
+            if paused and at > "2026-11-23T00:00:00Z":
+                live = 5  # the step live at the pause instant holds
+            if rolled:
+                live = 0
+            for unit in UNITS:
+                b = bucket(salt, unit)
+                inside = b < live * 1000
+                if inside:
+                    expected = result("candidate", "SPLIT", "ramp", b)
+                elif baseline:
+                    expected = result("control", "SPLIT", "ramp", b)
+                else:
+                    expected = result("stable", "DEFAULT")
+                cases.append({
+                    "id": f"{flag}-{at}-{unit}",
+                    "description": f"{flag} at {at} ({live} % live): unit {unit!r} has bucket {b} of 100000 -> {expected['variant']}",
+                    "flag": flag, "context": {"user_id": unit}, "at": at, "expected": expected,
+                })
+    for i, conv in enumerate(["c-1", "c-2", "c-3", "c-4", "c-5", "conv-ß"], 1):
+        b = bucket("by-conversation", conv)
+        variant = "a" if b < 33333 else "b" if b < 66666 else "c"
+        cases.append({"id": f"by-conversation-{i}",
+                      "description": f"bucket_by conversation_id: {conv!r} bucket {b} -> {variant}",
+                      "flag": "by-conversation", "context": {"user_id": "ignored", "conversation_id": conv},
+                      "at": AT, "expected": result(variant, "SPLIT", "thirds", b)})
+    cases.append({"id": "by-conversation-missing", "description": "user_id is not the unit of this flag",
+                  "flag": "by-conversation", "context": {"user_id": "u"}, "at": AT, "expected": result("a", "DEFAULT")})
+    for i, org in enumerate(["org-1", "org-2", "org-3", "org-4", "org-5"], 1):
+        b = bucket("shared-salt", org, 100)
+        variant = "a" if b < 70 else "b"
+        cases.append({"id": f"rule-override-{i}",
+                      "description": f"rule-level bucket_by org_id and salt shared-salt: {org!r} bucket {b} of 100 -> {variant}",
+                      "flag": "rule-override", "context": {"org_id": org, "user_id": "x"}, "at": AT,
+                      "expected": result(variant, "SPLIT", "per-org", b)})
+    document = {"revision": "vectors-ramp-1", "flags": flags}
+    return {"description": "Ramps along their schedule (paused, rolled back, with a baseline), unit attributes and salts.",
+            "hash_version": 1, "document": document, "cases": cases}
+
+
+def kill_file():
+    document = {
+        "revision": "vectors-kill-1",
+        "kill": {"active": True, "reason": "provider outage"},
+        "flags": {
+            "with-kill-variant": {"variants": {"ai": {}, "static": {"ai": False}}, "default": "ai",
+                                  "kill": {"active": False, "serve": "static"}},
+            "without": {"variants": {"ai": {}, "other": {}}, "default": "other",
+                        "rules": [{"id": "all", "serve": "ai"}]},
+        },
+    }
+    cases = [
+        {"id": "document-kill-1", "description": "a document-wide kill serves each flag's kill variant, even when the flag's own switch is off",
+         "flag": "with-kill-variant", "context": {}, "at": AT, "expected": result("static", "KILLED")},
+        {"id": "document-kill-2", "description": "a document-wide kill serves the default of a flag without a kill variant",
+         "flag": "without", "context": {"user_id": "u"}, "at": AT, "expected": result("other", "KILLED")},
+        {"id": "document-kill-3", "description": "unknown flags are still FLAG_NOT_FOUND under a document kill",
+         "flag": "nope", "context": {}, "at": AT, "default": "x", "expected": result("x", "FLAG_NOT_FOUND")},
+    ]
+    return {"description": "The document-wide kill switch.", "hash_version": 1, "document": document, "cases": cases}
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: documents that must be rejected, with every problem's path and code.
+# ---------------------------------------------------------------------------------------------
+
+def flag(**extra):
+    base = {"variants": {"a": {}, "b": {}}, "default": "a"}
+    base.update(extra)
+    return base
+
+
+def errors_file():
+    cases = [
+        ("unknown-operator", {"flags": {"support-bot": flag(rules=[
+            {"serve": "a"}, {"serve": "b"},
+            {"when": {"attr": "plan", "op": "equalz", "value": "x"}, "serve": "b"}])}},
+         [("flags.support-bot.rules[2].when.op", "UNKNOWN_OPERATOR")], "the example of the design: a typo in an operator"),
+        ("unknown-field", {"flags": {"f": flag(rulez=[])}},
+         [("flags.f.rulez", "UNKNOWN_FIELD")], "a typo in a field name is rejected, never ignored"),
+        ("unknown-top-field", {"flagz": {}, "flags": {}},
+         [("flagz", "UNKNOWN_FIELD")], "unknown top-level field"),
+        ("missing-flags", {"revision": "r"}, [("flags", "MISSING_FIELD")], "flags is required"),
+        ("unknown-variant", {"flags": {"f": flag(default="c", rules=[{"serve": "z"}])}},
+         [("flags.f.default", "UNKNOWN_VARIANT"), ("flags.f.rules[0].serve", "UNKNOWN_VARIANT")],
+         "every reference to a missing variant is reported"),
+        ("weights-do-not-add-up", {"flags": {"f": flag(rules=[{"split": [{"variant": "a", "percent": 60}, {"variant": "b", "percent": 30}]}])}},
+         [("flags.f.rules[0].split", "INVALID_WEIGHTS")], "percentages must add up to 100"),
+        ("zero-weights", {"flags": {"f": flag(rules=[{"split": [{"variant": "a", "weight": 0}, {"variant": "b", "weight": 0}]}])}},
+         [("flags.f.rules[0].split", "INVALID_WEIGHTS")], "weights must not all be zero"),
+        ("percent-precision", {"flags": {"f": flag(rules=[{"split": [{"variant": "a", "percent": 33.3335}, {"variant": "b", "percent": 66.6665}]}])}},
+         [("flags.f.rules[0].split[0].percent", "PERCENT_PRECISION"), ("flags.f.rules[0].split[1].percent", "PERCENT_PRECISION")],
+         "more than 0.001 % precision"),
+        ("ramp-not-increasing", {"flags": {"f": flag(rules=[{"ramp": {"variant": "b", "start": "2026-11-21T09:00:00Z",
+                                                                       "steps": [{"percent": 10, "hold": "1h"}, {"percent": 5}]}}])}},
+         [("flags.f.rules[0].ramp.steps[1].percent", "RAMP_NOT_INCREASING")], "ramp percentages must increase"),
+        ("bad-duration-and-date", {"flags": {"f": flag(expires="next week", rules=[{"ramp": {"variant": "b", "start": "2026-13-01",
+                                                                                              "steps": [{"percent": 10, "hold": "1 day"}, {"percent": 100}]}}])}},
+         [("flags.f.expires", "INVALID_DATE"), ("flags.f.rules[0].ramp.start", "INVALID_DATE"),
+          ("flags.f.rules[0].ramp.steps[0].hold", "INVALID_DURATION")], "bad dates and durations"),
+        ("bad-regex", {"flags": {"f": flag(rules=[{"when": {"attr": "p", "op": "matches", "value": "(unclosed"}, "serve": "b"}])}},
+         [("flags.f.rules[0].when.value", "INVALID_REGEX")], "a regex that does not compile"),
+        ("huge-regex", {"flags": {"f": flag(rules=[{"when": {"attr": "p", "op": "matches", "value": "a{1000}{1000}"}, "serve": "b"}])}},
+         [("flags.f.rules[0].when.value", "INVALID_REGEX")], "a regex over the compiled size bound"),
+        ("segment-cycle", {"segments": {"a": {"segment": "b"}, "b": {"any": [{"segment": "a"}]}}, "flags": {}},
+         [("segments.a", "SEGMENT_CYCLE"), ("segments.b", "SEGMENT_CYCLE")], "segments that reference each other"),
+        ("unknown-segment", {"flags": {"f": flag(rules=[{"when": {"segment": "ghosts"}, "serve": "b"}])}},
+         [("flags.f.rules[0].when.segment", "UNKNOWN_SEGMENT")], "a reference to a segment that does not exist"),
+        ("duplicate-rule-id", {"flags": {"f": flag(rules=[{"id": "x", "serve": "a"}, {"id": "x", "serve": "b"}])}},
+         [("flags.f.rules[1].id", "DUPLICATE_RULE_ID")], "rule ids are unique within a flag"),
+        ("wrong-type", {"flags": {"f": flag(rules={"serve": "a"})}},
+         [("flags.f.rules", "WRONG_TYPE")], "rules must be an array"),
+        ("bad-semver", {"flags": {"f": flag(rules=[{"when": {"attr": "v", "op": "semver_gt", "value": "latest"}, "serve": "b"}])}},
+         [("flags.f.rules[0].when.value", "INVALID_SEMVER")], "a semver operand must parse"),
+        ("unsupported-section", {"flags": {"f": flag(guardrails=[])}},
+         [("flags.f.guardrails", "UNSUPPORTED_FIELD")], "sections of later versions are refused, not silently ignored"),
+        ("hash-version", {"hash_version": 2, "flags": {}},
+         [("hash_version", "UNSUPPORTED_HASH_VERSION")], "an unknown bucketing version"),
+        ("many-problems", {"flags": {"f": {"variants": {}, "default": "a", "owner": 5}}},
+         [("flags.f.variants", "INVALID_VALUE"), ("flags.f.owner", "WRONG_TYPE"), ("flags.f.default", "UNKNOWN_VARIANT")],
+         "all problems of a document are reported, not only the first"),
+    ]
+    out = []
+    for case_id, document, problems, description in cases:
+        out.append({"id": f"error-{case_id}", "description": description, "document": document,
+                    "problems": [{"path": p, "code": c} for p, c in problems]})
+    return {"description": "Documents that must be rejected, with the path and code of every problem.",
+            "hash_version": 1, "cases": out}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true", help="fail if the files are out of date")
+    args = parser.parse_args()
+    outputs = {
+        "eval-targeting.json": targeting_file(),
+        "eval-ramp.json": ramp_file(),
+        "eval-kill.json": kill_file(),
+        "errors.json": errors_file(),
+    }
+    stale = []
+    for name, content in outputs.items():
+        ids = [c["id"] for c in content["cases"]]
+        assert len(ids) == len(set(ids)), f"duplicate ids in {name}"
+        text = json.dumps(content, indent=2, ensure_ascii=True) + "\n"
+        path = OUT / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}: {len(ids)} cases")
+    if stale:
+        print("out of date:", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
