@@ -183,6 +183,19 @@ fn lint_flag(doc: &Document, flag: &Flag, now: Millis, warnings: &mut Vec<Warnin
     let mut catch_all: Option<&str> = None;
     for (i, rule) in flag.rules.iter().enumerate() {
         let rule_path = format!("{path}.rules[{i}]");
+        if let Some(when) = &rule.when {
+            let mut attrs = Vec::new();
+            collect_direct_attributes(when, &mut attrs);
+            for attr in attrs.into_iter().filter(|a| looks_personal(a)) {
+                warnings.push(Warning {
+                    path: format!("{path}.rules[{i}].when"),
+                    code: "PERSONAL_DATA",
+                    message: format!(
+                        "targets attribute \"{attr}\", which looks like personal data; prefer a derived attribute (domain, country, hashed id)"
+                    ),
+                });
+            }
+        }
         if let Some(earlier) = catch_all {
             warnings.push(Warning {
                 path: rule_path,
@@ -213,19 +226,6 @@ fn lint_flag(doc: &Document, flag: &Flag, now: Millis, warnings: &mut Vec<Warnin
         }
         if rule.when.is_none() && matches!(rule.action, Action::Serve(_)) {
             catch_all = Some(&rule.id);
-        }
-        if let Some(when) = &rule.when {
-            let mut attrs = Vec::new();
-            collect_direct_attributes(when, &mut attrs);
-            for attr in attrs.into_iter().filter(|a| looks_personal(a)) {
-                warnings.push(Warning {
-                    path: format!("{path}.rules[{i}].when"),
-                    code: "PERSONAL_DATA",
-                    message: format!(
-                        "targets attribute \"{attr}\", which looks like personal data; prefer a derived attribute (domain, country, hashed id)"
-                    ),
-                });
-            }
         }
     }
     if looks_personal(&flag.bucket_by) {
