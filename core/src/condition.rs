@@ -190,6 +190,7 @@ fn timestamp_of(attr: &Attr<'_>) -> Option<Millis> {
 
 impl Op {
     /// `Some(result)` when the attribute has a type the operator can use, `None` otherwise.
+    #[inline]
     fn apply(&self, attr: &Attr<'_>) -> Option<bool> {
         match self {
             Op::Exists => Some(!matches!(attr, Attr::Missing)),
@@ -256,6 +257,7 @@ fn describe_attr(attr: &Attr<'_>) -> serde_json::Value {
 
 impl Condition {
     /// Whether the context matches. `segments` are the document's compiled segments.
+    #[inline]
     pub(crate) fn matches<C: Context + ?Sized, T: Tracer>(
         &self,
         ctx: &C,

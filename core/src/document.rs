@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::condition::Condition;
 use crate::error::Result;
+use crate::hash::SaltedHasher;
 use crate::ramp::Ramp;
 use crate::time::Millis;
 
@@ -154,6 +155,8 @@ pub struct Rule {
     pub bucket_by: Option<Box<str>>,
     /// Overrides the flag's `salt` for this rule's split or ramp.
     pub salt: Option<Box<str>>,
+    /// The effective salt (rule's or flag's) pre-absorbed into the hash state.
+    pub hasher: SaltedHasher,
 }
 
 /// What a matching rule does.

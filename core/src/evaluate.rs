@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::context::{Attr, Context};
 use crate::document::{Action, Document, Flag, Rule, Variant};
-use crate::hash::{scale, unit_hash, IntUnit, PERCENT_TOTAL};
+use crate::hash::{scale, IntUnit, PERCENT_TOTAL};
 use crate::ramp::Ramp;
 use crate::time::{format_timestamp, Millis};
 
@@ -267,6 +267,7 @@ impl Document {
         out
     }
 
+    #[inline]
     pub(crate) fn decide<'d, C: Context + ?Sized, T: Tracer>(
         &'d self,
         flag_key: &str,
@@ -377,10 +378,9 @@ impl Document {
         trace: &mut T,
     ) -> Option<u32> {
         let attr_name = rule.bucket_by.as_deref().unwrap_or(&flag.bucket_by);
-        let salt = rule.salt.as_deref().unwrap_or(&flag.salt);
         let attr = ctx.attr(attr_name);
         match read_unit(&attr) {
-            Ok(unit) => Some(scale(unit_hash(salt, unit.as_str()), total)),
+            Ok(unit) => Some(scale(rule.hasher.hash(unit.as_str()), total)),
             Err(why) => {
                 trace.note(|| {
                     json!({ "step": "bucket", "rule_id": &*rule.id, "bucket_by": attr_name,

@@ -77,6 +77,82 @@ pub fn murmur3_32_two(first: &[u8], second: &[u8], seed: u32) -> u32 {
     finish(h, tail, carry_len, first.len() + second.len())
 }
 
+/// MurmurHash3 x86_32 (seed 0) with the salt already absorbed.
+///
+/// Every split and ramp hashes `salt ++ unit` with a salt fixed at load, so the salt's full
+/// blocks are mixed once, here, and evaluation only mixes the unit's bytes: about half the
+/// work for typical keys, and no loop over two slices on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaltedHasher {
+    /// State after the salt's full 4-byte blocks.
+    state: u32,
+    /// The salt's last `salt_len % 4` bytes, little-endian, waiting for unit bytes.
+    pending: u32,
+    pending_len: usize,
+    salt_len: usize,
+}
+
+impl SaltedHasher {
+    pub fn new(salt: &str) -> Self {
+        let bytes = salt.as_bytes();
+        let mut blocks = bytes.chunks_exact(4);
+        let mut state = 0u32;
+        for block in &mut blocks {
+            state = mix_block(
+                state,
+                u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            );
+        }
+        let mut pending = 0u32;
+        for (i, byte) in blocks.remainder().iter().enumerate() {
+            pending |= u32::from(*byte) << (8 * i);
+        }
+        SaltedHasher {
+            state,
+            pending,
+            pending_len: blocks.remainder().len(),
+            salt_len: bytes.len(),
+        }
+    }
+
+    /// `h` of `salt ++ unit`; equal to [`unit_hash`] of the same salt and unit.
+    #[inline]
+    pub fn hash(&self, unit: &str) -> u32 {
+        let mut rest = unit.as_bytes();
+        let total_len = self.salt_len + rest.len();
+        let mut h = self.state;
+        let mut tail = self.pending;
+        let mut tail_len = self.pending_len;
+        if tail_len > 0 {
+            let need = 4 - tail_len;
+            if rest.len() < need {
+                for (i, byte) in rest.iter().enumerate() {
+                    tail |= u32::from(*byte) << (8 * (tail_len + i));
+                }
+                return finish(h, tail, tail_len + rest.len(), total_len);
+            }
+            for (i, byte) in rest[..need].iter().enumerate() {
+                tail |= u32::from(*byte) << (8 * (tail_len + i));
+            }
+            h = mix_block(h, tail);
+            rest = &rest[need..];
+        }
+        let mut blocks = rest.chunks_exact(4);
+        for block in &mut blocks {
+            h = mix_block(
+                h,
+                u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            );
+        }
+        tail = 0;
+        tail_len = blocks.remainder().len();
+        for (i, byte) in blocks.remainder().iter().enumerate() {
+            tail |= u32::from(*byte) << (8 * i);
+        }
+        finish(h, tail, tail_len, total_len)
+    }
+}
+
 /// The bucketing hash `h` of a unit under a salt (seed 0).
 #[inline]
 pub fn unit_hash(salt: &str, unit: &str) -> u32 {
@@ -174,6 +250,26 @@ mod tests {
             }
             assert_eq!(murmur3_32(whole, 42), reference(whole, 42));
         }
+    }
+
+    #[test]
+    fn salted_hasher_equals_the_plain_hash() {
+        let data: String = (0..40).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        for salt_len in 0..=9 {
+            let hasher = SaltedHasher::new(&data[..salt_len]);
+            for unit_len in 0..=13 {
+                let unit = &data[20..20 + unit_len];
+                assert_eq!(
+                    hasher.hash(unit),
+                    reference(format!("{}{unit}", &data[..salt_len]).as_bytes(), 0),
+                    "salt {salt_len} unit {unit_len}"
+                );
+            }
+        }
+        assert_eq!(
+            SaltedHasher::new("support-bot").hash("user-123"),
+            0xde1d_606e
+        );
     }
 
     #[test]

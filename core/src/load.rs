@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::condition::{parse_version, Condition, Op, Scalar, SemverOp, Test, ValueSet, OPERATORS};
 use crate::document::{Action, Document, Flag, KillSwitch, Rule, Segment, Split, Variant};
 use crate::error::{Error, Problem, ProblemKind, Result};
-use crate::hash::{murmur3_32, HASH_VERSION, PERCENT_TOTAL};
+use crate::hash::{murmur3_32, SaltedHasher, HASH_VERSION, PERCENT_TOTAL};
 use crate::ramp::{Ramp, RampStep};
 use crate::time::{parse_duration, parse_timestamp, Millis};
 
@@ -872,10 +872,13 @@ impl Loader {
             Some(v) => self.kill_switch(&join(&path, "kill"), v, Some(&names), key),
             None => KillSwitch::default(),
         };
-        let rules = match map.get("rules") {
+        let mut rules = match map.get("rules") {
             Some(v) => self.rules(&join(&path, "rules"), v, &names, key, segments),
             None => Vec::new(),
         };
+        for rule in &mut rules {
+            rule.hasher = SaltedHasher::new(rule.salt.as_deref().unwrap_or(&salt));
+        }
         Some(Flag {
             key: Arc::from(key),
             description,
@@ -1026,6 +1029,8 @@ impl Loader {
             action,
             bucket_by,
             salt,
+            // Filled in by `Loader::flag` once the flag's own salt is known.
+            hasher: SaltedHasher::default(),
         })
     }
 
