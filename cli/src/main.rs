@@ -269,6 +269,11 @@ fn kill(args: &mut Args, active: bool) -> Outcome {
         (None, true) => Target::All,
         _ => return Err(Failure::usage("give exactly one of --flag F or --all")),
     };
+    if actor.trim().is_empty() {
+        return Err(Failure::usage(
+            "--actor must name someone: the audit log records who acted",
+        ));
+    }
     if active && reason.is_none() {
         return Err(Failure::usage(
             "kill needs --reason: the audit log and the on-call after you will want it",

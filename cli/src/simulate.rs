@@ -77,10 +77,24 @@ pub fn run(args: &mut Args) -> Outcome {
         for rule in &flag_def.rules {
             if let Action::Ramp(ramp) = &rule.action {
                 points.push((ramp.start - 1, format!("before {}", rule.id)));
+                // The labels name the schedule; a pause or rollback changes what is live, which
+                // the shares in the row show.
+                let state = if ramp.rolled_back {
+                    ", rolled back"
+                } else if ramp.paused_at.is_some() {
+                    ", paused"
+                } else {
+                    ""
+                };
                 for (i, (begins, milli)) in ramp.schedule().into_iter().enumerate() {
                     points.push((
                         begins,
-                        format!("{} step {} ({} %)", rule.id, i + 1, milli as f64 / 1000.0),
+                        format!(
+                            "{} step {} ({} %{state})",
+                            rule.id,
+                            i + 1,
+                            milli as f64 / 1000.0
+                        ),
                     ));
                 }
             }

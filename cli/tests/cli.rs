@@ -353,3 +353,64 @@ fn lint_reports_hygiene_problems() {
     let strict = flagrail(&["lint", path.to_str().expect("utf-8"), "--strict"]);
     assert_eq!(strict.status.code(), Some(1));
 }
+
+#[test]
+fn concurrent_kills_serialize_and_symlinks_survive() {
+    let real = temp_copy("concurrent");
+    let link = real.with_file_name("live.json");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let link_text = link.to_str().expect("utf-8").to_string();
+    let workers: Vec<_> = ["support-bot", "support-prompt", "support-temperature"]
+        .into_iter()
+        .map(|flag| {
+            let link_text = link_text.clone();
+            std::thread::spawn(move || {
+                flagrail(&[
+                    "kill", &link_text, "--flag", flag, "--reason", "drill", "--actor", "ci",
+                ])
+            })
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.join().expect("thread");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("link")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    let doc =
+        flagrail_core::Document::from_slice(&std::fs::read(&real).expect("read")).expect("valid");
+    for flag in doc.flags() {
+        assert!(flag.kill.active, "the kill of {} was lost", flag.key);
+    }
+    let audit = std::fs::read_to_string(link.with_file_name("live.audit.jsonl")).expect("audit");
+    let revisions: std::collections::BTreeSet<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["new_revision"]
+                .as_str()
+                .expect("rev")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        revisions.len(),
+        3,
+        "each kill got its own revision: {audit}"
+    );
+    let empty_actor = flagrail(&[
+        "kill",
+        &link_text,
+        "--flag",
+        "support-bot",
+        "--reason",
+        "x",
+        "--actor",
+        " ",
+    ]);
+    assert_eq!(empty_actor.status.code(), Some(2));
+}

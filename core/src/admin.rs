@@ -140,8 +140,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Kills or unkills in a document file, atomically, and appends the audit record.
+///
+/// Concurrent rewrites of one document are serialized by an exclusive lock on its audit log,
+/// so two on-call engineers acting at once never lose each other's change. A symlinked
+/// document is rewritten at its target, so the link (and whatever manages it) stays intact.
 pub fn kill_file(path: &Path, change: &KillChange<'_>) -> Result<KillOutcome> {
-    let bytes = fs::read(path).map_err(|err| io_error(path, err))?;
+    let audit_log = audit_log_path(path);
+    let audit = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit_log)
+        .map_err(|err| io_error(&audit_log, err))?;
+    audit.lock().map_err(|err| io_error(&audit_log, err))?;
+    let target = fs::canonicalize(path).map_err(|err| io_error(path, err))?;
+    let bytes = fs::read(&target).map_err(|err| io_error(path, err))?;
     let mut document = Document::from_slice(&bytes)?.source().clone();
     let old_revision = apply_kill(&mut document, change)?;
     let new_revision = document
@@ -154,9 +166,8 @@ pub fn kill_file(path: &Path, change: &KillChange<'_>) -> Result<KillOutcome> {
             message: format!("cannot serialize the document: {err}"),
         })?;
     text.push('\n');
-    write_atomically(path, text.as_bytes())?;
+    write_atomically(&target, text.as_bytes())?;
 
-    let audit_log = audit_log_path(path);
     let record = json!({
         "time": format_timestamp(change.at),
         "action": if change.active { "kill" } else { "unkill" },
@@ -170,12 +181,10 @@ pub fn kill_file(path: &Path, change: &KillChange<'_>) -> Result<KillOutcome> {
     // One write of one line with O_APPEND: concurrent writers never interleave within a line.
     let mut line = record.to_string();
     line.push('\n');
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&audit_log)
-        .and_then(|mut file| file.write_all(line.as_bytes()))
+    (&audit)
+        .write_all(line.as_bytes())
         .map_err(|err| io_error(&audit_log, err))?;
+    // The lock is released when `audit` is closed.
     Ok(KillOutcome {
         old_revision,
         new_revision,

@@ -290,7 +290,7 @@ impl Condition {
                         note["ignored"] = json!(match attr {
                             Attr::Missing => "attribute is missing".to_string(),
                             _ => format!(
-                                "attribute is a {}, which `{}` cannot compare",
+                                "attribute has type {}, which `{}` cannot compare",
                                 attr.type_name(),
                                 test.op.name()
                             ),

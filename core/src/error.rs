@@ -37,7 +37,7 @@ pub enum ProblemKind {
     InvalidWeights,
     /// A percentage with more than three decimals (finer than 0.001 %).
     PercentPrecision,
-    /// Ramp steps whose percentages do not strictly increase, or a hold missing before the end.
+    /// Ramp steps whose percentages do not strictly increase.
     RampNotIncreasing,
     /// A duration that does not parse (`"24h"`, `"90m"`, `"1h30m"` are valid).
     InvalidDuration,

@@ -228,6 +228,17 @@ fn lint_flag(doc: &Document, flag: &Flag, now: Millis, warnings: &mut Vec<Warnin
             catch_all = Some(&rule.id);
         }
     }
+    for (i, rule) in flag.rules.iter().enumerate() {
+        if let Some(unit) = rule.bucket_by.as_deref().filter(|u| looks_personal(u)) {
+            warnings.push(Warning {
+                path: format!("{path}.rules[{i}].bucket_by"),
+                code: "PERSONAL_DATA",
+                message: format!(
+                    "buckets by \"{unit}\", which looks like personal data; bucket by an opaque id"
+                ),
+            });
+        }
+    }
     if looks_personal(&flag.bucket_by) {
         warnings.push(Warning {
             path: format!("{path}.bucket_by"),

@@ -363,13 +363,18 @@ impl Loader {
                 // A document without a revision still needs an identity for telemetry: a hash
                 // of its canonical text.
                 let text = value.to_string();
-                Arc::from(format!("sha-{:08x}", murmur3_32(text.as_bytes(), 0)))
+                Arc::from(format!("auto-{:08x}", murmur3_32(text.as_bytes(), 0)))
             }
         };
         if let Some(v) = map.get("hash_version") {
-            match v.as_u64() {
-                Some(n) if n == u64::from(HASH_VERSION) => {}
-                _ => self.report(
+            match v.as_f64() {
+                None => self.report(
+                    "hash_version",
+                    ProblemKind::WrongType,
+                    format!("expected a number, found {}", json_type(v)),
+                ),
+                Some(n) if n == f64::from(HASH_VERSION) => {}
+                Some(_) => self.report(
                     "hash_version",
                     ProblemKind::UnsupportedHashVersion,
                     format!("this build implements bucketing hash_version {HASH_VERSION} only, found {v}"),
@@ -815,6 +820,7 @@ impl Loader {
             .get("expires")
             .and_then(|v| self.timestamp(&join(&path, "expires"), v));
         let tags = match map.get("tags") {
+            Some(Value::Array(items)) if items.is_empty() => Vec::new(),
             Some(v) => self
                 .strings(&join(&path, "tags"), v)
                 .unwrap_or_default()
