@@ -201,6 +201,9 @@ type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
 struct Shared {
     document: ArcSwap<Document>,
     overrides: ArcSwap<Overrides>,
+    /// Whether any local kill is in force. Evaluation reads this flag instead of loading the
+    /// overrides, which saves an atomic load on every call in the usual case (no local kills).
+    has_overrides: AtomicBool,
     source: SourceKind,
     clock: Arc<dyn Clock>,
     state: Mutex<LoadState>,
@@ -306,6 +309,7 @@ impl Flags {
             shared: Arc::new(Shared {
                 document: ArcSwap::from_pointee(document),
                 overrides: ArcSwap::from_pointee(Overrides::default()),
+                has_overrides: AtomicBool::new(false),
                 source,
                 clock,
                 state: Mutex::new(LoadState {
@@ -472,7 +476,12 @@ impl Flags {
     pub fn snapshot(&self) -> Snapshot<'_> {
         Snapshot {
             document: self.shared.document.load(),
-            overrides: self.shared.overrides.load(),
+            // Acquire pairs with the Release in `kill`: a kill is visible to the next evaluation.
+            overrides: self
+                .shared
+                .has_overrides
+                .load(Ordering::Acquire)
+                .then(|| self.shared.overrides.load()),
             clock: &*self.shared.clock,
         }
     }
@@ -491,9 +500,12 @@ impl Flags {
     /// Evaluates with the steps that led to the decision, as JSON.
     pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
         let snapshot = self.snapshot();
-        snapshot
-            .document
-            .explain(flag, ctx, &ClockNow(snapshot.clock), &**snapshot.overrides)
+        snapshot.document.explain(
+            flag,
+            ctx,
+            &ClockNow(snapshot.clock),
+            &snapshot.local_kills(),
+        )
     }
 
     /// `explain` as of instant `at`.
@@ -501,7 +513,7 @@ impl Flags {
         let snapshot = self.snapshot();
         snapshot
             .document
-            .explain(flag, ctx, &At(at), &**snapshot.overrides)
+            .explain(flag, ctx, &At(at), &snapshot.local_kills())
     }
 
     /// Kills one flag (`Some`) or every flag (`None`) in this process, without touching the
@@ -521,6 +533,7 @@ impl Flags {
             }
             next
         });
+        self.shared.has_overrides.store(true, Ordering::Release);
     }
 
     /// Lifts a local kill of one flag (`Some`) or every local kill (`None`). A kill written in
@@ -540,6 +553,9 @@ impl Flags {
             }
             next
         });
+        let current = self.shared.overrides.load();
+        let any = current.all.is_some() || !current.flags.is_empty();
+        self.shared.has_overrides.store(any, Ordering::Release);
     }
 
     /// Source, live revision, age, last error and local kills.
@@ -602,8 +618,23 @@ fn watch(shared: Weak<Shared>, generation: u64, interval: Duration) {
 /// A consistent view of the live flags (see [`Flags::snapshot`]).
 pub struct Snapshot<'a> {
     document: Guard<Arc<Document>>,
-    overrides: Guard<Arc<Overrides>>,
+    /// `None` when no local kill was in force at the snapshot.
+    overrides: Option<Guard<Arc<Overrides>>>,
     clock: &'a dyn Clock,
+}
+
+/// The local kills of a snapshot (none when no override was in force).
+pub struct SnapshotKills<'s>(Option<&'s Overrides>);
+
+impl LocalKills for SnapshotKills<'_> {
+    #[inline]
+    fn all_killed(&self) -> bool {
+        self.0.is_some_and(Overrides::all_killed)
+    }
+    #[inline]
+    fn flag_killed(&self, flag: &str) -> bool {
+        self.0.is_some_and(|o| o.flag_killed(flag))
+    }
 }
 
 impl Snapshot<'_> {
@@ -611,11 +642,17 @@ impl Snapshot<'_> {
         &self.document
     }
 
+    /// The local kills in force at this snapshot.
+    #[inline]
+    pub fn local_kills(&self) -> SnapshotKills<'_> {
+        SnapshotKills(self.overrides.as_deref().map(|o| &**o))
+    }
+
     /// Evaluates a flag against this snapshot; the decision borrows from it.
     #[inline]
     pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Decision<'_> {
         self.document
-            .evaluate(flag, ctx, &ClockNow(self.clock), &**self.overrides)
+            .evaluate(flag, ctx, &ClockNow(self.clock), &self.local_kills())
     }
 
     /// Evaluates a flag and keeps the document alive in the result.
@@ -632,7 +669,7 @@ impl Snapshot<'_> {
         ctx: &C,
         now: impl Now,
     ) -> Evaluation {
-        let decision = self.document.evaluate(flag, ctx, &now, &**self.overrides);
+        let decision = self.document.evaluate(flag, ctx, &now, &self.local_kills());
         Evaluation {
             flag_index: decision.flag_index,
             variant_index: decision.variant_index,
