@@ -78,12 +78,8 @@ fn shorten<'s>(value: &'s Attr<'_>) -> Attr<'s> {
         Attr::Int(i) => Attr::Int(*i),
         Attr::Float(f) => Attr::Float(*f),
         Attr::Bool(b) => Attr::Bool(*b),
-        Attr::List(items) => Attr::List(std::borrow::Cow::Owned(
-            items
-                .iter()
-                .map(|s| std::borrow::Cow::Borrowed(&**s))
-                .collect(),
-        )),
+        // Borrowing is enough: `Cow` is covariant, so the longer-lived items coerce.
+        Attr::List(items) => Attr::List(Cow::Borrowed(&**items)),
         Attr::Unsupported(name) => Attr::Unsupported(name),
     }
 }

@@ -78,6 +78,13 @@ pub enum KillSource {
 }
 
 impl KillSource {
+    pub const ALL: [KillSource; 4] = [
+        KillSource::Document,
+        KillSource::Flag,
+        KillSource::LocalAll,
+        KillSource::LocalFlag,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             KillSource::Document => "document",
@@ -225,17 +232,35 @@ impl Unit<'_> {
     }
 }
 
+/// Why a unit cannot be bucketed (formatted only when explaining).
+#[derive(Clone, Copy)]
+enum NoUnit {
+    Empty,
+    Missing,
+    WrongType(&'static str),
+}
+
+impl NoUnit {
+    fn describe(self) -> String {
+        match self {
+            NoUnit::Empty => "unit is an empty string".to_string(),
+            NoUnit::Missing => "unit attribute is missing".to_string(),
+            NoUnit::WrongType(name) => {
+                format!("unit is a {name}; only strings and integers can be bucketed")
+            }
+        }
+    }
+}
+
 /// Reads the bucketing unit; `Err` says why the split cannot be computed.
-fn read_unit<'a>(attr: &'a Attr<'a>) -> Result<Unit<'a>, String> {
+#[inline]
+fn read_unit<'a>(attr: &'a Attr<'a>) -> Result<Unit<'a>, NoUnit> {
     match attr {
         Attr::Str(s) if !s.is_empty() => Ok(Unit::Str(s)),
-        Attr::Str(_) => Err("unit is an empty string".to_string()),
+        Attr::Str(_) => Err(NoUnit::Empty),
         Attr::Int(i) => Ok(Unit::Int(IntUnit::new(*i))),
-        Attr::Missing => Err("unit attribute is missing".to_string()),
-        other => Err(format!(
-            "unit is a {}; only strings and integers can be bucketed",
-            other.type_name()
-        )),
+        Attr::Missing => Err(NoUnit::Missing),
+        other => Err(NoUnit::WrongType(other.type_name())),
     }
 }
 
@@ -384,7 +409,7 @@ impl Document {
             Err(why) => {
                 trace.note(|| {
                     json!({ "step": "bucket", "rule_id": &*rule.id, "bucket_by": attr_name,
-                            "skipped": why })
+                            "skipped": why.describe() })
                 });
                 None
             }

@@ -642,6 +642,30 @@ impl Snapshot<'_> {
         &self.document
     }
 
+    /// Evaluates as of instant `at`; the decision borrows from the snapshot.
+    #[inline]
+    pub fn evaluate_at<C: Context + ?Sized>(
+        &self,
+        flag: &str,
+        ctx: &C,
+        at: Millis,
+    ) -> Decision<'_> {
+        self.document
+            .evaluate(flag, ctx, &At(at), &self.local_kills())
+    }
+
+    /// `explain` against this snapshot's document (the one whose attributes a binding read).
+    pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
+        self.document
+            .explain(flag, ctx, &ClockNow(self.clock), &self.local_kills())
+    }
+
+    /// `explain` as of instant `at`.
+    pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
+        self.document
+            .explain(flag, ctx, &At(at), &self.local_kills())
+    }
+
     /// The local kills in force at this snapshot.
     #[inline]
     pub fn local_kills(&self) -> SnapshotKills<'_> {
