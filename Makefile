@@ -64,7 +64,7 @@ test-node: build-node ## node --test against the built addon
 	cd $(NODE_DIR) && node --test __test__/*.test.js
 
 test-cross: build-cli build-python build-node ## Rust, Python and Node agree on 100k contexts
-	$(VPY) -m pytest -q tests/cross
+	$(VPY) -m pytest -q --tb=short tests/cross
 
 test: setup ## every test: lint, Rust, Python, Node, cross-language
 	$(MAKE) lint

@@ -1,9 +1,220 @@
-//! Node bindings: convert arguments, call flagrail-core, convert results.
+//! Node bindings of flagrail: convert arguments, call flagrail-core, convert results.
+//!
+//! This addon is private: `bindings-node/index.js` is the public package. It builds `Flags`,
+//! `Variant` and `FlagrailError` on top of the entry points here. Evaluation goes through raw
+//! Node-API callbacks (`raw.rs`, for speed, see `handle.rs`); everything else is ordinary
+//! napi-rs. Every entry point catches panics, so none crosses into JS, and evaluation entry
+//! points return data for every input instead of throwing.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod error;
+mod handle;
+mod raw;
+
+use std::time::Duration;
+
+use flagrail_core::{Attr, FileOptions, Flags};
+use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Unknown};
 use napi_derive::napi;
 
-/// The bucket in `0..total` that `unit` falls into under `salt` (bucketing v1).
-#[napi]
-pub fn bucket(salt: String, unit: String, total: Option<u32>) -> napi::Result<u32> {
-    flagrail_core::bucket(&salt, &unit, total.unwrap_or(100_000))
-        .ok_or_else(|| napi::Error::from_reason("total must be at least 1"))
+use crate::error::{invalid_argument, load_failure, LoadFailure};
+use crate::handle::{encode_evaluation, kill_source_code, reason_code, Handle, STALE};
+use crate::raw::{read_values, JsAttr};
+
+/// Largest integer a JS number represents exactly (`Number.MAX_SAFE_INTEGER`).
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// The napi macros recognise a fallible function by a return type spelled `Result<..>`.
+type JsError = napi::Error<String>;
+
+fn handle(slot: u32) -> Result<std::rc::Rc<Handle>, JsError> {
+    handle::get(slot).ok_or_else(|| invalid_argument(format!("no flags handle in slot {slot}")))
 }
+
+fn attrs<'a>(owned: &'a [JsAttr<'_>]) -> Vec<Attr<'a>> {
+    owned.iter().map(JsAttr::attr).collect()
+}
+
+/// Registers the raw evaluation callbacks next to the generated exports.
+#[napi(module_exports)]
+pub fn init(mut exports: Object<'_>) -> napi::Result<()> {
+    raw::register(&mut exports)
+}
+
+/// Loads flags from JSON text: the handle's slot, or why the document was rejected.
+#[napi(catch_unwind)]
+pub fn load_json(text: String) -> Either<u32, LoadFailure> {
+    match Flags::from_json(&text) {
+        Ok(flags) => Either::A(handle::insert(flags)),
+        Err(error) => Either::B(load_failure(&error)),
+    }
+}
+
+/// Loads flags from a file, watching it for changes when `reload` is set.
+#[napi(catch_unwind)]
+pub fn load_file(
+    path: String,
+    reload: bool,
+    poll_interval_ms: Option<u32>,
+) -> Either<u32, LoadFailure> {
+    let mut options = FileOptions {
+        reload,
+        ..FileOptions::default()
+    };
+    if let Some(ms) = poll_interval_ms {
+        options.poll_interval = Duration::from_millis(u64::from(ms.max(1)));
+    }
+    match Flags::from_file_with(&path, options) {
+        Ok(flags) => Either::A(handle::insert(flags)),
+        Err(error) => Either::B(load_failure(&error)),
+    }
+}
+
+/// Frees a handle whose `Flags` object was collected.
+#[napi(catch_unwind)]
+pub fn release(slot: u32) {
+    handle::release(slot);
+}
+
+/// The live document's lookup tables (JSON), acknowledging it; see `Handle::tables`.
+#[napi(catch_unwind)]
+pub fn tables(slot: u32) -> Result<String, JsError> {
+    Ok(handle(slot)?.tables())
+}
+
+/// A flag the JS tables lack: the core answers FLAG_NOT_FOUND, or `STALE` when a reload added
+/// it.
+#[napi(catch_unwind)]
+pub fn eval_key(slot: u32, key: String, at: Option<f64>) -> Result<f64, JsError> {
+    Ok(handle(slot)?
+        .evaluate_full(None, &key, &[], at)
+        .map_or(STALE, |e| encode_evaluation(&e)))
+}
+
+/// Like `evalList`, unpacked: `[variantIndex, reasonCode, ruleIndex, bucket, killSourceCode]`
+/// with -1 for none (kill source codes as packed), or `null` when stale. Only for results that
+/// do not fit the packed number.
+#[napi(catch_unwind)]
+pub fn eval_wide(
+    slot: u32,
+    index: u32,
+    values: Unknown<'_>,
+    at: Option<f64>,
+) -> Result<Option<Vec<f64>>, JsError> {
+    let owned = read_values(values);
+    let Some(e) = handle(slot)?.evaluate_full(Some(index), "", &attrs(&owned), at) else {
+        return Ok(None);
+    };
+    let position = |i: Option<usize>| i.map_or(-1.0, |i| i as f64);
+    Ok(Some(vec![
+        position(e.variant_index),
+        f64::from(reason_code(e.reason)),
+        position(e.rule_index),
+        e.bucket.map_or(-1.0, f64::from),
+        e.kill_source.map_or(-1.0, |k| kill_source_code(k) as f64),
+    ]))
+}
+
+/// `explain` as JSON text, or `null` when stale. `index` is -1 for a flag the tables lack.
+#[napi(catch_unwind)]
+pub fn explain(
+    slot: u32,
+    index: i32,
+    key: String,
+    values: Unknown<'_>,
+    at: Option<f64>,
+) -> Result<Option<String>, JsError> {
+    let owned = read_values(values);
+    let index = u32::try_from(index).ok();
+    Ok(handle(slot)?
+        .explain(index, &key, &attrs(&owned), at)
+        .map(|v| v.to_string()))
+}
+
+/// `status()` as JSON text.
+#[napi(catch_unwind)]
+pub fn status(slot: u32) -> Result<String, JsError> {
+    Ok(handle(slot)?.inner.status().to_json().to_string())
+}
+
+/// Kills one flag or, without `flag`, every flag, in this process.
+#[napi(catch_unwind)]
+pub fn kill(slot: u32, flag: Option<String>, reason: Option<String>) -> Result<(), JsError> {
+    handle(slot)?.inner.kill(flag.as_deref(), reason.as_deref());
+    Ok(())
+}
+
+/// Lifts a local kill of one flag or, without `flag`, every local kill.
+#[napi(catch_unwind)]
+pub fn unkill(slot: u32, flag: Option<String>) -> Result<(), JsError> {
+    handle(slot)?.inner.unkill(flag.as_deref());
+    Ok(())
+}
+
+/// Checks a file source now and reloads it when it changed (the watcher does the same in the
+/// background): whether a new document went live, or why the new one was rejected.
+#[napi(catch_unwind)]
+pub fn reload_now(slot: u32) -> Result<Either<bool, LoadFailure>, JsError> {
+    Ok(match handle(slot)?.inner.reload_if_changed() {
+        Ok(applied) => Either::A(applied),
+        Err(error) => Either::B(load_failure(&error)),
+    })
+}
+
+/// Stops the background file watcher (the handle keeps serving the last document).
+#[napi(catch_unwind)]
+pub fn close(slot: u32) -> Result<(), JsError> {
+    handle(slot)?.inner.stop_watching();
+    Ok(())
+}
+
+/// `bucket(salt, unit, total)`: the bucket in `0..total` that `unit` falls into under `salt`
+/// (bucketing v1, docs/bucketing.md). `unit` is a string, a safe integer or a bigint within
+/// 64 bits (integers hash as their decimal text); `total` is an integer in `1..=2^32-1`.
+#[napi(catch_unwind)]
+pub fn bucket(
+    salt: String,
+    unit: Either3<String, f64, BigInt>,
+    total: Option<f64>,
+) -> Result<u32, JsError> {
+    let total = match total {
+        None => flagrail_core::PERCENT_TOTAL,
+        Some(t) if t.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&t) => t as u32,
+        Some(t) => {
+            return Err(invalid_argument(format!(
+                "total must be an integer from 1 to 4294967295, got {t}"
+            )))
+        }
+    };
+    let bucket = match unit {
+        Either3::A(unit) => flagrail_core::bucket(&salt, &unit, total),
+        Either3::B(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => {
+            flagrail_core::hash::bucket_i64(&salt, n as i64, total)
+        }
+        Either3::B(n) => {
+            return Err(invalid_argument(format!(
+            "unit must be a string or an integer (a number within ±(2^53-1) or a bigint), got {n}"
+        )))
+        }
+        Either3::C(big) => match big.get_i64() {
+            (i, true) => flagrail_core::hash::bucket_i64(&salt, i, total),
+            (_, false) => {
+                return Err(invalid_argument(
+                    "unit bigint is outside the 64-bit signed range",
+                ))
+            }
+        },
+    };
+    bucket.ok_or_else(|| invalid_argument("total must be at least 1"))
+}
+
+/// Parses an RFC 3339 timestamp or a `YYYY-MM-DD` date into Unix milliseconds, the way flag
+/// documents are parsed; `null` when it does not parse.
+#[napi(catch_unwind)]
+pub fn parse_timestamp(text: String) -> Option<f64> {
+    flagrail_core::time::parse_timestamp(&text).map(|ms| ms as f64)
+}
+
+/// The bucketing algorithm version this build implements.
+#[napi]
+pub const HASH_VERSION: u32 = flagrail_core::HASH_VERSION;

@@ -1,0 +1,119 @@
+'use strict'
+// index.d.ts is hand-written: this keeps it honest. Every declared export must exist in the
+// CommonJS and ESM entries with the declared kind, every real export must be declared, and the
+// members declared on each class must match the real classes (public members only; `_`-prefixed
+// ones are private). Also checks that the package resolves by name both ways.
+
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+const { test } = require('node:test')
+
+const flagrail = require('..')
+
+const DTS = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8')
+
+/** `export declare class|function|const NAME` → kind by name. */
+function declaredExports(text) {
+  const out = new Map()
+  for (const m of text.matchAll(/^export declare (class|function|const) (\w+)/gm)) out.set(m[2], m[1])
+  return out
+}
+
+/** The members declared in the body of `export declare class NAME { ... }`. */
+function declaredMembers(text, name) {
+  const found = new RegExp(`^export declare class ${name}\\b`, 'm').exec(text)
+  assert.ok(found !== null, `class ${name} is declared`)
+  const start = found.index
+  // The body opens at the end of the header line (generic defaults may hold braces too).
+  const open = text.indexOf('{\n', start)
+  let depth = 0
+  let end = open
+  for (; end < text.length; end++) {
+    if (text[end] === '{') depth++
+    if (text[end] === '}' && --depth === 0) break
+  }
+  const body = text.slice(open + 1, end)
+  const members = { instance: new Map(), static: new Map() }
+  // Members sit at two spaces of indentation; deeper lines are inside member types.
+  for (const m of body.matchAll(/^ {2}(static )?(readonly )?(private )?(get |set )?(\w+)(\??)(\(|<|:)/gm)) {
+    if (m[3] || m[5] === 'constructor') continue
+    const kind = m[7] === ':' ? 'property' : 'method'
+    members[m[1] ? 'static' : 'instance'].set(m[5], kind)
+  }
+  return members
+}
+
+function runtimeKind(value) {
+  if (typeof value !== 'function') return 'const'
+  return /^class\b/.test(Function.prototype.toString.call(value)) ? 'class' : 'function'
+}
+
+test('every declared export exists with its kind, and every export is declared', async () => {
+  const declared = declaredExports(DTS)
+  assert.ok(declared.size >= 6, 'the parser finds the declarations')
+  const esm = await import('../index.mjs')
+  const entries = [
+    ['require', flagrail],
+    ['import', Object.fromEntries(Object.entries(esm).filter(([k]) => k !== 'default'))],
+  ]
+  for (const [how, exports] of entries) {
+    const actual = new Map(Object.keys(exports).map((k) => [k, runtimeKind(exports[k])]))
+    assert.deepEqual([...actual.keys()].sort(), [...declared.keys()].sort(), `${how}: exports match index.d.ts`)
+    for (const [name, kind] of declared) assert.equal(actual.get(name), kind, `${how}: ${name} is a ${kind}`)
+  }
+  assert.equal(esm.default, flagrail, 'the ESM default export is the CommonJS module')
+  assert.equal(esm.Flags, flagrail.Flags, 'one class, whichever way it is loaded')
+})
+
+test('declared class members match the real classes', () => {
+  const { Flags, Flag, Variant, FlagrailError } = flagrail
+  const flags = Flags.fromObject({ flags: { f: { variants: { a: {} }, default: 'a' } } })
+  const samples = {
+    Flags: flags,
+    Flag: flags.flag('f'),
+    Variant: flags.variant('f', {}),
+    FlagrailError: new FlagrailError('INVALID_ARGUMENT', 'x'),
+  }
+  const classes = { Flags, Flag, Variant, FlagrailError }
+  for (const [name, cls] of Object.entries(classes)) {
+    const declared = declaredMembers(DTS, name)
+    const instance = samples[name]
+    for (const [member, kind] of declared.instance) {
+      if (kind === 'method') assert.equal(typeof instance[member], 'function', `${name}#${member} is a method`)
+      else assert.ok(member in instance, `${name}#${member} exists`)
+    }
+    for (const [member] of declared.static) assert.equal(typeof cls[member], 'function', `${name}.${member} exists`)
+    // The other way: public methods and own fields must be declared.
+    const proto = Object.getOwnPropertyNames(cls.prototype).filter((k) => k !== 'constructor' && !k.startsWith('_'))
+    const own = Object.keys(instance).filter((k) => !k.startsWith('_') && !(instance instanceof Error && k === 'stack'))
+    for (const member of [...proto, ...own]) assert.ok(declared.instance.has(member), `${name}#${member} is declared in index.d.ts`)
+    const statics = Object.getOwnPropertyNames(cls).filter((k) => !['length', 'name', 'prototype'].includes(k) && !k.startsWith('_'))
+    for (const member of statics) assert.ok(declared.static.has(member), `${name}.${member} is declared in index.d.ts`)
+  }
+})
+
+test('the member parser sees a mismatch (so the checks above can fail)', () => {
+  const broken = DTS.replace('  reloadIfChanged(): boolean', '  reloadIfChangedTypo(): boolean')
+  assert.ok(declaredMembers(broken, 'Flags').instance.has('reloadIfChangedTypo'))
+  assert.ok(!declaredMembers(broken, 'Flags').instance.has('reloadIfChanged'))
+  const missing = DTS.replace('export declare function bucket', 'declare function bucket')
+  assert.ok(!declaredExports(missing).has('bucket'))
+})
+
+test('every export in index.d.ts carries JSDoc', () => {
+  for (const m of DTS.matchAll(/^export declare (?:class|function|const) (\w+)/gm)) {
+    const before = DTS.slice(0, m.index).trimEnd()
+    assert.ok(before.endsWith('*/'), `${m[1]} has a JSDoc comment`)
+  }
+})
+
+test('the package resolves by name with require and import', async () => {
+  // Self-reference through package.json "exports".
+  assert.equal(require('flagrail'), flagrail)
+  const esm = await import('flagrail')
+  assert.equal(esm.Flags, flagrail.Flags)
+  const pkg = require('flagrail/package.json')
+  assert.equal(pkg.name, 'flagrail')
+  assert.equal(pkg.types, 'index.d.ts')
+})

@@ -1,0 +1,316 @@
+//! The native state behind each JS `Flags`, and the decision entry points shaped for a cheap
+//! JS boundary.
+//!
+//! Why the shape is unusual: an `#[napi(object)]` conversion of a whole context costs ~400 ns,
+//! and with napi-rs 3.16 even a `#[napi]` class method call with no arguments costs ~250 ns
+//! (its unwrap and borrow bookkeeping go through global mutexes and hash maps), both over the
+//! 250 ns budget of one `flags.variant(...)`. So:
+//!
+//! - the JS side reads only the attributes the flag uses (`Flag::attributes`, sent once per
+//!   document by [`Handle::tables`]) and passes them positionally to raw callbacks
+//!   (`crate::raw`);
+//! - a JS `Flags` names its state by a small integer (a slot in a per-thread table) instead of
+//!   a wrapped object, so finding it costs an index, not an unwrap;
+//! - the core decides (`Snapshot::evaluate` over a `Positional` context);
+//! - the result comes back as one number ([`encode`]): variant index, reason, rule index and
+//!   bucket. The JS side turns indices into ids and frozen payloads with the tables of the
+//!   document they index into.
+//!
+//! Indices are only meaningful for the document the JS tables were built from, so a handle
+//! keeps that document (`ack`) alive and every evaluation first checks that the live document
+//! is still the same one. When a reload swapped it, the call returns [`STALE`] without
+//! evaluating, and the JS side fetches new tables and retries. Keeping the `Arc` (not just an
+//! address) also rules out a freed document's address being reused by the next one.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use flagrail_core::{
+    At, Attr, Decision, Document, Evaluation, Flags, KillSource, Positional, Reason,
+};
+use serde_json::{json, Value};
+
+/// Returned instead of a result when the live document is not the one the JS tables describe
+/// (or the handle or flag index is unknown, which the JS side treats the same way).
+pub const STALE: f64 = -1.0;
+/// Returned when a result does not fit the packed number (more than 255 variants or rules):
+/// the JS side asks `evalWide` instead.
+pub const WIDE: f64 = -2.0;
+/// Returned by a raw callback that could not run (unreadable arguments, a caught panic).
+pub const FAILED: f64 = -3.0;
+
+/// Bits below the bucket in a packed result.
+const LOW_BITS: u32 = 20;
+const MAX_PACKED_INDEX: usize = 255;
+
+/// The reason's code in a packed result: its position in `Reason::ALL` (the JS side gets the
+/// names in the same order from `tables()`).
+#[inline]
+pub fn reason_code(reason: Reason) -> u32 {
+    Reason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .map_or(0, |i| i as u32)
+}
+
+/// Kill sources in packed-code order (code = position + 1; 0 is none).
+pub const KILL_SOURCES: [KillSource; 4] = [
+    KillSource::Document,
+    KillSource::Flag,
+    KillSource::LocalAll,
+    KillSource::LocalFlag,
+];
+
+#[inline]
+pub fn kill_source_code(source: KillSource) -> usize {
+    // Exhaustive on purpose: a new kill source in the core must get a code here.
+    match source {
+        KillSource::Document => 1,
+        KillSource::Flag => 2,
+        KillSource::LocalAll => 3,
+        KillSource::LocalFlag => 4,
+    }
+}
+
+/// Packs a result into one JS number (an f64 holds integers up to 2^53 exactly):
+///
+/// ```text
+/// bits  0..3   reason code
+/// bits  3..11  variant index + 1 (0: none)
+/// bits 11..19  rule index + 1 (0: none); for KILLED, which has no rule, the kill source code
+/// bit  19      has bucket
+/// bits 20..52  bucket (u32)
+/// ```
+#[inline]
+fn encode(
+    variant_index: Option<usize>,
+    rule_index: Option<usize>,
+    reason: Reason,
+    bucket: Option<u32>,
+    kill_source: Option<KillSource>,
+) -> f64 {
+    let variant = variant_index.map_or(0, |i| i + 1);
+    let rule = match (rule_index, kill_source) {
+        (Some(i), _) => i + 1,
+        (None, Some(source)) => kill_source_code(source),
+        (None, None) => 0,
+    };
+    if rule_index.is_some() && kill_source.is_some() {
+        // Not produced by the core today; the unpacked form carries both.
+        return WIDE;
+    }
+    if variant > MAX_PACKED_INDEX || rule > MAX_PACKED_INDEX {
+        return WIDE;
+    }
+    let low = reason_code(reason)
+        | (variant as u32) << 3
+        | (rule as u32) << 11
+        | u32::from(bucket.is_some()) << 19;
+    f64::from(bucket.unwrap_or(0)) * f64::from(1u32 << LOW_BITS) + f64::from(low)
+}
+
+#[inline]
+fn encode_decision(decision: &Decision<'_>) -> f64 {
+    encode(
+        decision.variant_index,
+        decision.rule_index,
+        decision.reason,
+        decision.bucket,
+        decision.kill_source,
+    )
+}
+
+#[inline]
+pub fn encode_evaluation(evaluation: &Evaluation) -> f64 {
+    encode(
+        evaluation.variant_index,
+        evaluation.rule_index,
+        evaluation.reason,
+        evaluation.bucket,
+        evaluation.kill_source,
+    )
+}
+
+/// Unix milliseconds from JS (a `Date`'s `getTime()` or a parsed timestamp).
+#[inline]
+pub fn millis(at: f64) -> i64 {
+    // `as` saturates; the JS side only passes finite values.
+    at as i64
+}
+
+/// The live flags of one JS `Flags` object.
+pub struct Handle {
+    pub inner: Flags,
+    /// The document the JS tables were built from (see the module docs). A `RefCell` is
+    /// enough: handles live in a per-thread table, so only their own JS thread touches them.
+    ack: RefCell<Arc<Document>>,
+}
+
+impl Handle {
+    fn new(inner: Flags) -> Handle {
+        let ack = RefCell::new(inner.document());
+        Handle { inner, ack }
+    }
+
+    /// Evaluates flag `index` of the acknowledged document now, or returns `STALE`.
+    #[inline]
+    pub fn decide(&self, index: u32, values: &[Attr<'_>]) -> f64 {
+        let snapshot = self.inner.snapshot();
+        let ack = self.ack.borrow();
+        if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
+            return STALE;
+        }
+        let Some(flag) = ack.flags().get(index as usize) else {
+            return STALE;
+        };
+        let ctx = Positional {
+            names: &flag.attributes,
+            values,
+        };
+        encode_decision(&snapshot.evaluate(&flag.key, &ctx))
+    }
+
+    /// Evaluates flag `index` of the acknowledged document (or, without an index, the flag
+    /// `key` with no attributes), optionally at instant `at`, as an owned result; `None` when
+    /// the live document is not the acknowledged one.
+    pub fn evaluate_full(
+        &self,
+        index: Option<u32>,
+        key: &str,
+        values: &[Attr<'_>],
+        at: Option<f64>,
+    ) -> Option<Evaluation> {
+        let ack = self.ack.borrow();
+        let (key, names): (&str, &[Box<str>]) = match index {
+            Some(index) => {
+                let flag = ack.flags().get(index as usize)?;
+                (&flag.key, &flag.attributes)
+            }
+            None => (key, &[]),
+        };
+        let ctx = Positional { names, values };
+        let snapshot = self.inner.snapshot();
+        let evaluation = match at {
+            Some(at) => snapshot.evaluate_owned_at(key, &ctx, At(millis(at))),
+            None => snapshot.evaluate_owned(key, &ctx),
+        };
+        Arc::ptr_eq(&evaluation.document, &ack).then_some(evaluation)
+    }
+
+    /// Explains flag `index` (or `key` when the tables lack it) as JSON; `None` when stale.
+    ///
+    /// The live document is compared with the acknowledged one just before explaining; a reload
+    /// landing in between would explain the new document with the old flag's attribute list
+    /// (attributes it lacks read as missing). Closing that window needs a `Snapshot::explain`
+    /// in the core.
+    pub fn explain(
+        &self,
+        index: Option<u32>,
+        key: &str,
+        values: &[Attr<'_>],
+        at: Option<f64>,
+    ) -> Option<Value> {
+        let ack = self.ack.borrow();
+        if !Arc::ptr_eq(&self.inner.document(), &ack) {
+            return None;
+        }
+        let (key, names): (&str, &[Box<str>]) = match index {
+            Some(index) => {
+                let flag = ack.flags().get(index as usize)?;
+                (&flag.key, &flag.attributes)
+            }
+            None => (key, &[]),
+        };
+        let ctx = Positional { names, values };
+        Some(match at {
+            Some(at) => self.inner.explain_at(key, &ctx, millis(at)),
+            None => self.inner.explain(key, &ctx),
+        })
+    }
+
+    /// The live document as JSON for the JS side's lookup tables: revision, reason names (in
+    /// packed-code order), and per flag its key, attributes, variants (id, payload) and rule
+    /// ids. Acknowledges that document.
+    pub fn tables(&self) -> String {
+        let document = self.inner.document();
+        let flags: Vec<Value> = document
+            .flags()
+            .iter()
+            .map(|flag| {
+                json!({
+                    "key": &*flag.key,
+                    "attributes": flag.attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
+                    "variants": flag.variants.iter().map(|v| json!({
+                        "id": &*v.id,
+                        "payload": &*v.payload,
+                    })).collect::<Vec<_>>(),
+                    "rules": flag.rules.iter().map(|r| &*r.id).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let tables = json!({
+            "revision": document.revision(),
+            "reasons": Reason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "kill_sources": KILL_SOURCES.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "flags": flags,
+        });
+        *self.ack.borrow_mut() = document;
+        tables.to_string()
+    }
+}
+
+/// Handles of this thread, by slot. Each JS thread (the main thread, every worker) has its
+/// own table, and a JS `Flags` object never leaves its thread, so a slot number always refers
+/// to a handle of the calling thread. Slots are freed from JS by a `FinalizationRegistry` when
+/// the `Flags` object is collected, and all of them when the thread ends.
+#[derive(Default)]
+struct Slots {
+    handles: Vec<Option<Rc<Handle>>>,
+    free: Vec<u32>,
+}
+
+thread_local! {
+    static SLOTS: RefCell<Slots> = RefCell::new(Slots::default());
+}
+
+/// Stores a new handle and returns its slot.
+pub fn insert(flags: Flags) -> u32 {
+    let handle = Some(Rc::new(Handle::new(flags)));
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        match slots.free.pop() {
+            Some(slot) => {
+                if let Some(entry) = slots.handles.get_mut(slot as usize) {
+                    *entry = handle;
+                }
+                slot
+            }
+            None => {
+                slots.handles.push(handle);
+                (slots.handles.len() - 1) as u32
+            }
+        }
+    })
+}
+
+/// The handle in `slot`, if any. The `Rc` is cloned out so that no borrow of the table is
+/// held while the caller works (which could otherwise re-enter through a JS getter).
+#[inline]
+pub fn get(slot: u32) -> Option<Rc<Handle>> {
+    SLOTS.with(|slots| slots.borrow().handles.get(slot as usize).cloned().flatten())
+}
+
+/// Frees `slot` (its `Flags` object was collected). Stops the file watcher with it.
+pub fn release(slot: u32) {
+    let handle = SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let taken = slots.handles.get_mut(slot as usize).and_then(Option::take);
+        if taken.is_some() {
+            slots.free.push(slot);
+        }
+        taken
+    });
+    // Dropped outside the table borrow: dropping the last `Flags` clone ends its watcher.
+    drop(handle);
+}
