@@ -58,6 +58,8 @@ test-rust: ## Rust unit, vector, property and CLI tests
 	cargo test -q --workspace
 
 test-python: build-python ## pytest against the installed wheel
+	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy.stubtest flagrail._flagrail
+	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy --strict bindings-python/python/flagrail tests/python
 	$(VPY) -m pytest -q tests/python
 
 test-node: build-node ## node --test against the built addon

@@ -1,16 +1,29 @@
-//! Python bindings: convert arguments, call flagrail-core, convert results.
+//! Python bindings of flagrail: convert arguments, call `flagrail_core`, convert results.
+//!
+//! The native module is private (`flagrail._flagrail`); the `flagrail` package re-exports it
+//! with the exception classes, the fork hook and the typed stubs. One file per core module:
+//! [`live`] (the `Flags` handle), [`variant`] (the result), [`context`] (reading the caller's
+//! dict), [`hash`] (`bucket`), [`error`], [`time`] (`at=`), plus [`convert`] (JSON values).
+
 use pyo3::prelude::*;
 
-/// bucket(salt, unit, total=100000) -> int
-#[pyfunction]
-#[pyo3(signature = (salt, unit, total = 100_000))]
-fn bucket(salt: &str, unit: &str, total: u32) -> PyResult<u32> {
-    flagrail_core::bucket(salt, unit, total)
-        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("total must be at least 1"))
-}
+mod context;
+mod convert;
+mod error;
+mod hash;
+mod live;
+mod time;
+mod variant;
 
-#[pymodule]
+/// The native half of the ``flagrail`` package. Import from ``flagrail``, not from here.
+#[pymodule(gil_used = false)]
 fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(bucket, m)?)?;
+    m.add_class::<live::Flags>()?;
+    m.add_class::<live::Flag>()?;
+    m.add_class::<variant::Variant>()?;
+    m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
+    m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
+    m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

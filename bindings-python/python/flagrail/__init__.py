@@ -1,2 +1,47 @@
-from ._flagrail import bucket
-__all__ = ["bucket"]
+"""flagrail: feature flags for model, prompt and parameter rollouts.
+
+::
+
+    from flagrail import Flags
+
+    flags = Flags.from_file("flags.json")          # hot-reloaded, safe to share between threads
+    v = flags.variant("support-bot", {"user_id": "u-42", "plan": "pro"})
+    v.id, v["model"], v.reason, v.revision
+
+The decisions are made by the Rust core shared with the Node package and the CLI, so a user
+lands in the same bucket from every language.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from ._flagrail import HASH_VERSION, Flag, Flags, Variant, __version__, bucket
+from ._flagrail import _after_fork_in_child
+from .exceptions import (
+    DocumentError,
+    FlagrailError,
+    InvalidArgumentError,
+    Problem,
+    SourceError,
+)
+
+__all__ = [
+    "HASH_VERSION",
+    "DocumentError",
+    "Flag",
+    "FlagrailError",
+    "Flags",
+    "InvalidArgumentError",
+    "Problem",
+    "SourceError",
+    "Variant",
+    "__version__",
+    "bucket",
+]
+
+# Threads do not survive fork(): a forked child (gunicorn --preload, celery prefork,
+# multiprocessing "fork") restarts the reload watcher of every file-backed Flags. Nothing is
+# done before the fork, so the parent keeps running untouched.
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)

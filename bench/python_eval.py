@@ -1,0 +1,204 @@
+"""The evaluation benchmark of BENCHMARK.md, for Python.
+
+ns per ``flags.variant("chat-model", {...})`` including building the context dict and reading
+the variant id, peak RSS against an empty-loop baseline, and memory over 10 million evaluations.
+
+    make build-python-release && .venv/bin/python bench/python_eval.py
+    N=200000 REPS=7 MEM_EVALS=10000000 .venv/bin/python bench/python_eval.py
+
+Prints one ``RESULT {...}`` line per result. The empty-loop baseline runs in a child process
+(this file with BENCH_MODE=baseline) that never imports flagrail, so its peak RSS is the
+process's own floor with the same user list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Callable
+
+N = int(os.environ.get("N", "200000"))
+REPS = int(os.environ.get("REPS", "7"))
+MEM_EVALS = int(os.environ.get("MEM_EVALS", "10000000"))
+MODE = os.environ.get("BENCH_MODE", "main")
+if N < 1000 or REPS < 5:
+    sys.exit("N must be >= 1000 and REPS >= 5")
+
+# The scenario: chat-model, a rule `segment eq "internal"` -> v3, then 90/5/5 by user_id.
+DOCUMENT = {
+    "revision": "bench-1",
+    "flags": {
+        "chat-model": {
+            "bucket_by": "user_id",
+            "variants": {
+                "control": {"model": "model-a"},
+                "v2": {"model": "model-b"},
+                "v3": {"model": "model-c"},
+            },
+            "default": "control",
+            "rules": [
+                {"id": "internal", "when": {"attr": "segment", "op": "eq", "value": "internal"}, "serve": "v3"},
+                {
+                    "id": "split",
+                    "split": [
+                        {"variant": "control", "percent": 90},
+                        {"variant": "v2", "percent": 5},
+                        {"variant": "v3", "percent": 5},
+                    ],
+                },
+            ],
+        }
+    },
+}
+
+USERS = [(f"user-{i}", "internal" if i % 10 == 0 else "external") for i in range(N)]
+
+
+def peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1048576
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def result(fields: dict[str, object]) -> None:
+    print("RESULT " + json.dumps(fields), flush=True)
+
+
+def timed(one_pass: Callable[[], int]) -> list[float]:
+    """Times `one_pass` REPS times after one untimed warm-up; ns per evaluation of each rep."""
+    one_pass()
+    reps = []
+    for _ in range(REPS):
+        start = time.perf_counter_ns()
+        one_pass()
+        reps.append((time.perf_counter_ns() - start) / N)
+    return reps
+
+
+def empty_loop() -> int:
+    # The same loop without flagrail: build the context, read a field.
+    sink = 0
+    for uid, seg in USERS:
+        ctx = {"user_id": uid, "segment": seg}
+        sink += len(ctx["segment"])
+    return sink
+
+
+def main() -> None:
+    if MODE == "baseline":
+        reps = timed(empty_loop)
+        result(
+            {
+                "name": "python_empty_loop",
+                "ns_per_eval": round(median(reps), 1),
+                "reps": [round(r, 1) for r in reps],
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "n": N,
+            }
+        )
+        return
+
+    child = subprocess.run(
+        [sys.executable, __file__],
+        env={**os.environ, "BENCH_MODE": "baseline"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    baseline_line = next(line for line in child.stdout.splitlines() if line.startswith("RESULT "))
+    print(baseline_line, flush=True)
+    baseline = json.loads(baseline_line[len("RESULT ") :])
+
+    from flagrail import Flags
+
+    flags = Flags.from_dict(DOCUMENT)
+
+    # Correctness pass: internal users get v3 by the rule; the others split 90/5/5 within 1 point.
+    counts = {"control": 0, "v2": 0, "v3": 0}
+    externals = 0
+    for uid, seg in USERS:
+        v = flags.variant("chat-model", {"user_id": uid, "segment": seg})
+        if seg == "internal":
+            if v.id != "v3" or v.reason != "TARGETING_MATCH":
+                sys.exit(f"internal user {uid} got {v.id} ({v.reason})")
+        else:
+            if v.reason != "SPLIT" or v.id is None:
+                sys.exit(f"external user {uid} got reason {v.reason}")
+            counts[v.id] += 1
+            externals += 1
+    shares = {k: 100 * c / externals for k, c in counts.items()}
+    for variant, want in (("control", 90), ("v2", 5), ("v3", 5)):
+        if abs(shares[variant] - want) > 1:
+            sys.exit(f"split off: {shares}")
+
+    def evaluate_all() -> int:
+        sink = 0
+        for uid, seg in USERS:
+            v = flags.variant("chat-model", {"user_id": uid, "segment": seg})
+            sink += len(v.id)
+        return sink
+
+    reps = timed(evaluate_all)
+    peak = peak_rss_mb()
+    result(
+        {
+            "name": "python_variant",
+            "ns_per_eval": round(median(reps), 1),
+            "reps": [round(r, 1) for r in reps],
+            "peak_rss_mb": round(peak, 1),
+            "baseline_peak_rss_mb": baseline["peak_rss_mb"],
+            "rss_over_baseline_mb": round(peak - baseline["peak_rss_mb"], 1),
+            "baseline_ns_per_eval": baseline["ns_per_eval"],
+            "n": N,
+            "split_percent": {k: round(v, 2) for k, v in shares.items()},
+        }
+    )
+
+    # Memory flatness: RSS sampled every million evaluations; growth is measured from the
+    # second sample on (the first million warms up the allocator).
+    samples = []
+    chunk = 1_000_000
+    done = 0
+    sink = 0
+    while done < MEM_EVALS:
+        stop = min(MEM_EVALS, done + chunk)
+        for k in range(done, stop):
+            uid, seg = USERS[k % N]
+            v = flags.variant("chat-model", {"user_id": uid, "segment": seg})
+            sink += len(v.id)
+        done = stop
+        samples.append(current_rss_mb())
+    if samples:
+        start = samples[min(1, len(samples) - 1)]
+        end = samples[-1]
+        millions = max(1, len(samples) - 2)
+        result(
+            {
+                "name": "python_memory_10m",
+                "evals": MEM_EVALS,
+                "rss_mb_samples": [round(s, 1) for s in samples],
+                "growth_mb": round(end - start, 2),
+                "growth_kb_per_million_evals": round((end - start) * 1024 / millions, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "flat": end - start < 5,
+                "sink": sink % 1000,
+            }
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The exceptions of flagrail.
+
+Every exception carries ``code``, the stable cross-language error code (the same string the
+Node package puts on ``err.code`` and the CLI prints). Loading and construction may raise;
+reading a flag never does.
+
+::
+
+    FlagrailError                     .code
+    ├── DocumentError (ValueError)    INVALID_DOCUMENT, .problems
+    ├── SourceError                   SOURCE_UNREACHABLE, .source
+    └── InvalidArgumentError (ValueError)  INVALID_ARGUMENT
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple, Sequence
+
+__all__ = [
+    "DocumentError",
+    "FlagrailError",
+    "InvalidArgumentError",
+    "Problem",
+    "SourceError",
+]
+
+
+class Problem(NamedTuple):
+    """One problem of a flag document."""
+
+    path: str
+    """Where, e.g. ``flags.support-bot.rules[2].when.op`` (``""`` for the whole document)."""
+    code: str
+    """What kind of problem, e.g. ``UNKNOWN_OPERATOR`` (stable across languages)."""
+    message: str
+    """What is wrong, for a person."""
+
+    def __str__(self) -> str:
+        return f"{self.path or '(document)'}: {self.message} [{self.code}]"
+
+
+class FlagrailError(Exception):
+    """Base class of every flagrail exception."""
+
+    default_code: ClassVar[str] = "FLAGRAIL_ERROR"
+    code: str
+    """The stable error code."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or self.default_code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only attributes survive pickling (multiprocessing sends exceptions back).
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+def _rebuild(cls: type[FlagrailError], message: str, state: dict[str, object]) -> FlagrailError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class DocumentError(FlagrailError, ValueError):
+    """A flag document is invalid. ``problems`` lists every problem, not only the first, and
+    the message lists them all too."""
+
+    default_code = "INVALID_DOCUMENT"
+    problems: tuple[Problem, ...]
+
+    def __init__(
+        self, message: str, *, code: str | None = None, problems: Sequence[Problem] = ()
+    ) -> None:
+        super().__init__(message, code=code)
+        self.problems = tuple(problems)
+
+
+class SourceError(FlagrailError):
+    """A flag source (a file) cannot be read."""
+
+    default_code = "SOURCE_UNREACHABLE"
+    source: str | None
+
+    def __init__(self, message: str, *, code: str | None = None, source: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.source = source
+
+
+class InvalidArgumentError(FlagrailError, ValueError):
+    """An argument is outside its domain, e.g. ``bucket(..., total=0)``."""
+
+    default_code = "INVALID_ARGUMENT"

@@ -1,0 +1,604 @@
+//! `Flags`, the live handle, and `Flag`, a handle bound to one flag key.
+//!
+//! Threads: `Flags` is immutable from Python (`frozen`) and everything it holds is `Send +
+//! Sync` (the core swaps documents behind an `ArcSwap`; the Python-object cache is swapped the
+//! same way), so one instance is shared by every thread. Evaluation keeps the GIL: it takes a
+//! couple of hundred nanoseconds, about what releasing and re-acquiring it would cost. Loading
+//! and compiling a document releases it.
+//!
+//! Reloads happen on the core's watcher thread; it reports them to the `flagrail` logger,
+//! attaching to Python only to log.
+//!
+//! Fork: a child process starts with no watcher thread (threads do not survive `fork()`), so
+//! every file-backed handle is tracked here and `_after_fork_in_child` (registered with
+//! `os.register_at_fork` by the package) restarts the watchers in the child. Nothing is torn
+//! down before the fork.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use flagrail_core::live::{Snapshot, DEFAULT_POLL_INTERVAL};
+use flagrail_core::{
+    Document, EmptyContext, FileOptions, Flags as CoreFlags, KillSource, Reason, ReloadEvent,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString};
+
+use crate::context::{with_declared, Source};
+use crate::convert::{from_python, to_python};
+use crate::error::{invalid_argument, IntoPyResult};
+use crate::time;
+use crate::variant::{py_repr, DocCache, Outcome, Variant};
+
+pub(crate) struct Inner {
+    core: CoreFlags,
+    /// Python objects of the live document; replaced on the first evaluation after a reload.
+    entry: ArcSwap<Entry>,
+    poll_interval: Duration,
+}
+
+/// What the binding keeps per live document.
+struct Entry {
+    /// The objects results share (ids, payloads …); every `Variant` holds it.
+    cache: Arc<DocCache>,
+    /// Results that do not depend on the unit (a `serve` rule, the default, a kill), created
+    /// once and returned again: most flags answer most calls this way. Indexed by flag, then by
+    /// [`fixed_slot`]. Kept here rather than in `DocCache` because each holds an
+    /// `Arc<DocCache>`.
+    fixed: Box<[PyOnceLock<FixedResults>]>,
+}
+
+impl Entry {
+    fn new(py: Python<'_>, document: Arc<Document>) -> Entry {
+        let fixed = document.flags().iter().map(|_| PyOnceLock::new()).collect();
+        Entry {
+            cache: Arc::new(DocCache::new(py, document)),
+            fixed,
+        }
+    }
+
+    #[inline]
+    fn doc(&self) -> &Document {
+        &self.cache.doc
+    }
+
+    /// The shared result for `outcome`, if it is one that does not depend on the unit.
+    #[inline]
+    fn fixed<'py>(
+        &self,
+        py: Python<'py>,
+        outcome: &Outcome,
+    ) -> PyResult<Option<Bound<'py, Variant>>> {
+        let Some((flag_index, slot)) = fixed_slot(self.doc(), outcome) else {
+            return Ok(None);
+        };
+        let (Some(flag), Some(slots)) = (
+            self.doc().flags().get(flag_index),
+            self.fixed.get(flag_index),
+        ) else {
+            return Ok(None);
+        };
+        let slots = slots.get_or_init(py, || {
+            (0..flag.rules.len() + FIXED_EXTRA)
+                .map(|_| PyOnceLock::new())
+                .collect()
+        });
+        let Some(cell) = slots.get(slot) else {
+            return Ok(None);
+        };
+        let shared = cell.get_or_try_init(py, || {
+            let id = match self.cache.flag(py, flag_index) {
+                Some(flag_cache) => flag_cache.variant_id(py, outcome.variant_index()),
+                None => py.None(),
+            };
+            Py::new(py, Variant::found(Arc::clone(&self.cache), *outcome, id))
+        })?;
+        // The slot determines the outcome today; checking keeps a future decision kind that
+        // shares a slot from ever returning someone else's result.
+        if shared.get().outcome() != outcome {
+            return Ok(None);
+        }
+        Ok(Some(shared.bind(py).clone()))
+    }
+}
+
+/// The unit-independent results of one flag, by [`fixed_slot`].
+type FixedResults = Box<[PyOnceLock<Py<Variant>>]>;
+
+/// Slots after the rules: the default, then one per kill source.
+const FIXED_EXTRA: usize = 5;
+
+/// Where a unit-independent outcome is kept: `(flag index, slot)`.
+#[inline]
+fn fixed_slot(doc: &Document, outcome: &Outcome) -> Option<(usize, usize)> {
+    let flag_index = outcome.flag_index()?;
+    let rules = doc.flags().get(flag_index)?.rules.len();
+    if outcome.bucket().is_some() {
+        return None;
+    }
+    let slot = match (
+        outcome.reason(),
+        outcome.rule_index(),
+        outcome.kill_source(),
+    ) {
+        // A `serve` rule always serves the same variant.
+        (Reason::TargetingMatch, Some(rule), None) => rule,
+        (Reason::Default, None, None) => rules,
+        (Reason::Killed, None, Some(source)) => {
+            rules
+                + 1
+                + match source {
+                    KillSource::Document => 0,
+                    KillSource::Flag => 1,
+                    KillSource::LocalAll => 2,
+                    KillSource::LocalFlag => 3,
+                }
+        }
+        _ => return None,
+    };
+    Some((flag_index, slot))
+}
+
+impl Inner {
+    fn new(py: Python<'_>, core: CoreFlags, poll_interval: Duration) -> Inner {
+        let entry = Entry::new(py, core.document());
+        Inner {
+            core,
+            entry: ArcSwap::from_pointee(entry),
+            poll_interval,
+        }
+    }
+
+    #[cold]
+    fn refresh(&self, py: Python<'_>, snapshot: &Snapshot<'_>) -> Arc<Entry> {
+        // The snapshot lends its document only by reference; an owned evaluation carries the
+        // `Arc` of that same document (an unknown key costs one hash lookup).
+        let document = snapshot.evaluate_owned("", &EmptyContext).document;
+        let fresh = Arc::new(Entry::new(py, document));
+        // Concurrent refreshes may store in any order; a stale store only costs another
+        // refresh on the next call.
+        self.entry.store(Arc::clone(&fresh));
+        fresh
+    }
+
+    /// Runs `f` with the entry of exactly the snapshot's document.
+    #[inline]
+    fn with_entry<R>(
+        &self,
+        py: Python<'_>,
+        snapshot: &Snapshot<'_>,
+        f: impl FnOnce(&Entry) -> PyResult<R>,
+    ) -> PyResult<R> {
+        // Borrowed from the guard, not cloned: one atomic increment less per call.
+        let guard = self.entry.load();
+        if std::ptr::eq(guard.doc(), snapshot.document()) {
+            f(&guard)
+        } else {
+            drop(guard);
+            let fresh = self.refresh(py, snapshot);
+            f(&fresh)
+        }
+    }
+
+    /// One evaluation: the hot path of the package.
+    #[inline]
+    fn variant<'py>(
+        &self,
+        py: Python<'py>,
+        flag: &Bound<'py, PyString>,
+        context: Option<&Bound<'py, PyAny>>,
+        default: Option<&Bound<'py, PyString>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Variant>> {
+        let source = Source::from_arg(context)?;
+        let at = match at {
+            Some(at) => Some(time::millis(at)?),
+            None => None,
+        };
+        let snapshot = self.core.snapshot();
+        self.with_entry(py, &snapshot, |entry| {
+            let cache = &entry.cache;
+            // A key that is not valid UTF-8 (lone surrogates) cannot name a flag.
+            let key = flag.to_str().ok();
+            let found = key.and_then(|key| {
+                let index = cache.doc.flag_position(key)?;
+                Some((key, cache.doc.flags().get(index)?, cache.flag(py, index)?))
+            });
+            let Some((key, flag_def, flag_cache)) = found else {
+                return Bound::new(
+                    py,
+                    Variant::not_found(Arc::clone(&entry.cache), flag, default),
+                );
+            };
+            let outcome =
+                with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
+                    Outcome::from(match at {
+                        None => snapshot.evaluate(key, ctx),
+                        Some(at) => snapshot.evaluate_at(key, ctx, at),
+                    })
+                });
+            if let Some(shared) = entry.fixed(py, &outcome)? {
+                return Ok(shared);
+            }
+            let id = flag_cache.variant_id(py, outcome.variant_index());
+            Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id))
+        })
+    }
+
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        flag: &Bound<'py, PyString>,
+        context: Option<&Bound<'py, PyAny>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let source = Source::from_arg(context)?;
+        let at = match at {
+            Some(at) => Some(time::millis(at)?),
+            None => None,
+        };
+        // A key with lone surrogates names no flag; the explanation shows it with U+FFFD.
+        let key = flag.to_string_lossy();
+        let key = &*key;
+        let snapshot = self.core.snapshot();
+        let explanation = self.with_entry(py, &snapshot, |entry| {
+            let cache = &entry.cache;
+            let (names, keys): (&[Box<str>], &[Py<PyString>]) = match cache
+                .doc
+                .flag_position(key)
+                .and_then(|i| Some((cache.doc.flags().get(i)?, cache.flag(py, i)?)))
+            {
+                Some((flag_def, flag_cache)) => (&flag_def.attributes, &flag_cache.attr_keys),
+                None => (&[], &[]),
+            };
+            // The same snapshot as the attribute names: a reload cannot slip in between.
+            Ok(with_declared(source, names, keys, |ctx| match at {
+                None => snapshot.explain(key, ctx),
+                Some(at) => snapshot.explain_at(key, ctx, at),
+            }))
+        })?;
+        to_python(py, &explanation)
+    }
+}
+
+/// Every file-backed handle of this process, for restarting watchers after `fork()`.
+///
+/// Only touched while attached to the interpreter (from `Flags.from_file` and the after-fork
+/// hook), and `os.fork()` runs attached, so no other thread can hold this lock at the moment of
+/// a fork.
+static FILE_BACKED: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
+fn track(inner: &Arc<Inner>) {
+    if let Ok(mut list) = FILE_BACKED.lock() {
+        list.retain(|weak| weak.strong_count() > 0);
+        list.push(Arc::downgrade(inner));
+    }
+}
+
+/// Restarts the reload watchers of every live file-backed ``Flags`` in a forked child.
+///
+/// Registered by the package with ``os.register_at_fork(after_in_child=...)``; not meant to be
+/// called directly.
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() {
+    let handles: Vec<Arc<Inner>> = match FILE_BACKED.try_lock() {
+        Ok(list) => list.iter().filter_map(Weak::upgrade).collect(),
+        // Unreachable by the argument on FILE_BACKED; never block a child process on it.
+        Err(_) => return,
+    };
+    for inner in handles {
+        // `is_watching` is the parent's state, copied by fork: restart what was running.
+        if inner.core.is_watching() {
+            inner.core.start_watching(inner.poll_interval);
+        }
+    }
+}
+
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Logs a reload event to the `flagrail` logger (called on the watcher thread).
+fn log_reload(py: Python<'_>, source: &str, event: &ReloadEvent) -> PyResult<()> {
+    let logger = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("flagrail",))?
+            .unbind())
+    })?;
+    let logger = logger.bind(py);
+    let extra = PyDict::new(py);
+    extra.set_item("flagrail_source", source)?;
+    let kwargs = PyDict::new(py);
+    match event {
+        ReloadEvent::Applied { previous, revision } => {
+            extra.set_item("flagrail_event", "reload_applied")?;
+            extra.set_item("flagrail_revision", revision)?;
+            extra.set_item("flagrail_previous_revision", previous)?;
+            kwargs.set_item("extra", extra)?;
+            logger.call_method(
+                "info",
+                (
+                    "flag document reloaded from %s: revision %s -> %s",
+                    source,
+                    previous,
+                    revision,
+                ),
+                Some(&kwargs),
+            )?;
+        }
+        ReloadEvent::Rejected { error } => {
+            extra.set_item("flagrail_event", "reload_rejected")?;
+            extra.set_item("flagrail_code", error.code())?;
+            kwargs.set_item("extra", extra)?;
+            // A document that does not validate is a failed change someone has to fix; an
+            // unreadable file is often transient (a deploy in progress).
+            let level = match error {
+                flagrail_core::Error::InvalidDocument { .. } => "error",
+                _ => "warning",
+            };
+            logger.call_method(
+                level,
+                (
+                    "flag document from %s rejected, the previous revision stays live: %s",
+                    source,
+                    error.to_string(),
+                ),
+                Some(&kwargs),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn listen(core: &CoreFlags) {
+    let source = core.status().source;
+    core.on_reload(move |event| {
+        // `try_attach`: never attach to an interpreter that is shutting down.
+        Python::try_attach(|py| {
+            if let Err(err) = log_reload(py, &source, event) {
+                err.write_unraisable(py, None);
+            }
+        });
+    });
+}
+
+fn poll_interval(py: Python<'_>, seconds: Option<f64>) -> PyResult<Duration> {
+    match seconds {
+        None => Ok(DEFAULT_POLL_INTERVAL),
+        Some(s) => match Duration::try_from_secs_f64(s) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(invalid_argument(
+                py,
+                format!("poll_interval must be a positive number of seconds, got {s}"),
+            )),
+        },
+    }
+}
+
+/// The live feature flags of a process.
+///
+/// Create one per document at startup and share it: it is safe to use from any number of
+/// threads, and a file source is reloaded in the background (a new document is validated off
+/// the request path and swapped in atomically; an invalid one never replaces the live one).
+/// Reading a flag never raises.
+///
+/// Example::
+///
+///     flags = Flags.from_file("flags.json")
+///     v = flags.variant("support-bot", {"user_id": "u-1", "plan": "pro"})
+///     v.id, v["model"], v.reason
+#[pyclass(frozen, module = "flagrail", name = "Flags")]
+pub struct Flags {
+    inner: Arc<Inner>,
+}
+
+#[pymethods]
+impl Flags {
+    /// Loads a flag document from a JSON file and, unless ``reload=False``, watches it.
+    ///
+    /// A changed file goes live within one poll interval (0.25 s by default). Forked children
+    /// (gunicorn ``--preload``, celery prefork, multiprocessing) keep watching.
+    ///
+    /// Args:
+    ///     path: The JSON file.
+    ///     reload: Watch the file and hot-reload it.
+    ///     poll_interval: Seconds between checks of the file.
+    ///
+    /// Raises:
+    ///     SourceError: The file cannot be read (code ``SOURCE_UNREACHABLE``).
+    ///     DocumentError: The document is invalid; ``problems`` lists every problem.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, reload = true, poll_interval = None))]
+    fn from_file(
+        py: Python<'_>,
+        path: PathBuf,
+        reload: bool,
+        poll_interval: Option<f64>,
+    ) -> PyResult<Flags> {
+        let interval = self::poll_interval(py, poll_interval)?;
+        let options = FileOptions {
+            reload,
+            poll_interval: interval,
+            ..FileOptions::default()
+        };
+        let core = py
+            .detach(|| CoreFlags::from_file_with(&path, options))
+            .into_py_result(py)?;
+        listen(&core);
+        let inner = Arc::new(Inner::new(py, core, interval));
+        track(&inner);
+        Ok(Flags { inner })
+    }
+
+    /// Loads a flag document from JSON text (no reloading).
+    ///
+    /// Raises:
+    ///     DocumentError: The document is invalid; ``problems`` lists every problem.
+    #[staticmethod]
+    fn from_json(py: Python<'_>, text: &str) -> PyResult<Flags> {
+        let core = py
+            .detach(|| CoreFlags::from_json(text))
+            .into_py_result(py)?;
+        Ok(Flags {
+            inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
+        })
+    }
+
+    /// Loads a flag document from a dict, as ``json.load`` would return it (no reloading).
+    ///
+    /// Raises:
+    ///     DocumentError: The document is invalid, or holds a value with no JSON form;
+    ///         ``problems`` lists every problem.
+    #[staticmethod]
+    fn from_dict(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Flags> {
+        let value = from_python(obj).into_py_result(py)?;
+        let core = py
+            .detach(|| CoreFlags::from_value(value))
+            .into_py_result(py)?;
+        Ok(Flags {
+            inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
+        })
+    }
+
+    /// The variant of ``flag`` for ``context``.
+    ///
+    /// Never raises for a flag or a context value: an unknown flag gives ``default`` with
+    /// reason ``FLAG_NOT_FOUND``, and a context value of a type no condition can use is
+    /// ignored for matching (``explain`` shows it).
+    ///
+    /// Args:
+    ///     flag: The flag key.
+    ///     context: The request's attributes: str, int, float, bool or list of str values.
+    ///     default: The id to report when the flag does not exist.
+    ///     at: Evaluate as of this instant (an aware datetime or an RFC 3339 string) instead
+    ///         of now: for simulations of ramps.
+    #[pyo3(signature = (flag, context = None, default = None, *, at = None))]
+    fn variant<'py>(
+        &self,
+        py: Python<'py>,
+        flag: &Bound<'py, PyString>,
+        context: Option<&Bound<'py, PyAny>>,
+        default: Option<&Bound<'py, PyString>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Variant>> {
+        self.inner.variant(py, flag, context, default, at)
+    }
+
+    /// A handle bound to one flag key: ``chat = flags.flag("support-bot")`` then
+    /// ``chat.variant(user)``. The flag does not have to exist (yet).
+    fn flag(&self, key: Bound<'_, PyString>) -> Flag {
+        Flag {
+            inner: Arc::clone(&self.inner),
+            key: key.unbind(),
+        }
+    }
+
+    /// How ``flag`` is decided for ``context``, step by step.
+    ///
+    /// The result fields (``flag``, ``variant``, ``payload``, ``reason``, ``rule_id``,
+    /// ``bucket``, ``revision``, ``kill_source``) plus ``steps``, each condition with the
+    /// attribute value it saw (a value of an unusable type shows as ``"<dict>"`` with an
+    /// ``ignored`` note).
+    #[pyo3(signature = (flag, context = None, *, at = None))]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        flag: &Bound<'py, PyString>,
+        context: Option<&Bound<'py, PyAny>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.explain(py, flag, context, at)
+    }
+
+    /// Source, live revision, its age, the last reload error (with ``code`` and every
+    /// problem's ``path``), reload counters, whether the file is watched, and local kills.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, &self.inner.core.status().to_json())
+    }
+
+    /// Kills ``flag`` (or every flag when ``None``) in this process only: the next evaluation
+    /// serves the flag's kill variant with reason ``KILLED``. The document is not changed.
+    #[pyo3(signature = (flag = None, *, reason = None))]
+    fn kill(&self, flag: Option<&str>, reason: Option<&str>) {
+        self.inner.core.kill(flag, reason);
+    }
+
+    /// Lifts a local kill of ``flag`` (every local kill when ``None``). A kill written in the
+    /// document stays in force until a new document lifts it.
+    #[pyo3(signature = (flag = None))]
+    fn unkill(&self, flag: Option<&str>) {
+        self.inner.core.unkill(flag);
+    }
+
+    /// Checks a file source now and reloads it if it changed; returns whether a new document
+    /// went live. Useful with ``reload=False``. A static source returns ``False``.
+    ///
+    /// Raises:
+    ///     SourceError: The file cannot be read.
+    ///     DocumentError: The new document is invalid (the live one stays).
+    fn reload_if_changed(&self, py: Python<'_>) -> PyResult<bool> {
+        let core = &self.inner.core;
+        py.detach(|| core.reload_if_changed()).into_py_result(py)
+    }
+
+    /// The revision of the live document.
+    #[getter]
+    fn revision<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        PyString::new(py, self.inner.core.snapshot().document().revision())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let status = self.inner.core.status();
+        Ok(format!(
+            "<flagrail.Flags source={} revision={}>",
+            py_repr(py, &status.source)?,
+            py_repr(py, &status.revision)?
+        ))
+    }
+}
+
+/// A handle bound to one flag key (see ``Flags.flag``).
+#[pyclass(frozen, module = "flagrail", name = "Flag")]
+pub struct Flag {
+    inner: Arc<Inner>,
+    key: Py<PyString>,
+}
+
+#[pymethods]
+impl Flag {
+    /// The flag key.
+    #[getter]
+    fn key(&self, py: Python<'_>) -> Py<PyString> {
+        self.key.clone_ref(py)
+    }
+
+    /// The variant of this flag for ``context`` (see ``Flags.variant``).
+    #[pyo3(signature = (context = None, default = None, *, at = None))]
+    fn variant<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        default: Option<&Bound<'py, PyString>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Variant>> {
+        self.inner
+            .variant(py, self.key.bind(py), context, default, at)
+    }
+
+    /// How this flag is decided for ``context`` (see ``Flags.explain``).
+    #[pyo3(signature = (context = None, *, at = None))]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.explain(py, self.key.bind(py), context, at)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("<flagrail.Flag {}>", self.key.bind(py).repr()?))
+    }
+}

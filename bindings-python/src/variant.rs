@@ -1,0 +1,508 @@
+//! `Variant`, the result of one evaluation, and the per-document cache behind it.
+//!
+//! A `Variant` is created on most `flags.variant(...)` calls (results that do not depend on the
+//! unit are shared, see `live.rs`), so it is made of indices: the document cache it came from
+//! plus the decision's flag/variant/rule indices, reason and bucket, and the variant id. Every
+//! Python object it hands out (variant id, flag key, revision, payload mapping) is created once
+//! per document and shared: reading `v.id` is a struct-member read, `v["model"]` one dict
+//! lookup. Payloads are converted on first use and frozen (read-only mappings and tuples)
+//! because every caller shares them.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use flagrail_core::{Decision, Document, KillSource, Reason};
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyMapping, PyMappingProxy, PyString};
+use pyo3::{intern, IntoPyObjectExt};
+
+use crate::convert::{frozen_dict, to_frozen, to_python};
+
+/// Python objects for one document, built lazily flag by flag.
+///
+/// (Measured: holding it as a Python object, `Py<DocCache>`, instead of an `Arc` makes every
+/// evaluation slower: dropping a `Py` outside a `Bound` checks a thread-local.)
+pub(crate) struct DocCache {
+    pub(crate) doc: Arc<Document>,
+    revision: Py<PyString>,
+    flags: Box<[PyOnceLock<FlagCache>]>,
+}
+
+/// Python objects for one flag of a document.
+pub(crate) struct FlagCache {
+    key: Py<PyString>,
+    /// `Flag::attributes` as interned Python strings: the context lookup keys.
+    pub(crate) attr_keys: Box<[Py<PyString>]>,
+    variant_ids: Box<[Py<PyString>]>,
+    rule_ids: Box<[Py<PyString>]>,
+    payloads: Box<[PyOnceLock<Payload>]>,
+}
+
+/// A variant's payload as Python sees it.
+struct Payload {
+    /// What `.payload` returns: a read-only mapping for an object payload (the usual case),
+    /// otherwise the frozen value itself (a string, a number, a tuple …).
+    value: Py<PyAny>,
+    /// The dict behind the mapping, for `v[key]` without going through the proxy.
+    dict: Option<Py<PyDict>>,
+}
+
+impl FlagCache {
+    /// The interned id of variant `index` (`None` for an index that does not exist, which a
+    /// decision never produces).
+    #[inline]
+    pub(crate) fn variant_id(&self, py: Python<'_>, index: Option<usize>) -> Py<PyAny> {
+        match index.and_then(|i| self.variant_ids.get(i)) {
+            Some(id) => id.clone_ref(py).into_any(),
+            None => py.None(),
+        }
+    }
+}
+
+impl DocCache {
+    pub(crate) fn new(py: Python<'_>, doc: Arc<Document>) -> DocCache {
+        let flags = doc.flags().iter().map(|_| PyOnceLock::new()).collect();
+        DocCache {
+            revision: PyString::new(py, doc.revision()).unbind(),
+            flags,
+            doc,
+        }
+    }
+
+    /// The Python objects of flag `index`, created on first use.
+    pub(crate) fn flag(&self, py: Python<'_>, index: usize) -> Option<&FlagCache> {
+        let flag = self.doc.flags().get(index)?;
+        let cell = self.flags.get(index)?;
+        Some(cell.get_or_init(py, || {
+            FlagCache {
+                key: PyString::intern(py, &flag.key).unbind(),
+                attr_keys: flag
+                    .attributes
+                    .iter()
+                    .map(|name| PyString::intern(py, name).unbind())
+                    .collect(),
+                variant_ids: flag
+                    .variants
+                    .iter()
+                    .map(|v| PyString::intern(py, &v.id).unbind())
+                    .collect(),
+                rule_ids: flag
+                    .rules
+                    .iter()
+                    .map(|r| PyString::new(py, &r.id).unbind())
+                    .collect(),
+                payloads: flag.variants.iter().map(|_| PyOnceLock::new()).collect(),
+            }
+        }))
+    }
+
+    fn payload(
+        &self,
+        py: Python<'_>,
+        flag_index: usize,
+        variant_index: usize,
+    ) -> PyResult<Option<&Payload>> {
+        let (Some(cache), Some(variant)) = (
+            self.flag(py, flag_index),
+            self.doc
+                .flags()
+                .get(flag_index)
+                .and_then(|f| f.variants.get(variant_index)),
+        ) else {
+            return Ok(None);
+        };
+        let Some(cell) = cache.payloads.get(variant_index) else {
+            return Ok(None);
+        };
+        cell.get_or_try_init(py, || match &*variant.payload {
+            serde_json::Value::Object(map) => {
+                let dict = frozen_dict(py, map)?;
+                let proxy = PyMappingProxy::new(py, dict.cast::<PyMapping>()?);
+                Ok(Payload {
+                    value: proxy.into_any().unbind(),
+                    dict: Some(dict.unbind()),
+                })
+            }
+            other => Ok(Payload {
+                value: to_frozen(py, other)?.unbind(),
+                dict: None,
+            }),
+        })
+        .map(Some)
+    }
+}
+
+/// What a decision chose, as indices into the document: packed into 20 bytes because one is
+/// written into every `Variant`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    flag: u32,
+    variant: u32,
+    rule: u32,
+    bucket: u32,
+    reason: Reason,
+    has_bucket: bool,
+    kill_source: Option<KillSource>,
+}
+
+/// "No index" in a packed field (a 16 MiB document cannot hold 2^32 flags, variants or rules).
+const NONE: u32 = u32::MAX;
+
+#[inline]
+fn pack(index: Option<usize>) -> u32 {
+    index.and_then(|i| u32::try_from(i).ok()).unwrap_or(NONE)
+}
+
+#[inline]
+fn unpack(index: u32) -> Option<usize> {
+    (index != NONE).then_some(index as usize)
+}
+
+impl Outcome {
+    pub(crate) fn not_found() -> Outcome {
+        Outcome {
+            flag: NONE,
+            variant: NONE,
+            rule: NONE,
+            bucket: 0,
+            reason: Reason::FlagNotFound,
+            has_bucket: false,
+            kill_source: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn flag_index(&self) -> Option<usize> {
+        unpack(self.flag)
+    }
+
+    #[inline]
+    pub(crate) fn variant_index(&self) -> Option<usize> {
+        unpack(self.variant)
+    }
+
+    #[inline]
+    pub(crate) fn rule_index(&self) -> Option<usize> {
+        unpack(self.rule)
+    }
+
+    #[inline]
+    pub(crate) fn bucket(&self) -> Option<u32> {
+        self.has_bucket.then_some(self.bucket)
+    }
+
+    #[inline]
+    pub(crate) fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    #[inline]
+    pub(crate) fn kill_source(&self) -> Option<KillSource> {
+        self.kill_source
+    }
+}
+
+impl From<Decision<'_>> for Outcome {
+    #[inline]
+    fn from(d: Decision<'_>) -> Outcome {
+        Outcome {
+            flag: pack(d.flag_index),
+            variant: pack(d.variant_index),
+            rule: pack(d.rule_index),
+            bucket: d.bucket.unwrap_or(0),
+            reason: d.reason,
+            has_bucket: d.bucket.is_some(),
+            kill_source: d.kill_source,
+        }
+    }
+}
+
+/// The variant of a flag that one context gets, and why.
+///
+/// Returned by ``Flags.variant()`` and ``Flag.variant()``; never constructed directly.
+/// Immutable, hashable and comparable. Item access reads the payload: ``v["model"]``,
+/// ``v.get("temperature", 0.7)``.
+#[pyclass(frozen, freelist = 256, mapping, module = "flagrail", name = "Variant")]
+pub struct Variant {
+    /// The variant id (``"control"``, ``"v2.2"`` …); the caller's ``default`` when the flag
+    /// does not exist (``reason == "FLAG_NOT_FOUND"``), which is ``None`` unless one was given.
+    // A struct member rather than a getter: reading `v.id` is the most common thing done with
+    // a result, and a member is read by the interpreter without calling into Rust.
+    #[pyo3(get)]
+    id: Py<PyAny>,
+    cache: Arc<DocCache>,
+    outcome: Outcome,
+    /// Only for an unknown flag (``FLAG_NOT_FOUND``): the key that was asked for.
+    requested: Option<Py<PyString>>,
+}
+
+static EMPTY_PAYLOAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+impl Variant {
+    /// The result for a flag that exists; `id` is the chosen variant's interned id.
+    #[inline]
+    pub(crate) fn found(cache: Arc<DocCache>, outcome: Outcome, id: Py<PyAny>) -> Variant {
+        Variant {
+            id,
+            cache,
+            outcome,
+            requested: None,
+        }
+    }
+
+    /// The result for an unknown flag: the caller's key and default are kept for `flag`/`id`.
+    pub(crate) fn not_found(
+        cache: Arc<DocCache>,
+        requested: &Bound<'_, PyString>,
+        default: Option<&Bound<'_, PyString>>,
+    ) -> Variant {
+        let py = requested.py();
+        Variant {
+            id: default.map_or_else(|| py.None(), |d| d.clone().into_any().unbind()),
+            cache,
+            outcome: Outcome::not_found(),
+            requested: Some(requested.clone().unbind()),
+        }
+    }
+
+    pub(crate) fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    fn flag_cache(&self, py: Python<'_>) -> Option<&FlagCache> {
+        self.cache.flag(py, self.outcome.flag_index()?)
+    }
+
+    fn id_str(&self, py: Python<'_>) -> Option<String> {
+        self.id
+            .bind(py)
+            .cast::<PyString>()
+            .ok()
+            .and_then(|s| s.to_str().ok().map(str::to_string))
+    }
+
+    fn flag_key<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        match (self.flag_cache(py), &self.requested) {
+            (Some(cache), _) => cache.key.bind(py).clone(),
+            (None, Some(requested)) => requested.bind(py).clone(),
+            (None, None) => PyString::new(py, ""),
+        }
+    }
+
+    fn rule_id_str(&self) -> Option<&str> {
+        let flag = self.cache.doc.flags().get(self.outcome.flag_index()?)?;
+        Some(&flag.rules.get(self.outcome.rule_index()?)?.id)
+    }
+
+    fn payload_entry(&self, py: Python<'_>) -> PyResult<Option<&Payload>> {
+        match (self.outcome.flag_index(), self.outcome.variant_index()) {
+            (Some(flag), Some(variant)) => self.cache.payload(py, flag, variant),
+            _ => Ok(None),
+        }
+    }
+
+    /// The fields that identify a result, for equality and hashing.
+    fn identity(&self, py: Python<'_>) -> (String, String, Option<String>, &'static str) {
+        (
+            self.cache.doc.revision().to_string(),
+            self.flag_key(py).to_string(),
+            self.id_str(py),
+            self.outcome.reason().as_str(),
+        )
+    }
+}
+
+fn reason_str<'py>(py: Python<'py>, reason: Reason) -> &'py Bound<'py, PyString> {
+    // `intern!` keeps one Python string per call site, so each reason is created once.
+    match reason {
+        Reason::FlagNotFound => intern!(py, "FLAG_NOT_FOUND"),
+        Reason::Killed => intern!(py, "KILLED"),
+        Reason::Guardrail => intern!(py, "GUARDRAIL"),
+        Reason::Sticky => intern!(py, "STICKY"),
+        Reason::Budget => intern!(py, "BUDGET"),
+        Reason::TargetingMatch => intern!(py, "TARGETING_MATCH"),
+        Reason::Split => intern!(py, "SPLIT"),
+        Reason::Default => intern!(py, "DEFAULT"),
+    }
+}
+
+#[pymethods]
+impl Variant {
+    /// The flag key that was evaluated.
+    #[getter]
+    fn flag<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.flag_key(py)
+    }
+
+    /// The variant's payload (model, prompt, parameters …) as a read-only mapping.
+    ///
+    /// Nested objects are read-only mappings and arrays are tuples. Converted once per document
+    /// and shared by every result. A non-object payload (``true``, ``"gpt"``, ``3``) is returned
+    /// as is; an unknown flag has an empty mapping.
+    #[getter]
+    fn payload(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.payload_entry(py)? {
+            Some(payload) => Ok(payload.value.clone_ref(py)),
+            None => empty_payload(py),
+        }
+    }
+
+    /// Why this variant was chosen: one of ``FLAG_NOT_FOUND``, ``KILLED``, ``GUARDRAIL``,
+    /// ``STICKY``, ``BUDGET``, ``TARGETING_MATCH``, ``SPLIT``, ``DEFAULT``.
+    #[getter]
+    fn reason<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        reason_str(py, self.outcome.reason()).clone()
+    }
+
+    /// The id of the rule that decided, or ``None`` (default, kill, unknown flag).
+    #[getter]
+    fn rule_id(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        let cache = self.flag_cache(py)?;
+        cache
+            .rule_ids
+            .get(self.outcome.rule_index()?)
+            .map(|s| s.clone_ref(py))
+    }
+
+    /// The unit's bucket when a split or ramp decided (over the split's total weight, or
+    /// 100000 for percentages), else ``None``.
+    #[getter]
+    fn bucket(&self) -> Option<u32> {
+        self.outcome.bucket()
+    }
+
+    /// The revision of the flag document that made this decision.
+    #[getter]
+    fn revision(&self, py: Python<'_>) -> Py<PyString> {
+        self.cache.revision.clone_ref(py)
+    }
+
+    /// Which kill switch is in force when ``reason == "KILLED"``: ``"document"``, ``"flag"``,
+    /// ``"local-all"`` or ``"local-flag"``; otherwise ``None``.
+    #[getter]
+    fn kill_source(&self) -> Option<&'static str> {
+        self.outcome.kill_source().map(KillSource::as_str)
+    }
+
+    /// ``v["model"]``: a payload field. Raises ``KeyError`` when the payload has no such field
+    /// (or is not an object).
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(Payload {
+            dict: Some(dict), ..
+        }) = self.payload_entry(py)?
+        {
+            if let Some(value) = dict.bind(py).get_item(key)? {
+                return Ok(value);
+            }
+        }
+        Err(PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    /// ``v.get("temperature", 0.7)``: a payload field, or ``default`` when it is absent.
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if let Some(Payload {
+            dict: Some(dict), ..
+        }) = self.payload_entry(py)?
+        {
+            if let Some(value) = dict.bind(py).get_item(key)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(default)
+    }
+
+    /// The result as a new plain dict (payload copied as plain dicts and lists), ready for JSON
+    /// logs: ``flag``, ``variant``, ``payload``, ``reason``, ``rule_id``, ``bucket``, ``revision``,
+    /// ``kill_source``.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        out.set_item("flag", self.flag_key(py))?;
+        out.set_item("variant", self.id.bind(py))?;
+        let payload = match (self.outcome.flag_index(), self.outcome.variant_index()) {
+            (Some(f), Some(v)) => match self
+                .cache
+                .doc
+                .flags()
+                .get(f)
+                .and_then(|f| f.variants.get(v))
+            {
+                Some(variant) => to_python(py, &variant.payload)?,
+                None => PyDict::new(py).into_any(),
+            },
+            _ => PyDict::new(py).into_any(),
+        };
+        out.set_item("payload", payload)?;
+        out.set_item("reason", self.outcome.reason().as_str())?;
+        out.set_item("rule_id", self.rule_id_str())?;
+        out.set_item("bucket", self.outcome.bucket())?;
+        out.set_item("revision", self.cache.revision.bind(py))?;
+        out.set_item("kill_source", self.kill_source())?;
+        Ok(out)
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, Variant>) -> bool {
+        let other = other.get();
+        self.identity(py) == other.identity(py)
+            && self.rule_id_str() == other.rule_id_str()
+            && self.outcome.bucket() == other.outcome.bucket()
+            && self.outcome.kill_source() == other.outcome.kill_source()
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self.identity(py).hash(&mut hasher);
+        self.rule_id_str().hash(&mut hasher);
+        self.outcome.bucket().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut out = format!(
+            "Variant(flag={}, id={}, reason={}",
+            self.flag_key(py).repr()?,
+            self.id.bind(py).repr()?,
+            reason_str(py, self.outcome.reason()).repr()?,
+        );
+        if let Some(rule) = self.rule_id_str() {
+            out.push_str(&format!(", rule_id={}", py_repr(py, rule)?));
+        }
+        if let Some(bucket) = self.outcome.bucket() {
+            out.push_str(&format!(", bucket={bucket}"));
+        }
+        if let Some(source) = self.outcome.kill_source() {
+            out.push_str(&format!(", kill_source={}", py_repr(py, source.as_str())?));
+        }
+        out.push_str(&format!(
+            ", revision={})",
+            self.cache.revision.bind(py).repr()?
+        ));
+        Ok(out)
+    }
+}
+
+/// Python's `repr` of a string (quotes and escapes as Python prints them).
+pub(crate) fn py_repr(py: Python<'_>, text: &str) -> PyResult<String> {
+    Ok(PyString::new(py, text).repr()?.to_string())
+}
+
+fn empty_payload(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    EMPTY_PAYLOAD
+        .get_or_try_init(py, || {
+            let dict = PyDict::new(py);
+            PyMappingProxy::new(py, dict.cast::<PyMapping>()?).into_py_any(py)
+        })
+        .map(|p| p.clone_ref(py))
+}
