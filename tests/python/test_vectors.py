@@ -35,6 +35,10 @@ def _collect() -> list[Any]:
             continue
         data = json.loads(file.read_text())
         for case in data["cases"]:
+            # murmur3 with a non-zero seed is a Rust-only check (the bindings expose bucketing,
+            # whose seed is always 0, not the raw hash): no test is generated for it.
+            if kind == "murmur3" and case["seed"] != 0:
+                continue
             params.append(pytest.param(kind, path, data, case, id=f"{path}:{case['id']}"))
     return params
 
@@ -75,8 +79,6 @@ def test_vector(kind: str, path: str, data: dict[str, Any] | None, case: dict[st
     if kind == "murmur3":
         # The bindings expose bucketing, not the raw hash; with seed 0 and an empty salt the
         # hash is visible through bucket(): bucket("", key, 2**32 - 1) == max(h - 1, 0).
-        if case["seed"] != 0:
-            pytest.skip("murmur3 with a non-zero seed is Rust only (README: the bindings expose bucketing)")
         assert bucket("", case["key"], MAX_TOTAL) == max(case["hash"] - 1, 0), why
 
     elif kind == "hash":
