@@ -20,9 +20,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flagrail_core::live::{Snapshot, DEFAULT_POLL_INTERVAL};
-use flagrail_core::{
-    Document, EmptyContext, FileOptions, Flags as CoreFlags, KillSource, Reason, ReloadEvent,
-};
+use flagrail_core::{Document, FileOptions, Flags as CoreFlags, KillSource, Reason, ReloadEvent};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
@@ -154,9 +152,7 @@ impl Inner {
 
     #[cold]
     fn refresh(&self, py: Python<'_>, snapshot: &Snapshot<'_>) -> Arc<Entry> {
-        // The snapshot lends its document only by reference; an owned evaluation carries the
-        // `Arc` of that same document (an unknown key costs one hash lookup).
-        let document = snapshot.evaluate_owned("", &EmptyContext).document;
+        let document = Arc::clone(snapshot.document_arc());
         let fresh = Arc::new(Entry::new(py, document));
         // Concurrent refreshes may store in any order; a stale store only costs another
         // refresh on the next call.
@@ -205,9 +201,9 @@ impl Inner {
             let key = flag.to_str().ok();
             let found = key.and_then(|key| {
                 let index = cache.doc.flag_position(key)?;
-                Some((key, cache.doc.flags().get(index)?, cache.flag(py, index)?))
+                Some((index, cache.doc.flags().get(index)?, cache.flag(py, index)?))
             });
-            let Some((key, flag_def, flag_cache)) = found else {
+            let Some((index, flag_def, flag_cache)) = found else {
                 return Bound::new(
                     py,
                     Variant::not_found(Arc::clone(&entry.cache), flag, default),
@@ -216,8 +212,8 @@ impl Inner {
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
                     Outcome::from(match at {
-                        None => snapshot.evaluate(key, ctx),
-                        Some(at) => snapshot.evaluate_at(key, ctx, at),
+                        None => snapshot.evaluate_index(index, ctx),
+                        Some(at) => snapshot.evaluate_index_at(index, ctx, at),
                     })
                 });
             if let Some(shared) = entry.fixed(py, &outcome)? {

@@ -306,7 +306,36 @@ impl Document {
             trace.note(|| json!({ "step": "flag", "found": false }));
             return Decision::not_found();
         };
+        self.decide_flag(flag_index, ctx, now, local, trace)
+    }
+
+    /// Evaluates the flag at `flag_index` (from [`Document::flag_position`]); an index out of
+    /// range reads as an unknown flag. For bindings that already looked the flag up.
+    #[inline]
+    pub fn evaluate_index<'d, C: Context + ?Sized>(
+        &'d self,
+        flag_index: usize,
+        ctx: &C,
+        now: &impl Now,
+        local: &impl LocalKills,
+    ) -> Decision<'d> {
+        if flag_index >= self.flags.len() {
+            return Decision::not_found();
+        }
+        self.decide_flag(flag_index, ctx, now, local, &mut NoTrace)
+    }
+
+    #[inline]
+    fn decide_flag<'d, C: Context + ?Sized, T: Tracer>(
+        &'d self,
+        flag_index: usize,
+        ctx: &C,
+        now: &impl Now,
+        local: &impl LocalKills,
+        trace: &mut T,
+    ) -> Decision<'d> {
         let flag = &self.flags[flag_index];
+        let flag_key: &str = &flag.key;
         let mut decision = Decision {
             flag: Some(flag),
             flag_index: Some(flag_index),

@@ -666,6 +666,30 @@ impl Snapshot<'_> {
             .explain(flag, ctx, &At(at), &self.local_kills())
     }
 
+    /// Evaluates the flag at `flag_index` of [`Snapshot::document`] (no second key lookup).
+    #[inline]
+    pub fn evaluate_index<C: Context + ?Sized>(&self, flag_index: usize, ctx: &C) -> Decision<'_> {
+        self.document
+            .evaluate_index(flag_index, ctx, &ClockNow(self.clock), &self.local_kills())
+    }
+
+    /// `evaluate_index` as of instant `at`.
+    #[inline]
+    pub fn evaluate_index_at<C: Context + ?Sized>(
+        &self,
+        flag_index: usize,
+        ctx: &C,
+        at: Millis,
+    ) -> Decision<'_> {
+        self.document
+            .evaluate_index(flag_index, ctx, &At(at), &self.local_kills())
+    }
+
+    /// The snapshot's document, shared (for caches keyed by document).
+    pub fn document_arc(&self) -> &Arc<Document> {
+        &self.document
+    }
+
     /// The local kills in force at this snapshot.
     #[inline]
     pub fn local_kills(&self) -> SnapshotKills<'_> {
