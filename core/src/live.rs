@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -206,13 +206,17 @@ struct Shared {
     has_overrides: AtomicBool,
     source: SourceKind,
     clock: Arc<dyn Clock>,
-    state: Mutex<LoadState>,
-    listeners: Mutex<Vec<Listener>>,
+    // Lock-free (copy on write) rather than mutexes: a process may fork() while the reload
+    // thread is updating these, and a mutex held at that instant would stay locked forever in
+    // the child (gunicorn --preload, celery prefork).
+    state: ArcSwap<LoadState>,
+    listeners: ArcSwap<Vec<Listener>>,
     /// Bumped to stop the current watcher thread (on drop, or before a restart after fork).
     watcher_generation: AtomicU64,
     watching: AtomicBool,
 }
 
+#[derive(Clone)]
 struct LoadState {
     loaded_at: Millis,
     last_check: Option<Millis>,
@@ -246,14 +250,6 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
         len: meta.len(),
         inode,
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks cannot leave the data half-updated in a way
-    // that matters (plain counters and options), so a poisoned lock is simply taken over.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The live flags of a process: cheap to clone and to share between threads.
@@ -312,7 +308,7 @@ impl Flags {
                 has_overrides: AtomicBool::new(false),
                 source,
                 clock,
-                state: Mutex::new(LoadState {
+                state: ArcSwap::from_pointee(LoadState {
                     loaded_at: now,
                     last_check: Some(now),
                     last_error: None,
@@ -320,7 +316,7 @@ impl Flags {
                     rejected: 0,
                     fingerprint,
                 }),
-                listeners: Mutex::new(Vec::new()),
+                listeners: ArcSwap::from_pointee(Vec::new()),
                 watcher_generation: AtomicU64::new(0),
                 watching: AtomicBool::new(false),
             }),
@@ -377,29 +373,33 @@ impl Flags {
 
     fn apply(&self, loaded: Result<Document>) -> Result<String> {
         let now = self.shared.clock.now_millis();
-        let event = {
-            let mut state = lock(&self.shared.state);
-            state.last_check = Some(now);
-            match loaded {
-                Ok(document) => {
-                    let revision = document.revision().to_string();
-                    let previous = self.shared.document.swap(Arc::new(document));
-                    state.loaded_at = now;
-                    state.last_error = None;
-                    state.reloads += 1;
-                    Ok(ReloadEvent::Applied {
-                        previous: previous.revision().to_string(),
-                        revision,
-                    })
-                }
-                Err(error) => {
-                    state.rejected += 1;
-                    state.last_error = Some(LoadFailure {
+        let event = match loaded {
+            Ok(document) => {
+                let revision = document.revision().to_string();
+                let previous = self.shared.document.swap(Arc::new(document));
+                self.shared.state.rcu(|state| LoadState {
+                    last_check: Some(now),
+                    loaded_at: now,
+                    last_error: None,
+                    reloads: state.reloads + 1,
+                    ..LoadState::clone(state)
+                });
+                Ok(ReloadEvent::Applied {
+                    previous: previous.revision().to_string(),
+                    revision,
+                })
+            }
+            Err(error) => {
+                self.shared.state.rcu(|state| LoadState {
+                    last_check: Some(now),
+                    rejected: state.rejected + 1,
+                    last_error: Some(LoadFailure {
                         at: now,
                         error: error.clone(),
-                    });
-                    Err(error)
-                }
+                    }),
+                    ..LoadState::clone(state)
+                });
+                Err(error)
             }
         };
         let (result, event) = match event {
@@ -412,8 +412,7 @@ impl Flags {
             }
             Err(error) => (Err(error.clone()), ReloadEvent::Rejected { error }),
         };
-        let listeners: Vec<Listener> = lock(&self.shared.listeners).clone();
-        for listener in listeners {
+        for listener in self.shared.listeners.load().iter() {
             listener(&event);
         }
         result
@@ -427,7 +426,12 @@ impl Flags {
 
     /// Registers a listener for reload events (applied / rejected).
     pub fn on_reload(&self, listener: impl Fn(&ReloadEvent) + Send + Sync + 'static) {
-        lock(&self.shared.listeners).push(Arc::new(listener));
+        let listener: Listener = Arc::new(listener);
+        self.shared.listeners.rcu(|current| {
+            let mut next = Vec::clone(current);
+            next.push(Arc::clone(&listener));
+            next
+        });
     }
 
     /// Starts (or restarts) the background watcher of a file source. A restart stops the
@@ -560,7 +564,7 @@ impl Flags {
 
     /// Source, live revision, age, last error and local kills.
     pub fn status(&self) -> Status {
-        let state = lock(&self.shared.state);
+        let state = self.shared.state.load();
         Status {
             source: self.shared.source.describe(),
             revision: self.shared.document.load().revision().to_string(),
@@ -586,14 +590,18 @@ fn reload_if_changed(shared: &Arc<Shared>) -> Result<bool> {
         return Ok(false);
     };
     let current = fingerprint(path);
-    {
-        let mut state = lock(&shared.state);
-        if current.is_some() && current == state.fingerprint {
-            state.last_check = Some(shared.clock.now_millis());
-            return Ok(false);
-        }
-        state.fingerprint = current;
+    if current.is_some() && current == shared.state.load().fingerprint {
+        let now = shared.clock.now_millis();
+        shared.state.rcu(|state| LoadState {
+            last_check: Some(now),
+            ..LoadState::clone(state)
+        });
+        return Ok(false);
     }
+    shared.state.rcu(|state| LoadState {
+        fingerprint: current,
+        ..LoadState::clone(state)
+    });
     let flags = Flags {
         shared: Arc::clone(shared),
     };
