@@ -54,23 +54,14 @@ pub fn reason_code(reason: Reason) -> u32 {
         .map_or(0, |i| i as u32)
 }
 
-/// Kill sources in packed-code order (code = position + 1; 0 is none).
-pub const KILL_SOURCES: [KillSource; 4] = [
-    KillSource::Document,
-    KillSource::Flag,
-    KillSource::LocalAll,
-    KillSource::LocalFlag,
-];
-
+/// A kill source's code in a packed result: its position in `KillSource::ALL` plus one (0 is
+/// none); the JS side gets the same list from the document tables.
 #[inline]
 pub fn kill_source_code(source: KillSource) -> usize {
-    // Exhaustive on purpose: a new kill source in the core must get a code here.
-    match source {
-        KillSource::Document => 1,
-        KillSource::Flag => 2,
-        KillSource::LocalAll => 3,
-        KillSource::LocalFlag => 4,
-    }
+    KillSource::ALL
+        .iter()
+        .position(|k| *k == source)
+        .map_or(0, |i| i + 1)
 }
 
 /// Packs a result into one JS number (an f64 holds integers up to 2^53 exactly):
@@ -182,13 +173,7 @@ impl Handle {
         at: Option<f64>,
     ) -> Option<Evaluation> {
         let ack = self.ack.borrow();
-        let (key, names): (&str, &[Box<str>]) = match index {
-            Some(index) => {
-                let flag = ack.flags().get(index as usize)?;
-                (&flag.key, &flag.attributes)
-            }
-            None => (key, &[]),
-        };
+        let (key, names) = resolve(&ack, index, key)?;
         let ctx = Positional { names, values };
         let snapshot = self.inner.snapshot();
         let evaluation = match at {
@@ -200,10 +185,8 @@ impl Handle {
 
     /// Explains flag `index` (or `key` when the tables lack it) as JSON; `None` when stale.
     ///
-    /// The live document is compared with the acknowledged one just before explaining; a reload
-    /// landing in between would explain the new document with the old flag's attribute list
-    /// (attributes it lacks read as missing). Closing that window needs a `Snapshot::explain`
-    /// in the core.
+    /// The snapshot that explains is the one compared with the acknowledged document, so a
+    /// reload cannot slip in between the attribute list and the explanation.
     pub fn explain(
         &self,
         index: Option<u32>,
@@ -212,20 +195,15 @@ impl Handle {
         at: Option<f64>,
     ) -> Option<Value> {
         let ack = self.ack.borrow();
-        if !Arc::ptr_eq(&self.inner.document(), &ack) {
+        let snapshot = self.inner.snapshot();
+        if !Arc::ptr_eq(snapshot.document_arc(), &ack) {
             return None;
         }
-        let (key, names): (&str, &[Box<str>]) = match index {
-            Some(index) => {
-                let flag = ack.flags().get(index as usize)?;
-                (&flag.key, &flag.attributes)
-            }
-            None => (key, &[]),
-        };
+        let (key, names) = resolve(&ack, index, key)?;
         let ctx = Positional { names, values };
         Some(match at {
-            Some(at) => self.inner.explain_at(key, &ctx, millis(at)),
-            None => self.inner.explain(key, &ctx),
+            Some(at) => snapshot.explain_at(key, &ctx, millis(at)),
+            None => snapshot.explain(key, &ctx),
         })
     }
 
@@ -252,7 +230,7 @@ impl Handle {
         let tables = json!({
             "revision": document.revision(),
             "reasons": Reason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            "kill_sources": KILL_SOURCES.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "kill_sources": KillSource::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
             "flags": flags,
         });
         *self.ack.borrow_mut() = document;
@@ -313,4 +291,20 @@ pub fn release(slot: u32) {
     });
     // Dropped outside the table borrow: dropping the last `Flags` clone ends its watcher.
     drop(handle);
+}
+
+/// The flag key and declared attributes of flag `index` of `document`, or `key` with no
+/// attributes when the caller's tables did not know the flag; `None` for an index out of range.
+fn resolve<'a>(
+    document: &'a Document,
+    index: Option<u32>,
+    key: &'a str,
+) -> Option<(&'a str, &'a [Box<str>])> {
+    match index {
+        Some(index) => {
+            let flag = document.flags().get(index as usize)?;
+            Some((&flag.key, &flag.attributes))
+        }
+        None => Some((key, &[])),
+    }
 }

@@ -190,10 +190,7 @@ impl Inner {
         at: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Variant>> {
         let source = Source::from_arg(context)?;
-        let at = match at {
-            Some(at) => Some(time::millis(at)?),
-            None => None,
-        };
+        let at = at.map(time::millis).transpose()?;
         let snapshot = self.core.snapshot();
         self.with_entry(py, &snapshot, |entry| {
             let cache = &entry.cache;
@@ -232,10 +229,7 @@ impl Inner {
         at: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let source = Source::from_arg(context)?;
-        let at = match at {
-            Some(at) => Some(time::millis(at)?),
-            None => None,
-        };
+        let at = at.map(time::millis).transpose()?;
         // A key with lone surrogates names no flag; the explanation shows it with U+FFFD.
         let key = flag.to_string_lossy();
         let key = &*key;

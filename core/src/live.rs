@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::context::Context;
 use crate::document::Document;
 use crate::error::{Error, Result};
-use crate::evaluate::{At, Decision, KillSource, LocalKills, Now, Reason};
+use crate::evaluate::{decision_json, At, Decision, KillSource, LocalKills, Now, Reason};
 use crate::time::{format_timestamp, now_millis, Millis};
 
 /// How often a watched file is checked for changes. A change is live within one interval plus
@@ -764,24 +764,33 @@ impl Evaluation {
         }
     }
 
+    /// The same result as a borrowed [`Decision`] (whose accessors resolve the indices).
+    pub fn decision(&self) -> Decision<'_> {
+        Decision {
+            flag: self.flag_index.map(|i| &self.document.flags[i]),
+            flag_index: self.flag_index,
+            variant_index: self.variant_index,
+            reason: self.reason,
+            rule_index: self.rule_index,
+            bucket: self.bucket,
+            kill_source: self.kill_source,
+        }
+    }
+
     pub fn variant_id(&self) -> Option<&str> {
-        let flag = &self.document.flags[self.flag_index?];
-        Some(&flag.variants[self.variant_index?].id)
+        self.decision().variant_id()
     }
 
     pub fn payload(&self) -> Option<&Value> {
-        let flag = &self.document.flags[self.flag_index?];
-        Some(&flag.variants[self.variant_index?].payload)
+        self.decision().payload()
     }
 
     pub fn payload_arc(&self) -> Option<&Arc<Value>> {
-        let flag = &self.document.flags[self.flag_index?];
-        Some(&flag.variants[self.variant_index?].payload)
+        self.decision().variant().map(|v| &v.payload)
     }
 
     pub fn rule_id(&self) -> Option<&str> {
-        let flag = &self.document.flags[self.flag_index?];
-        Some(&flag.rules[self.rule_index?].id)
+        self.decision().rule_id()
     }
 
     pub fn revision(&self) -> &str {
@@ -794,15 +803,11 @@ impl Evaluation {
 
     /// The result as JSON (`variant` falls back to `caller_default` when the flag is unknown).
     pub fn to_json(&self, caller_default: Option<&str>) -> Value {
-        json!({
-            "flag": self.flag_key(),
-            "variant": self.variant_id().or(caller_default),
-            "payload": self.payload(),
-            "reason": self.reason.as_str(),
-            "rule_id": self.rule_id(),
-            "bucket": self.bucket,
-            "revision": self.revision(),
-            "kill_source": self.kill_source.map(KillSource::as_str),
-        })
+        decision_json(
+            &self.document,
+            self.flag_key(),
+            &self.decision(),
+            caller_default,
+        )
     }
 }
