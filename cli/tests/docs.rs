@@ -60,6 +60,7 @@ fn problem_kinds() -> Vec<ProblemKind> {
         InvalidDate,
         InvalidSemver,
         DuplicateRuleId,
+        DuplicateGuardrailId,
         UnsupportedHashVersion,
     ];
     for kind in &all {
@@ -83,6 +84,7 @@ fn problem_kinds() -> Vec<ProblemKind> {
             | InvalidDate
             | InvalidSemver
             | DuplicateRuleId
+            | DuplicateGuardrailId
             | UnsupportedHashVersion => {}
         }
     }
@@ -100,22 +102,31 @@ fn error_codes() -> Vec<&'static str> {
         Error::InvalidArgument {
             message: String::new(),
         },
+        Error::FlagNotFound {
+            flag: String::new(),
+        },
+        Error::AllAttemptsFailed {
+            flag: String::new(),
+            attempts: 0,
+        },
     ];
     all.iter()
         .map(|err| match err {
             Error::InvalidDocument { .. }
             | Error::SourceUnreachable { .. }
-            | Error::InvalidArgument { .. } => err.code(),
+            | Error::InvalidArgument { .. }
+            | Error::FlagNotFound { .. }
+            | Error::AllAttemptsFailed { .. } => err.code(),
         })
         .collect()
 }
 
 fn kill_sources() -> Vec<&'static str> {
     use KillSource::*;
-    [Document, Flag, LocalAll, LocalFlag]
+    [Document, Flag, LocalAll, LocalFlag, Guardrail]
         .iter()
         .map(|source| match source {
-            Document | Flag | LocalAll | LocalFlag => source.as_str(),
+            Document | Flag | LocalAll | LocalFlag | Guardrail => source.as_str(),
         })
         .collect()
 }

@@ -13,6 +13,7 @@ use crate::condition::Condition;
 use crate::error::Result;
 use crate::hash::SaltedHasher;
 use crate::ramp::Ramp;
+use crate::runtime::guardrail::Guardrail;
 use crate::time::Millis;
 
 /// A validated, compiled flag document. Immutable; shared behind an `Arc`.
@@ -119,6 +120,17 @@ pub struct Flag {
     /// attributes, segments expanded), in first-use order. Bindings use it to convert only
     /// these attributes from a host-language context.
     pub attributes: Vec<Box<str>>,
+    /// `attributes` plus what a `call` reads for telemetry: the unit (`bucket_by`) and the
+    /// `segment` label.
+    pub run_attributes: Vec<Box<str>>,
+    /// Variants tried, in order, after the assigned one fails (`fallback`).
+    pub fallback: Vec<usize>,
+    /// Bound on model calls (AI attempts) per `call`, the assigned one included.
+    pub max_attempts: Option<u32>,
+    /// Bound on the wall time of one `call`, every attempt included.
+    pub max_total_ms: Option<u64>,
+    /// Automatic kill switches watching this flag's variants.
+    pub guardrails: Vec<Guardrail>,
 }
 
 impl Flag {
@@ -137,10 +149,58 @@ impl Flag {
 }
 
 /// A variant: an id and its payload (model, prompt, parameters … any JSON).
+///
+/// A few payload fields mean something to the runtime around the call and are validated and
+/// read once at load: `ai`, `timeout_ms`, `model`, `max_tokens` and the per-1k-token prices.
 #[derive(Debug)]
 pub struct Variant {
     pub id: Arc<str>,
     pub payload: Arc<serde_json::Value>,
+    /// `false` for a variant that calls no model (a static message, "talk to a person"): a
+    /// fallback chain serves it without calling the user's function.
+    pub ai: bool,
+    /// Time limit of one attempt on this variant.
+    pub timeout_ms: Option<u64>,
+    /// The payload's `model`, for telemetry labels.
+    pub model: Option<Arc<str>>,
+    /// The payload's `max_tokens` (output tokens), for cost estimates.
+    pub max_tokens: Option<u64>,
+    /// Price of 1,000 input tokens (`cost_per_1k_input_tokens`).
+    pub cost_per_1k_input_tokens: Option<f64>,
+    /// Price of 1,000 output tokens (`cost_per_1k_output_tokens`).
+    pub cost_per_1k_output_tokens: Option<f64>,
+}
+
+impl Variant {
+    /// A variant with a payload and no runtime fields (tests, tools).
+    pub fn plain(id: &str, payload: serde_json::Value) -> Variant {
+        Variant {
+            id: Arc::from(id),
+            payload: Arc::new(payload),
+            ai: true,
+            timeout_ms: None,
+            model: None,
+            max_tokens: None,
+            cost_per_1k_input_tokens: None,
+            cost_per_1k_output_tokens: None,
+        }
+    }
+
+    /// The cost of a call from its token counts and this variant's prices; `None` when a
+    /// needed count or price is missing.
+    pub fn cost_of(&self, input_tokens: Option<u64>, output_tokens: Option<u64>) -> Option<f64> {
+        let mut total = 0.0;
+        let mut priced = false;
+        if let Some(tokens) = input_tokens {
+            total += tokens as f64 / 1000.0 * self.cost_per_1k_input_tokens?;
+            priced = true;
+        }
+        if let Some(tokens) = output_tokens {
+            total += tokens as f64 / 1000.0 * self.cost_per_1k_output_tokens?;
+            priced = true;
+        }
+        priced.then_some(total)
+    }
 }
 
 /// One rule of a flag, tried in order.

@@ -47,6 +47,8 @@ pub enum ProblemKind {
     InvalidSemver,
     /// Two rules of one flag with the same id.
     DuplicateRuleId,
+    /// Two guardrails of one flag with the same id.
+    DuplicateGuardrailId,
     /// A `hash_version` this build does not implement.
     UnsupportedHashVersion,
 }
@@ -74,6 +76,7 @@ impl ProblemKind {
             ProblemKind::InvalidDate => "INVALID_DATE",
             ProblemKind::InvalidSemver => "INVALID_SEMVER",
             ProblemKind::DuplicateRuleId => "DUPLICATE_RULE_ID",
+            ProblemKind::DuplicateGuardrailId => "DUPLICATE_GUARDRAIL_ID",
             ProblemKind::UnsupportedHashVersion => "UNSUPPORTED_HASH_VERSION",
         }
     }
@@ -114,6 +117,10 @@ pub enum Error {
     SourceUnreachable { source: String, detail: String },
     /// An argument to an API call is out of its domain (for example `bucket(.., total = 0)`).
     InvalidArgument { message: String },
+    /// `call` of a flag the live document does not have: there is no variant to call.
+    FlagNotFound { flag: String },
+    /// Every step of a fallback chain failed and none was a non-AI variant.
+    AllAttemptsFailed { flag: String, attempts: usize },
 }
 
 impl Error {
@@ -123,6 +130,8 @@ impl Error {
             Error::InvalidDocument { .. } => "INVALID_DOCUMENT",
             Error::SourceUnreachable { .. } => "SOURCE_UNREACHABLE",
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Error::FlagNotFound { .. } => "FLAG_NOT_FOUND",
+            Error::AllAttemptsFailed { .. } => "ALL_ATTEMPTS_FAILED",
         }
     }
 
@@ -153,6 +162,14 @@ impl fmt::Display for Error {
                 write!(f, "cannot read flag source {source}: {detail}")
             }
             Error::InvalidArgument { message } => write!(f, "{message}"),
+            Error::FlagNotFound { flag } => {
+                write!(f, "flag \"{flag}\" does not exist in the live document")
+            }
+            Error::AllAttemptsFailed { flag, attempts } => write!(
+                f,
+                "every step of the fallback chain of \"{flag}\" failed ({attempts} attempt{}) and none serves without a model",
+                if *attempts == 1 { "" } else { "s" }
+            ),
         }
     }
 }

@@ -2,10 +2,17 @@
 //!
 //! The order is fixed (docs/flag-document.md, "The decision"):
 //! 1. unknown flag → the caller's default, `FLAG_NOT_FOUND`;
-//! 2. a kill (document-wide, the flag's own, or a local override) → the kill variant, `KILLED`;
+//! 2. a kill (document-wide, the flag's own, a local override, or a tripped guardrail whose
+//!    action is `kill`) → the kill variant, `KILLED`;
 //! 3. rules in order: a `serve` rule that matches → `TARGETING_MATCH`; a split or ramp that
-//!    places the unit → `SPLIT`;
-//! 4. the flag's `default` → `DEFAULT`.
+//!    places the unit → `SPLIT` (a ramp whose variant tripped a `halt` or `rollback` guardrail
+//!    is held at its percentage of the trip, or at 0 %);
+//! 4. the flag's `default` → `DEFAULT`;
+//! 5. if the chosen variant tripped a guardrail whose action is `fallback` → the next healthy
+//!    variant of the flag's `fallback` list, `GUARDRAIL`.
+//!
+//! Units drawn for the half-open probe of a guardrail (see [`crate::runtime::guardrail`]) are
+//! not affected by it.
 //!
 //! One function makes the decision for both plain evaluation and `explain`: it is generic over
 //! a [`Tracer`], and the no-op tracer compiles away, so the explanation can never drift from
@@ -17,6 +24,7 @@ use crate::context::{Attr, Context};
 use crate::document::{Action, Document, Flag, Rule, Variant};
 use crate::hash::{scale, IntUnit, PERCENT_TOTAL};
 use crate::ramp::Ramp;
+use crate::runtime::guardrail::{GuardAction, Trip};
 use crate::time::{format_timestamp, Millis};
 
 /// Why a variant was chosen. The string forms are stable across languages.
@@ -75,14 +83,17 @@ pub enum KillSource {
     LocalAll,
     /// `kill(flag)` in this process.
     LocalFlag,
+    /// A tripped guardrail whose action is `kill`.
+    Guardrail,
 }
 
 impl KillSource {
-    pub const ALL: [KillSource; 4] = [
+    pub const ALL: [KillSource; 5] = [
         KillSource::Document,
         KillSource::Flag,
         KillSource::LocalAll,
         KillSource::LocalFlag,
+        KillSource::Guardrail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,23 +102,29 @@ impl KillSource {
             KillSource::Flag => "flag",
             KillSource::LocalAll => "local-all",
             KillSource::LocalFlag => "local-flag",
+            KillSource::Guardrail => "guardrail",
         }
     }
 }
 
-/// Kills in force in this process only, without touching the document.
-pub trait LocalKills {
+/// State of this process that changes decisions without touching the document: local kills
+/// and tripped guardrails.
+pub trait Overlay {
     /// Whether every flag is killed locally.
     fn all_killed(&self) -> bool;
     /// Whether this flag is killed locally.
     fn flag_killed(&self, flag: &str) -> bool;
+    /// The tripped guardrails of this flag (usually none).
+    fn trips(&self, _flag: &str) -> &[Trip] {
+        &[]
+    }
 }
 
-/// No local kills.
+/// Nothing overlaid: the document alone decides (CLI, tests).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoLocalKills;
+pub struct NoOverlay;
 
-impl LocalKills for NoLocalKills {
+impl Overlay for NoOverlay {
     fn all_killed(&self) -> bool {
         false
     }
@@ -130,6 +147,10 @@ pub struct Decision<'d> {
     /// The unit's bucket, when a split or ramp decided (over the split's total or 100 000).
     pub bucket: Option<u32>,
     pub kill_source: Option<KillSource>,
+    /// Index into `flag.guardrails` of the tripped guardrail that changed this decision.
+    pub guardrail: Option<usize>,
+    /// The variant a `fallback` guardrail replaced (reason `GUARDRAIL`).
+    pub replaced_variant: Option<usize>,
 }
 
 impl<'d> Decision<'d> {
@@ -142,6 +163,8 @@ impl<'d> Decision<'d> {
             rule_index: None,
             bucket: None,
             kill_source: None,
+            guardrail: None,
+            replaced_variant: None,
         }
     }
 
@@ -272,7 +295,7 @@ impl Document {
         flag: &str,
         ctx: &C,
         now: &impl Now,
-        local: &impl LocalKills,
+        local: &impl Overlay,
     ) -> Decision<'d> {
         self.decide(flag, ctx, now, local, &mut NoTrace)
     }
@@ -283,7 +306,7 @@ impl Document {
         flag: &str,
         ctx: &C,
         now: &impl Now,
-        local: &impl LocalKills,
+        local: &impl Overlay,
     ) -> Value {
         let mut trace = Trace::default();
         let decision = self.decide(flag, ctx, now, local, &mut trace);
@@ -298,7 +321,7 @@ impl Document {
         flag_key: &str,
         ctx: &C,
         now: &impl Now,
-        local: &impl LocalKills,
+        local: &impl Overlay,
         trace: &mut T,
     ) -> Decision<'d> {
         // 1. Unknown flag.
@@ -317,7 +340,7 @@ impl Document {
         flag_index: usize,
         ctx: &C,
         now: &impl Now,
-        local: &impl LocalKills,
+        local: &impl Overlay,
     ) -> Decision<'d> {
         if flag_index >= self.flags.len() {
             return Decision::not_found();
@@ -331,7 +354,7 @@ impl Document {
         flag_index: usize,
         ctx: &C,
         now: &impl Now,
-        local: &impl LocalKills,
+        local: &impl Overlay,
         trace: &mut T,
     ) -> Decision<'d> {
         let flag = &self.flags[flag_index];
@@ -343,6 +366,11 @@ impl Document {
         };
 
         // 2. Kill switches: safety beats everything else.
+        let trips = local.trips(flag_key);
+        let guard = (!trips.is_empty()).then(|| Guard::new(flag, trips, ctx, now));
+        let guard_kill = guard
+            .as_ref()
+            .and_then(|g| g.active(|t| t.action == GuardAction::Kill));
         let kill_source = if self.kill.active {
             Some(KillSource::Document)
         } else if flag.kill.active {
@@ -351,6 +379,8 @@ impl Document {
             Some(KillSource::LocalAll)
         } else if local.flag_killed(flag_key) {
             Some(KillSource::LocalFlag)
+        } else if guard_kill.is_some() {
+            Some(KillSource::Guardrail)
         } else {
             None
         };
@@ -369,6 +399,12 @@ impl Document {
                     "at": switch.and_then(|k| k.at).map(format_timestamp),
                 })
             });
+            if source == KillSource::Guardrail {
+                if let Some((trip, index)) = guard_kill {
+                    trace.note(|| trip_note(flag, trip, index));
+                    decision.guardrail = Some(index);
+                }
+            }
             decision.variant_index = Some(flag.kill_variant());
             decision.reason = Reason::Killed;
             decision.kill_source = Some(source);
@@ -391,7 +427,25 @@ impl Document {
                     .and_then(|bucket| {
                         split.pick(bucket).map(|v| (v, Reason::Split, Some(bucket)))
                     }),
-                Action::Ramp(ramp) => self.ramp_outcome(flag, rule, ramp, ctx, now, trace),
+                Action::Ramp(ramp) => {
+                    let hold = guard.as_ref().and_then(|g| {
+                        let variant = &flag.variants[ramp.variant].id;
+                        g.active(|t| {
+                            &t.variant == variant
+                                && matches!(t.action, GuardAction::Halt | GuardAction::Rollback)
+                        })
+                    });
+                    let outcome = self.ramp_outcome(flag, rule, ramp, ctx, now, hold, trace);
+                    if let Some((trip, index)) = hold {
+                        let unheld =
+                            self.ramp_outcome(flag, rule, ramp, ctx, now, None, &mut NoTrace);
+                        if unheld != outcome {
+                            trace.note(|| trip_note(flag, trip, index));
+                            decision.guardrail = Some(index);
+                        }
+                    }
+                    outcome
+                }
             };
             match outcome {
                 Some((variant, reason, bucket)) => {
@@ -405,7 +459,7 @@ impl Document {
                     decision.reason = reason;
                     decision.rule_index = Some(rule_index);
                     decision.bucket = bucket;
-                    return decision;
+                    return reroute(decision, flag, guard.as_ref(), trace);
                 }
                 None => {
                     trace
@@ -418,7 +472,7 @@ impl Document {
         trace.note(|| json!({ "step": "default", "variant": &*flag.variants[flag.default].id }));
         decision.variant_index = Some(flag.default);
         decision.reason = Reason::Default;
-        decision
+        reroute(decision, flag, guard.as_ref(), trace)
     }
 
     /// The unit's bucket over `total`, or `None` (traced) when the unit cannot be bucketed.
@@ -445,6 +499,7 @@ impl Document {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ramp_outcome<C: Context + ?Sized, T: Tracer>(
         &self,
         flag: &Flag,
@@ -452,11 +507,19 @@ impl Document {
         ramp: &Ramp,
         ctx: &C,
         now: &impl Now,
+        hold: Option<(&Trip, usize)>,
         trace: &mut T,
     ) -> Option<(usize, Reason, Option<u32>)> {
         let bucket = self.bucket_of(flag, rule, ctx, PERCENT_TOTAL, trace)?;
         let at = now.now();
-        let milli_percent = ramp.milli_percent_at(at);
+        let milli_percent = match hold {
+            None => ramp.milli_percent_at(at),
+            // Halted: the ramp stays where it was when the guardrail tripped.
+            Some((trip, _)) if trip.action == GuardAction::Halt => {
+                ramp.milli_percent_at(at.min(trip.since))
+            }
+            Some(_) => 0,
+        };
         trace.note(|| {
             let position = ramp.position(at);
             json!({
@@ -473,6 +536,113 @@ impl Document {
             ramp.baseline.map(|b| (b, Reason::Split, Some(bucket)))
         }
     }
+}
+
+/// The tripped guardrails of one flag, read for one evaluation.
+struct Guard<'a> {
+    flag: &'a Flag,
+    trips: &'a [Trip],
+    now: Millis,
+    /// The unit (the flag's `bucket_by`), for the half-open probe draw.
+    unit: Option<Unit<'a>>,
+}
+
+impl<'a> Guard<'a> {
+    fn new<C: Context + ?Sized + 'a>(
+        flag: &'a Flag,
+        trips: &'a [Trip],
+        ctx: &'a C,
+        now: &impl Now,
+    ) -> Guard<'a> {
+        Guard {
+            flag,
+            trips,
+            now: now.now(),
+            unit: read_unit_owned(ctx.attr(&flag.bucket_by)),
+        }
+    }
+
+    /// The first trip that matches `which`, still belongs to a guardrail of the live document,
+    /// and does not spare this unit as a probe; with the guardrail's index.
+    fn active(&self, which: impl Fn(&Trip) -> bool) -> Option<(&'a Trip, usize)> {
+        let unit = self.unit.as_ref().map(Unit::as_str);
+        self.trips.iter().find_map(|trip| {
+            if !which(trip) || trip.is_probe(self.now, unit) {
+                return None;
+            }
+            let index = self
+                .flag
+                .guardrails
+                .iter()
+                .position(|g| g.id == trip.guardrail)?;
+            Some((trip, index))
+        })
+    }
+}
+
+/// Reads the unit into an owned form (an integer is formatted on the stack).
+fn read_unit_owned<'a>(attr: Attr<'a>) -> Option<Unit<'a>> {
+    match attr {
+        Attr::Str(s) if !s.is_empty() => Some(Unit::Str(s)),
+        Attr::Int(i) => Some(Unit::Int(IntUnit::new(i))),
+        _ => None,
+    }
+}
+
+fn trip_note(flag: &Flag, trip: &Trip, index: usize) -> Value {
+    json!({
+        "step": "guardrail",
+        "guardrail": &*trip.guardrail,
+        "metric": flag.guardrails[index].metric.as_str(),
+        "variant": &*trip.variant,
+        "action": trip.action.as_str(),
+        "since": format_timestamp(trip.since),
+        "probe_from": format_timestamp(trip.probe_from),
+    })
+}
+
+/// Step 5: a variant whose `fallback` guardrail tripped is replaced by the next variant of the
+/// flag's `fallback` list that is not itself tripped (the decision keeps the rule and bucket
+/// that chose the replaced variant). With no healthy fallback the decision stands.
+#[inline]
+fn reroute<'d, T: Tracer>(
+    mut decision: Decision<'d>,
+    flag: &'d Flag,
+    guard: Option<&Guard<'_>>,
+    trace: &mut T,
+) -> Decision<'d> {
+    let (Some(guard), Some(chosen)) = (guard, decision.variant_index) else {
+        return decision;
+    };
+    let tripped = |variant: usize| {
+        let id = &flag.variants[variant].id;
+        guard.active(|t| {
+            &t.variant == id && matches!(t.action, GuardAction::Fallback | GuardAction::Kill)
+        })
+    };
+    let Some((trip, index)) = guard
+        .active(|t| t.action == GuardAction::Fallback && t.variant == flag.variants[chosen].id)
+    else {
+        return decision;
+    };
+    let Some(&replacement) = flag
+        .fallback
+        .iter()
+        .find(|&&v| v != chosen && tripped(v).is_none())
+    else {
+        return decision;
+    };
+    trace.note(|| {
+        let mut note = trip_note(flag, trip, index);
+        note["replaced"] = json!(&*flag.variants[chosen].id);
+        note["served"] = json!(&*flag.variants[replacement].id);
+        note
+    });
+    decision.replaced_variant = Some(chosen);
+    decision.variant_index = Some(replacement);
+    decision.reason = Reason::Guardrail;
+    decision.guardrail = Some(index);
+    decision
 }
 
 /// The decision as JSON, the shape the CLI and the bindings' `explain` share.
@@ -492,5 +662,13 @@ pub fn decision_json(
         "bucket": decision.bucket,
         "revision": doc.revision(),
         "kill_source": decision.kill_source.map(KillSource::as_str),
+        "guardrail": decision
+            .guardrail
+            .and_then(|i| decision.flag.and_then(|f| f.guardrails.get(i)))
+            .map(|g| &*g.id),
+        "replaced_variant": decision
+            .replaced_variant
+            .and_then(|i| decision.flag.and_then(|f| f.variants.get(i)))
+            .map(|v| &*v.id),
     })
 }

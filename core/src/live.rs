@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use crate::context::Context;
 use crate::document::Document;
 use crate::error::{Error, Result};
-use crate::evaluate::{decision_json, At, Decision, KillSource, LocalKills, Now, Reason};
+use crate::evaluate::{decision_json, At, Decision, KillSource, Now, Overlay, Reason};
+use crate::runtime::{Runtime, Trip};
 use crate::time::{format_timestamp, now_millis, Millis};
 
 /// How often a watched file is checked for changes. A change is live within one interval plus
@@ -85,14 +86,23 @@ pub struct LocalKill {
     pub at: Millis,
 }
 
-/// Kills applied in this process with [`Flags::kill`]; they never touch the document.
+/// What this process overlays on the document: kills applied with [`Flags::kill`] and
+/// tripped guardrails. Neither touches the document.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub all: Option<LocalKill>,
     pub flags: FxHashMap<Box<str>, LocalKill>,
+    /// Tripped (or half-open) guardrails by flag key.
+    pub trips: FxHashMap<Arc<str>, Vec<Trip>>,
 }
 
-impl LocalKills for Overrides {
+impl Overrides {
+    fn is_empty(&self) -> bool {
+        self.all.is_none() && self.flags.is_empty() && self.trips.is_empty()
+    }
+}
+
+impl Overlay for Overrides {
     #[inline]
     fn all_killed(&self) -> bool {
         self.all.is_some()
@@ -100,6 +110,13 @@ impl LocalKills for Overrides {
     #[inline]
     fn flag_killed(&self, flag: &str) -> bool {
         !self.flags.is_empty() && self.flags.contains_key(flag)
+    }
+    #[inline]
+    fn trips(&self, flag: &str) -> &[Trip] {
+        if self.trips.is_empty() {
+            return &[];
+        }
+        self.trips.get(flag).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -151,6 +168,12 @@ impl Status {
     }
 
     pub fn to_json(&self) -> Value {
+        let mut flags: Vec<_> = self.overrides.trips.iter().collect();
+        flags.sort_by(|a, b| a.0.cmp(b.0));
+        let trips: Vec<Value> = flags
+            .into_iter()
+            .flat_map(|(flag, trips)| trips.iter().map(|t| t.to_json(flag, self.now)))
+            .collect();
         let kills: serde_json::Map<String, Value> = self
             .overrides
             .flags
@@ -185,6 +208,7 @@ impl Status {
                 })),
                 "flags": kills,
             },
+            "guardrails": trips,
         })
     }
 }
@@ -198,8 +222,10 @@ pub enum ReloadEvent {
 
 type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
 
-struct Shared {
+pub(crate) struct Shared {
     document: ArcSwap<Document>,
+    /// Outcomes, guardrail windows and event sinks of the runtime around the call.
+    pub(crate) runtime: Runtime,
     overrides: ArcSwap<Overrides>,
     /// Whether any local kill is in force. Evaluation reads this flag instead of loading the
     /// overrides, which saves an atomic load on every call in the usual case (no local kills).
@@ -255,7 +281,7 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
 /// The live flags of a process: cheap to clone and to share between threads.
 #[derive(Clone)]
 pub struct Flags {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Flags {
@@ -303,6 +329,7 @@ impl Flags {
         let now = clock.now_millis();
         Flags {
             shared: Arc::new(Shared {
+                runtime: Runtime::default(),
                 document: ArcSwap::from_pointee(document),
                 overrides: ArcSwap::from_pointee(Overrides::default()),
                 has_overrides: AtomicBool::new(false),
@@ -557,9 +584,27 @@ impl Flags {
             }
             next
         });
-        let current = self.shared.overrides.load();
-        let any = current.all.is_some() || !current.flags.is_empty();
+        self.refresh_has_overrides();
+    }
+
+    fn refresh_has_overrides(&self) {
+        let any = !self.shared.overrides.load().is_empty();
         self.shared.has_overrides.store(any, Ordering::Release);
+    }
+
+    /// Replaces the trips of one flag (the runtime calls this when a guardrail trips or
+    /// recovers); the next evaluation sees them.
+    pub(crate) fn publish_trips(&self, flag: &Arc<str>, trips: Vec<Trip>) {
+        self.shared.overrides.rcu(|current| {
+            let mut next = Overrides::clone(current);
+            if trips.is_empty() {
+                next.trips.remove(flag);
+            } else {
+                next.trips.insert(Arc::clone(flag), trips.clone());
+            }
+            next
+        });
+        self.refresh_has_overrides();
     }
 
     /// Source, live revision, age, last error and local kills.
@@ -634,7 +679,7 @@ pub struct Snapshot<'a> {
 /// The local kills of a snapshot (none when no override was in force).
 pub struct SnapshotKills<'s>(Option<&'s Overrides>);
 
-impl LocalKills for SnapshotKills<'_> {
+impl Overlay for SnapshotKills<'_> {
     #[inline]
     fn all_killed(&self) -> bool {
         self.0.is_some_and(Overrides::all_killed)
@@ -733,6 +778,8 @@ impl Snapshot<'_> {
             reason: decision.reason,
             bucket: decision.bucket,
             kill_source: decision.kill_source,
+            guardrail: decision.guardrail,
+            replaced_variant: decision.replaced_variant,
             missing_flag: match decision.flag_index {
                 Some(_) => None,
                 None => Some(flag.into()),
@@ -752,6 +799,8 @@ pub struct Evaluation {
     pub reason: Reason,
     pub bucket: Option<u32>,
     pub kill_source: Option<KillSource>,
+    pub guardrail: Option<usize>,
+    pub replaced_variant: Option<usize>,
     /// The requested key when the flag does not exist.
     missing_flag: Option<Box<str>>,
 }
@@ -774,7 +823,14 @@ impl Evaluation {
             rule_index: self.rule_index,
             bucket: self.bucket,
             kill_source: self.kill_source,
+            guardrail: self.guardrail,
+            replaced_variant: self.replaced_variant,
         }
+    }
+
+    /// The flag definition (`None` for an unknown flag).
+    pub fn flag(&self) -> Option<&crate::document::Flag> {
+        self.flag_index.and_then(|i| self.document.flags.get(i))
     }
 
     pub fn variant_id(&self) -> Option<&str> {

@@ -15,6 +15,7 @@ use crate::document::{Action, Document, Flag, KillSwitch, Rule, Segment, Split, 
 use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::hash::{murmur3_32, SaltedHasher, HASH_VERSION, PERCENT_TOTAL};
 use crate::ramp::{Ramp, RampStep};
+use crate::runtime::guardrail::{self, GuardAction, Guardrail, Metric};
 use crate::time::{parse_duration, parse_timestamp, Millis};
 
 /// Documents larger than this are rejected before parsing (a runaway generator, a wrong file).
@@ -25,8 +26,12 @@ pub const MAX_REGEX_LENGTH: usize = 1024;
 pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
 
 /// Sections that a later version implements; they are rejected rather than silently ignored.
-const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] =
-    &["fallback", "sticky", "guardrails", "budgets", "shadow"];
+const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] = &["sticky", "budgets", "shadow"];
+
+/// Longest `fallback` list (a chain is walked at most once: this bounds a call's attempts).
+pub const MAX_FALLBACK_STEPS: usize = 16;
+/// Longest accepted `timeout_ms` / `max_total_ms`: one hour.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 pub(crate) fn from_slice(bytes: &[u8]) -> Result<Document> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
@@ -95,6 +100,17 @@ impl Parts {
     fn into_document(mut self, source: Value) -> Document {
         for flag in &mut self.flags {
             flag.attributes = attributes_read(flag, &self.segments);
+            // A tripped guardrail draws its half-open probe by unit.
+            if !flag.guardrails.is_empty() && !flag.attributes.contains(&flag.bucket_by) {
+                flag.attributes.push(flag.bucket_by.clone());
+            }
+            let mut run_attributes = flag.attributes.clone();
+            for extra in [&*flag.bucket_by, crate::runtime::SEGMENT_ATTRIBUTE] {
+                if !run_attributes.iter().any(|a| &**a == extra) {
+                    run_attributes.push(extra.into());
+                }
+            }
+            flag.run_attributes = run_attributes;
         }
         let flag_index: FxHashMap<Box<str>, usize> = self
             .flags
@@ -811,6 +827,10 @@ impl Loader {
                 "default",
                 "kill",
                 "rules",
+                "fallback",
+                "max_attempts",
+                "max_total_ms",
+                "guardrails",
             ],
             NOT_YET_SUPPORTED_FLAG_FIELDS,
         );
@@ -862,10 +882,9 @@ impl Loader {
                         "variant ids must not be empty",
                     );
                 }
-                variants.push(Variant {
-                    id: Arc::from(id.as_str()),
-                    payload: Arc::new(payload.clone()),
-                });
+                let mut variant = Variant::plain(id, payload.clone());
+                self.variant_runtime(&join(&variants_path, id), payload, &mut variant);
+                variants.push(variant);
             }
         }
         let names = VariantNames {
@@ -885,6 +904,32 @@ impl Loader {
         for rule in &mut rules {
             rule.hasher = SaltedHasher::new(rule.salt.as_deref().unwrap_or(&salt));
         }
+        let fallback = match map.get("fallback") {
+            Some(v) => self.fallback(&join(&path, "fallback"), v, &names, key),
+            None => Vec::new(),
+        };
+        let max_attempts = map.get("max_attempts").and_then(|v| {
+            self.positive_integer(
+                &join(&path, "max_attempts"),
+                v,
+                MAX_FALLBACK_STEPS as u64 + 1,
+            )
+            .map(|n| n as u32)
+        });
+        let max_total_ms = map
+            .get("max_total_ms")
+            .and_then(|v| self.positive_integer(&join(&path, "max_total_ms"), v, MAX_TIMEOUT_MS));
+        let guardrails = match map.get("guardrails") {
+            Some(v) => self.guardrails(
+                &join(&path, "guardrails"),
+                v,
+                &variants,
+                &fallback,
+                &rules,
+                key,
+            ),
+            None => Vec::new(),
+        };
         Some(Flag {
             key: Arc::from(key),
             description,
@@ -898,7 +943,378 @@ impl Loader {
             rules,
             variants,
             attributes: Vec::new(),
+            run_attributes: Vec::new(),
+            fallback,
+            max_attempts,
+            max_total_ms,
+            guardrails,
         })
+    }
+
+    /// A positive integer of at most `max`.
+    fn positive_integer(&mut self, path: &str, value: &Value, max: u64) -> Option<u64> {
+        match value.as_u64() {
+            Some(n) if n >= 1 && n <= max => Some(n),
+            Some(n) => {
+                self.report(
+                    path,
+                    ProblemKind::InvalidValue,
+                    format!("must be from 1 to {max}, found {n}"),
+                );
+                None
+            }
+            None => {
+                self.report(
+                    path,
+                    ProblemKind::WrongType,
+                    format!("expected a positive integer, found {}", json_type(value)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The payload fields the runtime reads: validated here so that a typo'd price or a
+    /// string timeout is a load error, not a silently ignored setting.
+    fn variant_runtime(&mut self, path: &str, payload: &Value, variant: &mut Variant) {
+        let Value::Object(map) = payload else {
+            return;
+        };
+        if let Some(v) = map.get("ai") {
+            variant.ai = self.boolean(&join(path, "ai"), v).unwrap_or(true);
+        }
+        if let Some(v) = map.get("timeout_ms") {
+            variant.timeout_ms =
+                self.positive_integer(&join(path, "timeout_ms"), v, MAX_TIMEOUT_MS);
+        }
+        if let Some(v) = map.get("max_tokens") {
+            variant.max_tokens =
+                self.positive_integer(&join(path, "max_tokens"), v, u32::MAX as u64);
+        }
+        if let Some(Value::String(model)) = map.get("model") {
+            variant.model = Some(Arc::from(model.as_str()));
+        }
+        for (key, slot) in [
+            (
+                "cost_per_1k_input_tokens",
+                &mut variant.cost_per_1k_input_tokens,
+            ),
+            (
+                "cost_per_1k_output_tokens",
+                &mut variant.cost_per_1k_output_tokens,
+            ),
+        ] {
+            if let Some(v) = map.get(key) {
+                let field = join(path, key);
+                match v.as_f64() {
+                    Some(price) if price >= 0.0 && price.is_finite() => *slot = Some(price),
+                    Some(price) => self.report(
+                        &field,
+                        ProblemKind::InvalidValue,
+                        format!("a price must be 0 or more, found {price}"),
+                    ),
+                    None => self.report(
+                        &field,
+                        ProblemKind::WrongType,
+                        format!("expected a number, found {}", json_type(v)),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn fallback(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &VariantNames<'_>,
+        flag: &str,
+    ) -> Vec<usize> {
+        let Value::Array(items) = value else {
+            self.report(
+                path,
+                ProblemKind::WrongType,
+                format!(
+                    "expected an array of variant ids, found {}",
+                    json_type(value)
+                ),
+            );
+            return Vec::new();
+        };
+        if items.len() > MAX_FALLBACK_STEPS {
+            self.report(
+                path,
+                ProblemKind::InvalidValue,
+                format!(
+                    "at most {MAX_FALLBACK_STEPS} fallback steps, found {}",
+                    items.len()
+                ),
+            );
+        }
+        let mut out: Vec<usize> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index(path, i);
+            if let Some(v) = self.variant_ref(&item_path, item, variants, flag) {
+                if out.contains(&v) {
+                    self.report(
+                        &item_path,
+                        ProblemKind::InvalidValue,
+                        format!("variant \"{}\" is already in the fallback list (a chain tries each variant once)", variants.ids[v]),
+                    );
+                } else {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    fn guardrails(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &[Variant],
+        fallback: &[usize],
+        rules: &[Rule],
+        flag: &str,
+    ) -> Vec<Guardrail> {
+        let Value::Array(items) = value else {
+            self.report(
+                path,
+                ProblemKind::WrongType,
+                format!(
+                    "expected an array of guardrails, found {}",
+                    json_type(value)
+                ),
+            );
+            return Vec::new();
+        };
+        let names = VariantNames {
+            ids: variants.iter().map(|v| &*v.id).collect(),
+        };
+        let mut out: Vec<Guardrail> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index(path, i);
+            let Some(g) = self.guardrail(&item_path, item, variants, &names, fallback, rules, flag)
+            else {
+                continue;
+            };
+            if let Some(first) = out.iter().position(|other| other.id == g.id) {
+                self.report(
+                    &item_path,
+                    ProblemKind::DuplicateGuardrailId,
+                    format!("guardrail id \"{}\" is already used by guardrails[{first}] (give each an \"id\")", g.id),
+                );
+                continue;
+            }
+            out.push(g);
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn guardrail(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &[Variant],
+        names: &VariantNames<'_>,
+        fallback: &[usize],
+        rules: &[Rule],
+        flag: &str,
+    ) -> Option<Guardrail> {
+        let map = self.object(path, value)?;
+        self.check_fields(
+            path,
+            map,
+            &[
+                "id",
+                "metric",
+                "max",
+                "min",
+                "window",
+                "min_samples",
+                "action",
+                "cooldown",
+                "probe_percent",
+                "variants",
+            ],
+            &[],
+        );
+        let metric_text = self
+            .required(path, map, "metric")
+            .and_then(|v| self.string(&join(path, "metric"), v));
+        let metric = metric_text.and_then(|text| {
+            let parsed = Metric::parse(text);
+            if parsed.is_none() {
+                let all: Vec<&str> = Metric::ALL.iter().map(|m| m.as_str()).collect();
+                let hint = closest(text, &all)
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                self.report(
+                    &join(path, "metric"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "unknown metric \"{text}\"{hint}; expected one of: {}",
+                        all.join(", ")
+                    ),
+                );
+            }
+            parsed
+        });
+        let id: Arc<str> = match map.get("id") {
+            Some(v) => Arc::from(self.non_empty_string(&join(path, "id"), v)?),
+            None => Arc::from(metric_text.unwrap_or("guardrail")),
+        };
+        let metric = metric?;
+        let (wanted, unwanted) = if metric.is_floor() {
+            ("min", "max")
+        } else {
+            ("max", "min")
+        };
+        if map.contains_key(unwanted) {
+            self.report(
+                &join(path, unwanted),
+                ProblemKind::InvalidValue,
+                format!(
+                    "metric \"{}\" takes \"{wanted}\", not \"{unwanted}\"",
+                    metric.as_str()
+                ),
+            );
+        }
+        let threshold_path = join(path, wanted);
+        let threshold = self
+            .required(path, map, wanted)
+            .and_then(|v| self.number(&threshold_path, v));
+        let threshold = threshold.and_then(|t| {
+            let ok = match metric {
+                Metric::ErrorRate => (0.0..1.0).contains(&t),
+                _ => t >= 0.0 && t.is_finite(),
+            };
+            if !ok {
+                let range = if metric == Metric::ErrorRate {
+                    "a rate from 0 up to (not including) 1"
+                } else {
+                    "0 or more"
+                };
+                self.report(
+                    &threshold_path,
+                    ProblemKind::InvalidValue,
+                    format!("must be {range}, found {t}"),
+                );
+            }
+            ok.then_some(t)
+        });
+        let window = match map.get("window") {
+            Some(v) => self
+                .duration(&join(path, "window"), v)
+                .filter(|&ms| self.at_least_a_second(&join(path, "window"), ms)),
+            None => Some(guardrail::DEFAULT_WINDOW),
+        };
+        let cooldown = match map.get("cooldown") {
+            Some(v) => self
+                .duration(&join(path, "cooldown"), v)
+                .filter(|&ms| self.at_least_a_second(&join(path, "cooldown"), ms)),
+            None => Some(guardrail::DEFAULT_COOLDOWN),
+        };
+        let min_samples = match map.get("min_samples") {
+            Some(v) => self.positive_integer(&join(path, "min_samples"), v, 1_000_000),
+            None => Some(guardrail::DEFAULT_MIN_SAMPLES),
+        };
+        let probe_share = match map.get("probe_percent") {
+            Some(v) => self.percent(&join(path, "probe_percent"), v, false),
+            None => Some(guardrail::DEFAULT_PROBE_PERCENT * 1000),
+        };
+        let action_path = join(path, "action");
+        let action_text = self
+            .required(path, map, "action")
+            .and_then(|v| self.string(&action_path, v));
+        let action = action_text.and_then(|text| {
+            let parsed = GuardAction::parse(text);
+            if parsed.is_none() {
+                let all: Vec<&str> = GuardAction::ALL.iter().map(|a| a.as_str()).collect();
+                self.report(
+                    &action_path,
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "unknown action \"{text}\"; expected one of: {}",
+                        all.join(", ")
+                    ),
+                );
+            }
+            parsed
+        });
+        let watched: Vec<usize> = match map.get("variants") {
+            Some(v) => {
+                let list_path = join(path, "variants");
+                match v {
+                    Value::Array(items) if !items.is_empty() => items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, item)| {
+                            self.variant_ref(&index(&list_path, i), item, names, flag)
+                        })
+                        .collect(),
+                    other => {
+                        self.report(
+                            &list_path,
+                            ProblemKind::WrongType,
+                            format!(
+                                "expected a non-empty array of variant ids, found {}",
+                                json_type(other)
+                            ),
+                        );
+                        Vec::new()
+                    }
+                }
+            }
+            None => (0..variants.len()).filter(|&v| variants[v].ai).collect(),
+        };
+        let action = action?;
+        match action {
+            GuardAction::Fallback if fallback.is_empty() => {
+                self.report(
+                    &action_path,
+                    ProblemKind::InvalidValue,
+                    "action \"fallback\" needs the flag's \"fallback\" list",
+                );
+            }
+            GuardAction::Halt | GuardAction::Rollback => {
+                let ramps_watched = rules.iter().any(
+                    |r| matches!(&r.action, Action::Ramp(ramp) if watched.contains(&ramp.variant)),
+                );
+                if !ramps_watched {
+                    self.report(
+                        &action_path,
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "action \"{}\" needs a ramp rule whose variant this guardrail watches",
+                            action.as_str()
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Some(Guardrail {
+            id,
+            metric,
+            threshold: threshold?,
+            window: window?,
+            min_samples: min_samples?,
+            action,
+            cooldown: cooldown?,
+            probe_share: probe_share?,
+            variants: watched,
+        })
+    }
+
+    fn at_least_a_second(&mut self, path: &str, ms: Millis) -> bool {
+        if ms < 1000 {
+            self.report(path, ProblemKind::InvalidValue, "must be at least 1s");
+            return false;
+        }
+        true
     }
 
     fn rules(

@@ -4,7 +4,7 @@
 
 use flagrail_core::hash::PERCENT_TOTAL;
 use flagrail_core::time::format_timestamp;
-use flagrail_core::{bucket, At, Document, NoLocalKills, Reason};
+use flagrail_core::{bucket, At, Document, NoOverlay, Reason};
 use serde_json::{json, Value};
 
 /// SplitMix64: tiny, fast, good enough to generate test inputs.
@@ -119,7 +119,7 @@ fn ramps_are_monotonic() {
             let context = json!({ "user_id": format!("unit-{u}-{}", rng.below(1000)) });
             let mut was_in = false;
             for &t in &instants {
-                let d = doc.evaluate("f", &context, &At(t), &NoLocalKills);
+                let d = doc.evaluate("f", &context, &At(t), &NoOverlay);
                 let is_in = d.variant_id() == Some("new");
                 assert!(!was_in || is_in, "unit left the ramp at {t}: {context}");
                 was_in = is_in;
@@ -298,10 +298,10 @@ fn evaluation_never_panics() {
                 }
             }
             let at = At(1_767_225_600_000 + rng.below(4 * 86_400_000) as i64);
-            let d = doc.evaluate("f", &context, &at, &NoLocalKills);
+            let d = doc.evaluate("f", &context, &at, &NoOverlay);
             assert_ne!(d.reason, Reason::FlagNotFound);
             assert!(d.variant_id().is_some());
-            let explained = doc.explain("f", &context, &at, &NoLocalKills);
+            let explained = doc.explain("f", &context, &at, &NoOverlay);
             assert_eq!(
                 explained["variant"],
                 json!(d.variant_id()),
@@ -351,7 +351,7 @@ fn parsing_never_panics() {
                 "support-bot",
                 &json!({ "user_id": "u" }),
                 &At(0),
-                &NoLocalKills,
+                &NoOverlay,
             );
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use flagrail_core::hash::{murmur3_32, unit_hash};
 use flagrail_core::time::parse_timestamp;
-use flagrail_core::{bucket, decision_json, At, Document, NoLocalKills};
+use flagrail_core::{bucket, decision_json, At, Document, NoOverlay};
 use serde_json::{json, Value};
 
 fn vectors_dir() -> PathBuf {
@@ -101,7 +101,7 @@ fn run_case(
             }))
             .map_err(|e| format!("document rejected: {e}"))?;
             let context = json!({ "user_id": case["unit"] });
-            let decision = doc.evaluate("f", &context, &At(0), &NoLocalKills);
+            let decision = doc.evaluate("f", &context, &At(0), &NoOverlay);
             check("bucket", json!(decision.bucket), case["bucket"].clone())?;
             check(
                 "variant",
@@ -118,7 +118,7 @@ fn run_case(
             let doc = document.ok_or("the file's document was rejected")?;
             let at = parse_timestamp(str_field(case, "at")).ok_or("bad at")?;
             let flag = str_field(case, "flag");
-            let decision = doc.evaluate(flag, &case["context"], &At(at), &NoLocalKills);
+            let decision = doc.evaluate(flag, &case["context"], &At(at), &NoOverlay);
             let got = decision_json(doc, flag, &decision, case["default"].as_str());
             let expected = &case["expected"];
             for key in ["variant", "reason", "rule_id", "bucket"] {

@@ -1,0 +1,200 @@
+//! Telemetry events and their sinks.
+//!
+//! Every exposure (a `call` or a tracker starting), every attempt outcome, every feedback and
+//! every guardrail transition is an [`Event`]: a JSON object tagged with the flag, variant,
+//! config revision, rule, model and run id. Sinks receive events synchronously on the thread
+//! that produced them, after the runtime's locks are released (a sink may call back into the
+//! handle).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// One telemetry event: a JSON object with at least `type` and `time`.
+pub type Event = Value;
+
+/// Receives events.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: &Event);
+}
+
+/// Appends one JSON object per line to a file.
+///
+/// Safe with concurrent writers, threads and processes alike: the file is opened with
+/// `O_APPEND` and every event is written with a single `write` of one complete line, so lines
+/// from different writers never interleave (Linux appends each such write atomically at the
+/// end of a local file). A write error is counted, never raised: telemetry must not fail a call.
+pub struct JsonLinesSink {
+    path: PathBuf,
+    file: Mutex<File>,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl JsonLinesSink {
+    pub fn open(path: impl AsRef<Path>) -> Result<JsonLinesSink> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|err| Error::SourceUnreachable {
+                source: path.display().to_string(),
+                detail: format!("cannot open the events file: {err}"),
+            })?;
+        Ok(JsonLinesSink {
+            path,
+            file: Mutex::new(file),
+            failures: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes that failed (disk full, file removed …).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl EventSink for JsonLinesSink {
+    fn emit(&self, event: &Event) {
+        let mut line = event.to_string().into_bytes();
+        line.push(b'\n');
+        let written = match self.file.lock() {
+            Ok(mut file) => file.write_all(&line).is_ok(),
+            Err(poisoned) => poisoned.into_inner().write_all(&line).is_ok(),
+        };
+        if !written {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl std::fmt::Debug for JsonLinesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLinesSink")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Calls a closure per event.
+pub struct CallbackSink<F: Fn(&Event) + Send + Sync>(pub F);
+
+impl<F: Fn(&Event) + Send + Sync> EventSink for CallbackSink<F> {
+    fn emit(&self, event: &Event) {
+        (self.0)(event)
+    }
+}
+
+/// Replaces unit ids in events by a keyed hash, so that no raw id leaves the process while
+/// events of one unit can still be joined: HMAC-SHA-256 with the operator's key, first 16
+/// bytes in hex, prefixed `h:`.
+#[derive(Clone)]
+pub struct UnitHasher {
+    inner_pad: Arc<[u8; 64]>,
+    outer_pad: Arc<[u8; 64]>,
+}
+
+impl std::fmt::Debug for UnitHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnitHasher(<key>)")
+    }
+}
+
+impl UnitHasher {
+    pub fn new(key: &[u8]) -> UnitHasher {
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let mut inner_pad = [0x36u8; 64];
+        let mut outer_pad = [0x5cu8; 64];
+        for i in 0..64 {
+            inner_pad[i] ^= block[i];
+            outer_pad[i] ^= block[i];
+        }
+        UnitHasher {
+            inner_pad: Arc::new(inner_pad),
+            outer_pad: Arc::new(outer_pad),
+        }
+    }
+
+    /// `h:` + the first 16 bytes of HMAC-SHA-256(key, unit), lowercase hex.
+    pub fn hash(&self, unit: &str) -> String {
+        let inner = Sha256::new()
+            .chain_update(&self.inner_pad[..])
+            .chain_update(unit.as_bytes())
+            .finalize();
+        let mac = Sha256::new()
+            .chain_update(&self.outer_pad[..])
+            .chain_update(inner)
+            .finalize();
+        let mut out = String::with_capacity(34);
+        out.push_str("h:");
+        for byte in &mac[..16] {
+            out.push(char::from(HEX[(byte >> 4) as usize]));
+            out.push(char::from(HEX[(byte & 15) as usize]));
+        }
+        out
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_hash_is_rfc_4231_hmac_sha256() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let h = UnitHasher::new(b"Jefe").hash("what do ya want for nothing?");
+        assert_eq!(h, "h:5bdcc146bf60754e6a042426089575c7");
+        // Keys longer than a block are hashed first (RFC 4231 test case 6).
+        let long = UnitHasher::new(&[0xaa; 131])
+            .hash("Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(long, "h:60e431591ee0b67f0d8a26aacbf5b77f");
+    }
+
+    #[test]
+    fn json_lines_sink_appends_whole_lines() {
+        let dir = std::env::temp_dir().join(format!("flagrail-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let sink = Arc::new(JsonLinesSink::open(&path).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let sink = Arc::clone(&sink);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        sink.emit(&serde_json::json!({ "type": "test", "thread": t, "i": i, "pad": "x".repeat(i % 300) }));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2000);
+        assert_eq!(sink.failures(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

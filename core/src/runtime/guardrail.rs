@@ -1,0 +1,521 @@
+//! Guardrails: automatic kill switches driven by the outcomes of calls.
+//!
+//! A guardrail watches one metric of each of its variants over a rolling window. When the
+//! window holds at least `min_samples` observations and the 95 % bound of the metric is past
+//! the threshold (the *lower* bound for "too high" metrics, the *upper* bound for quality), the
+//! guardrail trips: its action applies to every evaluation in the process at once. After the
+//! cooldown it goes half-open: a `probe_percent` share of units (chosen by bucket, so a user
+//! does not flip back and forth) gets the undisturbed decision, and their outcomes decide —
+//! healthy (point estimate within the threshold over `min_samples`) closes it, a new trip
+//! restarts the cooldown. docs/guardrails.md states the rule with numbers.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::hash::{scale, SaltedHasher, PERCENT_TOTAL};
+use crate::runtime::stats::{mean_bounds, wilson_interval, RollingWindow, Tally, Z95};
+use crate::time::{format_timestamp, Millis};
+
+/// What a guardrail measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Share of attempts that failed (any error kind, `rejected` included).
+    ErrorRate,
+    /// The 95th percentile of attempt latency, in milliseconds.
+    P95LatencyMs,
+    /// Mean cost of an attempt.
+    CostPerRequest,
+    /// Mean quality score attached with `feedback(run_id, quality=…)`.
+    Quality,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 4] = [
+        Metric::ErrorRate,
+        Metric::P95LatencyMs,
+        Metric::CostPerRequest,
+        Metric::Quality,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::ErrorRate => "error_rate",
+            Metric::P95LatencyMs => "p95_latency_ms",
+            Metric::CostPerRequest => "cost_per_request",
+            Metric::Quality => "quality",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    /// Whether the threshold is a floor (`min`) rather than a ceiling (`max`).
+    pub fn is_floor(self) -> bool {
+        matches!(self, Metric::Quality)
+    }
+}
+
+/// What a tripped guardrail does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardAction {
+    /// Kill the flag: every unit gets the kill variant (reason `KILLED`).
+    Kill,
+    /// Serve units assigned to the bad variant the next healthy variant of `fallback`
+    /// (reason `GUARDRAIL`).
+    Fallback,
+    /// Freeze ramps of the bad variant at the percentage they had when it tripped.
+    Halt,
+    /// Take ramps of the bad variant back to 0 %.
+    Rollback,
+}
+
+impl GuardAction {
+    pub const ALL: [GuardAction; 4] = [
+        GuardAction::Kill,
+        GuardAction::Fallback,
+        GuardAction::Halt,
+        GuardAction::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardAction::Kill => "kill",
+            GuardAction::Fallback => "fallback",
+            GuardAction::Halt => "halt",
+            GuardAction::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<GuardAction> {
+        GuardAction::ALL.into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// Share of the p95 guardrail: an attempt slower than the threshold counts as "bad", and the
+/// p95 is past the threshold when more than 5 % are bad.
+pub const P95_TAIL: f64 = 0.05;
+
+/// One guardrail of a flag, as compiled from the document.
+#[derive(Debug, Clone)]
+pub struct Guardrail {
+    /// `id`, or the metric name when the document gives none.
+    pub id: Arc<str>,
+    pub metric: Metric,
+    /// `max` for error_rate, p95_latency_ms and cost_per_request; `min` for quality.
+    pub threshold: f64,
+    pub window: Millis,
+    pub min_samples: u64,
+    pub action: GuardAction,
+    pub cooldown: Millis,
+    /// Share of units (over 100 000) that probe a half-open guardrail.
+    pub probe_share: u32,
+    /// Watched variants (indices); by default every AI variant of the flag.
+    pub variants: Vec<usize>,
+}
+
+/// Defaults of the optional guardrail fields (docs/flag-document.md lists them).
+pub const DEFAULT_WINDOW: Millis = 5 * 60 * 1000;
+pub const DEFAULT_MIN_SAMPLES: u64 = 20;
+pub const DEFAULT_COOLDOWN: Millis = 5 * 60 * 1000;
+pub const DEFAULT_PROBE_PERCENT: u32 = 10;
+
+/// What the window says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Not enough samples, or the bound straddles the threshold.
+    Undecided,
+    /// The 95 % bound is past the threshold.
+    Trip,
+    /// At least `min_samples` and the point estimate is within the threshold.
+    Healthy,
+}
+
+/// The numbers behind a verdict, reported in events and status.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub samples: u64,
+    /// The point estimate (error rate, share of slow calls, mean cost, mean quality).
+    pub observed: f64,
+    /// The bound compared with the threshold (lower for ceilings, upper for floors).
+    pub bound: f64,
+    pub verdict: Verdict,
+}
+
+impl Guardrail {
+    /// Turns one attempt into an observation of this guardrail's metric (`None`: not
+    /// applicable, e.g. a cost guardrail and an attempt without a known cost).
+    pub fn observe(&self, failed: bool, latency_ms: f64, cost: Option<f64>) -> Option<Tally> {
+        let one = |bad: bool| Tally {
+            n: 1,
+            bad: u64::from(bad),
+            ..Tally::default()
+        };
+        match self.metric {
+            Metric::ErrorRate => Some(one(failed)),
+            Metric::P95LatencyMs => Some(one(latency_ms > self.threshold)),
+            Metric::CostPerRequest => cost.map(value),
+            Metric::Quality => None,
+        }
+    }
+
+    /// Turns a quality score into an observation (quality guardrails only).
+    pub fn observe_quality(&self, quality: f64) -> Option<Tally> {
+        (self.metric == Metric::Quality).then(|| value(quality))
+    }
+
+    /// Reads a window total against the threshold.
+    pub fn read(&self, total: &Tally) -> Reading {
+        let (observed, bound, past, within) = match self.metric {
+            Metric::ErrorRate | Metric::P95LatencyMs => {
+                let limit = match self.metric {
+                    Metric::ErrorRate => self.threshold,
+                    _ => P95_TAIL,
+                };
+                let observed = if total.n == 0 {
+                    0.0
+                } else {
+                    total.bad as f64 / total.n as f64
+                };
+                let (lower, _) = wilson_interval(total.bad, total.n, Z95);
+                (observed, lower, lower > limit, observed <= limit)
+            }
+            Metric::CostPerRequest => match mean_bounds(total.n, total.sum, total.sum_of_squares) {
+                Some(m) => (
+                    m.mean,
+                    m.lower,
+                    m.lower > self.threshold,
+                    m.mean <= self.threshold,
+                ),
+                None => (0.0, 0.0, false, false),
+            },
+            Metric::Quality => match mean_bounds(total.n, total.sum, total.sum_of_squares) {
+                Some(m) => (
+                    m.mean,
+                    m.upper,
+                    m.upper < self.threshold,
+                    m.mean >= self.threshold,
+                ),
+                None => (0.0, 0.0, false, false),
+            },
+        };
+        let verdict = if total.n < self.min_samples {
+            Verdict::Undecided
+        } else if past {
+            Verdict::Trip
+        } else if within {
+            Verdict::Healthy
+        } else {
+            Verdict::Undecided
+        };
+        Reading {
+            samples: total.n,
+            observed,
+            bound,
+            verdict,
+        }
+    }
+}
+
+fn value(x: f64) -> Tally {
+    Tally {
+        n: 1,
+        bad: 0,
+        sum: x,
+        sum_of_squares: x * x,
+    }
+}
+
+/// A tripped guardrail as evaluation sees it (held in the process's overrides).
+#[derive(Debug, Clone)]
+pub struct Trip {
+    pub guardrail: Arc<str>,
+    /// The variant whose outcomes tripped it.
+    pub variant: Arc<str>,
+    pub action: GuardAction,
+    pub since: Millis,
+    /// From this instant on the guardrail is half-open: probing units are not affected.
+    pub probe_from: Millis,
+    /// Share of units (over 100 000) that probe.
+    pub probe_share: u32,
+    /// Hashes units for the probe draw (salt `<flag salt>/probe/<guardrail id>`), independent
+    /// of every split of the flag.
+    pub probe_hasher: SaltedHasher,
+}
+
+impl Trip {
+    /// Whether a unit with this id is a probe at `now` (only while half-open).
+    #[inline]
+    pub fn is_probe(&self, now: Millis, unit: Option<&str>) -> bool {
+        if now < self.probe_from {
+            return false;
+        }
+        match unit {
+            Some(unit) => scale(self.probe_hasher.hash(unit), PERCENT_TOTAL) < self.probe_share,
+            None => false,
+        }
+    }
+
+    pub fn is_half_open(&self, now: Millis) -> bool {
+        now >= self.probe_from
+    }
+
+    pub fn to_json(&self, flag: &str, now: Millis) -> Value {
+        json!({
+            "flag": flag,
+            "guardrail": &*self.guardrail,
+            "variant": &*self.variant,
+            "action": self.action.as_str(),
+            "since": format_timestamp(self.since),
+            "state": if self.is_half_open(now) { "half_open" } else { "tripped" },
+            "probe_from": format_timestamp(self.probe_from),
+            "probe_percent": self.probe_share as f64 / 1000.0,
+        })
+    }
+}
+
+/// What one observation did to a guardrail's state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transition {
+    None,
+    /// Closed → tripped, or half-open → tripped again.
+    Tripped(Reading),
+    /// Tripped → half-open (the first probe outcome after the cooldown).
+    Probing,
+    /// Half-open → closed.
+    Recovered(Reading),
+}
+
+/// The state of one guardrail for one variant.
+#[derive(Debug, Clone)]
+pub struct GuardState {
+    window: RollingWindow,
+    /// `Some((since, probe_from))` while tripped or half-open.
+    trip: Option<(Millis, Millis)>,
+    /// Whether the window was reset for the half-open probe.
+    probing: bool,
+}
+
+impl GuardState {
+    pub fn new(guardrail: &Guardrail) -> GuardState {
+        GuardState {
+            window: RollingWindow::new(guardrail.window),
+            trip: None,
+            probing: false,
+        }
+    }
+
+    pub fn trip(&self) -> Option<(Millis, Millis)> {
+        self.trip
+    }
+
+    /// The current reading of the window (for status and metrics).
+    pub fn reading(&self, guardrail: &Guardrail, now: Millis) -> Reading {
+        guardrail.read(&self.window.total(now))
+    }
+
+    /// Adds one observation at `now` and moves the state machine.
+    pub fn observe(
+        &mut self,
+        guardrail: &Guardrail,
+        now: Millis,
+        observation: Tally,
+    ) -> Transition {
+        let mut transition = Transition::None;
+        if let Some((_, probe_from)) = self.trip {
+            if now < probe_from {
+                // Cooling down: outcomes of calls that were in flight at the trip say nothing
+                // about the variant after it.
+                return Transition::None;
+            }
+            if !self.probing {
+                self.probing = true;
+                self.window.clear();
+                transition = Transition::Probing;
+            }
+        }
+        self.window.record(now, observation);
+        let reading = guardrail.read(&self.window.total(now));
+        match (reading.verdict, self.trip.is_some()) {
+            (Verdict::Trip, _) => {
+                self.trip = Some((now, now.saturating_add(guardrail.cooldown)));
+                self.probing = false;
+                self.window.clear();
+                Transition::Tripped(reading)
+            }
+            (Verdict::Healthy, true) => {
+                self.trip = None;
+                self.probing = false;
+                self.window.clear();
+                Transition::Recovered(reading)
+            }
+            _ => transition,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_rate(max: f64, min_samples: u64) -> Guardrail {
+        Guardrail {
+            id: "error_rate".into(),
+            metric: Metric::ErrorRate,
+            threshold: max,
+            window: 60_000,
+            min_samples,
+            action: GuardAction::Kill,
+            cooldown: 10_000,
+            probe_share: 10_000,
+            variants: vec![0],
+        }
+    }
+
+    /// The smallest error count out of `n` whose Wilson lower bound exceeds `max`, computed
+    /// independently of `read` by scanning the formula.
+    fn first_tripping_count(n: u64, max: f64) -> Option<u64> {
+        (0..=n).find(|&k| {
+            let p = k as f64 / n as f64;
+            let z: f64 = 1.959_963_984_540_054;
+            let nf = n as f64;
+            let lower = (p + z * z / (2.0 * nf)
+                - z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt())
+                / (1.0 + z * z / nf);
+            lower > max
+        })
+    }
+
+    #[test]
+    fn error_rate_trips_exactly_at_the_wilson_boundary() {
+        let g = error_rate(0.05, 20);
+        for n in [20u64, 50, 100, 400] {
+            let k = first_tripping_count(n, 0.05).unwrap();
+            let below = g.read(&Tally {
+                n,
+                bad: k - 1,
+                ..Tally::default()
+            });
+            let at = g.read(&Tally {
+                n,
+                bad: k,
+                ..Tally::default()
+            });
+            assert_ne!(below.verdict, Verdict::Trip, "n={n} k-1={}", k - 1);
+            assert_eq!(at.verdict, Verdict::Trip, "n={n} k={k}");
+        }
+        // 20 samples, threshold 5 %: 3 errors (15 %, lower bound 5.2 %) trip, 2 (10 %, lower
+        // bound 2.8 %) do not — worked by hand in docs/guardrails.md.
+        assert_eq!(first_tripping_count(20, 0.05), Some(3));
+    }
+
+    #[test]
+    fn one_unlucky_request_never_trips() {
+        let g = error_rate(0.05, 20);
+        let mut state = GuardState::new(&g);
+        let bad = Tally {
+            n: 1,
+            bad: 1,
+            ..Tally::default()
+        };
+        let good = Tally {
+            n: 1,
+            ..Tally::default()
+        };
+        assert_eq!(state.observe(&g, 0, bad), Transition::None);
+        for t in 1..200 {
+            assert_eq!(state.observe(&g, t, good), Transition::None);
+        }
+    }
+
+    #[test]
+    fn an_outage_trips_within_min_samples_then_cools_down_and_probes() {
+        let g = error_rate(0.05, 20);
+        let mut state = GuardState::new(&g);
+        let bad = Tally {
+            n: 1,
+            bad: 1,
+            ..Tally::default()
+        };
+        let good = Tally {
+            n: 1,
+            ..Tally::default()
+        };
+        let mut tripped_at = None;
+        for t in 0..100 {
+            if let Transition::Tripped(r) = state.observe(&g, t, bad) {
+                tripped_at = Some(t);
+                assert_eq!(r.samples, 20);
+                break;
+            }
+        }
+        assert_eq!(tripped_at, Some(19), "trips at the 20th failed request");
+        // During the cooldown outcomes are ignored.
+        assert_eq!(state.observe(&g, 5_000, good), Transition::None);
+        // After it, the first probe outcome opens the probe; 20 healthy ones close it.
+        assert_eq!(state.observe(&g, 10_019, good), Transition::Probing);
+        let mut recovered = false;
+        for t in 0..19 {
+            if let Transition::Recovered(_) = state.observe(&g, 10_020 + t, good) {
+                recovered = true;
+            }
+        }
+        assert!(recovered);
+        assert_eq!(state.trip(), None);
+    }
+
+    #[test]
+    fn a_failing_probe_trips_again_with_a_new_cooldown() {
+        let g = error_rate(0.05, 20);
+        let mut state = GuardState::new(&g);
+        let bad = Tally {
+            n: 1,
+            bad: 1,
+            ..Tally::default()
+        };
+        for t in 0..20 {
+            state.observe(&g, t, bad);
+        }
+        let (since, probe_from) = state.trip().unwrap();
+        assert_eq!((since, probe_from), (19, 10_019));
+        let mut again = None;
+        for t in 0..20 {
+            if let Transition::Tripped(_) = state.observe(&g, 20_000 + t, bad) {
+                again = Some(20_000 + t);
+            }
+        }
+        assert_eq!(again, Some(20_019));
+        assert_eq!(state.trip(), Some((20_019, 30_019)));
+    }
+
+    #[test]
+    fn quality_trips_on_the_upper_bound_and_cost_on_the_lower() {
+        let mut quality = error_rate(0.7, 10);
+        quality.metric = Metric::Quality;
+        let low = (0..30).fold(Tally::default(), |mut t, i| {
+            let x = if i % 2 == 0 { 0.4 } else { 0.6 };
+            t.n += 1;
+            t.sum += x;
+            t.sum_of_squares += x * x;
+            t
+        });
+        assert_eq!(quality.read(&low).verdict, Verdict::Trip);
+        let mut cost = error_rate(0.01, 10);
+        cost.metric = Metric::CostPerRequest;
+        let cheap = Tally {
+            n: 30,
+            bad: 0,
+            sum: 0.15,
+            sum_of_squares: 30.0 * 0.005 * 0.005,
+        };
+        assert_eq!(cost.read(&cheap).verdict, Verdict::Healthy);
+        let dear = Tally {
+            n: 30,
+            bad: 0,
+            sum: 0.9,
+            sum_of_squares: 30.0 * 0.03 * 0.03,
+        };
+        assert_eq!(cost.read(&dear).verdict, Verdict::Trip);
+    }
+}

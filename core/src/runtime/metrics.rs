@@ -1,0 +1,421 @@
+//! In-memory aggregates per flag × variant (× segment label): what `metrics()` returns and
+//! what `metrics_text()` exposes in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde_json::{json, Map, Value};
+
+use crate::runtime::classify::ErrorKind;
+use crate::runtime::stats::LatencyHistogram;
+
+/// Distinct segment labels kept per flag × variant; further labels are counted under
+/// [`OTHER_SEGMENT`] so that a context attribute with unbounded values cannot grow memory.
+pub const MAX_SEGMENTS: usize = 32;
+pub const OTHER_SEGMENT: &str = "_other";
+
+/// Counters of one series.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    /// Attempts (model calls) plus serves of non-AI variants.
+    pub requests: u64,
+    pub errors: u64,
+    pub errors_by_kind: [u64; 6],
+    /// Non-AI serves (no latency, no tokens).
+    pub served_static: u64,
+    pub shadow_requests: u64,
+    pub latency: LatencyHistogram,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost: f64,
+    pub quality_count: u64,
+    pub quality_sum: f64,
+    pub feedback_count: u64,
+    pub feedback_sum: f64,
+}
+
+/// One attempt as the aggregates see it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttemptSample {
+    pub error: Option<ErrorKind>,
+    pub latency_ms: f64,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost: Option<f64>,
+    pub shadow: bool,
+}
+
+impl Series {
+    fn record(&mut self, sample: &AttemptSample) {
+        self.requests += 1;
+        if sample.shadow {
+            self.shadow_requests += 1;
+        }
+        if let Some(kind) = sample.error {
+            self.errors += 1;
+            if let Some(slot) = self.errors_by_kind.get_mut(kind.index()) {
+                *slot += 1;
+            }
+        }
+        self.latency.record(sample.latency_ms);
+        self.input_tokens += sample.input_tokens.unwrap_or(0);
+        self.output_tokens += sample.output_tokens.unwrap_or(0);
+        self.cost += sample.cost.unwrap_or(0.0);
+    }
+
+    fn to_json(&self) -> Value {
+        let rate = |n: u64| {
+            if self.requests == 0 {
+                0.0
+            } else {
+                n as f64 / self.requests as f64
+            }
+        };
+        let mean = |sum: f64, n: u64| (n > 0).then(|| sum / n as f64);
+        let kinds: Map<String, Value> = ErrorKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    k.as_str().to_string(),
+                    json!(self.errors_by_kind[k.index()]),
+                )
+            })
+            .collect();
+        json!({
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": rate(self.errors),
+            "errors_by_kind": kinds,
+            "served_static": self.served_static,
+            "shadow_requests": self.shadow_requests,
+            "latency_ms": {
+                "p50": self.latency.quantile(0.5),
+                "p95": self.latency.quantile(0.95),
+                "p99": self.latency.quantile(0.99),
+                "mean": mean(self.latency.sum_ms(), self.latency.count()),
+                "count": self.latency.count(),
+            },
+            "tokens": { "input": self.input_tokens, "output": self.output_tokens },
+            "cost": self.cost,
+            "cost_per_request": mean(self.cost, self.requests.saturating_sub(self.served_static)),
+            "quality": { "mean": mean(self.quality_sum, self.quality_count), "count": self.quality_count },
+            "feedback": { "mean": mean(self.feedback_sum, self.feedback_count), "count": self.feedback_count },
+        })
+    }
+}
+
+/// The aggregates of one flag × variant.
+#[derive(Debug, Clone, Default)]
+pub struct VariantMetrics {
+    pub all: Series,
+    pub segments: FxHashMap<Box<str>, Series>,
+}
+
+impl VariantMetrics {
+    fn series(&mut self, segment: Option<&str>) -> (&mut Series, Option<&mut Series>) {
+        let VariantMetrics { all, segments } = self;
+        let segment = segment.map(|label| {
+            let key: &str = if segments.contains_key(label) || segments.len() < MAX_SEGMENTS {
+                label
+            } else {
+                OTHER_SEGMENT
+            };
+            segments.entry(key.into()).or_default()
+        });
+        (all, segment)
+    }
+}
+
+/// `(flag, variant, guardrail id, state)`: state 0 closed, 1 tripped, 2 half-open.
+pub type GuardrailGauge = (Arc<str>, Arc<str>, Arc<str>, u8);
+
+/// Every aggregate of a handle, keyed by flag then variant.
+#[derive(Debug, Default)]
+pub struct MetricsStore {
+    flags: FxHashMap<Arc<str>, FxHashMap<Arc<str>, VariantMetrics>>,
+}
+
+impl MetricsStore {
+    fn entry(&mut self, flag: &Arc<str>, variant: &Arc<str>) -> &mut VariantMetrics {
+        self.flags
+            .entry(Arc::clone(flag))
+            .or_default()
+            .entry(Arc::clone(variant))
+            .or_default()
+    }
+
+    pub fn record_attempt(
+        &mut self,
+        flag: &Arc<str>,
+        variant: &Arc<str>,
+        segment: Option<&str>,
+        sample: &AttemptSample,
+    ) {
+        let (all, seg) = self.entry(flag, variant).series(segment);
+        all.record(sample);
+        if let Some(seg) = seg {
+            seg.record(sample);
+        }
+    }
+
+    pub fn record_static(&mut self, flag: &Arc<str>, variant: &Arc<str>, segment: Option<&str>) {
+        let (all, seg) = self.entry(flag, variant).series(segment);
+        for series in std::iter::once(all).chain(seg) {
+            series.requests += 1;
+            series.served_static += 1;
+        }
+    }
+
+    pub fn record_feedback(
+        &mut self,
+        flag: &Arc<str>,
+        variant: &Arc<str>,
+        segment: Option<&str>,
+        score: Option<f64>,
+        quality: Option<f64>,
+    ) {
+        let (all, seg) = self.entry(flag, variant).series(segment);
+        for series in std::iter::once(all).chain(seg) {
+            if let Some(score) = score {
+                series.feedback_count += 1;
+                series.feedback_sum += score;
+            }
+            if let Some(quality) = quality {
+                series.quality_count += 1;
+                series.quality_sum += quality;
+            }
+        }
+    }
+
+    /// `{flag: {variant: {...series, "segments": {label: {...series}}}}}`, keys sorted.
+    pub fn to_json(&self) -> Value {
+        let mut flags: Vec<_> = self.flags.iter().collect();
+        flags.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Map::new();
+        for (flag, variants) in flags {
+            let mut variants: Vec<_> = variants.iter().collect();
+            variants.sort_by(|a, b| a.0.cmp(b.0));
+            let mut per_variant = Map::new();
+            for (variant, metrics) in variants {
+                let mut body = metrics.all.to_json();
+                let mut segments: Vec<_> = metrics.segments.iter().collect();
+                segments.sort_by(|a, b| a.0.cmp(b.0));
+                let segments: Map<String, Value> = segments
+                    .into_iter()
+                    .map(|(label, series)| (label.to_string(), series.to_json()))
+                    .collect();
+                if let Value::Object(map) = &mut body {
+                    map.insert("segments".into(), Value::Object(segments));
+                }
+                per_variant.insert(variant.to_string(), body);
+            }
+            out.insert(flag.to_string(), Value::Object(per_variant));
+        }
+        Value::Object(out)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every series, plus the guardrail
+    /// states given as `(flag, variant, guardrail, state)` with state 0 closed, 1 tripped,
+    /// 2 half-open.
+    pub fn to_prometheus(&self, guardrails: &[GuardrailGauge]) -> String {
+        let mut rows: Vec<(&str, &str, Option<&str>, &Series)> = Vec::new();
+        for (flag, variants) in &self.flags {
+            for (variant, metrics) in variants {
+                rows.push((flag, variant, None, &metrics.all));
+                for (label, series) in &metrics.segments {
+                    rows.push((flag, variant, Some(label), series));
+                }
+            }
+        }
+        rows.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let mut out = String::new();
+        let labels = |flag: &str, variant: &str, segment: Option<&str>| {
+            let mut s = format!("flag=\"{}\",variant=\"{}\"", escape(flag), escape(variant));
+            if let Some(segment) = segment {
+                let _ = write!(s, ",segment=\"{}\"", escape(segment));
+            }
+            s
+        };
+        let mut family = |name: &str, kind: &str, help: &str, body: &mut dyn FnMut(&mut String)| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            body(&mut out);
+        };
+        family(
+            "flagrail_requests_total",
+            "counter",
+            "Attempts and non-AI serves per flag and variant.",
+            &mut |out| {
+                for (f, v, s, series) in &rows {
+                    let _ = writeln!(
+                        out,
+                        "flagrail_requests_total{{{}}} {}",
+                        labels(f, v, *s),
+                        series.requests
+                    );
+                }
+            },
+        );
+        family(
+            "flagrail_errors_total",
+            "counter",
+            "Failed attempts by error kind.",
+            &mut |out| {
+                for (f, v, s, series) in &rows {
+                    for kind in ErrorKind::ALL {
+                        let _ = writeln!(
+                            out,
+                            "flagrail_errors_total{{{},kind=\"{}\"}} {}",
+                            labels(f, v, *s),
+                            kind.as_str(),
+                            series.errors_by_kind[kind.index()]
+                        );
+                    }
+                }
+            },
+        );
+        family(
+            "flagrail_latency_ms",
+            "summary",
+            "Attempt latency in milliseconds.",
+            &mut |out| {
+                for (f, v, s, series) in &rows {
+                    let l = labels(f, v, *s);
+                    for q in [0.5, 0.95, 0.99] {
+                        let value = series
+                            .latency
+                            .quantile(q)
+                            .map_or("NaN".to_string(), format_float);
+                        let _ =
+                            writeln!(out, "flagrail_latency_ms{{{l},quantile=\"{q}\"}} {value}");
+                    }
+                    let _ = writeln!(
+                        out,
+                        "flagrail_latency_ms_sum{{{l}}} {}",
+                        format_float(series.latency.sum_ms())
+                    );
+                    let _ = writeln!(
+                        out,
+                        "flagrail_latency_ms_count{{{l}}} {}",
+                        series.latency.count()
+                    );
+                }
+            },
+        );
+        family(
+            "flagrail_tokens_total",
+            "counter",
+            "Tokens by direction.",
+            &mut |out| {
+                for (f, v, s, series) in &rows {
+                    let l = labels(f, v, *s);
+                    let _ = writeln!(
+                        out,
+                        "flagrail_tokens_total{{{l},direction=\"input\"}} {}",
+                        series.input_tokens
+                    );
+                    let _ = writeln!(
+                        out,
+                        "flagrail_tokens_total{{{l},direction=\"output\"}} {}",
+                        series.output_tokens
+                    );
+                }
+            },
+        );
+        family(
+            "flagrail_cost_total",
+            "counter",
+            "Cost of attempts, in the currency of the variant prices.",
+            &mut |out| {
+                for (f, v, s, series) in &rows {
+                    let _ = writeln!(
+                        out,
+                        "flagrail_cost_total{{{}}} {}",
+                        labels(f, v, *s),
+                        format_float(series.cost)
+                    );
+                }
+            },
+        );
+        family(
+            "flagrail_quality",
+            "summary",
+            "Quality scores attached with feedback().",
+            &mut |out| {
+                for (f, v, s, series) in &rows {
+                    let l = labels(f, v, *s);
+                    let _ = writeln!(
+                        out,
+                        "flagrail_quality_sum{{{l}}} {}",
+                        format_float(series.quality_sum)
+                    );
+                    let _ = writeln!(
+                        out,
+                        "flagrail_quality_count{{{l}}} {}",
+                        series.quality_count
+                    );
+                }
+            },
+        );
+        family(
+            "flagrail_feedback",
+            "summary",
+            "User feedback scores attached with feedback().",
+            &mut |out| {
+                for (f, v, s, series) in &rows {
+                    let l = labels(f, v, *s);
+                    let _ = writeln!(
+                        out,
+                        "flagrail_feedback_sum{{{l}}} {}",
+                        format_float(series.feedback_sum)
+                    );
+                    let _ = writeln!(
+                        out,
+                        "flagrail_feedback_count{{{l}}} {}",
+                        series.feedback_count
+                    );
+                }
+            },
+        );
+        family(
+            "flagrail_guardrail_state",
+            "gauge",
+            "Guardrail state per flag, variant and guardrail: 0 closed, 1 tripped, 2 half-open.",
+            &mut |out| {
+                for (f, v, g, state) in guardrails {
+                    let _ = writeln!(out, "flagrail_guardrail_state{{flag=\"{}\",variant=\"{}\",guardrail=\"{}\"}} {state}", escape(f), escape(v), escape(g));
+                }
+            },
+        );
+        out
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline) per the text format.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn format_float(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        if x > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{x}")
+    }
+}
