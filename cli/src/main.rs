@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use flagrail_core::admin::{kill_file, KillChange, Target};
 use flagrail_core::time::{format_timestamp, now_millis, parse_timestamp, Millis};
-use flagrail_core::{decision_json, At, Document, Error, NoLocalKills};
+use flagrail_core::{decision_json, At, Document, Error, NoOverlay};
 use serde_json::{json, Value};
 
 use args::Args;
@@ -185,9 +185,9 @@ fn eval(args: &mut Args, explain: bool) -> Outcome {
     args.finish()?;
     let doc = load(&file)?;
     let output = if explain {
-        doc.explain(&flag, &context, &At(at), &NoLocalKills)
+        doc.explain(&flag, &context, &At(at), &NoOverlay)
     } else {
-        let decision = doc.evaluate(&flag, &context, &At(at), &NoLocalKills);
+        let decision = doc.evaluate(&flag, &context, &At(at), &NoOverlay);
         decision_json(&doc, &flag, &decision, default.as_deref())
     };
     print_json(&output);
@@ -220,7 +220,7 @@ fn eval_batch(args: &mut Args) -> Outcome {
             })?,
             None => now_millis(),
         };
-        let decision = doc.evaluate(flag, &context, &At(at), &NoLocalKills);
+        let decision = doc.evaluate(flag, &context, &At(at), &NoOverlay);
         let result = json!({
             "flag": flag,
             "variant": decision.variant_id(),

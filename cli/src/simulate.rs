@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use flagrail_core::document::Action;
 use flagrail_core::time::format_timestamp;
-use flagrail_core::{At, Document, NoLocalKills};
+use flagrail_core::{At, Document, NoOverlay};
 use serde_json::{json, Value};
 
 use crate::args::Args;
@@ -30,7 +30,7 @@ fn tally(doc: &Document, flag: &str, users: u64, base: &Value, at: i64) -> Tally
     };
     for i in 0..users {
         context[&unit_attr] = Value::String(format!("user-{i}"));
-        let decision = doc.evaluate(flag, &context, &At(at), &NoLocalKills);
+        let decision = doc.evaluate(flag, &context, &At(at), &NoOverlay);
         let variant = decision.variant_id().unwrap_or("(none)").to_string();
         *t.variants.entry(variant).or_default() += 1;
         *t.reasons
