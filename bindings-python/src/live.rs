@@ -133,6 +133,8 @@ fn fixed_slot(doc: &Document, outcome: &Outcome) -> Option<(usize, usize)> {
                     KillSource::Flag => 1,
                     KillSource::LocalAll => 2,
                     KillSource::LocalFlag => 3,
+                    // Names a guardrail and its trip time: not a shared result.
+                    KillSource::Guardrail => return None,
                 }
         }
         _ => return None,
