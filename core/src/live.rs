@@ -801,8 +801,9 @@ pub struct Evaluation {
     pub kill_source: Option<KillSource>,
     pub guardrail: Option<usize>,
     pub replaced_variant: Option<usize>,
-    /// The requested key when the flag does not exist.
-    missing_flag: Option<Box<str>>,
+    /// The requested key when the flag does not exist (`None` for a found flag). Public so
+    /// that a binding can rebuild an evaluation from the indices it kept (trackers).
+    pub missing_flag: Option<Box<str>>,
 }
 
 impl Evaluation {
