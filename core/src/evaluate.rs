@@ -114,10 +114,9 @@ pub trait Overlay {
     fn all_killed(&self) -> bool;
     /// Whether this flag is killed locally.
     fn flag_killed(&self, flag: &str) -> bool;
-    /// The tripped guardrails of this flag (usually none).
-    fn trips(&self, _flag: &str) -> &[Trip] {
-        &[]
-    }
+    /// The tripped guardrails of this flag (usually none). Required, not defaulted: an overlay
+    /// that forgot to forward trips would silently ignore every guardrail.
+    fn trips(&self, flag: &str) -> &[Trip];
 }
 
 /// Nothing overlaid: the document alone decides (CLI, tests).
@@ -130,6 +129,9 @@ impl Overlay for NoOverlay {
     }
     fn flag_killed(&self, _flag: &str) -> bool {
         false
+    }
+    fn trips(&self, _flag: &str) -> &[Trip] {
+        &[]
     }
 }
 

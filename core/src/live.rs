@@ -688,6 +688,10 @@ impl Overlay for SnapshotKills<'_> {
     fn flag_killed(&self, flag: &str) -> bool {
         self.0.is_some_and(|o| o.flag_killed(flag))
     }
+    #[inline]
+    fn trips(&self, flag: &str) -> &[Trip] {
+        self.0.map_or(&[], |o| o.trips(flag))
+    }
 }
 
 impl Snapshot<'_> {
