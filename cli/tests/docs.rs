@@ -312,6 +312,14 @@ fn schema_fields_match_the_loader() {
             "flags.f.rules[0].ramp.steps[0].zzz",
         ),
         (
+            "guardrail",
+            &defs["guardrail"],
+            flag(
+                json!({ "guardrails": [ { "metric": "error_rate", "max": 0.1, "action": "kill", "zzz": 1 } ] }),
+            ),
+            "flags.f.guardrails[0].zzz",
+        ),
+        (
             "attribute test",
             &defs["test"],
             flag(
