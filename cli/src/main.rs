@@ -4,6 +4,7 @@
 //! command line is wrong.
 
 mod args;
+mod drill;
 mod simulate;
 
 use std::io::{BufRead, Write};
@@ -30,6 +31,8 @@ usage:
   flagrail kill FILE (--flag F | --all) --reason TEXT [--actor NAME]
   flagrail unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME]
   flagrail simulate FILE --flag F --users N [--context JSON] [--at TIME | --timeline] [--json]
+  flagrail drill FILE --flag F --variant V [--error-rate P] [--latency-ms L] [--requests N]
+                 [--every DURATION] [--seed S] [--context JSON] [--at TIME] [--expect-trip] [--json]
 
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
 exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Some("kill") => kill(&mut args, true),
         Some("unkill") => kill(&mut args, false),
         Some("simulate") => simulate::run(&mut args),
+        Some("drill") => drill::run(&mut args),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

@@ -414,3 +414,85 @@ fn concurrent_kills_serialize_and_symlinks_survive() {
     ]);
     assert_eq!(empty_actor.status.code(), Some(2));
 }
+
+#[test]
+fn drill_trips_the_guardrail_on_an_outage_and_not_on_noise() {
+    let file = example();
+    let drill = |rate: &str| {
+        let out = flagrail(&[
+            "drill",
+            file.to_str().expect("utf-8"),
+            "--flag",
+            "support-bot",
+            "--variant",
+            "v2.2",
+            "--error-rate",
+            rate,
+            "--requests",
+            "3000",
+            "--context",
+            r#"{"plan": "pro"}"#,
+            "--at",
+            "2026-11-25T10:00:00Z",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<Value>(&stdout(&out)).expect("json")
+    };
+    let trips = |report: &Value| -> Vec<(String, u64)> {
+        report["guardrail_events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["event"]["type"] == "guardrail_trip")
+            .map(|e| {
+                let id = e["event"]["guardrail"].as_str().expect("id").to_string();
+                (id, e["event"]["samples"].as_u64().expect("samples"))
+            })
+            .collect()
+    };
+    // An outage: every v2.2 call fails. The outage guardrail (fallback above 25 %, 20 samples)
+    // trips on the 20th failure, and users who would get v2.2 are served the fallback.
+    let outage = drill("1.0");
+    assert_eq!(trips(&outage), [("v22-outage".to_string(), 20)]);
+    assert_eq!(
+        outage["evaluation_now"]["variants"].get("v2.2"),
+        None,
+        "{outage}"
+    );
+    assert!(
+        outage["evaluation_now"]["reasons"]["GUARDRAIL"]
+            .as_u64()
+            .expect("rerouted")
+            > 0
+    );
+    // A subtle regression: 8 % errors. Only the 3 % guardrail trips, and it halts the ramp.
+    let subtle = drill("0.08");
+    let subtle_trips = trips(&subtle);
+    assert_eq!(subtle_trips.len(), 1, "{subtle_trips:?}");
+    assert_eq!(subtle_trips[0].0, "v22-errors");
+    assert!(
+        subtle_trips[0].1 >= 50,
+        "at least min_samples: {subtle_trips:?}"
+    );
+    // Noise: 1 % errors never trips the 3 % guardrail.
+    let noise = drill("0.01");
+    assert!(
+        noise["guardrail_events"]
+            .as_array()
+            .expect("events")
+            .is_empty(),
+        "{}",
+        noise["guardrail_events"]
+    );
+    // A bad command line is a usage error.
+    let bad = flagrail(&[
+        "drill",
+        file.to_str().expect("utf-8"),
+        "--flag",
+        "support-bot",
+        "--variant",
+        "nope",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+}

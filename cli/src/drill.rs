@@ -1,0 +1,238 @@
+//! `flagrail drill`: a fire drill for a flag's guardrails, without a model or a server.
+//!
+//! Synthetic users call the flag through the real runtime (the same fallback chain, windows and
+//! guardrail rule as the bindings) while one variant fails at a chosen rate; the report says
+//! which guardrail tripped after how many requests, what evaluation serves afterwards, and the
+//! per-variant counts. On-call runs it to see a guardrail fire before an incident does.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use flagrail_core::live::ManualClock;
+use flagrail_core::runtime::{CallbackSink, ErrorKind, Event, Step, Usage};
+use flagrail_core::time::{format_timestamp, parse_duration};
+use flagrail_core::Flags;
+use serde_json::{json, Value};
+
+use crate::args::Args;
+use crate::{load, parse_at, parse_context, Failure, Outcome};
+
+/// A seeded generator (splitmix64): the same drill gives the same report.
+struct Rng(u64);
+
+impl Rng {
+    fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn parse_number(
+    args: &mut Args,
+    name: &str,
+    default: f64,
+    ok: impl Fn(f64) -> bool,
+) -> Result<f64, Failure> {
+    match args.option(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|x| ok(*x))
+            .ok_or_else(|| Failure::usage(format!("{name}: \"{text}\" is out of range"))),
+    }
+}
+
+pub fn run(args: &mut Args) -> Outcome {
+    let flag = args.required("--flag")?;
+    let bad_variant = args.required("--variant")?;
+    let error_rate = parse_number(args, "--error-rate", 1.0, |x| (0.0..=1.0).contains(&x))?;
+    let latency_ms = parse_number(args, "--latency-ms", 50.0, |x| x >= 0.0)?;
+    let requests = parse_number(args, "--requests", 500.0, |x| {
+        (1.0..=1_000_000.0).contains(&x)
+    })? as u64;
+    let every = match args.option("--every") {
+        None => 100,
+        Some(text) => parse_duration(&text)
+            .ok_or_else(|| Failure::usage(format!("--every: \"{text}\" is not a duration")))?,
+    };
+    let seed = parse_number(args, "--seed", 1.0, |x| x >= 0.0)? as u64;
+    let base = parse_context(args.option("--context"))?;
+    let at = parse_at(args.option("--at"))?;
+    let expect_trip = args.flag("--expect-trip");
+    let as_json = args.flag("--json");
+    let file = args.positional("FILE")?;
+    args.finish()?;
+
+    let doc = load(&file)?;
+    let Some(flag_def) = doc.flag(&flag) else {
+        return Err(Failure::failed(format!("no flag \"{flag}\" in {file}")));
+    };
+    if flag_def.variant(&bad_variant).is_none() {
+        return Err(Failure::failed(format!(
+            "flag \"{flag}\" has no variant \"{bad_variant}\""
+        )));
+    }
+    if flag_def.guardrails.is_empty() {
+        return Err(Failure::failed(format!(
+            "flag \"{flag}\" has no guardrails to drill"
+        )));
+    }
+    let unit_attr = flag_def.bucket_by.to_string();
+    let clock = Arc::new(ManualClock::new(at));
+    let flags = Flags::from_document_with_clock(doc, clock.clone());
+    let events: Arc<Mutex<Vec<(u64, Event)>>> = Arc::default();
+    let current = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let events = events.clone();
+        let current = current.clone();
+        flags.add_event_sink(Arc::new(CallbackSink(move |e: &Event| {
+            let kind = e["type"].as_str().unwrap_or("");
+            if kind.starts_with("guardrail_") {
+                let n = current.load(std::sync::atomic::Ordering::Relaxed);
+                if let Ok(mut list) = events.lock() {
+                    list.push((n, e.clone()));
+                }
+            }
+        })));
+    }
+
+    let mut rng = Rng(seed);
+    let mut served: BTreeMap<String, u64> = BTreeMap::new();
+    let mut context = base.clone();
+    for i in 0..requests {
+        current.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        context[&unit_attr] = Value::String(format!("user-{i}"));
+        let Ok(mut run) = flags.start_run(&flag, &context) else {
+            break;
+        };
+        let doc = run.evaluation().document.clone();
+        let Some(def) = run.evaluation().flag_index.and_then(|f| doc.flags().get(f)) else {
+            break;
+        };
+        let outcome = loop {
+            match run.next_step() {
+                Step::Call { variant, .. } => {
+                    let id = &def.variants[variant].id;
+                    let usage = Usage {
+                        latency_ms: Some(latency_ms),
+                        ..Usage::default()
+                    };
+                    if **id == *bad_variant && rng.next_unit() < error_rate {
+                        run.fail(ErrorKind::Server, Some("drill"), usage);
+                    } else {
+                        run.succeed(usage);
+                        break id.to_string();
+                    }
+                }
+                Step::Serve { variant } => break def.variants[variant].id.to_string(),
+                Step::Exhausted => break "(all attempts failed)".to_string(),
+            }
+        };
+        *served.entry(outcome).or_default() += 1;
+        clock.advance(every);
+    }
+
+    // What evaluation serves now, for the same users.
+    let mut now_serving: BTreeMap<String, u64> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..requests.min(10_000) {
+        context[&unit_attr] = Value::String(format!("user-{i}"));
+        let e = flags.evaluate(&flag, &context);
+        *now_serving
+            .entry(e.variant_id().unwrap_or("(none)").to_string())
+            .or_default() += 1;
+        *reasons.entry(e.reason.as_str().to_string()).or_default() += 1;
+    }
+    let events: Vec<(u64, Event)> = events.lock().map(|e| e.clone()).unwrap_or_default();
+    let tripped = events.iter().any(|(_, e)| e["type"] == "guardrail_trip");
+    let metrics = flags.metrics();
+    let report = json!({
+        "flag": flag,
+        "variant": bad_variant,
+        "error_rate": error_rate,
+        "requests": requests,
+        "from": format_timestamp(at),
+        "to": format_timestamp(flags.now_millis()),
+        "guardrail_events": events.iter().map(|(n, e)| json!({ "request": n, "event": e })).collect::<Vec<_>>(),
+        "served_by_call": served,
+        "evaluation_now": { "variants": now_serving, "reasons": reasons },
+        "metrics": metrics[&flag],
+    });
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "drill: flag {flag}, variant {bad_variant} failing {:.1} % of its calls, {requests} requests every {every} ms from {}",
+            error_rate * 100.0,
+            format_timestamp(at)
+        );
+        if events.is_empty() {
+            println!("no guardrail moved");
+        }
+        for (n, e) in &events {
+            if e["samples"].is_null() {
+                println!(
+                    "request {n:>6}: {} {} on {} at {} (cooldown over: the probe share gets {} again)",
+                    e["type"].as_str().unwrap_or(""),
+                    e["guardrail"].as_str().unwrap_or(""),
+                    e["variant"].as_str().unwrap_or(""),
+                    e["time"].as_str().unwrap_or(""),
+                    e["variant"].as_str().unwrap_or(""),
+                );
+                continue;
+            }
+            println!(
+                "request {n:>6}: {} {} on {} at {} ({} {}: observed {:.4}, bound {:.4}, threshold {}, {} samples) → {}",
+                e["type"].as_str().unwrap_or(""),
+                e["guardrail"].as_str().unwrap_or(""),
+                e["variant"].as_str().unwrap_or(""),
+                e["time"].as_str().unwrap_or(""),
+                e["metric"].as_str().unwrap_or(""),
+                if e["metric"] == "quality" { "upper" } else { "lower" },
+                e["observed"].as_f64().unwrap_or(f64::NAN),
+                e["bound"].as_f64().unwrap_or(f64::NAN),
+                e["threshold"],
+                e["samples"],
+                e["action"].as_str().unwrap_or(""),
+            );
+        }
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("served by call: {}", list(&served));
+        println!(
+            "evaluation now: {} ({})",
+            list(&now_serving),
+            list(&reasons)
+        );
+        if let Some(variants) = metrics[&flag].as_object() {
+            println!(
+                "{:<16} {:>9} {:>8} {:>10}",
+                "variant", "requests", "errors", "error rate"
+            );
+            for (id, m) in variants {
+                println!(
+                    "{:<16} {:>9} {:>8} {:>9.2}%",
+                    id,
+                    m["requests"].as_u64().unwrap_or(0),
+                    m["errors"].as_u64().unwrap_or(0),
+                    m["error_rate"].as_f64().unwrap_or(0.0) * 100.0
+                );
+            }
+        }
+    }
+    if expect_trip && !tripped {
+        return Err(Failure::failed("--expect-trip: no guardrail tripped"));
+    }
+    Ok(())
+}
