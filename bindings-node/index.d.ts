@@ -14,10 +14,18 @@ export type Reason =
   | 'DEFAULT'
 
 /** Which kill switch is in force for a KILLED result. */
-export type KillSource = 'document' | 'flag' | 'local-all' | 'local-flag'
+export type KillSource = 'document' | 'flag' | 'local-all' | 'local-flag' | 'guardrail'
 
 /** Stable error codes carried by `FlagrailError.code` (the same in Rust and Python). */
-export type ErrorCode = 'INVALID_DOCUMENT' | 'SOURCE_UNREACHABLE' | 'INVALID_ARGUMENT'
+export type ErrorCode =
+  | 'INVALID_DOCUMENT'
+  | 'SOURCE_UNREACHABLE'
+  | 'INVALID_ARGUMENT'
+  | 'FLAG_NOT_FOUND'
+  | 'ALL_ATTEMPTS_FAILED'
+
+/** Why an attempt failed (the same strings in Rust, Python and Node). */
+export type ErrorKind = 'timeout' | 'rate_limit' | 'server' | 'content_policy' | 'rejected' | 'other'
 
 /**
  * A context attribute value:
@@ -52,7 +60,125 @@ export interface FileOptions {
   reload?: boolean
   /** Milliseconds between checks of the file (default 250). */
   pollInterval?: number
+  /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
+  events?: string | URL
 }
+
+/** The second argument of the function given to `Flags.call`. */
+export interface CallOptions {
+  /**
+   * Aborts when this attempt's time is up (the variant's `timeout_ms`, bounded by the flag's
+   * `max_total_ms`); pass it to the provider SDK or `fetch`. The call moves on at the timeout
+   * whether or not the function honours it. Never aborts when the attempt has no time limit.
+   */
+  readonly signal: AbortSignal
+  /** 1 for the first model call of this `call`, 2 for the first fallback that calls, … */
+  readonly attempt: number
+  /** This attempt's time limit in milliseconds, or `null`. */
+  readonly timeoutMs: number | null
+}
+
+/** Usage of a model call: tokens and cost (all optional). */
+export interface Usage {
+  inputTokens?: number | null
+  outputTokens?: number | null
+  /** Overrides the cost computed from the tokens and the variant's `cost_per_1k_*` prices. */
+  cost?: number | null
+}
+
+/** What a tracker reports: usage plus the latency the app measured. */
+export interface TrackerReport extends Usage {
+  /** Overrides the time measured since `tracker()` was called. */
+  latencyMs?: number | null
+}
+
+/** One attempt of a call (cross-language fields, camelCased). */
+export interface Attempt {
+  /** The variant id that was called. */
+  readonly variant: string
+  readonly outcome: 'success' | 'error'
+  /** Why it failed, or `null` on success. */
+  readonly errorKind: ErrorKind | null
+  /** A short description of the failure, or `null`. */
+  readonly error: string | null
+  /** Wall time of the attempt, measured by the core with a monotonic clock. */
+  readonly latencyMs: number
+  readonly inputTokens: number | null
+  readonly outputTokens: number | null
+  /** Given, or computed from the tokens and the variant's prices; `null` when unknown. */
+  readonly cost: number | null
+}
+
+/** The result of `Flags.call`. */
+export interface CallResult<T> {
+  /** What the function returned (`Output.value` when it returned an `Output`); `null` when a non-AI variant served. */
+  readonly value: T | null
+  /** The variant that served (its own id and payload; the evaluation's reason, rule and bucket). */
+  readonly variant: Variant
+  /** Every model call made, in order. */
+  readonly attempts: Attempt[]
+  /** Whether a variant other than the assigned one served. */
+  readonly fallbackUsed: boolean
+  /** The run id, for `Flags.feedback`. */
+  readonly runId: string
+  /** The id of the variant the flag assigned (the first step of the chain). */
+  readonly assigned: string
+}
+
+/** The error a `call` rejects with when every step failed and none serves without a model. */
+export interface AllAttemptsFailedError extends FlagrailError {
+  readonly code: 'ALL_ATTEMPTS_FAILED'
+  /** Every attempt, in order. */
+  readonly attempts: Attempt[]
+  readonly runId: string
+}
+
+/** A model call the app makes itself (see `Flags.tracker`). Report it once. */
+export interface Tracker {
+  /** The variant being tracked. */
+  readonly variant: Variant
+  /** The run id, for `Flags.feedback`. */
+  readonly runId: string
+  /** The call succeeded; returns `false` (recording nothing) when already reported. */
+  success(report?: TrackerReport): boolean
+  /**
+   * The call failed, with its error kind or the thrown error (classified like a failed `call`
+   * attempt); returns `false` (recording nothing) when already reported.
+   * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string.
+   */
+  error(kindOrError: ErrorKind | unknown, report?: TrackerReport): boolean
+}
+
+/** Options of `Flags.feedback`. */
+export interface FeedbackOptions {
+  /** User feedback, e.g. +1 / -1. */
+  score?: number | null
+  /** A quality score, e.g. from an evaluator, 0..1 (quality guardrails read it). */
+  quality?: number | null
+}
+
+/**
+ * A telemetry event (cross-language snake_case fields): `type` is `exposure`, `outcome`,
+ * `feedback`, `guardrail_trip`, `guardrail_probe` or `guardrail_recover`; every event has
+ * `time`, `flag`, `variant` and `revision`, and the others what fits their type (`run_id`,
+ * `rule_id`, `model`, `outcome`, `error_kind`, `latency_ms`, tokens, `cost`, `unit`,
+ * `segment`, `guardrail`, `metric`, `threshold`, `observed`, …).
+ */
+export interface TelemetryEvent {
+  readonly type: 'exposure' | 'outcome' | 'feedback' | 'guardrail_trip' | 'guardrail_probe' | 'guardrail_recover'
+  readonly time: string
+  readonly flag: string
+  readonly variant: string | null
+  readonly revision: string
+  readonly [field: string]: JsonValue | undefined
+}
+
+/**
+ * `Flags.metrics()`: per flag, per variant: `requests`, `errors`, `error_rate`,
+ * `errors_by_kind`, `served_static`, `latency_ms` (p50/p95/p99/mean/count), `tokens`, `cost`,
+ * `quality`, `feedback`, `segments`, and `guardrails` with each one's state and reading.
+ */
+export type Metrics = { [flag: string]: { [variant: string]: { [field: string]: JsonValue } } }
 
 /** Options of `Flags.kill`. */
 export interface KillOptions {
@@ -120,6 +246,32 @@ export declare class FlagrailError extends Error {
   readonly code: ErrorCode
   /** Every problem of a rejected document; empty for other errors. */
   readonly problems: readonly Problem[]
+}
+
+/**
+ * "Not good enough": throw it from the function given to `Flags.call` to fail the attempt
+ * with the kind `rejected` and move on to the next step of the chain.
+ */
+export declare class Reject extends Error {
+  constructor(message?: string, options?: { cause?: unknown })
+  readonly name: 'Reject'
+  /** The error kind the attempt is recorded with. */
+  readonly errorKind: 'rejected'
+}
+
+/**
+ * Return it from the function given to `Flags.call` to report usage:
+ * `return new Output(text, { inputTokens, outputTokens, cost })`. The call's value is `value`.
+ * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0.
+ */
+export declare class Output<T = unknown> {
+  constructor(value: T, usage?: Usage)
+  /** The result value. */
+  readonly value: T
+  readonly inputTokens: number | null
+  readonly outputTokens: number | null
+  /** The cost (same unit as the variant's prices), or `null` to compute it from the tokens. */
+  readonly cost: number | null
 }
 
 /**
@@ -229,6 +381,54 @@ export declare class Flags {
   reloadIfChanged(): boolean
   /** Stops watching the file; the last document keeps serving. Idempotent. */
   close(): void
+  /**
+   * Calls `fn` through the flag's fallback chain: the assigned variant with its `timeout_ms`,
+   * then the flag's `fallback` list in order (at most `max_attempts` model calls within
+   * `max_total_ms`). A throw, a rejection, a timeout or a `Reject` moves to the next step; a
+   * non-AI variant (`"ai": false`) serves without calling `fn` (the result's `value` is then
+   * `null`). Every attempt is recorded (metrics, guardrails, events). Return an `Output` to
+   * report tokens and cost.
+   * @throws FlagrailError `FLAG_NOT_FOUND` (rejects) for an unknown flag;
+   *   `ALL_ATTEMPTS_FAILED` (an `AllAttemptsFailedError`, with `attempts` and `runId`) when
+   *   every step failed and none serves without a model.
+   */
+  call<T>(
+    flag: string,
+    context: Context | null | undefined,
+    fn: (variant: Variant, options: CallOptions) => T | Output<T> | PromiseLike<T | Output<T>>,
+  ): Promise<CallResult<T>>
+  /**
+   * A tracker for a model call the app makes itself with a variant it already has from
+   * `variant()`. `context` supplies the unit and `segment` labels.
+   * @throws FlagrailError `FLAG_NOT_FOUND` for a variant of an unknown flag, `INVALID_ARGUMENT`
+   *   for a variant id the flag does not have.
+   */
+  tracker(variant: Variant, context?: Context | null): Tracker
+  /**
+   * Attaches user feedback and/or a quality score to the run `runId` (from a call result or a
+   * tracker). Returns `false` when the run is unknown (never seen, or too old).
+   */
+  feedback(runId: string, options?: FeedbackOptions): boolean
+  /** In-memory aggregates per flag and variant, with each guardrail's state. */
+  metrics(): Metrics
+  /** The metrics in the Prometheus text exposition format (`flagrail_requests_total{flag=…,variant=…} N`, …). */
+  metricsText(): string
+  /**
+   * Calls `listener` with every telemetry event of this `Flags`, synchronously before the call
+   * that produced it returns. A listener that throws becomes a process warning. Returns a
+   * function that removes the listener.
+   */
+  onEvent(listener: (event: TelemetryEvent) => void): () => void
+  /**
+   * Appends every future event to a JSON-lines file.
+   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be opened.
+   */
+  writeEvents(path: string | URL): void
+  /**
+   * Replaces unit ids in events by `h:` + HMAC-SHA-256(key, unit) (16 bytes, hex), so that no
+   * raw id leaves the process; `null` sends them as they are.
+   */
+  hashUnits(key: string | Uint8Array | null): void
 }
 
 /**

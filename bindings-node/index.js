@@ -137,7 +137,10 @@ class Tables {
         key: flag.key,
         // What the native evaluators take: the handle's slot and the flag's index in one number.
         target: slot * TARGET_SLOT + index,
+        index,
         attributes: flag.attributes,
+        // What a `call` or a tracker reads: the attributes plus the unit and the segment label.
+        runAttributes: flag.run_attributes,
         read: reader(flag.attributes),
         variantIds: flag.variants.map((v) => v.id),
         payloads: flag.variants.map((v) => deepFreeze(v.payload)),
@@ -169,7 +172,7 @@ class Variant {
     this.bucket = bucket
     /** The revision of the document that made this decision. */
     this.revision = revision
-    /** For KILLED: document, flag, local-all or local-flag; otherwise null. */
+    /** For KILLED: document, flag, local-all, local-flag or guardrail; otherwise null. */
     this.killSource = killSource
   }
 
@@ -264,6 +267,8 @@ class Flags {
     }
     this._slot = slot
     this._tables = new Tables(native.tables(slot), slot)
+    // onEvent listeners; null until the first one (then the native side queues events).
+    this._listeners = null
     released.register(this, slot)
   }
 
@@ -288,7 +293,16 @@ class Flags {
     }
     if (file instanceof URL) file = require('node:url').fileURLToPath(file)
     if (typeof file !== 'string') throw invalidArgument('path must be a string or a file: URL')
-    return Flags._from(native.loadFile(file, reload, poll))
+    const flags = Flags._from(native.loadFile(file, reload, poll))
+    if (opts.events !== undefined && opts.events !== null) {
+      try {
+        flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    return flags
   }
 
   /** Parses and validates a flag document from JSON text (no reloading). */
@@ -431,6 +445,501 @@ class Flags {
   close() {
     native.close(this._slot)
   }
+
+  /**
+   * Calls `fn` through the flag's fallback chain and returns what served (see index.d.ts,
+   * `Flags.call`): the assigned variant first, with its timeout, then the flag's `fallback`
+   * list; a throw, a rejection, a timeout or a `Reject` moves to the next step, and a non-AI
+   * variant serves without calling `fn`. The core plans the chain and records every attempt;
+   * this only runs `fn` and reports back.
+   */
+  async call(flag, context, fn) {
+    if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
+    const key = flagKey(flag)
+    let entry
+    let run = -1
+    for (let attempt = 0; run < 0; attempt++) {
+      if (attempt === MAX_ATTEMPTS) {
+        throw new FlagrailError('SOURCE_UNREACHABLE', 'the document changed during every attempt to start the call')
+      }
+      if (attempt > 0) this._refresh()
+      entry = this._tables.byKey.get(key)
+      const started =
+        entry === undefined
+          ? native.runStart(this._slot, -1, key, NO_VALUES)
+          : native.runStart(this._slot, entry.index, '', readValues(context, entry.runAttributes))
+      if (typeof started !== 'number') throw failure(started)
+      run = started
+    }
+    if (this._listeners !== null) this._drain()
+    let ended = false
+    try {
+      const base = runVariant(entry, run)
+      const assigned = base.index
+      const attempts = []
+      for (let calls = 1; ; calls++) {
+        const step = native.runNext(run)
+        const low = step % STEP_LOW
+        const kind = low & 3
+        const index = low >>> 2
+        if (kind === STEP_EXHAUSTED) {
+          const error = new FlagrailError('ALL_ATTEMPTS_FAILED', native.runExhaustedMessage(run))
+          error.attempts = attempts
+          ended = true
+          error.runId = native.runEnd(run)
+          if (this._listeners !== null) this._drain()
+          throw error
+        }
+        const variant = index === assigned ? base.variant : stepVariant(entry, base.variant, index)
+        if (kind === STEP_SERVE) {
+          ended = true
+          const runId = native.runEnd(run)
+          if (this._listeners !== null) this._drain()
+          return callResult(null, variant, attempts, index !== assigned, runId, base.variant.id)
+        }
+        const timeoutMs = Math.floor(step / STEP_LOW) - 1
+        const options = new CallOptions(calls, timeoutMs < 0 ? null : timeoutMs)
+        let value
+        let thrown
+        let failed = false
+        try {
+          value = timeoutMs < 0 ? await fn(variant, options) : await withTimeout(fn, variant, options, timeoutMs)
+        } catch (err) {
+          failed = true
+          thrown = err
+        }
+        if (!failed && value !== TIMED_OUT) {
+          let usage = null
+          if (value instanceof Output) {
+            usage = value
+            value = value.value
+          }
+          const latencyMs =
+            usage === null
+              ? native.runSucceed(run)
+              : native.runSucceed(run, usage.inputTokens ?? undefined, usage.outputTokens ?? undefined, usage.cost ?? undefined)
+          attempts.push(attemptRecord(variant.id, null, null, latencyMs, usage, usage === null ? null : native.runLastCost(run)))
+          ended = true
+          const runId = native.runEnd(run)
+          if (this._listeners !== null) this._drain()
+          return callResult(value, variant, attempts, index !== assigned, runId, base.variant.id)
+        }
+        let errorKind
+        let message
+        if (!failed) {
+          errorKind = TIMEOUT
+          message = `timed out after ${timeoutMs} ms`
+        } else {
+          errorKind = classifyError(thrown)
+          message = describeError(thrown)
+        }
+        const latencyMs = native.runFail(run, errorKind, message)
+        attempts.push(attemptRecord(variant.id, ERROR_KINDS[errorKind], message, latencyMs, null, null))
+        if (this._listeners !== null) this._drain()
+      }
+    } finally {
+      if (!ended) native.runEnd(run)
+    }
+  }
+
+  /**
+   * A tracker for a model call the app makes itself with a variant it already has (from
+   * `variant()`): report it once with `success(...)` or `error(...)`. `context` supplies the
+   * unit and segment labels (the flag's `bucket_by` attribute and `segment`).
+   * @throws FlagrailError `FLAG_NOT_FOUND` for a variant of an unknown flag.
+   */
+  tracker(variant, context) {
+    if (variant === null || typeof variant !== 'object' || typeof variant.flag !== 'string') {
+      throw invalidArgument('tracker(variant, context): variant must be a Variant from variant()')
+    }
+    const tables = this._tables
+    const entry = tables.byKey.get(variant.flag)
+    const reason = tables.reasons.indexOf(variant.reason)
+    const killSource = variant.killSource == null ? -1 : tables.killSources.indexOf(variant.killSource)
+    const started = native.trackerStart(
+      this._slot,
+      entry === undefined ? -1 : entry.index,
+      variant.flag,
+      typeof variant.id === 'string' ? variant.id : undefined,
+      reason < 0 ? 0 : reason,
+      typeof variant.ruleId === 'string' ? variant.ruleId : undefined,
+      typeof variant.bucket === 'number' ? variant.bucket : undefined,
+      killSource,
+      String(variant.revision),
+      entry === undefined ? NO_VALUES : readValues(context, entry.runAttributes),
+    )
+    if (typeof started !== 'number') throw failure(started)
+    if (this._listeners !== null) this._drain()
+    return new Tracker(this, started, variant)
+  }
+
+  /**
+   * Attaches user feedback (`score`, e.g. +1/-1) and/or a quality score (0..1) to the run that
+   * served `runId` (from a call result or a tracker): metrics, quality guardrails and a
+   * `feedback` event. Returns false when the run is unknown (never seen, or too old).
+   */
+  feedback(runId, options) {
+    if (typeof runId !== 'string') throw invalidArgument('feedback(runId, options): runId must be a string')
+    const opts = options === undefined || options === null ? {} : options
+    const score = optionalNumber(opts.score, 'score')
+    const quality = optionalNumber(opts.quality, 'quality')
+    const known = native.feedback(this._slot, runId, score, quality)
+    if (this._listeners !== null) this._drain()
+    return known
+  }
+
+  /**
+   * In-memory aggregates per flag, variant (and segment): requests, errors by kind, latency,
+   * tokens, cost, feedback, and each guardrail's state and reading. Field names are the
+   * cross-language ones (the same as Python's `metrics()`).
+   */
+  metrics() {
+    return JSON.parse(native.metrics(this._slot))
+  }
+
+  /** The metrics in the Prometheus text exposition format (for a `/metrics` endpoint). */
+  metricsText() {
+    return native.metricsText(this._slot)
+  }
+
+  /**
+   * Calls `listener(event)` for every telemetry event of this `Flags` (exposure, outcome,
+   * feedback, guardrail_trip, guardrail_probe, guardrail_recover), synchronously before the
+   * call that produced it returns. Events are plain frozen objects with the cross-language
+   * field names. A listener that throws is reported as a process warning, never to the
+   * caller. Returns a function that removes the listener.
+   */
+  onEvent(listener) {
+    if (typeof listener !== 'function') throw invalidArgument('onEvent(listener): listener must be a function')
+    if (this._listeners === null) {
+      native.listen(this._slot)
+      this._listeners = []
+    }
+    this._listeners.push(listener)
+    return () => {
+      const at = this._listeners.indexOf(listener)
+      if (at >= 0) this._listeners.splice(at, 1)
+    }
+  }
+
+  /** Dispatches the queued events to the listeners. */
+  _drain() {
+    const text = native.takeEvents(this._slot)
+    if (text === null) return
+    const listeners = this._listeners.slice()
+    for (const event of JSON.parse(text)) {
+      deepFreeze(event)
+      for (const listener of listeners) {
+        try {
+          listener(event)
+        } catch (err) {
+          process.emitWarning(`flagrail: an onEvent listener threw: ${describeError(err)}`, { code: 'FLAGRAIL_LISTENER' })
+        }
+      }
+    }
+  }
+
+  /**
+   * Appends every future event to a JSON-lines file (one object per line; safe with several
+   * writers).
+   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be opened.
+   */
+  writeEvents(file) {
+    if (file instanceof URL) file = require('node:url').fileURLToPath(file)
+    if (typeof file !== 'string') throw invalidArgument('writeEvents(path): path must be a string or a file: URL')
+    try {
+      native.writeEvents(this._slot, file)
+    } catch (err) {
+      rethrow(err)
+    }
+  }
+
+  /**
+   * Replaces unit ids in events by `h:` + a keyed hash (HMAC-SHA-256 with `key`, 16 bytes in
+   * hex), so no raw id leaves the process while events of one unit still join. `null` sends
+   * units as they are.
+   */
+  hashUnits(key) {
+    let bytes
+    if (key === null || key === undefined) bytes = undefined
+    else if (typeof key === 'string') bytes = Buffer.from(key, 'utf8')
+    else if (key instanceof Uint8Array) bytes = Buffer.from(key.buffer, key.byteOffset, key.byteLength)
+    else throw invalidArgument('hashUnits(key): key must be a string, a Uint8Array or null')
+    if (bytes !== undefined && bytes.length === 0) throw invalidArgument('hashUnits(key): the key must not be empty')
+    native.hashUnits(this._slot, bytes)
+  }
+}
+
+// ---- The runtime around the call ---------------------------------------------------------
+
+/** Error kinds by code, in the core's order (`ErrorKind::ALL`). */
+const ERROR_KINDS = Object.freeze(native.errorKinds())
+const TIMEOUT = ERROR_KINDS.indexOf('timeout')
+const REJECTED = ERROR_KINDS.indexOf('rejected')
+// A packed step (src/runtime.rs): kind + 4 * variant + 2^24 * (timeout_ms + 1).
+const STEP_LOW = 16777216
+const STEP_EXHAUSTED = 0
+const STEP_SERVE = 2
+const NO_VALUES = Object.freeze([])
+/** What a timed-out attempt resolves to (never a value `fn` can return). */
+const TIMED_OUT = Symbol('flagrail.timedOut')
+/** Longest error description kept in an attempt. */
+const MAX_MESSAGE = 1000
+
+/**
+ * "Not good enough": thrown from the function given to `call`, it fails the attempt with the
+ * kind `rejected` and moves the call to the next step of the chain.
+ */
+class Reject extends Error {
+  constructor(message, options) {
+    super(message, options)
+    this.name = 'Reject'
+    /** The error kind this attempt is recorded with. */
+    this.errorKind = 'rejected'
+  }
+}
+
+function usageCount(value, name) {
+  if (value === undefined || value === null) return null
+  if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`${name} must be a whole number >= 0`)
+  return value
+}
+
+function optionalNumber(value, name) {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidArgument(`${name} must be a finite number`)
+  return value
+}
+
+/**
+ * A value returned from the function given to `call` with what the call used:
+ * `return new Output(text, { inputTokens, outputTokens, cost })`. The call's result value is
+ * `value`; the usage goes to the attempt, the metrics and the events (a missing `cost` is
+ * computed from the tokens and the variant's prices).
+ */
+class Output {
+  constructor(value, usage) {
+    const u = usage === undefined || usage === null ? {} : usage
+    /** The result value. */
+    this.value = value
+    /** Prompt tokens, or null. */
+    this.inputTokens = usageCount(u.inputTokens, 'inputTokens')
+    /** Completion tokens, or null. */
+    this.outputTokens = usageCount(u.outputTokens, 'outputTokens')
+    /** The call's cost (any currency unit, the same as the variant's prices), or null. */
+    this.cost = optionalNumber(u.cost, 'cost') ?? null
+  }
+}
+
+/**
+ * The second argument of the function given to `call`. `signal` aborts when the attempt's
+ * time is up; it is made on first use, so a function that never reads it pays nothing.
+ */
+class CallOptions {
+  constructor(attempt, timeoutMs) {
+    this.attempt = attempt
+    this.timeoutMs = timeoutMs
+    this._controller = null
+    this._reason = undefined
+  }
+
+  get signal() {
+    if (this._controller === null) {
+      this._controller = new AbortController()
+      if (this._reason !== undefined) this._controller.abort(this._reason)
+    }
+    return this._controller.signal
+  }
+
+  _abort(reason) {
+    this._reason = reason
+    if (this._controller !== null) this._controller.abort(reason)
+  }
+}
+
+/**
+ * Runs `fn` and settles with its outcome or, at `timeoutMs`, with TIMED_OUT (aborting the
+ * signal), whichever comes first: a function that ignores its signal still ends the attempt on
+ * time. Its late result or rejection is ignored.
+ */
+function withTimeout(fn, variant, options, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      resolve(TIMED_OUT)
+      options._abort(new DOMException(`flagrail: the attempt timed out after ${timeoutMs} ms`, 'TimeoutError'))
+    }, timeoutMs)
+    let pending
+    try {
+      pending = fn(variant, options)
+    } catch (err) {
+      clearTimeout(timer)
+      reject(err)
+      return
+    }
+    Promise.resolve(pending).then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (err) => {
+        clearTimeout(timer)
+        reject(err)
+      },
+    )
+  })
+}
+
+/** Reads a property of a thrown value; a throwing getter reads as undefined. */
+function readField(value, name) {
+  try {
+    return value[name]
+  } catch {
+    return undefined
+  }
+}
+
+function stringField(value, name) {
+  const field = readField(value, name)
+  return typeof field === 'string' ? field : undefined
+}
+
+/** The error kind (its code) of a thrown value, decided by the core from what it says. */
+function classifyError(err) {
+  if (err instanceof Reject) return REJECTED
+  if (err === null || (typeof err !== 'object' && typeof err !== 'function')) {
+    return native.classifyError(undefined, '', undefined, undefined, describeError(err))
+  }
+  const declared = stringField(err, 'errorKind') ?? stringField(err, 'error_kind')
+  let name = stringField(err, 'name')
+  if (name === undefined || name === 'Error') {
+    const ctor = readField(err, 'constructor')
+    const ctorName = typeof ctor === 'function' ? stringField(ctor, 'name') : undefined
+    name = ctorName || name || ''
+  }
+  let status = readField(err, 'status') ?? readField(err, 'statusCode')
+  if (typeof status === 'string' && /^\d{3}$/.test(status)) status = Number(status)
+  if (typeof status !== 'number') status = undefined
+  let code = readField(err, 'code')
+  if (typeof code === 'number') code = String(code)
+  if (typeof code !== 'string') code = undefined
+  const message = stringField(err, 'message') ?? ''
+  return native.classifyError(declared, name, status, code, message)
+}
+
+/** A thrown value as a short text for the attempts list. */
+function describeError(err) {
+  let text
+  try {
+    if (err instanceof Reject) text = err.message
+    else if (err instanceof Error) text = `${err.name}: ${err.message}`
+    else text = String(err)
+  } catch {
+    text = 'an error that cannot be shown'
+  }
+  return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE)}…` : text
+}
+
+function attemptRecord(variant, errorKind, error, latencyMs, usage, cost) {
+  return {
+    variant,
+    outcome: errorKind === null ? 'success' : 'error',
+    errorKind,
+    error,
+    latencyMs,
+    inputTokens: usage === null ? null : usage.inputTokens,
+    outputTokens: usage === null ? null : usage.outputTokens,
+    cost: cost ?? null,
+  }
+}
+
+function callResult(value, variant, attempts, fallbackUsed, runId, assigned) {
+  return { value, variant, attempts, fallbackUsed, runId, assigned }
+}
+
+/** The run's evaluation as a Variant (the assigned one) and the assigned variant's index. */
+function runVariant(entry, run) {
+  const packed = native.runEvaluation(run)
+  if (packed >= 0) {
+    const variant = unpack(entry, packed, null)
+    return { variant, index: (((packed % LOW) >> 3) & 255) - 1 }
+  }
+  const wide = native.runEvaluationWide(run)
+  return { variant: unpackWide(entry, wide, null), index: wide[0] }
+}
+
+/** A step's variant: its own id and payload, the evaluation's reason, rule and bucket. */
+function stepVariant(entry, base, index) {
+  return new Variant(
+    entry.key,
+    entry.variantIds[index],
+    entry.payloads[index],
+    base.reason,
+    base.ruleId,
+    base.bucket,
+    base.revision,
+    base.killSource,
+  )
+}
+
+// A tracker that is collected without a report frees its native run.
+const unreported = new FinalizationRegistry((run) => native.runEnd(run))
+
+/** A model call the app makes itself, reported once (see `Flags.tracker`). */
+class Tracker {
+  constructor(flags, run, variant) {
+    this._flags = flags
+    this._run = run
+    /** The variant being tracked. */
+    this.variant = variant
+    /** The run id, for `flags.feedback(runId, ...)`. */
+    this.runId = native.runId(run)
+    unreported.register(this, run, this)
+  }
+
+  /**
+   * The call succeeded. `latencyMs` overrides the time since `tracker()`; a missing `cost` is
+   * computed from the tokens and the variant's prices. Returns false when this tracker was
+   * already reported (nothing is recorded twice).
+   */
+  success(usage) {
+    return this._report(-1, undefined, usage)
+  }
+
+  /**
+   * The call failed: with an error kind (`'timeout'`, `'rate_limit'`, `'server'`,
+   * `'content_policy'`, `'rejected'`, `'other'`) or the thrown error, which is classified like
+   * a failed `call` attempt. Returns false when this tracker was already reported.
+   */
+  error(kindOrError, usage) {
+    let kind
+    let message
+    if (typeof kindOrError === 'string') {
+      kind = ERROR_KINDS.indexOf(kindOrError)
+      if (kind < 0) throw invalidArgument(`unknown error kind ${JSON.stringify(kindOrError)}; expected one of: ${ERROR_KINDS.join(', ')}`)
+    } else {
+      kind = classifyError(kindOrError)
+      message = describeError(kindOrError)
+    }
+    return this._report(kind, message, usage)
+  }
+
+  _report(kind, message, usage) {
+    if (this._run < 0) return false
+    const u = usage === undefined || usage === null ? {} : usage
+    const latencyMs = optionalNumber(u.latencyMs, 'latencyMs')
+    if (latencyMs !== undefined && latencyMs < 0) throw invalidArgument('latencyMs must be >= 0')
+    const input = usageCount(u.inputTokens, 'inputTokens') ?? undefined
+    const output = usageCount(u.outputTokens, 'outputTokens') ?? undefined
+    const cost = optionalNumber(u.cost, 'cost')
+    const run = this._run
+    this._run = -1
+    unreported.unregister(this)
+    if (kind < 0) native.runSucceed(run, input, output, cost, latencyMs)
+    else native.runFail(run, kind, message, input, output, cost, latencyMs)
+    native.runEnd(run)
+    if (this._flags._listeners !== null) this._flags._drain()
+    return true
+  }
 }
 
 /** One flag of a `Flags`, bound by key (see `Flags.flag`). The flag need not exist (yet). */
@@ -474,4 +983,4 @@ function bucket(salt, unit, total) {
 /** The bucketing algorithm version this build implements (docs/bucketing.md). */
 const HASH_VERSION = native.HASH_VERSION
 
-module.exports = { Flags, Flag, Variant, FlagrailError, bucket, HASH_VERSION }
+module.exports = { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, HASH_VERSION }

@@ -67,15 +67,17 @@ test('every declared export exists with its kind, and every export is declared',
 })
 
 test('declared class members match the real classes', () => {
-  const { Flags, Flag, Variant, FlagrailError } = flagrail
+  const { Flags, Flag, Variant, FlagrailError, Reject, Output } = flagrail
   const flags = Flags.fromObject({ flags: { f: { variants: { a: {} }, default: 'a' } } })
   const samples = {
     Flags: flags,
     Flag: flags.flag('f'),
     Variant: flags.variant('f', {}),
     FlagrailError: new FlagrailError('INVALID_ARGUMENT', 'x'),
+    Reject: new Reject('not good enough'),
+    Output: new Output('text', { inputTokens: 1 }),
   }
-  const classes = { Flags, Flag, Variant, FlagrailError }
+  const classes = { Flags, Flag, Variant, FlagrailError, Reject, Output }
   for (const [name, cls] of Object.entries(classes)) {
     const declared = declaredMembers(DTS, name)
     const instance = samples[name]

@@ -49,3 +49,8 @@ pub fn invalid_argument(message: impl Into<String>) -> napi::Error<String> {
     };
     napi::Error::new(error.code().to_string(), error.to_string())
 }
+
+/// A core error thrown straight from Rust, with its code as the JS `.code`.
+pub fn core_error(error: &flagrail_core::Error) -> napi::Error<String> {
+    napi::Error::new(error.code().to_string(), error.to_string())
+}

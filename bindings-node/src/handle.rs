@@ -22,9 +22,9 @@
 //! evaluating, and the JS side fetches new tables and retries. Keeping the `Arc` (not just an
 //! address) also rules out a freed document's address being reused by the next one.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use flagrail_core::{
     At, Attr, Decision, Document, Evaluation, Flags, KillSource, Positional, Reason,
@@ -136,12 +136,24 @@ pub struct Handle {
     /// The document the JS tables were built from (see the module docs). A `RefCell` is
     /// enough: handles live in a per-thread table, so only their own JS thread touches them.
     ack: RefCell<Arc<Document>>,
+    /// Events waiting for the JS listeners (`onEvent`), as JSON text; installed as an event
+    /// sink on first use (see `crate::runtime`).
+    pub events: OnceCell<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Handle {
     fn new(inner: Flags) -> Handle {
         let ack = RefCell::new(inner.document());
-        Handle { inner, ack }
+        Handle {
+            inner,
+            ack,
+            events: OnceCell::new(),
+        }
+    }
+
+    /// The document the JS tables describe.
+    pub fn acknowledged(&self) -> Arc<Document> {
+        Arc::clone(&self.ack.borrow())
     }
 
     /// Evaluates flag `index` of the acknowledged document now, or returns `STALE`.
@@ -208,8 +220,8 @@ impl Handle {
     }
 
     /// The live document as JSON for the JS side's lookup tables: revision, reason names (in
-    /// packed-code order), and per flag its key, attributes, variants (id, payload) and rule
-    /// ids. Acknowledges that document.
+    /// packed-code order), and per flag its key, attributes (those evaluation reads, and those
+    /// a `call` reads), variants (id, payload) and rule ids. Acknowledges that document.
     pub fn tables(&self) -> String {
         let document = self.inner.document();
         let flags: Vec<Value> = document
@@ -219,6 +231,7 @@ impl Handle {
                 json!({
                     "key": &*flag.key,
                     "attributes": flag.attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
+                    "run_attributes": flag.run_attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
                     "variants": flag.variants.iter().map(|v| json!({
                         "id": &*v.id,
                         "payload": &*v.payload,

@@ -10,10 +10,11 @@
 mod error;
 mod handle;
 mod raw;
+pub mod runtime;
 
 use std::time::Duration;
 
-use flagrail_core::{Attr, FileOptions, Flags};
+use flagrail_core::{Attr, Evaluation, FileOptions, Flags};
 use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Unknown};
 use napi_derive::napi;
 
@@ -102,17 +103,21 @@ pub fn eval_wide(
     at: Option<f64>,
 ) -> Result<Option<Vec<f64>>, JsError> {
     let owned = read_values(values);
-    let Some(e) = handle(slot)?.evaluate_full(Some(index), "", &attrs(&owned), at) else {
-        return Ok(None);
-    };
+    Ok(handle(slot)?
+        .evaluate_full(Some(index), "", &attrs(&owned), at)
+        .map(|e| unpacked(&e)))
+}
+
+/// An evaluation as `[variantIndex, reasonCode, ruleIndex, bucket, killSourceCode]`.
+fn unpacked(e: &Evaluation) -> Vec<f64> {
     let position = |i: Option<usize>| i.map_or(-1.0, |i| i as f64);
-    Ok(Some(vec![
+    vec![
         position(e.variant_index),
         f64::from(reason_code(e.reason)),
         position(e.rule_index),
         e.bucket.map_or(-1.0, f64::from),
         e.kill_source.map_or(-1.0, |k| kill_source_code(k) as f64),
-    ]))
+    ]
 }
 
 /// `explain` as JSON text, or `null` when stale. `index` is -1 for a flag the tables lack.

@@ -15,11 +15,23 @@ const EXCEPTIONS: &str = "flagrail.exceptions";
 static DOCUMENT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static SOURCE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static INVALID_ARGUMENT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static FLAG_NOT_FOUND_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ALL_ATTEMPTS_FAILED_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PROBLEM: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Converts a core error into the matching `flagrail` exception.
 pub(crate) fn to_py_err(py: Python<'_>, err: &CoreError) -> PyErr {
-    match build(py, err) {
+    to_py_err_with(py, err, |_| Ok(()))
+}
+
+/// [`to_py_err`] with more keyword arguments for the exception (`extra` sets them), for
+/// what the binding knows beyond the core error (a failed call's attempts and run id).
+pub(crate) fn to_py_err_with(
+    py: Python<'_>,
+    err: &CoreError,
+    extra: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>,
+) -> PyErr {
+    match build(py, err, extra) {
         Ok(exception) => exception,
         // Only reachable if the Python half of the package is broken (exceptions.py missing);
         // that import error is the more useful one to show.
@@ -27,11 +39,19 @@ pub(crate) fn to_py_err(py: Python<'_>, err: &CoreError) -> PyErr {
     }
 }
 
-fn build(py: Python<'_>, err: &CoreError) -> PyResult<PyErr> {
+fn build(
+    py: Python<'_>,
+    err: &CoreError,
+    extra: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>,
+) -> PyResult<PyErr> {
     let (class, cell) = match err {
         CoreError::InvalidDocument { .. } => ("DocumentError", &DOCUMENT_ERROR),
         CoreError::SourceUnreachable { .. } => ("SourceError", &SOURCE_ERROR),
         CoreError::InvalidArgument { .. } => ("InvalidArgumentError", &INVALID_ARGUMENT_ERROR),
+        CoreError::FlagNotFound { .. } => ("FlagNotFoundError", &FLAG_NOT_FOUND_ERROR),
+        CoreError::AllAttemptsFailed { .. } => {
+            ("AllAttemptsFailedError", &ALL_ATTEMPTS_FAILED_ERROR)
+        }
     };
     let class = cell.import(py, EXCEPTIONS, class)?;
     let kwargs = PyDict::new(py);
@@ -48,8 +68,12 @@ fn build(py: Python<'_>, err: &CoreError) -> PyResult<PyErr> {
         CoreError::SourceUnreachable { source, .. } => {
             kwargs.set_item("source", source.as_str())?;
         }
+        CoreError::FlagNotFound { flag } | CoreError::AllAttemptsFailed { flag, .. } => {
+            kwargs.set_item("flag", flag.as_str())?;
+        }
         CoreError::InvalidArgument { .. } => {}
     }
+    extra(&kwargs)?;
     let instance = class.call((err.to_string(),), Some(&kwargs))?;
     Ok(PyErr::from_value(instance))
 }

@@ -9,18 +9,31 @@ reading a flag never does.
     FlagrailError                     .code
     ├── DocumentError (ValueError)    INVALID_DOCUMENT, .problems
     ├── SourceError                   SOURCE_UNREACHABLE, .source
-    └── InvalidArgumentError (ValueError)  INVALID_ARGUMENT
+    ├── InvalidArgumentError (ValueError)  INVALID_ARGUMENT
+    └── CallError                     .flag
+        ├── FlagNotFoundError (LookupError)  FLAG_NOT_FOUND
+        └── AllAttemptsFailedError    ALL_ATTEMPTS_FAILED, .attempts, .run_id
+
+``Reject`` is not an error of flagrail: the function given to ``Flags.call`` raises it to say
+"not good enough", and the call moves on to the next step of the fallback chain.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple, Sequence
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Sequence
+
+if TYPE_CHECKING:
+    from ._flagrail import Attempt
 
 __all__ = [
+    "AllAttemptsFailedError",
+    "CallError",
     "DocumentError",
+    "FlagNotFoundError",
     "FlagrailError",
     "InvalidArgumentError",
     "Problem",
+    "Reject",
     "SourceError",
 ]
 
@@ -91,3 +104,61 @@ class InvalidArgumentError(FlagrailError, ValueError):
     """An argument is outside its domain, e.g. ``bucket(..., total=0)``."""
 
     default_code = "INVALID_ARGUMENT"
+
+
+class CallError(FlagrailError):
+    """``Flags.call`` / ``Flags.acall`` could not produce a result. ``flag`` is the flag key."""
+
+    default_code = "CALL_FAILED"
+    flag: str | None
+
+    def __init__(self, message: str, *, code: str | None = None, flag: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.flag = flag
+
+
+class FlagNotFoundError(CallError, LookupError):
+    """``call`` of a flag that the live document does not have: there is no variant to call.
+    (``Flags.variant`` never raises; it reports ``FLAG_NOT_FOUND`` as the reason instead.)"""
+
+    default_code = "FLAG_NOT_FOUND"
+
+
+class AllAttemptsFailedError(CallError):
+    """Every step of the fallback chain failed and none of them was a non-AI variant (which
+    would have been served without calling the function). ``attempts`` lists what happened,
+    in order; ``run_id`` identifies the call in events."""
+
+    default_code = "ALL_ATTEMPTS_FAILED"
+    attempts: list[Attempt]
+    run_id: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        flag: str | None = None,
+        attempts: Sequence[Attempt] = (),
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, flag=flag)
+        self.attempts = list(attempts)
+        self.run_id = run_id
+
+
+class Reject(Exception):
+    """Raised by the function given to ``Flags.call`` to say "not good enough": the attempt is
+    recorded with error kind ``rejected`` and the call moves on to the next step of the chain.
+
+    ::
+
+        def answer(v: Variant) -> str:
+            text = model(v["model"], prompt)
+            if not looks_right(text):
+                raise Reject("no citation")
+            return text
+    """
+
+    error_kind: ClassVar[str] = "rejected"
+    """The error kind the call records (any exception may declare one this way)."""
