@@ -50,3 +50,10 @@ if [ -f examples/demo_languages.py ]; then
   say "5. The same users get the same decisions from Rust, Python and Node"
   $PY examples/demo_languages.py
 fi
+
+say "6. The runtime: the candidate goes bad during the ramp, and the guardrail halts it by itself"
+$PY examples/demo_runtime.py
+
+say "7. Guardrail fire drill: an outage trips the fallback guardrail within 20 calls"
+run $FLAGRAIL drill $EXAMPLE --flag support-bot --variant v2.2 --error-rate 1.0 --requests 2000 \
+  --context '{"plan": "pro"}' --at 2026-11-25T10:00:00Z --expect-trip
