@@ -2,8 +2,9 @@
 //!
 //! The native module is private (`flagrail._flagrail`); the `flagrail` package re-exports it
 //! with the exception classes, the fork hook and the typed stubs. One file per core module:
-//! [`live`] (the `Flags` handle), [`variant`] (the result), [`context`] (reading the caller's
-//! dict), [`hash`] (`bucket`), [`error`], [`time`] (`at=`), plus [`convert`] (JSON values).
+//! [`live`] (the `Flags` handle), [`variant`] (the result), [`runtime`] (`call`, trackers,
+//! metrics, events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`],
+//! [`time`] (`at=`), plus [`convert`] (JSON values).
 
 use pyo3::prelude::*;
 
@@ -12,6 +13,7 @@ mod convert;
 mod error;
 mod hash;
 mod live;
+mod runtime;
 mod time;
 mod variant;
 
@@ -21,6 +23,11 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::Flags>()?;
     m.add_class::<live::Flag>()?;
     m.add_class::<variant::Variant>()?;
+    m.add_class::<runtime::CallResult>()?;
+    m.add_class::<runtime::Attempt>()?;
+    m.add_class::<runtime::Output>()?;
+    m.add_class::<runtime::Tracker>()?;
+    m.add_class::<runtime::PyRun>()?;
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;

@@ -28,6 +28,7 @@ use pyo3::types::{PyDict, PyString};
 use crate::context::{with_declared, Source};
 use crate::convert::{from_python, to_python};
 use crate::error::{invalid_argument, IntoPyResult};
+use crate::runtime::{self, CallResult, PyRun, Tracker};
 use crate::time;
 use crate::variant::{py_repr, DocCache, Outcome, Variant};
 
@@ -256,6 +257,36 @@ impl Inner {
     }
 }
 
+/// For `runtime.rs` (`call`, trackers, events).
+impl Inner {
+    pub(crate) fn core(&self) -> &CoreFlags {
+        &self.core
+    }
+
+    /// The Python objects of `document`: the live entry's when it is the live document.
+    pub(crate) fn cache_for(&self, py: Python<'_>, document: &Arc<Document>) -> Arc<DocCache> {
+        let guard = self.entry.load();
+        if std::ptr::eq(guard.doc(), &**document) {
+            return Arc::clone(&guard.cache);
+        }
+        drop(guard);
+        let snapshot = self.core.snapshot();
+        if std::ptr::eq(snapshot.document(), &**document) {
+            return Arc::clone(&self.refresh(py, &snapshot).cache);
+        }
+        // A run that started just before a reload: its own cache, used once.
+        Arc::new(DocCache::new(py, Arc::clone(document)))
+    }
+}
+
+/// Sends every event of `core` to a JSON-lines file as well (the `events=` of the loaders).
+fn write_events(py: Python<'_>, core: &CoreFlags, events: Option<PathBuf>) -> PyResult<()> {
+    match events {
+        Some(path) => core.write_events_to(path).into_py_result(py),
+        None => Ok(()),
+    }
+}
+
 /// Every file-backed handle of this process, for restarting watchers after `fork()`.
 ///
 /// Only touched while attached to the interpreter (from `Flags.from_file` and the after-fork
@@ -397,17 +428,21 @@ impl Flags {
     ///     path: The JSON file.
     ///     reload: Watch the file and hot-reload it.
     ///     poll_interval: Seconds between checks of the file.
+    ///     events: A JSON-lines file that every telemetry event is appended to (see
+    ///         ``write_events``).
     ///
     /// Raises:
-    ///     SourceError: The file cannot be read (code ``SOURCE_UNREACHABLE``).
+    ///     SourceError: The file (or the events file) cannot be opened (code
+    ///         ``SOURCE_UNREACHABLE``).
     ///     DocumentError: The document is invalid; ``problems`` lists every problem.
     #[staticmethod]
-    #[pyo3(signature = (path, *, reload = true, poll_interval = None))]
+    #[pyo3(signature = (path, *, reload = true, poll_interval = None, events = None))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         reload: bool,
         poll_interval: Option<f64>,
+        events: Option<PathBuf>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, poll_interval)?;
         let options = FileOptions {
@@ -418,6 +453,7 @@ impl Flags {
         let core = py
             .detach(|| CoreFlags::from_file_with(&path, options))
             .into_py_result(py)?;
+        write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
         track(&inner);
@@ -426,13 +462,20 @@ impl Flags {
 
     /// Loads a flag document from JSON text (no reloading).
     ///
+    /// Args:
+    ///     text: The document.
+    ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///
     /// Raises:
     ///     DocumentError: The document is invalid; ``problems`` lists every problem.
+    ///     SourceError: The events file cannot be opened.
     #[staticmethod]
-    fn from_json(py: Python<'_>, text: &str) -> PyResult<Flags> {
+    #[pyo3(signature = (text, *, events = None))]
+    fn from_json(py: Python<'_>, text: &str, events: Option<PathBuf>) -> PyResult<Flags> {
         let core = py
             .detach(|| CoreFlags::from_json(text))
             .into_py_result(py)?;
+        write_events(py, &core, events)?;
         Ok(Flags {
             inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
         })
@@ -440,15 +483,26 @@ impl Flags {
 
     /// Loads a flag document from a dict, as ``json.load`` would return it (no reloading).
     ///
+    /// Args:
+    ///     obj: The document.
+    ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///
     /// Raises:
     ///     DocumentError: The document is invalid, or holds a value with no JSON form;
     ///         ``problems`` lists every problem.
+    ///     SourceError: The events file cannot be opened.
     #[staticmethod]
-    fn from_dict(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Flags> {
+    #[pyo3(signature = (obj, *, events = None))]
+    fn from_dict(
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        events: Option<PathBuf>,
+    ) -> PyResult<Flags> {
         let value = from_python(obj).into_py_result(py)?;
         let core = py
             .detach(|| CoreFlags::from_value(value))
             .into_py_result(py)?;
+        write_events(py, &core, events)?;
         Ok(Flags {
             inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
         })
@@ -539,6 +593,139 @@ impl Flags {
     #[getter]
     fn revision<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
         PyString::new(py, self.inner.core.snapshot().document().revision())
+    }
+
+    /// Calls ``fn(variant)`` through the flag's fallback chain and returns the first result.
+    ///
+    /// The assigned variant is tried first, then the flag's ``fallback`` list in order, each
+    /// at most once, within ``max_attempts`` model calls and ``max_total_ms``. An exception
+    /// from ``fn`` (classified: ``timeout``, ``rate_limit``, ``server``, ``content_policy``,
+    /// ``rejected`` for ``Reject``, ``other``) or a timeout moves to the next step. A non-AI
+    /// variant (``"ai": false``) ends the chain without calling ``fn``: ``value`` is ``None``.
+    /// ``fn`` may return ``Output(value, input_tokens=..., output_tokens=..., cost=...)`` to
+    /// report usage.
+    ///
+    /// A step without ``timeout_ms`` calls ``fn`` on this thread. A step with one runs it on a
+    /// shared daemon thread and waits at most that long; a Python function cannot be
+    /// cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
+    /// and the chain moves on. Use ``acall`` when attempts must really be cancelled.
+    ///
+    /// Args:
+    ///     flag: The flag key.
+    ///     context: The request's attributes (as for ``variant``); ``segment`` labels metrics.
+    ///     fn: Called with the ``Variant`` of each step.
+    ///
+    /// Raises:
+    ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
+    ///     AllAttemptsFailedError: Every step failed and none was non-AI (code
+    ///         ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+    #[pyo3(signature = (flag, context, r#fn))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        flag: &Bound<'_, PyString>,
+        context: Option<&Bound<'_, PyAny>>,
+        r#fn: &Bound<'_, PyAny>,
+    ) -> PyResult<CallResult> {
+        runtime::call(&self.inner, py, flag, context, r#fn)
+    }
+
+    /// ``call`` for an async ``fn``: ``await flags.acall(flag, context, fn)``.
+    ///
+    /// The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
+    /// (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
+    /// awaiting task cancels the attempt in flight and ends the call.
+    ///
+    /// Raises:
+    ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
+    ///     AllAttemptsFailedError: Every step failed and none was non-AI (code
+    ///         ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+    #[pyo3(signature = (flag, context, r#fn))]
+    fn acall<'py>(
+        slf: &Bound<'py, Self>,
+        flag: &Bound<'py, PyString>,
+        context: Option<&Bound<'py, PyAny>>,
+        r#fn: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        runtime::acall(slf.as_any(), flag, context, r#fn)
+    }
+
+    /// Starts a run for ``acall`` (not public API).
+    fn _start_run(
+        &self,
+        py: Python<'_>,
+        flag: &Bound<'_, PyString>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyRun> {
+        runtime::start(&self.inner, py, flag, context).map(PyRun::new)
+    }
+
+    /// A tracker for a model call the app makes itself with ``variant``:
+    /// ``t = flags.tracker(v, user)`` then ``t.success(...)`` or ``t.error(...)``.
+    ///
+    /// Args:
+    ///     variant: A result of ``variant()`` (or ``Flag.variant()``).
+    ///     context: The request's attributes: the unit and ``segment`` label the events and
+    ///         metrics.
+    ///
+    /// Raises:
+    ///     FlagNotFoundError: ``variant`` is the result of an unknown flag.
+    #[pyo3(signature = (variant, context = None))]
+    fn tracker(
+        &self,
+        py: Python<'_>,
+        variant: &Bound<'_, Variant>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Tracker> {
+        runtime::tracker(&self.inner, py, variant, context)
+    }
+
+    /// Attaches user feedback to the run that served it (``CallResult.run_id`` or
+    /// ``Tracker.run_id``): ``score`` (e.g. +1/-1) and/or ``quality`` (0 to 1, watched by
+    /// ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
+    /// served, or older than the last 100,000 runs.
+    #[pyo3(signature = (run_id, *, score = None, quality = None))]
+    fn feedback(&self, run_id: &str, score: Option<f64>, quality: Option<f64>) -> bool {
+        self.inner.core.feedback(run_id, score, quality)
+    }
+
+    /// Outcome aggregates since the process started, as
+    /// ``{flag: {variant: {"requests", "errors", "errors_by_kind", "latency_ms", "tokens",
+    /// "cost", "quality", "segments", "guardrails", ...}}}``.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, &self.inner.core.metrics())
+    }
+
+    /// ``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint.
+    fn metrics_text(&self) -> String {
+        self.inner.core.metrics_text()
+    }
+
+    /// Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,
+    /// ``flag``, ``variant``, ``revision``, ``run_id`` …): exposures, outcomes, feedback and
+    /// guardrail trips.
+    ///
+    /// The callback runs synchronously on the thread that produced the event (keep it quick;
+    /// hand the event to a queue for slow work). An exception it raises is logged to the
+    /// ``flagrail`` logger and never reaches the call.
+    fn on_event(&self, callback: Bound<'_, PyAny>) {
+        runtime::on_event(&self.inner.core, callback.unbind());
+    }
+
+    /// Appends every telemetry event to ``path`` as one JSON object per line (safe with other
+    /// threads and processes appending to the same file). A write failure never fails a call.
+    ///
+    /// Raises:
+    ///     SourceError: The file cannot be opened.
+    fn write_events(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.inner.core.write_events_to(path).into_py_result(py)
+    }
+
+    /// Hashes unit ids in events with ``key`` (HMAC-SHA-256, ``"h:"`` + 32 hex digits) so that
+    /// no raw id leaves the process while events of one unit still join; ``None`` stops
+    /// hashing. A ``str`` key is used as its UTF-8 bytes.
+    fn hash_units(&self, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        runtime::hash_units(&self.inner.core, key)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

@@ -272,6 +272,11 @@ impl Variant {
         &self.outcome
     }
 
+    /// The document cache this result came from (trackers rebuild the evaluation from it).
+    pub(crate) fn cache(&self) -> &Arc<DocCache> {
+        &self.cache
+    }
+
     fn flag_cache(&self, py: Python<'_>) -> Option<&FlagCache> {
         self.cache.flag(py, self.outcome.flag_index()?)
     }

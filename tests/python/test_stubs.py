@@ -25,15 +25,19 @@ def _normalize(text: str | None) -> str:
 
 def _stub_docs() -> Iterator[tuple[str, str | None]]:
     tree = ast.parse(STUB.read_text())
+    docs: dict[str, str | None] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
-            yield node.name, ast.get_docstring(node)
+            docs[node.name] = ast.get_docstring(node)
         elif isinstance(node, ast.ClassDef):
-            yield node.name, ast.get_docstring(node)
+            docs[node.name] = ast.get_docstring(node)
             for item in node.body:
                 # Slot methods (`__getitem__`, `__eq__` …) carry CPython's generic docstrings.
                 if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
-                    yield f"{node.name}.{item.name}", ast.get_docstring(item)
+                    # An overloaded method is documented once, on one of its overloads.
+                    name = f"{node.name}.{item.name}"
+                    docs[name] = docs.get(name) or ast.get_docstring(item)
+    yield from docs.items()
 
 
 def _runtime(dotted: str) -> Any:

@@ -8,6 +8,9 @@
     v = flags.variant("support-bot", {"user_id": "u-42", "plan": "pro"})
     v.id, v["model"], v.reason, v.revision
 
+    r = flags.call("support-bot", user, lambda v: ask_model(v["model"], prompt))
+    r.value, r.variant.id, r.attempts, r.fallback_used       # fallback chain, timeouts, metrics
+
 The decisions are made by the Rust core shared with the Node package and the CLI, so a user
 lands in the same bucket from every language.
 """
@@ -16,25 +19,48 @@ from __future__ import annotations
 
 import os as _os
 
-from ._flagrail import HASH_VERSION, Flag, Flags, Variant, __version__, bucket
+from ._flagrail import (
+    HASH_VERSION,
+    Attempt,
+    CallResult,
+    Flag,
+    Flags,
+    Output,
+    Tracker,
+    Variant,
+    __version__,
+    bucket,
+)
 from ._flagrail import _after_fork_in_child
 from .exceptions import (
+    AllAttemptsFailedError,
+    CallError,
     DocumentError,
+    FlagNotFoundError,
     FlagrailError,
     InvalidArgumentError,
     Problem,
+    Reject,
     SourceError,
 )
 
 __all__ = [
     "HASH_VERSION",
+    "AllAttemptsFailedError",
+    "Attempt",
+    "CallError",
+    "CallResult",
     "DocumentError",
     "Flag",
+    "FlagNotFoundError",
     "FlagrailError",
     "Flags",
     "InvalidArgumentError",
+    "Output",
     "Problem",
+    "Reject",
     "SourceError",
+    "Tracker",
     "Variant",
     "__version__",
     "bucket",

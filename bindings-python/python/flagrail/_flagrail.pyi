@@ -4,12 +4,28 @@ Kept in sync with bindings-python/src/*.rs (whose ``///`` docs are the runtime d
 ``python -m mypy.stubtest flagrail._flagrail``, which ``make test-python`` runs.
 """
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from os import PathLike
-from typing import Any, final
+from typing import Any, Generic, TypeVar, final, overload
 
-__all__ = ["Flags", "Flag", "Variant", "bucket", "_after_fork_in_child", "HASH_VERSION", "__version__"]
+__all__ = [
+    "Flags",
+    "Flag",
+    "Variant",
+    "CallResult",
+    "Attempt",
+    "Output",
+    "Tracker",
+    "bucket",
+    "_after_fork_in_child",
+    "_Run",
+    "HASH_VERSION",
+    "__version__",
+]
+
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
 
 __version__: str
 HASH_VERSION: int
@@ -57,7 +73,11 @@ class Flags:
 
     @staticmethod
     def from_file(
-        path: str | PathLike[str], *, reload: bool = True, poll_interval: float | None = None
+        path: str | PathLike[str],
+        *,
+        reload: bool = True,
+        poll_interval: float | None = None,
+        events: str | PathLike[str] | None = None,
     ) -> Flags:
         """Loads a flag document from a JSON file and, unless ``reload=False``, watches it.
 
@@ -68,27 +88,40 @@ class Flags:
             path: The JSON file.
             reload: Watch the file and hot-reload it.
             poll_interval: Seconds between checks of the file.
+            events: A JSON-lines file that every telemetry event is appended to (see
+                ``write_events``).
 
         Raises:
-            SourceError: The file cannot be read (code ``SOURCE_UNREACHABLE``).
+            SourceError: The file (or the events file) cannot be opened (code
+                ``SOURCE_UNREACHABLE``).
             DocumentError: The document is invalid; ``problems`` lists every problem.
         """
 
     @staticmethod
-    def from_json(text: str) -> Flags:
+    def from_json(text: str, *, events: str | PathLike[str] | None = None) -> Flags:
         """Loads a flag document from JSON text (no reloading).
 
+        Args:
+            text: The document.
+            events: A JSON-lines file that every telemetry event is appended to.
+
         Raises:
             DocumentError: The document is invalid; ``problems`` lists every problem.
+            SourceError: The events file cannot be opened.
         """
 
     @staticmethod
-    def from_dict(obj: Mapping[str, Any]) -> Flags:
+    def from_dict(obj: Mapping[str, Any], *, events: str | PathLike[str] | None = None) -> Flags:
         """Loads a flag document from a dict, as ``json.load`` would return it (no reloading).
+
+        Args:
+            obj: The document.
+            events: A JSON-lines file that every telemetry event is appended to.
 
         Raises:
             DocumentError: The document is invalid, or holds a value with no JSON form;
                 ``problems`` lists every problem.
+            SourceError: The events file cannot be opened.
         """
 
     def variant(
@@ -153,6 +186,125 @@ class Flags:
             SourceError: The file cannot be read.
             DocumentError: The new document is invalid (the live one stays).
         """
+
+    @overload
+    def call(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        fn: Callable[[Variant], Output[_T]],
+    ) -> CallResult[_T]:
+        """Calls ``fn(variant)`` through the flag's fallback chain and returns the first result.
+
+        The assigned variant is tried first, then the flag's ``fallback`` list in order, each
+        at most once, within ``max_attempts`` model calls and ``max_total_ms``. An exception
+        from ``fn`` (classified: ``timeout``, ``rate_limit``, ``server``, ``content_policy``,
+        ``rejected`` for ``Reject``, ``other``) or a timeout moves to the next step. A non-AI
+        variant (``"ai": false``) ends the chain without calling ``fn``: ``value`` is ``None``.
+        ``fn`` may return ``Output(value, input_tokens=..., output_tokens=..., cost=...)`` to
+        report usage.
+
+        A step without ``timeout_ms`` calls ``fn`` on this thread. A step with one runs it on a
+        shared daemon thread and waits at most that long; a Python function cannot be
+        cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
+        and the chain moves on. Use ``acall`` when attempts must really be cancelled.
+
+        Args:
+            flag: The flag key.
+            context: The request's attributes (as for ``variant``); ``segment`` labels metrics.
+            fn: Called with the ``Variant`` of each step.
+
+        Raises:
+            FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
+            AllAttemptsFailedError: Every step failed and none was non-AI (code
+                ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+        """
+
+    @overload
+    def call(
+        self, flag: str, context: Mapping[str, object] | None, fn: Callable[[Variant], _T]
+    ) -> CallResult[_T]: ...
+
+    @overload
+    def acall(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        fn: Callable[[Variant], Awaitable[Output[_T]]],
+    ) -> Awaitable[CallResult[_T]]:
+        """``call`` for an async ``fn``: ``await flags.acall(flag, context, fn)``.
+
+        The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
+        (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
+        awaiting task cancels the attempt in flight and ends the call.
+
+        Raises:
+            FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
+            AllAttemptsFailedError: Every step failed and none was non-AI (code
+                ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+        """
+
+    @overload
+    def acall(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        fn: Callable[[Variant], Awaitable[_T]],
+    ) -> Awaitable[CallResult[_T]]: ...
+
+    def _start_run(self, flag: str, context: Mapping[str, object] | None) -> _Run:
+        """Starts a run for ``acall`` (not public API)."""
+
+    def tracker(self, variant: Variant, context: Mapping[str, object] | None = None) -> Tracker:
+        """A tracker for a model call the app makes itself with ``variant``:
+        ``t = flags.tracker(v, user)`` then ``t.success(...)`` or ``t.error(...)``.
+
+        Args:
+            variant: A result of ``variant()`` (or ``Flag.variant()``).
+            context: The request's attributes: the unit and ``segment`` label the events and
+                metrics.
+
+        Raises:
+            FlagNotFoundError: ``variant`` is the result of an unknown flag.
+        """
+
+    def feedback(self, run_id: str, *, score: float | None = None, quality: float | None = None) -> bool:
+        """Attaches user feedback to the run that served it (``CallResult.run_id`` or
+        ``Tracker.run_id``): ``score`` (e.g. +1/-1) and/or ``quality`` (0 to 1, watched by
+        ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
+        served, or older than the last 100,000 runs."""
+
+    def metrics(self) -> dict[str, Any]:
+        """Outcome aggregates since the process started, as
+        ``{flag: {variant: {"requests", "errors", "errors_by_kind", "latency_ms", "tokens",
+        "cost", "quality", "segments", "guardrails", ...}}}``."""
+
+    def metrics_text(self) -> str:
+        """``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint."""
+
+    def on_event(self, callback: Callable[[dict[str, Any]], object]) -> None:
+        """Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,
+        ``flag``, ``variant``, ``revision``, ``run_id`` …): exposures, outcomes, feedback and
+        guardrail trips.
+
+        The callback runs synchronously on the thread that produced the event (keep it quick;
+        hand the event to a queue for slow work). An exception it raises is logged to the
+        ``flagrail`` logger and never reaches the call.
+        """
+
+    def write_events(self, path: str | PathLike[str]) -> None:
+        """Appends every telemetry event to ``path`` as one JSON object per line (safe with
+        other threads and processes appending to the same file). A write failure never fails a
+        call.
+
+        Raises:
+            SourceError: The file cannot be opened.
+        """
+
+    def hash_units(self, key: str | bytes | None) -> None:
+        """Hashes unit ids in events with ``key`` (HMAC-SHA-256, ``"h:"`` + 32 hex digits) so
+        that no raw id leaves the process while events of one unit still join; ``None`` stops
+        hashing. A ``str`` key is used as its UTF-8 bytes."""
 
     @property
     def revision(self) -> str:
@@ -244,3 +396,190 @@ class Variant:
 
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+
+@final
+class CallResult(Generic[_T]):
+    """What ``Flags.call`` and ``Flags.acall`` return.
+
+    ``value`` is what the function returned (unwrapped from ``Output``), or ``None`` when a
+    non-AI variant served without calling it; ``variant`` is the variant that served.
+    """
+
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> Any: ...
+
+    @property
+    def value(self) -> _T:
+        """What the function returned (unwrapped from ``Output``); ``None`` when a non-AI
+        variant served without calling the function."""
+
+    @property
+    def variant(self) -> Variant:
+        """The variant that served: the one whose call succeeded, or the non-AI variant the
+        chain ended on. Its ``reason``, ``rule_id``, ``bucket`` and ``revision`` are the
+        evaluation's."""
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every model call made, in order (a non-AI variant that served is not an attempt)."""
+
+    @property
+    def fallback_used(self) -> bool:
+        """Whether a variant other than the assigned one served."""
+
+    @property
+    def run_id(self) -> str:
+        """The id of this call in events and in ``Flags.feedback``."""
+
+    @property
+    def assigned(self) -> str:
+        """The variant id the flag assigned (the first step of the chain)."""
+
+@final
+class Attempt:
+    """One model call of a ``Flags.call``: which variant, how it ended, how long it took, what
+    it used."""
+
+    @property
+    def variant(self) -> str:
+        """The variant id that was called."""
+
+    @property
+    def outcome(self) -> str:
+        """``"success"`` or ``"error"``."""
+
+    @property
+    def error_kind(self) -> str | None:
+        """Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
+        ``"rejected"`` or ``"other"``; ``None`` for a success."""
+
+    @property
+    def error(self) -> str | None:
+        """The error's message (the exception's text), ``None`` for a success."""
+
+    @property
+    def latency_ms(self) -> float:
+        """Wall time of the attempt, measured by the core with a monotonic clock."""
+
+    @property
+    def input_tokens(self) -> int | None:
+        """Input tokens, as reported by ``Output``."""
+
+    @property
+    def output_tokens(self) -> int | None:
+        """Output tokens, as reported by ``Output``."""
+
+    @property
+    def cost(self) -> float | None:
+        """The cost: as reported by ``Output``, or computed from the tokens and the variant's
+        ``cost_per_1k_input_tokens`` / ``cost_per_1k_output_tokens``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attempt as a plain dict, ready for JSON logs."""
+
+@final
+class Output(Generic[_T_co]):
+    """What the function given to ``Flags.call`` may return to report usage:
+    ``return Output(text, input_tokens=812, output_tokens=95)``. The call's ``value`` is
+    ``value``; tokens and cost go to the attempt, the metrics and the events (without ``cost``,
+    it is computed from the variant's prices)."""
+
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> Any: ...
+
+    def __new__(
+        cls,
+        value: _T_co,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: float | None = None,
+    ) -> Output[_T_co]: ...
+    @property
+    def value(self) -> _T_co:
+        """What the call returns as ``CallResult.value``."""
+
+    @property
+    def input_tokens(self) -> int | None:
+        """Input (prompt) tokens of the model call."""
+
+    @property
+    def output_tokens(self) -> int | None:
+        """Output (completion) tokens of the model call."""
+
+    @property
+    def cost(self) -> float | None:
+        """The cost of the model call, when the function knows it."""
+
+@final
+class Tracker:
+    """Reports the outcome of one model call that the app makes itself.
+
+    From ``Flags.tracker(variant, context)``: the attempt is timed from the tracker's creation
+    unless ``latency_ms`` is given. Report once, with ``success()`` or ``error()``; later
+    reports are ignored. Outcomes reach the metrics, the guardrails and the events like those
+    of ``Flags.call``, and ``run_id`` works with ``Flags.feedback`` after a success.
+    """
+
+    @property
+    def run_id(self) -> str:
+        """The id of this run in events and in ``Flags.feedback``."""
+
+    def success(
+        self,
+        *,
+        latency_ms: float | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: float | None = None,
+    ) -> None:
+        """The call succeeded.
+
+        Args:
+            latency_ms: The call's duration, when the app timed it (else the time since the
+                tracker was created).
+            input_tokens: Input tokens used.
+            output_tokens: Output tokens produced.
+            cost: The call's cost (else computed from the tokens and the variant's prices).
+        """
+
+    def error(
+        self,
+        kind_or_exception: str | BaseException | None = None,
+        *,
+        latency_ms: float | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: float | None = None,
+    ) -> None:
+        """The call failed.
+
+        Args:
+            kind_or_exception: An error kind (``"timeout"``, ``"rate_limit"``, ``"server"``,
+                ``"content_policy"``, ``"rejected"``, ``"other"``) or the exception the call
+                raised, classified like those of ``Flags.call``.
+            latency_ms: The call's duration, when the app timed it.
+            input_tokens: Input tokens used.
+            output_tokens: Output tokens produced.
+            cost: The call's cost.
+
+        Raises:
+            InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind.
+        """
+
+@final
+class _Run:
+    """A call in progress, for the asyncio loop of ``flagrail._call.acall``. Not public API."""
+
+    def next_step(self) -> tuple[Variant, float | None] | None:
+        """``(variant, timeout_seconds or None)`` to call next, or ``None`` when the run is
+        over (then ``finish()``)."""
+
+    def succeed(self, value: object) -> CallResult[Any]:
+        """The attempt in flight returned ``value``: the result."""
+
+    def fail(self, exc: BaseException) -> None:
+        """The attempt in flight raised ``exc``."""
+
+    def finish(self) -> CallResult[Any]:
+        """The result after ``next_step()`` returned ``None``, or ``AllAttemptsFailedError``."""

@@ -1,0 +1,807 @@
+//! The runtime around the call: `Flags.call` / `Flags.acall`, trackers, feedback, metrics and
+//! events, over `flagrail_core::runtime`.
+//!
+//! The core decides which variant to try next, measures each attempt and records it; this file
+//! only runs the user's function and reports what happened. `call` (sync) loops in Rust: a step
+//! without a timeout calls the function inline, a step with one hands it to
+//! `flagrail._call.call_with_timeout` (a daemon thread, waited on with the timeout). `acall`
+//! loops in Python (`flagrail._call.acall`, where asyncio can cancel the attempt) over a
+//! [`PyRun`], the same [`RunState`] behind a lock.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flagrail_core::runtime::{
+    classify, Attempt as CoreAttempt, CallbackSink, ErrorFacts, ErrorKind, Event, Run, Step, Usage,
+};
+use flagrail_core::{Error as CoreError, Evaluation, Flags as CoreFlags};
+use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyType};
+
+use crate::context::{with_declared, Source};
+use crate::convert::to_python;
+use crate::error::{invalid_argument, to_py_err, to_py_err_with, IntoPyResult};
+use crate::live::Inner;
+use crate::variant::{py_repr, DocCache, Outcome, Variant};
+
+const HELPERS: &str = "flagrail._call";
+
+static CALL_WITH_TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static ACALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static GENERIC_ALIAS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// One call in progress: the core's run plus the Python objects its results share.
+pub(crate) struct RunState {
+    run: Run,
+    cache: Arc<DocCache>,
+    flag_index: usize,
+    /// The variant handed to the function in flight and its timeout (ms).
+    current: Option<(Py<Variant>, Option<u64>)>,
+    /// The variant that served (set on success or on a non-AI step).
+    served: Option<Py<Variant>>,
+}
+
+/// What the caller does next.
+pub(crate) enum Next<'py> {
+    /// Call the function with this variant, with this timeout (ms).
+    Call(Bound<'py, Variant>, Option<u64>),
+    /// The run is over: a non-AI variant served, or every step failed ([`RunState::finish`]).
+    Done,
+}
+
+/// Starts a run of `flag` for `context`; `FlagNotFoundError` for an unknown flag.
+pub(crate) fn start(
+    inner: &Inner,
+    py: Python<'_>,
+    flag: &Bound<'_, PyString>,
+    context: Option<&Bound<'_, PyAny>>,
+) -> PyResult<RunState> {
+    let source = Source::from_arg(context)?;
+    let core = inner.core();
+    let document = core.document();
+    // A key that is not valid UTF-8 (lone surrogates) cannot name a flag.
+    let key = flag.to_str().ok();
+    let Some((key, index)) = key.and_then(|k| Some((k, document.flag_position(k)?))) else {
+        return Err(to_py_err(
+            py,
+            &CoreError::FlagNotFound {
+                flag: flag.to_string_lossy().into_owned(),
+            },
+        ));
+    };
+    let flag_def = &document.flags()[index];
+    let live_cache = inner.cache_for(py, &document);
+    // `run_attributes` starts with `attributes`, whose interned keys the cache already has.
+    let keys: Vec<Py<PyString>> = {
+        let known = live_cache
+            .flag(py, index)
+            .map_or(&[][..], |f| &f.attr_keys[..]);
+        flag_def
+            .run_attributes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match known.get(i) {
+                Some(k) if i < flag_def.attributes.len() => k.clone_ref(py),
+                _ => PyString::intern(py, name).unbind(),
+            })
+            .collect()
+    };
+    // (A reload between reading the attribute names and `start_run` can only leave out an
+    // attribute the new document added, for that one call; the cache follows the run.)
+    let run = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
+        core.start_run(key, ctx)
+    })
+    .into_py_result(py)?;
+    let evaluation = run.evaluation();
+    let (cache, flag_index) = if Arc::ptr_eq(&evaluation.document, &document) {
+        (live_cache, index)
+    } else {
+        (
+            inner.cache_for(py, &evaluation.document),
+            evaluation.flag_index.unwrap_or(index),
+        )
+    };
+    Ok(RunState {
+        run,
+        cache,
+        flag_index,
+        current: None,
+        served: None,
+    })
+}
+
+impl RunState {
+    /// The `Variant` of step `index`: the step's id and payload, the evaluation's reason, rule,
+    /// bucket and revision.
+    fn variant<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, Variant>> {
+        let mut decision = self.run.evaluation().decision();
+        decision.variant_index = Some(index);
+        let id = self
+            .cache
+            .flag(py, self.flag_index)
+            .map_or_else(|| py.None(), |f| f.variant_id(py, Some(index)));
+        Bound::new(
+            py,
+            Variant::found(Arc::clone(&self.cache), Outcome::from(decision), id),
+        )
+    }
+
+    pub(crate) fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Next<'py>> {
+        match self.run.next_step() {
+            Step::Call {
+                variant,
+                timeout_ms,
+            } => {
+                let v = self.variant(py, variant)?;
+                self.current = Some((v.clone().unbind(), timeout_ms));
+                Ok(Next::Call(v, timeout_ms))
+            }
+            Step::Serve { variant } => {
+                self.served = Some(self.variant(py, variant)?.unbind());
+                Ok(Next::Done)
+            }
+            Step::Exhausted => Ok(Next::Done),
+        }
+    }
+
+    /// The attempt in flight returned `value` (an `Output` reports usage and is unwrapped).
+    pub(crate) fn succeed(
+        mut self,
+        py: Python<'_>,
+        value: Bound<'_, PyAny>,
+    ) -> PyResult<CallResult> {
+        let (value, usage) = match value.cast::<Output>() {
+            Ok(output) => {
+                let o = output.get();
+                (o.value.clone_ref(py), o.usage(None))
+            }
+            Err(_) => (value.unbind(), Usage::default()),
+        };
+        self.run.succeed(usage);
+        self.served = self.current.take().map(|(v, _)| v);
+        self.result(py, value)
+    }
+
+    /// The attempt in flight raised `err`. An `Exception` is classified and recorded, and the
+    /// chain goes on; anything else (`KeyboardInterrupt`, `asyncio.CancelledError` …) ends the
+    /// call and is raised again, recording nothing.
+    pub(crate) fn fail(&mut self, py: Python<'_>, err: PyErr) -> PyResult<()> {
+        if !err.is_instance_of::<PyException>(py) {
+            return Err(err);
+        }
+        let timeout = self.current.take().and_then(|(_, t)| t);
+        let (kind, message) = describe(err.value(py).as_any(), timeout);
+        self.run.fail(kind, Some(&message), Usage::default());
+        Ok(())
+    }
+
+    /// The result once [`RunState::next`] said `Done`: the non-AI variant that served, or
+    /// `AllAttemptsFailedError`.
+    pub(crate) fn finish(self, py: Python<'_>) -> PyResult<CallResult> {
+        if self.served.is_some() && self.run.served().is_some() {
+            return self.result(py, py.None());
+        }
+        let attempts = attempts_list(py, self.run.attempts())?;
+        let run_id = self.run.run_id().to_string();
+        let err = CoreError::AllAttemptsFailed {
+            flag: self.run.evaluation().flag_key().to_string(),
+            attempts: self.run.attempts().len(),
+        };
+        Err(to_py_err_with(py, &err, |kwargs| {
+            kwargs.set_item("attempts", attempts)?;
+            kwargs.set_item("run_id", run_id)
+        }))
+    }
+
+    fn result(self, py: Python<'_>, value: Py<PyAny>) -> PyResult<CallResult> {
+        let variant = match self.served {
+            Some(v) => v,
+            None => match self.run.served() {
+                Some(index) => self.variant(py, index)?.unbind(),
+                None => return Err(PyTypeError::new_err("the run did not serve")),
+            },
+        };
+        Ok(CallResult {
+            value,
+            variant,
+            run: self.run,
+            cache: self.cache,
+        })
+    }
+}
+
+/// Classifies an exception raised by the user's function: its `error_kind` (declared), class
+/// name, `status_code`/`status`, `code` and message, decided by the core. Returns the kind and
+/// the message for the attempts list.
+fn describe(exc: &Bound<'_, PyAny>, timeout_ms: Option<u64>) -> (ErrorKind, String) {
+    let attr = |name: &str| exc.getattr_opt(name).ok().flatten();
+    let declared: Option<String> = attr("error_kind").and_then(|v| v.extract().ok());
+    let name = exc
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    let status = ["status_code", "status"].iter().find_map(|a| {
+        let v = attr(a)?;
+        if v.is_instance_of::<PyBool>() {
+            return None;
+        }
+        v.extract::<u16>().ok()
+    });
+    let code: Option<String> = attr("code").and_then(|v| v.extract().ok());
+    let message = exc.str().map(|s| s.to_string()).unwrap_or_default();
+    let kind = classify(&ErrorFacts {
+        declared_kind: declared.as_deref(),
+        name: &name,
+        status,
+        code: code.as_deref(),
+        message: &message,
+    });
+    let text = match (message.is_empty(), kind, timeout_ms) {
+        (true, ErrorKind::Timeout, Some(ms)) => format!("timed out after {ms} ms"),
+        (true, _, _) => name,
+        (false, _, _) => message,
+    };
+    (kind, text)
+}
+
+/// `Flags.call`: the whole chain, in Rust.
+pub(crate) fn call<'py>(
+    inner: &Inner,
+    py: Python<'py>,
+    flag: &Bound<'py, PyString>,
+    context: Option<&Bound<'py, PyAny>>,
+    function: &Bound<'py, PyAny>,
+) -> PyResult<CallResult> {
+    let mut state = start(inner, py, flag, context)?;
+    loop {
+        let Next::Call(variant, timeout_ms) = state.next(py)? else {
+            return state.finish(py);
+        };
+        let returned = match timeout_ms {
+            None => function.call1((variant,)),
+            Some(ms) => CALL_WITH_TIMEOUT
+                .import(py, HELPERS, "call_with_timeout")?
+                .call1((function, variant, ms as f64 / 1000.0)),
+        };
+        match returned {
+            Ok(value) => return state.succeed(py, value),
+            Err(err) => state.fail(py, err)?,
+        }
+    }
+}
+
+/// `Flags.acall`: the coroutine of `flagrail._call.acall`, which starts the run when awaited.
+pub(crate) fn acall<'py>(
+    flags: &Bound<'py, PyAny>,
+    flag: &Bound<'py, PyString>,
+    context: Option<&Bound<'py, PyAny>>,
+    function: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = flags.py();
+    ACALL
+        .import(py, HELPERS, "acall")?
+        .call1((flags, flag, context, function))
+}
+
+/// A call in progress, for the asyncio loop of ``flagrail._call.acall``. Not public API.
+#[pyclass(frozen, module = "flagrail._flagrail", name = "_Run")]
+pub struct PyRun {
+    state: Mutex<Option<RunState>>,
+}
+
+impl PyRun {
+    pub(crate) fn new(state: RunState) -> PyRun {
+        PyRun {
+            state: Mutex::new(Some(state)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<RunState>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> PyResult<RunState> {
+        self.lock()
+            .take()
+            .ok_or_else(|| PyTypeError::new_err("this call is already over"))
+    }
+}
+
+#[pymethods]
+impl PyRun {
+    /// ``(variant, timeout_seconds or None)`` to call next, or ``None`` when the run is over
+    /// (then ``finish()``).
+    fn next_step<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, Variant>, Option<f64>)>> {
+        let mut guard = self.lock();
+        let Some(state) = guard.as_mut() else {
+            return Ok(None);
+        };
+        Ok(match state.next(py)? {
+            Next::Call(v, t) => Some((v, t.map(|ms| ms as f64 / 1000.0))),
+            Next::Done => None,
+        })
+    }
+
+    /// The attempt in flight returned ``value``: the result.
+    fn succeed(&self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<CallResult> {
+        self.take()?.succeed(py, value)
+    }
+
+    /// The attempt in flight raised ``exc``.
+    fn fail(&self, py: Python<'_>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let err = PyErr::from_value(exc);
+        match self.lock().as_mut() {
+            Some(state) => state.fail(py, err),
+            None => Err(err),
+        }
+    }
+
+    /// The result after ``next_step()`` returned ``None``, or ``AllAttemptsFailedError``.
+    fn finish(&self, py: Python<'_>) -> PyResult<CallResult> {
+        self.take()?.finish(py)
+    }
+}
+
+/// What ``Flags.call`` and ``Flags.acall`` return.
+///
+/// ``value`` is what the function returned (unwrapped from ``Output``), or ``None`` when a
+/// non-AI variant served without calling it; ``variant`` is the variant that served.
+#[pyclass(frozen, module = "flagrail", name = "CallResult")]
+pub struct CallResult {
+    /// What the function returned (unwrapped from ``Output``); ``None`` when a non-AI variant
+    /// served without calling the function.
+    #[pyo3(get)]
+    value: Py<PyAny>,
+    /// The variant that served: the one whose call succeeded, or the non-AI variant the chain
+    /// ended on. Its ``reason``, ``rule_id``, ``bucket`` and ``revision`` are the evaluation's.
+    #[pyo3(get)]
+    variant: Py<Variant>,
+    run: Run,
+    cache: Arc<DocCache>,
+}
+
+#[pymethods]
+impl CallResult {
+    /// Every model call made, in order (a non-AI variant that served is not an attempt).
+    #[getter]
+    fn attempts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        attempts_list(py, self.run.attempts())
+    }
+
+    /// Whether a variant other than the assigned one served.
+    #[getter]
+    fn fallback_used(&self) -> bool {
+        self.run.fallback_used()
+    }
+
+    /// The id of this call in events and in ``Flags.feedback``.
+    #[getter]
+    fn run_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        PyString::new(py, self.run.run_id())
+    }
+
+    /// The variant id the flag assigned (the first step of the chain).
+    #[getter]
+    fn assigned(&self, py: Python<'_>) -> Py<PyAny> {
+        let evaluation = self.run.evaluation();
+        match evaluation.flag_index.and_then(|i| self.cache.flag(py, i)) {
+            Some(f) => f.variant_id(py, evaluation.variant_index),
+            None => py.None(),
+        }
+    }
+
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        generic_alias(cls, item)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "CallResult(variant={}, value={}, attempts={}, fallback_used={}, run_id={})",
+            self.variant.bind(py).getattr("id")?.repr()?,
+            self.value.bind(py).repr()?,
+            self.run.attempts().len(),
+            if self.run.fallback_used() {
+                "True"
+            } else {
+                "False"
+            },
+            py_repr(py, self.run.run_id())?,
+        ))
+    }
+}
+
+fn generic_alias<'py>(
+    cls: &Bound<'py, PyType>,
+    item: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    GENERIC_ALIAS
+        .import(cls.py(), "types", "GenericAlias")?
+        .call1((cls, item))
+}
+
+fn attempts_list<'py>(py: Python<'py>, attempts: &[CoreAttempt]) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, attempts.iter().map(|a| Attempt { inner: a.clone() }))
+}
+
+/// One model call of a ``Flags.call``: which variant, how it ended, how long it took, what it
+/// used.
+#[pyclass(frozen, module = "flagrail", name = "Attempt")]
+pub struct Attempt {
+    inner: CoreAttempt,
+}
+
+#[pymethods]
+impl Attempt {
+    /// The variant id that was called.
+    #[getter]
+    fn variant(&self) -> &str {
+        &self.inner.variant
+    }
+
+    /// ``"success"`` or ``"error"``.
+    #[getter]
+    fn outcome(&self) -> &'static str {
+        self.inner.outcome()
+    }
+
+    /// Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
+    /// ``"rejected"`` or ``"other"``; ``None`` for a success.
+    #[getter]
+    fn error_kind(&self) -> Option<&'static str> {
+        self.inner.error.map(ErrorKind::as_str)
+    }
+
+    /// The error's message (the exception's text), ``None`` for a success.
+    #[getter]
+    fn error(&self) -> Option<&str> {
+        self.inner.message.as_deref()
+    }
+
+    /// Wall time of the attempt, measured by the core with a monotonic clock.
+    #[getter]
+    fn latency_ms(&self) -> f64 {
+        self.inner.latency_ms
+    }
+
+    /// Input tokens, as reported by ``Output``.
+    #[getter]
+    fn input_tokens(&self) -> Option<u64> {
+        self.inner.input_tokens
+    }
+
+    /// Output tokens, as reported by ``Output``.
+    #[getter]
+    fn output_tokens(&self) -> Option<u64> {
+        self.inner.output_tokens
+    }
+
+    /// The cost: as reported by ``Output``, or computed from the tokens and the variant's
+    /// ``cost_per_1k_input_tokens`` / ``cost_per_1k_output_tokens``.
+    #[getter]
+    fn cost(&self) -> Option<f64> {
+        self.inner.cost
+    }
+
+    /// The attempt as a plain dict, ready for JSON logs.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, &self.inner.to_json())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut out = format!(
+            "Attempt(variant={}, outcome={}",
+            py_repr(py, &self.inner.variant)?,
+            py_repr(py, self.inner.outcome())?
+        );
+        if let Some(kind) = self.inner.error {
+            out.push_str(&format!(", error_kind={}", py_repr(py, kind.as_str())?));
+        }
+        if let Some(message) = &self.inner.message {
+            out.push_str(&format!(", error={}", py_repr(py, message)?));
+        }
+        out.push_str(&format!(", latency_ms={:.3})", self.inner.latency_ms));
+        Ok(out)
+    }
+}
+
+/// What the function given to ``Flags.call`` may return to report usage:
+/// ``return Output(text, input_tokens=812, output_tokens=95)``. The call's ``value`` is
+/// ``value``; tokens and cost go to the attempt, the metrics and the events (without ``cost``,
+/// it is computed from the variant's prices).
+#[pyclass(frozen, module = "flagrail", name = "Output")]
+pub struct Output {
+    /// What the call returns as ``CallResult.value``.
+    #[pyo3(get)]
+    value: Py<PyAny>,
+    /// Input (prompt) tokens of the model call.
+    #[pyo3(get)]
+    input_tokens: Option<u64>,
+    /// Output (completion) tokens of the model call.
+    #[pyo3(get)]
+    output_tokens: Option<u64>,
+    /// The cost of the model call, when the function knows it.
+    #[pyo3(get)]
+    cost: Option<f64>,
+}
+
+impl Output {
+    fn usage(&self, latency_ms: Option<f64>) -> Usage {
+        Usage {
+            latency_ms,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost: self.cost,
+        }
+    }
+}
+
+#[pymethods]
+impl Output {
+    #[new]
+    #[pyo3(signature = (value, *, input_tokens = None, output_tokens = None, cost = None))]
+    fn new(
+        value: Py<PyAny>,
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        cost: Option<f64>,
+    ) -> Output {
+        Output {
+            value,
+            input_tokens,
+            output_tokens,
+            cost,
+        }
+    }
+
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        generic_alias(cls, item)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut out = format!("Output({}", self.value.bind(py).repr()?);
+        if let Some(n) = self.input_tokens {
+            out.push_str(&format!(", input_tokens={n}"));
+        }
+        if let Some(n) = self.output_tokens {
+            out.push_str(&format!(", output_tokens={n}"));
+        }
+        if let Some(c) = self.cost {
+            out.push_str(&format!(", cost={c}"));
+        }
+        out.push(')');
+        Ok(out)
+    }
+}
+
+/// Starts a tracker on a variant the app already has.
+pub(crate) fn tracker(
+    inner: &Inner,
+    py: Python<'_>,
+    variant: &Bound<'_, Variant>,
+    context: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Tracker> {
+    let source = Source::from_arg(context)?;
+    let v = variant.get();
+    let outcome = v.outcome();
+    let document = Arc::clone(&v.cache().doc);
+    let flag_def = outcome
+        .flag_index()
+        .and_then(|i| Some((i, document.flags().get(i)?)));
+    let Some((flag_index, flag_def)) = flag_def else {
+        return Err(to_py_err(
+            py,
+            &CoreError::FlagNotFound {
+                flag: variant.getattr("flag")?.str()?.to_string(),
+            },
+        ));
+    };
+    let evaluation = Evaluation {
+        document: Arc::clone(&document),
+        flag_index: Some(flag_index),
+        variant_index: outcome.variant_index(),
+        rule_index: outcome.rule_index(),
+        reason: outcome.reason(),
+        bucket: outcome.bucket(),
+        kill_source: outcome.kill_source(),
+        // Not kept by a `Variant`; no event of a tracker reads them.
+        guardrail: None,
+        replaced_variant: None,
+        missing_flag: None,
+    };
+    let keys: Vec<Py<PyString>> = flag_def
+        .run_attributes
+        .iter()
+        .map(|name| PyString::intern(py, name).unbind())
+        .collect();
+    let run = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
+        inner.core().tracker(evaluation, ctx)
+    })
+    .into_py_result(py)?;
+    Ok(Tracker {
+        run_id: PyString::new(py, run.run_id()).unbind(),
+        run: Mutex::new(run),
+    })
+}
+
+/// Reports the outcome of one model call that the app makes itself.
+///
+/// From ``Flags.tracker(variant, context)``: the attempt is timed from the tracker's creation
+/// unless ``latency_ms`` is given. Report once, with ``success()`` or ``error()``; later reports
+/// are ignored. Outcomes reach the metrics, the guardrails and the events like those of
+/// ``Flags.call``, and ``run_id`` works with ``Flags.feedback`` after a success.
+#[pyclass(frozen, module = "flagrail", name = "Tracker")]
+pub struct Tracker {
+    run: Mutex<Run>,
+    /// The id of this run in events and in ``Flags.feedback``.
+    #[pyo3(get)]
+    run_id: Py<PyString>,
+}
+
+impl Tracker {
+    fn lock(&self) -> MutexGuard<'_, Run> {
+        self.run.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl Tracker {
+    /// The call succeeded.
+    ///
+    /// Args:
+    ///     latency_ms: The call's duration, when the app timed it (else the time since the
+    ///         tracker was created).
+    ///     input_tokens: Input tokens used.
+    ///     output_tokens: Output tokens produced.
+    ///     cost: The call's cost (else computed from the tokens and the variant's prices).
+    #[pyo3(signature = (*, latency_ms = None, input_tokens = None, output_tokens = None, cost = None))]
+    fn success(
+        &self,
+        latency_ms: Option<f64>,
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        cost: Option<f64>,
+    ) {
+        self.lock().succeed(Usage {
+            latency_ms,
+            input_tokens,
+            output_tokens,
+            cost,
+        });
+    }
+
+    /// The call failed.
+    ///
+    /// Args:
+    ///     kind_or_exception: An error kind (``"timeout"``, ``"rate_limit"``, ``"server"``,
+    ///         ``"content_policy"``, ``"rejected"``, ``"other"``) or the exception the call
+    ///         raised, classified like those of ``Flags.call``.
+    ///     latency_ms: The call's duration, when the app timed it.
+    ///     input_tokens: Input tokens used.
+    ///     output_tokens: Output tokens produced.
+    ///     cost: The call's cost.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind.
+    #[pyo3(signature = (kind_or_exception = None, *, latency_ms = None, input_tokens = None, output_tokens = None, cost = None))]
+    fn error(
+        &self,
+        py: Python<'_>,
+        kind_or_exception: Option<&Bound<'_, PyAny>>,
+        latency_ms: Option<f64>,
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        cost: Option<f64>,
+    ) -> PyResult<()> {
+        let (kind, message) = match kind_or_exception {
+            None => (ErrorKind::Other, None),
+            Some(arg) => match arg.cast::<PyString>() {
+                Ok(text) => {
+                    let text = text.to_str()?;
+                    let kind = ErrorKind::parse(text).ok_or_else(|| {
+                        invalid_argument(
+                            py,
+                            format!(
+                                "unknown error kind {text:?}; expected one of timeout, \
+                                 rate_limit, server, content_policy, rejected, other"
+                            ),
+                        )
+                    })?;
+                    (kind, None)
+                }
+                Err(_) => {
+                    let (kind, message) = describe(arg, None);
+                    (kind, Some(message))
+                }
+            },
+        };
+        self.lock().fail(
+            kind,
+            message.as_deref(),
+            Usage {
+                latency_ms,
+                input_tokens,
+                output_tokens,
+                cost,
+            },
+        );
+        Ok(())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<flagrail.Tracker run_id={}>",
+            self.run_id.bind(py).repr()?
+        ))
+    }
+}
+
+/// Calls `callback(event_dict)` for every event, attached to the interpreter; an exception is
+/// logged to the `flagrail` logger and never reaches the call that produced the event.
+pub(crate) fn on_event(core: &CoreFlags, callback: Py<PyAny>) {
+    core.add_event_sink(Arc::new(CallbackSink(move |event: &Event| {
+        // `try_attach`: never attach to an interpreter that is shutting down.
+        Python::try_attach(|py| {
+            let callback = callback.bind(py);
+            let delivered = to_python(py, event).and_then(|e| callback.call1((e,)));
+            if let Err(err) = delivered {
+                log_callback_error(py, callback, err);
+            }
+        });
+    })));
+}
+
+fn log_callback_error(py: Python<'_>, callback: &Bound<'_, PyAny>, err: PyErr) {
+    let logged = (|| -> PyResult<()> {
+        let logger = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import("logging")?
+                .call_method1("getLogger", ("flagrail",))?
+                .unbind())
+        })?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("exc_info", err.value(py))?;
+        logger.bind(py).call_method(
+            "error",
+            (
+                "flagrail event callback %r raised; the event was dropped",
+                callback,
+            ),
+            Some(&kwargs),
+        )?;
+        Ok(())
+    })();
+    if let Err(failure) = logged {
+        failure.write_unraisable(py, Some(callback));
+    }
+}
+
+/// `Flags.hash_units`: a str key is used as its UTF-8 bytes.
+pub(crate) fn hash_units(core: &CoreFlags, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    match key {
+        None => core.set_unit_hash_key(None),
+        Some(key) => {
+            if let Ok(bytes) = key.cast::<PyBytes>() {
+                core.set_unit_hash_key(Some(bytes.as_bytes()));
+            } else if let Ok(text) = key.cast::<PyString>() {
+                core.set_unit_hash_key(Some(text.to_str()?.as_bytes()));
+            } else {
+                return Err(PyTypeError::new_err("key must be str, bytes or None"));
+            }
+        }
+    }
+    Ok(())
+}
