@@ -4,7 +4,7 @@ Kept in sync with bindings-python/src/*.rs (whose ``///`` docs are the runtime d
 ``python -m mypy.stubtest flagrail._flagrail``, which ``make test-python`` runs.
 """
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from os import PathLike
 from typing import Any, Generic, TypeVar, final, overload
@@ -231,7 +231,7 @@ class Flags:
         flag: str,
         context: Mapping[str, object] | None,
         fn: Callable[[Variant], Awaitable[Output[_T]]],
-    ) -> Awaitable[CallResult[_T]]:
+    ) -> Coroutine[Any, Any, CallResult[_T]]:
         """``call`` for an async ``fn``: ``await flags.acall(flag, context, fn)``.
 
         The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
@@ -250,7 +250,7 @@ class Flags:
         flag: str,
         context: Mapping[str, object] | None,
         fn: Callable[[Variant], Awaitable[_T]],
-    ) -> Awaitable[CallResult[_T]]: ...
+    ) -> Coroutine[Any, Any, CallResult[_T]]: ...
 
     def _start_run(self, flag: str, context: Mapping[str, object] | None) -> _Run:
         """Starts a run for ``acall`` (not public API)."""
