@@ -15,7 +15,7 @@
 //! down before the fork.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -48,6 +48,47 @@ struct Entry {
     /// [`fixed_slot`]. Kept here rather than in `DocCache` because each holds an
     /// `Arc<DocCache>`.
     fixed: Box<[PyOnceLock<FixedResults>]>,
+    /// Flag indices by the identity of the caller's key object (see [`KeySlots`]).
+    keys: KeySlots,
+}
+
+/// Flag indices of the key strings callers pass, by object identity: a `"chat-model"` literal
+/// is the same object on every call, so a pointer compare replaces UTF-8 access and a hash
+/// lookup. Direct-mapped by address and filled once per slot: the first key string seen for a
+/// slot keeps it for the life of the document (keys built per call just miss). Each slot holds
+/// a strong reference, so its address cannot be reused by another string while it is cached.
+struct KeySlots([OnceLock<(Py<PyString>, usize)>; KEY_SLOTS]);
+
+const KEY_SLOTS: usize = 64;
+
+impl KeySlots {
+    fn new() -> KeySlots {
+        KeySlots([const { OnceLock::new() }; KEY_SLOTS])
+    }
+
+    #[inline]
+    fn slot(&self, key: &Bound<'_, PyString>) -> &OnceLock<(Py<PyString>, usize)> {
+        // Objects are at least 16-byte aligned: the low bits carry no information.
+        &self.0[(key.as_ptr() as usize >> 4) % KEY_SLOTS]
+    }
+
+    /// The cached index of exactly this key object.
+    #[inline]
+    fn get(&self, key: &Bound<'_, PyString>) -> Option<usize> {
+        match self.slot(key).get() {
+            Some((cached, index)) if cached.as_ptr() == key.as_ptr() => Some(*index),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn remember(&self, key: &Bound<'_, PyString>, index: usize) {
+        let slot = self.slot(key);
+        if slot.get().is_none() {
+            // Losing a race to another thread only means that thread's key keeps the slot.
+            let _ = slot.set((key.clone().unbind(), index));
+        }
+    }
 }
 
 impl Entry {
@@ -56,6 +97,7 @@ impl Entry {
         Entry {
             cache: Arc::new(DocCache::new(py, document)),
             fixed,
+            keys: KeySlots::new(),
         }
     }
 
@@ -197,10 +239,13 @@ impl Inner {
         let snapshot = self.core.snapshot();
         self.with_entry(py, &snapshot, |entry| {
             let cache = &entry.cache;
-            // A key that is not valid UTF-8 (lone surrogates) cannot name a flag.
-            let key = flag.to_str().ok();
-            let found = key.and_then(|key| {
-                let index = cache.doc.flag_position(key)?;
+            let index = entry.keys.get(flag).or_else(|| {
+                // A key that is not valid UTF-8 (lone surrogates) cannot name a flag.
+                let index = cache.doc.flag_position(flag.to_str().ok()?)?;
+                entry.keys.remember(flag, index);
+                Some(index)
+            });
+            let found = index.and_then(|index| {
                 Some((index, cache.doc.flags().get(index)?, cache.flag(py, index)?))
             });
             let Some((index, flag_def, flag_cache)) = found else {

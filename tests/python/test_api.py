@@ -151,6 +151,30 @@ def test_flag_not_found_uses_the_callers_default(flags: Flags) -> None:
     assert flags.variant("bad\udc80key").reason == "FLAG_NOT_FOUND"
 
 
+def test_flag_keys_resolve_by_value_whatever_the_key_object() -> None:
+    # The binding remembers flag indices by key object; equal keys built at run time (more of
+    # them than it remembers), str subclasses, and the same object in another document (where
+    # the flag sits at another index) must all resolve by value.
+    def doc(order: list[str]) -> dict[str, object]:
+        return {
+            "revision": "-".join(order),
+            "flags": {k: {"variants": {k + "-v": {}, "other": {}}, "default": k + "-v"} for k in order},
+        }
+
+    keys = [f"flag-{i}" for i in range(100)]
+    forward = Flags.from_dict(doc(keys))
+    backward = Flags.from_dict(doc(keys[::-1]))
+
+    class Key(str):
+        pass
+
+    for key in keys:
+        for candidate in (key, "".join(list(key)), Key(key)):
+            assert forward.variant(candidate).id == key + "-v"
+            assert backward.variant(candidate).id == key + "-v"
+            assert forward.variant(candidate + "x").reason == "FLAG_NOT_FOUND"
+
+
 def test_variant_equality_hash_and_repr(flags: Flags) -> None:
     a = flags.variant("support-bot", STAFF)
     b = flags.variant("support-bot", {"user_id": "other", "email": "bob@acme.dev"})
