@@ -231,6 +231,22 @@ export interface Status {
   rejected: number
   watching: boolean
   local_kills: { all: LocalKill | null; flags: { [flag: string]: LocalKill } }
+  /** Guardrails tripped in this process (tripped, or half-open and probing). */
+  guardrails: GuardrailTrip[]
+}
+
+/** A tripped guardrail in `Status.guardrails`. */
+export interface GuardrailTrip {
+  flag: string
+  guardrail: string
+  /** The variant it watches (and reroutes or kills). */
+  variant: string
+  action: 'kill' | 'fallback' | 'halt' | 'rollback'
+  since: string
+  state: 'tripped' | 'half_open'
+  /** When the half-open probe starts. */
+  probe_from: string
+  probe_percent: number
 }
 
 /**

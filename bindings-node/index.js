@@ -456,6 +456,7 @@ class Flags {
   async call(flag, context, fn) {
     if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
     const key = flagKey(flag)
+    const out = OUT
     let entry
     let run = -1
     for (let attempt = 0; run < 0; attempt++) {
@@ -466,19 +467,29 @@ class Flags {
       entry = this._tables.byKey.get(key)
       const started =
         entry === undefined
-          ? native.runStart(this._slot, -1, key, NO_VALUES)
-          : native.runStart(this._slot, entry.index, '', readValues(context, entry.runAttributes))
+          ? native.runStart(this._slot, -1, key, NO_VALUES, out)
+          : native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out)
       if (typeof started !== 'number') throw failure(started)
       run = started
     }
-    if (this._listeners !== null) this._drain()
+    // `out` is shared by every call on this thread: read it before anything else can run.
+    const packed = out[0]
+    let step = out[1]
     let ended = false
     try {
-      const base = runVariant(entry, run)
-      const assigned = base.index
+      let base
+      let assigned
+      if (packed >= 0) {
+        base = unpack(entry, packed, null)
+        assigned = (((packed % LOW) >> 3) & 255) - 1
+      } else {
+        const wide = native.runEvaluationWide(run)
+        base = unpackWide(entry, wide, null)
+        assigned = wide[0]
+      }
+      if (this._listeners !== null) this._drain()
       const attempts = []
       for (let calls = 1; ; calls++) {
-        const step = native.runNext(run)
         const low = step % STEP_LOW
         const kind = low & 3
         const index = low >>> 2
@@ -490,12 +501,12 @@ class Flags {
           if (this._listeners !== null) this._drain()
           throw error
         }
-        const variant = index === assigned ? base.variant : stepVariant(entry, base.variant, index)
+        const variant = index === assigned ? base : stepVariant(entry, base, index)
         if (kind === STEP_SERVE) {
           ended = true
           const runId = native.runEnd(run)
           if (this._listeners !== null) this._drain()
-          return callResult(null, variant, attempts, index !== assigned, runId, base.variant.id)
+          return callResult(null, variant, attempts, index !== assigned, runId, base.id)
         }
         const timeoutMs = Math.floor(step / STEP_LOW) - 1
         const options = new CallOptions(calls, timeoutMs < 0 ? null : timeoutMs)
@@ -510,31 +521,31 @@ class Flags {
         }
         if (!failed && value !== TIMED_OUT) {
           let usage = null
+          let runId
           if (value instanceof Output) {
             usage = value
             value = value.value
+            runId = native.runSucceed(run, out, usage.inputTokens ?? undefined, usage.outputTokens ?? undefined, usage.cost ?? undefined)
+          } else {
+            runId = native.runSucceed(run, out)
           }
-          const latencyMs =
-            usage === null
-              ? native.runSucceed(run)
-              : native.runSucceed(run, usage.inputTokens ?? undefined, usage.outputTokens ?? undefined, usage.cost ?? undefined)
-          attempts.push(attemptRecord(variant.id, null, null, latencyMs, usage, usage === null ? null : native.runLastCost(run)))
           ended = true
-          const runId = native.runEnd(run)
+          const cost = out[1]
+          attempts.push(attemptRecord(variant.id, null, null, out[0], usage, cost === cost ? cost : null))
           if (this._listeners !== null) this._drain()
-          return callResult(value, variant, attempts, index !== assigned, runId, base.variant.id)
+          return callResult(value, variant, attempts, index !== assigned, runId, base.id)
         }
         let errorKind
         let message
-        if (!failed) {
-          errorKind = TIMEOUT
-          message = `timed out after ${timeoutMs} ms`
-        } else {
+        if (failed) {
           errorKind = classifyError(thrown)
           message = describeError(thrown)
+        } else {
+          errorKind = TIMEOUT
+          message = `timed out after ${timeoutMs} ms`
         }
-        const latencyMs = native.runFail(run, errorKind, message)
-        attempts.push(attemptRecord(variant.id, ERROR_KINDS[errorKind], message, latencyMs, null, null))
+        step = native.runFail(run, errorKind, message, out)
+        attempts.push(attemptRecord(variant.id, ERROR_KINDS[errorKind], message, out[0], null, null))
         if (this._listeners !== null) this._drain()
       }
     } finally {
@@ -681,6 +692,8 @@ const STEP_LOW = 16777216
 const STEP_EXHAUSTED = 0
 const STEP_SERVE = 2
 const NO_VALUES = Object.freeze([])
+/** Where runtime entry points put a second result number (src/runtime.rs); read at once. */
+const OUT = new Float64Array(2)
 /** What a timed-out attempt resolves to (never a value `fn` can return). */
 const TIMED_OUT = Symbol('flagrail.timedOut')
 /** Longest error description kept in an attempt. */
@@ -856,17 +869,6 @@ function callResult(value, variant, attempts, fallbackUsed, runId, assigned) {
   return { value, variant, attempts, fallbackUsed, runId, assigned }
 }
 
-/** The run's evaluation as a Variant (the assigned one) and the assigned variant's index. */
-function runVariant(entry, run) {
-  const packed = native.runEvaluation(run)
-  if (packed >= 0) {
-    const variant = unpack(entry, packed, null)
-    return { variant, index: (((packed % LOW) >> 3) & 255) - 1 }
-  }
-  const wide = native.runEvaluationWide(run)
-  return { variant: unpackWide(entry, wide, null), index: wide[0] }
-}
-
 /** A step's variant: its own id and payload, the evaluation's reason, rule and bucket. */
 function stepVariant(entry, base, index) {
   return new Variant(
@@ -934,9 +936,12 @@ class Tracker {
     const run = this._run
     this._run = -1
     unreported.unregister(this)
-    if (kind < 0) native.runSucceed(run, input, output, cost, latencyMs)
-    else native.runFail(run, kind, message, input, output, cost, latencyMs)
-    native.runEnd(run)
+    if (kind < 0) {
+      native.runSucceed(run, OUT, input, output, cost, latencyMs)
+    } else {
+      native.runFail(run, kind, message, OUT, input, output, cost, latencyMs)
+      native.runEnd(run)
+    }
     if (this._flags._listeners !== null) this._flags._drain()
     return true
   }

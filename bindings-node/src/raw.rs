@@ -11,8 +11,9 @@
 //!
 //! Every `unsafe` block is a Node-API call made on the JS thread that invoked the callback,
 //! with the `env` and handles Node passed to it, and out-pointers to live locals: the contract
-//! of Node-API itself. Nothing here dereferences a pointer Node handed back. Panics are caught
-//! before they reach the `extern "C"` boundary (they would abort the process otherwise).
+//! of Node-API itself. The one pointer Node hands back that is written through is the data of
+//! the runtime's private result array ([`write_out`]). Panics are caught before they reach
+//! the `extern "C"` boundary (they would abort the process otherwise).
 //!
 //! Value mapping (the same for every entry point, and the same as the Python binding and the
 //! core's `attr_from_json`):
@@ -35,7 +36,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use flagrail_core::Attr;
-use napi::bindgen_prelude::{JsObjectValue, JsValue, Object, Unknown};
+use napi::bindgen_prelude::{Float64ArraySlice, JsObjectValue, JsValue, Object, Unknown};
 use napi::sys::{self, napi_callback_info, napi_env, napi_value, Status, ValueType};
 
 use crate::handle::{self, encode_evaluation, FAILED, STALE};
@@ -447,6 +448,21 @@ pub fn read_values(values: Unknown<'_>) -> Vec<JsAttr<'static>> {
     let raw = values.value();
     // SAFETY: `Unknown` holds a live handle of the current callback's env.
     unsafe { read_array(raw.env, raw.value) }.unwrap_or_default()
+}
+
+/// Writes `values` to the start of `out` (as far as it reaches): how a runtime entry point
+/// returns more than one number without a second call (see `crate::runtime`).
+pub fn write_out(out: &mut Float64ArraySlice<'_>, values: &[f64]) {
+    // SAFETY: napi-rs checked that `out` is a Float64Array and took its data pointer and
+    // length from `napi_get_typedarray_info` (a Float64Array's data is 8-byte aligned by
+    // definition). The array is alive for this callback (its handle is an argument), and no
+    // JS runs while we write: this is the JS thread, inside a synchronous call. The only array
+    // passed here is index.js's private, non-shared result array, so no other thread can
+    // touch its buffer.
+    let slots = unsafe { out.as_mut() };
+    for (slot, value) in slots.iter_mut().zip(values) {
+        *slot = *value;
+    }
 }
 
 /// Adds the raw callbacks to the module's exports.
