@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use flagrail_core::runtime::{
     classify, Attempt as CoreAttempt, CallbackSink, ErrorFacts, ErrorKind, Event, Run, Step, Usage,
+    SEGMENT_ATTRIBUTE,
 };
 use flagrail_core::{Error as CoreError, Evaluation, Flags as CoreFlags};
 use pyo3::exceptions::{PyException, PyTypeError};
@@ -84,7 +85,7 @@ pub(crate) fn start(
             .enumerate()
             .map(|(i, name)| match known.get(i) {
                 Some(k) if i < flag_def.attributes.len() => k.clone_ref(py),
-                _ => PyString::intern(py, name).unbind(),
+                _ => attribute_key(py, name),
             })
             .collect()
     };
@@ -110,6 +111,19 @@ pub(crate) fn start(
         current: None,
         served: None,
     })
+}
+
+/// The interned key of a run attribute that evaluation does not read (`segment`, or a
+/// `bucket_by` no rule uses).
+fn attribute_key(py: Python<'_>, name: &str) -> Py<PyString> {
+    static SEGMENT: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+    if name == SEGMENT_ATTRIBUTE {
+        SEGMENT
+            .get_or_init(py, || PyString::intern(py, SEGMENT_ATTRIBUTE).unbind())
+            .clone_ref(py)
+    } else {
+        PyString::intern(py, name).unbind()
+    }
 }
 
 impl RunState {
@@ -312,9 +326,13 @@ impl PyRun {
 
 #[pymethods]
 impl PyRun {
-    /// ``(variant, timeout_seconds or None)`` to call next, or ``None`` when the run is over
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// ``(variant, timeout_seconds or None)`` to call next; the iteration ends with the run
     /// (then ``finish()``).
-    fn next_step<'py>(
+    fn __next__<'py>(
         &self,
         py: Python<'py>,
     ) -> PyResult<Option<(Bound<'py, Variant>, Option<f64>)>> {
@@ -342,7 +360,7 @@ impl PyRun {
         }
     }
 
-    /// The result after ``next_step()`` returned ``None``, or ``AllAttemptsFailedError``.
+    /// The result once the iteration ended, or ``AllAttemptsFailedError``.
     fn finish(&self, py: Python<'_>) -> PyResult<CallResult> {
         self.take()?.finish(py)
     }
@@ -625,7 +643,7 @@ pub(crate) fn tracker(
     let keys: Vec<Py<PyString>> = flag_def
         .run_attributes
         .iter()
-        .map(|name| PyString::intern(py, name).unbind())
+        .map(|name| attribute_key(py, name))
         .collect();
     let run = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
         inner.core().tracker(evaluation, ctx)

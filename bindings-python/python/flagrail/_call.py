@@ -137,13 +137,9 @@ async def acall(
 ) -> CallResult[Any]:
     """The chain of ``Flags.acall``: the core plans, this loop awaits."""
     run = flags._start_run(flag, context)
-    while (step := run.next_step()) is not None:
-        variant, timeout = step
+    for variant, timeout in run:
         try:
-            if timeout is None:
-                value = await fn(variant)
-            else:
-                value = await _attempt(fn, variant, timeout)
+            value = await (fn(variant) if timeout is None else _attempt(fn, variant, timeout))
         except Exception as exc:
             run.fail(exc)
             continue

@@ -571,9 +571,10 @@ class Tracker:
 class _Run:
     """A call in progress, for the asyncio loop of ``flagrail._call.acall``. Not public API."""
 
-    def next_step(self) -> tuple[Variant, float | None] | None:
-        """``(variant, timeout_seconds or None)`` to call next, or ``None`` when the run is
-        over (then ``finish()``)."""
+    def __iter__(self) -> _Run: ...
+    def __next__(self) -> tuple[Variant, float | None]:
+        """``(variant, timeout_seconds or None)`` to call next; the iteration ends with the run
+        (then ``finish()``)."""
 
     def succeed(self, value: object) -> CallResult[Any]:
         """The attempt in flight returned ``value``: the result."""
@@ -582,4 +583,4 @@ class _Run:
         """The attempt in flight raised ``exc``."""
 
     def finish(self) -> CallResult[Any]:
-        """The result after ``next_step()`` returned ``None``, or ``AllAttemptsFailedError``."""
+        """The result once the iteration ended, or ``AllAttemptsFailedError``."""
