@@ -8,6 +8,11 @@
 // callback, gets one packed number back (variant index, reason, rule index or kill source,
 // bucket) and builds the Variant from per-document tables whose ids and payloads were parsed
 // and frozen once. src/handle.rs documents the native half and the packing.
+//
+// `call` (the runtime around the model call) follows the same idea: the core plans the fallback
+// chain and records every attempt; this file only runs the user's async function with its
+// timeout and reports back, crossing into the addon twice for a call whose first attempt
+// succeeds (src/runtime.rs).
 
 const path = require('node:path')
 
