@@ -192,7 +192,9 @@ pub fn run_start(
             &flagrail_core::Error::FlagNotFound { flag: key },
         )));
     };
-    if !Arc::ptr_eq(&handle.inner.document(), &ack) {
+    // The run evaluates this snapshot, whose document is the one the JS tables describe.
+    let snapshot = handle.inner.snapshot();
+    if !Arc::ptr_eq(snapshot.document_arc(), &ack) {
         return Ok(Either::A(STALE));
     }
     let Some(flag) = ack.flags().get(index) else {
@@ -204,11 +206,7 @@ pub fn run_start(
         names: &flag.run_attributes,
         values: &values,
     };
-    match handle.inner.start_run(&flag.key, &ctx) {
-        // A reload between the check above and the run's own snapshot: the values were read
-        // by the old document's attribute list, so start over (rare; the run's exposure event
-        // has gone out).
-        Ok(run) if !Arc::ptr_eq(&run.evaluation().document, &ack) => Ok(Either::A(STALE)),
+    match handle.inner.start_run_in(&snapshot, &flag.key, &ctx) {
         Ok(mut run) => {
             let step = encode_step(run.next_step());
             write_out(&mut out, &[encode_evaluation(run.evaluation()), step]);

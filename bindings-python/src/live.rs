@@ -346,12 +346,15 @@ fn track(inner: &Arc<Inner>) {
     }
 }
 
-/// Restarts the reload watchers of every live file-backed ``Flags`` in a forked child.
+/// Restarts the reload watchers of every live file-backed ``Flags`` in a forked child, and
+/// draws a new seed for run ids.
 ///
 /// Registered by the package with ``os.register_at_fork(after_in_child=...)``; not meant to be
 /// called directly.
 #[pyfunction]
 pub(crate) fn _after_fork_in_child() {
+    // The child must not repeat the parent's run ids.
+    flagrail_core::runtime::reseed_run_ids();
     let handles: Vec<Arc<Inner>> = match FILE_BACKED.try_lock() {
         Ok(list) => list.iter().filter_map(Weak::upgrade).collect(),
         // Unreachable by the argument on FILE_BACKED; never block a child process on it.

@@ -61,7 +61,9 @@ pub(crate) fn start(
 ) -> PyResult<RunState> {
     let source = Source::from_arg(context)?;
     let core = inner.core();
-    let document = core.document();
+    // The run evaluates this snapshot: the document whose run attributes are read below.
+    let snapshot = core.snapshot();
+    let document = Arc::clone(snapshot.document_arc());
     // A key that is not valid UTF-8 (lone surrogates) cannot name a flag.
     let key = flag.to_str().ok();
     let Some((key, index)) = key.and_then(|k| Some((k, document.flag_position(k)?))) else {
@@ -89,10 +91,8 @@ pub(crate) fn start(
             })
             .collect()
     };
-    // (A reload between reading the attribute names and `start_run` can only leave out an
-    // attribute the new document added, for that one call; the cache follows the run.)
     let run = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
-        core.start_run(key, ctx)
+        core.start_run_in(&snapshot, key, ctx)
     })
     .into_py_result(py)?;
     let evaluation = run.evaluation();

@@ -49,7 +49,8 @@ def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
     """
 
 def _after_fork_in_child() -> None:
-    """Restarts the reload watchers of every live file-backed ``Flags`` in a forked child.
+    """Restarts the reload watchers of every live file-backed ``Flags`` in a forked child, and
+    draws a new seed for run ids.
 
     Registered by the package with ``os.register_at_fork(after_in_child=...)``; not meant to be
     called directly.

@@ -11,7 +11,7 @@
 //! non-AI variant, which is served without calling anything.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::context::{Attr, Context};
 use crate::document::Flag;
 use crate::error::{Error, Result};
-use crate::live::{Evaluation, Flags};
+use crate::live::{Evaluation, Flags, Snapshot};
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::metrics::AttemptSample;
 use crate::runtime::{AttemptRecord, SEGMENT_ATTRIBUTE};
@@ -95,6 +95,7 @@ struct Current {
 /// One call through a flag's fallback chain.
 pub struct Run {
     flags: Flags,
+    run_key: u128,
     run_id: Arc<str>,
     evaluation: Evaluation,
     unit: Option<Box<str>>,
@@ -121,41 +122,57 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// A process-unique, hard-to-guess run id: 32 hex digits.
-///
-/// A random per-process seed (re-drawn after `fork`, so parent and child never share ids)
-/// mixed with a counter.
-pub fn new_run_id() -> Arc<str> {
-    static SEED: OnceLock<std::sync::Mutex<(u32, u64, u64)>> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let pid = std::process::id();
-    let draw = || {
-        use std::hash::{BuildHasher, Hasher};
-        let state = std::collections::hash_map::RandomState::new();
-        let mut a = state.build_hasher();
-        a.write_u32(pid);
-        a.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let first = a.finish();
-        let mut b = state.build_hasher();
-        b.write_u64(first);
-        (pid, first, b.finish())
-    };
-    let cell = SEED.get_or_init(|| std::sync::Mutex::new(draw()));
-    let (seed_a, seed_b) = {
-        let mut seed = cell.lock().unwrap_or_else(|p| p.into_inner());
-        if seed.0 != pid {
-            *seed = draw();
-        }
-        (seed.1, seed.2)
-    };
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let hi = splitmix(seed_a ^ n);
-    let lo = splitmix(seed_b.wrapping_add(n.rotate_left(17)));
-    Arc::from(format!("{hi:016x}{lo:016x}"))
+static RUN_SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static RUN_SEEDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Draws a new random seed for run ids. Called once per process on first use, and by a
+/// binding's after-fork hook: a forked child must not repeat its parent's ids.
+pub fn reseed_run_ids() {
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    let mut a = state.build_hasher();
+    a.write_u32(std::process::id());
+    a.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let first = a.finish();
+    let mut b = state.build_hasher();
+    b.write_u64(first);
+    RUN_SEED[0].store(first, Ordering::Relaxed);
+    RUN_SEED[1].store(b.finish(), Ordering::Relaxed);
+    RUN_SEEDED.store(true, Ordering::Release);
+}
+
+/// A process-unique, hard-to-guess run id: a random per-process seed (see [`reseed_run_ids`])
+/// mixed with a counter. Shown as 32 hex digits.
+pub fn new_run_key() -> u128 {
+    if !RUN_SEEDED.load(Ordering::Acquire) {
+        reseed_run_ids();
+    }
+    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hi = splitmix(RUN_SEED[0].load(Ordering::Relaxed) ^ n);
+    let lo = splitmix(
+        RUN_SEED[1]
+            .load(Ordering::Relaxed)
+            .wrapping_add(n.rotate_left(17)),
+    );
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
+/// The text form of a run id.
+pub fn format_run_id(key: u128) -> Arc<str> {
+    Arc::from(format!("{key:032x}"))
+}
+
+/// The run id of its text form (`None` for text that no run id has).
+pub fn parse_run_id(text: &str) -> Option<u128> {
+    if text.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok()
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -190,7 +207,17 @@ impl Flags {
     /// Starts a call of `flag` for `ctx`: evaluates it once and plans the chain. Fails only
     /// when the flag does not exist (there is no variant to call), with `FLAG_NOT_FOUND`.
     pub fn start_run<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Result<Run> {
-        let snapshot = self.snapshot();
+        self.start_run_in(&self.snapshot(), flag, ctx)
+    }
+
+    /// [`Flags::start_run`] on a snapshot the caller already holds: a binding that read the
+    /// flag's `run_attributes` from this snapshot's document evaluates that same document.
+    pub fn start_run_in<C: Context + ?Sized>(
+        &self,
+        snapshot: &Snapshot<'_>,
+        flag: &str,
+        ctx: &C,
+    ) -> Result<Run> {
         let evaluation = snapshot.evaluate_owned(flag, ctx);
         let (Some(flag_def), Some(assigned)) = (
             evaluation
@@ -221,9 +248,11 @@ impl Flags {
         let chain = chain_of(flag_def, assigned, &rerouted);
         let ai_steps = chain.iter().filter(|&&v| flag_def.variants[v].ai).count() as u32;
         let started = Instant::now();
+        let run_key = new_run_key();
         let run = Run {
             flags: self.clone(),
-            run_id: new_run_id(),
+            run_key,
+            run_id: format_run_id(run_key),
             unit,
             segment: string_attr(ctx, SEGMENT_ATTRIBUTE),
             chain,
@@ -260,9 +289,11 @@ impl Flags {
         };
         let unit = string_attr(ctx, &flag_def.bucket_by);
         let started = Instant::now();
+        let run_key = new_run_key();
         let mut run = Run {
             flags: self.clone(),
-            run_id: new_run_id(),
+            run_key,
+            run_id: format_run_id(run_key),
             unit,
             segment: string_attr(ctx, SEGMENT_ATTRIBUTE),
             chain: vec![assigned],
@@ -376,7 +407,6 @@ impl Run {
     pub fn succeed(&mut self, usage: Usage) {
         if let Some(variant) = self.finish_attempt(None, None, usage) {
             self.served = Some(variant);
-            self.remember();
         }
     }
 
@@ -389,7 +419,7 @@ impl Run {
     fn remember(&self) {
         if let (Some(flag), Some(variant)) = (self.flag(), self.served) {
             self.flags.remember_run(
-                &self.run_id,
+                self.run_key,
                 flag,
                 variant,
                 self.segment.as_deref(),
@@ -463,6 +493,9 @@ impl Run {
                     shadow: self.shadow,
                 },
                 now,
+                serves_run: error
+                    .is_none()
+                    .then(|| (self.run_key, self.evaluation.revision_arc())),
             },
             &mut events,
         );

@@ -26,7 +26,7 @@ use crate::hash::SaltedHasher;
 use crate::live::Flags;
 use crate::time::{format_timestamp, Millis};
 
-pub use call::{Attempt, Run, Step, Usage};
+pub use call::{reseed_run_ids, Attempt, Run, Step, Usage};
 pub use classify::{classify, ErrorFacts, ErrorKind};
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
 pub use guardrail::{GuardAction, Guardrail, Metric, Trip};
@@ -51,15 +51,16 @@ struct RunRecord {
     model: Option<Arc<str>>,
 }
 
+/// Recent runs by numeric run id: a hash map and an eviction queue of plain integers.
 #[derive(Default)]
 struct RecentRuns {
-    by_id: FxHashMap<Arc<str>, RunRecord>,
-    order: VecDeque<Arc<str>>,
+    by_id: FxHashMap<u128, RunRecord>,
+    order: VecDeque<u128>,
 }
 
 impl RecentRuns {
-    fn insert(&mut self, id: Arc<str>, record: RunRecord) {
-        if self.by_id.insert(Arc::clone(&id), record).is_none() {
+    fn insert(&mut self, id: u128, record: RunRecord) {
+        if self.by_id.insert(id, record).is_none() {
             self.order.push_back(id);
         }
         while self.order.len() > MAX_RECENT_RUNS {
@@ -150,6 +151,9 @@ pub(crate) struct AttemptRecord<'a> {
     pub segment: Option<&'a str>,
     pub sample: AttemptSample,
     pub now: Millis,
+    /// A successful attempt serves the run: remember it for `feedback` (run id, revision),
+    /// under the same lock as the aggregates.
+    pub serves_run: Option<(u128, &'a Arc<str>)>,
 }
 
 impl Flags {
@@ -192,6 +196,18 @@ impl Flags {
             state
                 .metrics
                 .record_attempt(&flag.key, &variant.id, record.segment, &record.sample);
+            if let Some((run_id, revision)) = record.serves_run {
+                state.runs.insert(
+                    run_id,
+                    RunRecord {
+                        flag: Arc::clone(&flag.key),
+                        variant: Arc::clone(&variant.id),
+                        segment: record.segment.map(Box::from),
+                        revision: Arc::clone(revision),
+                        model: variant.model.clone(),
+                    },
+                );
+            }
             if record.sample.shadow {
                 return;
             }
@@ -233,7 +249,7 @@ impl Flags {
 
     pub(crate) fn remember_run(
         &self,
-        run_id: &Arc<str>,
+        run_id: u128,
         flag: &Flag,
         variant: usize,
         segment: Option<&str>,
@@ -249,11 +265,7 @@ impl Flags {
             revision: Arc::clone(revision),
             model: v.model.clone(),
         };
-        self.shared
-            .runtime
-            .lock()
-            .runs
-            .insert(Arc::clone(run_id), record);
+        self.shared.runtime.lock().runs.insert(run_id, record);
     }
 
     /// Attaches user feedback (`score`, e.g. +1/−1) and/or a quality score to the run that
@@ -265,7 +277,10 @@ impl Flags {
         let mut transitions = Vec::new();
         let record = {
             let mut state = self.shared.runtime.lock();
-            let Some(record) = state.runs.by_id.get(run_id).cloned() else {
+            let Some(record) = call::parse_run_id(run_id)
+                .and_then(|key| state.runs.by_id.get(&key))
+                .cloned()
+            else {
                 return false;
             };
             state.metrics.record_feedback(
