@@ -30,6 +30,7 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::PyRun>()?;
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
     m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -15,6 +15,7 @@
 //! down before the fork.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -353,6 +354,8 @@ fn track(inner: &Arc<Inner>) {
 /// called directly.
 #[pyfunction]
 pub(crate) fn _after_fork_in_child() {
+    // Only the forking thread exists in the child: no listener is attached here.
+    ATTACHED_LISTENERS.store(0, Ordering::SeqCst);
     // The child must not repeat the parent's run ids.
     flagrail_core::runtime::reseed_run_ids();
     let handles: Vec<Arc<Inner>> = match FILE_BACKED.try_lock() {
@@ -423,15 +426,43 @@ fn log_reload(py: Python<'_>, source: &str, event: &ReloadEvent) -> PyResult<()>
     Ok(())
 }
 
+/// Set at interpreter exit: watcher threads stop attaching to Python from then on.
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// Watcher threads between "may I attach?" and "done with Python".
+static ATTACHED_LISTENERS: AtomicUsize = AtomicUsize::new(0);
+
 fn listen(core: &CoreFlags) {
     let source = core.status().source;
     core.on_reload(move |event| {
-        // `try_attach`: never attach to an interpreter that is shutting down.
-        Python::try_attach(|py| {
-            if let Err(err) = log_reload(py, &source, event) {
-                err.write_unraisable(py, None);
-            }
-        });
+        // Counted before the check (both SeqCst): `_before_exit` either sees this listener
+        // in flight and waits for it, or this listener sees the interpreter exiting.
+        ATTACHED_LISTENERS.fetch_add(1, Ordering::SeqCst);
+        if !EXITING.load(Ordering::SeqCst) {
+            // `try_attach`: never attach to an interpreter that is shutting down.
+            Python::try_attach(|py| {
+                if let Err(err) = log_reload(py, &source, event) {
+                    err.write_unraisable(py, None);
+                }
+            });
+        }
+        ATTACHED_LISTENERS.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Registered with ``atexit`` by the package; not meant to be called directly.
+///
+/// A watcher thread that is logging a reload while the interpreter finalizes would be torn
+/// out of Python half-way (a fatal error in ``PyGILState_Release``). At exit, watchers stop
+/// attaching, and the ones already attached are given up to two seconds to finish.
+#[pyfunction]
+pub(crate) fn _before_exit(py: Python<'_>) {
+    EXITING.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while ATTACHED_LISTENERS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     });
 }
 

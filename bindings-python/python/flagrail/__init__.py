@@ -17,6 +17,7 @@ lands in the same bucket from every language.
 
 from __future__ import annotations
 
+import atexit as _atexit
 import os as _os
 
 from ._flagrail import (
@@ -31,7 +32,7 @@ from ._flagrail import (
     __version__,
     bucket,
 )
-from ._flagrail import _after_fork_in_child
+from ._flagrail import _after_fork_in_child, _before_exit
 from .exceptions import (
     AllAttemptsFailedError,
     CallError,
@@ -71,3 +72,7 @@ __all__ = [
 # done before the fork, so the parent keeps running untouched.
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# Reload watchers are Rust threads that attach to Python to log; at exit they stop attaching
+# before the interpreter finalizes under them.
+_atexit.register(_before_exit)

@@ -19,6 +19,7 @@ __all__ = [
     "Tracker",
     "bucket",
     "_after_fork_in_child",
+    "_before_exit",
     "_Run",
     "HASH_VERSION",
     "__version__",
@@ -46,6 +47,14 @@ def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
         InvalidArgumentError: ``total`` is out of range, or ``unit`` is an int outside the
             64-bit signed range (code ``INVALID_ARGUMENT``).
         TypeError: ``unit`` is neither a str nor an int.
+    """
+
+def _before_exit() -> None:
+    """Registered with ``atexit`` by the package; not meant to be called directly.
+
+    A watcher thread that is logging a reload while the interpreter finalizes would be torn
+    out of Python half-way (a fatal error in ``PyGILState_Release``). At exit, watchers stop
+    attaching, and the ones already attached are given up to two seconds to finish.
     """
 
 def _after_fork_in_child() -> None:
