@@ -171,8 +171,10 @@ async def main() -> int:
     for g in status:
         print(f"  status(): guardrail {g['guardrail']} {g['state']} since {g['since']}, action {g['action']}, "
               f"half-open probe of {g['probe_percent']:.0f} % from {g['probe_from']}")
-    print(f"  candidate share today: {share_on(flags, 'candidate', iso(now)):.1f} %; tomorrow (schedule says 50 %): "
-          f"{share_on(flags, 'candidate', iso(later)):.1f} % — halted")
+    soon = iso(now + timedelta(minutes=10))
+    print(f"  candidate share in 10 minutes: {share_on(flags, 'candidate', soon):.1f} % (held at the step of the trip)")
+    print(f"  tomorrow, when the schedule says 50 %: {share_on(flags, 'candidate', iso(later)):.1f} % — still held: "
+          "only the 10 % half-open probe share sees the schedule after the 30 min cooldown")
     kinds = Counter(json.loads(line)["type"] for line in events_path.read_text().splitlines())
     print(f"  events in {events_path.relative_to(ROOT)}: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
 
