@@ -21,3 +21,15 @@ test('the README quickstart runs as written', () => {
   assert.match(lines[2], /^\d+ steps$/)
   assert.equal(lines[3], 'human KILLED')
 })
+
+test('the root README Node quickstart runs as written', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8')
+  const code = /## Node quickstart\n\n```js\n([\s\S]*?)```/.exec(readme)[1]
+  assert.ok(code.split('\n').filter(Boolean).length <= 10, 'the quickstart stays within 10 lines')
+  const run = spawnSync(process.execPath, ['-e', code], { cwd: path.join(__dirname, '..', '..'), encoding: 'utf8', timeout: 20000 })
+  assert.equal(run.status, 0, run.stderr)
+  const lines = run.stdout.trim().split('\n')
+  assert.equal(lines[0], 'v2.2 claude-opus-4 SPLIT canary 2026-11-21.1')
+  assert.equal(lines[1], 'support/v2.2')
+  assert.equal(lines[2], "answer from claude-opus-4 v2.2 [ 'success' ] 1")
+})
