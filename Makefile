@@ -78,10 +78,12 @@ test: setup ## every test: lint, Rust, Python, Node, cross-language
 demo: setup build-cli-release build-python build-node ## the main demo on examples/flags.json
 	bash examples/demo.sh
 
-bench: setup build-python-release build-node-release ## ns per evaluation in Rust, Python and Node
+bench: setup build-python-release build-node-release ## ns per evaluation and call overhead in Rust, Python and Node
 	cargo bench -p flagrail-core --bench evaluate
 	$(VPY) bench/python_eval.py
+	$(VPY) bench/python_call.py
 	node bench/node_eval.mjs
+	node bench/node_call.mjs
 
 clean:
 	cargo clean
