@@ -655,6 +655,38 @@ describe('guardrails', () => {
     assert.match(flags.metricsText(), /flagrail_requests_total\{flag="bot",variant="candidate"\} \d+/)
   })
 
+  test('after the cooldown the guardrail is half-open; healthy probes close it', async () => {
+    const flags = Flags.fromObject({
+      flags: {
+        bot: {
+          variants: { candidate: { model: 'new-model' }, stable: { model: 'old-model' }, human: { ai: false } },
+          default: 'candidate',
+          fallback: ['stable', 'human'],
+          guardrails: [{ metric: 'error_rate', max: 0.05, min_samples: 20, action: 'fallback', cooldown: '1s', probe_percent: 100 }],
+        },
+      },
+    })
+    const events = []
+    flags.onEvent((e) => events.push(e.type))
+    const failing = async (variant) => {
+      if (variant.id === 'candidate') throw new Reject('wrong')
+      return 'fine'
+    }
+    for (let i = 0; i < 20; i++) await flags.call('bot', { user_id: `u${i}` }, failing)
+    assert.equal(flags.variant('bot', { user_id: 'x' }).reason, 'GUARDRAIL')
+    assert.equal(flags.status().guardrails[0].state, 'tripped')
+    await sleep(1100)
+    assert.equal(flags.status().guardrails[0].state, 'half_open')
+    assert.equal(flags.variant('bot', { user_id: 'x' }).id, 'candidate', 'every unit probes at probe_percent 100')
+    for (let i = 0; i < 20; i++) {
+      const r = await flags.call('bot', { user_id: `p${i}` }, async () => 'fine')
+      assert.equal(r.variant.id, 'candidate')
+    }
+    assert.deepEqual(flags.status().guardrails, [])
+    assert.equal(flags.variant('bot', { user_id: 'x' }).reason, 'DEFAULT')
+    assert.deepEqual(events.filter((t) => t.startsWith('guardrail_')), ['guardrail_trip', 'guardrail_probe', 'guardrail_recover'])
+  })
+
   test('a guardrail whose action is kill reads KILLED with kill source guardrail', async () => {
     const flags = Flags.fromObject({
       flags: {

@@ -11,6 +11,8 @@ import asyncio
 import contextvars
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -446,6 +448,56 @@ def test_a_failing_candidate_trips_its_guardrail() -> None:
     r = flags.call("bot", {"user_id": "y"}, provider)
     assert provider.calls[before:] == ["stable"]
     assert r.variant.id == "stable" and r.variant.reason == "GUARDRAIL" and r.assigned == "stable"
+
+
+def test_cooldown_then_half_open_probe_closes_the_guardrail() -> None:
+    doc = guarded_doc()
+    doc["flags"]["bot"]["guardrails"][0].update({"cooldown": "1s", "probe_percent": 100})
+    flags = Flags.from_dict(doc)
+    events: list[dict[str, Any]] = []
+    flags.on_event(events.append)
+    failing = FakeProvider(fail={"cand": ProviderError("internal server error", status_code=500)})
+    for i in range(20):
+        flags.call("bot", {"user_id": f"u{i}"}, failing)
+    assert flags.variant("bot", {"user_id": "x"}).reason == "GUARDRAIL"
+    # During the cooldown the candidate is not served.
+    assert flags.status()["guardrails"][0]["state"] == "tripped"
+    time.sleep(1.1)
+    # Half-open: with probe_percent 100 every unit probes the candidate again.
+    assert flags.status()["guardrails"][0]["state"] == "half_open"
+    assert flags.variant("bot", {"user_id": "x"}).id == "cand"
+    healthy = FakeProvider()
+    for i in range(20):
+        r = flags.call("bot", {"user_id": f"p{i}"}, healthy)
+        assert r.variant.id == "cand"
+    assert flags.status()["guardrails"] == []
+    assert flags.variant("bot", {"user_id": "x"}).reason == "DEFAULT"
+    assert [e["type"] for e in events if e["type"].startswith("guardrail_")] == [
+        "guardrail_trip",
+        "guardrail_probe",
+        "guardrail_recover",
+    ]
+
+
+def test_processes_append_whole_lines_to_one_events_file(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    script = tmp_path / "writer.py"
+    script.write_text(
+        "import json, sys\n"
+        "from flagrail import Flags\n"
+        "flags = Flags.from_json(sys.argv[1], events=sys.argv[2])\n"
+        "for i in range(300):\n"
+        "    flags.call('bot', {'user_id': f'{sys.argv[3]}-{i}', 'segment': 'x' * (i % 200)}, lambda v: 1)\n"
+    )
+    doc = json.dumps(chain_doc())
+    writers = [
+        subprocess.Popen([sys.executable, str(script), doc, str(events), f"w{n}"]) for n in range(3)
+    ]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
+    lines = events.read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]  # every line is one whole event
+    assert len(parsed) == 3 * 300 * 2  # an exposure and an outcome per call
+    assert {e["unit"].split("-")[0] for e in parsed} == {"w0", "w1", "w2"}
 
 
 # -- concurrency ----------------------------------------------------------------------------
