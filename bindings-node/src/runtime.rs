@@ -370,20 +370,15 @@ pub fn tracker_start(
     let bucket = bucket
         .filter(|b| b.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(b))
         .map(|b| b as u32);
-    let evaluation = Evaluation {
-        document: Arc::clone(&document),
-        flag_index: Some(flag_index),
-        variant_index: Some(variant_index),
+    let evaluation = Evaluation::of_found(
+        Arc::clone(&document),
+        flag_index,
+        Some(variant_index),
         rule_index,
         reason,
         bucket,
         kill_source,
-        // Which guardrail rerouted (and from where) is not kept in a `Variant`; a tracker
-        // only reports outcomes, which do not depend on it.
-        guardrail: None,
-        replaced_variant: None,
-        missing_flag: None,
-    };
+    );
     let ack = handle.acknowledged();
     let owned = read_values(values);
     let values: Vec<Attr<'_>> = attrs(&owned);

@@ -627,19 +627,15 @@ pub(crate) fn tracker(
             },
         ));
     };
-    let evaluation = Evaluation {
-        document: Arc::clone(&document),
-        flag_index: Some(flag_index),
-        variant_index: outcome.variant_index(),
-        rule_index: outcome.rule_index(),
-        reason: outcome.reason(),
-        bucket: outcome.bucket(),
-        kill_source: outcome.kill_source(),
-        // Not kept by a `Variant`; no event of a tracker reads them.
-        guardrail: None,
-        replaced_variant: None,
-        missing_flag: None,
-    };
+    let evaluation = Evaluation::of_found(
+        Arc::clone(&document),
+        flag_index,
+        outcome.variant_index(),
+        outcome.rule_index(),
+        outcome.reason(),
+        outcome.bucket(),
+        outcome.kill_source(),
+    );
     let keys: Vec<Py<PyString>> = flag_def
         .run_attributes
         .iter()

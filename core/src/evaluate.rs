@@ -616,12 +616,7 @@ fn reroute<'d, T: Tracer>(
     let (Some(guard), Some(chosen)) = (guard, decision.variant_index) else {
         return decision;
     };
-    let tripped = |variant: usize| {
-        let id = &flag.variants[variant].id;
-        guard.active(|t| {
-            &t.variant == id && matches!(t.action, GuardAction::Fallback | GuardAction::Kill)
-        })
-    };
+    let tripped = |variant: usize| guard.active(|t| t.takes_out(&flag.variants[variant].id));
     let Some((trip, index)) = guard
         .active(|t| t.action == GuardAction::Fallback && t.variant == flag.variants[chosen].id)
     else {

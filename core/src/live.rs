@@ -805,12 +805,38 @@ pub struct Evaluation {
     pub kill_source: Option<KillSource>,
     pub guardrail: Option<usize>,
     pub replaced_variant: Option<usize>,
-    /// The requested key when the flag does not exist (`None` for a found flag). Public so
-    /// that a binding can rebuild an evaluation from the indices it kept (trackers).
-    pub missing_flag: Option<Box<str>>,
+    /// The requested key when the flag does not exist.
+    missing_flag: Option<Box<str>>,
 }
 
 impl Evaluation {
+    /// Rebuilds the evaluation of a found flag from the indices a binding kept in its result
+    /// object (for trackers). Which guardrail re-routed it is not kept there: no tracker
+    /// outcome depends on it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn of_found(
+        document: Arc<Document>,
+        flag_index: usize,
+        variant_index: Option<usize>,
+        rule_index: Option<usize>,
+        reason: Reason,
+        bucket: Option<u32>,
+        kill_source: Option<KillSource>,
+    ) -> Evaluation {
+        Evaluation {
+            document,
+            flag_index: Some(flag_index),
+            variant_index,
+            rule_index,
+            reason,
+            bucket,
+            kill_source,
+            guardrail: None,
+            replaced_variant: None,
+            missing_flag: None,
+        }
+    }
+
     pub fn flag_key(&self) -> &str {
         match self.flag_index {
             Some(i) => &self.document.flags[i].key,

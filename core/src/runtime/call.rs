@@ -234,15 +234,9 @@ impl Flags {
         let local = snapshot.local_kills();
         let trips = crate::evaluate::Overlay::trips(&local, &flag_def.key);
         let rerouted = |v: usize| {
-            let id = &flag_def.variants[v].id;
-            trips.iter().any(|t| {
-                &t.variant == id
-                    && matches!(
-                        t.action,
-                        crate::runtime::GuardAction::Fallback | crate::runtime::GuardAction::Kill
-                    )
-                    && !t.is_half_open(now)
-            })
+            trips
+                .iter()
+                .any(|t| t.takes_out(&flag_def.variants[v].id) && !t.is_half_open(now))
         };
         // A killed flag starts at its kill variant; its fallbacks still back it up.
         let chain = chain_of(flag_def, assigned, &rerouted);
@@ -277,12 +271,7 @@ impl Flags {
     /// call the model themselves. Report with [`Run::succeed`] / [`Run::fail`] (give
     /// `Usage::latency_ms` when the app timed the call).
     pub fn tracker<C: Context + ?Sized>(&self, evaluation: Evaluation, ctx: &C) -> Result<Run> {
-        let Some(flag_def) = evaluation.flag() else {
-            return Err(Error::FlagNotFound {
-                flag: evaluation.flag_key().to_string(),
-            });
-        };
-        let Some(assigned) = evaluation.variant_index else {
+        let (Some(flag_def), Some(assigned)) = (evaluation.flag(), evaluation.variant_index) else {
             return Err(Error::FlagNotFound {
                 flag: evaluation.flag_key().to_string(),
             });
@@ -290,7 +279,7 @@ impl Flags {
         let unit = string_attr(ctx, &flag_def.bucket_by);
         let started = Instant::now();
         let run_key = new_run_key();
-        let mut run = Run {
+        let run = Run {
             flags: self.clone(),
             run_key,
             run_id: format_run_id(run_key),
@@ -312,7 +301,6 @@ impl Flags {
             evaluation,
         };
         run.emit_exposure();
-        run.position = 1;
         Ok(run)
     }
 }

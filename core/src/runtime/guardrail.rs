@@ -261,6 +261,13 @@ impl Trip {
         now >= self.probe_from
     }
 
+    /// Whether this trip keeps units off `variant` (a `fallback` or `kill` trip of that
+    /// variant): a chain or a re-route must not pick it.
+    pub fn takes_out(&self, variant: &str) -> bool {
+        &*self.variant == variant
+            && matches!(self.action, GuardAction::Fallback | GuardAction::Kill)
+    }
+
     pub fn to_json(&self, flag: &str, now: Millis) -> Value {
         json!({
             "flag": flag,

@@ -21,7 +21,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use rustc_hash::FxHashMap;
 use serde_json::{json, Map, Value};
 
-use crate::document::Flag;
+use crate::document::{Flag, Variant};
 use crate::hash::SaltedHasher;
 use crate::live::Flags;
 use crate::time::{format_timestamp, Millis};
@@ -56,6 +56,23 @@ struct RunRecord {
 struct RecentRuns {
     by_id: FxHashMap<u128, RunRecord>,
     order: VecDeque<u128>,
+}
+
+impl RunRecord {
+    fn new(
+        flag: &Flag,
+        variant: &Variant,
+        segment: Option<&str>,
+        revision: &Arc<str>,
+    ) -> RunRecord {
+        RunRecord {
+            flag: Arc::clone(&flag.key),
+            variant: Arc::clone(&variant.id),
+            segment: segment.map(Box::from),
+            revision: Arc::clone(revision),
+            model: variant.model.clone(),
+        }
+    }
 }
 
 impl RecentRuns {
@@ -199,13 +216,7 @@ impl Flags {
             if let Some((run_id, revision)) = record.serves_run {
                 state.runs.insert(
                     run_id,
-                    RunRecord {
-                        flag: Arc::clone(&flag.key),
-                        variant: Arc::clone(&variant.id),
-                        segment: record.segment.map(Box::from),
-                        revision: Arc::clone(revision),
-                        model: variant.model.clone(),
-                    },
+                    RunRecord::new(flag, variant, record.segment, revision),
                 );
             }
             if record.sample.shadow {
@@ -258,13 +269,7 @@ impl Flags {
         let Some(v) = flag.variants.get(variant) else {
             return;
         };
-        let record = RunRecord {
-            flag: Arc::clone(&flag.key),
-            variant: Arc::clone(&v.id),
-            segment: segment.map(Box::from),
-            revision: Arc::clone(revision),
-            model: v.model.clone(),
-        };
+        let record = RunRecord::new(flag, v, segment, revision);
         self.shared.runtime.lock().runs.insert(run_id, record);
     }
 
