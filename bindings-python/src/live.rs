@@ -179,6 +179,8 @@ fn fixed_slot(doc: &Document, outcome: &Outcome) -> Option<(usize, usize)> {
                     KillSource::LocalFlag => 3,
                     // Names a guardrail and its trip time: not a shared result.
                     KillSource::Guardrail => return None,
+                    // Names a budget that restores on its own: not a shared result either.
+                    KillSource::Budget => return None,
                 }
         }
         _ => return None,

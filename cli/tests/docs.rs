@@ -61,6 +61,7 @@ fn problem_kinds() -> Vec<ProblemKind> {
         InvalidSemver,
         DuplicateRuleId,
         DuplicateGuardrailId,
+        DuplicateBudgetId,
         UnsupportedHashVersion,
     ];
     for kind in &all {
@@ -85,6 +86,7 @@ fn problem_kinds() -> Vec<ProblemKind> {
             | InvalidSemver
             | DuplicateRuleId
             | DuplicateGuardrailId
+            | DuplicateBudgetId
             | UnsupportedHashVersion => {}
         }
     }
@@ -123,10 +125,10 @@ fn error_codes() -> Vec<&'static str> {
 
 fn kill_sources() -> Vec<&'static str> {
     use KillSource::*;
-    [Document, Flag, LocalAll, LocalFlag, Guardrail]
+    [Document, Flag, LocalAll, LocalFlag, Guardrail, Budget]
         .iter()
         .map(|source| match source {
-            Document | Flag | LocalAll | LocalFlag | Guardrail => source.as_str(),
+            Document | Flag | LocalAll | LocalFlag | Guardrail | Budget => source.as_str(),
         })
         .collect()
 }

@@ -13,7 +13,9 @@ use crate::condition::Condition;
 use crate::error::Result;
 use crate::hash::SaltedHasher;
 use crate::ramp::Ramp;
+use crate::runtime::budget::Budget;
 use crate::runtime::guardrail::Guardrail;
+use crate::runtime::sticky::Sticky;
 use crate::time::Millis;
 
 /// A validated, compiled flag document. Immutable; shared behind an `Arc`.
@@ -24,6 +26,8 @@ pub struct Document {
     pub(crate) flags: Vec<Flag>,
     pub(crate) flag_index: FxHashMap<Box<str>, usize>,
     pub(crate) segments: Vec<Segment>,
+    /// Document-wide budgets (`budgets` at the top): they watch every flag.
+    pub(crate) budgets: Vec<Budget>,
     /// The document as loaded (for tooling that rewrites it, such as `flagrail kill`).
     pub(crate) source: Arc<serde_json::Value>,
 }
@@ -76,6 +80,11 @@ impl Document {
     /// The segments in document order.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
+    }
+
+    /// The document-wide budgets.
+    pub fn budgets(&self) -> &[Budget] {
+        &self.budgets
     }
 
     /// The JSON the document was compiled from.
@@ -131,6 +140,28 @@ pub struct Flag {
     pub max_total_ms: Option<u64>,
     /// Automatic kill switches watching this flag's variants.
     pub guardrails: Vec<Guardrail>,
+    /// Conversation pinning (`sticky`).
+    pub sticky: Option<Sticky>,
+    /// Cost circuit breakers of this flag.
+    pub budgets: Vec<Budget>,
+    /// A candidate variant run beside the served one on a share of traffic (`shadow`).
+    pub shadow: Option<Shadow>,
+    /// Whether any variant calls a model (a document-wide `kill` budget stops these flags).
+    pub has_ai: bool,
+}
+
+/// A flag's `shadow` section.
+#[derive(Debug, Clone)]
+pub struct Shadow {
+    pub variant: usize,
+    /// Share of units shadowed, in thousandths of a percent (over 100 000 buckets).
+    pub milli_percent: u32,
+    /// The shadow's own salt (default `<flag salt>/shadow`), so that which units are shadowed
+    /// is independent of which units a split serves.
+    pub salt: Box<str>,
+    pub hasher: SaltedHasher,
+    /// `max_cost_per_hour`, kept as an internal one-hour cost budget of the flag.
+    pub cap: Option<Budget>,
 }
 
 impl Flag {
@@ -169,6 +200,11 @@ pub struct Variant {
     pub cost_per_1k_input_tokens: Option<f64>,
     /// Price of 1,000 output tokens (`cost_per_1k_output_tokens`).
     pub cost_per_1k_output_tokens: Option<f64>,
+    /// The payload's `max_input_tokens`, when the app bounds its prompts (cost estimates).
+    pub max_input_tokens: Option<u64>,
+    /// Hash of the payload's canonical JSON (16 hex digits): the variant's revision in cache
+    /// keys, so that an edited prompt never reads answers cached for the old one.
+    pub payload_hash: Box<str>,
 }
 
 impl Variant {
@@ -176,14 +212,28 @@ impl Variant {
     pub fn plain(id: &str, payload: serde_json::Value) -> Variant {
         Variant {
             id: Arc::from(id),
-            payload: Arc::new(payload),
             ai: true,
             timeout_ms: None,
             model: None,
             max_tokens: None,
             cost_per_1k_input_tokens: None,
             cost_per_1k_output_tokens: None,
+            max_input_tokens: None,
+            payload_hash: crate::cache_key::payload_hash(&payload),
+            payload: Arc::new(payload),
         }
+    }
+
+    /// The most one call of this variant can cost: `max_tokens` output tokens (and
+    /// `max_input_tokens` input tokens, when given) at the variant's prices. `None` without
+    /// `max_tokens` or an output price: such a call cannot be reserved against a cost budget.
+    pub fn max_cost(&self) -> Option<f64> {
+        let output = self.max_tokens? as f64 / 1000.0 * self.cost_per_1k_output_tokens?;
+        let input = match (self.max_input_tokens, self.cost_per_1k_input_tokens) {
+            (Some(tokens), Some(price)) => tokens as f64 / 1000.0 * price,
+            _ => 0.0,
+        };
+        Some(output + input)
     }
 
     /// The cost of a call from its token counts and this variant's prices; `None` when a

@@ -49,6 +49,8 @@ pub enum ProblemKind {
     DuplicateRuleId,
     /// Two guardrails of one flag with the same id.
     DuplicateGuardrailId,
+    /// Two budgets of one flag (or of the document) with the same id.
+    DuplicateBudgetId,
     /// A `hash_version` this build does not implement.
     UnsupportedHashVersion,
 }
@@ -77,6 +79,7 @@ impl ProblemKind {
             ProblemKind::InvalidSemver => "INVALID_SEMVER",
             ProblemKind::DuplicateRuleId => "DUPLICATE_RULE_ID",
             ProblemKind::DuplicateGuardrailId => "DUPLICATE_GUARDRAIL_ID",
+            ProblemKind::DuplicateBudgetId => "DUPLICATE_BUDGET_ID",
             ProblemKind::UnsupportedHashVersion => "UNSUPPORTED_HASH_VERSION",
         }
     }

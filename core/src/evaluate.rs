@@ -2,14 +2,22 @@
 //!
 //! The order is fixed (docs/flag-document.md, "The decision"):
 //! 1. unknown flag → the caller's default, `FLAG_NOT_FOUND`;
-//! 2. a kill (document-wide, the flag's own, a local override, or a tripped guardrail whose
-//!    action is `kill`) → the kill variant, `KILLED`;
-//! 3. rules in order: a `serve` rule that matches → `TARGETING_MATCH`; a split or ramp that
+//! 2. a kill (document-wide, the flag's own, a local override, a tripped guardrail whose
+//!    action is `kill`, or an exhausted budget whose action is `kill`) → the kill variant,
+//!    `KILLED`;
+//! 3. a live sticky pin of this conversation whose variant still exists and has no tripped
+//!    guardrail → that variant, `STICKY` (a broken pin is replaced by steps 4–7);
+//! 4. an exhausted budget whose action is `serve` → its variant, `BUDGET`;
+//! 5. rules in order: a `serve` rule that matches → `TARGETING_MATCH`; a split or ramp that
 //!    places the unit → `SPLIT` (a ramp whose variant tripped a `halt` or `rollback` guardrail
 //!    is held at its percentage of the trip, or at 0 %);
-//! 4. the flag's `default` → `DEFAULT`;
-//! 5. if the chosen variant tripped a guardrail whose action is `fallback` → the next healthy
+//! 6. the flag's `default` → `DEFAULT`;
+//! 7. if the chosen variant tripped a guardrail whose action is `fallback` → the next healthy
 //!    variant of the flag's `fallback` list, `GUARDRAIL`.
+//!
+//! A decision of steps 5–7 is pinned when the flag is sticky ([`PinEffect::Write`]); `KILLED`
+//! and `BUDGET` never are. Last, a decision that is not `KILLED` or `BUDGET` may draw the
+//! flag's shadow variant (its own salt, its hourly cost cap).
 //!
 //! Units drawn for the half-open probe of a guardrail (see [`crate::runtime::guardrail`]) are
 //! not affected by it.
@@ -24,7 +32,9 @@ use crate::context::{Attr, Context};
 use crate::document::{Action, Document, Flag, Rule, Variant};
 use crate::hash::{scale, IntUnit, PERCENT_TOTAL};
 use crate::ramp::Ramp;
+use crate::runtime::budget::{Budget, BudgetAction, BudgetRef};
 use crate::runtime::guardrail::{GuardAction, Trip};
+use crate::runtime::sticky::{PinEffect, PinLookup};
 use crate::time::{format_timestamp, Millis};
 
 /// Why a variant was chosen. The string forms are stable across languages.
@@ -85,15 +95,18 @@ pub enum KillSource {
     LocalFlag,
     /// A tripped guardrail whose action is `kill`.
     Guardrail,
+    /// An exhausted budget whose action is `kill`.
+    Budget,
 }
 
 impl KillSource {
-    pub const ALL: [KillSource; 5] = [
+    pub const ALL: [KillSource; 6] = [
         KillSource::Document,
         KillSource::Flag,
         KillSource::LocalAll,
         KillSource::LocalFlag,
         KillSource::Guardrail,
+        KillSource::Budget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,20 +116,26 @@ impl KillSource {
             KillSource::LocalAll => "local-all",
             KillSource::LocalFlag => "local-flag",
             KillSource::Guardrail => "guardrail",
+            KillSource::Budget => "budget",
         }
     }
 }
 
-/// State of this process that changes decisions without touching the document: local kills
-/// and tripped guardrails.
+/// State of this process that changes decisions without touching the document: local kills,
+/// tripped guardrails, budgets and sticky pins. Every method is required, not defaulted: an
+/// overlay that forgot to forward one would silently ignore that safety mechanism.
 pub trait Overlay {
     /// Whether every flag is killed locally.
     fn all_killed(&self) -> bool;
     /// Whether this flag is killed locally.
     fn flag_killed(&self, flag: &str) -> bool;
-    /// The tripped guardrails of this flag (usually none). Required, not defaulted: an overlay
-    /// that forgot to forward trips would silently ignore every guardrail.
+    /// The tripped guardrails of this flag (usually none).
     fn trips(&self, flag: &str) -> &[Trip];
+    /// Whether `budget` is exhausted for `scope` (the value of its `per` attribute; empty for
+    /// a budget of the whole flag or document).
+    fn budget_exhausted(&self, budget: &Budget, scope: &str) -> bool;
+    /// The pin of `conversation` for a sticky flag.
+    fn pin(&self, flag: &Flag, conversation: &str) -> PinLookup;
 }
 
 /// Nothing overlaid: the document alone decides (CLI, tests).
@@ -132,6 +151,12 @@ impl Overlay for NoOverlay {
     }
     fn trips(&self, _flag: &str) -> &[Trip] {
         &[]
+    }
+    fn budget_exhausted(&self, _budget: &Budget, _scope: &str) -> bool {
+        false
+    }
+    fn pin(&self, _flag: &Flag, _conversation: &str) -> PinLookup {
+        PinLookup::Absent
     }
 }
 
@@ -153,6 +178,12 @@ pub struct Decision<'d> {
     pub guardrail: Option<usize>,
     /// The variant a `fallback` guardrail replaced (reason `GUARDRAIL`).
     pub replaced_variant: Option<usize>,
+    /// The budget that decided (reason `BUDGET`, or `KILLED` by a budget).
+    pub budget: Option<BudgetRef>,
+    /// The shadow variant drawn for this decision, if any.
+    pub shadow: Option<usize>,
+    /// What the caller does with the conversation's pin.
+    pub pin: PinEffect,
 }
 
 impl<'d> Decision<'d> {
@@ -167,6 +198,9 @@ impl<'d> Decision<'d> {
             kill_source: None,
             guardrail: None,
             replaced_variant: None,
+            budget: None,
+            shadow: None,
+            pin: PinEffect::None,
         }
     }
 
@@ -188,6 +222,23 @@ impl<'d> Decision<'d> {
 
     pub fn rule_id(&self) -> Option<&'d str> {
         self.rule().map(|r| &*r.id)
+    }
+
+    /// The shadow variant's id, if one was drawn.
+    pub fn shadow_id(&self) -> Option<&'d str> {
+        Some(&*self.flag?.variants.get(self.shadow?)?.id)
+    }
+}
+
+/// The budget a [`BudgetRef`] names in `doc` (its flag's, or the document's).
+pub fn budget_of<'d>(
+    doc: &'d Document,
+    flag: Option<&'d Flag>,
+    at: BudgetRef,
+) -> Option<&'d Budget> {
+    match at {
+        BudgetRef::Flag(i) => flag?.budgets.get(i),
+        BudgetRef::Document(i) => doc.budgets.get(i),
     }
 }
 
@@ -384,7 +435,8 @@ impl Document {
         } else if guard_kill.is_some() {
             Some(KillSource::Guardrail)
         } else {
-            None
+            decision.budget = self.kill_budget(flag, ctx, local);
+            decision.budget.map(|_| KillSource::Budget)
         };
         if let Some(source) = kill_source {
             trace.note(|| {
@@ -407,13 +459,105 @@ impl Document {
                     decision.guardrail = Some(index);
                 }
             }
+            if let Some(at) = decision.budget {
+                trace.note(|| budget_note(self, flag, at));
+            }
             decision.variant_index = Some(flag.kill_variant());
             decision.reason = Reason::Killed;
             decision.kill_source = Some(source);
             return decision;
         }
 
-        // 3. Rules in order.
+        // 3. A sticky pin.
+        let conversation = flag
+            .sticky
+            .as_ref()
+            .and_then(|sticky| read_unit_owned(ctx.attr(&sticky.by)));
+        let mut pin_broken = false;
+        if let Some(conversation) = &conversation {
+            let lookup = local.pin(flag, conversation.as_str());
+            let broken_by = match lookup {
+                PinLookup::Absent => None,
+                PinLookup::Gone => Some(None),
+                PinLookup::Variant(pinned) => {
+                    let tripped = guard
+                        .as_ref()
+                        .and_then(|g| g.active(|t| t.variant == flag.variants[pinned].id));
+                    match tripped {
+                        Some(trip) => Some(Some(trip)),
+                        None => {
+                            trace.note(|| {
+                                json!({ "step": "sticky", "conversation": conversation.as_str(),
+                                        "pinned": &*flag.variants[pinned].id, "served": true })
+                            });
+                            decision.variant_index = Some(pinned);
+                            decision.reason = Reason::Sticky;
+                            decision.pin = PinEffect::Keep;
+                            return self.draw_shadow(
+                                decision,
+                                flag,
+                                ctx,
+                                guard.as_ref(),
+                                local,
+                                trace,
+                            );
+                        }
+                    }
+                }
+            };
+            if let Some(trip) = broken_by {
+                pin_broken = true;
+                trace.note(|| {
+                    let why = match trip {
+                        Some((trip, _)) => format!(
+                            "guardrail \"{}\" tripped on the pinned variant",
+                            trip.guardrail
+                        ),
+                        None => "the pinned variant no longer exists".to_string(),
+                    };
+                    json!({ "step": "sticky", "conversation": conversation.as_str(),
+                            "served": false, "broken": why })
+                });
+            } else {
+                trace.note(|| {
+                    json!({ "step": "sticky", "conversation": conversation.as_str(), "pinned": null })
+                });
+            }
+        }
+
+        // 4. A budget whose action serves a variant.
+        if let Some((at, variant)) = self.serve_budget(flag, ctx, local) {
+            trace.note(|| budget_note(self, flag, at));
+            decision.variant_index = Some(variant);
+            decision.reason = Reason::Budget;
+            decision.budget = Some(at);
+            decision.pin = if pin_broken {
+                PinEffect::Delete
+            } else {
+                PinEffect::None
+            };
+            return reroute(decision, flag, guard.as_ref(), trace);
+        }
+
+        let mut decision = self.rules_and_default(decision, flag, ctx, now, guard.as_ref(), trace);
+        if conversation.is_some() {
+            decision.pin = PinEffect::Write;
+        }
+        self.draw_shadow(decision, flag, ctx, guard.as_ref(), local, trace)
+    }
+
+    /// Steps 5–7: rules in order, the default, the guardrail re-route.
+    #[inline]
+    fn rules_and_default<'d, C: Context + ?Sized, T: Tracer>(
+        &'d self,
+        mut decision: Decision<'d>,
+        flag: &'d Flag,
+        ctx: &C,
+        now: &impl Now,
+        guard: Option<&Guard<'_>>,
+        trace: &mut T,
+    ) -> Decision<'d> {
+        // 5. Rules in order.
         for (rule_index, rule) in flag.rules.iter().enumerate() {
             if let Some(when) = &rule.when {
                 if !when.matches(ctx, &self.segments, trace) {
@@ -430,7 +574,7 @@ impl Document {
                         split.pick(bucket).map(|v| (v, Reason::Split, Some(bucket)))
                     }),
                 Action::Ramp(ramp) => {
-                    let hold = guard.as_ref().and_then(|g| {
+                    let hold = guard.and_then(|g| {
                         let variant = &flag.variants[ramp.variant].id;
                         g.active(|t| {
                             &t.variant == variant
@@ -461,7 +605,7 @@ impl Document {
                     decision.reason = reason;
                     decision.rule_index = Some(rule_index);
                     decision.bucket = bucket;
-                    return reroute(decision, flag, guard.as_ref(), trace);
+                    return reroute(decision, flag, guard, trace);
                 }
                 None => {
                     trace
@@ -470,11 +614,125 @@ impl Document {
             }
         }
 
-        // 4. Default.
+        // 6. Default.
         trace.note(|| json!({ "step": "default", "variant": &*flag.variants[flag.default].id }));
         decision.variant_index = Some(flag.default);
         decision.reason = Reason::Default;
-        reroute(decision, flag, guard.as_ref(), trace)
+        reroute(decision, flag, guard, trace)
+    }
+
+    /// The scope of `budget` in `ctx`: the `per` attribute's value, or "" for a budget of the
+    /// whole flag or document. `None`: the context has no such unit, so the budget does not
+    /// apply to it.
+    #[inline]
+    fn budget_applies<C: Context + ?Sized>(
+        budget: &Budget,
+        ctx: &C,
+        local: &impl Overlay,
+    ) -> Option<bool> {
+        match &budget.per {
+            None => Some(local.budget_exhausted(budget, "")),
+            Some(attr) => {
+                let unit = read_unit_owned(ctx.attr(attr))?;
+                Some(local.budget_exhausted(budget, unit.as_str()))
+            }
+        }
+    }
+
+    /// Step 2's budgets: the first exhausted one whose action is `kill` (the flag's, then the
+    /// document's, which stop only flags that call a model).
+    #[inline]
+    fn kill_budget<C: Context + ?Sized>(
+        &self,
+        flag: &Flag,
+        ctx: &C,
+        local: &impl Overlay,
+    ) -> Option<BudgetRef> {
+        if flag.budgets.is_empty() && self.budgets.is_empty() {
+            return None;
+        }
+        let own = flag.budgets.iter().enumerate().find_map(|(i, b)| {
+            (b.action == BudgetAction::Kill && Self::budget_applies(b, ctx, local) == Some(true))
+                .then_some(BudgetRef::Flag(i))
+        });
+        own.or_else(|| {
+            if !flag.has_ai {
+                return None;
+            }
+            self.budgets.iter().enumerate().find_map(|(i, b)| {
+                (Self::budget_applies(b, ctx, local) == Some(true))
+                    .then_some(BudgetRef::Document(i))
+            })
+        })
+    }
+
+    /// Step 4: the first exhausted budget of the flag whose action serves a variant.
+    #[inline]
+    fn serve_budget<C: Context + ?Sized>(
+        &self,
+        flag: &Flag,
+        ctx: &C,
+        local: &impl Overlay,
+    ) -> Option<(BudgetRef, usize)> {
+        flag.budgets
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| match b.action {
+                BudgetAction::Serve(variant)
+                    if Self::budget_applies(b, ctx, local) == Some(true) =>
+                {
+                    Some((BudgetRef::Flag(i), variant))
+                }
+                _ => None,
+            })
+    }
+
+    /// The shadow draw: a decision that is not `KILLED` or `BUDGET`, of a variant other than
+    /// the shadow one, for a unit inside the shadow's percentage, while the shadow variant is
+    /// not taken out by a guardrail and its hourly cost cap has room.
+    #[inline]
+    fn draw_shadow<'d, C: Context + ?Sized, T: Tracer>(
+        &'d self,
+        mut decision: Decision<'d>,
+        flag: &'d Flag,
+        ctx: &C,
+        guard: Option<&Guard<'_>>,
+        local: &impl Overlay,
+        trace: &mut T,
+    ) -> Decision<'d> {
+        let Some(shadow) = &flag.shadow else {
+            return decision;
+        };
+        if decision.variant_index == Some(shadow.variant) {
+            return decision;
+        }
+        let shadow_id = &flag.variants[shadow.variant].id;
+        let why_not = if guard.is_some_and(|g| g.active(|t| t.takes_out(shadow_id)).is_some()) {
+            Some("a guardrail took the shadow variant out")
+        } else {
+            match read_unit_owned(ctx.attr(&flag.bucket_by)) {
+                None => Some("no unit to draw with"),
+                Some(unit) => {
+                    let bucket = scale(shadow.hasher.hash(unit.as_str()), PERCENT_TOTAL);
+                    if bucket >= shadow.milli_percent {
+                        Some("unit outside the shadow percentage")
+                    } else if shadow
+                        .cap
+                        .as_ref()
+                        .is_some_and(|cap| local.budget_exhausted(cap, ""))
+                    {
+                        Some("max_cost_per_hour reached")
+                    } else {
+                        None
+                    }
+                }
+            }
+        };
+        trace.note(|| json!({ "step": "shadow", "variant": &**shadow_id, "drawn": why_not.is_none(), "why_not": why_not }));
+        if why_not.is_none() {
+            decision.shadow = Some(shadow.variant);
+        }
+        decision
     }
 
     /// The unit's bucket over `total`, or `None` (traced) when the unit cannot be bucketed.
@@ -591,6 +849,20 @@ fn read_unit_owned<'a>(attr: Attr<'a>) -> Option<Unit<'a>> {
     }
 }
 
+fn budget_note(doc: &Document, flag: &Flag, at: BudgetRef) -> Value {
+    let budget = budget_of(doc, Some(flag), at);
+    json!({
+        "step": "budget",
+        "budget": budget.map(|b| &*b.id),
+        "document_wide": matches!(at, BudgetRef::Document(_)),
+        "per": budget.and_then(|b| b.per.as_deref()),
+        "measure": budget.map(|b| b.measure.as_str()),
+        "limit": budget.map(|b| b.limit),
+        "action": budget.map(Budget::action_str),
+        "exhausted": true,
+    })
+}
+
 fn trip_note(flag: &Flag, trip: &Trip, index: usize) -> Value {
     json!({
         "step": "guardrail",
@@ -667,5 +939,10 @@ pub fn decision_json(
             .replaced_variant
             .and_then(|i| decision.flag.and_then(|f| f.variants.get(i)))
             .map(|v| &*v.id),
+        "budget": decision
+            .budget
+            .and_then(|at| budget_of(doc, decision.flag, at))
+            .map(|b| &*b.id),
+        "shadow": decision.shadow_id(),
     })
 }

@@ -20,6 +20,9 @@ use crate::context::Context;
 use crate::document::Document;
 use crate::error::{Error, Result};
 use crate::evaluate::{decision_json, At, Decision, KillSource, Now, Overlay, Reason};
+use crate::runtime::budget::BudgetRef;
+use crate::runtime::budget::{Budget, BudgetBook};
+use crate::runtime::sticky::{conversation_of, PinEffect, PinLookup};
 use crate::runtime::{Runtime, Trip};
 use crate::time::{format_timestamp, now_millis, Millis};
 
@@ -118,6 +121,13 @@ impl Overlay for Overrides {
         }
         self.trips.get(flag).map_or(&[], Vec::as_slice)
     }
+    /// Budgets and pins are runtime state, not overrides: see [`LiveOverlay`].
+    fn budget_exhausted(&self, _budget: &Budget, _scope: &str) -> bool {
+        false
+    }
+    fn pin(&self, _flag: &crate::document::Flag, _conversation: &str) -> PinLookup {
+        PinLookup::Absent
+    }
 }
 
 /// Where the live document comes from.
@@ -158,6 +168,10 @@ pub struct Status {
     pub rejected: u64,
     pub watching: bool,
     pub overrides: Overrides,
+    /// Each budget's state (see [`Flags::budget_states`]).
+    pub budgets: Vec<Value>,
+    /// Conversation pins held in memory.
+    pub pins: usize,
     pub now: Millis,
 }
 
@@ -209,6 +223,8 @@ impl Status {
                 "flags": kills,
             },
             "guardrails": trips,
+            "budgets": self.budgets,
+            "sticky_pins": self.pins,
         })
     }
 }
@@ -514,6 +530,7 @@ impl Flags {
                 .load(Ordering::Acquire)
                 .then(|| self.shared.overrides.load()),
             clock: &*self.shared.clock,
+            runtime: &self.shared.runtime,
         }
     }
 
@@ -531,20 +548,12 @@ impl Flags {
     /// Evaluates with the steps that led to the decision, as JSON.
     pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
         let snapshot = self.snapshot();
-        snapshot.document.explain(
-            flag,
-            ctx,
-            &ClockNow(snapshot.clock),
-            &snapshot.local_kills(),
-        )
+        snapshot.explain(flag, ctx)
     }
 
     /// `explain` as of instant `at`.
     pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
-        let snapshot = self.snapshot();
-        snapshot
-            .document
-            .explain(flag, ctx, &At(at), &snapshot.local_kills())
+        self.snapshot().explain_at(flag, ctx, at)
     }
 
     /// Kills one flag (`Some`) or every flag (`None`) in this process, without touching the
@@ -620,8 +629,34 @@ impl Flags {
             rejected: state.rejected,
             watching: self.is_watching(),
             overrides: Overrides::clone(&self.shared.overrides.load()),
+            budgets: self.budget_states(),
+            pins: self.shared.runtime.pins.len(),
             now: self.shared.clock.now_millis(),
         }
+    }
+
+    /// The state of every budget of the live document (document-wide first, then each flag's,
+    /// then shadow caps): limit, window, action, and spent / reserved / remaining for a single
+    /// scope, or counts of tracked and exhausted scopes for a per-unit budget.
+    pub fn budget_states(&self) -> Vec<Value> {
+        let document = self.document();
+        let now = self.now_millis();
+        let budgets: Vec<&Budget> = document
+            .budgets()
+            .iter()
+            .chain(document.flags().iter().flat_map(|f| &f.budgets))
+            .chain(
+                document
+                    .flags()
+                    .iter()
+                    .filter_map(|f| f.shadow.as_ref()?.cap.as_ref()),
+            )
+            .collect();
+        if budgets.is_empty() {
+            return Vec::new();
+        }
+        let mut book = self.shared.runtime.budgets();
+        budgets.into_iter().map(|b| book.describe(b, now)).collect()
     }
 
     /// The clock this handle evaluates ramps with.
@@ -674,29 +709,170 @@ pub struct Snapshot<'a> {
     /// `None` when no local kill was in force at the snapshot.
     overrides: Option<Guard<Arc<Overrides>>>,
     clock: &'a dyn Clock,
+    runtime: &'a Runtime,
 }
 
-/// The local kills of a snapshot (none when no override was in force).
-pub struct SnapshotKills<'s>(Option<&'s Overrides>);
+/// Where the pin of a sticky flag comes from for one evaluation.
+#[derive(Clone, Copy)]
+pub enum PinSource<'a> {
+    /// The handle's in-memory store (the default).
+    Memory,
+    /// A binding read the pin from its shared store: the stored variant id, if any.
+    Given(Option<&'a str>),
+}
 
-impl Overlay for SnapshotKills<'_> {
+/// How an evaluation reads budgets: locking the book per look (plain evaluation), or through a
+/// book the caller already holds (a call that checks and reserves atomically).
+pub(crate) enum BudgetAccess<'a> {
+    Lock,
+    Held(std::cell::RefCell<&'a mut BudgetBook>),
+}
+
+/// What a live evaluation overlays on the document: the snapshot's local kills and trips, the
+/// runtime's budgets and the conversation pins.
+pub struct LiveOverlay<'s> {
+    overrides: Option<&'s Overrides>,
+    runtime: &'s Runtime,
+    clock: &'s dyn Clock,
+    pins: PinSource<'s>,
+    budgets: BudgetAccess<'s>,
+}
+
+impl Overlay for LiveOverlay<'_> {
     #[inline]
     fn all_killed(&self) -> bool {
-        self.0.is_some_and(Overrides::all_killed)
+        self.overrides.is_some_and(Overrides::all_killed)
     }
     #[inline]
     fn flag_killed(&self, flag: &str) -> bool {
-        self.0.is_some_and(|o| o.flag_killed(flag))
+        self.overrides.is_some_and(|o| o.flag_killed(flag))
     }
     #[inline]
     fn trips(&self, flag: &str) -> &[Trip] {
-        self.0.map_or(&[], |o| o.trips(flag))
+        self.overrides.map_or(&[], |o| o.trips(flag))
+    }
+    fn budget_exhausted(&self, budget: &Budget, scope: &str) -> bool {
+        let now = self.clock.now_millis();
+        match &self.budgets {
+            BudgetAccess::Held(book) => book.borrow_mut().is_exhausted(budget, scope, now),
+            BudgetAccess::Lock => {
+                let (exhausted, transitions) = {
+                    let mut book = self.runtime.budgets();
+                    let exhausted = book.is_exhausted(budget, scope, now);
+                    (exhausted, book.take_transitions())
+                };
+                self.runtime.emit_budget_transitions(transitions, now);
+                exhausted
+            }
+        }
+    }
+    fn pin(&self, flag: &crate::document::Flag, conversation: &str) -> PinLookup {
+        match self.pins {
+            PinSource::Given(stored) => PinLookup::of(flag, stored),
+            PinSource::Memory => {
+                let stored =
+                    self.runtime
+                        .pins
+                        .get(&flag.key, conversation, self.clock.now_millis());
+                PinLookup::of(flag, stored.as_deref())
+            }
+        }
     }
 }
 
-impl Snapshot<'_> {
+impl<'a> Snapshot<'a> {
     pub fn document(&self) -> &Document {
         &self.document
+    }
+
+    /// The overlay of this snapshot: local kills, trips, budgets, pins.
+    pub fn overlay(&self, pins: PinSource<'a>) -> LiveOverlay<'_> {
+        LiveOverlay {
+            overrides: self.overrides.as_deref().map(|o| &**o),
+            runtime: self.runtime,
+            clock: self.clock,
+            pins,
+            budgets: BudgetAccess::Lock,
+        }
+    }
+
+    pub(crate) fn overlay_holding<'b>(
+        &'b self,
+        book: &'b mut BudgetBook,
+        pins: PinSource<'b>,
+    ) -> LiveOverlay<'b> {
+        LiveOverlay {
+            overrides: self.overrides.as_deref().map(|o| &**o),
+            runtime: self.runtime,
+            clock: self.clock,
+            pins,
+            budgets: BudgetAccess::Held(std::cell::RefCell::new(book)),
+        }
+    }
+
+    /// Carries out a decision's pin effect on the in-memory store.
+    #[inline]
+    pub(crate) fn keep_pin<C: Context + ?Sized>(&self, decision: &Decision<'_>, ctx: &C) {
+        if matches!(decision.pin, PinEffect::None | PinEffect::Keep) {
+            return;
+        }
+        let (Some(flag), Some(sticky)) =
+            (decision.flag, decision.flag.and_then(|f| f.sticky.as_ref()))
+        else {
+            return;
+        };
+        let Some(conversation) = conversation_of(sticky, ctx) else {
+            return;
+        };
+        let pins = &self.runtime.pins;
+        match (decision.pin, decision.variant()) {
+            (PinEffect::Write, Some(variant)) => pins.set(
+                &flag.key,
+                &conversation,
+                &variant.id,
+                self.clock.now_millis().saturating_add(sticky.ttl),
+            ),
+            (PinEffect::Delete, _) => pins.delete(&flag.key, &conversation),
+            _ => {}
+        }
+    }
+
+    /// Evaluates with the in-memory pins (written or removed as the decision says).
+    #[inline]
+    fn decide<C: Context + ?Sized>(
+        &self,
+        flag: FlagAt<'_>,
+        ctx: &C,
+        now: &impl Now,
+    ) -> Decision<'_> {
+        let overlay = self.overlay(PinSource::Memory);
+        let decision = match flag {
+            FlagAt::Key(key) => self.document.evaluate(key, ctx, now, &overlay),
+            FlagAt::Index(index) => self.document.evaluate_index(index, ctx, now, &overlay),
+        };
+        self.keep_pin(&decision, ctx);
+        decision
+    }
+
+    /// Evaluates with a pin a binding read from its own store: nothing is written; the caller
+    /// carries out `decision.pin` on that store.
+    #[inline]
+    pub fn evaluate_index_pinned<C: Context + ?Sized>(
+        &self,
+        flag_index: usize,
+        ctx: &C,
+        pin: Option<&str>,
+        at: Option<Millis>,
+    ) -> Decision<'_> {
+        let overlay = self.overlay(PinSource::Given(pin));
+        match at {
+            None => self
+                .document
+                .evaluate_index(flag_index, ctx, &ClockNow(self.clock), &overlay),
+            Some(at) => self
+                .document
+                .evaluate_index(flag_index, ctx, &At(at), &overlay),
+        }
     }
 
     /// Evaluates as of instant `at`; the decision borrows from the snapshot.
@@ -707,27 +883,47 @@ impl Snapshot<'_> {
         ctx: &C,
         at: Millis,
     ) -> Decision<'_> {
-        self.document
-            .evaluate(flag, ctx, &At(at), &self.local_kills())
+        self.decide(FlagAt::Key(flag), ctx, &At(at))
     }
 
     /// `explain` against this snapshot's document (the one whose attributes a binding read).
+    /// Reads pins and budgets; writes nothing.
     pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
-        self.document
-            .explain(flag, ctx, &ClockNow(self.clock), &self.local_kills())
+        self.document.explain(
+            flag,
+            ctx,
+            &ClockNow(self.clock),
+            &self.overlay(PinSource::Memory),
+        )
     }
 
     /// `explain` as of instant `at`.
     pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
         self.document
-            .explain(flag, ctx, &At(at), &self.local_kills())
+            .explain(flag, ctx, &At(at), &self.overlay(PinSource::Memory))
+    }
+
+    /// `explain` with a pin read from a binding's store.
+    pub fn explain_pinned<C: Context + ?Sized>(
+        &self,
+        flag: &str,
+        ctx: &C,
+        pin: Option<&str>,
+        at: Option<Millis>,
+    ) -> Value {
+        let overlay = self.overlay(PinSource::Given(pin));
+        match at {
+            None => self
+                .document
+                .explain(flag, ctx, &ClockNow(self.clock), &overlay),
+            Some(at) => self.document.explain(flag, ctx, &At(at), &overlay),
+        }
     }
 
     /// Evaluates the flag at `flag_index` of [`Snapshot::document`] (no second key lookup).
     #[inline]
     pub fn evaluate_index<C: Context + ?Sized>(&self, flag_index: usize, ctx: &C) -> Decision<'_> {
-        self.document
-            .evaluate_index(flag_index, ctx, &ClockNow(self.clock), &self.local_kills())
+        self.decide(FlagAt::Index(flag_index), ctx, &ClockNow(self.clock))
     }
 
     /// `evaluate_index` as of instant `at`.
@@ -738,8 +934,7 @@ impl Snapshot<'_> {
         ctx: &C,
         at: Millis,
     ) -> Decision<'_> {
-        self.document
-            .evaluate_index(flag_index, ctx, &At(at), &self.local_kills())
+        self.decide(FlagAt::Index(flag_index), ctx, &At(at))
     }
 
     /// The snapshot's document, shared (for caches keyed by document).
@@ -747,17 +942,10 @@ impl Snapshot<'_> {
         &self.document
     }
 
-    /// The local kills in force at this snapshot.
-    #[inline]
-    pub fn local_kills(&self) -> SnapshotKills<'_> {
-        SnapshotKills(self.overrides.as_deref().map(|o| &**o))
-    }
-
     /// Evaluates a flag against this snapshot; the decision borrows from it.
     #[inline]
     pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Decision<'_> {
-        self.document
-            .evaluate(flag, ctx, &ClockNow(self.clock), &self.local_kills())
+        self.decide(FlagAt::Key(flag), ctx, &ClockNow(self.clock))
     }
 
     /// Evaluates a flag and keeps the document alive in the result.
@@ -774,23 +962,30 @@ impl Snapshot<'_> {
         ctx: &C,
         now: impl Now,
     ) -> Evaluation {
-        let decision = self.document.evaluate(flag, ctx, &now, &self.local_kills());
-        Evaluation {
-            flag_index: decision.flag_index,
-            variant_index: decision.variant_index,
-            rule_index: decision.rule_index,
-            reason: decision.reason,
-            bucket: decision.bucket,
-            kill_source: decision.kill_source,
-            guardrail: decision.guardrail,
-            replaced_variant: decision.replaced_variant,
-            missing_flag: match decision.flag_index {
-                Some(_) => None,
-                None => Some(flag.into()),
-            },
-            document: Arc::clone(&self.document),
-        }
+        let decision = self.decide(FlagAt::Key(flag), ctx, &now);
+        Evaluation::of_decision(&decision, flag, &self.document)
     }
+
+    /// `evaluate_owned` with a pin read from a binding's store (nothing written).
+    pub fn evaluate_owned_pinned<C: Context + ?Sized>(
+        &self,
+        flag: &str,
+        ctx: &C,
+        pin: Option<&str>,
+    ) -> Evaluation {
+        let overlay = self.overlay(PinSource::Given(pin));
+        let decision = self
+            .document
+            .evaluate(flag, ctx, &ClockNow(self.clock), &overlay);
+        Evaluation::of_decision(&decision, flag, &self.document)
+    }
+}
+
+/// A flag named by key or by its index in the snapshot's document.
+#[derive(Clone, Copy)]
+enum FlagAt<'k> {
+    Key(&'k str),
+    Index(usize),
 }
 
 /// An owned evaluation result: compact indices into the document that made it.
@@ -805,6 +1000,9 @@ pub struct Evaluation {
     pub kill_source: Option<KillSource>,
     pub guardrail: Option<usize>,
     pub replaced_variant: Option<usize>,
+    pub budget: Option<BudgetRef>,
+    pub shadow: Option<usize>,
+    pub pin: PinEffect,
     /// The requested key when the flag does not exist.
     missing_flag: Option<Box<str>>,
 }
@@ -833,7 +1031,36 @@ impl Evaluation {
             kill_source,
             guardrail: None,
             replaced_variant: None,
+            budget: None,
+            shadow: None,
+            pin: PinEffect::None,
             missing_flag: None,
+        }
+    }
+
+    /// The owned form of a decision of `document`.
+    pub fn of_decision(
+        decision: &Decision<'_>,
+        flag: &str,
+        document: &Arc<Document>,
+    ) -> Evaluation {
+        Evaluation {
+            flag_index: decision.flag_index,
+            variant_index: decision.variant_index,
+            rule_index: decision.rule_index,
+            reason: decision.reason,
+            bucket: decision.bucket,
+            kill_source: decision.kill_source,
+            guardrail: decision.guardrail,
+            replaced_variant: decision.replaced_variant,
+            budget: decision.budget,
+            shadow: decision.shadow,
+            pin: decision.pin,
+            missing_flag: match decision.flag_index {
+                Some(_) => None,
+                None => Some(flag.into()),
+            },
+            document: Arc::clone(document),
         }
     }
 
@@ -856,6 +1083,9 @@ impl Evaluation {
             kill_source: self.kill_source,
             guardrail: self.guardrail,
             replaced_variant: self.replaced_variant,
+            budget: self.budget,
+            shadow: self.shadow,
+            pin: self.pin,
         }
     }
 
@@ -886,6 +1116,18 @@ impl Evaluation {
 
     pub fn revision_arc(&self) -> &Arc<str> {
         self.document.revision_arc()
+    }
+
+    /// The cache key of the served variant with `parts` (see [`crate::cache_key`]); `None`
+    /// for an unknown flag.
+    pub fn cache_key(&self, parts: &[crate::cache_key::KeyPart<'_>]) -> Option<String> {
+        let variant = self.decision().variant()?;
+        Some(crate::cache_key::cache_key(
+            self.flag_key(),
+            &variant.id,
+            &variant.payload_hash,
+            parts,
+        ))
     }
 
     /// The result as JSON (`variant` falls back to `caller_default` when the flag is unknown).

@@ -11,11 +11,13 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value};
 
 use crate::condition::{parse_version, Condition, Op, Scalar, SemverOp, Test, ValueSet, OPERATORS};
-use crate::document::{Action, Document, Flag, KillSwitch, Rule, Segment, Split, Variant};
+use crate::document::{Action, Document, Flag, KillSwitch, Rule, Segment, Shadow, Split, Variant};
 use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::hash::{murmur3_32, SaltedHasher, HASH_VERSION, PERCENT_TOTAL};
 use crate::ramp::{Ramp, RampStep};
+use crate::runtime::budget::{Budget, BudgetAction, Measure};
 use crate::runtime::guardrail::{self, GuardAction, Guardrail, Metric};
+use crate::runtime::sticky::Sticky;
 use crate::time::{parse_duration, parse_timestamp, Millis};
 
 /// Documents larger than this are rejected before parsing (a runaway generator, a wrong file).
@@ -26,7 +28,11 @@ pub const MAX_REGEX_LENGTH: usize = 1024;
 pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
 
 /// Sections that a later version implements; they are rejected rather than silently ignored.
-const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] = &["sticky", "budgets", "shadow"];
+/// (None at the moment: `UNSUPPORTED_FIELD` stays reserved for the next one.)
+const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] = &[];
+
+/// Longest accepted sticky `ttl` and budget `window`: 31 days.
+pub const MAX_STATE_WINDOW_MS: Millis = 31 * 86_400_000;
 
 /// Longest `fallback` list (a chain is walked at most once: this bounds a call's attempts).
 pub const MAX_FALLBACK_STEPS: usize = 16;
@@ -94,6 +100,7 @@ struct Parts {
     kill: KillSwitch,
     flags: Vec<Flag>,
     segments: Vec<Segment>,
+    budgets: Vec<Budget>,
 }
 
 impl Parts {
@@ -103,6 +110,24 @@ impl Parts {
             // A tripped guardrail draws its half-open probe by unit.
             if !flag.guardrails.is_empty() && !flag.attributes.contains(&flag.bucket_by) {
                 flag.attributes.push(flag.bucket_by.clone());
+            }
+            // Sticky pins, budget scopes and the shadow draw read these too.
+            let mut state_attributes: Vec<&str> = Vec::new();
+            if let Some(sticky) = &flag.sticky {
+                state_attributes.push(&sticky.by);
+            }
+            if flag.shadow.is_some() {
+                state_attributes.push(&flag.bucket_by);
+            }
+            for budget in flag.budgets.iter().chain(&self.budgets) {
+                if let Some(per) = &budget.per {
+                    state_attributes.push(per);
+                }
+            }
+            for name in state_attributes {
+                if !flag.attributes.iter().any(|a| &**a == name) {
+                    flag.attributes.push(name.into());
+                }
             }
             let mut run_attributes = flag.attributes.clone();
             for extra in [&*flag.bucket_by, crate::runtime::SEGMENT_ATTRIBUTE] {
@@ -124,6 +149,7 @@ impl Parts {
             flags: self.flags,
             flag_index,
             segments: self.segments,
+            budgets: self.budgets,
             source: Arc::new(source),
         }
     }
@@ -370,8 +396,9 @@ impl Loader {
                 "kill",
                 "segments",
                 "flags",
+                "budgets",
             ],
-            &["budgets"],
+            &[],
         );
         let revision: Arc<str> = match map.get("revision") {
             Some(v) => Arc::from(self.non_empty_string("revision", v).unwrap_or("")),
@@ -412,11 +439,16 @@ impl Loader {
             Some(v) => self.flags(v, &segments),
             None => Vec::new(),
         };
+        let budgets = match map.get("budgets") {
+            Some(v) => self.budgets("budgets", v, None, None),
+            None => Vec::new(),
+        };
         Some(Parts {
             revision,
             kill,
             flags,
             segments,
+            budgets,
         })
     }
 
@@ -812,6 +844,14 @@ impl Loader {
                 "flag keys must not be empty",
             );
         }
+        if key.starts_with('$') {
+            // `metrics()` keeps its own entries (such as "$budgets") beside the flags.
+            self.report(
+                &path,
+                ProblemKind::InvalidValue,
+                "flag keys must not start with \"$\" (reserved)",
+            );
+        }
         let map = self.object(&path, value)?;
         self.check_fields(
             &path,
@@ -831,6 +871,9 @@ impl Loader {
                 "max_attempts",
                 "max_total_ms",
                 "guardrails",
+                "sticky",
+                "budgets",
+                "shadow",
             ],
             NOT_YET_SUPPORTED_FLAG_FIELDS,
         );
@@ -930,6 +973,17 @@ impl Loader {
             ),
             None => Vec::new(),
         };
+        let sticky = map
+            .get("sticky")
+            .and_then(|v| self.sticky(&join(&path, "sticky"), v));
+        let budgets = match map.get("budgets") {
+            Some(v) => self.budgets(&join(&path, "budgets"), v, Some(&names), Some(key)),
+            None => Vec::new(),
+        };
+        let shadow = map
+            .get("shadow")
+            .and_then(|v| self.shadow(&join(&path, "shadow"), v, &variants, &names, key, &salt));
+        let has_ai = variants.iter().any(|v| v.ai);
         Some(Flag {
             key: Arc::from(key),
             description,
@@ -948,6 +1002,274 @@ impl Loader {
             max_attempts,
             max_total_ms,
             guardrails,
+            sticky,
+            budgets,
+            shadow,
+            has_ai,
+        })
+    }
+
+    // ---- sticky, budgets, shadow ----------------------------------------------------------
+
+    /// A duration of at least a second and at most [`MAX_STATE_WINDOW_MS`].
+    fn state_window(&mut self, path: &str, value: &Value) -> Option<Millis> {
+        let ms = self.duration(path, value)?;
+        if !self.at_least_a_second(path, ms) {
+            return None;
+        }
+        if ms > MAX_STATE_WINDOW_MS {
+            self.report(path, ProblemKind::InvalidValue, "must be at most 31d");
+            return None;
+        }
+        Some(ms)
+    }
+
+    fn sticky(&mut self, path: &str, value: &Value) -> Option<Sticky> {
+        let map = self.object(path, value)?;
+        self.check_fields(path, map, &["by", "ttl"], &[]);
+        let by: Box<str> = match map.get("by") {
+            Some(v) => self.non_empty_string(&join(path, "by"), v)?.into(),
+            None => "conversation_id".into(),
+        };
+        let ttl = self
+            .required(path, map, "ttl")
+            .and_then(|v| self.state_window(&join(path, "ttl"), v))?;
+        Some(Sticky { by, ttl })
+    }
+
+    /// `budgets` of a flag (`variants` and `flag` given) or of the document.
+    fn budgets(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: Option<&VariantNames<'_>>,
+        flag: Option<&str>,
+    ) -> Vec<Budget> {
+        let Value::Array(items) = value else {
+            self.report(
+                path,
+                ProblemKind::WrongType,
+                format!("expected an array of budgets, found {}", json_type(value)),
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<Budget> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index(path, i);
+            let Some(budget) = self.budget(&item_path, item, variants, flag) else {
+                continue;
+            };
+            if let Some(first) = out.iter().position(|other| other.id == budget.id) {
+                self.report(
+                    &item_path,
+                    ProblemKind::DuplicateBudgetId,
+                    format!(
+                        "budget id \"{}\" is already used by budgets[{first}] (give each an \"id\")",
+                        budget.id
+                    ),
+                );
+                continue;
+            }
+            out.push(budget);
+        }
+        out
+    }
+
+    fn budget(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: Option<&VariantNames<'_>>,
+        flag: Option<&str>,
+    ) -> Option<Budget> {
+        let map = self.object(path, value)?;
+        self.check_fields(
+            path,
+            map,
+            &[
+                "id",
+                "description",
+                "per",
+                "max_requests",
+                "max_cost",
+                "window",
+                "action",
+            ],
+            &[],
+        );
+        if let Some(v) = map.get("description") {
+            self.string(&join(path, "description"), v);
+        }
+        let per: Option<Box<str>> = match map.get("per") {
+            Some(v) => Some(self.non_empty_string(&join(path, "per"), v)?.into()),
+            None => None,
+        };
+        let measure_limit = match (map.get("max_requests"), map.get("max_cost")) {
+            (Some(_), Some(_)) => {
+                self.report(
+                    path,
+                    ProblemKind::InvalidValue,
+                    "give either \"max_requests\" or \"max_cost\", not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    &join(path, "max_requests"),
+                    ProblemKind::MissingField,
+                    "a budget needs \"max_requests\" or \"max_cost\"",
+                );
+                None
+            }
+            (Some(v), None) => self
+                .positive_integer(&join(path, "max_requests"), v, 1_000_000_000_000)
+                .map(|n| (Measure::Requests, n as f64)),
+            (None, Some(v)) => {
+                let limit_path = join(path, "max_cost");
+                match self.number(&limit_path, v) {
+                    Some(n) if n > 0.0 && n.is_finite() => Some((Measure::Cost, n)),
+                    Some(n) => {
+                        self.report(
+                            &limit_path,
+                            ProblemKind::InvalidValue,
+                            format!("must be above 0, found {n}"),
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+        };
+        let window = self
+            .required(path, map, "window")
+            .and_then(|v| self.state_window(&join(path, "window"), v));
+        let action_path = join(path, "action");
+        let action = match (self.required(path, map, "action"), variants) {
+            (None, _) => None,
+            (Some(Value::String(text)), _) if text == "kill" => Some(BudgetAction::Kill),
+            (Some(Value::Object(body)), Some(names)) => {
+                self.check_fields(&action_path, body, &["serve"], &[]);
+                self.required(&action_path, body, "serve").and_then(|v| {
+                    self.variant_ref(&join(&action_path, "serve"), v, names, flag.unwrap_or(""))
+                        .map(BudgetAction::Serve)
+                })
+            }
+            (Some(_), Some(_)) => {
+                self.report(
+                    &action_path,
+                    ProblemKind::InvalidValue,
+                    "expected \"kill\" or {\"serve\": \"<variant>\"} (a cheaper, cached or static variant)",
+                );
+                None
+            }
+            (Some(_), None) => {
+                self.report(
+                    &action_path,
+                    ProblemKind::InvalidValue,
+                    "a document-wide budget's action is \"kill\" (variants belong to flags: give a flag its own budget to serve one)",
+                );
+                None
+            }
+        };
+        let (measure, limit) = measure_limit?;
+        let window = window?;
+        let id: Arc<str> = match map.get("id") {
+            Some(v) => Arc::from(self.non_empty_string(&join(path, "id"), v)?),
+            None => Arc::from(format!(
+                "{}{}-{}",
+                per.as_deref().map(|p| format!("{p}-")).unwrap_or_default(),
+                measure.as_str(),
+                crate::time::format_duration(window)
+            )),
+        };
+        Some(Budget {
+            key: Arc::from(format!("{}\u{1f}{id}", flag.unwrap_or(""))),
+            id,
+            flag: flag.map(Arc::from),
+            per,
+            measure,
+            limit,
+            window,
+            action: action?,
+        })
+    }
+
+    fn shadow(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &[Variant],
+        names: &VariantNames<'_>,
+        flag: &str,
+        flag_salt: &str,
+    ) -> Option<Shadow> {
+        let map = self.object(path, value)?;
+        self.check_fields(
+            path,
+            map,
+            &["variant", "percent", "max_cost_per_hour", "salt"],
+            &[],
+        );
+        let variant_path = join(path, "variant");
+        let variant = self
+            .required(path, map, "variant")
+            .and_then(|v| self.variant_ref(&variant_path, v, names, flag));
+        if let Some(v) = variant {
+            if !variants[v].ai {
+                self.report(
+                    &variant_path,
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "variant \"{}\" calls no model (\"ai\": false): there is nothing to shadow",
+                        variants[v].id
+                    ),
+                );
+            }
+        }
+        let milli_percent = self
+            .required(path, map, "percent")
+            .and_then(|v| self.percent(&join(path, "percent"), v, false));
+        let cap = match map.get("max_cost_per_hour") {
+            Some(v) => {
+                let cap_path = join(path, "max_cost_per_hour");
+                match self.number(&cap_path, v) {
+                    Some(n) if n > 0.0 && n.is_finite() => Some(Some(n)),
+                    Some(n) => {
+                        self.report(
+                            &cap_path,
+                            ProblemKind::InvalidValue,
+                            format!("must be above 0, found {n}"),
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+            None => Some(None),
+        };
+        let salt: Box<str> = match map.get("salt") {
+            Some(v) => self.string(&join(path, "salt"), v)?.into(),
+            None => format!("{flag_salt}/shadow").into(),
+        };
+        let variant = variant?;
+        if !variants[variant].ai {
+            return None;
+        }
+        Some(Shadow {
+            variant,
+            milli_percent: milli_percent?,
+            hasher: SaltedHasher::new(&salt),
+            salt,
+            cap: cap?.map(|limit| Budget {
+                id: Arc::from("shadow"),
+                key: Arc::from(format!("{flag}\u{1f}\u{1f}shadow")),
+                flag: Some(Arc::from(flag)),
+                per: None,
+                measure: Measure::Cost,
+                limit,
+                window: 3_600_000,
+                action: BudgetAction::SkipShadow,
+            }),
         })
     }
 
@@ -990,6 +1312,10 @@ impl Loader {
         if let Some(v) = map.get("max_tokens") {
             variant.max_tokens =
                 self.positive_integer(&join(path, "max_tokens"), v, u32::MAX as u64);
+        }
+        if let Some(v) = map.get("max_input_tokens") {
+            variant.max_input_tokens =
+                self.positive_integer(&join(path, "max_input_tokens"), v, u32::MAX as u64);
         }
         if let Some(Value::String(model)) = map.get("model") {
             variant.model = Some(Arc::from(model.as_str()));

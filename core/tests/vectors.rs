@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use flagrail_core::cache_key::KeyPart;
 use flagrail_core::hash::{murmur3_32, unit_hash};
+use flagrail_core::runtime::{Step, Usage};
 use flagrail_core::time::parse_timestamp;
-use flagrail_core::{bucket, decision_json, At, Document, NoOverlay};
+use flagrail_core::{bucket, decision_json, At, Document, Flags, NoOverlay};
 use serde_json::{json, Value};
 
 fn vectors_dir() -> PathBuf {
@@ -160,6 +162,87 @@ fn run_case(
                 }
             }
         },
+        "state" => {
+            // A fresh handle per case: pins and budgets start empty.
+            let flags = Flags::from_value(file["document"].clone())
+                .map_err(|e| format!("document rejected: {e}"))?;
+            for (i, step) in case["steps"].as_array().expect("steps").iter().enumerate() {
+                let flag = str_field(step, "flag");
+                let context = &step["context"];
+                let expected = &step["expected"];
+                let at_step = |what: &str| format!("step {i}: {what}");
+                match str_field(step, "op") {
+                    "evaluate" => {
+                        let at = parse_timestamp(str_field(step, "at")).ok_or("bad at")?;
+                        let evaluation = flags.evaluate_at(flag, context, at);
+                        let got = evaluation.to_json(step["default"].as_str());
+                        for key in ["variant", "reason", "rule_id", "bucket"] {
+                            check(&at_step(key), got[key].clone(), expected[key].clone())?;
+                        }
+                    }
+                    "call" => {
+                        let mut run = flags
+                            .start_run(flag, context)
+                            .map_err(|e| at_step(&format!("start_run: {e}")))?;
+                        let served = match run.next_step() {
+                            Step::Call { variant, .. } => {
+                                run.succeed(Usage::default());
+                                variant
+                            }
+                            Step::Serve { variant } => variant,
+                            Step::Exhausted => return Err(at_step("chain exhausted")),
+                        };
+                        let evaluation = run.evaluation();
+                        let flag_def = evaluation.flag().ok_or("no flag")?;
+                        check(
+                            &at_step("variant"),
+                            json!(&*flag_def.variants[served].id),
+                            expected["variant"].clone(),
+                        )?;
+                        check(
+                            &at_step("reason"),
+                            json!(evaluation.reason.as_str()),
+                            expected["reason"].clone(),
+                        )?;
+                    }
+                    other => return Err(at_step(&format!("unknown op {other}"))),
+                }
+            }
+            Ok(())
+        }
+        "cache-key" => {
+            let doc = document.ok_or("the file's document was rejected")?;
+            let flags = Flags::from_value(file["document"].clone())
+                .map_err(|e| format!("document rejected: {e}"))?;
+            let flag = str_field(case, "flag");
+            let variant = str_field(case, "variant");
+            let evaluation = flags.evaluate(flag, &json!({ "pick": variant }));
+            check("variant", json!(evaluation.variant_id()), json!(variant))?;
+            let payload_hash = doc
+                .flag(flag)
+                .and_then(|f| f.variant(variant))
+                .map(|v| v.payload_hash.to_string());
+            check(
+                "payload_hash",
+                json!(payload_hash),
+                case["payload_hash"].clone(),
+            )?;
+            let parts: Vec<KeyPart<'_>> = case["parts"]
+                .as_array()
+                .expect("parts")
+                .iter()
+                .map(|p| match p {
+                    Value::String(s) => KeyPart::Text(s),
+                    Value::Number(n) => KeyPart::Int(n.as_i64().expect("integer part")),
+                    other => panic!("a part is a string or an integer, found {other}"),
+                })
+                .collect();
+            check(
+                "key",
+                json!(evaluation.cache_key(&parts)),
+                case["key"].clone(),
+            )
+        }
         other => Err(format!("unknown vector kind {other}")),
     }
 }

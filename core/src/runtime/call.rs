@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::context::{Attr, Context};
-use crate::document::Flag;
+use crate::document::{Document, Flag};
 use crate::error::{Error, Result};
-use crate::live::{Evaluation, Flags, Snapshot};
+use crate::evaluate::{budget_of, At};
+use crate::live::{Evaluation, Flags, PinSource, Snapshot};
+use crate::runtime::budget::{BudgetRef, Measure};
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::metrics::AttemptSample;
 use crate::runtime::{AttemptRecord, SEGMENT_ATTRIBUTE};
@@ -110,6 +112,13 @@ pub struct Run {
     attempts: Vec<Attempt>,
     served: Option<usize>,
     shadow: bool,
+    /// The cost budgets this run spends against (scope: the `per` value, or "").
+    cost_scopes: Vec<CostScope>,
+    /// What is reserved against each of `cost_scopes` (or, for a shadow run, against the
+    /// shadow's hourly cap) for the attempt about to start or in flight, and for which variant.
+    reserved: Option<(usize, f64)>,
+    /// The output of the attempt in flight, for outcome events of runs with a shadow.
+    output: Option<Value>,
 }
 
 impl std::fmt::Debug for Run {
@@ -182,6 +191,36 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// A budget a run spends against, with its scope (the `per` value, or "").
+type CostScope = (BudgetRef, Box<str>);
+
+/// The budgets a run of `flag` spends against, with their scope in `ctx` (budgets whose `per`
+/// attribute the context lacks do not apply).
+fn budget_scopes<C: Context + ?Sized>(
+    doc: &Document,
+    flag: &Flag,
+    ctx: &C,
+) -> Vec<(BudgetRef, Box<str>)> {
+    let own = flag
+        .budgets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (BudgetRef::Flag(i), b));
+    let wide = doc
+        .budgets()
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (BudgetRef::Document(i), b));
+    own.chain(wide)
+        .filter_map(|(at, budget)| match &budget.per {
+            None => Some((at, Box::from(""))),
+            Some(attr) => string_attr(ctx, attr)
+                .filter(|s| !s.is_empty())
+                .map(|s| (at, s)),
+        })
+        .collect()
+}
+
 fn string_attr<C: Context + ?Sized>(ctx: &C, name: &str) -> Option<Box<str>> {
     match ctx.attr(name) {
         Attr::Str(s) => Some(Box::from(s)),
@@ -218,7 +257,32 @@ impl Flags {
         flag: &str,
         ctx: &C,
     ) -> Result<Run> {
-        let evaluation = snapshot.evaluate_owned(flag, ctx);
+        self.start_run_with(snapshot, flag, ctx, PinSource::Memory)
+    }
+
+    /// [`Flags::start_run_in`] with the pin source of a sticky flag: with
+    /// [`PinSource::Given`] nothing is written, and the binding carries out
+    /// `run.evaluation().pin` on its own store.
+    pub fn start_run_with<C: Context + ?Sized>(
+        &self,
+        snapshot: &Snapshot<'_>,
+        flag: &str,
+        ctx: &C,
+        pins: PinSource<'_>,
+    ) -> Result<Run> {
+        let doc = snapshot.document();
+        let budgeted = doc
+            .flag(flag)
+            .is_some_and(|f| !f.budgets.is_empty() || !doc.budgets().is_empty());
+        let (evaluation, cost_scopes, reserved) = if budgeted {
+            self.evaluate_and_reserve(snapshot, flag, ctx, pins)
+        } else {
+            let evaluation = match pins {
+                PinSource::Memory => snapshot.evaluate_owned(flag, ctx),
+                PinSource::Given(pin) => snapshot.evaluate_owned_pinned(flag, ctx, pin),
+            };
+            (evaluation, Vec::new(), None)
+        };
         let (Some(flag_def), Some(assigned)) = (
             evaluation
                 .flag_index
@@ -231,8 +295,8 @@ impl Flags {
         };
         let now = self.now_millis();
         let unit = string_attr(ctx, &flag_def.bucket_by);
-        let local = snapshot.local_kills();
-        let trips = crate::evaluate::Overlay::trips(&local, &flag_def.key);
+        let trips = snapshot.overlay(PinSource::Memory);
+        let trips = crate::evaluate::Overlay::trips(&trips, &flag_def.key);
         let rerouted = |v: usize| {
             trips
                 .iter()
@@ -261,10 +325,61 @@ impl Flags {
             attempts: Vec::new(),
             served: None,
             shadow: false,
+            cost_scopes,
+            reserved,
+            output: None,
             evaluation,
         };
         run.emit_exposure();
         Ok(run)
+    }
+
+    /// Evaluates a flag with budgets under the budget lock and, in the same critical section,
+    /// counts the request and reserves the assigned variant's estimated maximum cost: two
+    /// calls can never both take the last room of a budget.
+    fn evaluate_and_reserve<C: Context + ?Sized>(
+        &self,
+        snapshot: &Snapshot<'_>,
+        flag: &str,
+        ctx: &C,
+        pins: PinSource<'_>,
+    ) -> (Evaluation, Vec<CostScope>, Option<(usize, f64)>) {
+        let runtime = &self.shared.runtime;
+        let now = self.now_millis();
+        let doc = snapshot.document_arc();
+        let (evaluation, cost_scopes, reserved, transitions) = {
+            let mut book = runtime.budgets();
+            let decision = {
+                let overlay = snapshot.overlay_holding(&mut book, pins);
+                doc.evaluate(flag, ctx, &At(now), &overlay)
+            };
+            let evaluation = Evaluation::of_decision(&decision, flag, doc);
+            let mut cost_scopes = Vec::new();
+            let mut reserved = None;
+            if let (Some(flag_def), Some(assigned)) = (decision.flag, decision.variant_index) {
+                let variant = &flag_def.variants[assigned];
+                for (at, scope) in budget_scopes(doc, flag_def, ctx) {
+                    let Some(budget) = budget_of(doc, Some(flag_def), at) else {
+                        continue;
+                    };
+                    match budget.measure {
+                        Measure::Requests => book.charge(budget, &scope, 1.0, now),
+                        Measure::Cost => {
+                            let amount = budget.reservation(variant);
+                            book.reserve(budget, &scope, amount, now);
+                            reserved = Some((assigned, amount));
+                            cost_scopes.push((at, scope));
+                        }
+                    }
+                }
+            }
+            (evaluation, cost_scopes, reserved, book.take_transitions())
+        };
+        runtime.emit_budget_transitions(transitions, now);
+        if matches!(pins, PinSource::Memory) {
+            snapshot.keep_pin(&evaluation.decision(), ctx);
+        }
+        (evaluation, cost_scopes, reserved)
     }
 
     /// A tracker: a run of one attempt on an evaluation the app already has, for apps that
@@ -277,6 +392,27 @@ impl Flags {
             });
         };
         let unit = string_attr(ctx, &flag_def.bucket_by);
+        // The app called (or is calling) the model already: count the request now and its cost
+        // when it reports; there is nothing to reserve ahead.
+        let mut cost_scopes = Vec::new();
+        if !flag_def.budgets.is_empty() || !evaluation.document.budgets().is_empty() {
+            let now = self.now_millis();
+            let runtime = &self.shared.runtime;
+            let transitions = {
+                let mut book = runtime.budgets();
+                for (at, scope) in budget_scopes(&evaluation.document, flag_def, ctx) {
+                    let Some(budget) = budget_of(&evaluation.document, Some(flag_def), at) else {
+                        continue;
+                    };
+                    match budget.measure {
+                        Measure::Requests => book.charge(budget, &scope, 1.0, now),
+                        Measure::Cost => cost_scopes.push((at, scope)),
+                    }
+                }
+                book.take_transitions()
+            };
+            runtime.emit_budget_transitions(transitions, now);
+        }
         let started = Instant::now();
         let run_key = new_run_key();
         let run = Run {
@@ -298,10 +434,21 @@ impl Flags {
             attempts: Vec::new(),
             served: None,
             shadow: false,
+            cost_scopes,
+            reserved: None,
+            output: None,
             evaluation,
         };
         run.emit_exposure();
         Ok(run)
+    }
+}
+
+impl Drop for Run {
+    /// A run dropped with an attempt reserved (an abandoned call, a tracker never reported)
+    /// gives its reservation back: budgets never leak room.
+    fn drop(&mut self) {
+        self.release_reservation();
     }
 }
 
@@ -340,9 +487,80 @@ impl Run {
             .is_some_and(|v| Some(v) != self.evaluation.variant_index)
     }
 
-    /// Marks this run's attempts as shadow attempts (recorded, never guarding).
-    pub fn set_shadow(&mut self, shadow: bool) {
-        self.shadow = shadow;
+    /// Whether this run is the shadow copy of another.
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+
+    /// The shadow variant drawn for this run, if any.
+    pub fn shadow_variant(&self) -> Option<usize> {
+        self.evaluation.shadow
+    }
+
+    /// Whether outcome events of this run carry the function's output (runs with a shadow
+    /// and shadow runs: the two outputs are compared offline). Bindings convert the output
+    /// only then.
+    pub fn wants_output(&self) -> bool {
+        self.shadow || self.evaluation.shadow.is_some()
+    }
+
+    /// The output of the attempt in flight (see [`Run::wants_output`]).
+    pub fn set_output(&mut self, output: Value) {
+        self.output = Some(output);
+    }
+
+    /// The shadow copy of this run, when the evaluation drew a shadow variant and the shadow's
+    /// hourly cost cap still has room (checked and reserved atomically). One attempt on the
+    /// shadow variant, same run id; its outcome is recorded with `shadow: true`, never feeds a
+    /// guardrail or a budget other than the cap, and never changes this run.
+    pub fn shadow_run(&self) -> Option<Run> {
+        let variant = self.evaluation.shadow?;
+        let flag = self.flag()?;
+        let shadow = flag.shadow.as_ref()?;
+        let def = flag.variants.get(variant)?;
+        let mut reserved = None;
+        if let Some(cap) = &shadow.cap {
+            let now = self.flags.now_millis();
+            let runtime = &self.flags.shared.runtime;
+            let (admitted, transitions) = {
+                let mut book = runtime.budgets();
+                let admitted = !book.is_exhausted(cap, "", now);
+                if admitted {
+                    let amount = cap.reservation(def);
+                    book.reserve(cap, "", amount, now);
+                    reserved = Some((variant, amount));
+                }
+                (admitted, book.take_transitions())
+            };
+            runtime.emit_budget_transitions(transitions, now);
+            if !admitted {
+                return None;
+            }
+        }
+        let started = Instant::now();
+        Some(Run {
+            flags: self.flags.clone(),
+            run_key: self.run_key,
+            run_id: Arc::clone(&self.run_id),
+            evaluation: self.evaluation.clone(),
+            unit: self.unit.clone(),
+            segment: self.segment.clone(),
+            chain: vec![variant],
+            position: 0,
+            ai_attempts: 0,
+            max_attempts: 1,
+            started,
+            deadline: flag
+                .max_total_ms
+                .map(|ms| started + Duration::from_millis(ms)),
+            current: None,
+            attempts: Vec::new(),
+            served: None,
+            shadow: true,
+            cost_scopes: Vec::new(),
+            reserved,
+            output: None,
+        })
     }
 
     /// Milliseconds left of the call's total time, if bounded.
@@ -357,7 +575,14 @@ impl Run {
         if self.served.is_some() {
             return Step::Exhausted;
         }
-        let Some(flag) = self.evaluation.flag() else {
+        // The run's own handle on the document: the reservation bookkeeping below needs
+        // `&mut self` while the flag is in use.
+        let document = Arc::clone(&self.evaluation.document);
+        let Some(flag) = self
+            .evaluation
+            .flag_index
+            .and_then(|i| document.flags().get(i))
+        else {
             return Step::Exhausted;
         };
         let out_of_budget = self.ai_attempts >= self.max_attempts || self.remaining_ms() == Some(0);
@@ -365,6 +590,7 @@ impl Run {
             self.position += 1;
             let def = &flag.variants[variant];
             if !def.ai {
+                self.release_reservation();
                 self.served = Some(variant);
                 let segment = self.segment.clone();
                 self.flags.record_static(flag, variant, segment.as_deref());
@@ -375,6 +601,10 @@ impl Run {
                 continue;
             }
             self.ai_attempts += 1;
+            if self.reserved.is_none_or(|(v, _)| v != variant) {
+                self.release_reservation();
+                self.reserve_for(variant);
+            }
             let timeout_ms = match (def.timeout_ms, self.remaining_ms()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -388,7 +618,86 @@ impl Run {
                 timeout_ms,
             };
         }
+        self.release_reservation();
         Step::Exhausted
+    }
+
+    /// Reserves `variant`'s estimated maximum cost against the run's cost budgets (a fallback
+    /// attempt: no admission check, its predecessor's reservation was just given back).
+    fn reserve_for(&mut self, variant: usize) {
+        if self.cost_scopes.is_empty() && self.shadow_cap().is_none() {
+            return;
+        }
+        let Some(def) = self.evaluation.flag().and_then(|f| f.variants.get(variant)) else {
+            return;
+        };
+        let amount = if def.ai {
+            def.max_cost().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let now = self.flags.now_millis();
+        let runtime = &self.flags.shared.runtime;
+        let transitions = {
+            let mut book = runtime.budgets();
+            for (budget, scope) in self.cost_targets() {
+                book.reserve(budget, scope, amount, now);
+            }
+            if let Some(cap) = self.shadow_cap() {
+                book.reserve(cap, "", amount, now);
+            }
+            book.take_transitions()
+        };
+        runtime.emit_budget_transitions(transitions, now);
+        self.reserved = Some((variant, amount));
+    }
+
+    /// Gives back the reservation of the attempt that did not happen or has ended.
+    fn release_reservation(&mut self) {
+        let Some((_, amount)) = self.reserved.take() else {
+            return;
+        };
+        self.settle(amount, 0.0);
+    }
+
+    /// Releases `reserved` and charges `spent` against the run's cost budgets (or the shadow's
+    /// cap).
+    fn settle(&self, reserved: f64, spent: f64) {
+        if self.cost_scopes.is_empty() && self.shadow_cap().is_none() {
+            return;
+        }
+        let now = self.flags.now_millis();
+        let runtime = &self.flags.shared.runtime;
+        let transitions = {
+            let mut book = runtime.budgets();
+            for (budget, scope) in self.cost_targets() {
+                book.release(budget, scope, reserved, now);
+                book.charge(budget, scope, spent, now);
+            }
+            if let Some(cap) = self.shadow_cap() {
+                book.release(cap, "", reserved, now);
+                book.charge(cap, "", spent, now);
+            }
+            book.take_transitions()
+        };
+        runtime.emit_budget_transitions(transitions, now);
+    }
+
+    /// The cost budgets and scopes of this run, resolved against its document.
+    fn cost_targets(&self) -> impl Iterator<Item = (&crate::runtime::budget::Budget, &str)> {
+        let doc = &self.evaluation.document;
+        let flag = self.evaluation.flag();
+        self.cost_scopes
+            .iter()
+            .filter_map(move |(at, scope)| Some((budget_of(doc, flag, *at)?, &**scope)))
+    }
+
+    /// The shadow's hourly cost cap, for a shadow run.
+    fn shadow_cap(&self) -> Option<&crate::runtime::budget::Budget> {
+        if !self.shadow {
+            return None;
+        }
+        self.evaluation.flag()?.shadow.as_ref()?.cap.as_ref()
     }
 
     /// The attempt in flight succeeded.
@@ -423,6 +732,15 @@ impl Run {
         usage: Usage,
     ) -> Option<usize> {
         let current = self.current.take()?;
+        let reserved = match self.reserved.take() {
+            Some((variant, amount)) if variant == current.variant => amount,
+            Some((_, amount)) => {
+                self.settle(amount, 0.0);
+                0.0
+            }
+            None => 0.0,
+        };
+        let output = self.output.take();
         let latency_ms = usage
             .latency_ms
             .unwrap_or_else(|| current.started.elapsed().as_secs_f64() * 1000.0);
@@ -431,6 +749,14 @@ impl Run {
         let cost = usage
             .cost
             .or_else(|| def.cost_of(usage.input_tokens, usage.output_tokens));
+        // A success that reported no cost is charged its estimate (the budget errs on the safe
+        // side); a failure is charged what it reported, if anything.
+        let spent = match (cost, error) {
+            (Some(cost), _) => cost,
+            (None, None) => reserved,
+            (None, Some(_)) => 0.0,
+        };
+        self.settle(reserved, spent);
         let attempt = Attempt {
             variant: Arc::clone(&def.id),
             variant_index: current.variant,
@@ -466,6 +792,9 @@ impl Run {
                 "unit": runtime.unit_label(self.unit.as_deref()),
                 "segment": self.segment.as_deref(),
             }));
+            if let (Some(output), Some(Value::Object(event))) = (output, events.last_mut()) {
+                event.insert("output".into(), output);
+            }
         }
         self.flags.record_attempt(
             &AttemptRecord {
@@ -481,8 +810,7 @@ impl Run {
                     shadow: self.shadow,
                 },
                 now,
-                serves_run: error
-                    .is_none()
+                serves_run: (error.is_none() && !self.shadow)
                     .then(|| (self.run_key, self.evaluation.revision_arc())),
             },
             &mut events,

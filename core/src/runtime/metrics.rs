@@ -419,3 +419,62 @@ fn format_float(x: f64) -> String {
         format!("{x}")
     }
 }
+
+/// Budget gauges (from [`crate::live::Flags::budget_states`]) in the text format: limit,
+/// spent and reserved in the window, and exhausted scopes (0 or 1 for a single-scope budget).
+pub fn budgets_to_prometheus(budgets: &[Value], out: &mut String) {
+    if budgets.is_empty() {
+        return;
+    }
+    let labels = |b: &Value| {
+        format!(
+            "flag=\"{}\",budget=\"{}\",measure=\"{}\"",
+            escape(b["flag"].as_str().unwrap_or("")),
+            escape(b["budget"].as_str().unwrap_or("")),
+            escape(b["measure"].as_str().unwrap_or("")),
+        )
+    };
+    type Gauge<'a> = (&'a str, &'a str, &'a dyn Fn(&Value) -> f64);
+    let families: [Gauge<'_>; 4] = [
+        (
+            "flagrail_budget_limit",
+            "Budget limit (requests or cost) per window; flag=\"\" is document-wide.",
+            &|b| b["limit"].as_f64().unwrap_or(0.0),
+        ),
+        (
+            "flagrail_budget_spent",
+            "Spent in the rolling window (all scopes of a per-unit budget).",
+            &|b| {
+                b["spent"]
+                    .as_f64()
+                    .or_else(|| b["spent_total"].as_f64())
+                    .unwrap_or(0.0)
+            },
+        ),
+        (
+            "flagrail_budget_reserved",
+            "Reserved by calls in flight (single-scope budgets).",
+            &|b| b["reserved"].as_f64().unwrap_or(0.0),
+        ),
+        (
+            "flagrail_budget_exhausted_scopes",
+            "Scopes whose budget is exhausted (0 or 1 for a single-scope budget).",
+            &|b| {
+                b["exhausted_scopes"].as_f64().unwrap_or(
+                    if b["exhausted"].as_bool() == Some(true) {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                )
+            },
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for b in budgets {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(b), format_float(value(b)));
+        }
+    }
+}

@@ -6,12 +6,14 @@
 //! and which events go out. Bindings only run the user's function in their async idiom and
 //! report back what happened (`Run::succeed` / `Run::fail`).
 
+pub mod budget;
 pub mod call;
 pub mod classify;
 pub mod events;
 pub mod guardrail;
 pub mod metrics;
 pub mod stats;
+pub mod sticky;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +33,11 @@ pub use classify::{classify, ErrorFacts, ErrorKind};
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
 pub use guardrail::{GuardAction, Guardrail, Metric, Trip};
 
+use budget::{BudgetBook, BudgetTransition};
 use guardrail::{GuardState, Transition};
 use metrics::{AttemptSample, MetricsStore};
 use stats::Tally;
+use sticky::MemoryPins;
 
 /// Runs remembered for `feedback(run_id, …)`; older ones are forgotten first.
 pub const MAX_RECENT_RUNS: usize = 100_000;
@@ -110,6 +114,11 @@ struct RuntimeState {
 /// than the model call it describes.
 pub struct Runtime {
     state: Mutex<RuntimeState>,
+    /// Budget windows and reservations: their own lock, taken by evaluations of flags with
+    /// budgets (never by others).
+    budgets: Mutex<BudgetBook>,
+    /// Conversation pins of sticky flags (the default store).
+    pub(crate) pins: MemoryPins,
     sinks: ArcSwap<Vec<Arc<dyn EventSink>>>,
     has_sinks: AtomicBool,
     unit_hasher: ArcSwapOption<UnitHasher>,
@@ -119,6 +128,8 @@ impl Default for Runtime {
     fn default() -> Self {
         Runtime {
             state: Mutex::new(RuntimeState::default()),
+            budgets: Mutex::new(BudgetBook::default()),
+            pins: MemoryPins::default(),
             sinks: ArcSwap::from_pointee(Vec::new()),
             has_sinks: AtomicBool::new(false),
             unit_hasher: ArcSwapOption::empty(),
@@ -133,6 +144,45 @@ impl Runtime {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn budgets(&self) -> MutexGuard<'_, BudgetBook> {
+        // Ledgers stay consistent across a panic elsewhere (each update is a few additions).
+        self.budgets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Turns budget transitions into `budget_exhausted` / `budget_restored` events.
+    pub(crate) fn emit_budget_transitions(&self, transitions: Vec<BudgetTransition>, now: Millis) {
+        if transitions.is_empty() || !self.wants_events() {
+            return;
+        }
+        let events: Vec<Event> = transitions
+            .into_iter()
+            .map(|t| {
+                let scope = if t.budget.per.is_some() {
+                    self.unit_label(Some(&t.scope))
+                } else {
+                    Value::Null
+                };
+                json!({
+                    "type": if t.exhausted { "budget_exhausted" } else { "budget_restored" },
+                    "time": format_timestamp(now),
+                    "flag": t.budget.flag.as_deref(),
+                    "budget": &*t.budget.id,
+                    "per": t.budget.per.as_deref(),
+                    "scope": scope,
+                    "measure": t.budget.measure.as_str(),
+                    "limit": t.budget.limit,
+                    "window": crate::time::format_duration(t.budget.window),
+                    "action": t.budget.action_str(),
+                    "spent": t.spent,
+                    "reserved": t.reserved,
+                })
+            })
+            .collect();
+        self.emit(&events);
     }
 
     pub(crate) fn wants_events(&self) -> bool {
@@ -431,6 +481,11 @@ impl Flags {
         let now = self.now_millis();
         let state = self.shared.runtime.lock();
         let mut out = state.metrics.to_json();
+        let budgets = self.budget_states();
+        if let (false, Value::Object(map)) = (budgets.is_empty(), &mut out) {
+            // "$" cannot start a flag key: this entry never collides with a flag.
+            map.insert("$budgets".into(), Value::Array(budgets));
+        }
         let mut guards: Vec<_> = state.guards.iter().collect();
         guards.sort_by(|a, b| a.0.cmp(b.0));
         for ((flag, variant, id), entry) in guards {
@@ -492,7 +547,10 @@ impl Flags {
             })
             .collect();
         guardrails.sort();
-        state.metrics.to_prometheus(&guardrails)
+        let mut text = state.metrics.to_prometheus(&guardrails);
+        drop(state);
+        metrics::budgets_to_prometheus(&self.budget_states(), &mut text);
+        text
     }
 }
 

@@ -7,7 +7,8 @@ bucket numbers are computed here, with the PyPI ``mmh3`` package as the independ
 
     /tmp/vecgen/bin/python tests/vectors/tools/gen_eval_vectors.py [--check]
 
-Output: tests/vectors/v1/eval-targeting.json, eval-ramp.json, eval-kill.json, errors.json.
+Output: tests/vectors/v1/eval-targeting.json, eval-ramp.json, eval-kill.json, errors.json,
+eval-state.json (sticky pins and budgets), cache-keys.json.
 """
 
 from __future__ import annotations
@@ -435,8 +436,32 @@ def errors_file():
          [("flags.f.rules", "WRONG_TYPE")], "rules must be an array"),
         ("bad-semver", {"flags": {"f": flag(rules=[{"when": {"attr": "v", "op": "semver_gt", "value": "latest"}, "serve": "b"}])}},
          [("flags.f.rules[0].when.value", "INVALID_SEMVER")], "a semver operand must parse"),
-        ("unsupported-section", {"flags": {"f": flag(shadow={"variant": "b", "percent": 10})}},
-         [("flags.f.shadow", "UNSUPPORTED_FIELD")], "sections of later versions are refused, not silently ignored"),
+        ("budget-needs-a-measure", {"flags": {"f": flag(budgets=[{"window": "1h", "action": "kill"}])}},
+         [("flags.f.budgets[0].max_requests", "MISSING_FIELD")], "a budget counts requests or cost"),
+        ("budget-two-measures", {"flags": {"f": flag(budgets=[{"max_requests": 5, "max_cost": 1.5, "window": "1h", "action": "kill"}])}},
+         [("flags.f.budgets[0]", "INVALID_VALUE")], "a budget counts requests or cost, not both"),
+        ("budget-serves-unknown-variant", {"flags": {"f": flag(budgets=[{"per": "user_id", "max_requests": 100, "window": "1h",
+                                                                          "action": {"serve": "cheapest"}}])}},
+         [("flags.f.budgets[0].action.serve", "UNKNOWN_VARIANT")], "a budget's downgrade names a variant of the flag"),
+        ("budget-window", {"flags": {"f": flag(budgets=[{"max_cost": 10, "window": "hourly", "action": "kill"},
+                                                         {"id": "w2", "max_cost": 10, "window": "90d", "action": "kill"}])}},
+         [("flags.f.budgets[0].window", "INVALID_DURATION"), ("flags.f.budgets[1].window", "INVALID_VALUE")],
+         "a budget window is a duration of at most 31 days"),
+        ("duplicate-budget-id", {"flags": {"f": flag(budgets=[{"id": "x", "max_requests": 5, "window": "1h", "action": "kill"},
+                                                               {"id": "x", "max_cost": 5, "window": "1d", "action": "kill"}])}},
+         [("flags.f.budgets[1]", "DUPLICATE_BUDGET_ID")], "budget ids are unique within a flag"),
+        ("document-budget-serves", {"budgets": [{"max_cost": 500, "window": "1d", "action": {"serve": "a"}}], "flags": {}},
+         [("budgets[0].action", "INVALID_VALUE")], "a document-wide budget can only kill (variants belong to flags)"),
+        ("sticky-ttl", {"flags": {"f": flag(sticky={"by": "conversation_id"}), "g": flag(sticky={"ttl": "500ms"})}},
+         [("flags.f.sticky.ttl", "MISSING_FIELD"), ("flags.g.sticky.ttl", "INVALID_VALUE")], "a sticky pin needs a TTL of at least 1s"),
+        ("shadow-of-static-variant", {"flags": {"f": flag(variants={"a": {}, "b": {"ai": False}},
+                                                           shadow={"variant": "b", "percent": 10})}},
+         [("flags.f.shadow.variant", "INVALID_VALUE")], "a shadow variant must call a model"),
+        ("shadow-fields", {"flags": {"f": flag(shadow={"variant": "b", "percent": 0, "max_cost_per_hour": -1})}},
+         [("flags.f.shadow.percent", "INVALID_VALUE"), ("flags.f.shadow.max_cost_per_hour", "INVALID_VALUE")],
+         "a shadow samples more than 0 % and caps its cost above 0"),
+        ("reserved-flag-key", {"flags": {"$budgets": flag()}},
+         [("flags.$budgets", "INVALID_VALUE")], "flag keys starting with $ are reserved for metrics() entries"),
         ("hash-version", {"hash_version": 2, "flags": {}},
          [("hash_version", "UNSUPPORTED_HASH_VERSION")], "an unknown bucketing version"),
         ("many-problems", {"flags": {"f": {"variants": {}, "default": "a", "owner": 5}}},
@@ -451,6 +476,191 @@ def errors_file():
             "hash_version": 1, "cases": out}
 
 
+# ---------------------------------------------------------------------------------------------
+# State: decision order with sticky pins and budgets. Each case runs on a fresh handle, step by
+# step; budgets count calls made through `call`, pins are written by evaluations.
+# ---------------------------------------------------------------------------------------------
+
+T0 = "2026-11-21T09:00:00Z"
+T_10 = "2026-11-21T10:00:00Z"      # ramp at 10 %
+T_100 = "2026-11-22T10:00:00Z"     # ramp at 100 %
+
+
+def first_unit(salt: str, predicate, prefix: str = "user-") -> str:
+    for i in range(10_000):
+        unit = f"{prefix}{i}"
+        if predicate(bucket(salt, unit)):
+            return unit
+    raise AssertionError("no unit found")
+
+
+def state_file():
+    chat_rule = {"id": "canary", "ramp": {"variant": "candidate", "baseline": "stable", "start": T0,
+                                          "steps": [{"percent": 10, "hold": "24h"}, {"percent": 100}]}}
+    document = {
+        "revision": "vectors-state-1",
+        "flags": {
+            "chat": {
+                "variants": {"stable": {"model": "m-stable"}, "candidate": {"model": "m-candidate"},
+                             "human": {"ai": False}},
+                "default": "stable",
+                "kill": {"active": False, "serve": "human"},
+                "rules": [chat_rule],
+                "sticky": {"by": "conversation_id", "ttl": "24h"},
+            },
+            "metered": {
+                "variants": {"premium": {"model": "m-big"}, "cheap": {"model": "m-small"}},
+                "default": "premium",
+                "budgets": [{"id": "per-user", "per": "user_id", "max_requests": 2, "window": "1h",
+                             "action": {"serve": "cheap"}}],
+            },
+            "sticky-metered": {
+                "variants": {"premium": {"model": "m-big"}, "cheap": {"model": "m-small"}},
+                "default": "premium",
+                "sticky": {"by": "conversation_id", "ttl": "1h"},
+                "budgets": [{"id": "per-user", "per": "user_id", "max_requests": 1, "window": "1h",
+                             "action": {"serve": "cheap"}}],
+            },
+            "capped": {
+                "variants": {"ai": {"model": "m"}, "static": {"ai": False, "message": "later"}},
+                "default": "ai",
+                "kill": {"active": False, "serve": "static"},
+                "sticky": {"by": "conversation_id", "ttl": "1h"},
+                "budgets": [{"id": "feature-hourly", "max_requests": 1, "window": "1h", "action": "kill"}],
+            },
+        },
+    }
+    out_unit = first_unit("chat", lambda b: b >= 10_000)
+    in_unit = first_unit("chat", lambda b: b < 10_000)
+    b_out = bucket("chat", out_unit)
+    b_in = bucket("chat", in_unit)
+
+    def ev(flag, context, expected, at=T_10, default=None):
+        step = {"op": "evaluate", "flag": flag, "context": context, "at": at, "expected": expected}
+        if default is not None:
+            step["default"] = default
+        return step
+
+    def call(flag, context, variant, reason):
+        return {"op": "call", "flag": flag, "context": context, "expected": {"variant": variant, "reason": reason}}
+
+    cases = [
+        ("sticky-pin-holds-while-the-ramp-moves",
+         "a conversation keeps the variant of its first decision after the ramp grows past its unit",
+         [ev("chat", {"user_id": out_unit, "conversation_id": "c1"}, result("stable", "SPLIT", "canary", b_out)),
+          ev("chat", {"user_id": out_unit, "conversation_id": "c1"}, result("stable", "STICKY"), at=T_100),
+          ev("chat", {"user_id": out_unit, "conversation_id": "c2"}, result("candidate", "SPLIT", "canary", b_out), at=T_100),
+          ev("chat", {"user_id": out_unit}, result("candidate", "SPLIT", "canary", b_out), at=T_100)]),
+        ("sticky-pin-of-a-ramped-unit",
+         "a unit inside the ramp pins the candidate; the pin then serves STICKY",
+         [ev("chat", {"user_id": in_unit, "conversation_id": "c3"}, result("candidate", "SPLIT", "canary", b_in)),
+          ev("chat", {"user_id": in_unit, "conversation_id": "c3"}, result("candidate", "STICKY"))]),
+        ("sticky-integer-conversation",
+         "an integer conversation id pins like its decimal text",
+         [ev("chat", {"user_id": out_unit, "conversation_id": 42}, result("stable", "SPLIT", "canary", b_out)),
+          ev("chat", {"user_id": out_unit, "conversation_id": "42"}, result("stable", "STICKY"), at=T_100)]),
+        ("budget-downgrades-a-unit-over-its-requests",
+         "the third request of a user in the hour is served the budget's cheaper variant; other users are not",
+         [call("metered", {"user_id": "alice"}, "premium", "DEFAULT"),
+          call("metered", {"user_id": "alice"}, "premium", "DEFAULT"),
+          ev("metered", {"user_id": "alice"}, result("cheap", "BUDGET")),
+          call("metered", {"user_id": "alice"}, "cheap", "BUDGET"),
+          ev("metered", {"user_id": "bob"}, result("premium", "DEFAULT")),
+          ev("metered", {}, result("premium", "DEFAULT"))]),
+        ("sticky-before-budget",
+         "a pinned conversation keeps its variant when its user's budget is exhausted (step 3 before 4); a new conversation is downgraded",
+         [call("sticky-metered", {"user_id": "carol", "conversation_id": "k1"}, "premium", "DEFAULT"),
+          ev("sticky-metered", {"user_id": "carol", "conversation_id": "k1"}, result("premium", "STICKY")),
+          ev("sticky-metered", {"user_id": "carol", "conversation_id": "k2"}, result("cheap", "BUDGET")),
+          ev("sticky-metered", {"user_id": "carol", "conversation_id": "k2"}, result("cheap", "BUDGET"))]),
+        ("budget-kill-beats-sticky",
+         "an exhausted budget whose action is kill serves the kill variant, pinned or not",
+         [call("capped", {"user_id": "dan", "conversation_id": "z1"}, "ai", "DEFAULT"),
+          ev("capped", {"user_id": "dan", "conversation_id": "z1"}, result("static", "KILLED")),
+          ev("capped", {"user_id": "erin"}, result("static", "KILLED"))]),
+    ]
+    return {"description": "Decision order with state: sticky pins (STICKY) and budgets (BUDGET, KILLED by a budget). "
+                           "Each case runs its steps in order on a fresh handle.",
+            "hash_version": 1, "document": document,
+            "cases": [{"id": f"state-{i}", "description": d, "steps": steps} for i, d, steps in cases]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache keys: flagrail:v1:<flag>:<variant>:<payload hash>[:<parts hash>], computed here with
+# hashlib from the rules in docs/flag-document.md.
+# ---------------------------------------------------------------------------------------------
+
+def canonical(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    keys = sorted(value, key=lambda k: k.encode("utf-8"))
+    return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical(value[k]) for k in keys) + "}"
+
+
+def sha16(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def cache_key(flag_key: str, variant: str, payload, parts) -> str:
+    esc = lambda s: s.replace("%", "%25").replace(":", "%3A")
+    key = f"flagrail:v1:{esc(flag_key)}:{esc(variant)}:{sha16(canonical(payload).encode('utf-8'))}"
+    if parts:
+        data = b""
+        for part in parts:
+            raw = str(part).encode("utf-8")
+            data += len(raw).to_bytes(8, "little") + raw
+        key += ":" + sha16(data)
+    return key
+
+
+def cache_keys_file():
+    payloads = {
+        "support-bot": {
+            "stable": {"model": "claude-sonnet-4", "prompt": "support/v2.1", "temperature": 0.2,
+                       "max_tokens": 1500, "tools": ["search"], "cache_ttl_seconds": 3600},
+            "v2.2": {"prompt": "support/v2.2", "model": "claude-opus-4", "temperature": 0.2,
+                     "max_tokens": 1500, "tools": ["search", "rewrite"]},
+            "empty": {},
+            "unicode": {"message": "Bonjour \u00e0 vous \u2014 \"quoted\"\n", "z": [1, 2.5, None, True], "a": {"b": 1.0}},
+        },
+        "ns:odd%key": {"v:1": {"n": 7}},
+    }
+    cases = []
+    specs = [
+        ("support-bot", "stable", [], "no parts: flag, variant and payload hash"),
+        ("support-bot", "stable", ["What is my refund status?"], "one text part"),
+        ("support-bot", "v2.2", ["What is my refund status?"], "the same question under another variant has another key"),
+        ("support-bot", "stable", ["ab", "c"], "parts are length-prefixed: (ab, c)"),
+        ("support-bot", "stable", ["a", "bc"], "... differs from (a, bc)"),
+        ("support-bot", "stable", [42, "user-7"], "an integer part is its decimal text"),
+        ("support-bot", "stable", ["42", "user-7"], "... so it equals the text part \"42\""),
+        ("support-bot", "empty", ["x"], "an empty payload"),
+        ("support-bot", "unicode", ["\u00e9t\u00e9", ""], "non-ASCII payload and parts, an empty part, 1.0 written as 1"),
+        ("ns:odd%key", "v:1", ["q"], "':' and '%' in ids are escaped"),
+    ]
+    for i, (flag_key, variant, parts, description) in enumerate(specs):
+        cases.append({"id": f"cache-key-{i + 1}", "description": description, "flag": flag_key, "variant": variant,
+                      "parts": parts, "payload_hash": sha16(canonical(payloads[flag_key][variant]).encode("utf-8")),
+                      "key": cache_key(flag_key, variant, payloads[flag_key][variant], parts)})
+    document = {"revision": "vectors-cache-keys-1",
+                "flags": {k: {"variants": v, "default": next(iter(v)),
+                              "rules": [{"id": f"pick-{vid}", "when": {"attr": "pick", "op": "eq", "value": vid},
+                                         "serve": vid} for vid in v]}
+                          for k, v in payloads.items()}}
+    return {"description": "variant.cache_key(*parts): evaluate `flag` with context {\"pick\": variant} (a rule serves "
+                           "that variant), then its cache key of `parts` equals `key`; its payload hash is `payload_hash`.",
+            "hash_version": 1, "document": document, "cases": cases}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true", help="fail if the files are out of date")
@@ -460,6 +670,8 @@ def main() -> int:
         "eval-ramp.json": ramp_file(),
         "eval-kill.json": kill_file(),
         "errors.json": errors_file(),
+        "eval-state.json": state_file(),
+        "cache-keys.json": cache_keys_file(),
     }
     stale = []
     for name, content in outputs.items():

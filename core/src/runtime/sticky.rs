@@ -1,0 +1,221 @@
+//! Sticky conversations: the first decision in a conversation is pinned, and the conversation
+//! keeps its variant while ramps move and rules change, until the pin's TTL.
+//!
+//! What a pin may override is decided in [`crate::evaluate`] (step 3): a kill still wins, and a
+//! pin whose variant a guardrail has tripped, or that names a variant the flag no longer has, is
+//! broken and replaced by a fresh decision. Pins live in a bounded in-memory store
+//! ([`MemoryPins`]) unless a binding installs a shared store (get / set / delete with TTL): then
+//! the binding reads the pin before evaluating, passes it in, and carries out the
+//! [`PinEffect`] the decision returns.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustc_hash::FxHashMap;
+
+use crate::context::{Attr, Context};
+use crate::document::Flag;
+use crate::time::Millis;
+
+/// Pins kept in memory before the oldest are forgotten.
+pub const MAX_MEMORY_PINS: usize = 100_000;
+
+/// A flag's `sticky` section.
+#[derive(Debug, Clone)]
+pub struct Sticky {
+    /// The context attribute that names the conversation.
+    pub by: Box<str>,
+    /// How long a pin lives after the first decision.
+    pub ttl: Millis,
+}
+
+/// What the caller of an evaluation does with the pin store afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PinEffect {
+    /// Nothing (not a sticky flag, no conversation id, or a decision that is never pinned:
+    /// `KILLED`, `BUDGET`).
+    #[default]
+    None,
+    /// A pin served (`STICKY`): leave it.
+    Keep,
+    /// Pin the served variant (a first decision, or one that replaced a broken pin).
+    Write,
+    /// The pin was broken and the decision is not pinnable: remove it.
+    Delete,
+}
+
+/// What the store held for this conversation, resolved against the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinLookup {
+    Absent,
+    /// The pinned variant, by index.
+    Variant(usize),
+    /// A pin naming a variant the flag no longer has.
+    Gone,
+}
+
+impl PinLookup {
+    /// Resolves a stored variant id.
+    pub fn of(flag: &Flag, stored: Option<&str>) -> PinLookup {
+        match stored {
+            None => PinLookup::Absent,
+            Some(id) => flag
+                .variant_position(id)
+                .map_or(PinLookup::Gone, PinLookup::Variant),
+        }
+    }
+}
+
+/// The conversation id of a context for a sticky flag (a non-empty string, or an integer in
+/// decimal, like a bucketing unit); `None` when the context has none.
+pub fn conversation_of<C: Context + ?Sized>(sticky: &Sticky, ctx: &C) -> Option<String> {
+    match ctx.attr(&sticky.by) {
+        Attr::Str(s) if !s.is_empty() => Some(s.to_string()),
+        Attr::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// The key of a pin in a shared store: `flagrail/pin/<flag>/<conversation>`.
+pub fn pin_key(flag: &str, conversation: &str) -> String {
+    format!("flagrail/pin/{flag}/{conversation}")
+}
+
+#[derive(Debug)]
+struct Pin {
+    variant: Arc<str>,
+    expires: Millis,
+    /// Insertion number, to tell a live entry from a stale slot of the eviction queue.
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct PinTable {
+    by_flag: FxHashMap<Arc<str>, FxHashMap<Box<str>, Pin>>,
+    order: VecDeque<(Arc<str>, Box<str>, u64)>,
+    len: usize,
+    next_seq: u64,
+}
+
+/// The default pin store: in memory, per handle, at most [`MAX_MEMORY_PINS`] pins (the oldest
+/// are forgotten first; an expired pin is dropped when read).
+#[derive(Debug, Default)]
+pub struct MemoryPins {
+    table: Mutex<PinTable>,
+}
+
+impl MemoryPins {
+    fn lock(&self) -> MutexGuard<'_, PinTable> {
+        // Every update leaves the table consistent: keep going after a panic elsewhere.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pinned variant id of this conversation, if a live pin exists.
+    pub fn get(&self, flag: &str, conversation: &str, now: Millis) -> Option<Arc<str>> {
+        let mut table = self.lock();
+        let pins = table.by_flag.get_mut(flag)?;
+        let pin = pins.get(conversation)?;
+        if pin.expires > now {
+            return Some(Arc::clone(&pin.variant));
+        }
+        pins.remove(conversation);
+        table.len -= 1;
+        None
+    }
+
+    pub fn set(&self, flag: &Arc<str>, conversation: &str, variant: &Arc<str>, expires: Millis) {
+        let mut table = self.lock();
+        let seq = table.next_seq;
+        table.next_seq += 1;
+        let previous = table.by_flag.entry(Arc::clone(flag)).or_default().insert(
+            Box::from(conversation),
+            Pin {
+                variant: Arc::clone(variant),
+                expires,
+                seq,
+            },
+        );
+        if previous.is_none() {
+            table.len += 1;
+        }
+        table
+            .order
+            .push_back((Arc::clone(flag), Box::from(conversation), seq));
+        while table.len > MAX_MEMORY_PINS {
+            let Some((flag, conversation, seq)) = table.order.pop_front() else {
+                break;
+            };
+            let removed = table.by_flag.get_mut(&flag).is_some_and(|pins| {
+                pins.get(&conversation).is_some_and(|p| p.seq == seq)
+                    && pins.remove(&conversation).is_some()
+            });
+            if removed {
+                table.len -= 1;
+            }
+        }
+        // The queue keeps one slot per write: compact it when rewrites made it much longer
+        // than the table.
+        if table.order.len() > 2 * MAX_MEMORY_PINS {
+            let PinTable { by_flag, order, .. } = &mut *table;
+            order.retain(|(f, c, s)| {
+                by_flag
+                    .get(f)
+                    .and_then(|pins| pins.get(c))
+                    .is_some_and(|p| p.seq == *s)
+            });
+        }
+    }
+
+    pub fn delete(&self, flag: &str, conversation: &str) {
+        let mut table = self.lock();
+        if let Some(pins) = table.by_flag.get_mut(flag) {
+            if pins.remove(conversation).is_some() {
+                table.len -= 1;
+            }
+        }
+    }
+
+    /// Pins held (expired ones included until read or evicted).
+    pub fn len(&self) -> usize {
+        self.lock().len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_expire_and_are_bounded() {
+        let pins = MemoryPins::default();
+        let flag: Arc<str> = Arc::from("f");
+        let v: Arc<str> = Arc::from("a");
+        pins.set(&flag, "c1", &v, 1_000);
+        assert_eq!(pins.get("f", "c1", 999).as_deref(), Some("a"));
+        assert_eq!(pins.get("f", "c1", 1_000), None, "expired at its TTL");
+        assert_eq!(pins.len(), 0);
+        for i in 0..MAX_MEMORY_PINS + 10 {
+            pins.set(&flag, &format!("c{i}"), &v, 10_000);
+        }
+        assert_eq!(pins.len(), MAX_MEMORY_PINS);
+        assert_eq!(pins.get("f", "c0", 0), None, "the oldest went first");
+        assert!(pins
+            .get("f", &format!("c{}", MAX_MEMORY_PINS + 9), 0)
+            .is_some());
+    }
+
+    #[test]
+    fn rewriting_a_pin_does_not_evict_it_early() {
+        let pins = MemoryPins::default();
+        let flag: Arc<str> = Arc::from("f");
+        let v: Arc<str> = Arc::from("a");
+        pins.set(&flag, "keep", &v, 10);
+        pins.set(&flag, "keep", &v, 10);
+        pins.delete("f", "keep");
+        assert!(pins.is_empty());
+    }
+}
