@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::condition::Condition;
 use crate::document::{Action, Document, Flag};
+use crate::runtime::budget::{BudgetAction, Measure};
 use crate::time::{format_date, Millis};
 
 /// One lint warning, addressed like a validation problem.
@@ -161,6 +162,41 @@ fn lint_flag(doc: &Document, flag: &Flag, now: Millis, warnings: &mut Vec<Warnin
                     servable[b] = true;
                 }
             }
+        }
+    }
+    // The runtime serves these too: fallback steps, budget downgrades, the shadow candidate.
+    for &v in &flag.fallback {
+        servable[v] = true;
+    }
+    for budget in &flag.budgets {
+        if let BudgetAction::Serve(v) = budget.action {
+            servable[v] = true;
+        }
+    }
+    if let Some(shadow) = &flag.shadow {
+        servable[shadow.variant] = true;
+    }
+
+    // Cost budgets reserve a call's estimate before it runs; a variant without one is only
+    // counted after the fact, so concurrent calls can overshoot by what they cost.
+    let cost_budgeted = flag
+        .budgets
+        .iter()
+        .chain(doc.budgets())
+        .any(|b| b.measure == Measure::Cost);
+    let capped_shadow = flag
+        .shadow
+        .as_ref()
+        .filter(|s| s.cap.is_some())
+        .map(|s| s.variant);
+    for (i, variant) in flag.variants.iter().enumerate() {
+        let watched = (cost_budgeted && variant.ai) || capped_shadow == Some(i);
+        if watched && variant.max_cost().is_none() {
+            warnings.push(Warning {
+                path: format!("{path}.variants.{}", variant.id),
+                code: "UNPRICED_BUDGET",
+                message: "a cost budget (or the shadow's max_cost_per_hour) watches this variant, but it has no max_tokens or cost_per_1k_output_tokens: its calls cannot be reserved before they run".to_string(),
+            });
         }
     }
     for (variant, served) in flag.variants.iter().zip(&servable) {

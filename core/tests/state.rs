@@ -539,3 +539,21 @@ fn no_shadow_when_killed_or_when_the_candidate_is_served() {
     flags.replace(Document::from_value(serves_candidate).unwrap());
     assert_eq!(flags.evaluate("chat", &user).shadow, None);
 }
+
+#[test]
+fn lint_warns_about_variants_a_cost_budget_cannot_reserve() {
+    let doc = Document::from_value(json!({ "flags": { "chat": {
+        "variants": {
+            "priced": { "max_tokens": 100, "cost_per_1k_output_tokens": 0.01 },
+            "unpriced": { "model": "m" },
+            "human": { "ai": false }
+        },
+        "default": "priced",
+        "fallback": ["unpriced", "human"],
+        "budgets": [{ "max_cost": 1.0, "window": "1h", "action": { "serve": "human" } }]
+    } } }))
+    .unwrap();
+    let warnings = flagrail_core::lint::lint(&doc, t0());
+    let found: Vec<(&str, &str)> = warnings.iter().map(|w| (w.path.as_str(), w.code)).collect();
+    assert_eq!(found, [("flags.chat.variants.unpriced", "UNPRICED_BUDGET")]);
+}
