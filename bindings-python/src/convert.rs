@@ -230,3 +230,67 @@ fn python_type(value: &Bound<'_, PyAny>) -> String {
         .name()
         .map_or_else(|_| "object".to_string(), |n| n.to_string())
 }
+
+/// What a call's function returned, as JSON for outcome events (runs with a shadow compare the
+/// two outputs offline). Never fails: a value with no JSON form (a datetime, an SDK response
+/// object, a NaN …) is written as its `str()`, wherever it sits in the structure, and nesting
+/// below the serde_json limit is cut the same way.
+pub(crate) fn output_json(value: &Bound<'_, PyAny>) -> Value {
+    lenient(value, 0)
+}
+
+fn lenient(value: &Bound<'_, PyAny>, depth: usize) -> Value {
+    let as_text = |value: &Bound<'_, PyAny>| {
+        Value::String(
+            value
+                .str()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| format!("<{}>", python_type(value))),
+        )
+    };
+    if depth > MAX_DEPTH {
+        return as_text(value);
+    }
+    if let Ok(text) = value.cast::<PyString>() {
+        return Value::String(text.to_string_lossy().into_owned());
+    }
+    if let Ok(flag) = value.cast::<PyBool>() {
+        return Value::Bool(flag.is_true());
+    }
+    if value.cast::<PyInt>().is_ok() {
+        if let Ok(i) = value.extract::<i64>() {
+            return Value::from(i);
+        }
+        if let Ok(u) = value.extract::<u64>() {
+            return Value::from(u);
+        }
+        return as_text(value);
+    }
+    if let Ok(f) = value.cast::<PyFloat>() {
+        return Number::from_f64(f.value()).map_or_else(|| as_text(value), Value::Number);
+    }
+    if value.is_none() {
+        return Value::Null;
+    }
+    if let Ok(dict) = value.cast::<PyDict>() {
+        let mut map = Map::new();
+        for (key, item) in dict.iter() {
+            let key = match key.cast::<PyString>() {
+                Ok(text) => text.to_string_lossy().into_owned(),
+                Err(_) => match as_text(&key) {
+                    Value::String(text) => text,
+                    _ => continue,
+                },
+            };
+            map.insert(key, lenient(&item, depth + 1));
+        }
+        return Value::Object(map);
+    }
+    if let Ok(list) = value.cast::<PyList>() {
+        return Value::Array(list.iter().map(|item| lenient(&item, depth + 1)).collect());
+    }
+    if let Ok(tuple) = value.cast::<PyTuple>() {
+        return Value::Array(tuple.iter().map(|item| lenient(&item, depth + 1)).collect());
+    }
+    as_text(value)
+}

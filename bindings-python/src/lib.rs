@@ -4,7 +4,7 @@
 //! with the exception classes, the fork hook and the typed stubs. One file per core module:
 //! [`live`] (the `Flags` handle), [`variant`] (the result), [`runtime`] (`call`, trackers,
 //! metrics, events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`],
-//! [`time`] (`at=`), plus [`convert`] (JSON values).
+//! [`time`] (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values).
 
 use pyo3::prelude::*;
 
@@ -14,6 +14,7 @@ mod error;
 mod hash;
 mod live;
 mod runtime;
+mod sticky;
 mod time;
 mod variant;
 

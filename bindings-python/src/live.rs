@@ -30,6 +30,7 @@ use crate::context::{with_declared, Source};
 use crate::convert::{from_python, to_python};
 use crate::error::{invalid_argument, IntoPyResult};
 use crate::runtime::{self, CallResult, PyRun, Tracker};
+use crate::sticky::{pin_write, PinStore};
 use crate::time;
 use crate::variant::{py_repr, DocCache, Outcome, Variant};
 
@@ -38,6 +39,8 @@ pub(crate) struct Inner {
     /// Python objects of the live document; replaced on the first evaluation after a reload.
     entry: ArcSwap<Entry>,
     poll_interval: Duration,
+    /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
+    pins: PinStore,
 }
 
 /// What the binding keeps per live document.
@@ -158,7 +161,8 @@ const FIXED_EXTRA: usize = 5;
 fn fixed_slot(doc: &Document, outcome: &Outcome) -> Option<(usize, usize)> {
     let flag_index = outcome.flag_index()?;
     let rules = doc.flags().get(flag_index)?.rules.len();
-    if outcome.bucket().is_some() {
+    // A drawn shadow is per unit, and a budget's decision ends when the budget restores.
+    if outcome.bucket().is_some() || outcome.shadow().is_some() || outcome.budget().is_some() {
         return None;
     }
     let slot = match (
@@ -195,6 +199,7 @@ impl Inner {
             core,
             entry: ArcSwap::from_pointee(entry),
             poll_interval,
+            pins: PinStore::default(),
         }
     }
 
@@ -259,6 +264,21 @@ impl Inner {
             };
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
+                    // A sticky flag with the user's pin store: read, decide, write back.
+                    if let Some(sticky) = &flag_def.sticky {
+                        if let Some(store) = self.pins.custom() {
+                            let read = PinStore::key_of(&flag_def.key, sticky, ctx)
+                                .map(|key| self.pins.read(py, &store, key));
+                            let pin = read.as_ref().and_then(|r| r.pin.as_deref());
+                            let decision = snapshot.evaluate_index_pinned(index, ctx, pin, at);
+                            if let Some(read) = read.filter(|r| r.ok) {
+                                if let Some(write) = pin_write(&decision, read.key) {
+                                    self.pins.write(py, &store, write);
+                                }
+                            }
+                            return Outcome::from(decision);
+                        }
+                    }
                     Outcome::from(match at {
                         None => snapshot.evaluate_index(index, ctx),
                         Some(at) => snapshot.evaluate_index_at(index, ctx, at),
@@ -287,18 +307,30 @@ impl Inner {
         let snapshot = self.core.snapshot();
         let explanation = self.with_entry(py, &snapshot, |entry| {
             let cache = &entry.cache;
-            let (names, keys): (&[Box<str>], &[Py<PyString>]) = match cache
+            let found = cache
                 .doc
                 .flag_position(key)
-                .and_then(|i| Some((cache.doc.flags().get(i)?, cache.flag(py, i)?)))
-            {
+                .and_then(|i| Some((cache.doc.flags().get(i)?, cache.flag(py, i)?)));
+            let (names, keys): (&[Box<str>], &[Py<PyString>]) = match found {
                 Some((flag_def, flag_cache)) => (&flag_def.attributes, &flag_cache.attr_keys),
                 None => (&[], &[]),
             };
+            // A sticky flag with the user's pin store: the pin is read, nothing is written.
+            let custom = found
+                .and_then(|(flag_def, _)| flag_def.sticky.as_ref())
+                .and_then(|sticky| Some((sticky, self.pins.custom()?)));
             // The same snapshot as the attribute names: a reload cannot slip in between.
-            Ok(with_declared(source, names, keys, |ctx| match at {
-                None => snapshot.explain(key, ctx),
-                Some(at) => snapshot.explain_at(key, ctx, at),
+            Ok(with_declared(source, names, keys, |ctx| match custom {
+                Some((sticky, store)) => {
+                    let read =
+                        PinStore::key_of(key, sticky, ctx).map(|k| self.pins.read(py, &store, k));
+                    let pin = read.as_ref().and_then(|r| r.pin.as_deref());
+                    snapshot.explain_pinned(key, ctx, pin, at)
+                }
+                None => match at {
+                    None => snapshot.explain(key, ctx),
+                    Some(at) => snapshot.explain_at(key, ctx, at),
+                },
             }))
         })?;
         to_python(py, &explanation)
@@ -309,6 +341,10 @@ impl Inner {
 impl Inner {
     pub(crate) fn core(&self) -> &CoreFlags {
         &self.core
+    }
+
+    pub(crate) fn pins(&self) -> &PinStore {
+        &self.pins
     }
 
     /// The Python objects of `document`: the live entry's when it is the live document.
@@ -640,9 +676,50 @@ impl Flags {
     }
 
     /// Source, live revision, its age, the last reload error (with ``code`` and every
-    /// problem's ``path``), reload counters, whether the file is watched, and local kills.
+    /// problem's ``path``), reload counters, whether the file is watched, local kills, tripped
+    /// guardrails, every budget's state (``budgets``), the pins held in memory
+    /// (``sticky_pins``) and the pin store (``sticky_store``: ``kind`` ``"memory"`` or
+    /// ``"custom"``, ``errors`` it raised since the process started, ``last_error``).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_python(py, &self.inner.core.status().to_json())
+        let mut status = self.inner.core.status().to_json();
+        status["sticky_store"] = self.inner.pins.status_json();
+        to_python(py, &status)
+    }
+
+    /// Keeps the pins of sticky flags in ``store`` instead of this process's memory, so that
+    /// every instance of the app sees the same pins; ``None`` goes back to memory.
+    ///
+    /// ``store`` is any object with ``get(key) -> str | None``, ``set(key, value,
+    /// ttl_seconds)`` and ``delete(key)`` (see ``flagrail.PinStore``); keys are
+    /// ``flagrail/pin/<flag>/<conversation>``, values are variant ids, and ``set`` gets the
+    /// flag's ``sticky.ttl`` in seconds (the store expires pins). ``get`` may return bytes
+    /// (UTF-8). ``acall`` awaits methods that return an awaitable; ``variant``, ``explain``
+    /// and ``call`` cannot, and count that as a store error.
+    ///
+    /// A store that fails never fails an evaluation: the pin is ignored (and nothing written
+    /// for that decision), and the error is counted in ``status()["sticky_store"]``.
+    ///
+    /// Raises:
+    ///     TypeError: ``store`` lacks a callable ``get``, ``set`` or ``delete``.
+    #[pyo3(signature = (store))]
+    fn use_pin_store(&self, store: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.inner.pins.install(store.filter(|s| !s.is_none()))
+    }
+
+    /// ``(store, key)`` when ``acall`` reads the pin of ``flag`` from the user's store (not
+    /// public API).
+    fn _pin_lookup<'py>(
+        &self,
+        py: Python<'py>,
+        flag: &Bound<'py, PyString>,
+        context: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<(Py<PyAny>, String)>> {
+        runtime::pin_lookup(&self.inner, py, flag, context)
+    }
+
+    /// Counts an exception a pin store method raised in ``acall`` (not public API).
+    fn _pin_store_error(&self, method: &str, exc: &Bound<'_, PyAny>) {
+        self.inner.pins.record_exception(method, exc);
     }
 
     /// Kills ``flag`` (or every flag when ``None``) in this process only: the next evaluation
@@ -691,6 +768,11 @@ impl Flags {
     /// cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
     /// and the chain moves on. Use ``acall`` when attempts must really be cancelled.
     ///
+    /// When the flag's ``shadow`` draws its variant for this unit, ``fn`` is also called with
+    /// that variant (``is_shadow`` true) on a daemon thread, beside the chain: nothing waits
+    /// for it, and what it returns or raises never reaches the result (``CallResult.shadow``
+    /// names it). Both outcomes are recorded with the function's output, for comparison.
+    ///
     /// Args:
     ///     flag: The flag key.
     ///     context: The request's attributes (as for ``variant``); ``segment`` labels metrics.
@@ -715,7 +797,9 @@ impl Flags {
     ///
     /// The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
     /// (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
-    /// awaiting task cancels the attempt in flight and ends the call.
+    /// awaiting task cancels the attempt in flight and ends the call. A shadow call runs as a
+    /// task of its own that nothing awaits. Pin store methods that return an awaitable are
+    /// awaited.
     ///
     /// Raises:
     ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
@@ -731,14 +815,22 @@ impl Flags {
         runtime::acall(slf.as_any(), flag, context, r#fn)
     }
 
-    /// Starts a run for ``acall`` (not public API).
+    /// Starts a run for ``acall`` (not public API). ``pinned`` is ``(key, value, ok)``: what
+    /// the pin store's ``get`` returned (awaited) for ``_pin_lookup``'s key, ``ok`` false when
+    /// it raised.
+    #[pyo3(signature = (flag, context, pinned = None))]
     fn _start_run(
         &self,
         py: Python<'_>,
         flag: &Bound<'_, PyString>,
         context: Option<&Bound<'_, PyAny>>,
+        pinned: Option<(String, Bound<'_, PyAny>, bool)>,
     ) -> PyResult<PyRun> {
-        runtime::start(&self.inner, py, flag, context).map(PyRun::new)
+        let pins = match pinned {
+            None => runtime::Pins::Memory,
+            Some((key, value, ok)) => runtime::Pins::Read(self.inner.pins.accept(key, &value, ok)),
+        };
+        runtime::start(&self.inner, py, flag, context, pins).map(PyRun::new)
     }
 
     /// A tracker for a model call the app makes itself with ``variant``:

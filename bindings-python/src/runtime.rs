@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use flagrail_core::live::PinSource;
 use flagrail_core::runtime::{
     classify, Attempt as CoreAttempt, CallbackSink, ErrorFacts, ErrorKind, Event, Run, Step, Usage,
     SEGMENT_ATTRIBUTE,
@@ -21,14 +22,16 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyType};
 
 use crate::context::{with_declared, Source};
-use crate::convert::to_python;
+use crate::convert::{output_json, to_python};
 use crate::error::{invalid_argument, to_py_err, to_py_err_with, IntoPyResult};
 use crate::live::Inner;
+use crate::sticky::{pin_write, PinRead, PinStore, PinWrite};
 use crate::variant::{py_repr, DocCache, Outcome, Variant};
 
 const HELPERS: &str = "flagrail._call";
 
 static CALL_WITH_TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SUBMIT_SHADOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static ACALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static GENERIC_ALIAS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -42,6 +45,22 @@ pub(crate) struct RunState {
     current: Option<(Py<Variant>, Option<u64>)>,
     /// The variant that served (set on success or on a non-AI step).
     served: Option<Py<Variant>>,
+    /// The shadow variant whose run was started beside this one.
+    shadow_started: Option<usize>,
+    /// What `acall` writes to the user's pin store for this run's decision.
+    pending_pin: Option<PinWrite>,
+}
+
+/// Where a run's sticky pin comes from.
+pub(crate) enum Pins {
+    /// `call`: the user's pin store when one is installed (read and written here), else the
+    /// core's memory store.
+    Auto,
+    /// The core's memory store.
+    Memory,
+    /// `acall`: the pin it read (and awaited) from the user's store; the write is handed back
+    /// by `_Run._pin_effect`.
+    Read(PinRead),
 }
 
 /// What the caller does next.
@@ -58,6 +77,7 @@ pub(crate) fn start(
     py: Python<'_>,
     flag: &Bound<'_, PyString>,
     context: Option<&Bound<'_, PyAny>>,
+    pins: Pins,
 ) -> PyResult<RunState> {
     let source = Source::from_arg(context)?;
     let core = inner.core();
@@ -91,8 +111,44 @@ pub(crate) fn start(
             })
             .collect()
     };
-    let run = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
-        core.start_run_in(&snapshot, key, ctx)
+    let store = match (&pins, &flag_def.sticky) {
+        (Pins::Auto, Some(sticky)) => inner.pins().custom().map(|store| (sticky, store)),
+        _ => None,
+    };
+    let (run, pending_pin) = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
+        match (pins, store) {
+            (Pins::Auto, Some((sticky, store))) => {
+                let read =
+                    PinStore::key_of(key, sticky, ctx).map(|k| inner.pins().read(py, &store, k));
+                let pin = read.as_ref().and_then(|r| r.pin.as_deref());
+                let run = core.start_run_with(&snapshot, key, ctx, PinSource::Given(pin))?;
+                if let Some(read) = read.filter(|r| r.ok) {
+                    if let Some(write) = pin_write(&run.evaluation().decision(), read.key) {
+                        inner.pins().write(py, &store, write);
+                    }
+                }
+                Ok((run, None))
+            }
+            (Pins::Read(read), _) => {
+                // The key as this document names it (a reload since `_pin_lookup` may have
+                // changed the flag's `sticky`): a pin read under another key is not used.
+                let key_now = flag_def
+                    .sticky
+                    .as_ref()
+                    .and_then(|sticky| PinStore::key_of(key, sticky, ctx));
+                let pin = read
+                    .pin
+                    .as_deref()
+                    .filter(|_| key_now.as_deref() == Some(read.key.as_str()));
+                let run = core.start_run_with(&snapshot, key, ctx, PinSource::Given(pin))?;
+                let pending = match key_now {
+                    Some(k) if read.ok => pin_write(&run.evaluation().decision(), k),
+                    _ => None,
+                };
+                Ok((run, pending))
+            }
+            (Pins::Auto | Pins::Memory, _) => Ok((core.start_run_in(&snapshot, key, ctx)?, None)),
+        }
     })
     .into_py_result(py)?;
     let evaluation = run.evaluation();
@@ -110,7 +166,44 @@ pub(crate) fn start(
         flag_index,
         current: None,
         served: None,
+        shadow_started: None,
+        pending_pin,
     })
+}
+
+/// `Flags._pin_lookup`: the user's store and the pin key of `flag` for `context`, when `acall`
+/// is to read the pin itself (a sticky flag, a store installed, a conversation id given).
+pub(crate) fn pin_lookup(
+    inner: &Inner,
+    py: Python<'_>,
+    flag: &Bound<'_, PyString>,
+    context: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<(Py<PyAny>, String)>> {
+    let source = Source::from_arg(context)?;
+    let Some(store) = inner.pins().custom() else {
+        return Ok(None);
+    };
+    let snapshot = inner.core().snapshot();
+    let document = Arc::clone(snapshot.document_arc());
+    let Some((key, index)) = flag
+        .to_str()
+        .ok()
+        .and_then(|k| Some((k, document.flag_position(k)?)))
+    else {
+        return Ok(None);
+    };
+    let flag_def = &document.flags()[index];
+    let Some(sticky) = &flag_def.sticky else {
+        return Ok(None);
+    };
+    let cache = inner.cache_for(py, &document);
+    let Some(flag_cache) = cache.flag(py, index) else {
+        return Ok(None);
+    };
+    let pin_key = with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
+        PinStore::key_of(key, sticky, ctx)
+    });
+    Ok(pin_key.map(|k| (store.clone_ref(py), k)))
 }
 
 /// The interned key of a run attribute that evaluation does not read (`segment`, or a
@@ -136,10 +229,27 @@ impl RunState {
             .cache
             .flag(py, self.flag_index)
             .map_or_else(|| py.None(), |f| f.variant_id(py, Some(index)));
-        Bound::new(
-            py,
-            Variant::found(Arc::clone(&self.cache), Outcome::from(decision), id),
-        )
+        let mut outcome = Outcome::from(decision);
+        if self.run.is_shadow() {
+            outcome = outcome.as_shadow();
+        }
+        Bound::new(py, Variant::found(Arc::clone(&self.cache), outcome, id))
+    }
+
+    /// The shadow copy of this run, when the evaluation drew a shadow variant and its hourly
+    /// cap has room (the core checks and reserves); remembered for `CallResult.shadow`.
+    pub(crate) fn take_shadow(&mut self) -> Option<PyRun> {
+        let run = self.run.shadow_run()?;
+        self.shadow_started = run.shadow_variant();
+        Some(PyRun::new(RunState {
+            run,
+            cache: Arc::clone(&self.cache),
+            flag_index: self.flag_index,
+            current: None,
+            served: None,
+            shadow_started: None,
+            pending_pin: None,
+        }))
     }
 
     pub(crate) fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Next<'py>> {
@@ -173,6 +283,10 @@ impl RunState {
             }
             Err(_) => (value.unbind(), Usage::default()),
         };
+        if self.run.wants_output() {
+            // Runs with a shadow (and shadow runs) carry the output in their outcome events.
+            self.run.set_output(output_json(value.bind(py)));
+        }
         self.run.succeed(usage);
         self.served = self.current.take().map(|(v, _)| v);
         self.result(py, value)
@@ -220,6 +334,7 @@ impl RunState {
         Ok(CallResult {
             value,
             variant,
+            shadow: self.shadow_started,
             run: self.run,
             cache: self.cache,
         })
@@ -269,7 +384,20 @@ pub(crate) fn call<'py>(
     context: Option<&Bound<'py, PyAny>>,
     function: &Bound<'py, PyAny>,
 ) -> PyResult<CallResult> {
-    let mut state = start(inner, py, flag, context)?;
+    let mut state = start(inner, py, flag, context, Pins::Auto)?;
+    if let Some(shadow) = state.take_shadow() {
+        // Beside the served chain, on a daemon thread that nobody waits for. A failure to
+        // hand it over (it cannot really happen) costs the shadow, never the call.
+        let submitted = Bound::new(py, shadow).and_then(|shadow| {
+            SUBMIT_SHADOW
+                .import(py, HELPERS, "submit_shadow")?
+                .call1((shadow, function))
+        });
+        if let Err(err) = submitted {
+            state.shadow_started = None;
+            err.write_unraisable(py, Some(function));
+        }
+    }
     loop {
         let Next::Call(variant, timeout_ms) = state.next(py)? else {
             return state.finish(py);
@@ -364,6 +492,18 @@ impl PyRun {
     fn finish(&self, py: Python<'_>) -> PyResult<CallResult> {
         self.take()?.finish(py)
     }
+
+    /// The shadow run to start beside this one (once), or ``None``.
+    fn _shadow(&self) -> Option<PyRun> {
+        self.lock().as_mut()?.take_shadow()
+    }
+
+    /// What to write to the user's pin store for this run's decision (once):
+    /// ``("set", key, variant, ttl_seconds)``, ``("delete", key)`` or ``None``.
+    fn _pin_effect<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let write = self.lock().as_mut().and_then(|s| s.pending_pin.take());
+        write.map(|w| w.to_python(py)).transpose()
+    }
 }
 
 /// What ``Flags.call`` and ``Flags.acall`` return.
@@ -380,6 +520,7 @@ pub struct CallResult {
     /// ended on. Its ``reason``, ``rule_id``, ``bucket`` and ``revision`` are the evaluation's.
     #[pyo3(get)]
     variant: Py<Variant>,
+    shadow: Option<usize>,
     run: Run,
     cache: Arc<DocCache>,
 }
@@ -412,6 +553,19 @@ impl CallResult {
             Some(f) => f.variant_id(py, evaluation.variant_index),
             None => py.None(),
         }
+    }
+
+    /// The id of the shadow variant run beside this call (its outcome is recorded with
+    /// ``"shadow": true`` and never served), or ``None``: no shadow drawn for this unit, or
+    /// the shadow's ``max_cost_per_hour`` is spent.
+    #[getter]
+    fn shadow(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let index = self.shadow?;
+        Some(
+            self.cache
+                .flag(py, self.run.evaluation().flag_index?)?
+                .variant_id(py, Some(index)),
+        )
     }
 
     #[classmethod]

@@ -12,14 +12,18 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use flagrail_core::{Decision, Document, KillSource, Reason};
-use pyo3::exceptions::PyKeyError;
+use flagrail_core::cache_key::{cache_key, KeyPart};
+use flagrail_core::evaluate::budget_of;
+use flagrail_core::runtime::budget::BudgetRef;
+use flagrail_core::{Decision, Document, Error as CoreError, KillSource, Reason};
+use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyMapping, PyMappingProxy, PyString};
+use pyo3::types::{PyBool, PyDict, PyInt, PyMapping, PyMappingProxy, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::convert::{frozen_dict, to_frozen, to_python};
+use crate::error::{invalid_argument, to_py_err};
 
 /// Python objects for one document, built lazily flag by flag.
 ///
@@ -135,7 +139,7 @@ impl DocCache {
     }
 }
 
-/// What a decision chose, as indices into the document: packed into 20 bytes because one is
+/// What a decision chose, as indices into the document: packed into 28 bytes because one is
 /// written into every `Variant`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome {
@@ -143,9 +147,16 @@ pub(crate) struct Outcome {
     variant: u32,
     rule: u32,
     bucket: u32,
+    /// The shadow variant drawn, or [`NONE`].
+    shadow: u32,
+    /// The budget that decided: [`NONE`], a flag budget's index, or a document budget's index
+    /// with [`DOCUMENT_BUDGET`] set.
+    budget: u32,
     reason: Reason,
     has_bucket: bool,
     kill_source: Option<KillSource>,
+    /// The variant handed to the function of a shadow call (not a decision of its own).
+    is_shadow: bool,
 }
 
 /// "No index" in a packed field (a 16 MiB document cannot hold 2^32 flags, variants or rules).
@@ -161,6 +172,31 @@ fn unpack(index: u32) -> Option<usize> {
     (index != NONE).then_some(index as usize)
 }
 
+/// The bit that marks a document-wide budget in [`Outcome::budget`].
+const DOCUMENT_BUDGET: u32 = 1 << 31;
+
+#[inline]
+fn pack_budget(budget: Option<BudgetRef>) -> u32 {
+    let packed = match budget {
+        None => return NONE,
+        Some(BudgetRef::Flag(i)) => u32::try_from(i).ok().filter(|&i| i < DOCUMENT_BUDGET),
+        Some(BudgetRef::Document(i)) => u32::try_from(i)
+            .ok()
+            .filter(|&i| i < DOCUMENT_BUDGET - 1)
+            .map(|i| i | DOCUMENT_BUDGET),
+    };
+    packed.unwrap_or(NONE)
+}
+
+#[inline]
+fn unpack_budget(packed: u32) -> Option<BudgetRef> {
+    match packed {
+        NONE => None,
+        p if p & DOCUMENT_BUDGET != 0 => Some(BudgetRef::Document((p & !DOCUMENT_BUDGET) as usize)),
+        p => Some(BudgetRef::Flag(p as usize)),
+    }
+}
+
 impl Outcome {
     pub(crate) fn not_found() -> Outcome {
         Outcome {
@@ -168,9 +204,12 @@ impl Outcome {
             variant: NONE,
             rule: NONE,
             bucket: 0,
+            shadow: NONE,
+            budget: NONE,
             reason: Reason::FlagNotFound,
             has_bucket: false,
             kill_source: None,
+            is_shadow: false,
         }
     }
 
@@ -203,6 +242,30 @@ impl Outcome {
     pub(crate) fn kill_source(&self) -> Option<KillSource> {
         self.kill_source
     }
+
+    /// The shadow variant drawn for this decision.
+    #[inline]
+    pub(crate) fn shadow(&self) -> Option<usize> {
+        unpack(self.shadow)
+    }
+
+    /// The budget that decided (reason `BUDGET`, or `KILLED` by a budget).
+    #[inline]
+    pub(crate) fn budget(&self) -> Option<BudgetRef> {
+        unpack_budget(self.budget)
+    }
+
+    /// Whether this is the variant of a shadow call.
+    #[inline]
+    pub(crate) fn is_shadow(&self) -> bool {
+        self.is_shadow
+    }
+
+    /// The same outcome, marked as the variant of a shadow call.
+    pub(crate) fn as_shadow(mut self) -> Outcome {
+        self.is_shadow = true;
+        self
+    }
 }
 
 impl From<Decision<'_>> for Outcome {
@@ -213,9 +276,12 @@ impl From<Decision<'_>> for Outcome {
             variant: pack(d.variant_index),
             rule: pack(d.rule_index),
             bucket: d.bucket.unwrap_or(0),
+            shadow: pack(d.shadow),
+            budget: pack_budget(d.budget),
             reason: d.reason,
             has_bucket: d.bucket.is_some(),
             kill_source: d.kill_source,
+            is_shadow: false,
         }
     }
 }
@@ -302,6 +368,21 @@ impl Variant {
         Some(&flag.rules.get(self.outcome.rule_index()?)?.id)
     }
 
+    fn flag_def(&self) -> Option<&flagrail_core::Flag> {
+        self.cache.doc.flags().get(self.outcome.flag_index()?)
+    }
+
+    /// The id of the shadow variant drawn for this decision.
+    fn shadow_id(&self) -> Option<&str> {
+        Some(&self.flag_def()?.variants.get(self.outcome.shadow()?)?.id)
+    }
+
+    /// The id of the budget that decided.
+    fn budget_id(&self) -> Option<&str> {
+        let budget = budget_of(&self.cache.doc, self.flag_def(), self.outcome.budget()?)?;
+        Some(&budget.id)
+    }
+
     fn payload_entry(&self, py: Python<'_>) -> PyResult<Option<&Payload>> {
         match (self.outcome.flag_index(), self.outcome.variant_index()) {
             (Some(flag), Some(variant)) => self.cache.payload(py, flag, variant),
@@ -386,10 +467,83 @@ impl Variant {
     }
 
     /// Which kill switch is in force when ``reason == "KILLED"``: ``"document"``, ``"flag"``,
-    /// ``"local-all"`` or ``"local-flag"``; otherwise ``None``.
+    /// ``"local-all"``, ``"local-flag"``, ``"guardrail"`` or ``"budget"``; otherwise ``None``.
     #[getter]
     fn kill_source(&self) -> Option<&'static str> {
         self.outcome.kill_source().map(KillSource::as_str)
+    }
+
+    /// The id of the shadow variant drawn for this decision (the flag's ``shadow`` runs it
+    /// beside the served call in ``Flags.call``), or ``None``.
+    #[getter]
+    fn shadow(&self) -> Option<&str> {
+        self.shadow_id()
+    }
+
+    /// The id of the budget that decided: for reason ``BUDGET``, or ``KILLED`` by an
+    /// exhausted budget (``kill_source == "budget"``); otherwise ``None``.
+    #[getter]
+    fn budget(&self) -> Option<&str> {
+        self.budget_id()
+    }
+
+    /// ``True`` only for the variant handed to the function of a shadow call (its result is
+    /// recorded, never served).
+    #[getter]
+    fn is_shadow(&self) -> bool {
+        self.outcome.is_shadow()
+    }
+
+    /// A cache key for a response of this variant: ``flagrail:v1:<flag>:<variant>:<payload
+    /// hash>``, plus a hash of ``parts`` when given (the prompt, the user …).
+    ///
+    /// Editing the variant's payload (model, prompt, parameters) changes its keys, and two
+    /// variants never share a key, so a cached answer is never served for another variant.
+    /// The same in every language (tests/vectors/v1/cache-keys.json).
+    ///
+    /// Args:
+    ///     parts: Strings and integers (an integer is its decimal text; ``bool`` is refused).
+    ///
+    /// Raises:
+    ///     TypeError: A part is neither a str nor an int.
+    ///     InvalidArgumentError: An int part is outside the 64-bit signed range.
+    ///     FlagNotFoundError: The result is of an unknown flag (it has no payload).
+    #[pyo3(signature = (*parts))]
+    fn cache_key(&self, py: Python<'_>, parts: &Bound<'_, PyTuple>) -> PyResult<String> {
+        let held: Vec<Bound<'_, PyAny>> = parts.iter().collect();
+        let mut key_parts: Vec<KeyPart<'_>> = Vec::with_capacity(held.len());
+        for part in &held {
+            if let Ok(text) = part.cast::<PyString>() {
+                key_parts.push(KeyPart::Text(text.to_str()?));
+            } else if part.cast::<PyInt>().is_ok() && part.cast::<PyBool>().is_err() {
+                let int = part.extract::<i64>().map_err(|_| {
+                    invalid_argument(py, "cache_key: an int part must fit in 64 signed bits")
+                })?;
+                key_parts.push(KeyPart::Int(int));
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "cache_key parts must be str or int, not {}",
+                    part.get_type().name()?
+                )));
+            }
+        }
+        let variant = self
+            .flag_def()
+            .and_then(|f| Some((f, f.variants.get(self.outcome.variant_index()?)?)));
+        match variant {
+            Some((flag, variant)) => Ok(cache_key(
+                &flag.key,
+                &variant.id,
+                &variant.payload_hash,
+                &key_parts,
+            )),
+            None => Err(to_py_err(
+                py,
+                &CoreError::FlagNotFound {
+                    flag: self.flag_key(py).to_string_lossy().into_owned(),
+                },
+            )),
+        }
     }
 
     /// ``v["model"]``: a payload field. Raises ``KeyError`` when the payload has no such field
@@ -431,7 +585,7 @@ impl Variant {
 
     /// The result as a new plain dict (payload copied as plain dicts and lists), ready for JSON
     /// logs: ``flag``, ``variant``, ``payload``, ``reason``, ``rule_id``, ``bucket``, ``revision``,
-    /// ``kill_source``.
+    /// ``kill_source``, ``budget``, ``shadow``.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
         out.set_item("flag", self.flag_key(py))?;
@@ -455,6 +609,8 @@ impl Variant {
         out.set_item("bucket", self.outcome.bucket())?;
         out.set_item("revision", self.cache.revision.bind(py))?;
         out.set_item("kill_source", self.kill_source())?;
+        out.set_item("budget", self.budget_id())?;
+        out.set_item("shadow", self.shadow_id())?;
         Ok(out)
     }
 
@@ -464,6 +620,9 @@ impl Variant {
             && self.rule_id_str() == other.rule_id_str()
             && self.outcome.bucket() == other.outcome.bucket()
             && self.outcome.kill_source() == other.outcome.kill_source()
+            && self.budget_id() == other.budget_id()
+            && self.shadow_id() == other.shadow_id()
+            && self.outcome.is_shadow() == other.outcome.is_shadow()
     }
 
     fn __hash__(&self, py: Python<'_>) -> u64 {
@@ -489,6 +648,15 @@ impl Variant {
         }
         if let Some(source) = self.outcome.kill_source() {
             out.push_str(&format!(", kill_source={}", py_repr(py, source.as_str())?));
+        }
+        if let Some(budget) = self.budget_id() {
+            out.push_str(&format!(", budget={}", py_repr(py, budget)?));
+        }
+        if let Some(shadow) = self.shadow_id() {
+            out.push_str(&format!(", shadow={}", py_repr(py, shadow)?));
+        }
+        if self.outcome.is_shadow() {
+            out.push_str(", is_shadow=True");
         }
         out.push_str(&format!(
             ", revision={})",

@@ -50,6 +50,7 @@ def test_public_names() -> None:
         "Flags",
         "InvalidArgumentError",
         "Output",
+        "PinStore",
         "Problem",
         "Reject",
         "SourceError",
@@ -125,6 +126,8 @@ def test_payload_is_read_only_and_shared(flags: Flags) -> None:
         "bucket": None,
         "revision": "2026-11-21.1",
         "kill_source": None,
+        "budget": None,
+        "shadow": None,
     }
 
 

@@ -7,18 +7,22 @@ silent skip.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import lru_cache
 from typing import Any
 
 import pytest
 
-from flagrail import DocumentError, Flags, bucket
+from flagrail import DocumentError, Flags, Variant, bucket
 
 from conftest import VECTORS
 
 MAX_TOTAL = 4294967295
-KINDS = {"murmur3", "hash", "bucket", "split", "eval", "errors"}
+KINDS = {"murmur3", "hash", "bucket", "split", "eval", "errors", "state", "cache-key"}
+# A `state` case runs with the in-memory pins (the spec), and again with a shared pin store
+# through `call` and through `acall`: the pins a store carries decide the same way.
+STATE_MODES = ("memory", "store", "store-acall")
 
 
 def _collect() -> list[Any]:
@@ -39,6 +43,12 @@ def _collect() -> list[Any]:
             # whose seed is always 0, not the raw hash): no test is generated for it.
             if kind == "murmur3" and case["seed"] != 0:
                 continue
+            if kind == "state":
+                for mode in STATE_MODES:
+                    params.append(
+                        pytest.param(kind, path, data, {**case, "mode": mode}, id=f"{path}:{case['id']}:{mode}")
+                    )
+                continue
             params.append(pytest.param(kind, path, data, case, id=f"{path}:{case['id']}"))
     return params
 
@@ -48,6 +58,71 @@ def _document_flags(path: str) -> tuple[Flags, Flags]:
     """The file-level document of an `eval` file, loaded through both entry points."""
     document = json.loads((VECTORS / path).read_text())["document"]
     return Flags.from_json(json.dumps(document)), Flags.from_dict(document)
+
+
+class DictPins:
+    """A shared pin store over a dict (TTLs are recorded, not enforced)."""
+
+    def __init__(self) -> None:
+        self.pins: dict[str, str] = {}
+        self.ttls: dict[str, float] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.pins.get(key)
+
+    def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        self.pins[key] = value
+        self.ttls[key] = ttl_seconds
+
+    def delete(self, key: str) -> None:
+        self.pins.pop(key, None)
+
+
+def _run_state_case(data: dict[str, Any], case: dict[str, Any]) -> None:
+    why = case.get("description", "")
+    # A fresh handle per case: pins and budgets start empty.
+    flags = Flags.from_dict(data["document"])
+    mode = case["mode"]
+    store = DictPins()
+    if mode != "memory":
+        flags.use_pin_store(store)
+
+    def answer(v: Variant) -> str:
+        return f"answer of {v.id}"
+
+    async def aanswer(v: Variant) -> str:
+        return f"answer of {v.id}"
+
+    for i, step in enumerate(case["steps"]):
+        expected = step["expected"]
+        where = f"step {i} ({mode}): {why}"
+        if step["op"] == "evaluate":
+            v = flags.variant(step["flag"], step["context"], step.get("default"), at=step["at"])
+            got = {"variant": v.id, "reason": v.reason, "rule_id": v.rule_id, "bucket": v.bucket}
+            want = {k: expected.get(k) for k in ("variant", "reason", "rule_id", "bucket")}
+            assert got == want, where
+        elif step["op"] == "call":
+            if mode == "store-acall":
+                r = asyncio.run(flags.acall(step["flag"], step["context"], aanswer))
+            else:
+                r = flags.call(step["flag"], step["context"], answer)
+            assert (r.variant.id, r.variant.reason) == (expected["variant"], expected["reason"]), where
+        else:
+            pytest.fail(f"unknown op {step['op']!r} in {case['id']}")
+    status = flags.status()
+    assert status["sticky_store"] == {
+        "kind": "memory" if mode == "memory" else "custom",
+        "errors": 0,
+        "last_error": None,
+    }
+    sticky = {key for key, flag in data["document"]["flags"].items() if "sticky" in flag}
+    pinned = any(s["flag"] in sticky and "conversation_id" in s["context"] for s in case["steps"])
+    # Pins went to the store in use, and only there.
+    if mode == "memory":
+        assert (status["sticky_pins"] > 0, store.pins) == (pinned, {})
+    else:
+        assert (status["sticky_pins"], bool(store.pins)) == (0, pinned)
+        assert all(key.startswith("flagrail/pin/") for key in store.pins)
 
 
 def _split_document(case: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +178,19 @@ def test_vector(kind: str, path: str, data: dict[str, Any] | None, case: dict[st
             # explain makes the same decision as evaluation.
             explained = flags.explain(case["flag"], case.get("context"), at=case["at"])
             assert explained["reason"] == expected["reason"], why
+
+    elif kind == "state":
+        assert data is not None
+        _run_state_case(data, case)
+
+    elif kind == "cache-key":
+        flags = _document_flags(path)[0]
+        v = flags.variant(case["flag"], {"pick": case["variant"]})
+        assert v.id == case["variant"], why
+        assert v.cache_key(*case["parts"]) == case["key"], why
+        # Without parts the key ends on the variant's payload hash.
+        assert v.cache_key().rsplit(":", 1)[1] == case["payload_hash"], why
+        assert case["key"].startswith(v.cache_key()), why
 
     elif kind == "errors":
         document = case["document"]

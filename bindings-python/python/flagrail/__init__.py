@@ -10,6 +10,7 @@
 
     r = flags.call("support-bot", user, lambda v: ask_model(v["model"], prompt))
     r.value, r.variant.id, r.attempts, r.fallback_used       # fallback chain, timeouts, metrics
+    r.variant.cache_key(prompt)                               # a response cache key per variant
 
 The decisions are made by the Rust core shared with the Node package and the CLI, so a user
 lands in the same bucket from every language.
@@ -33,6 +34,7 @@ from ._flagrail import (
     bucket,
 )
 from ._flagrail import _after_fork_in_child, _before_exit
+from ._pins import PinStore
 from .exceptions import (
     AllAttemptsFailedError,
     CallError,
@@ -58,6 +60,7 @@ __all__ = [
     "Flags",
     "InvalidArgumentError",
     "Output",
+    "PinStore",
     "Problem",
     "Reject",
     "SourceError",

@@ -8,7 +8,12 @@ this module only does what needs Python's own concurrency:
   is abandoned: it runs to its end on its thread and its result (or exception) is discarded.
   The threads are daemons, so an abandoned attempt never holds up interpreter exit.
 * ``acall``: the asyncio loop over the chain; an attempt with a timeout is really cancelled
-  (``asyncio.timeout`` on 3.11+, ``asyncio.wait_for`` on 3.10).
+  (``asyncio.timeout`` on 3.11+, ``asyncio.wait_for`` on 3.10). It also reads and writes the
+  user's pin store of a sticky flag, awaiting methods that return an awaitable.
+* Shadow calls: ``submit_shadow`` runs the shadow attempt of a sync ``call`` on the same pool
+  of daemon threads, and ``acall`` runs it as a task (kept in ``_shadow_tasks`` until done).
+  Nothing waits for a shadow, and whatever it raises is recorded as its failed attempt and
+  swallowed: a shadow never delays, changes or fails the served call.
 
 Not public API: use ``Flags.call`` and ``Flags.acall``.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import os
 import queue
 import sys
@@ -26,9 +32,9 @@ from concurrent.futures import TimeoutError as _FutureTimeout
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 if TYPE_CHECKING:
-    from ._flagrail import CallResult, Flags, Variant
+    from ._flagrail import CallResult, Flags, Variant, _Run
 
-__all__ = ["acall", "call_with_timeout"]
+__all__ = ["acall", "call_with_timeout", "submit_shadow"]
 
 # Workers that found no work for this long exit; the pool grows again on demand.
 _IDLE_SECONDS = 30.0
@@ -132,11 +138,87 @@ else:
         return await asyncio.wait_for(fn(variant), timeout)
 
 
+def submit_shadow(run: _Run, fn: Callable[[Variant], Any]) -> None:
+    """Starts the shadow attempt of a sync ``call`` on a daemon thread (in a copy of the
+    caller's context variables); nothing waits for it."""
+    _get_pool().submit(contextvars.copy_context().run, _shadow_sync, run, fn)
+
+
+def _shadow_sync(run: _Run, fn: Callable[[Variant], Any]) -> None:
+    for variant, timeout in run:
+        try:
+            value = fn(variant) if timeout is None else call_with_timeout(fn, variant, timeout)
+        except Exception as exc:
+            run.fail(exc)
+            continue
+        run.succeed(value)
+
+
+async def _shadow_async(run: _Run, fn: Callable[[Variant], Awaitable[Any]]) -> None:
+    for variant, timeout in run:
+        try:
+            value = await (fn(variant) if timeout is None else _attempt(fn, variant, timeout))
+        except Exception as exc:
+            run.fail(exc)
+            continue
+        run.succeed(value)
+
+
+# Shadow tasks of ``acall``: the event loop keeps only weak references to tasks.
+_shadow_tasks: set[asyncio.Task[None]] = set()
+
+
+def _shadow_done(task: asyncio.Task[None]) -> None:
+    _shadow_tasks.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a shadow never logs "exception was never retrieved"
+
+
+def _start_shadow_task(run: _Run, fn: Callable[[Variant], Awaitable[Any]]) -> None:
+    task = asyncio.get_running_loop().create_task(_shadow_async(run, fn))
+    _shadow_tasks.add(task)
+    task.add_done_callback(_shadow_done)
+
+
+async def _settle(value: Any) -> Any:
+    """``value``, awaited when a pin store method returned an awaitable."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def _read_pin(flags: Flags, store: Any, key: str) -> tuple[str, object, bool]:
+    try:
+        return (key, await _settle(store.get(key)), True)
+    except Exception as exc:
+        flags._pin_store_error("get", exc)
+        return (key, None, False)
+
+
+async def _write_pin(flags: Flags, store: Any, effect: tuple[Any, ...]) -> None:
+    method, *args = effect
+    try:
+        await _settle(getattr(store, method)(*args))
+    except Exception as exc:
+        flags._pin_store_error(method, exc)
+
+
 async def acall(
     flags: Flags, flag: str, context: Any, fn: Callable[[Variant], Awaitable[Any]]
 ) -> CallResult[Any]:
     """The chain of ``Flags.acall``: the core plans, this loop awaits."""
-    run = flags._start_run(flag, context)
+    lookup = flags._pin_lookup(flag, context)
+    if lookup is None:
+        run = flags._start_run(flag, context)
+    else:
+        store, key = lookup
+        run = flags._start_run(flag, context, await _read_pin(flags, store, key))
+        effect = run._pin_effect()
+        if effect is not None:
+            await _write_pin(flags, store, effect)
+    shadow = run._shadow()
+    if shadow is not None:
+        _start_shadow_task(shadow, fn)
     for variant, timeout in run:
         try:
             value = await (fn(variant) if timeout is None else _attempt(fn, variant, timeout))

@@ -9,6 +9,8 @@ from datetime import datetime
 from os import PathLike
 from typing import Any, Generic, TypeVar, final, overload
 
+from flagrail._pins import PinStore
+
 __all__ = [
     "Flags",
     "Flag",
@@ -177,7 +179,35 @@ class Flags:
 
     def status(self) -> dict[str, Any]:
         """Source, live revision, its age, the last reload error (with ``code`` and every
-        problem's ``path``), reload counters, whether the file is watched, and local kills."""
+        problem's ``path``), reload counters, whether the file is watched, local kills, tripped
+        guardrails, every budget's state (``budgets``), the pins held in memory
+        (``sticky_pins``) and the pin store (``sticky_store``: ``kind`` ``"memory"`` or
+        ``"custom"``, ``errors`` it raised since the process started, ``last_error``)."""
+
+    def use_pin_store(self, store: PinStore | None) -> None:
+        """Keeps the pins of sticky flags in ``store`` instead of this process's memory, so
+        that every instance of the app sees the same pins; ``None`` goes back to memory.
+
+        ``store`` is any object with ``get(key) -> str | None``, ``set(key, value,
+        ttl_seconds)`` and ``delete(key)`` (see ``flagrail.PinStore``); keys are
+        ``flagrail/pin/<flag>/<conversation>``, values are variant ids, and ``set`` gets the
+        flag's ``sticky.ttl`` in seconds (the store expires pins). ``get`` may return bytes
+        (UTF-8). ``acall`` awaits methods that return an awaitable; ``variant``, ``explain``
+        and ``call`` cannot, and count that as a store error.
+
+        A store that fails never fails an evaluation: the pin is ignored (and nothing written
+        for that decision), and the error is counted in ``status()["sticky_store"]``.
+
+        Raises:
+            TypeError: ``store`` lacks a callable ``get``, ``set`` or ``delete``.
+        """
+
+    def _pin_lookup(self, flag: str, context: Mapping[str, object] | None) -> tuple[Any, str] | None:
+        """``(store, key)`` when ``acall`` reads the pin of ``flag`` from the user's store (not
+        public API)."""
+
+    def _pin_store_error(self, method: str, exc: BaseException) -> None:
+        """Counts an exception a pin store method raised in ``acall`` (not public API)."""
 
     def kill(self, flag: str | None = None, *, reason: str | None = None) -> None:
         """Kills ``flag`` (or every flag when ``None``) in this process only: the next
@@ -219,6 +249,11 @@ class Flags:
         cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
         and the chain moves on. Use ``acall`` when attempts must really be cancelled.
 
+        When the flag's ``shadow`` draws its variant for this unit, ``fn`` is also called with
+        that variant (``is_shadow`` true) on a daemon thread, beside the chain: nothing waits
+        for it, and what it returns or raises never reaches the result (``CallResult.shadow``
+        names it). Both outcomes are recorded with the function's output, for comparison.
+
         Args:
             flag: The flag key.
             context: The request's attributes (as for ``variant``); ``segment`` labels metrics.
@@ -246,7 +281,9 @@ class Flags:
 
         The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
         (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
-        awaiting task cancels the attempt in flight and ends the call.
+        awaiting task cancels the attempt in flight and ends the call. A shadow call runs as a
+        task of its own that nothing awaits. Pin store methods that return an awaitable are
+        awaited.
 
         Raises:
             FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
@@ -262,8 +299,15 @@ class Flags:
         fn: Callable[[Variant], Awaitable[_T]],
     ) -> Coroutine[Any, Any, CallResult[_T]]: ...
 
-    def _start_run(self, flag: str, context: Mapping[str, object] | None) -> _Run:
-        """Starts a run for ``acall`` (not public API)."""
+    def _start_run(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        pinned: tuple[str, object, bool] | None = None,
+    ) -> _Run:
+        """Starts a run for ``acall`` (not public API). ``pinned`` is ``(key, value, ok)``:
+        what the pin store's ``get`` returned (awaited) for ``_pin_lookup``'s key, ``ok``
+        false when it raised."""
 
     def tracker(self, variant: Variant, context: Mapping[str, object] | None = None) -> Tracker:
         """A tracker for a model call the app makes itself with ``variant``:
@@ -390,7 +434,40 @@ class Variant:
     @property
     def kill_source(self) -> str | None:
         """Which kill switch is in force when ``reason == "KILLED"``: ``"document"``,
-        ``"flag"``, ``"local-all"`` or ``"local-flag"``; otherwise ``None``."""
+        ``"flag"``, ``"local-all"``, ``"local-flag"``, ``"guardrail"`` or ``"budget"``;
+        otherwise ``None``."""
+
+    @property
+    def shadow(self) -> str | None:
+        """The id of the shadow variant drawn for this decision (the flag's ``shadow`` runs it
+        beside the served call in ``Flags.call``), or ``None``."""
+
+    @property
+    def budget(self) -> str | None:
+        """The id of the budget that decided: for reason ``BUDGET``, or ``KILLED`` by an
+        exhausted budget (``kill_source == "budget"``); otherwise ``None``."""
+
+    @property
+    def is_shadow(self) -> bool:
+        """``True`` only for the variant handed to the function of a shadow call (its result
+        is recorded, never served)."""
+
+    def cache_key(self, *parts: str | int) -> str:
+        """A cache key for a response of this variant: ``flagrail:v1:<flag>:<variant>:<payload
+        hash>``, plus a hash of ``parts`` when given (the prompt, the user …).
+
+        Editing the variant's payload (model, prompt, parameters) changes its keys, and two
+        variants never share a key, so a cached answer is never served for another variant.
+        The same in every language (tests/vectors/v1/cache-keys.json).
+
+        Args:
+            parts: Strings and integers (an integer is its decimal text; ``bool`` is refused).
+
+        Raises:
+            TypeError: A part is neither a str nor an int.
+            InvalidArgumentError: An int part is outside the 64-bit signed range.
+            FlagNotFoundError: The result is of an unknown flag (it has no payload).
+        """
 
     def __getitem__(self, key: str, /) -> Any:
         """``v["model"]``: a payload field. Raises ``KeyError`` when the payload has no such
@@ -402,7 +479,7 @@ class Variant:
     def to_dict(self) -> dict[str, Any]:
         """The result as a new plain dict (payload copied as plain dicts and lists), ready for
         JSON logs: ``flag``, ``variant``, ``payload``, ``reason``, ``rule_id``, ``bucket``,
-        ``revision``, ``kill_source``."""
+        ``revision``, ``kill_source``, ``budget``, ``shadow``."""
 
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
@@ -444,6 +521,12 @@ class CallResult(Generic[_T]):
     @property
     def assigned(self) -> str:
         """The variant id the flag assigned (the first step of the chain)."""
+
+    @property
+    def shadow(self) -> str | None:
+        """The id of the shadow variant run beside this call (its outcome is recorded with
+        ``"shadow": true`` and never served), or ``None``: no shadow drawn for this unit, or
+        the shadow's ``max_cost_per_hour`` is spent."""
 
 @final
 class Attempt:
@@ -594,3 +677,10 @@ class _Run:
 
     def finish(self) -> CallResult[Any]:
         """The result once the iteration ended, or ``AllAttemptsFailedError``."""
+
+    def _shadow(self) -> _Run | None:
+        """The shadow run to start beside this one (once), or ``None``."""
+
+    def _pin_effect(self) -> tuple[str, str, str, float] | tuple[str, str] | None:
+        """What to write to the user's pin store for this run's decision (once):
+        ``("set", key, variant, ttl_seconds)``, ``("delete", key)`` or ``None``."""
