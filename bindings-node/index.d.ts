@@ -14,7 +14,7 @@ export type Reason =
   | 'DEFAULT'
 
 /** Which kill switch is in force for a KILLED result. */
-export type KillSource = 'document' | 'flag' | 'local-all' | 'local-flag' | 'guardrail'
+export type KillSource = 'document' | 'flag' | 'local-all' | 'local-flag' | 'guardrail' | 'budget'
 
 /** Stable error codes carried by `FlagrailError.code` (the same in Rust and Python). */
 export type ErrorCode =
@@ -72,10 +72,15 @@ export interface CallOptions {
    * whether or not the function honours it. Never aborts when the attempt has no time limit.
    */
   readonly signal: AbortSignal
-  /** 1 for the first model call of this `call`, 2 for the first fallback that calls, … */
+  /** 1 for the first model call of this `call`, 2 for the first fallback that calls, … (1 for a shadow attempt). */
   readonly attempt: number
   /** This attempt's time limit in milliseconds, or `null`. */
   readonly timeoutMs: number | null
+  /**
+   * `true` for the attempt of a shadow variant (the variant's `isShadow` is `true` too): its
+   * result is recorded for offline comparison and never served. `false` for served attempts.
+   */
+  readonly shadow: boolean
 }
 
 /** Usage of a model call: tokens and cost (all optional). */
@@ -123,6 +128,12 @@ export interface CallResult<T> {
   readonly runId: string
   /** The id of the variant the flag assigned (the first step of the chain). */
   readonly assigned: string
+  /**
+   * The id of the shadow variant whose attempt was started beside this call (it may still be
+   * running: the call never waits for it), or `null` when none was drawn or the shadow's
+   * `max_cost_per_hour` left no room.
+   */
+  readonly shadow: string | null
 }
 
 /** The error a `call` rejects with when every step failed and none serves without a model. */
@@ -159,26 +170,111 @@ export interface FeedbackOptions {
 
 /**
  * A telemetry event (cross-language snake_case fields): `type` is `exposure`, `outcome`,
- * `feedback`, `guardrail_trip`, `guardrail_probe` or `guardrail_recover`; every event has
- * `time`, `flag`, `variant` and `revision`, and the others what fits their type (`run_id`,
- * `rule_id`, `model`, `outcome`, `error_kind`, `latency_ms`, tokens, `cost`, `unit`,
- * `segment`, `guardrail`, `metric`, `threshold`, `observed`, …).
+ * `feedback`, `guardrail_trip`, `guardrail_probe`, `guardrail_recover`, `budget_exhausted` or
+ * `budget_restored`; events have `time` and `flag` (`null` for a document-wide budget), and the
+ * others what fits their type (`variant`, `revision`, `run_id`, `rule_id`, `model`, `outcome`,
+ * `error_kind`, `latency_ms`, tokens, `cost`, `unit`, `segment`, `shadow`, `output`,
+ * `guardrail`, `metric`, `threshold`, `observed`, `budget`, `scope`, `limit`, `spent`, …).
+ * Outcomes of a call with a shadow carry `output` (what the function returned, as JSON), and
+ * the shadow's outcome has `shadow: true` and the served attempt's `run_id`.
  */
 export interface TelemetryEvent {
-  readonly type: 'exposure' | 'outcome' | 'feedback' | 'guardrail_trip' | 'guardrail_probe' | 'guardrail_recover'
+  readonly type:
+    | 'exposure'
+    | 'outcome'
+    | 'feedback'
+    | 'guardrail_trip'
+    | 'guardrail_probe'
+    | 'guardrail_recover'
+    | 'budget_exhausted'
+    | 'budget_restored'
   readonly time: string
-  readonly flag: string
-  readonly variant: string | null
-  readonly revision: string
+  readonly flag: string | null
+  readonly variant?: string | null
+  readonly revision?: string
   readonly [field: string]: JsonValue | undefined
 }
 
 /**
+ * The state of one budget (`Status.budgets`, `Metrics.$budgets`; cross-language field names).
+ * A budget without `per` has `spent`, `reserved`, `remaining` and `exhausted`; a budget per
+ * unit has `scopes`, `exhausted_scopes`, `evicted_scopes` and `spent_total`.
+ */
+export interface BudgetState {
+  budget: string
+  /** The flag that owns it, or `null` for a document-wide budget. */
+  flag: string | null
+  per: string | null
+  measure: 'requests' | 'cost'
+  limit: number
+  /** The rolling window, e.g. `"1h"`. */
+  window: string
+  /** `skip_shadow` for the hourly cap of a flag's shadow (`max_cost_per_hour`). */
+  action: 'kill' | 'serve' | 'skip_shadow'
+  spent?: number
+  reserved?: number
+  remaining?: number
+  exhausted?: boolean
+  scopes?: number
+  exhausted_scopes?: number
+  evicted_scopes?: number
+  spent_total?: number
+}
+
+/** Per flag, per variant: the aggregates of one variant (`requests`, `errors`, …). */
+export type VariantMetrics = { [field: string]: JsonValue }
+
+/**
  * `Flags.metrics()`: per flag, per variant: `requests`, `errors`, `error_rate`,
  * `errors_by_kind`, `served_static`, `latency_ms` (p50/p95/p99/mean/count), `tokens`, `cost`,
- * `quality`, `feedback`, `segments`, and `guardrails` with each one's state and reading.
+ * `quality`, `feedback`, `segments`, `shadow_requests`, and `guardrails` with each one's state
+ * and reading; plus `$budgets` (every budget's state) when the document has budgets (flag
+ * keys never start with `$`).
  */
-export type Metrics = { [flag: string]: { [variant: string]: { [field: string]: JsonValue } } }
+export type Metrics = {
+  readonly $budgets?: BudgetState[]
+  [flag: string]: { [variant: string]: VariantMetrics } | BudgetState[] | undefined
+}
+
+/**
+ * A shared store for the conversation pins of sticky flags (`Flags.usePinStore`), so that
+ * every process of an app keeps a conversation on the same variant. Redis or any cache fits:
+ *
+ * ```js
+ * flags.usePinStore({
+ *   get: (key) => redis.get(key),
+ *   set: (key, variant, ttlSeconds) => redis.set(key, variant, { PX: Math.round(ttlSeconds * 1000) }),
+ *   delete: (key) => redis.del(key),
+ * })
+ * ```
+ *
+ * Keys are `flagrail/pin/<flag>/<conversation>` (the conversation is the context value of the
+ * flag's `sticky.by` attribute, an integer in decimal); values are variant ids. The core
+ * decides what to read and write. Methods may return Promises: `call` awaits them, while the
+ * synchronous `variant()` and `explain()` use a pin only when `get` answers synchronously (a
+ * Promise counts as a store miss for that evaluation, and as a store error in
+ * `status().sticky_store`, and nothing is written then). A store that throws or rejects never
+ * fails an evaluation or a call: the pin is ignored (not written) and the error counted.
+ * Writes from `variant()` are not waited for; `call` waits for its write before calling the
+ * model.
+ */
+export interface PinStore {
+  /** The pinned variant id of `key`, or `null`/`undefined` when there is no live pin (UTF-8 bytes are accepted). */
+  get(key: string): string | Uint8Array | null | undefined | PromiseLike<string | Uint8Array | null | undefined>
+  /** Pins `key` to variant `value` for `ttlSeconds` (the flag's `sticky.ttl`). */
+  set(key: string, value: string, ttlSeconds: number): void | PromiseLike<unknown>
+  /** Removes the pin of `key` (a pin broken by a guardrail trip or a removed variant). */
+  delete(key: string): void | PromiseLike<unknown>
+}
+
+/** `Status.sticky_store`: which pin store is in use and how it has failed. */
+export interface StickyStoreStatus {
+  kind: 'memory' | 'custom'
+  /** Failed store calls (throws, rejections, unusable answers, Promises on synchronous reads). */
+  errors: number
+  /** The last failure, as `"<method>: <description>"`, or `null`. */
+  last_error: string | null
+}
 
 /** Options of `Flags.kill`. */
 export interface KillOptions {
@@ -206,7 +302,11 @@ export interface Explanation {
   bucket: number | null
   revision: string
   kill_source: KillSource | null
-  /** The steps in order: conditions with the values they saw, rules, buckets, ramps, kills. */
+  /** The budget that decided (reason `BUDGET`, or `KILLED` by a budget), or `null`. */
+  budget: string | null
+  /** The shadow variant drawn, or `null`. */
+  shadow: string | null
+  /** The steps in order: conditions with the values they saw, sticky pins, budgets, rules, buckets, ramps, kills, the shadow draw. */
   steps: Array<{ [key: string]: JsonValue }>
 }
 
@@ -233,6 +333,12 @@ export interface Status {
   local_kills: { all: LocalKill | null; flags: { [flag: string]: LocalKill } }
   /** Guardrails tripped in this process (tripped, or half-open and probing). */
   guardrails: GuardrailTrip[]
+  /** Every budget of the live document: document-wide ones, each flag's, then shadow caps. */
+  budgets: BudgetState[]
+  /** Conversation pins held in the in-memory store. */
+  sticky_pins: number
+  /** The pin store in use (see `Flags.usePinStore`). */
+  sticky_store: StickyStoreStatus
 }
 
 /** A tripped guardrail in `Status.guardrails`. */
@@ -316,9 +422,29 @@ export declare class Variant<P = { readonly [key: string]: JsonValue }> {
   readonly revision: string
   /** Which kill switch is in force when `reason` is `KILLED`; otherwise `null`. */
   readonly killSource: KillSource | null
+  /**
+   * The id of the shadow variant drawn for this decision (the flag's `shadow`, for a share of
+   * units), which `call` runs beside the served one; otherwise `null`. Never for `KILLED` or
+   * `BUDGET` results.
+   */
+  readonly shadow: string | null
+  /** The id of the budget that decided (reason `BUDGET`, or `KILLED` with kill source `budget`); otherwise `null`. */
+  readonly budget: string | null
+  /** `true` only for the Variant given to the function of a shadow attempt in `call`. */
+  readonly isShadow: boolean
   /** A payload field, or `fallback` (default `undefined`) when the payload has no such field. */
   get<T = JsonValue>(key: string, fallback?: T): JsonValue | T | undefined
-  /** The result as a plain object: `flag`, `variant`, `payload`, `reason`, `rule_id`, `bucket`, `revision`, `kill_source`. */
+  /**
+   * A response-cache key segmented by flag, variant and variant revision:
+   * `flagrail:v1:<flag>:<variant>:<payload hash>[:<parts hash>]` (identical in Rust, Python
+   * and Node; `:` and `%` in ids are escaped). Editing the variant's payload changes its keys.
+   * Parts are strings or integers (safe-integer numbers or bigints within 64 bits; an integer
+   * is its decimal text, so `42` and `"42"` give the same key).
+   * @throws TypeError with `code` `INVALID_ARGUMENT` for a part of another type (a fractional number, a boolean, …).
+   * @throws FlagrailError `FLAG_NOT_FOUND` for the result of an unknown flag.
+   */
+  cacheKey(...parts: Array<string | number | bigint>): string
+  /** The result as a plain object: `flag`, `variant`, `payload`, `reason`, `rule_id`, `bucket`, `revision`, `kill_source`, `shadow`, `budget`. */
   toJSON(): {
     flag: string
     variant: string | null
@@ -328,6 +454,8 @@ export declare class Variant<P = { readonly [key: string]: JsonValue }> {
     bucket: number | null
     revision: string
     kill_source: KillSource | null
+    shadow: string | null
+    budget: string | null
   }
 }
 
@@ -379,8 +507,14 @@ export declare class Flags {
   flag(key: string): Flag
   /** How `flag` is decided for `context`, step by step (each condition with the value it saw). */
   explain(flag: string, context?: Context | null, options?: EvaluateOptions): Explanation
-  /** Source, live revision, its age, the last reload error, reload counters, watching, local kills. */
+  /** Source, live revision, its age, the last reload error, reload counters, watching, local kills, budgets, pins. */
   status(): Status
+  /**
+   * Keeps the pins of sticky conversations in `store` (shared between processes) instead of
+   * this handle's in-memory store; `null` goes back to the in-memory store. See `PinStore`.
+   * @throws FlagrailError `INVALID_ARGUMENT` when `store` lacks a `get`, `set` or `delete` method.
+   */
+  usePinStore(store: PinStore | null): void
   /**
    * Kills `flag` (every flag without one) in this process only: the next evaluation serves the
    * flag's kill variant with reason `KILLED`. The document is not changed.
@@ -402,8 +536,15 @@ export declare class Flags {
    * then the flag's `fallback` list in order (at most `max_attempts` model calls within
    * `max_total_ms`). A throw, a rejection, a timeout or a `Reject` moves to the next step; a
    * non-AI variant (`"ai": false`) serves without calling `fn` (the result's `value` is then
-   * `null`). Every attempt is recorded (metrics, guardrails, events). Return an `Output` to
-   * report tokens and cost.
+   * `null`). Every attempt is recorded (metrics, guardrails, budgets, events). Return an
+   * `Output` to report tokens and cost.
+   *
+   * Budgets are checked and the assigned variant's estimated cost reserved before `fn` runs.
+   * When the flag draws a shadow for this unit, `fn` is also called with the shadow variant
+   * (`variant.isShadow`, `options.shadow` true) beside the served chain: the call never waits
+   * for it, and whatever it returns or throws is only recorded (`shadow: true` outcome with the
+   * same `run_id`). For a sticky flag with a `PinStore`, the pin is read (awaited) before and
+   * written before `fn` runs.
    * @throws FlagrailError `FLAG_NOT_FOUND` (rejects) for an unknown flag;
    *   `ALL_ATTEMPTS_FAILED` (an `AllAttemptsFailedError`, with `attempts` and `runId`) when
    *   every step failed and none serves without a model.

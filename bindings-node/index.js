@@ -6,13 +6,17 @@
 // of one `flags.variant(...)`. So `variant()` reads just the attributes the flag uses (the core
 // lists them per flag) from the caller's object, passes them positionally to a raw native
 // callback, gets one packed number back (variant index, reason, rule index or kill source,
-// bucket) and builds the Variant from per-document tables whose ids and payloads were parsed
-// and frozen once. src/handle.rs documents the native half and the packing.
+// bucket or budget, shadow drawn) and builds the Variant from per-document tables whose ids and
+// payloads were parsed and frozen once. src/handle.rs documents the native half and the
+// packing. Sticky flags keep their pins in the core's in-memory store unless the app gives a
+// pin store (`usePinStore`): then this file reads the pin, hands it to the core, and carries
+// out the core's write or delete.
 //
 // `call` (the runtime around the model call) follows the same idea: the core plans the fallback
 // chain and records every attempt; this file only runs the user's async function with its
 // timeout and reports back, crossing into the addon twice for a call whose first attempt
-// succeeds (src/runtime.rs).
+// succeeds (src/runtime.rs). A call whose evaluation drew a shadow also runs the shadow
+// attempt beside the chain, without waiting for it.
 
 const path = require('node:path')
 
@@ -29,6 +33,7 @@ try {
 const STALE = -1 // the live document is not the one our tables describe: refresh and retry
 const WIDE = -2 // does not fit the packed number: ask for the unpacked result
 const LOW = 1048576 // 2^20: the packed bucket sits above this
+const SHADOW_BIT = 4294967296 // 2^32 above LOW (bit 52): a shadow was drawn
 const TARGET_SLOT = 16777216 // 2^24: a target is slot * 2^24 + flag index (see src/raw.rs)
 // A reload landing during each of this many attempts is not a reload but a bug; even then,
 // reading a flag does not throw.
@@ -68,6 +73,22 @@ function deepFreeze(value) {
     Object.freeze(value)
   }
   return value
+}
+
+/** Pin effects in an unpacked result (src/handle.rs `pin_effect_code`). */
+const PIN_WRITE = 2
+const PIN_DELETE = 3
+/** A pin that could not be read (a failing store, or a Promise in a synchronous read). */
+const PIN_UNKNOWN = Symbol('flagrail.pinUnknown')
+
+/** Whether `value` is a Promise or another thenable (a throwing `then` getter: not one). */
+function isThenable(value) {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false
+  try {
+    return typeof value.then === 'function'
+  } catch {
+    return false
+  }
 }
 
 /** The payload of a result without a variant (an unknown flag), shared and frozen. */
@@ -131,7 +152,8 @@ function reader(names) {
 
 /** The JS side of one document: ids and frozen payloads the packed results index into. */
 class Tables {
-  constructor(text, slot) {
+  /** `custom`: a custom pin store is in use, so sticky flags skip the native fast path. */
+  constructor(text, slot, custom) {
     const data = JSON.parse(text)
     this.revision = data.revision
     this.reasons = data.reasons
@@ -149,7 +171,15 @@ class Tables {
         read: reader(flag.attributes),
         variantIds: flag.variants.map((v) => v.id),
         payloads: flag.variants.map((v) => deepFreeze(v.payload)),
+        hashes: flag.variants.map((v) => v.payload_hash),
         ruleIds: flag.rules,
+        // Budget codes index these: the flag's budgets, then the document's.
+        budgetIds: flag.budgets,
+        shadowId: flag.shadow === null ? null : flag.variants[flag.shadow].id,
+        // For a custom pin store: `set(key, variant, ttlSeconds)`; null when not sticky.
+        ttlSeconds: flag.sticky_ttl_ms === null ? null : flag.sticky_ttl_ms / 1000,
+        // Whether the native evaluators decide alone (pins, if any, in the in-memory store).
+        direct: !custom || flag.sticky_ttl_ms === null,
         tables: this,
       })
     })
@@ -162,7 +192,7 @@ class Tables {
  * `to_dict()`).
  */
 class Variant {
-  constructor(flag, id, payload, reason, ruleId, bucket, revision, killSource) {
+  constructor(flag, id, payload, reason, ruleId, bucket, revision, killSource, shadow, budget, isShadow, hash) {
     /** The flag key that was evaluated. */
     this.flag = flag
     /** The variant id; the caller's default (or null) for an unknown flag. */
@@ -177,8 +207,30 @@ class Variant {
     this.bucket = bucket
     /** The revision of the document that made this decision. */
     this.revision = revision
-    /** For KILLED: document, flag, local-all, local-flag or guardrail; otherwise null. */
+    /** For KILLED: document, flag, local-all, local-flag, guardrail or budget; otherwise null. */
     this.killSource = killSource
+    /** The id of the shadow variant drawn for this decision (run beside it by `call`), or null. */
+    this.shadow = shadow
+    /** The id of the budget that decided (reason BUDGET, or KILLED by a budget), or null. */
+    this.budget = budget
+    /** True only for the Variant given to the function of a shadow attempt. */
+    this.isShadow = isShadow
+    // The payload hash for cacheKey (null for an unknown flag).
+    this._hash = hash
+  }
+
+  /**
+   * A cache key segmented by flag, variant and variant revision (the payload's hash), with a
+   * hash of `parts` when given: `flagrail:v1:<flag>:<variant>:<payload hash>[:<parts hash>]`,
+   * the same in every language. Parts are strings or integers (an integer is its decimal text).
+   */
+  cacheKey(...parts) {
+    const texts = new Array(parts.length)
+    for (let i = 0; i < parts.length; i++) texts[i] = keyPart(parts[i], i)
+    if (typeof this._hash !== 'string') {
+      throw new FlagrailError('FLAG_NOT_FOUND', `flag "${this.flag}" was not found: a cache key needs a variant of a known flag`)
+    }
+    return native.cacheKey(this.flag, this.id, this._hash, texts)
   }
 
   /** A payload field, or `fallback` when the payload has no such field. */
@@ -201,18 +253,43 @@ class Variant {
       bucket: this.bucket,
       revision: this.revision,
       kill_source: this.killSource,
+      shadow: this.shadow,
+      budget: this.budget,
     }
   }
 }
 
+const MIN_I64 = -(2n ** 63n)
+const MAX_I64 = 2n ** 63n - 1n
+
+/** One cache key part as the text the core hashes (an integer is its decimal text). */
+function keyPart(part, i) {
+  if (typeof part === 'string') return part
+  if (typeof part === 'number' && Number.isSafeInteger(part)) return String(part)
+  if (typeof part === 'bigint' && part >= MIN_I64 && part <= MAX_I64) return part.toString()
+  const what = typeof part === 'number' ? String(part) : part === null ? 'null' : typeof part
+  const error = new TypeError(
+    `cacheKey: part ${i} must be a string or an integer (a safe-integer number or a bigint within 64 bits), got ${what}`,
+  )
+  error.code = 'INVALID_ARGUMENT'
+  throw error
+}
+
 function unpack(entry, packed, defaultVariant) {
-  const bucket = Math.floor(packed / LOW)
-  const low = packed - bucket * LOW
+  let high = Math.floor(packed / LOW)
+  const low = packed - high * LOW
+  let shadow = null
+  if (high >= SHADOW_BIT) {
+    high -= SHADOW_BIT
+    shadow = entry.shadowId
+  }
   const tables = entry.tables
   const reason = tables.reasons[low & 7]
   const variant = (low >> 3) & 255
   const rule = (low >> 11) & 255
-  // A KILLED result has no rule: the rule field carries the kill source instead.
+  const hasBucket = (low & 0x80000) !== 0
+  // A KILLED result has no rule: the rule field carries the kill source instead. A result
+  // without a bucket carries its budget code in the bucket's bits.
   const killed = reason === 'KILLED'
   return new Variant(
     entry.key,
@@ -220,14 +297,19 @@ function unpack(entry, packed, defaultVariant) {
     variant === 0 ? EMPTY_PAYLOAD : entry.payloads[variant - 1],
     reason,
     rule === 0 || killed ? null : entry.ruleIds[rule - 1],
-    low & 0x80000 ? bucket : null,
+    hasBucket ? high : null,
     tables.revision,
     killed && rule !== 0 ? tables.killSources[rule - 1] : null,
+    shadow,
+    hasBucket || high === 0 ? null : entry.budgetIds[high - 1],
+    false,
+    variant === 0 ? null : entry.hashes[variant - 1],
   )
 }
 
+/** An unpacked result (see src/handle.rs `unpacked`): the first seven of its eight numbers. */
 function unpackWide(entry, wide, defaultVariant) {
-  const [variant, reason, rule, bucket, kill] = wide
+  const [variant, reason, rule, bucket, kill, shadow, budget] = wide
   const tables = entry.tables
   return new Variant(
     entry.key,
@@ -238,6 +320,10 @@ function unpackWide(entry, wide, defaultVariant) {
     bucket < 0 ? null : bucket,
     tables.revision,
     kill < 0 ? null : tables.killSources[kill - 1],
+    shadow < 0 ? null : entry.variantIds[shadow],
+    budget === 0 ? null : entry.budgetIds[budget - 1],
+    false,
+    variant < 0 ? null : entry.hashes[variant],
   )
 }
 
@@ -271,7 +357,10 @@ class Flags {
       throw new TypeError('use Flags.fromFile, Flags.fromJson or Flags.fromObject')
     }
     this._slot = slot
-    this._tables = new Tables(native.tables(slot), slot)
+    // The custom pin store (usePinStore), or null for the in-memory one.
+    this._pinStore = null
+    this._pinStats = { errors: 0, lastError: null }
+    this._tables = new Tables(native.tables(slot), slot, false)
     // onEvent listeners; null until the first one (then the native side queues events).
     this._listeners = null
     released.register(this, slot)
@@ -339,7 +428,7 @@ class Flags {
     // result.
     if (options === undefined && context !== null && context !== undefined) {
       const entry = this._tables.byKey.get(flag)
-      if (entry !== undefined) {
+      if (entry !== undefined && entry.direct) {
         let packed = STALE
         try {
           packed = entry.read(entry.target, context)
@@ -347,6 +436,9 @@ class Flags {
           // A throwing getter: the careful path reads attribute by attribute.
         }
         if (packed >= 0) return unpack(entry, packed, null)
+        // Too wide for one number: the native side kept the unpacked result (it is not
+        // evaluated twice: the evaluation may have written a pin).
+        if (packed === WIDE) return unpackWide(entry, native.takeWide(), null)
       }
     }
     return this._evaluate(flag, context, defaultId(defaultVariant), optionsAt(options))
@@ -360,22 +452,130 @@ class Flags {
       if (entry === undefined) {
         const packed = native.evalKey(this._slot, key, at)
         if (packed >= 0) return unpack({ key, tables: this._tables }, packed, defaultVariant)
-      } else {
-        const values = readValues(context, entry.attributes)
-        const packed = native.evalList(entry.target, values, at)
+      } else if (entry.direct) {
+        const packed = native.evalList(entry.target, readValues(context, entry.attributes), at)
         if (packed >= 0) return unpack(entry, packed, defaultVariant)
-        if (packed === WIDE) {
-          const wide = native.evalWide(this._slot, entry.target % TARGET_SLOT, values, at)
-          if (wide !== null) return unpackWide(entry, wide, defaultVariant)
-        }
+        if (packed === WIDE) return unpackWide(entry, native.takeWide(), defaultVariant)
+      } else {
+        const variant = this._evaluatePinned(entry, context, defaultVariant, at)
+        if (variant !== undefined) return variant
       }
       this._refresh()
     }
-    return new Variant(key, defaultVariant, EMPTY_PAYLOAD, 'FLAG_NOT_FOUND', null, null, this._tables.revision, null)
+    return new Variant(key, defaultVariant, EMPTY_PAYLOAD, 'FLAG_NOT_FOUND', null, null, this._tables.revision, null, null, null, false, null)
   }
 
   _refresh() {
-    this._tables = new Tables(native.tables(this._slot), this._slot)
+    this._tables = new Tables(native.tables(this._slot), this._slot, this._pinStore !== null)
+  }
+
+  /**
+   * A sticky flag with a custom pin store, synchronously: the pin is read when `get` answers
+   * synchronously, the flag evaluated with it, and the decision's pin write or delete sent to
+   * the store without waiting. Undefined when the tables are stale.
+   */
+  _evaluatePinned(entry, context, defaultVariant, at) {
+    const store = this._pinStore
+    const values = readValues(context, entry.attributes)
+    const key = native.pinKey(this._slot, entry.index, values, false)
+    const pin = key === null ? null : this._readPinSync(store, key)
+    const wide = native.evalPinned(this._slot, entry.index, values, pin === PIN_UNKNOWN ? undefined : (pin ?? undefined), at)
+    if (wide === null) return undefined
+    const variant = unpackWide(entry, wide, defaultVariant)
+    if (key !== null && pin !== PIN_UNKNOWN) this._writePin(store, key, wide[7], variant.id, entry.ttlSeconds)
+    return variant
+  }
+
+  /**
+   * The pin `store` holds under `key`, read synchronously: the variant id, null when none, or
+   * PIN_UNKNOWN when the store failed or answered with a Promise (then the pin is ignored and
+   * not written).
+   */
+  _readPinSync(store, key) {
+    let result
+    try {
+      result = store.get(key)
+    } catch (err) {
+      this._pinError('get', err)
+      return PIN_UNKNOWN
+    }
+    if (isThenable(result)) {
+      // A synchronous read cannot wait: a miss for this evaluation, counted as a store error
+      // (as in Python); the promise itself is left to settle, its rejection handled.
+      this._pinError('get', 'returned a Promise, which variant() and explain() cannot wait for (call awaits it)')
+      try {
+        result.then(undefined, () => {})
+      } catch {
+        // A thenable whose then throws: nothing to handle.
+      }
+      return PIN_UNKNOWN
+    }
+    return this._pinValue(result)
+  }
+
+  /** `await store.get(key)`, never throwing: as `_readPinSync`, for `call`. */
+  async _readPin(store, key) {
+    let result
+    try {
+      result = await store.get(key)
+    } catch (err) {
+      this._pinError('get', err)
+      return PIN_UNKNOWN
+    }
+    return this._pinValue(result)
+  }
+
+  /** What `get` answered: a string (or UTF-8 bytes, as some Redis clients return), or none. */
+  _pinValue(result) {
+    if (result === null || result === undefined) return null
+    if (typeof result === 'string') return result
+    if (result instanceof Uint8Array) return Buffer.from(result.buffer, result.byteOffset, result.byteLength).toString('utf8')
+    this._pinError('get', `returned ${typeof result}, not a string, null or undefined`)
+    return PIN_UNKNOWN
+  }
+
+  /**
+   * Carries out a decision's pin effect (the core decides: 2 write, 3 delete, others nothing)
+   * on `store`: a Promise that never rejects (store errors are counted), or undefined when
+   * there was nothing to wait for.
+   */
+  _writePin(store, key, effect, variantId, ttlSeconds) {
+    if (effect !== PIN_WRITE && effect !== PIN_DELETE) return undefined
+    const method = effect === PIN_WRITE ? 'set' : 'delete'
+    let result
+    try {
+      result = effect === PIN_WRITE ? store.set(key, variantId, ttlSeconds) : store.delete(key)
+    } catch (err) {
+      this._pinError(method, err)
+      return undefined
+    }
+    if (!isThenable(result)) return undefined
+    return Promise.resolve(result).then(undefined, (err) => this._pinError(method, err))
+  }
+
+  /** Counts a failure of the store's `method`, keeping its description for status(). */
+  _pinError(method, err) {
+    this._pinStats.errors++
+    this._pinStats.lastError = `${method}: ${typeof err === 'string' ? err : describeError(err)}`
+  }
+
+  /**
+   * Keeps the pins of sticky conversations in `store` (shared between processes: Redis, a
+   * cache) instead of this handle's in-memory store; `null` goes back to the in-memory store.
+   * See `PinStore` in index.d.ts.
+   */
+  usePinStore(store) {
+    if (store !== null && store !== undefined) {
+      if (typeof store !== 'object' && typeof store !== 'function') {
+        throw invalidArgument('usePinStore(store): store must be an object with get, set and delete, or null')
+      }
+      for (const method of ['get', 'set', 'delete']) {
+        if (typeof store[method] !== 'function') throw invalidArgument(`usePinStore(store): store.${method} must be a function`)
+      }
+    }
+    this._pinStore = store === undefined ? null : store
+    const custom = this._pinStore !== null
+    for (const entry of this._tables.byKey.values()) entry.direct = !custom || entry.ttlSeconds === null
   }
 
   /** A handle bound to one flag key: `flags.flag('support-bot').variant(user)`. */
@@ -394,8 +594,16 @@ class Flags {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = this._tables.byKey.get(key)
       const values = entry === undefined ? [] : readValues(context, entry.attributes)
-      const index = entry === undefined ? -1 : entry.target % TARGET_SLOT
-      const text = native.explain(this._slot, index, key, values, at)
+      const index = entry === undefined ? -1 : entry.index
+      let text
+      if (entry === undefined || entry.direct) {
+        text = native.explain(this._slot, index, key, values, at)
+      } else {
+        // A custom pin store: read the pin (synchronously, as variant() does); write nothing.
+        const pinKey = native.pinKey(this._slot, index, values, false)
+        const pin = pinKey === null ? null : this._readPinSync(this._pinStore, pinKey)
+        text = native.explain(this._slot, index, key, values, at, true, typeof pin === 'string' ? pin : undefined)
+      }
       if (text !== null) return JSON.parse(text)
       this._refresh()
     }
@@ -407,7 +615,14 @@ class Flags {
    * `path`), reload counters, whether the file is watched, and local kills.
    */
   status() {
-    return JSON.parse(native.status(this._slot))
+    const status = JSON.parse(native.status(this._slot))
+    const stats = this._pinStats
+    status.sticky_store = {
+      kind: this._pinStore === null ? 'memory' : 'custom',
+      errors: stats.errors,
+      last_error: stats.lastError,
+    }
+    return status
   }
 
   /** The revision of the live document. */
@@ -461,19 +676,28 @@ class Flags {
   async call(flag, context, fn) {
     if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
     const key = flagKey(flag)
-    const out = OUT
+    let out = OUT
     let entry
     let run = -1
+    // A sticky flag with a custom pin store: { store, key } of the conversation's pin.
+    let pinned = null
     for (let attempt = 0; run < 0; attempt++) {
       if (attempt === MAX_ATTEMPTS) {
         throw new FlagrailError('SOURCE_UNREACHABLE', 'the document changed during every attempt to start the call')
       }
       if (attempt > 0) this._refresh()
       entry = this._tables.byKey.get(key)
-      const started =
-        entry === undefined
-          ? native.runStart(this._slot, -1, key, NO_VALUES, out)
-          : native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out)
+      let started
+      if (entry === undefined) {
+        started = native.runStart(this._slot, -1, key, NO_VALUES, out)
+      } else if (entry.direct) {
+        started = native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out)
+      } else {
+        // Awaiting the store lets other calls run: this call gets its own result array.
+        out = new Float64Array(3)
+        pinned = await this._startPinned(entry, context, out)
+        started = pinned.started
+      }
       if (typeof started !== 'number') throw failure(started)
       run = started
     }
@@ -493,6 +717,12 @@ class Flags {
         assigned = wide[0]
       }
       if (this._listeners !== null) this._drain()
+      if (pinned !== null && pinned.key !== null) {
+        await this._writePin(pinned.store, pinned.key, out[2], base.id, entry.ttlSeconds)
+      }
+      // A shadow drawn: its attempt runs beside the chain, and outcomes carry the output.
+      const shadowed = base.shadow !== null
+      const shadow = shadowed ? this._startShadow(entry, base, run, fn) : null
       const attempts = []
       for (let calls = 1; ; calls++) {
         const low = step % STEP_LOW
@@ -511,10 +741,10 @@ class Flags {
           ended = true
           const runId = native.runEnd(run)
           if (this._listeners !== null) this._drain()
-          return callResult(null, variant, attempts, index !== assigned, runId, base.id)
+          return callResult(null, variant, attempts, index !== assigned, runId, base.id, shadow)
         }
         const timeoutMs = Math.floor(step / STEP_LOW) - 1
-        const options = new CallOptions(calls, timeoutMs < 0 ? null : timeoutMs)
+        const options = new CallOptions(calls, timeoutMs < 0 ? null : timeoutMs, false)
         let value
         let thrown
         let failed = false
@@ -530,15 +760,17 @@ class Flags {
           if (value instanceof Output) {
             usage = value
             value = value.value
+            if (shadowed) native.runSetOutput(run, outputJson(value))
             runId = native.runSucceed(run, out, usage.inputTokens ?? undefined, usage.outputTokens ?? undefined, usage.cost ?? undefined)
           } else {
+            if (shadowed) native.runSetOutput(run, outputJson(value))
             runId = native.runSucceed(run, out)
           }
           ended = true
           const cost = out[1]
           attempts.push(attemptRecord(variant.id, null, null, out[0], usage, cost === cost ? cost : null))
           if (this._listeners !== null) this._drain()
-          return callResult(value, variant, attempts, index !== assigned, runId, base.id)
+          return callResult(value, variant, attempts, index !== assigned, runId, base.id, shadow)
         }
         let errorKind
         let message
@@ -555,6 +787,74 @@ class Flags {
       }
     } finally {
       if (!ended) native.runEnd(run)
+    }
+  }
+
+  /**
+   * Starts a call of a sticky flag whose pins live in the custom store: reads the pin (awaiting
+   * the store), then starts the run with it, its results in `out` (`[evaluation, step, pin
+   * effect]`). `{ started, store, key }`; `key` is null when the context names no
+   * conversation, `store` is the store the pin was read from (and is written to).
+   */
+  async _startPinned(entry, context, out) {
+    const store = this._pinStore
+    const values = readValues(context, entry.runAttributes)
+    const key = native.pinKey(this._slot, entry.index, values, true)
+    const pin = key === null ? null : await this._readPin(store, key)
+    // The document may have changed while the store answered: runStartPinned then says STALE.
+    const started = native.runStartPinned(this._slot, entry.index, values, typeof pin === 'string' ? pin : undefined, out)
+    return { started, store, key: pin === PIN_UNKNOWN ? null : key }
+  }
+
+  /**
+   * Starts the shadow attempt of run `run` (its evaluation drew a shadow) without waiting for
+   * it: the shadow variant's id, or null when the shadow's hourly cost cap left no room. The
+   * attempt never fails, delays or changes the call: whatever it does is recorded as a shadow
+   * outcome.
+   */
+  _startShadow(entry, base, run, fn) {
+    const shadowRun = native.runShadow(run, OUT)
+    if (shadowRun < 0) return null
+    const step = OUT[0]
+    this._runShadow(entry, base, shadowRun, step, fn).then(undefined, () => {})
+    return base.shadow
+  }
+
+  async _runShadow(entry, base, run, step, fn) {
+    let ended = false
+    try {
+      const low = step % STEP_LOW
+      if ((low & 3) !== STEP_CALL) return
+      const index = low >>> 2
+      const timeoutMs = Math.floor(step / STEP_LOW) - 1
+      const variant = stepVariant(entry, base, index, true)
+      const options = new CallOptions(1, timeoutMs < 0 ? null : timeoutMs, true)
+      let value
+      let thrown
+      let failed = false
+      try {
+        value = timeoutMs < 0 ? await fn(variant, options) : await withTimeout(fn, variant, options, timeoutMs)
+      } catch (err) {
+        failed = true
+        thrown = err
+      }
+      if (!failed && value !== TIMED_OUT) {
+        const usage = value instanceof Output ? value : null
+        native.runSetOutput(run, outputJson(usage === null ? value : usage.value))
+        ended = true
+        if (usage === null) native.runSucceed(run, SHADOW_OUT)
+        else native.runSucceed(run, SHADOW_OUT, usage.inputTokens ?? undefined, usage.outputTokens ?? undefined, usage.cost ?? undefined)
+      } else {
+        const errorKind = failed ? classifyError(thrown) : TIMEOUT
+        const message = failed ? describeError(thrown) : `timed out after ${timeoutMs} ms`
+        native.runFail(run, errorKind, message, SHADOW_OUT)
+      }
+    } catch (err) {
+      // Never reaches the caller: the served response does not depend on the shadow.
+      process.emitWarning(`flagrail: a shadow attempt could not be recorded: ${describeError(err)}`, { code: 'FLAGRAIL_SHADOW' })
+    } finally {
+      if (!ended) native.runEnd(run)
+      if (this._listeners !== null) this._drain()
     }
   }
 
@@ -695,10 +995,13 @@ const REJECTED = ERROR_KINDS.indexOf('rejected')
 // A packed step (src/runtime.rs): kind + 4 * variant + 2^24 * (timeout_ms + 1).
 const STEP_LOW = 16777216
 const STEP_EXHAUSTED = 0
+const STEP_CALL = 1
 const STEP_SERVE = 2
 const NO_VALUES = Object.freeze([])
 /** Where runtime entry points put a second result number (src/runtime.rs); read at once. */
 const OUT = new Float64Array(2)
+/** Where shadow attempts' results go (never read: shadows report nothing back to the caller). */
+const SHADOW_OUT = new Float64Array(2)
 /** What a timed-out attempt resolves to (never a value `fn` can return). */
 const TIMED_OUT = Symbol('flagrail.timedOut')
 /** Longest error description kept in an attempt. */
@@ -754,9 +1057,11 @@ class Output {
  * time is up; it is made on first use, so a function that never reads it pays nothing.
  */
 class CallOptions {
-  constructor(attempt, timeoutMs) {
+  constructor(attempt, timeoutMs, shadow) {
     this.attempt = attempt
     this.timeoutMs = timeoutMs
+    /** True for the attempt of a shadow variant, whose result is only recorded. */
+    this.shadow = shadow
     this._controller = null
     this._reason = undefined
   }
@@ -870,12 +1175,15 @@ function attemptRecord(variant, errorKind, error, latencyMs, usage, cost) {
   }
 }
 
-function callResult(value, variant, attempts, fallbackUsed, runId, assigned) {
-  return { value, variant, attempts, fallbackUsed, runId, assigned }
+function callResult(value, variant, attempts, fallbackUsed, runId, assigned, shadow) {
+  return { value, variant, attempts, fallbackUsed, runId, assigned, shadow }
 }
 
-/** A step's variant: its own id and payload, the evaluation's reason, rule and bucket. */
-function stepVariant(entry, base, index) {
+/**
+ * A step's variant: its own id and payload, the evaluation's reason, rule, bucket, shadow and
+ * budget (`isShadow` for the variant of a shadow attempt).
+ */
+function stepVariant(entry, base, index, isShadow) {
   return new Variant(
     entry.key,
     entry.variantIds[index],
@@ -885,7 +1193,33 @@ function stepVariant(entry, base, index) {
     base.bucket,
     base.revision,
     base.killSource,
+    base.shadow,
+    base.budget,
+    isShadow === true,
+    entry.hashes[index],
   )
+}
+
+/**
+ * The function's result as JSON text for outcome events (runs with a shadow): a value JSON
+ * cannot hold (a bigint, a cycle, a function) as its String() form, undefined as null.
+ */
+function outputJson(value) {
+  if (value === undefined) return 'null'
+  let text
+  try {
+    text = JSON.stringify(value)
+  } catch {
+    text = undefined
+  }
+  if (typeof text === 'string') return text
+  let fallback
+  try {
+    fallback = String(value)
+  } catch {
+    fallback = Object.prototype.toString.call(value)
+  }
+  return JSON.stringify(fallback)
 }
 
 // A tracker that is collected without a report frees its native run.

@@ -91,7 +91,7 @@ test('fromObject, fromJson and fromFile load the same document', () => {
   assert.equal(fromFile.status().watching, false)
 })
 
-test('a Variant carries id, flag, frozen payload, reason, ruleId, bucket, revision', () => {
+test('a Variant carries id, flag, frozen payload, reason, ruleId, bucket, revision, shadow, budget', () => {
   const flags = Flags.fromObject(DOCUMENT)
   const v = flags.variant('chat-model', { user_id: 'user-1', segment: 'external' })
   assert.ok(v instanceof Variant)
@@ -101,6 +101,9 @@ test('a Variant carries id, flag, frozen payload, reason, ruleId, bucket, revisi
   assert.equal(v.bucket, bucket('chat-model', 'user-1'))
   assert.equal(v.revision, 'test-1')
   assert.equal(v.killSource, null)
+  assert.equal(v.shadow, null)
+  assert.equal(v.budget, null)
+  assert.equal(v.isShadow, false)
   assert.equal(v.id, v.bucket < 90000 ? 'control' : v.bucket < 95000 ? 'v2' : 'v3')
   assert.equal(v.get('model'), { control: 'a', v2: 'b', v3: 'c' }[v.id])
   assert.equal(v.get('absent'), undefined)
@@ -119,6 +122,8 @@ test('a Variant carries id, flag, frozen payload, reason, ruleId, bucket, revisi
     bucket: v.bucket,
     revision: 'test-1',
     kill_source: null,
+    shadow: null,
+    budget: null,
   })
 })
 

@@ -69,6 +69,40 @@ const runners = {
       },
     )
   },
+  async state(c, file) {
+    // A fresh handle per case: pins and budgets start empty.
+    const flags = load(file.document)
+    for (const [i, step] of c.steps.entries()) {
+      const expected = step.expected
+      let got
+      let want
+      if (step.op === 'evaluate') {
+        const v = flags.variant(step.flag, step.context, step.default ?? null, { at: step.at })
+        got = { variant: v.id, reason: v.reason, rule_id: v.ruleId, bucket: v.bucket }
+        want = {
+          variant: expected.variant ?? null,
+          reason: expected.reason,
+          rule_id: expected.rule_id ?? null,
+          bucket: expected.bucket === undefined || expected.bucket === null ? null : Number(expected.bucket),
+        }
+      } else if (step.op === 'call') {
+        const r = await flags.call(step.flag, step.context, async () => 'ok')
+        // The id of the variant that served, and the reason of the assigned evaluation.
+        got = { variant: r.variant.id, reason: r.variant.reason }
+        want = { variant: expected.variant, reason: expected.reason }
+      } else {
+        assert.fail(`step ${i}: unknown op ${JSON.stringify(step.op)}`)
+      }
+      assert.deepEqual(got, want, `step ${i} (${step.op} ${step.flag} ${stringifyJson(step.context)})`)
+    }
+  },
+  'cache-key'(c, file) {
+    const v = file.flags.variant(c.flag, { pick: c.variant })
+    assert.equal(v.id, c.variant, 'a rule serves the variant picked')
+    // Without parts the key ends with the payload hash (`:` in ids is escaped).
+    assert.equal(v.cacheKey().split(':').at(-1), c.payload_hash, 'the payload hash')
+    assert.equal(v.cacheKey(...c.parts), c.key)
+  },
   errors(c) {
     let thrown
     try {
@@ -101,9 +135,11 @@ for (const entry of index.files) {
       return
     }
     assert.ok(Array.isArray(data.cases) && data.cases.length > 0, `${entry.path} has cases`)
-    // Eval files share one document; loading it is part of the file's first test.
-    const shared = {}
-    if (entry.kind === 'eval') {
+    // Eval and cache-key files share one handle; loading it is part of the file's first test.
+    // State cases load the document themselves (a fresh handle each).
+    const shared = { document: data.document }
+    const sharesHandle = entry.kind === 'eval' || entry.kind === 'cache-key'
+    if (sharesHandle) {
       test(`${entry.path}: document loads`, () => {
         shared.flags = load(data.document)
       })
@@ -113,10 +149,10 @@ for (const entry of index.files) {
       // bucketing, whose seed is always 0, not the raw hash), so no test is generated for it.
       // Seed-0 cases are still checked through bucket().
       if (entry.kind === 'murmur3' && Number(c.seed) !== 0) continue
-      test(c.id, () => {
-        if (entry.kind === 'eval' && shared.flags === undefined) shared.flags = load(data.document)
+      test(c.id, async () => {
+        if (sharesHandle && shared.flags === undefined) shared.flags = load(data.document)
         try {
-          run(c, shared)
+          await run(c, shared)
         } catch (err) {
           err.message = `${c.id}: ${c.description}\n${err.message}`
           throw err

@@ -13,8 +13,12 @@
 //!   a wrapped object, so finding it costs an index, not an unwrap;
 //! - the core decides (`Snapshot::evaluate` over a `Positional` context);
 //! - the result comes back as one number ([`encode`]): variant index, reason, rule index and
-//!   bucket. The JS side turns indices into ids and frozen payloads with the tables of the
-//!   document they index into.
+//!   bucket, plus whether a shadow was drawn and which budget decided. The JS side turns
+//!   indices into ids and frozen payloads with the tables of the document they index into.
+//!
+//! A result that does not fit the number ([`WIDE`]) is stashed here, unpacked, for the JS side
+//! to take ([`take_wide`]): an evaluation may write a sticky pin or touch a budget, so it is
+//! never repeated to get the wide form.
 //!
 //! Indices are only meaningful for the document the JS tables were built from, so a handle
 //! keeps that document (`ack`) alive and every evaluation first checks that the live document
@@ -26,8 +30,10 @@ use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use flagrail_core::runtime::budget::BudgetRef;
+use flagrail_core::runtime::sticky::{conversation_of, pin_key, PinEffect};
 use flagrail_core::{
-    At, Attr, Decision, Document, Evaluation, Flags, KillSource, Positional, Reason,
+    At, Attr, Decision, Document, Evaluation, Flag, Flags, KillSource, Positional, Reason,
 };
 use serde_json::{json, Value};
 
@@ -43,6 +49,8 @@ pub const FAILED: f64 = -3.0;
 /// Bits below the bucket in a packed result.
 const LOW_BITS: u32 = 20;
 const MAX_PACKED_INDEX: usize = 255;
+/// The shadow bit of a packed result (bit 52: the bucket field ends below it).
+const SHADOW_BIT: f64 = 4_503_599_627_370_496.0;
 
 /// The reason's code in a packed result: its position in `Reason::ALL` (the JS side gets the
 /// names in the same order from `tables()`).
@@ -71,56 +79,113 @@ pub fn kill_source_code(source: KillSource) -> usize {
 /// bits  3..11  variant index + 1 (0: none)
 /// bits 11..19  rule index + 1 (0: none); for KILLED, which has no rule, the kill source code
 /// bit  19      has bucket
-/// bits 20..52  bucket (u32)
+/// bits 20..52  bucket (u32); without a bucket, the budget code (0: none, see [`budget_code`])
+/// bit  52      a shadow was drawn (the flag's shadow variant: the JS tables know which)
 /// ```
+///
+/// A result with a budget never has a bucket (budgets decide before rules), so the two share
+/// their bits.
 #[inline]
-fn encode(
-    variant_index: Option<usize>,
-    rule_index: Option<usize>,
-    reason: Reason,
-    bucket: Option<u32>,
-    kill_source: Option<KillSource>,
-) -> f64 {
-    let variant = variant_index.map_or(0, |i| i + 1);
-    let rule = match (rule_index, kill_source) {
+fn encode(d: &Decision<'_>) -> f64 {
+    let variant = d.variant_index.map_or(0, |i| i + 1);
+    let rule = match (d.rule_index, d.kill_source) {
         (Some(i), _) => i + 1,
         (None, Some(source)) => kill_source_code(source),
         (None, None) => 0,
     };
-    if rule_index.is_some() && kill_source.is_some() {
+    if d.rule_index.is_some() && d.kill_source.is_some() {
         // Not produced by the core today; the unpacked form carries both.
         return WIDE;
     }
     if variant > MAX_PACKED_INDEX || rule > MAX_PACKED_INDEX {
         return WIDE;
     }
-    let low = reason_code(reason)
+    let high = match (d.bucket, d.budget) {
+        (None, None) => 0,
+        (Some(bucket), None) => bucket,
+        (None, Some(_)) => match budget_code(d.flag, d.budget) {
+            0 => return WIDE,
+            code => code,
+        },
+        (Some(_), Some(_)) => return WIDE,
+    };
+    let low = reason_code(d.reason)
         | (variant as u32) << 3
         | (rule as u32) << 11
-        | u32::from(bucket.is_some()) << 19;
-    f64::from(bucket.unwrap_or(0)) * f64::from(1u32 << LOW_BITS) + f64::from(low)
+        | u32::from(d.bucket.is_some()) << 19;
+    let shadow = if d.shadow.is_some() { SHADOW_BIT } else { 0.0 };
+    shadow + f64::from(high) * f64::from(1u32 << LOW_BITS) + f64::from(low)
 }
 
+/// A budget's code: its position in the flag's budgets followed by the document's, plus one
+/// (the order of `budgets` in [`Handle::tables`]); 0 for none or one that does not fit.
 #[inline]
-fn encode_decision(decision: &Decision<'_>) -> f64 {
-    encode(
-        decision.variant_index,
-        decision.rule_index,
-        decision.reason,
-        decision.bucket,
-        decision.kill_source,
-    )
+fn budget_code(flag: Option<&Flag>, budget: Option<BudgetRef>) -> u32 {
+    let position = match (flag, budget) {
+        (_, None) | (None, _) => return 0,
+        (Some(_), Some(BudgetRef::Flag(i))) => i,
+        (Some(flag), Some(BudgetRef::Document(i))) => flag.budgets.len() + i,
+    };
+    u32::try_from(position + 1).unwrap_or(0)
+}
+
+/// A pin effect's code in an unpacked result.
+#[inline]
+pub fn pin_effect_code(effect: PinEffect) -> f64 {
+    match effect {
+        PinEffect::None => 0.0,
+        PinEffect::Keep => 1.0,
+        PinEffect::Write => 2.0,
+        PinEffect::Delete => 3.0,
+    }
+}
+
+/// A decision unpacked: `[variantIndex, reasonCode, ruleIndex, bucket, killSourceCode,
+/// shadowIndex, budgetCode, pinEffect]`, -1 for none (0 for no budget, kill source codes and
+/// budget codes as packed, pin effects 0 none, 1 keep, 2 write, 3 delete).
+pub fn unpacked(d: &Decision<'_>) -> Vec<f64> {
+    let position = |i: Option<usize>| i.map_or(-1.0, |i| i as f64);
+    vec![
+        position(d.variant_index),
+        f64::from(reason_code(d.reason)),
+        position(d.rule_index),
+        d.bucket.map_or(-1.0, f64::from),
+        d.kill_source.map_or(-1.0, |k| kill_source_code(k) as f64),
+        position(d.shadow),
+        f64::from(budget_code(d.flag, d.budget)),
+        pin_effect_code(d.pin),
+    ]
+}
+
+thread_local! {
+    /// The unpacked form of the last result that was [`WIDE`] on this thread.
+    static LAST_WIDE: RefCell<Option<Vec<f64>>> = const { RefCell::new(None) };
+}
+
+/// Packs a decision, stashing its unpacked form when it does not fit (see [`take_wide`]).
+#[inline]
+fn pack(d: &Decision<'_>) -> f64 {
+    let packed = encode(d);
+    if packed == WIDE {
+        stash(d);
+    }
+    packed
+}
+
+#[cold]
+fn stash(d: &Decision<'_>) {
+    let wide = unpacked(d);
+    LAST_WIDE.with(|w| *w.borrow_mut() = Some(wide));
+}
+
+/// The unpacked form of the last [`WIDE`] result of this thread (taken once).
+pub fn take_wide() -> Option<Vec<f64>> {
+    LAST_WIDE.with(|w| w.borrow_mut().take())
 }
 
 #[inline]
 pub fn encode_evaluation(evaluation: &Evaluation) -> f64 {
-    encode(
-        evaluation.variant_index,
-        evaluation.rule_index,
-        evaluation.reason,
-        evaluation.bucket,
-        evaluation.kill_source,
-    )
+    pack(&evaluation.decision())
 }
 
 /// Unix milliseconds from JS (a `Date`'s `getTime()` or a parsed timestamp).
@@ -171,7 +236,7 @@ impl Handle {
             names: &flag.attributes,
             values,
         };
-        encode_decision(&snapshot.evaluate(&flag.key, &ctx))
+        pack(&snapshot.evaluate(&flag.key, &ctx))
     }
 
     /// Evaluates flag `index` of the acknowledged document (or, without an index, the flag
@@ -195,7 +260,50 @@ impl Handle {
         Arc::ptr_eq(&evaluation.document, &ack).then_some(evaluation)
     }
 
+    /// Evaluates flag `index` of the acknowledged document with the pin the JS side read from
+    /// its own store (`None`: no pin), writing no pin: the result's unpacked form (see
+    /// [`unpacked`]) says what to do with the store. `None` when stale.
+    pub fn evaluate_pinned(
+        &self,
+        index: u32,
+        values: &[Attr<'_>],
+        pin: Option<&str>,
+        at: Option<f64>,
+    ) -> Option<Vec<f64>> {
+        let ack = self.ack.borrow();
+        let snapshot = self.inner.snapshot();
+        if !Arc::ptr_eq(snapshot.document_arc(), &ack) {
+            return None;
+        }
+        let flag = ack.flags().get(index as usize)?;
+        let ctx = Positional {
+            names: &flag.attributes,
+            values,
+        };
+        let decision = snapshot.evaluate_index_pinned(index as usize, &ctx, pin, at.map(millis));
+        Some(unpacked(&decision))
+    }
+
+    /// The key of the conversation's pin in a shared store (`flagrail/pin/<flag>/<conversation>`)
+    /// for flag `index` of the acknowledged document, reading `values` of its attributes (or,
+    /// with `run`, of its run attributes); `None` when the flag is not sticky or the context
+    /// names no conversation.
+    pub fn pin_key(&self, index: u32, values: &[Attr<'_>], run: bool) -> Option<String> {
+        let ack = self.ack.borrow();
+        let flag = ack.flags().get(index as usize)?;
+        let sticky = flag.sticky.as_ref()?;
+        let names = if run {
+            &flag.run_attributes
+        } else {
+            &flag.attributes
+        };
+        let conversation = conversation_of(sticky, &Positional { names, values })?;
+        Some(pin_key(&flag.key, &conversation))
+    }
+
     /// Explains flag `index` (or `key` when the tables lack it) as JSON; `None` when stale.
+    /// `pin`: `Some` with the pin read from the JS side's own store, `None` to read the
+    /// in-memory pins.
     ///
     /// The snapshot that explains is the one compared with the acknowledged document, so a
     /// reload cannot slip in between the attribute list and the explanation.
@@ -205,6 +313,7 @@ impl Handle {
         key: &str,
         values: &[Attr<'_>],
         at: Option<f64>,
+        pin: Option<Option<&str>>,
     ) -> Option<Value> {
         let ack = self.ack.borrow();
         let snapshot = self.inner.snapshot();
@@ -213,15 +322,18 @@ impl Handle {
         }
         let (key, names) = resolve(&ack, index, key)?;
         let ctx = Positional { names, values };
-        Some(match at {
-            Some(at) => snapshot.explain_at(key, &ctx, millis(at)),
-            None => snapshot.explain(key, &ctx),
+        Some(match (pin, at) {
+            (Some(pin), at) => snapshot.explain_pinned(key, &ctx, pin, at.map(millis)),
+            (None, Some(at)) => snapshot.explain_at(key, &ctx, millis(at)),
+            (None, None) => snapshot.explain(key, &ctx),
         })
     }
 
     /// The live document as JSON for the JS side's lookup tables: revision, reason names (in
     /// packed-code order), and per flag its key, attributes (those evaluation reads, and those
-    /// a `call` reads), variants (id, payload) and rule ids. Acknowledges that document.
+    /// a `call` reads), variants (id, payload, payload hash), rule ids, budget ids (the
+    /// flag's, then the document's: budget codes index them), the shadow variant's index and
+    /// the sticky TTL. Acknowledges that document.
     pub fn tables(&self) -> String {
         let document = self.inner.document();
         let flags: Vec<Value> = document
@@ -235,8 +347,13 @@ impl Handle {
                     "variants": flag.variants.iter().map(|v| json!({
                         "id": &*v.id,
                         "payload": &*v.payload,
+                        "payload_hash": &*v.payload_hash,
                     })).collect::<Vec<_>>(),
                     "rules": flag.rules.iter().map(|r| &*r.id).collect::<Vec<_>>(),
+                    "budgets": flag.budgets.iter().chain(document.budgets())
+                        .map(|b| &*b.id).collect::<Vec<_>>(),
+                    "shadow": flag.shadow.as_ref().map(|s| s.variant),
+                    "sticky_ttl_ms": flag.sticky.as_ref().map(|s| s.ttl),
                 })
             })
             .collect();

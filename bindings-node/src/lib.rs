@@ -14,12 +14,13 @@ pub mod runtime;
 
 use std::time::Duration;
 
-use flagrail_core::{Attr, Evaluation, FileOptions, Flags};
+use flagrail_core::cache_key::KeyPart;
+use flagrail_core::{Attr, FileOptions, Flags};
 use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Unknown};
 use napi_derive::napi;
 
 use crate::error::{invalid_argument, load_failure, LoadFailure};
-use crate::handle::{encode_evaluation, kill_source_code, reason_code, Handle, STALE};
+use crate::handle::{encode_evaluation, Handle, STALE};
 use crate::raw::{read_values, JsAttr};
 
 /// Largest integer a JS number represents exactly (`Number.MAX_SAFE_INTEGER`).
@@ -92,35 +93,46 @@ pub fn eval_key(slot: u32, key: String, at: Option<f64>) -> Result<f64, JsError>
         .map_or(STALE, |e| encode_evaluation(&e)))
 }
 
-/// Like `evalList`, unpacked: `[variantIndex, reasonCode, ruleIndex, bucket, killSourceCode]`
-/// with -1 for none (kill source codes as packed), or `null` when stale. Only for results that
-/// do not fit the packed number.
+/// The unpacked form of the last result of this thread that did not fit the packed number
+/// (`-2`), taken once: `[variantIndex, reasonCode, ruleIndex, bucket, killSourceCode,
+/// shadowIndex, budgetCode, pinEffect]` (see `handle::unpacked`). The evaluation is not
+/// repeated: it may have written a sticky pin.
 #[napi(catch_unwind)]
-pub fn eval_wide(
+pub fn take_wide() -> Option<Vec<f64>> {
+    handle::take_wide()
+}
+
+/// The key of the conversation's pin in a shared pin store for flag `index` (`values` of its
+/// attributes, or with `run` of its run attributes), or `null` when the flag is not sticky or
+/// the context names no conversation.
+#[napi(catch_unwind)]
+pub fn pin_key(
     slot: u32,
     index: u32,
     values: Unknown<'_>,
+    run: bool,
+) -> Result<Option<String>, JsError> {
+    let owned = read_values(values);
+    Ok(handle(slot)?.pin_key(index, &attrs(&owned), run))
+}
+
+/// Evaluates flag `index` with the pin read from a shared store (`null`: none), writing no
+/// pin: the unpacked result (as `takeWide`), whose last element says what to do with the
+/// store; `null` when stale.
+#[napi(catch_unwind)]
+pub fn eval_pinned(
+    slot: u32,
+    index: u32,
+    values: Unknown<'_>,
+    pin: Option<String>,
     at: Option<f64>,
 ) -> Result<Option<Vec<f64>>, JsError> {
     let owned = read_values(values);
-    Ok(handle(slot)?
-        .evaluate_full(Some(index), "", &attrs(&owned), at)
-        .map(|e| unpacked(&e)))
-}
-
-/// An evaluation as `[variantIndex, reasonCode, ruleIndex, bucket, killSourceCode]`.
-fn unpacked(e: &Evaluation) -> Vec<f64> {
-    let position = |i: Option<usize>| i.map_or(-1.0, |i| i as f64);
-    vec![
-        position(e.variant_index),
-        f64::from(reason_code(e.reason)),
-        position(e.rule_index),
-        e.bucket.map_or(-1.0, f64::from),
-        e.kill_source.map_or(-1.0, |k| kill_source_code(k) as f64),
-    ]
+    Ok(handle(slot)?.evaluate_pinned(index, &attrs(&owned), pin.as_deref(), at))
 }
 
 /// `explain` as JSON text, or `null` when stale. `index` is -1 for a flag the tables lack.
+/// With `pinned`, `pin` is the pin read from a shared store (the in-memory pins otherwise).
 #[napi(catch_unwind)]
 pub fn explain(
     slot: u32,
@@ -128,12 +140,29 @@ pub fn explain(
     key: String,
     values: Unknown<'_>,
     at: Option<f64>,
+    pinned: Option<bool>,
+    pin: Option<String>,
 ) -> Result<Option<String>, JsError> {
     let owned = read_values(values);
     let index = u32::try_from(index).ok();
+    let pin = pinned.unwrap_or(false).then_some(pin.as_deref());
     Ok(handle(slot)?
-        .explain(index, &key, &attrs(&owned), at)
+        .explain(index, &key, &attrs(&owned), at, pin)
         .map(|v| v.to_string()))
+}
+
+/// `variant.cacheKey(...parts)`: `flagrail:v1:<flag>:<variant>:<payload hash>[:<parts hash>]`
+/// (docs/flag-document.md, "Cache keys"). Integer parts arrive as their decimal text, which
+/// is how the core hashes integers.
+#[napi(catch_unwind)]
+pub fn cache_key(
+    flag: String,
+    variant: String,
+    payload_hash: String,
+    parts: Vec<String>,
+) -> String {
+    let parts: Vec<KeyPart<'_>> = parts.iter().map(|p| KeyPart::Text(p)).collect();
+    flagrail_core::cache_key::cache_key(&flag, &variant, &payload_hash, &parts)
 }
 
 /// `status()` as JSON text.

@@ -456,9 +456,9 @@ pub fn write_out(out: &mut Float64ArraySlice<'_>, values: &[f64]) {
     // SAFETY: napi-rs checked that `out` is a Float64Array and took its data pointer and
     // length from `napi_get_typedarray_info` (a Float64Array's data is 8-byte aligned by
     // definition). The array is alive for this callback (its handle is an argument), and no
-    // JS runs while we write: this is the JS thread, inside a synchronous call. The only array
-    // passed here is index.js's private, non-shared result array, so no other thread can
-    // touch its buffer.
+    // JS runs while we write: this is the JS thread, inside a synchronous call. The only arrays
+    // passed here are index.js's private, non-shared result arrays (the module's one, or one
+    // made for a single call), so no other thread can touch their buffers.
     let slots = unsafe { out.as_mut() };
     for (slot, value) in slots.iter_mut().zip(values) {
         *slot = *value;

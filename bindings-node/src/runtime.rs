@@ -18,17 +18,19 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
+use flagrail_core::live::PinSource;
 use flagrail_core::runtime::{
     classify, CallbackSink, ErrorFacts, ErrorKind, Event, Run, Step, Usage,
 };
 use flagrail_core::{Attr, Document, EmptyContext, Evaluation, KillSource, Positional, Reason};
 use napi::bindgen_prelude::{Buffer, Either, Float64ArraySlice, Unknown};
 use napi_derive::napi;
+use serde_json::Value;
 
 use crate::error::{core_error, invalid_argument, load_failure, LoadFailure};
-use crate::handle::{encode_evaluation, STALE};
+use crate::handle::{encode_evaluation, pin_effect_code, unpacked, STALE};
 use crate::raw::{read_values, write_out};
-use crate::{attrs, unpacked, JsError};
+use crate::{attrs, JsError};
 
 /// Step kinds in the low two bits of a packed step.
 const STEP_EXHAUSTED: u32 = 0;
@@ -216,10 +218,77 @@ pub fn run_start(
     }
 }
 
-/// The run's evaluation unpacked, like `evalWide`.
+/// `runStart` for a sticky flag whose pins live in the JS side's own store: evaluates with
+/// `pin` (the stored variant id, or none) and writes nothing to the in-memory pins. A started
+/// run writes `[packed evaluation, packed first step, pin effect]` to `out` (pin effects as in
+/// `takeWide`: the JS side carries them out on its store).
+#[napi(catch_unwind)]
+pub fn run_start_pinned(
+    slot: u32,
+    index: u32,
+    values: Unknown<'_>,
+    pin: Option<String>,
+    mut out: Float64ArraySlice<'_>,
+) -> Result<Either<f64, LoadFailure>, JsError> {
+    let handle = crate::handle(slot)?;
+    let ack = handle.acknowledged();
+    let snapshot = handle.inner.snapshot();
+    if !Arc::ptr_eq(snapshot.document_arc(), &ack) {
+        return Ok(Either::A(STALE));
+    }
+    let Some(flag) = ack.flags().get(index as usize) else {
+        return Ok(Either::A(STALE));
+    };
+    let owned = read_values(values);
+    let values = attrs(&owned);
+    let ctx = Positional {
+        names: &flag.run_attributes,
+        values: &values,
+    };
+    let pins = PinSource::Given(pin.as_deref());
+    match handle
+        .inner
+        .start_run_with(&snapshot, &flag.key, &ctx, pins)
+    {
+        Ok(mut run) => {
+            let effect = pin_effect_code(run.evaluation().pin);
+            let step = encode_step(run.next_step());
+            write_out(
+                &mut out,
+                &[encode_evaluation(run.evaluation()), step, effect],
+            );
+            Ok(Either::A(f64::from(insert(run))))
+        }
+        Err(error) => Ok(Either::B(load_failure(&error))),
+    }
+}
+
+/// Starts the shadow copy of `run` when its evaluation drew a shadow and the shadow's hourly
+/// cost cap has room (checked and reserved by the core): the shadow run's slot, with its first
+/// step (packed like `runStart`'s) written to `out[0]`; -1 when no shadow runs.
+#[napi(catch_unwind)]
+pub fn run_shadow(run: u32, mut out: Float64ArraySlice<'_>) -> Result<f64, JsError> {
+    let Some(mut shadow) = with_run(run, |r| r.shadow_run())? else {
+        return Ok(-1.0);
+    };
+    let step = encode_step(shadow.next_step());
+    write_out(&mut out, &[step]);
+    Ok(f64::from(insert(shadow)))
+}
+
+/// The output of the attempt in flight as JSON text, for the outcome event of a run with a
+/// shadow or of a shadow run (see `Run::wants_output`); text that does not parse is kept as a
+/// string.
+#[napi(catch_unwind)]
+pub fn run_set_output(run: u32, output: String) -> Result<(), JsError> {
+    let value = serde_json::from_str(&output).unwrap_or(Value::String(output));
+    with_run(run, |r| r.set_output(value))
+}
+
+/// The run's evaluation unpacked, like `takeWide`.
 #[napi(catch_unwind)]
 pub fn run_evaluation_wide(run: u32) -> Result<Vec<f64>, JsError> {
-    with_run(run, |r| unpacked(r.evaluation()))
+    with_run(run, |r| unpacked(&r.evaluation().decision()))
 }
 
 /// The next step of the run, packed: `kind + 4 * variant + 2^24 * (timeout_ms + 1)`, kind 0
