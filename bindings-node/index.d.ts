@@ -302,6 +302,10 @@ export interface Explanation {
   bucket: number | null
   revision: string
   kill_source: KillSource | null
+  /** The id of the guardrail whose trip decided (reason `GUARDRAIL`, or `KILLED` by a guardrail), or `null`. */
+  guardrail: string | null
+  /** For reason `GUARDRAIL`: the variant the guardrail took out, or `null`. */
+  replaced_variant: string | null
   /** The budget that decided (reason `BUDGET`, or `KILLED` by a budget), or `null`. */
   budget: string | null
   /** The shadow variant drawn, or `null`. */

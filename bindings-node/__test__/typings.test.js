@@ -44,6 +44,21 @@ function declaredMembers(text, name) {
   return members
 }
 
+/** The members of `export interface NAME { ... }` (two-space indented `name:` / `name?:`). */
+function interfaceMembers(text, name) {
+  const found = new RegExp(`^export interface ${name}\\b[^{]*\\{\\n`, 'm').exec(text)
+  assert.ok(found !== null, `interface ${name} is declared`)
+  const body = text.slice(found.index + found[0].length, text.indexOf('\n}\n', found.index))
+  return [...body.matchAll(/^ {2}(?:readonly )?(\w+)\??(?:\(|:)/gm)].map((m) => m[1]).sort()
+}
+
+/** The string literals of `export type NAME = 'a' | 'b' | ...`. */
+function unionMembers(text, name) {
+  const found = new RegExp(`^export type ${name} =([^]*?)\\n(?!\\s+\\|)`, 'm').exec(text)
+  assert.ok(found !== null, `type ${name} is declared`)
+  return [...found[1].matchAll(/'([^']*)'/g)].map((m) => m[1])
+}
+
 function runtimeKind(value) {
   if (typeof value !== 'function') return 'const'
   return /^class\b/.test(Function.prototype.toString.call(value)) ? 'class' : 'function'
@@ -118,4 +133,50 @@ test('the package resolves by name with require and import', async () => {
   const pkg = require('flagrail/package.json')
   assert.equal(pkg.name, 'flagrail')
   assert.equal(pkg.types, 'index.d.ts')
+})
+
+test('the unions of reasons and kill sources list exactly what the core decodes', () => {
+  const flags = flagrail.Flags.fromObject({ flags: { f: { variants: { a: {} }, default: 'a' } } })
+  // The tables the addon sends (private, but this test is about the addon's contract).
+  assert.deepEqual(unionMembers(DTS, 'Reason').sort(), [...flags._tables.reasons].sort())
+  assert.deepEqual(unionMembers(DTS, 'KillSource').sort(), [...flags._tables.killSources].sort())
+})
+
+test('declared interfaces match the objects the API returns', async () => {
+  const { Flags } = flagrail
+  const flags = Flags.fromObject({
+    flags: {
+      f: {
+        bucket_by: 'user_id',
+        variants: { a: { model: 'a' }, b: { model: 'b' } },
+        default: 'a',
+        shadow: { variant: 'b', percent: 100 },
+        sticky: { ttl: '1h' },
+        budgets: [{ id: 'hourly', max_requests: 100, window: '1h', action: { serve: 'b' } }],
+      },
+    },
+  })
+  let options
+  const result = await flags.call('f', { user_id: 'u1' }, async (variant, o) => {
+    if (!o.shadow) options = o
+    return 'ok'
+  })
+  const status = flags.status()
+  const pairs = [
+    ['CallResult', result],
+    ['Attempt', result.attempts[0]],
+    ['Explanation', flags.explain('f', { user_id: 'u1', conversation_id: 'c' })],
+    ['Status', status],
+    ['StickyStoreStatus', status.sticky_store],
+    ['LocalKill', (flags.kill('f', { reason: 'r' }), flags.status().local_kills.flags.f)],
+  ]
+  for (const [name, object] of pairs) assert.deepEqual(Object.keys(object).sort(), interfaceMembers(DTS, name), name)
+  // CallOptions: own fields plus the lazily made `signal` getter.
+  const declared = interfaceMembers(DTS, 'CallOptions')
+  const actual = [...Object.keys(options).filter((k) => !k.startsWith('_')), 'signal'].sort()
+  assert.deepEqual(actual, declared, 'CallOptions')
+  // A budget's state: every field it has is declared.
+  const budgetFields = interfaceMembers(DTS, 'BudgetState')
+  for (const key of Object.keys(status.budgets[0])) assert.ok(budgetFields.includes(key), `BudgetState.${key} is declared`)
+  assert.deepEqual(interfaceMembers(DTS, 'PinStore'), ['delete', 'get', 'set'])
 })
