@@ -343,14 +343,21 @@ def test_a_broken_pin_that_the_new_decision_does_not_replace_is_deleted() -> Non
     assert "flagrail/pin/sm/k2" not in store.data
 
 
-def test_a_shared_pin_is_written_even_when_the_result_object_is_shared() -> None:
+@pytest.mark.parametrize("where", ["memory", "store"])
+def test_a_pin_is_written_even_when_the_result_object_is_shared(where: str) -> None:
     doc = guarded_sticky_doc()
     del doc["flags"]["bot"]["guardrails"]
     flags = Flags.from_dict(doc)
+    store = RecordingStore()
+    if where == "store":
+        flags.use_pin_store(store)
     a = flags.variant("bot", convo("u-1", "a"))
     b = flags.variant("bot", convo("u-2", "b"))
     assert a is b and a.reason == "DEFAULT"  # one shared result for a unit-independent default
-    assert flags.status()["sticky_pins"] == 2
+    if where == "store":
+        assert store.data == {"flagrail/pin/bot/a": "cand", "flagrail/pin/bot/b": "cand"}
+    else:
+        assert flags.status()["sticky_pins"] == 2
     assert flags.variant("bot", convo("u-1", "a")).reason == "STICKY"
     assert flags.variant("bot", convo("u-2", "b")).reason == "STICKY"
 
