@@ -781,7 +781,7 @@ impl Run {
                 "rule_id": self.evaluation.rule_id(),
                 "model": def.model.as_deref(),
                 "attempt": self.attempts.len() + 1,
-                "fallback": Some(current.variant) != self.evaluation.variant_index,
+                "fallback": !self.shadow && Some(current.variant) != self.evaluation.variant_index,
                 "shadow": self.shadow,
                 "outcome": attempt.outcome(),
                 "error_kind": error.map(ErrorKind::as_str),
