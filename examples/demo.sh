@@ -57,3 +57,6 @@ $PY examples/demo_runtime.py
 say "7. Guardrail fire drill: an outage trips the fallback guardrail within 20 calls"
 run $FLAGRAIL drill $EXAMPLE --flag support-bot --variant v2.2 --error-rate 1.0 --requests 2000 \
   --context '{"plan": "pro"}' --at 2026-11-25T10:00:00Z --expect-trip
+
+say "8. Cost breakers and a shadow candidate: budgets downgrade, the shadow is compared by run id"
+$PY examples/demo_costs.py
