@@ -813,7 +813,13 @@ class Flags {
    * outcome.
    */
   _startShadow(entry, base, run, fn) {
-    const shadowRun = native.runShadow(run, OUT)
+    let shadowRun
+    try {
+      shadowRun = native.runShadow(run, OUT)
+    } catch (err) {
+      process.emitWarning(`flagrail: a shadow attempt could not start: ${describeError(err)}`, { code: 'FLAGRAIL_SHADOW' })
+      return null
+    }
     if (shadowRun < 0) return null
     const step = OUT[0]
     this._runShadow(entry, base, shadowRun, step, fn).then(undefined, () => {})
