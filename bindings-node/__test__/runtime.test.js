@@ -284,20 +284,23 @@ describe('call: reading the context', () => {
     }
   })
 
-  test('a flag that reads more than eight attributes', async () => {
-    const names = Array.from({ length: 9 }, (_, i) => `attr${i}`)
-    const flags = botFlags({
-      rules: [
-        { id: 'all', when: { all: names.map((attr) => ({ attr, op: 'eq', value: 'x' })) }, serve: 'c' },
-        ...rules,
-      ],
-    })
-    const all = Object.fromEntries(names.map((n) => [n, 'x']))
-    const hit = await flags.call('bot', { user_id: 'u1', ...all }, answer)
-    assert.equal(hit.value, 'c')
-    assert.equal(hit.variant.ruleId, 'all')
-    const miss = await flags.call('bot', { user_id: 'u1', ...all, attr8: 'y' }, answer)
-    assert.equal(miss.value, flags.variant('bot', { user_id: 'u1' }).id)
+  test('flags that read eight run attributes (the most one raw call takes) and more', async () => {
+    // Run attributes: these, plus user_id (the unit) and segment.
+    for (const count of [6, 9]) {
+      const names = Array.from({ length: count }, (_, i) => `attr${i}`)
+      const flags = botFlags({
+        rules: [
+          { id: 'all', when: { all: names.map((attr) => ({ attr, op: 'eq', value: 'x' })) }, serve: 'c' },
+          ...rules,
+        ],
+      })
+      const all = Object.fromEntries(names.map((n) => [n, 'x']))
+      const hit = await flags.call('bot', { user_id: 'u1', ...all }, answer)
+      assert.equal(hit.value, 'c')
+      assert.equal(hit.variant.ruleId, 'all')
+      const miss = await flags.call('bot', { user_id: 'u1', ...all, [names[count - 1]]: 'y' }, answer)
+      assert.equal(miss.value, flags.variant('bot', { user_id: 'u1' }).id)
+    }
   })
 
   test('a call after a reload evaluates the new document', async () => {
