@@ -150,6 +150,26 @@ function reader(names) {
   }
 }
 
+/** Most run attributes `runStartRaw` takes (src/raw.rs, MAX_RUN_VALUES). */
+const MAX_RUN_VALUES = 8
+
+/**
+ * A function `(target, context) => run` that reads a flag's run attributes from the context
+ * and starts a `call` through the raw entry point (src/raw.rs, `runStartRaw`), generated like
+ * `reader` and for the same reason; `null` (the careful path only) for more than
+ * MAX_RUN_VALUES attributes or without code generation.
+ */
+function starter(names) {
+  if (names.length > MAX_RUN_VALUES) return null
+  const reads = names.map((name) => `context[${JSON.stringify(name)}]`)
+  const body = `return function (target, context) { return native.runStartRaw(${['OUT_BUFFER', 'target', ...reads].join(', ')}) }`
+  try {
+    return new Function('native', 'OUT_BUFFER', body)(native, OUT_BUFFER)
+  } catch {
+    return null
+  }
+}
+
 /** The JS side of one document: ids and frozen payloads the packed results index into. */
 class Tables {
   /** `custom`: a custom pin store is in use, so sticky flags skip the native fast path. */
@@ -168,6 +188,7 @@ class Tables {
         attributes: flag.attributes,
         // What a `call` or a tracker reads: the attributes plus the unit and the segment label.
         runAttributes: flag.run_attributes,
+        start: starter(flag.run_attributes),
         read: reader(flag.attributes),
         variantIds: flag.variants.map((v) => v.id),
         payloads: flag.variants.map((v) => deepFreeze(v.payload)),
@@ -677,10 +698,21 @@ class Flags {
     if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
     const key = flagKey(flag)
     let out = OUT
-    let entry
+    let entry = this._tables.byKey.get(key)
     let run = -1
     // A sticky flag with a custom pin store: { store, key } of the conversation's pin.
     let pinned = null
+    // Fast path: a known flag without a custom pin store and a context object, one raw native
+    // call. Anything else (a throwing getter, stale tables, a pin store, a failure to report)
+    // takes the careful loop below.
+    if (entry !== undefined && entry.direct && entry.start !== null && context !== null && context !== undefined) {
+      try {
+        const started = entry.start(entry.target, context)
+        if (started >= 0) run = started
+      } catch {
+        // A getter threw before the native call: no run was started.
+      }
+    }
     for (let attempt = 0; run < 0; attempt++) {
       if (attempt === MAX_ATTEMPTS) {
         throw new FlagrailError('SOURCE_UNREACHABLE', 'the document changed during every attempt to start the call')
@@ -764,7 +796,9 @@ class Flags {
             runId = native.runSucceed(run, out, usage.inputTokens ?? undefined, usage.outputTokens ?? undefined, usage.cost ?? undefined)
           } else {
             if (shadowed) native.runSetOutput(run, outputJson(value))
-            runId = native.runSucceed(run, out)
+            // The raw entry point writes the shared buffer; a pinned call has its own `out`.
+            runId = out === OUT ? native.runSucceedRaw(OUT_BUFFER, run) : undefined
+            if (typeof runId !== 'string') runId = native.runSucceed(run, out)
           }
           ended = true
           const cost = out[1]
@@ -1004,8 +1038,13 @@ const STEP_EXHAUSTED = 0
 const STEP_CALL = 1
 const STEP_SERVE = 2
 const NO_VALUES = Object.freeze([])
-/** Where runtime entry points put a second result number (src/runtime.rs); read at once. */
-const OUT = new Float64Array(2)
+/**
+ * Where runtime entry points put a second result number (src/runtime.rs); read at once. The
+ * raw entry points (src/raw.rs) take the `ArrayBuffer` itself, which Node-API reads faster
+ * than a typed array.
+ */
+const OUT_BUFFER = new ArrayBuffer(16)
+const OUT = new Float64Array(OUT_BUFFER)
 /** Where shadow attempts' results go (never read: shadows report nothing back to the caller). */
 const SHADOW_OUT = new Float64Array(2)
 /** What a timed-out attempt resolves to (never a value `fn` can return). */

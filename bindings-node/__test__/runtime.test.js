@@ -251,6 +251,74 @@ describe('call: the fallback chain', () => {
   })
 })
 
+describe('call: reading the context', () => {
+  // A call reads the flag's run attributes through a generated per-flag function and one raw
+  // native call; these are the cases it hands to the careful path, which must agree with it.
+  const rules = [
+    { id: 'pro', when: { attr: 'plan', op: 'eq', value: 'pro' }, serve: 'b' },
+    { id: 'split', split: [{ variant: 'a', percent: 50 }, { variant: 'c', percent: 50 }] },
+  ]
+  const answer = async (variant) => variant.id
+
+  test('a throwing getter reads as missing, as in variant(), and the call starts one run', async () => {
+    const flags = botFlags({ rules })
+    const ctx = { user_id: 'u7' }
+    Object.defineProperty(ctx, 'plan', {
+      get() {
+        throw new Error('getter')
+      },
+    })
+    const r = await flags.call('bot', ctx, answer)
+    assert.equal(r.value, flags.variant('bot', { user_id: 'u7' }).id)
+    assert.equal(r.variant.ruleId, 'split')
+    assert.equal(flags.metrics().bot[r.value].requests, 1)
+  })
+
+  test('null, undefined and primitive contexts read every attribute as missing', async () => {
+    const flags = botFlags({ rules })
+    for (const ctx of [null, undefined, 'u7', 7]) {
+      const r = await flags.call('bot', ctx, answer)
+      const direct = flags.variant('bot', ctx)
+      assert.equal(r.value, direct.id)
+      assert.equal(r.variant.reason, direct.reason)
+    }
+  })
+
+  test('flags that read eight run attributes (the most one raw call takes) and more', async () => {
+    // Run attributes: these, plus user_id (the unit) and segment.
+    for (const count of [6, 9]) {
+      const names = Array.from({ length: count }, (_, i) => `attr${i}`)
+      const flags = botFlags({
+        rules: [
+          { id: 'all', when: { all: names.map((attr) => ({ attr, op: 'eq', value: 'x' })) }, serve: 'c' },
+          ...rules,
+        ],
+      })
+      const all = Object.fromEntries(names.map((n) => [n, 'x']))
+      const hit = await flags.call('bot', { user_id: 'u1', ...all }, answer)
+      assert.equal(hit.value, 'c')
+      assert.equal(hit.variant.ruleId, 'all')
+      const miss = await flags.call('bot', { user_id: 'u1', ...all, [names[count - 1]]: 'y' }, answer)
+      assert.equal(miss.value, flags.variant('bot', { user_id: 'u1' }).id)
+    }
+  })
+
+  test('a call after a reload evaluates the new document', async () => {
+    const dir = tmpdir()
+    const file = path.join(dir, 'flags.json')
+    const doc = (serve) =>
+      JSON.stringify({ revision: `rev-${serve}`, flags: { bot: { variants: { a: {}, b: {} }, default: serve } } })
+    fs.writeFileSync(file, doc('a'))
+    const flags = Flags.fromFile(file, { reload: false })
+    assert.equal((await flags.call('bot', { user_id: 'u1' }, answer)).value, 'a')
+    fs.writeFileSync(file, doc('b'))
+    assert.equal(flags.reloadIfChanged(), true)
+    const r = await flags.call('bot', { user_id: 'u1' }, answer)
+    assert.equal(r.value, 'b')
+    assert.equal(r.variant.revision, 'rev-b')
+  })
+})
+
 describe('call: timeouts', () => {
   const variants = {
     slow: { timeout_ms: 100 },

@@ -123,8 +123,8 @@ fn encode(d: &Decision<'_>) -> f64 {
 fn budget_code(flag: Option<&Flag>, budget: Option<BudgetRef>) -> u32 {
     let position = match (flag, budget) {
         (_, None) | (None, _) => return 0,
-        (Some(_), Some(BudgetRef::Flag(i))) => i,
-        (Some(flag), Some(BudgetRef::Document(i))) => flag.budgets.len() + i,
+        (Some(_), Some(BudgetRef::Flag(i))) => i as usize,
+        (Some(flag), Some(BudgetRef::Document(i))) => flag.budgets.len() + i as usize,
     };
     u32::try_from(position + 1).unwrap_or(0)
 }

@@ -9,6 +9,11 @@
 //! Steps and evaluations come back packed into one number each ([`encode_step`],
 //! `handle::encode_evaluation`); a call with more than one number to return writes them into
 //! a small `Float64Array` the JS side passes in (`out`), which costs less than a second call.
+//! The common case (a flag of the JS tables, a first attempt that succeeds with a plain value)
+//! crosses through raw Node-API callbacks instead (`raw::run_start_raw`,
+//! `raw::run_succeed_raw`, built on [`start_positional`] and [`succeed_plain`] here): the
+//! napi-rs glue, the typed-array checks and the array of values of these two calls were about
+//! a quarter of a call's overhead (bench/node_call.mjs).
 //!
 //! Events: the core calls its sinks synchronously during the call that produced them, on
 //! this thread. A JS listener cannot be called from inside a sink (the JS side may be in the
@@ -28,7 +33,7 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use crate::error::{core_error, invalid_argument, load_failure, LoadFailure};
-use crate::handle::{encode_evaluation, pin_effect_code, unpacked, STALE};
+use crate::handle::{encode_evaluation, pin_effect_code, unpacked, FAILED, STALE};
 use crate::raw::{read_values, write_out};
 use crate::{attrs, JsError};
 
@@ -283,6 +288,54 @@ pub fn run_shadow(run: u32, mut out: Float64ArraySlice<'_>) -> Result<f64, JsErr
 pub fn run_set_output(run: u32, output: String) -> Result<(), JsError> {
     let value = serde_json::from_str(&output).unwrap_or(Value::String(output));
     with_run(run, |r| r.set_output(value))
+}
+
+/// `run_start` for the raw entry point (`raw::run_start_raw`): flag `index` of the
+/// acknowledged document with the values of its run attributes already read. A started run's
+/// slot and `[packed evaluation, packed first step]`, or the number to return instead:
+/// `STALE` (the JS tables are out of date) or `FAILED` (no run was started; the JS side takes
+/// the careful path, which reports why).
+pub(crate) fn start_positional(
+    slot: u32,
+    index: u32,
+    values: &[Attr<'_>],
+) -> Result<(f64, [f64; 2]), f64> {
+    let handle = crate::handle::get(slot).ok_or(FAILED)?;
+    let ack = handle.acknowledged();
+    let snapshot = handle.inner.snapshot();
+    if !Arc::ptr_eq(snapshot.document_arc(), &ack) {
+        return Err(STALE);
+    }
+    let flag = ack.flags().get(index as usize).ok_or(STALE)?;
+    let ctx = Positional {
+        names: &flag.run_attributes,
+        values,
+    };
+    let mut run = handle
+        .inner
+        .start_run_in(&snapshot, &flag.key, &ctx)
+        .map_err(|_| FAILED)?;
+    let step = encode_step(run.next_step());
+    let evaluation = encode_evaluation(run.evaluation());
+    Ok((f64::from(insert(run)), [evaluation, step]))
+}
+
+/// `run_succeed` without usage, for the raw entry point (`raw::run_succeed_raw`): ends the
+/// run and returns its id and `[latency ms, cost or NaN]`; `None` when there is no such run.
+/// The run is finished where it lies in the table instead of being moved out first (a `Run`
+/// is a few hundred bytes); dropping it calls no JS, so the table may stay borrowed.
+pub(crate) fn succeed_plain(run: u32) -> Option<(Arc<str>, [f64; 2])> {
+    RUNS.with(|runs| {
+        let mut runs = runs.borrow_mut();
+        let entry = runs.runs.get_mut(run as usize)?;
+        let r = entry.as_mut()?;
+        let before = r.attempts().len();
+        r.succeed(Usage::default());
+        let done = (Arc::clone(r.run_id()), recorded(r, before));
+        *entry = None;
+        runs.free.push(run);
+        Some(done)
+    })
 }
 
 /// The run's evaluation unpacked, like `takeWide`.

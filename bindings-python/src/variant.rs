@@ -179,9 +179,8 @@ const DOCUMENT_BUDGET: u32 = 1 << 31;
 fn pack_budget(budget: Option<BudgetRef>) -> u32 {
     let packed = match budget {
         None => return NONE,
-        Some(BudgetRef::Flag(i)) => u32::try_from(i).ok().filter(|&i| i < DOCUMENT_BUDGET),
-        Some(BudgetRef::Document(i)) => u32::try_from(i)
-            .ok()
+        Some(BudgetRef::Flag(i)) => Some(i).filter(|&i| i < DOCUMENT_BUDGET),
+        Some(BudgetRef::Document(i)) => Some(i)
             .filter(|&i| i < DOCUMENT_BUDGET - 1)
             .map(|i| i | DOCUMENT_BUDGET),
     };
@@ -192,8 +191,8 @@ fn pack_budget(budget: Option<BudgetRef>) -> u32 {
 fn unpack_budget(packed: u32) -> Option<BudgetRef> {
     match packed {
         NONE => None,
-        p if p & DOCUMENT_BUDGET != 0 => Some(BudgetRef::Document((p & !DOCUMENT_BUDGET) as usize)),
-        p => Some(BudgetRef::Flag(p as usize)),
+        p if p & DOCUMENT_BUDGET != 0 => Some(BudgetRef::Document(p & !DOCUMENT_BUDGET)),
+        p => Some(BudgetRef::Flag(p)),
     }
 }
 

@@ -237,8 +237,8 @@ pub fn budget_of<'d>(
     at: BudgetRef,
 ) -> Option<&'d Budget> {
     match at {
-        BudgetRef::Flag(i) => flag?.budgets.get(i),
-        BudgetRef::Document(i) => doc.budgets.get(i),
+        BudgetRef::Flag(i) => flag?.budgets.get(i as usize),
+        BudgetRef::Document(i) => doc.budgets.get(i as usize),
     }
 }
 
@@ -435,7 +435,11 @@ impl Document {
         } else if guard_kill.is_some() {
             Some(KillSource::Guardrail)
         } else {
-            decision.budget = self.kill_budget(flag, ctx, local);
+            decision.budget = if flag.budgets.is_empty() && self.budgets.is_empty() {
+                None
+            } else {
+                self.kill_budget(flag, ctx, local)
+            };
             decision.budget.map(|_| KillSource::Budget)
         };
         if let Some(source) = kill_source {
@@ -468,45 +472,108 @@ impl Document {
             return decision;
         }
 
-        // 3. A sticky pin.
-        let conversation = flag
+        // 3. A sticky pin. The pin logic lives out of line: flags without `sticky` (most) pay
+        // one branch for it, not the register pressure of its body.
+        let mut sticky = StickyStep::NotSticky;
+        if flag.sticky.is_some() {
+            sticky = self.sticky_step(flag, ctx, guard.as_ref(), local, trace);
+            if let StickyStep::Served(pinned) = sticky {
+                decision.variant_index = Some(pinned);
+                decision.reason = Reason::Sticky;
+                decision.pin = PinEffect::Keep;
+                decision.shadow = self.draw_shadow(
+                    decision.variant_index,
+                    flag,
+                    ctx,
+                    guard.as_ref(),
+                    local,
+                    trace,
+                );
+                return decision;
+            }
+        }
+        let pin_broken = sticky == StickyStep::Broken;
+
+        // 4. A budget whose action serves a variant.
+        let served_budget = if flag.budgets.is_empty() {
+            None
+        } else {
+            self.serve_budget(flag, ctx, local)
+        };
+        if let Some((at, variant)) = served_budget {
+            trace.note(|| budget_note(self, flag, at));
+            decision.variant_index = Some(variant);
+            decision.reason = Reason::Budget;
+            decision.budget = Some(at);
+            decision.pin = if pin_broken {
+                PinEffect::Delete
+            } else {
+                PinEffect::None
+            };
+            reroute(&mut decision, flag, guard.as_ref(), trace);
+            return decision;
+        }
+
+        // The decision is large: it is filled in place by inlined steps, and out-of-line steps
+        // (sticky, shadow, re-route) return values instead of taking `&mut` to it — moving it
+        // around, or letting its address escape, showed up as memcpy and store-forwarding
+        // stalls in profiles (45 ns → 40 ns per evaluation).
+        self.rules_and_default(&mut decision, flag, ctx, now, guard.as_ref(), trace);
+        if sticky != StickyStep::NotSticky {
+            decision.pin = PinEffect::Write;
+        }
+        if flag.shadow.is_some() {
+            decision.shadow = self.draw_shadow(
+                decision.variant_index,
+                flag,
+                ctx,
+                guard.as_ref(),
+                local,
+                trace,
+            );
+        }
+        decision
+    }
+
+    /// Step 3 for a sticky flag: serves a live pin (`Served`), or says that the conversation
+    /// has no usable pin (`Open`: pin the decision of steps 5–7) or that its pin was broken
+    /// (`Broken`), or that the context names no conversation (`NotSticky`).
+    #[inline(never)]
+    fn sticky_step<C: Context + ?Sized, T: Tracer>(
+        &self,
+        flag: &Flag,
+        ctx: &C,
+        guard: Option<&Guard<'_>>,
+        local: &impl Overlay,
+        trace: &mut T,
+    ) -> StickyStep {
+        let Some(conversation) = flag
             .sticky
             .as_ref()
-            .and_then(|sticky| read_unit_owned(ctx.attr(&sticky.by)));
-        let mut pin_broken = false;
-        if let Some(conversation) = &conversation {
-            let lookup = local.pin(flag, conversation.as_str());
-            let broken_by = match lookup {
-                PinLookup::Absent => None,
-                PinLookup::Gone => Some(None),
-                PinLookup::Variant(pinned) => {
-                    let tripped = guard
-                        .as_ref()
-                        .and_then(|g| g.active(|t| t.variant == flag.variants[pinned].id));
-                    match tripped {
-                        Some(trip) => Some(Some(trip)),
-                        None => {
-                            trace.note(|| {
-                                json!({ "step": "sticky", "conversation": conversation.as_str(),
-                                        "pinned": &*flag.variants[pinned].id, "served": true })
-                            });
-                            decision.variant_index = Some(pinned);
-                            decision.reason = Reason::Sticky;
-                            decision.pin = PinEffect::Keep;
-                            return self.draw_shadow(
-                                decision,
-                                flag,
-                                ctx,
-                                guard.as_ref(),
-                                local,
-                                trace,
-                            );
-                        }
+            .and_then(|sticky| read_unit_owned(ctx.attr(&sticky.by)))
+        else {
+            return StickyStep::NotSticky;
+        };
+        let broken_by = match local.pin(flag, conversation.as_str()) {
+            PinLookup::Absent => None,
+            PinLookup::Gone => Some(None),
+            PinLookup::Variant(pinned) => {
+                let tripped =
+                    guard.and_then(|g| g.active(|t| t.variant == flag.variants[pinned].id));
+                match tripped {
+                    Some(trip) => Some(Some(trip)),
+                    None => {
+                        trace.note(|| {
+                            json!({ "step": "sticky", "conversation": conversation.as_str(),
+                                    "pinned": &*flag.variants[pinned].id, "served": true })
+                        });
+                        return StickyStep::Served(pinned);
                     }
                 }
-            };
-            if let Some(trip) = broken_by {
-                pin_broken = true;
+            }
+        };
+        match broken_by {
+            Some(trip) => {
                 trace.note(|| {
                     let why = match trip {
                         Some((trip, _)) => format!(
@@ -518,45 +585,28 @@ impl Document {
                     json!({ "step": "sticky", "conversation": conversation.as_str(),
                             "served": false, "broken": why })
                 });
-            } else {
+                StickyStep::Broken
+            }
+            None => {
                 trace.note(|| {
                     json!({ "step": "sticky", "conversation": conversation.as_str(), "pinned": null })
                 });
+                StickyStep::Open
             }
         }
-
-        // 4. A budget whose action serves a variant.
-        if let Some((at, variant)) = self.serve_budget(flag, ctx, local) {
-            trace.note(|| budget_note(self, flag, at));
-            decision.variant_index = Some(variant);
-            decision.reason = Reason::Budget;
-            decision.budget = Some(at);
-            decision.pin = if pin_broken {
-                PinEffect::Delete
-            } else {
-                PinEffect::None
-            };
-            return reroute(decision, flag, guard.as_ref(), trace);
-        }
-
-        let mut decision = self.rules_and_default(decision, flag, ctx, now, guard.as_ref(), trace);
-        if conversation.is_some() {
-            decision.pin = PinEffect::Write;
-        }
-        self.draw_shadow(decision, flag, ctx, guard.as_ref(), local, trace)
     }
 
     /// Steps 5–7: rules in order, the default, the guardrail re-route.
     #[inline]
     fn rules_and_default<'d, C: Context + ?Sized, T: Tracer>(
         &'d self,
-        mut decision: Decision<'d>,
+        decision: &mut Decision<'d>,
         flag: &'d Flag,
         ctx: &C,
         now: &impl Now,
         guard: Option<&Guard<'_>>,
         trace: &mut T,
-    ) -> Decision<'d> {
+    ) {
         // 5. Rules in order.
         for (rule_index, rule) in flag.rules.iter().enumerate() {
             if let Some(when) = &rule.when {
@@ -605,7 +655,8 @@ impl Document {
                     decision.reason = reason;
                     decision.rule_index = Some(rule_index);
                     decision.bucket = bucket;
-                    return reroute(decision, flag, guard, trace);
+                    reroute(decision, flag, guard, trace);
+                    return;
                 }
                 None => {
                     trace
@@ -618,7 +669,7 @@ impl Document {
         trace.note(|| json!({ "step": "default", "variant": &*flag.variants[flag.default].id }));
         decision.variant_index = Some(flag.default);
         decision.reason = Reason::Default;
-        reroute(decision, flag, guard, trace)
+        reroute(decision, flag, guard, trace);
     }
 
     /// The scope of `budget` in `ctx`: the `per` attribute's value, or "" for a budget of the
@@ -641,19 +692,16 @@ impl Document {
 
     /// Step 2's budgets: the first exhausted one whose action is `kill` (the flag's, then the
     /// document's, which stop only flags that call a model).
-    #[inline]
+    #[inline(never)]
     fn kill_budget<C: Context + ?Sized>(
         &self,
         flag: &Flag,
         ctx: &C,
         local: &impl Overlay,
     ) -> Option<BudgetRef> {
-        if flag.budgets.is_empty() && self.budgets.is_empty() {
-            return None;
-        }
         let own = flag.budgets.iter().enumerate().find_map(|(i, b)| {
             (b.action == BudgetAction::Kill && Self::budget_applies(b, ctx, local) == Some(true))
-                .then_some(BudgetRef::Flag(i))
+                .then_some(BudgetRef::Flag(i as u32))
         });
         own.or_else(|| {
             if !flag.has_ai {
@@ -661,13 +709,13 @@ impl Document {
             }
             self.budgets.iter().enumerate().find_map(|(i, b)| {
                 (Self::budget_applies(b, ctx, local) == Some(true))
-                    .then_some(BudgetRef::Document(i))
+                    .then_some(BudgetRef::Document(i as u32))
             })
         })
     }
 
     /// Step 4: the first exhausted budget of the flag whose action serves a variant.
-    #[inline]
+    #[inline(never)]
     fn serve_budget<C: Context + ?Sized>(
         &self,
         flag: &Flag,
@@ -681,7 +729,7 @@ impl Document {
                 BudgetAction::Serve(variant)
                     if Self::budget_applies(b, ctx, local) == Some(true) =>
                 {
-                    Some((BudgetRef::Flag(i), variant))
+                    Some((BudgetRef::Flag(i as u32), variant))
                 }
                 _ => None,
             })
@@ -690,21 +738,19 @@ impl Document {
     /// The shadow draw: a decision that is not `KILLED` or `BUDGET`, of a variant other than
     /// the shadow one, for a unit inside the shadow's percentage, while the shadow variant is
     /// not taken out by a guardrail and its hourly cost cap has room.
-    #[inline]
-    fn draw_shadow<'d, C: Context + ?Sized, T: Tracer>(
-        &'d self,
-        mut decision: Decision<'d>,
-        flag: &'d Flag,
+    #[inline(never)]
+    fn draw_shadow<C: Context + ?Sized, T: Tracer>(
+        &self,
+        chosen: Option<usize>,
+        flag: &Flag,
         ctx: &C,
         guard: Option<&Guard<'_>>,
         local: &impl Overlay,
         trace: &mut T,
-    ) -> Decision<'d> {
-        let Some(shadow) = &flag.shadow else {
-            return decision;
-        };
-        if decision.variant_index == Some(shadow.variant) {
-            return decision;
+    ) -> Option<usize> {
+        let shadow = flag.shadow.as_ref()?;
+        if chosen == Some(shadow.variant) {
+            return None;
         }
         let shadow_id = &flag.variants[shadow.variant].id;
         let why_not = if guard.is_some_and(|g| g.active(|t| t.takes_out(shadow_id)).is_some()) {
@@ -729,10 +775,7 @@ impl Document {
             }
         };
         trace.note(|| json!({ "step": "shadow", "variant": &**shadow_id, "drawn": why_not.is_none(), "why_not": why_not }));
-        if why_not.is_none() {
-            decision.shadow = Some(shadow.variant);
-        }
-        decision
+        why_not.is_none().then_some(shadow.variant)
     }
 
     /// The unit's bucket over `total`, or `None` (traced) when the unit cannot be bucketed.
@@ -796,6 +839,16 @@ impl Document {
             ramp.baseline.map(|b| (b, Reason::Split, Some(bucket)))
         }
     }
+}
+
+/// What step 3 found (see `Document::sticky_step`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StickyStep {
+    NotSticky,
+    Open,
+    Broken,
+    /// The pinned variant serves.
+    Served(usize),
 }
 
 /// The tripped guardrails of one flag, read for one evaluation.
@@ -878,40 +931,46 @@ fn trip_note(flag: &Flag, trip: &Trip, index: usize) -> Value {
 /// Step 5: a variant whose `fallback` guardrail tripped is replaced by the next variant of the
 /// flag's `fallback` list that is not itself tripped (the decision keeps the rule and bucket
 /// that chose the replaced variant). With no healthy fallback the decision stands.
-#[inline]
-fn reroute<'d, T: Tracer>(
-    mut decision: Decision<'d>,
-    flag: &'d Flag,
+#[inline(always)]
+fn reroute<T: Tracer>(
+    decision: &mut Decision<'_>,
+    flag: &Flag,
     guard: Option<&Guard<'_>>,
     trace: &mut T,
-) -> Decision<'d> {
+) {
+    // Without trips (nearly always) there is nothing to do: no call, no decision spilled.
     let (Some(guard), Some(chosen)) = (guard, decision.variant_index) else {
-        return decision;
+        return;
     };
+    if let Some((replacement, index)) = reroute_tripped(chosen, flag, guard, trace) {
+        decision.replaced_variant = Some(chosen);
+        decision.variant_index = Some(replacement);
+        decision.reason = Reason::Guardrail;
+        decision.guardrail = Some(index);
+    }
+}
+
+#[inline(never)]
+fn reroute_tripped<T: Tracer>(
+    chosen: usize,
+    flag: &Flag,
+    guard: &Guard<'_>,
+    trace: &mut T,
+) -> Option<(usize, usize)> {
     let tripped = |variant: usize| guard.active(|t| t.takes_out(&flag.variants[variant].id));
-    let Some((trip, index)) = guard
-        .active(|t| t.action == GuardAction::Fallback && t.variant == flag.variants[chosen].id)
-    else {
-        return decision;
-    };
-    let Some(&replacement) = flag
+    let (trip, index) = guard
+        .active(|t| t.action == GuardAction::Fallback && t.variant == flag.variants[chosen].id)?;
+    let &replacement = flag
         .fallback
         .iter()
-        .find(|&&v| v != chosen && tripped(v).is_none())
-    else {
-        return decision;
-    };
+        .find(|&&v| v != chosen && tripped(v).is_none())?;
     trace.note(|| {
         let mut note = trip_note(flag, trip, index);
         note["replaced"] = json!(&*flag.variants[chosen].id);
         note["served"] = json!(&*flag.variants[replacement].id);
         note
     });
-    decision.replaced_variant = Some(chosen);
-    decision.variant_index = Some(replacement);
-    decision.reason = Reason::Guardrail;
-    decision.guardrail = Some(index);
-    decision
+    Some((replacement, index))
 }
 
 /// The decision as JSON, the shape the CLI and the bindings' `explain` share.

@@ -101,8 +101,19 @@ impl Budget {
 /// Which budget decided: one of the flag's, or one of the document's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetRef {
-    Flag(usize),
-    Document(usize),
+    // u32, not usize: this rides in every `Decision`, whose size shows in evaluation time (a
+    // document of at most 16 MiB cannot hold 2^32 budgets).
+    Flag(u32),
+    Document(u32),
+}
+
+impl BudgetRef {
+    /// The index into the flag's (or the document's) `budgets`.
+    pub fn index(self) -> usize {
+        match self {
+            BudgetRef::Flag(i) | BudgetRef::Document(i) => i as usize,
+        }
+    }
 }
 
 /// A budget's state for one scope.

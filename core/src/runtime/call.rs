@@ -205,12 +205,12 @@ fn budget_scopes<C: Context + ?Sized>(
         .budgets
         .iter()
         .enumerate()
-        .map(|(i, b)| (BudgetRef::Flag(i), b));
+        .map(|(i, b)| (BudgetRef::Flag(i as u32), b));
     let wide = doc
         .budgets()
         .iter()
         .enumerate()
-        .map(|(i, b)| (BudgetRef::Document(i), b));
+        .map(|(i, b)| (BudgetRef::Document(i as u32), b));
     own.chain(wide)
         .filter_map(|(at, budget)| match &budget.per {
             None => Some((at, Box::from(""))),
