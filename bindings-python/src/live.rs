@@ -706,15 +706,31 @@ impl Flags {
         self.inner.pins.install(store.filter(|s| !s.is_none()))
     }
 
-    /// ``(store, key)`` when ``acall`` reads the pin of ``flag`` from the user's store (not
-    /// public API).
-    fn _pin_lookup<'py>(
+    /// Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
+    /// ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
+    /// store (then ``_start_run`` with what it returned).
+    fn _begin<'py>(
         &self,
         py: Python<'py>,
         flag: &Bound<'py, PyString>,
         context: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Option<(Py<PyAny>, String)>> {
-        runtime::pin_lookup(&self.inner, py, flag, context)
+    ) -> PyResult<(Option<PyRun>, Option<Py<PyAny>>)> {
+        if let Some(lookup) = runtime::pin_lookup(&self.inner, py, flag, context)? {
+            let lookup = lookup.into_pyobject(py)?.into_any().unbind();
+            return Ok((None, Some(lookup)));
+        }
+        let run = PyRun::new(runtime::start(
+            &self.inner,
+            py,
+            flag,
+            context,
+            runtime::Pins::Memory,
+        )?);
+        let shadow = match run.take_shadow() {
+            Some(shadow) => Some(Py::new(py, shadow)?.into_any()),
+            None => None,
+        };
+        Ok((Some(run), shadow))
     }
 
     /// Counts an exception a pin store method raised in ``acall`` (not public API).
@@ -816,7 +832,7 @@ impl Flags {
     }
 
     /// Starts a run for ``acall`` (not public API). ``pinned`` is ``(key, value, ok)``: what
-    /// the pin store's ``get`` returned (awaited) for ``_pin_lookup``'s key, ``ok`` false when
+    /// the pin store's ``get`` returned (awaited) for ``_begin``'s key, ``ok`` false when
     /// it raised.
     #[pyo3(signature = (flag, context, pinned = None))]
     fn _start_run(

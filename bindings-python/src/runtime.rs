@@ -130,7 +130,7 @@ pub(crate) fn start(
                 Ok((run, None))
             }
             (Pins::Read(read), _) => {
-                // The key as this document names it (a reload since `_pin_lookup` may have
+                // The key as this document names it (a reload since `_begin` may have
                 // changed the flag's `sticky`): a pin read under another key is not used.
                 let key_now = flag_def
                     .sticky
@@ -171,7 +171,7 @@ pub(crate) fn start(
     })
 }
 
-/// `Flags._pin_lookup`: the user's store and the pin key of `flag` for `context`, when `acall`
+/// `Flags._begin`: the user's store and the pin key of `flag` for `context`, when `acall`
 /// is to read the pin itself (a sticky flag, a store installed, a conversation id given).
 pub(crate) fn pin_lookup(
     inner: &Inner,
@@ -435,6 +435,11 @@ pub struct PyRun {
 }
 
 impl PyRun {
+    /// The shadow run to start beside this one (once), or `None`.
+    pub(crate) fn take_shadow(&self) -> Option<PyRun> {
+        self.lock().as_mut()?.take_shadow()
+    }
+
     pub(crate) fn new(state: RunState) -> PyRun {
         PyRun {
             state: Mutex::new(Some(state)),
@@ -495,7 +500,7 @@ impl PyRun {
 
     /// The shadow run to start beside this one (once), or ``None``.
     fn _shadow(&self) -> Option<PyRun> {
-        self.lock().as_mut()?.take_shadow()
+        self.take_shadow()
     }
 
     /// What to write to the user's pin store for this run's decision (once):

@@ -207,16 +207,17 @@ async def acall(
     flags: Flags, flag: str, context: Any, fn: Callable[[Variant], Awaitable[Any]]
 ) -> CallResult[Any]:
     """The chain of ``Flags.acall``: the core plans, this loop awaits."""
-    lookup = flags._pin_lookup(flag, context)
-    if lookup is None:
-        run = flags._start_run(flag, context)
-    else:
-        store, key = lookup
+    # One crossing in the common case: the run and its shadow, if any.
+    begun = flags._begin(flag, context)
+    if begun[0] is None:
+        store, key = begun[1]
         run = flags._start_run(flag, context, await _read_pin(flags, store, key))
         effect = run._pin_effect()
         if effect is not None:
             await _write_pin(flags, store, effect)
-    shadow = run._shadow()
+        shadow = run._shadow()
+    else:
+        run, shadow = begun
     if shadow is not None:
         _start_shadow_task(shadow, fn)
     for variant, timeout in run:

@@ -202,9 +202,12 @@ class Flags:
             TypeError: ``store`` lacks a callable ``get``, ``set`` or ``delete``.
         """
 
-    def _pin_lookup(self, flag: str, context: Mapping[str, object] | None) -> tuple[Any, str] | None:
-        """``(store, key)`` when ``acall`` reads the pin of ``flag`` from the user's store (not
-        public API)."""
+    def _begin(
+        self, flag: str, context: Mapping[str, object] | None
+    ) -> tuple[_Run, _Run | None] | tuple[None, tuple[Any, str]]:
+        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
+        ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
+        store (then ``_start_run`` with what it returned)."""
 
     def _pin_store_error(self, method: str, exc: BaseException) -> None:
         """Counts an exception a pin store method raised in ``acall`` (not public API)."""
@@ -306,7 +309,7 @@ class Flags:
         pinned: tuple[str, object, bool] | None = None,
     ) -> _Run:
         """Starts a run for ``acall`` (not public API). ``pinned`` is ``(key, value, ok)``:
-        what the pin store's ``get`` returned (awaited) for ``_pin_lookup``'s key, ``ok``
+        what the pin store's ``get`` returned (awaited) for ``_begin``'s key, ``ok``
         false when it raised."""
 
     def tracker(self, variant: Variant, context: Mapping[str, object] | None = None) -> Tracker:

@@ -155,20 +155,24 @@ pub fn reseed_run_ids() {
     RUN_SEEDED.store(true, Ordering::Release);
 }
 
-/// A process-unique, hard-to-guess run id: a random per-process seed (see [`reseed_run_ids`])
-/// mixed with a counter. Shown as 32 hex digits.
+/// A process-unique, hard-to-guess run id: 64 bits mixed from a random per-process seed and a
+/// counter (what makes it hard to guess), and 64 bits that carry the counter itself masked by
+/// a second seed (see [`run_number`]). Shown as 32 hex digits.
 pub fn new_run_key() -> u128 {
     if !RUN_SEEDED.load(Ordering::Acquire) {
         reseed_run_ids();
     }
     let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let hi = splitmix(RUN_SEED[0].load(Ordering::Relaxed) ^ n);
-    let lo = splitmix(
-        RUN_SEED[1]
-            .load(Ordering::Relaxed)
-            .wrapping_add(n.rotate_left(17)),
-    );
+    let lo = n ^ RUN_SEED[1].load(Ordering::Relaxed);
     (u128::from(hi) << 64) | u128::from(lo)
+}
+
+/// The counter value a run id was made with (for this process's seeds): where `feedback`
+/// finds the run among the recent ones. Any 128-bit number gives some number; the full id is
+/// compared there.
+pub(crate) fn run_number(key: u128) -> u64 {
+    (key as u64) ^ RUN_SEED[1].load(Ordering::Relaxed)
 }
 
 /// The text form of a run id.

@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod stats;
 pub mod sticky;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -39,7 +38,8 @@ use metrics::{AttemptSample, MetricsStore};
 use stats::Tally;
 use sticky::MemoryPins;
 
-/// Runs remembered for `feedback(run_id, …)`; older ones are forgotten first.
+/// Runs remembered for `feedback(run_id, …)`: the runs of the last this-many run numbers of the
+/// process (older ones are forgotten).
 pub const MAX_RECENT_RUNS: usize = 100_000;
 
 /// The context attribute whose string value labels metrics by segment.
@@ -55,11 +55,13 @@ struct RunRecord {
     model: Option<Arc<str>>,
 }
 
-/// Recent runs by numeric run id: a hash map and an eviction queue of plain integers.
+/// Recent runs in a ring indexed by the run number every run id carries
+/// ([`call::run_number`]): remembering a run writes one slot, next to the previous one, and
+/// overwrites the run [`MAX_RECENT_RUNS`] numbers older. (A hash map of random ids cost a
+/// cache miss or two on every call.)
 #[derive(Default)]
 struct RecentRuns {
-    by_id: FxHashMap<u128, RunRecord>,
-    order: VecDeque<u128>,
+    slots: Vec<Option<(u128, RunRecord)>>,
 }
 
 impl RunRecord {
@@ -80,14 +82,24 @@ impl RunRecord {
 }
 
 impl RecentRuns {
+    fn slot(id: u128) -> usize {
+        (call::run_number(id) % MAX_RECENT_RUNS as u64) as usize
+    }
+
     fn insert(&mut self, id: u128, record: RunRecord) {
-        if self.by_id.insert(id, record).is_none() {
-            self.order.push_back(id);
+        let index = Self::slot(id);
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
         }
-        while self.order.len() > MAX_RECENT_RUNS {
-            if let Some(old) = self.order.pop_front() {
-                self.by_id.remove(&old);
-            }
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Some((id, record));
+        }
+    }
+
+    fn get(&self, id: u128) -> Option<&RunRecord> {
+        match self.slots.get(Self::slot(id))? {
+            Some((key, record)) if *key == id => Some(record),
+            _ => None,
         }
     }
 }
@@ -333,7 +345,7 @@ impl Flags {
         let record = {
             let mut state = self.shared.runtime.lock();
             let Some(record) = call::parse_run_id(run_id)
-                .and_then(|key| state.runs.by_id.get(&key))
+                .and_then(|key| state.runs.get(key))
                 .cloned()
             else {
                 return false;
