@@ -557,3 +557,33 @@ fn lint_warns_about_variants_a_cost_budget_cannot_reserve() {
     let found: Vec<(&str, &str)> = warnings.iter().map(|w| (w.path.as_str(), w.code)).collect();
     assert_eq!(found, [("flags.chat.variants.unpriced", "UNPRICED_BUDGET")]);
 }
+
+#[test]
+fn feedback_finds_the_recent_runs_and_forgets_the_oldest() {
+    use flagrail_core::runtime::MAX_RECENT_RUNS;
+    let (flags, _) = flags_at(json!({ "flags": { "f": {
+        "variants": { "a": {} }, "default": "a" } } }));
+    let user = json!({ "user_id": "u" });
+    let run_id = |flags: &Flags| {
+        let mut run = flags.start_run("f", &user).unwrap();
+        assert!(matches!(run.next_step(), Step::Call { .. }));
+        run.succeed(Usage::default());
+        run.run_id().to_string()
+    };
+    let first = run_id(&flags);
+    assert!(flags.feedback(&first, Some(1.0), None));
+    // A well-formed id of no run, and the same id with its random half changed, are unknown.
+    assert!(!flags.feedback(&"0".repeat(32), Some(1.0), None));
+    let mut forged = first.clone();
+    forged.replace_range(0..1, if first.starts_with('0') { "1" } else { "0" });
+    assert!(!flags.feedback(&forged, Some(1.0), None));
+    for _ in 0..MAX_RECENT_RUNS - 1 {
+        run_id(&flags);
+    }
+    let last = run_id(&flags);
+    assert!(flags.feedback(&last, None, Some(0.5)));
+    assert!(
+        !flags.feedback(&first, Some(1.0), None),
+        "{MAX_RECENT_RUNS} later runs overwrote the first"
+    );
+}
