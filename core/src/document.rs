@@ -224,6 +224,16 @@ impl Variant {
         }
     }
 
+    /// What a call of this variant reserves against a cost budget before it runs: its
+    /// [`Variant::max_cost`], or 0 when it has none or calls no model.
+    pub fn reserved_cost(&self) -> f64 {
+        if self.ai {
+            self.max_cost().unwrap_or(0.0)
+        } else {
+            0.0
+        }
+    }
+
     /// The most one call of this variant can cost: `max_tokens` output tokens (and
     /// `max_input_tokens` input tokens, when given) at the variant's prices. `None` without
     /// `max_tokens` or an output price: such a call cannot be reserved against a cost budget.

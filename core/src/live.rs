@@ -755,15 +755,9 @@ impl Overlay for LiveOverlay<'_> {
         let now = self.clock.now_millis();
         match &self.budgets {
             BudgetAccess::Held(book) => book.borrow_mut().is_exhausted(budget, scope, now),
-            BudgetAccess::Lock => {
-                let (exhausted, transitions) = {
-                    let mut book = self.runtime.budgets();
-                    let exhausted = book.is_exhausted(budget, scope, now);
-                    (exhausted, book.take_transitions())
-                };
-                self.runtime.emit_budget_transitions(transitions, now);
-                exhausted
-            }
+            BudgetAccess::Lock => self
+                .runtime
+                .with_budgets(now, |book| book.is_exhausted(budget, scope, now)),
         }
     }
     fn pin(&self, flag: &crate::document::Flag, conversation: &str) -> PinLookup {
@@ -966,17 +960,19 @@ impl<'a> Snapshot<'a> {
         Evaluation::of_decision(&decision, flag, &self.document)
     }
 
-    /// `evaluate_owned` with a pin read from a binding's store (nothing written).
-    pub fn evaluate_owned_pinned<C: Context + ?Sized>(
+    /// Evaluates the flag at `flag_index` (named `flag`) into an owned result, with the pins of
+    /// `pins`: the memory store is read and written, a given pin only read.
+    pub(crate) fn evaluate_index_owned<C: Context + ?Sized>(
         &self,
+        flag_index: usize,
         flag: &str,
         ctx: &C,
-        pin: Option<&str>,
+        pins: PinSource<'_>,
     ) -> Evaluation {
-        let overlay = self.overlay(PinSource::Given(pin));
-        let decision = self
-            .document
-            .evaluate(flag, ctx, &ClockNow(self.clock), &overlay);
+        let decision = match pins {
+            PinSource::Memory => self.decide(FlagAt::Index(flag_index), ctx, &ClockNow(self.clock)),
+            PinSource::Given(pin) => self.evaluate_index_pinned(flag_index, ctx, pin, None),
+        };
         Evaluation::of_decision(&decision, flag, &self.document)
     }
 }

@@ -1011,6 +1011,20 @@ impl Loader {
 
     // ---- sticky, budgets, shadow ----------------------------------------------------------
 
+    /// A finite number above 0 (a money limit).
+    fn positive_number(&mut self, path: &str, value: &Value) -> Option<f64> {
+        let n = self.number(path, value)?;
+        if n > 0.0 && n.is_finite() {
+            return Some(n);
+        }
+        self.report(
+            path,
+            ProblemKind::InvalidValue,
+            format!("must be above 0, found {n}"),
+        );
+        None
+    }
+
     /// A duration of at least a second and at most [`MAX_STATE_WINDOW_MS`].
     fn state_window(&mut self, path: &str, value: &Value) -> Option<Millis> {
         let ms = self.duration(path, value)?;
@@ -1124,21 +1138,9 @@ impl Loader {
             (Some(v), None) => self
                 .positive_integer(&join(path, "max_requests"), v, 1_000_000_000_000)
                 .map(|n| (Measure::Requests, n as f64)),
-            (None, Some(v)) => {
-                let limit_path = join(path, "max_cost");
-                match self.number(&limit_path, v) {
-                    Some(n) if n > 0.0 && n.is_finite() => Some((Measure::Cost, n)),
-                    Some(n) => {
-                        self.report(
-                            &limit_path,
-                            ProblemKind::InvalidValue,
-                            format!("must be above 0, found {n}"),
-                        );
-                        None
-                    }
-                    None => None,
-                }
-            }
+            (None, Some(v)) => self
+                .positive_number(&join(path, "max_cost"), v)
+                .map(|n| (Measure::Cost, n)),
         };
         let window = self
             .required(path, map, "window")
@@ -1230,21 +1232,9 @@ impl Loader {
             .required(path, map, "percent")
             .and_then(|v| self.percent(&join(path, "percent"), v, false));
         let cap = match map.get("max_cost_per_hour") {
-            Some(v) => {
-                let cap_path = join(path, "max_cost_per_hour");
-                match self.number(&cap_path, v) {
-                    Some(n) if n > 0.0 && n.is_finite() => Some(Some(n)),
-                    Some(n) => {
-                        self.report(
-                            &cap_path,
-                            ProblemKind::InvalidValue,
-                            format!("must be above 0, found {n}"),
-                        );
-                        None
-                    }
-                    None => None,
-                }
-            }
+            Some(v) => self
+                .positive_number(&join(path, "max_cost_per_hour"), v)
+                .map(Some),
             None => Some(None),
         };
         let salt: Box<str> = match map.get("salt") {

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 
-use crate::document::Variant;
 use crate::time::{format_duration, Millis};
 
 /// Slots per window: the resolution of a window is `window / SLOTS`.
@@ -80,15 +79,6 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// What a run of `variant` reserves against this budget when it starts an attempt.
-    pub fn reservation(&self, variant: &Variant) -> f64 {
-        match self.measure {
-            Measure::Requests => 0.0,
-            Measure::Cost if variant.ai => variant.max_cost().unwrap_or(0.0),
-            Measure::Cost => 0.0,
-        }
-    }
-
     pub fn action_str(&self) -> &'static str {
         match self.action {
             BudgetAction::Kill => "kill",
@@ -105,15 +95,6 @@ pub enum BudgetRef {
     // document of at most 16 MiB cannot hold 2^32 budgets).
     Flag(u32),
     Document(u32),
-}
-
-impl BudgetRef {
-    /// The index into the flag's (or the document's) `budgets`.
-    pub fn index(self) -> usize {
-        match self {
-            BudgetRef::Flag(i) | BudgetRef::Document(i) => i as usize,
-        }
-    }
 }
 
 /// A budget's state for one scope.

@@ -21,11 +21,11 @@ use crate::document::{Document, Flag};
 use crate::error::{Error, Result};
 use crate::evaluate::{budget_of, At};
 use crate::live::{Evaluation, Flags, PinSource, Snapshot};
-use crate::runtime::budget::{BudgetRef, Measure};
+use crate::runtime::budget::{Budget, BudgetBook, BudgetRef, Measure};
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::metrics::AttemptSample;
 use crate::runtime::{AttemptRecord, SEGMENT_ATTRIBUTE};
-use crate::time::format_timestamp;
+use crate::time::{format_timestamp, Millis};
 
 /// What the binding does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,13 +198,18 @@ fn splitmix(mut x: u64) -> u64 {
 /// A budget a run spends against, with its scope (the `per` value, or "").
 type CostScope = (BudgetRef, Box<str>);
 
-/// The budgets a run of `flag` spends against, with their scope in `ctx` (budgets whose `per`
-/// attribute the context lacks do not apply).
-fn budget_scopes<C: Context + ?Sized>(
+/// Opens a run's budgets: counts the request against its `max_requests` budgets and reserves
+/// `reserve` (the assigned variant's estimate; 0 for a tracker) against its `max_cost`
+/// budgets, whose scopes it returns for the reconciliation when the attempt ends. Budgets
+/// whose `per` attribute the context lacks do not apply.
+fn open_budgets<C: Context + ?Sized>(
+    book: &mut BudgetBook,
     doc: &Document,
     flag: &Flag,
     ctx: &C,
-) -> Vec<(BudgetRef, Box<str>)> {
+    reserve: f64,
+    now: Millis,
+) -> Vec<CostScope> {
     let own = flag
         .budgets
         .iter()
@@ -215,14 +220,24 @@ fn budget_scopes<C: Context + ?Sized>(
         .iter()
         .enumerate()
         .map(|(i, b)| (BudgetRef::Document(i as u32), b));
-    own.chain(wide)
-        .filter_map(|(at, budget)| match &budget.per {
-            None => Some((at, Box::from(""))),
-            Some(attr) => string_attr(ctx, attr)
-                .filter(|s| !s.is_empty())
-                .map(|s| (at, s)),
-        })
-        .collect()
+    let mut cost_scopes = Vec::new();
+    for (at, budget) in own.chain(wide) {
+        let scope = match &budget.per {
+            None => Box::from(""),
+            Some(attr) => match string_attr(ctx, attr).filter(|s| !s.is_empty()) {
+                Some(scope) => scope,
+                None => continue,
+            },
+        };
+        match budget.measure {
+            Measure::Requests => book.charge(budget, &scope, 1.0, now),
+            Measure::Cost => {
+                book.reserve(budget, &scope, reserve, now);
+                cost_scopes.push((at, scope));
+            }
+        }
+    }
+    cost_scopes
 }
 
 fn string_attr<C: Context + ?Sized>(ctx: &C, name: &str) -> Option<Box<str>> {
@@ -275,16 +290,16 @@ impl Flags {
         pins: PinSource<'_>,
     ) -> Result<Run> {
         let doc = snapshot.document();
-        let budgeted = doc
-            .flag(flag)
-            .is_some_and(|f| !f.budgets.is_empty() || !doc.budgets().is_empty());
+        let Some(index) = doc.flag_position(flag) else {
+            return Err(Error::FlagNotFound {
+                flag: flag.to_string(),
+            });
+        };
+        let budgeted = !doc.flags()[index].budgets.is_empty() || !doc.budgets().is_empty();
         let (evaluation, cost_scopes, reserved) = if budgeted {
-            self.evaluate_and_reserve(snapshot, flag, ctx, pins)
+            self.evaluate_and_reserve(snapshot, index, flag, ctx, pins)
         } else {
-            let evaluation = match pins {
-                PinSource::Memory => snapshot.evaluate_owned(flag, ctx),
-                PinSource::Given(pin) => snapshot.evaluate_owned_pinned(flag, ctx, pin),
-            };
+            let evaluation = snapshot.evaluate_index_owned(index, flag, ctx, pins);
             (evaluation, Vec::new(), None)
         };
         let (Some(flag_def), Some(assigned)) = (
@@ -299,8 +314,8 @@ impl Flags {
         };
         let now = self.now_millis();
         let unit = string_attr(ctx, &flag_def.bucket_by);
-        let trips = snapshot.overlay(PinSource::Memory);
-        let trips = crate::evaluate::Overlay::trips(&trips, &flag_def.key);
+        let overlay = snapshot.overlay(PinSource::Memory);
+        let trips = crate::evaluate::Overlay::trips(&overlay, &flag_def.key);
         let rerouted = |v: usize| {
             trips
                 .iter()
@@ -344,42 +359,27 @@ impl Flags {
     fn evaluate_and_reserve<C: Context + ?Sized>(
         &self,
         snapshot: &Snapshot<'_>,
+        index: usize,
         flag: &str,
         ctx: &C,
         pins: PinSource<'_>,
     ) -> (Evaluation, Vec<CostScope>, Option<(usize, f64)>) {
-        let runtime = &self.shared.runtime;
         let now = self.now_millis();
         let doc = snapshot.document_arc();
-        let (evaluation, cost_scopes, reserved, transitions) = {
-            let mut book = runtime.budgets();
+        let (evaluation, cost_scopes, reserved) = self.shared.runtime.with_budgets(now, |book| {
             let decision = {
-                let overlay = snapshot.overlay_holding(&mut book, pins);
-                doc.evaluate(flag, ctx, &At(now), &overlay)
+                let overlay = snapshot.overlay_holding(book, pins);
+                doc.evaluate_index(index, ctx, &At(now), &overlay)
             };
             let evaluation = Evaluation::of_decision(&decision, flag, doc);
-            let mut cost_scopes = Vec::new();
-            let mut reserved = None;
-            if let (Some(flag_def), Some(assigned)) = (decision.flag, decision.variant_index) {
-                let variant = &flag_def.variants[assigned];
-                for (at, scope) in budget_scopes(doc, flag_def, ctx) {
-                    let Some(budget) = budget_of(doc, Some(flag_def), at) else {
-                        continue;
-                    };
-                    match budget.measure {
-                        Measure::Requests => book.charge(budget, &scope, 1.0, now),
-                        Measure::Cost => {
-                            let amount = budget.reservation(variant);
-                            book.reserve(budget, &scope, amount, now);
-                            reserved = Some((assigned, amount));
-                            cost_scopes.push((at, scope));
-                        }
-                    }
-                }
-            }
-            (evaluation, cost_scopes, reserved, book.take_transitions())
-        };
-        runtime.emit_budget_transitions(transitions, now);
+            let (Some(flag_def), Some(assigned)) = (decision.flag, decision.variant_index) else {
+                return (evaluation, Vec::new(), None);
+            };
+            let amount = flag_def.variants[assigned].reserved_cost();
+            let cost_scopes = open_budgets(book, doc, flag_def, ctx, amount, now);
+            let reserved = (!cost_scopes.is_empty()).then_some((assigned, amount));
+            (evaluation, cost_scopes, reserved)
+        });
         if matches!(pins, PinSource::Memory) {
             snapshot.keep_pin(&evaluation.decision(), ctx);
         }
@@ -401,21 +401,9 @@ impl Flags {
         let mut cost_scopes = Vec::new();
         if !flag_def.budgets.is_empty() || !evaluation.document.budgets().is_empty() {
             let now = self.now_millis();
-            let runtime = &self.shared.runtime;
-            let transitions = {
-                let mut book = runtime.budgets();
-                for (at, scope) in budget_scopes(&evaluation.document, flag_def, ctx) {
-                    let Some(budget) = budget_of(&evaluation.document, Some(flag_def), at) else {
-                        continue;
-                    };
-                    match budget.measure {
-                        Measure::Requests => book.charge(budget, &scope, 1.0, now),
-                        Measure::Cost => cost_scopes.push((at, scope)),
-                    }
-                }
-                book.take_transitions()
-            };
-            runtime.emit_budget_transitions(transitions, now);
+            cost_scopes = self.shared.runtime.with_budgets(now, |book| {
+                open_budgets(book, &evaluation.document, flag_def, ctx, 0.0, now)
+            });
         }
         let started = Instant::now();
         let run_key = new_run_key();
@@ -525,18 +513,15 @@ impl Run {
         let mut reserved = None;
         if let Some(cap) = &shadow.cap {
             let now = self.flags.now_millis();
-            let runtime = &self.flags.shared.runtime;
-            let (admitted, transitions) = {
-                let mut book = runtime.budgets();
-                let admitted = !book.is_exhausted(cap, "", now);
-                if admitted {
-                    let amount = cap.reservation(def);
-                    book.reserve(cap, "", amount, now);
-                    reserved = Some((variant, amount));
+            let admitted = self.flags.shared.runtime.with_budgets(now, |book| {
+                if book.is_exhausted(cap, "", now) {
+                    return false;
                 }
-                (admitted, book.take_transitions())
-            };
-            runtime.emit_budget_transitions(transitions, now);
+                let amount = def.reserved_cost();
+                book.reserve(cap, "", amount, now);
+                reserved = Some((variant, amount));
+                true
+            });
             if !admitted {
                 return None;
             }
@@ -635,24 +620,13 @@ impl Run {
         let Some(def) = self.evaluation.flag().and_then(|f| f.variants.get(variant)) else {
             return;
         };
-        let amount = if def.ai {
-            def.max_cost().unwrap_or(0.0)
-        } else {
-            0.0
-        };
+        let amount = def.reserved_cost();
         let now = self.flags.now_millis();
-        let runtime = &self.flags.shared.runtime;
-        let transitions = {
-            let mut book = runtime.budgets();
-            for (budget, scope) in self.cost_targets() {
+        self.flags.shared.runtime.with_budgets(now, |book| {
+            for (budget, scope) in self.spend_targets() {
                 book.reserve(budget, scope, amount, now);
             }
-            if let Some(cap) = self.shadow_cap() {
-                book.reserve(cap, "", amount, now);
-            }
-            book.take_transitions()
-        };
-        runtime.emit_budget_transitions(transitions, now);
+        });
         self.reserved = Some((variant, amount));
     }
 
@@ -671,33 +645,27 @@ impl Run {
             return;
         }
         let now = self.flags.now_millis();
-        let runtime = &self.flags.shared.runtime;
-        let transitions = {
-            let mut book = runtime.budgets();
-            for (budget, scope) in self.cost_targets() {
+        self.flags.shared.runtime.with_budgets(now, |book| {
+            for (budget, scope) in self.spend_targets() {
                 book.release(budget, scope, reserved, now);
                 book.charge(budget, scope, spent, now);
             }
-            if let Some(cap) = self.shadow_cap() {
-                book.release(cap, "", reserved, now);
-                book.charge(cap, "", spent, now);
-            }
-            book.take_transitions()
-        };
-        runtime.emit_budget_transitions(transitions, now);
+        });
     }
 
-    /// The cost budgets and scopes of this run, resolved against its document.
-    fn cost_targets(&self) -> impl Iterator<Item = (&crate::runtime::budget::Budget, &str)> {
+    /// What this run's costs count against: its cost budgets and scopes, resolved against its
+    /// document, and, for a shadow run, the shadow's hourly cap.
+    fn spend_targets(&self) -> impl Iterator<Item = (&Budget, &str)> {
         let doc = &self.evaluation.document;
         let flag = self.evaluation.flag();
         self.cost_scopes
             .iter()
             .filter_map(move |(at, scope)| Some((budget_of(doc, flag, *at)?, &**scope)))
+            .chain(self.shadow_cap().map(|cap| (cap, "")))
     }
 
     /// The shadow's hourly cost cap, for a shadow run.
-    fn shadow_cap(&self) -> Option<&crate::runtime::budget::Budget> {
+    fn shadow_cap(&self) -> Option<&Budget> {
         if !self.shadow {
             return None;
         }

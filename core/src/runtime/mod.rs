@@ -165,8 +165,24 @@ impl Runtime {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Runs `work` on the budget book under its lock, then (after the lock) sends the
+    /// exhausted / restored events it caused.
+    pub(crate) fn with_budgets<R>(
+        &self,
+        now: Millis,
+        work: impl FnOnce(&mut BudgetBook) -> R,
+    ) -> R {
+        let (result, transitions) = {
+            let mut book = self.budgets();
+            let result = work(&mut book);
+            (result, book.take_transitions())
+        };
+        self.emit_budget_transitions(transitions, now);
+        result
+    }
+
     /// Turns budget transitions into `budget_exhausted` / `budget_restored` events.
-    pub(crate) fn emit_budget_transitions(&self, transitions: Vec<BudgetTransition>, now: Millis) {
+    fn emit_budget_transitions(&self, transitions: Vec<BudgetTransition>, now: Millis) {
         if transitions.is_empty() || !self.wants_events() {
             return;
         }
