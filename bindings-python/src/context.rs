@@ -58,87 +58,71 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "an object".to_string(), |n| n.to_string())
 }
 
-/// One attribute value, kept alive while evaluation borrows from it.
-enum Held<'py> {
-    Missing,
-    Str(Bound<'py, PyString>),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    /// A list or tuple whose items are all strings.
-    List(Vec<Bound<'py, PyString>>),
-    Unsupported(&'static str),
-}
-
-impl<'py> Held<'py> {
-    fn read(value: Bound<'py, PyAny>) -> Held<'py> {
-        // Most common first, and moved rather than cloned (no reference-count round trip).
-        // bool before int: Python's bool is an int subclass.
-        let value = match value.cast_into::<PyString>() {
-            Ok(text) => return Held::Str(text),
-            Err(other) => other.into_inner(),
+/// Converts one attribute value to what the core reads, borrowing its text from `value`
+/// (which the caller keeps alive for as long as the result is used).
+#[inline(always)]
+fn attr_of<'v>(value: &'v Bound<'_, PyAny>) -> Attr<'v> {
+    // An exact `str` first, by type pointer: under the stable ABI `PyUnicode_Check` is a call
+    // into the interpreter, the pointer compare is not.
+    if let Ok(text) = value.cast_exact::<PyString>() {
+        return match text.to_str() {
+            Ok(text) => Attr::Str(text),
+            Err(_) => Attr::Unsupported("string with unpaired surrogates"),
         };
-        if let Ok(flag) = value.cast::<PyBool>() {
-            return Held::Bool(flag.is_true());
-        }
-        if value.cast::<PyInt>().is_ok() {
-            return match value.extract::<i64>() {
-                Ok(int) => Held::Int(int),
-                // Beyond i64: the same as a JSON number that does not fit, a float.
-                Err(_) => value
-                    .extract::<f64>()
-                    .map_or(Held::Unsupported("integer out of range"), Held::Float),
-            };
-        }
-        if let Ok(float) = value.cast::<PyFloat>() {
-            return Held::Float(float.value());
-        }
-        if value.is_none() {
-            return Held::Missing;
-        }
-        if let Ok(list) = value.cast::<PyList>() {
-            return strings(list.iter());
-        }
-        if let Ok(tuple) = value.cast::<PyTuple>() {
-            return strings(tuple.iter());
-        }
-        Held::Unsupported(unsupported_name(&value))
     }
-
-    fn attr(&self) -> Attr<'_> {
-        match self {
-            Held::Missing => Attr::Missing,
-            Held::Str(text) => match text.to_str() {
-                Ok(text) => Attr::Str(text),
-                Err(_) => Attr::Unsupported("string with unpaired surrogates"),
-            },
-            Held::Int(int) => Attr::Int(*int),
-            Held::Float(float) => Attr::Float(*float),
-            Held::Bool(flag) => Attr::Bool(*flag),
-            Held::List(items) => {
-                let texts: Result<Vec<Cow<'_, str>>, _> = items
-                    .iter()
-                    .map(|s| s.to_str().map(Cow::Borrowed))
-                    .collect();
-                match texts {
-                    Ok(texts) => Attr::List(Cow::Owned(texts)),
-                    Err(_) => Attr::Unsupported("list with a string with unpaired surrogates"),
-                }
-            }
-            Held::Unsupported(name) => Attr::Unsupported(name),
-        }
-    }
+    attr_of_other(value)
 }
 
-fn strings<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Held<'py> {
+/// Every type but an exact `str`. bool before int: Python's bool is an int subclass.
+#[inline(never)]
+fn attr_of_other<'v>(value: &'v Bound<'_, PyAny>) -> Attr<'v> {
+    if let Ok(text) = value.cast::<PyString>() {
+        return match text.to_str() {
+            Ok(text) => Attr::Str(text),
+            Err(_) => Attr::Unsupported("string with unpaired surrogates"),
+        };
+    }
+    if let Ok(flag) = value.cast::<PyBool>() {
+        return Attr::Bool(flag.is_true());
+    }
+    if value.cast::<PyInt>().is_ok() {
+        return match value.extract::<i64>() {
+            Ok(int) => Attr::Int(int),
+            // Beyond i64: the same as a JSON number that does not fit, a float.
+            Err(_) => value
+                .extract::<f64>()
+                .map_or(Attr::Unsupported("integer out of range"), Attr::Float),
+        };
+    }
+    if let Ok(float) = value.cast::<PyFloat>() {
+        return Attr::Float(float.value());
+    }
+    if value.is_none() {
+        return Attr::Missing;
+    }
+    if let Ok(list) = value.cast::<PyList>() {
+        return strings(list.iter());
+    }
+    if let Ok(tuple) = value.cast::<PyTuple>() {
+        return strings(tuple.iter());
+    }
+    Attr::Unsupported(unsupported_name(value))
+}
+
+/// A list or tuple whose items are all strings; the texts are copied, because the items are
+/// not kept alive past this call (lists are rare in contexts, strings are the common case).
+fn strings<'v, 'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Attr<'v> {
     let mut texts = Vec::new();
     for item in items {
-        match item.cast_into::<PyString>() {
-            Ok(text) => texts.push(text),
-            Err(_) => return Held::Unsupported("list with non-string items"),
+        match item.cast::<PyString>() {
+            Ok(text) => match text.to_str() {
+                Ok(text) => texts.push(Cow::Owned(text.to_string())),
+                Err(_) => return Attr::Unsupported("list with a string with unpaired surrogates"),
+            },
+            Err(_) => return Attr::Unsupported("list with non-string items"),
         }
     }
-    Held::List(texts)
+    Attr::List(Cow::Owned(texts))
 }
 
 /// `Attr::Unsupported` carries a static name: known types are named, the rest are "object".
@@ -189,9 +173,9 @@ pub(crate) fn with_declared<'py, R>(
         3 => with_inline::<3, R>(source, names, keys, evaluate),
         4 => with_inline::<4, R>(source, names, keys, evaluate),
         _ => {
-            let mut held: Vec<Held<'py>> = (0..names.len()).map(|_| Held::Missing).collect();
+            let mut held: Vec<Option<Bound<'py, PyAny>>> = vec![None; names.len()];
             read_declared(source, keys, &mut held);
-            let attrs: Vec<Attr<'_>> = held.iter().map(Held::attr).collect();
+            let attrs: Vec<Attr<'_>> = held.iter().map(held_attr).collect();
             evaluate(&Positional {
                 names,
                 values: &attrs,
@@ -200,30 +184,45 @@ pub(crate) fn with_declared<'py, R>(
     }
 }
 
-#[inline]
+#[inline(always)]
 fn with_inline<'py, const N: usize, R>(
     source: Source<'_, 'py>,
     names: &[Box<str>],
     keys: &[Py<PyString>],
     evaluate: impl FnOnce(&Positional<'_, '_>) -> R,
 ) -> R {
-    let mut held: [Held<'py>; N] = [const { Held::Missing }; N];
+    // The values are held (one reference each) while the core borrows their text: looking up
+    // a later key can run Python code (a colliding key's `__eq__`) that mutates the dict.
+    let mut held: [Option<Bound<'py, PyAny>>; N] = [const { None }; N];
     read_declared(source, keys, &mut held);
-    let attrs: [Attr<'_>; N] = std::array::from_fn(|i| held[i].attr());
+    let attrs: [Attr<'_>; N] = std::array::from_fn(|i| held_attr(&held[i]));
     evaluate(&Positional {
         names,
         values: &attrs,
     })
 }
 
-fn read_declared<'py>(source: Source<'_, 'py>, keys: &[Py<PyString>], out: &mut [Held<'py>]) {
+#[inline(always)]
+fn held_attr<'v>(held: &'v Option<Bound<'_, PyAny>>) -> Attr<'v> {
+    match held {
+        Some(value) => attr_of(value),
+        None => Attr::Missing,
+    }
+}
+
+#[inline(always)]
+fn read_declared<'py>(
+    source: Source<'_, 'py>,
+    keys: &[Py<PyString>],
+    out: &mut [Option<Bound<'py, PyAny>>],
+) {
     match source {
         Source::Empty => {}
         Source::Dict(dict) => {
             for (key, held) in keys.iter().zip(out.iter_mut()) {
                 // Err: a key whose __eq__ raised during the probe reads as absent.
                 if let Ok(Some(value)) = dict.get_item(key.bind(dict.py())) {
-                    *held = Held::read(value);
+                    *held = Some(value);
                 }
             }
         }
@@ -232,7 +231,7 @@ fn read_declared<'py>(source: Source<'_, 'py>, keys: &[Py<PyString>], out: &mut 
                 // KeyError is "absent"; so is any other error of a user mapping, because a flag
                 // read never raises.
                 if let Ok(value) = mapping.get_item(key.bind(mapping.py())) {
-                    *held = Held::read(value);
+                    *held = Some(value);
                 }
             }
         }

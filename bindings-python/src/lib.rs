@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 mod context;
 mod convert;
 mod error;
+mod fast;
 mod hash;
 mod live;
 mod runtime;
@@ -32,6 +33,8 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
+    // After the classes exist: swaps in the raw entry points of `variant`.
+    fast::install(m.py())?;
     m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -232,9 +232,9 @@ impl Inner {
         }
     }
 
-    /// One evaluation: the hot path of the package.
+    /// One evaluation: the hot path of the package (entered from `fast.rs`).
     #[inline]
-    fn variant<'py>(
+    pub(crate) fn variant<'py>(
         &self,
         py: Python<'py>,
         flag: &Bound<'py, PyString>,
@@ -532,6 +532,12 @@ fn poll_interval(py: Python<'_>, seconds: Option<f64>) -> PyResult<Duration> {
 #[pyclass(frozen, module = "flagrail", name = "Flags")]
 pub struct Flags {
     inner: Arc<Inner>,
+}
+
+impl Flags {
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
 }
 
 #[pymethods]
@@ -932,6 +938,16 @@ impl Flags {
 pub struct Flag {
     inner: Arc<Inner>,
     key: Py<PyString>,
+}
+
+impl Flag {
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    pub(crate) fn key_object(&self) -> &Py<PyString> {
+        &self.key
+    }
 }
 
 #[pymethods]
