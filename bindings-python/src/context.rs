@@ -15,6 +15,8 @@
 use std::borrow::Cow;
 
 use flagrail_core::{Attr, Positional};
+
+use crate::fast;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
@@ -58,19 +60,26 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "an object".to_string(), |n| n.to_string())
 }
 
-/// Converts one attribute value to what the core reads, borrowing its text from `value`
-/// (which the caller keeps alive for as long as the result is used).
+/// Sets `attr` to what the core reads of one attribute value, borrowing its text from the
+/// value (which the caller keeps alive for as long as `attr` is used).
+///
+/// Writes in place, each branch its own variant: a function returning the `Attr` has it built
+/// in a temporary and copied with wider loads than the stores that built it, which stalls the
+/// CPU on every attribute of every call.
 #[inline(always)]
-fn attr_of<'v>(value: &'v Bound<'_, PyAny>) -> Attr<'v> {
+fn set_attr<'v>(attr: &mut Attr<'v>, held: &'v Option<Bound<'_, PyAny>>) {
+    let Some(value) = held else {
+        return;
+    };
     // An exact `str` first, by type pointer: under the stable ABI `PyUnicode_Check` is a call
     // into the interpreter, the pointer compare is not.
-    if let Ok(text) = value.cast_exact::<PyString>() {
-        return match text.to_str() {
-            Ok(text) => Attr::Str(text),
-            Err(_) => Attr::Unsupported("string with unpaired surrogates"),
-        };
+    match value.cast_exact::<PyString>() {
+        Ok(text) => match fast::utf8(text) {
+            Some(text) => *attr = Attr::Str(text),
+            None => *attr = Attr::Unsupported("string with unpaired surrogates"),
+        },
+        Err(_) => *attr = attr_of_other(value),
     }
-    attr_of_other(value)
 }
 
 /// Every type but an exact `str`. bool before int: Python's bool is an int subclass.
@@ -175,7 +184,10 @@ pub(crate) fn with_declared<'py, R>(
         _ => {
             let mut held: Vec<Option<Bound<'py, PyAny>>> = vec![None; names.len()];
             read_declared(source, keys, &mut held);
-            let attrs: Vec<Attr<'_>> = held.iter().map(held_attr).collect();
+            let mut attrs: Vec<Attr<'_>> = held.iter().map(|_| Attr::Missing).collect();
+            for (attr, held) in attrs.iter_mut().zip(&held) {
+                set_attr(attr, held);
+            }
             evaluate(&Positional {
                 names,
                 values: &attrs,
@@ -195,19 +207,14 @@ fn with_inline<'py, const N: usize, R>(
     // a later key can run Python code (a colliding key's `__eq__`) that mutates the dict.
     let mut held: [Option<Bound<'py, PyAny>>; N] = [const { None }; N];
     read_declared(source, keys, &mut held);
-    let attrs: [Attr<'_>; N] = std::array::from_fn(|i| held_attr(&held[i]));
+    let mut attrs: [Attr<'_>; N] = [const { Attr::Missing }; N];
+    for (attr, held) in attrs.iter_mut().zip(&held) {
+        set_attr(attr, held);
+    }
     evaluate(&Positional {
         names,
         values: &attrs,
     })
-}
-
-#[inline(always)]
-fn held_attr<'v>(held: &'v Option<Bound<'_, PyAny>>) -> Attr<'v> {
-    match held {
-        Some(value) => attr_of(value),
-        None => Attr::Missing,
-    }
 }
 
 #[inline(always)]
@@ -220,10 +227,7 @@ fn read_declared<'py>(
         Source::Empty => {}
         Source::Dict(dict) => {
             for (key, held) in keys.iter().zip(out.iter_mut()) {
-                // Err: a key whose __eq__ raised during the probe reads as absent.
-                if let Ok(Some(value)) = dict.get_item(key.bind(dict.py())) {
-                    *held = Some(value);
-                }
+                *held = fast::dict_get(dict, key.bind(dict.py()));
             }
         }
         Source::Mapping(mapping) => {

@@ -35,6 +35,7 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;
+    live::init_reuse(m.py())?;
     m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

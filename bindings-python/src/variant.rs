@@ -10,6 +10,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use flagrail_core::cache_key::{cache_key, KeyPart};
@@ -139,25 +140,19 @@ impl DocCache {
     }
 }
 
-/// What a decision chose, as indices into the document: packed into 28 bytes because one is
-/// written into every `Variant`.
+/// What a decision chose, as indices into the document, packed into four words.
+///
+/// Packed because one is written into every `Variant`, and written again when a result object
+/// is reused (see `live.rs`): four whole words are stored and read back with the same widths,
+/// which the CPU forwards from store to load (a struct of narrower fields read back wider
+/// stalls on every call), and they fit [`SharedOutcome`]'s atomics.
+///
+/// - word 0: flag index | variant index << 32
+/// - word 1: rule index | bucket << 32
+/// - word 2: shadow variant index | budget << 32 (see [`pack_budget`])
+/// - word 3: reason | has bucket << 8 | kill source + 1 << 16 | is shadow << 24
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Outcome {
-    flag: u32,
-    variant: u32,
-    rule: u32,
-    bucket: u32,
-    /// The shadow variant drawn, or [`NONE`].
-    shadow: u32,
-    /// The budget that decided: [`NONE`], a flag budget's index, or a document budget's index
-    /// with [`DOCUMENT_BUDGET`] set.
-    budget: u32,
-    reason: Reason,
-    has_bucket: bool,
-    kill_source: Option<KillSource>,
-    /// The variant handed to the function of a shadow call (not a decision of its own).
-    is_shadow: bool,
-}
+pub(crate) struct Outcome([u64; 4]);
 
 /// "No index" in a packed field (a 16 MiB document cannot hold 2^32 flags, variants or rules).
 const NONE: u32 = u32::MAX;
@@ -172,7 +167,22 @@ fn unpack(index: u32) -> Option<usize> {
     (index != NONE).then_some(index as usize)
 }
 
-/// The bit that marks a document-wide budget in [`Outcome::budget`].
+#[inline]
+fn pair(low: u32, high: u32) -> u64 {
+    u64::from(low) | u64::from(high) << 32
+}
+
+#[inline]
+fn low(word: u64) -> u32 {
+    word as u32
+}
+
+#[inline]
+fn high(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+/// The bit that marks a document-wide budget in the packed budget.
 const DOCUMENT_BUDGET: u32 = 1 << 31;
 
 #[inline]
@@ -196,73 +206,89 @@ fn unpack_budget(packed: u32) -> Option<BudgetRef> {
     }
 }
 
+const HAS_BUCKET: u64 = 1 << 8;
+const IS_SHADOW: u64 = 1 << 24;
+
+#[inline]
+fn pack_flags(
+    reason: Reason,
+    has_bucket: bool,
+    kill_source: Option<KillSource>,
+    is_shadow: bool,
+) -> u64 {
+    let reason = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0) as u64;
+    let kill = kill_source
+        .and_then(|k| KillSource::ALL.iter().position(|s| *s == k))
+        .map_or(0, |i| i as u64 + 1);
+    reason
+        | if has_bucket { HAS_BUCKET } else { 0 }
+        | kill << 16
+        | if is_shadow { IS_SHADOW } else { 0 }
+}
+
 impl Outcome {
     pub(crate) fn not_found() -> Outcome {
-        Outcome {
-            flag: NONE,
-            variant: NONE,
-            rule: NONE,
-            bucket: 0,
-            shadow: NONE,
-            budget: NONE,
-            reason: Reason::FlagNotFound,
-            has_bucket: false,
-            kill_source: None,
-            is_shadow: false,
-        }
+        Outcome([
+            pair(NONE, NONE),
+            pair(NONE, 0),
+            pair(NONE, NONE),
+            pack_flags(Reason::FlagNotFound, false, None, false),
+        ])
     }
 
     #[inline]
     pub(crate) fn flag_index(&self) -> Option<usize> {
-        unpack(self.flag)
+        unpack(low(self.0[0]))
     }
 
     #[inline]
     pub(crate) fn variant_index(&self) -> Option<usize> {
-        unpack(self.variant)
+        unpack(high(self.0[0]))
     }
 
     #[inline]
     pub(crate) fn rule_index(&self) -> Option<usize> {
-        unpack(self.rule)
+        unpack(low(self.0[1]))
     }
 
     #[inline]
     pub(crate) fn bucket(&self) -> Option<u32> {
-        self.has_bucket.then_some(self.bucket)
+        (self.0[3] & HAS_BUCKET != 0).then_some(high(self.0[1]))
     }
 
     #[inline]
     pub(crate) fn reason(&self) -> Reason {
-        self.reason
+        Reason::ALL[(self.0[3] & 0xff) as usize % Reason::ALL.len()]
     }
 
     #[inline]
     pub(crate) fn kill_source(&self) -> Option<KillSource> {
-        self.kill_source
+        let code = ((self.0[3] >> 16) & 0xff) as usize;
+        code.checked_sub(1)
+            .and_then(|i| KillSource::ALL.get(i).copied())
     }
 
     /// The shadow variant drawn for this decision.
     #[inline]
     pub(crate) fn shadow(&self) -> Option<usize> {
-        unpack(self.shadow)
+        unpack(low(self.0[2]))
     }
 
     /// The budget that decided (reason `BUDGET`, or `KILLED` by a budget).
     #[inline]
     pub(crate) fn budget(&self) -> Option<BudgetRef> {
-        unpack_budget(self.budget)
+        unpack_budget(high(self.0[2]))
     }
 
     /// Whether this is the variant of a shadow call.
     #[inline]
     pub(crate) fn is_shadow(&self) -> bool {
-        self.is_shadow
+        self.0[3] & IS_SHADOW != 0
     }
 
     /// The same outcome, marked as the variant of a shadow call.
     pub(crate) fn as_shadow(mut self) -> Outcome {
-        self.is_shadow = true;
+        self.0[3] |= IS_SHADOW;
         self
     }
 }
@@ -270,17 +296,34 @@ impl Outcome {
 impl From<Decision<'_>> for Outcome {
     #[inline]
     fn from(d: Decision<'_>) -> Outcome {
-        Outcome {
-            flag: pack(d.flag_index),
-            variant: pack(d.variant_index),
-            rule: pack(d.rule_index),
-            bucket: d.bucket.unwrap_or(0),
-            shadow: pack(d.shadow),
-            budget: pack_budget(d.budget),
-            reason: d.reason,
-            has_bucket: d.bucket.is_some(),
-            kill_source: d.kill_source,
-            is_shadow: false,
+        Outcome([
+            pair(pack(d.flag_index), pack(d.variant_index)),
+            pair(pack(d.rule_index), d.bucket.unwrap_or(0)),
+            pair(pack(d.shadow), pack_budget(d.budget)),
+            pack_flags(d.reason, d.bucket.is_some(), d.kill_source, false),
+        ])
+    }
+}
+
+/// An [`Outcome`] that a result object can be given again when it is reused: relaxed atomics,
+/// because a reused object is by construction seen by no one else while it is rewritten (see
+/// `Entry::reusable` in `live.rs`); the atomics only make that sharing expressible in safe Rust.
+pub(crate) struct SharedOutcome([AtomicU64; 4]);
+
+impl SharedOutcome {
+    fn new(outcome: Outcome) -> SharedOutcome {
+        SharedOutcome(outcome.0.map(AtomicU64::new))
+    }
+
+    #[inline]
+    fn load(&self) -> Outcome {
+        Outcome(std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed)))
+    }
+
+    #[inline]
+    fn store(&self, outcome: &Outcome) {
+        for (word, value) in self.0.iter().zip(outcome.0) {
+            word.store(value, Ordering::Relaxed);
         }
     }
 }
@@ -299,7 +342,8 @@ pub struct Variant {
     #[pyo3(get)]
     id: Py<PyAny>,
     cache: Arc<DocCache>,
-    outcome: Outcome,
+    /// Read through [`Variant::outcome`].
+    shared_outcome: SharedOutcome,
     /// Only for an unknown flag (``FLAG_NOT_FOUND``): the key that was asked for.
     requested: Option<Py<PyString>>,
 }
@@ -313,7 +357,7 @@ impl Variant {
         Variant {
             id,
             cache,
-            outcome,
+            shared_outcome: SharedOutcome::new(outcome),
             requested: None,
         }
     }
@@ -328,13 +372,23 @@ impl Variant {
         Variant {
             id: default.map_or_else(|| py.None(), |d| d.clone().into_any().unbind()),
             cache,
-            outcome: Outcome::not_found(),
+            shared_outcome: SharedOutcome::new(Outcome::not_found()),
             requested: Some(requested.clone().unbind()),
         }
     }
 
-    pub(crate) fn outcome(&self) -> &Outcome {
-        &self.outcome
+    #[inline]
+    pub(crate) fn outcome(&self) -> Outcome {
+        self.shared_outcome.load()
+    }
+
+    /// Gives this result object a new outcome of the same flag and variant.
+    ///
+    /// Only for an object no one else can see (see `Entry::reusable` in `live.rs`): its id and
+    /// document stay, so the outcome must name the same flag and variant.
+    #[inline]
+    pub(crate) fn reuse_for(&self, outcome: &Outcome) {
+        self.shared_outcome.store(outcome);
     }
 
     /// The document cache this result came from (trackers rebuild the evaluation from it).
@@ -343,7 +397,7 @@ impl Variant {
     }
 
     fn flag_cache(&self, py: Python<'_>) -> Option<&FlagCache> {
-        self.cache.flag(py, self.outcome.flag_index()?)
+        self.cache.flag(py, self.outcome().flag_index()?)
     }
 
     fn id_str(&self, py: Python<'_>) -> Option<String> {
@@ -363,27 +417,27 @@ impl Variant {
     }
 
     fn rule_id_str(&self) -> Option<&str> {
-        let flag = self.cache.doc.flags().get(self.outcome.flag_index()?)?;
-        Some(&flag.rules.get(self.outcome.rule_index()?)?.id)
+        let flag = self.cache.doc.flags().get(self.outcome().flag_index()?)?;
+        Some(&flag.rules.get(self.outcome().rule_index()?)?.id)
     }
 
     fn flag_def(&self) -> Option<&flagrail_core::Flag> {
-        self.cache.doc.flags().get(self.outcome.flag_index()?)
+        self.cache.doc.flags().get(self.outcome().flag_index()?)
     }
 
     /// The id of the shadow variant drawn for this decision.
     fn shadow_id(&self) -> Option<&str> {
-        Some(&self.flag_def()?.variants.get(self.outcome.shadow()?)?.id)
+        Some(&self.flag_def()?.variants.get(self.outcome().shadow()?)?.id)
     }
 
     /// The id of the budget that decided.
     fn budget_id(&self) -> Option<&str> {
-        let budget = budget_of(&self.cache.doc, self.flag_def(), self.outcome.budget()?)?;
+        let budget = budget_of(&self.cache.doc, self.flag_def(), self.outcome().budget()?)?;
         Some(&budget.id)
     }
 
     fn payload_entry(&self, py: Python<'_>) -> PyResult<Option<&Payload>> {
-        match (self.outcome.flag_index(), self.outcome.variant_index()) {
+        match (self.outcome().flag_index(), self.outcome().variant_index()) {
             (Some(flag), Some(variant)) => self.cache.payload(py, flag, variant),
             _ => Ok(None),
         }
@@ -395,7 +449,7 @@ impl Variant {
             self.cache.doc.revision().to_string(),
             self.flag_key(py).to_string(),
             self.id_str(py),
-            self.outcome.reason().as_str(),
+            self.outcome().reason().as_str(),
         )
     }
 }
@@ -439,7 +493,7 @@ impl Variant {
     /// ``STICKY``, ``BUDGET``, ``TARGETING_MATCH``, ``SPLIT``, ``DEFAULT``.
     #[getter]
     fn reason<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
-        reason_str(py, self.outcome.reason()).clone()
+        reason_str(py, self.outcome().reason()).clone()
     }
 
     /// The id of the rule that decided, or ``None`` (default, kill, unknown flag).
@@ -448,7 +502,7 @@ impl Variant {
         let cache = self.flag_cache(py)?;
         cache
             .rule_ids
-            .get(self.outcome.rule_index()?)
+            .get(self.outcome().rule_index()?)
             .map(|s| s.clone_ref(py))
     }
 
@@ -456,7 +510,7 @@ impl Variant {
     /// 100000 for percentages), else ``None``.
     #[getter]
     fn bucket(&self) -> Option<u32> {
-        self.outcome.bucket()
+        self.outcome().bucket()
     }
 
     /// The revision of the flag document that made this decision.
@@ -469,7 +523,7 @@ impl Variant {
     /// ``"local-all"``, ``"local-flag"``, ``"guardrail"`` or ``"budget"``; otherwise ``None``.
     #[getter]
     fn kill_source(&self) -> Option<&'static str> {
-        self.outcome.kill_source().map(KillSource::as_str)
+        self.outcome().kill_source().map(KillSource::as_str)
     }
 
     /// The id of the shadow variant drawn for this decision (the flag's ``shadow`` runs it
@@ -490,7 +544,7 @@ impl Variant {
     /// recorded, never served).
     #[getter]
     fn is_shadow(&self) -> bool {
-        self.outcome.is_shadow()
+        self.outcome().is_shadow()
     }
 
     /// A cache key for a response of this variant: ``flagrail:v1:<flag>:<variant>:<payload
@@ -528,7 +582,7 @@ impl Variant {
         }
         let variant = self
             .flag_def()
-            .and_then(|f| Some((f, f.variants.get(self.outcome.variant_index()?)?)));
+            .and_then(|f| Some((f, f.variants.get(self.outcome().variant_index()?)?)));
         match variant {
             Some((flag, variant)) => Ok(cache_key(
                 &flag.key,
@@ -589,7 +643,7 @@ impl Variant {
         let out = PyDict::new(py);
         out.set_item("flag", self.flag_key(py))?;
         out.set_item("variant", self.id.bind(py))?;
-        let payload = match (self.outcome.flag_index(), self.outcome.variant_index()) {
+        let payload = match (self.outcome().flag_index(), self.outcome().variant_index()) {
             (Some(f), Some(v)) => match self
                 .cache
                 .doc
@@ -603,9 +657,9 @@ impl Variant {
             _ => PyDict::new(py).into_any(),
         };
         out.set_item("payload", payload)?;
-        out.set_item("reason", self.outcome.reason().as_str())?;
+        out.set_item("reason", self.outcome().reason().as_str())?;
         out.set_item("rule_id", self.rule_id_str())?;
-        out.set_item("bucket", self.outcome.bucket())?;
+        out.set_item("bucket", self.outcome().bucket())?;
         out.set_item("revision", self.cache.revision.bind(py))?;
         out.set_item("kill_source", self.kill_source())?;
         out.set_item("budget", self.budget_id())?;
@@ -617,18 +671,18 @@ impl Variant {
         let other = other.get();
         self.identity(py) == other.identity(py)
             && self.rule_id_str() == other.rule_id_str()
-            && self.outcome.bucket() == other.outcome.bucket()
-            && self.outcome.kill_source() == other.outcome.kill_source()
+            && self.outcome().bucket() == other.outcome().bucket()
+            && self.outcome().kill_source() == other.outcome().kill_source()
             && self.budget_id() == other.budget_id()
             && self.shadow_id() == other.shadow_id()
-            && self.outcome.is_shadow() == other.outcome.is_shadow()
+            && self.outcome().is_shadow() == other.outcome().is_shadow()
     }
 
     fn __hash__(&self, py: Python<'_>) -> u64 {
         let mut hasher = DefaultHasher::new();
         self.identity(py).hash(&mut hasher);
         self.rule_id_str().hash(&mut hasher);
-        self.outcome.bucket().hash(&mut hasher);
+        self.outcome().bucket().hash(&mut hasher);
         hasher.finish()
     }
 
@@ -637,15 +691,15 @@ impl Variant {
             "Variant(flag={}, id={}, reason={}",
             self.flag_key(py).repr()?,
             self.id.bind(py).repr()?,
-            reason_str(py, self.outcome.reason()).repr()?,
+            reason_str(py, self.outcome().reason()).repr()?,
         );
         if let Some(rule) = self.rule_id_str() {
             out.push_str(&format!(", rule_id={}", py_repr(py, rule)?));
         }
-        if let Some(bucket) = self.outcome.bucket() {
+        if let Some(bucket) = self.outcome().bucket() {
             out.push_str(&format!(", bucket={bucket}"));
         }
-        if let Some(source) = self.outcome.kill_source() {
+        if let Some(source) = self.outcome().kill_source() {
             out.push_str(&format!(", kill_source={}", py_repr(py, source.as_str())?));
         }
         if let Some(budget) = self.budget_id() {
@@ -654,7 +708,7 @@ impl Variant {
         if let Some(shadow) = self.shadow_id() {
             out.push_str(&format!(", shadow={}", py_repr(py, shadow)?));
         }
-        if self.outcome.is_shadow() {
+        if self.outcome().is_shadow() {
             out.push_str(", is_shadow=True");
         }
         out.push_str(&format!(

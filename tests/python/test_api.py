@@ -301,6 +301,86 @@ def test_bad_argument_types_raise_type_error(flags: Flags) -> None:
         flags.variant("support-bot", {}, at=12345)  # type: ignore[arg-type]
 
 
+def test_variant_arguments_by_position_and_keyword(flags: Flags) -> None:
+    # `variant` is a raw C entry point (fast.rs): it must take its arguments like any method.
+    by_position = flags.variant("support-bot", ENTERPRISE, "d")
+    assert by_position == flags.variant(flag="support-bot", context=ENTERPRISE, default="d")
+    assert flags.variant(context=ENTERPRISE, flag="support-bot") == by_position
+    assert flags.variant("nope", None, None).id is None
+    assert flags.variant("nope", default=None, at=None).reason == "FLAG_NOT_FOUND"
+    assert flags.variant("nope", {}, default="d").id == "d"
+    chat = flags.flag("support-bot")
+    assert chat.variant(ENTERPRISE) == chat.variant(context=ENTERPRISE) == by_position
+    assert chat.variant() == flags.variant("support-bot")
+    assert flags.flag("nope").variant(None, "d").id == "d"
+    at = "2026-12-31T00:00:00Z"
+    assert chat.variant({"user_id": "u-3"}, at=at) == flags.variant("support-bot", {"user_id": "u-3"}, at=at)
+    for call, message in [
+        (lambda: flags.variant(), "missing required argument 'flag'"),
+        (lambda: flags.variant("a", {}, None, None), "at most 3 positional arguments"),
+        (lambda: flags.variant("a", colour=1), "unexpected keyword argument 'colour'"),
+        (lambda: flags.variant("a", flag="b"), "multiple values for argument 'flag'"),
+        (lambda: flags.variant("a", {}, default=3), "argument 'default' must be str, not int"),
+        (lambda: chat.variant({}, None, None), "at most 2 positional arguments"),
+        (lambda: chat.variant(flag="x"), "unexpected keyword argument 'flag'"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            call()
+    assert Flags.variant.__text_signature__ == "($self, flag, context=None, default=None, *, at=None)"
+    assert Flag.variant.__text_signature__ == "($self, context=None, default=None, *, at=None)"
+    assert (Flags.variant.__doc__ or "").startswith("The variant of ``flag`` for ``context``.")
+    with pytest.raises(TypeError):
+        Flags.variant(object(), "support-bot")  # type: ignore[arg-type]
+
+
+def test_results_that_are_kept_never_change() -> None:
+    # Result objects that the caller has let go of are given out again (live.rs); ones that
+    # are still referenced anywhere must keep their own outcome.
+    doc = {
+        "revision": "r1",
+        "flags": {
+            "f": {
+                "bucket_by": "user_id",
+                "variants": {"a": {"n": 1}, "b": {"n": 2}},
+                "default": "a",
+                "rules": [{"id": "s", "split": [{"variant": "a", "percent": 50}, {"variant": "b", "percent": 50}]}],
+            }
+        },
+    }
+    flags = Flags.from_dict(doc)
+    users = [f"user-{i}" for i in range(2000)]
+    kept = [flags.variant("f", {"user_id": u}) for u in users]
+    for user, v in zip(users, kept):
+        assert v.bucket == bucket("f", user)
+        assert v.id == ("a" if bucket("f", user) < 50000 else "b")
+    # Interleaved: the previous result is still bound while the next call runs.
+    previous, previous_user = flags.variant("f", {"user_id": users[0]}), users[0]
+    for user in users[1:200]:
+        current = flags.variant("f", {"user_id": user})
+        assert previous is not current
+        assert previous.bucket == bucket("f", previous_user)
+        assert current.bucket == bucket("f", user)
+        previous, previous_user = current, user
+    # Kept in other containers, as attributes, across threads: never rewritten.
+    held = {u: flags.variant("f", {"user_id": u}) for u in users[:300]}
+    seen: list[Variant] = []
+
+    def churn() -> None:
+        for u in users:
+            v = flags.variant("f", {"user_id": u})
+            assert v.bucket == bucket("f", u)
+        seen.append(flags.variant("f", {"user_id": users[7]}))
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(v.bucket == bucket("f", u) for u, v in held.items())
+    assert len(seen) == 4 and all(v.bucket == bucket("f", users[7]) for v in seen)
+    assert len({id(v) for v in kept}) == len(kept)
+
+
 def test_at_accepts_aware_datetimes_and_rfc3339(flags: Flags) -> None:
     ctx = {"user_id": "u-3"}
     by_text = flags.variant("support-bot", ctx, at="2026-12-31T00:00:00Z")
