@@ -277,7 +277,11 @@ impl Condition {
                 matched
             }
             Condition::Test(test) => {
-                let attr = ctx.attr(&test.attr);
+                // Strings, the usual case, come without building an `Attr` in the context.
+                let attr = match ctx.str_attr(&test.attr) {
+                    Some(text) => Attr::Str(text),
+                    None => ctx.attr(&test.attr),
+                };
                 let outcome = test.op.apply(&attr);
                 trace.note(|| {
                     let mut note = json!({

@@ -41,11 +41,63 @@ impl Attr<'_> {
 /// Anything that can answer "what is attribute `name`?".
 pub trait Context {
     fn attr(&self, name: &str) -> Attr<'_>;
+
+    /// The attribute's text when it is a string, else `None` (then read it with [`attr`]).
+    ///
+    /// Conditions and bucketing try this first: most attributes are strings, and a context
+    /// that already holds its values can answer with two words in registers instead of
+    /// building an [`Attr`] that the caller copies back out of memory.
+    ///
+    /// [`attr`]: Context::attr
+    #[inline]
+    fn str_attr(&self, name: &str) -> Option<&str> {
+        match self.attr(name) {
+            Attr::Str(text) => Some(text),
+            _ => None,
+        }
+    }
 }
 
 impl<C: Context + ?Sized> Context for &C {
     fn attr(&self, name: &str) -> Attr<'_> {
         (**self).attr(name)
+    }
+
+    #[inline]
+    fn str_attr(&self, name: &str) -> Option<&str> {
+        (**self).str_attr(name)
+    }
+}
+
+/// `a == b` for attribute names, without a call to `memcmp` for names of up to 16 bytes (a
+/// name is compared once per attribute read, on every evaluation).
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        // Two overlapping 8-byte windows cover the whole name.
+        8..=16 => {
+            let word = |s: &[u8], at: usize| {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&s[at..at + 8]);
+                u64::from_ne_bytes(bytes)
+            };
+            let last = a.len() - 8;
+            word(a, 0) == word(b, 0) && word(a, last) == word(b, last)
+        }
+        4..=7 => {
+            let word = |s: &[u8], at: usize| {
+                let mut bytes = [0u8; 4];
+                bytes.copy_from_slice(&s[at..at + 4]);
+                u32::from_ne_bytes(bytes)
+            };
+            let last = a.len() - 4;
+            word(a, 0) == word(b, 0) && word(a, last) == word(b, last)
+        }
+        _ => a == b,
     }
 }
 
@@ -63,11 +115,19 @@ impl Context for EmptyContext {
 impl<'v> Context for [(&str, Attr<'v>)] {
     fn attr(&self, name: &str) -> Attr<'_> {
         for (key, value) in self {
-            if *key == name {
+            if same_name(key, name) {
                 return shorten(value);
             }
         }
         Attr::Missing
+    }
+
+    #[inline]
+    fn str_attr(&self, name: &str) -> Option<&str> {
+        match &self.iter().find(|(key, _)| same_name(key, name))?.1 {
+            Attr::Str(text) => Some(text),
+            _ => None,
+        }
     }
 }
 
@@ -87,6 +147,11 @@ fn shorten<'s>(value: &'s Attr<'_>) -> Attr<'s> {
 impl<'v, const N: usize> Context for [(&str, Attr<'v>); N] {
     fn attr(&self, name: &str) -> Attr<'_> {
         self.as_slice().attr(name)
+    }
+
+    #[inline]
+    fn str_attr(&self, name: &str) -> Option<&str> {
+        self.as_slice().str_attr(name)
     }
 }
 
@@ -160,9 +225,82 @@ pub struct Positional<'a, 'v> {
 
 impl Context for Positional<'_, '_> {
     fn attr(&self, name: &str) -> Attr<'_> {
-        match self.names.iter().position(|n| &**n == name) {
+        match self.names.iter().position(|n| same_name(n, name)) {
             Some(i) => self.values.get(i).map_or(Attr::Missing, shorten),
             None => Attr::Missing,
+        }
+    }
+
+    #[inline]
+    fn str_attr(&self, name: &str) -> Option<&str> {
+        let index = self.names.iter().position(|n| same_name(n, name))?;
+        match self.values.get(index)? {
+            Attr::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_name_agrees_with_string_equality() {
+        // Every length from 0 to 20, and a difference at every byte position.
+        for len in 0..=20usize {
+            let name: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            assert!(same_name(&name, &name.clone()), "{name:?}");
+            for at in 0..len {
+                let mut other = name.clone().into_bytes();
+                other[at] = b'_';
+                let other = String::from_utf8(other).unwrap();
+                assert!(!same_name(&name, &other), "{name:?} vs {other:?}");
+            }
+            assert!(!same_name(&name, &format!("{name}x")));
+        }
+        assert!(same_name("user_id", "user_id") && !same_name("user_id", "segment"));
+        assert!(same_name("é", "é") && !same_name("é", "e\u{301}"));
+    }
+
+    #[test]
+    fn str_attr_is_attr_when_it_is_a_string() {
+        let names: Vec<Box<str>> = ["s", "empty", "n", "list", "missing"]
+            .iter()
+            .map(|n| Box::from(*n))
+            .collect();
+        let values = [
+            Attr::Str("text"),
+            Attr::Str(""),
+            Attr::Int(3),
+            Attr::List(Cow::Owned(vec![Cow::Borrowed("a")])),
+            Attr::Missing,
+        ];
+        let positional = Positional {
+            names: &names,
+            values: &values,
+        };
+        let pairs = [
+            ("s", Attr::Str("text")),
+            ("empty", Attr::Str("")),
+            ("n", Attr::Int(3)),
+        ];
+        let json: serde_json::Value =
+            serde_json::json!({"s": "text", "empty": "", "n": 3, "list": ["a"]});
+        for name in ["s", "empty", "n", "list", "missing", "absent"] {
+            let expected = match positional.attr(name) {
+                Attr::Str(text) => Some(text.to_string()),
+                _ => None,
+            };
+            assert_eq!(positional.str_attr(name).map(str::to_string), expected);
+            assert_eq!(json.str_attr(name).map(str::to_string), expected);
+            let in_pairs = pairs.iter().any(|(n, _)| *n == name);
+            if in_pairs || expected.is_none() {
+                assert_eq!(pairs.str_attr(name).map(str::to_string), expected);
+                assert_eq!((&pairs).str_attr(name).map(str::to_string), expected);
+            }
         }
     }
 }

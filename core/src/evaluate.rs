@@ -789,6 +789,10 @@ impl Document {
         trace: &mut T,
     ) -> Option<u32> {
         let attr_name = rule.bucket_by.as_deref().unwrap_or(&flag.bucket_by);
+        // A non-empty string, the usual unit, read without building an `Attr`.
+        if let Some(unit) = ctx.str_attr(attr_name).filter(|unit| !unit.is_empty()) {
+            return Some(scale(rule.hasher.hash(unit), total));
+        }
         let attr = ctx.attr(attr_name);
         match read_unit(&attr) {
             Ok(unit) => Some(scale(rule.hasher.hash(unit.as_str()), total)),
