@@ -14,7 +14,7 @@ NODE_ADDON := $(NODE_DIR)/flagrail.node
 MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin
 
 .PHONY: help demo test setup build build-cli build-cli-release build-python build-python-release \
-        build-node build-node-release lint test-rust test-python test-node test-cross bench clean
+        build-node build-node-release build-pyo3-floor lint test-rust test-python test-node test-cross bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -78,7 +78,11 @@ test: setup ## every test: lint, Rust, Python, Node, cross-language
 demo: setup build-cli-release build-python build-node ## the main demo on examples/flags.json
 	bash examples/demo.sh
 
-bench: setup build-python-release build-node-release ## ns per evaluation and call overhead in Rust, Python and Node
+# The PyO3 floor that bench/python_eval.py measures beside flags.variant (bench only).
+build-pyo3-floor: setup
+	$(MATURIN) develop --quiet --release -m bench/pyo3-floor/Cargo.toml
+
+bench: setup build-python-release build-pyo3-floor build-node-release ## ns per evaluation and call overhead in Rust, Python and Node
 	cargo bench -p flagrail-core --bench evaluate
 	$(VPY) bench/python_eval.py
 	$(VPY) bench/python_call.py

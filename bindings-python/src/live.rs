@@ -63,9 +63,10 @@ struct Entry {
 /// The result objects of one variant that can be given out again.
 type ReusableResults = PyOnceLock<[Py<Variant>; REUSABLE_PER_VARIANT]>;
 
-/// Two per variant: a loop's previous result is still bound to its variable while the next
-/// call runs, so the next call takes the other one.
-const REUSABLE_PER_VARIANT: usize = 2;
+/// A few per variant: a loop's previous result is still bound to its variable while the next
+/// call runs, and a caller may keep some results around (a handler's request state, the last
+/// result of an earlier loop) without making every later call allocate.
+const REUSABLE_PER_VARIANT: usize = 4;
 
 /// Whether result objects may be reused: only while a GIL serializes every thread (always, for
 /// the abi3 wheel; a free-threaded interpreter running without its GIL never reuses).

@@ -299,7 +299,9 @@ mod tests {
             let in_pairs = pairs.iter().any(|(n, _)| *n == name);
             if in_pairs || expected.is_none() {
                 assert_eq!(pairs.str_attr(name).map(str::to_string), expected);
-                assert_eq!((&pairs).str_attr(name).map(str::to_string), expected);
+                let pairs_ref = &pairs;
+                let by_ref = <&[(&str, Attr<'_>); 3] as Context>::str_attr(&pairs_ref, name);
+                assert_eq!(by_ref.map(str::to_string), expected);
             }
         }
     }
