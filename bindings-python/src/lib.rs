@@ -4,7 +4,8 @@
 //! with the exception classes, the fork hook and the typed stubs. One file per core module:
 //! [`live`] (the `Flags` handle), [`variant`] (the result), [`runtime`] (`call`, trackers,
 //! metrics, events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`],
-//! [`time`] (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values).
+//! [`time`] (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values) and
+//! [`fast`] (the raw C entry points of `variant`, the crate's only `unsafe` code).
 
 use pyo3::prelude::*;
 
