@@ -9,6 +9,7 @@ import pickle
 import threading
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
+from typing import Callable
 
 import pytest
 
@@ -315,19 +316,22 @@ def test_variant_arguments_by_position_and_keyword(flags: Flags) -> None:
     assert flags.flag("nope").variant(None, "d").id == "d"
     at = "2026-12-31T00:00:00Z"
     assert chat.variant({"user_id": "u-3"}, at=at) == flags.variant("support-bot", {"user_id": "u-3"}, at=at)
-    for call, message in [
-        (lambda: flags.variant(), "missing required argument 'flag'"),
-        (lambda: flags.variant("a", {}, None, None), "at most 3 positional arguments"),
-        (lambda: flags.variant("a", colour=1), "unexpected keyword argument 'colour'"),
-        (lambda: flags.variant("a", flag="b"), "multiple values for argument 'flag'"),
-        (lambda: flags.variant("a", {}, default=3), "argument 'default' must be str, not int"),
-        (lambda: chat.variant({}, None, None), "at most 2 positional arguments"),
-        (lambda: chat.variant(flag="x"), "unexpected keyword argument 'flag'"),
-    ]:
+    # Deliberately wrong calls: the checker is told, the runtime must refuse them.
+    wrong: list[tuple[Callable[[], object], str]] = [
+        (lambda: flags.variant(), "missing required argument 'flag'"),  # type: ignore[call-arg]
+        (lambda: flags.variant("a", {}, None, None), "at most 3 positional arguments"),  # type: ignore[call-arg]
+        (lambda: flags.variant("a", colour=1), "unexpected keyword argument 'colour'"),  # type: ignore[call-arg]
+        (lambda: flags.variant("a", flag="b"), "multiple values for argument 'flag'"),  # type: ignore[misc]
+        (lambda: flags.variant("a", {}, default=3), "argument 'default' must be str, not int"),  # type: ignore[arg-type]
+        (lambda: chat.variant({}, None, None), "at most 2 positional arguments"),  # type: ignore[call-arg]
+        (lambda: chat.variant(flag="x"), "unexpected keyword argument 'flag'"),  # type: ignore[call-arg]
+    ]
+    for call, message in wrong:
         with pytest.raises(TypeError, match=message):
             call()
-    assert Flags.variant.__text_signature__ == "($self, flag, context=None, default=None, *, at=None)"
-    assert Flag.variant.__text_signature__ == "($self, context=None, default=None, *, at=None)"
+    signature = "($self, flag, context=None, default=None, *, at=None)"
+    assert getattr(Flags.variant, "__text_signature__") == signature
+    assert getattr(Flag.variant, "__text_signature__") == "($self, context=None, default=None, *, at=None)"
     assert (Flags.variant.__doc__ or "").startswith("The variant of ``flag`` for ``context``.")
     with pytest.raises(TypeError):
         Flags.variant(object(), "support-bot")  # type: ignore[arg-type]
