@@ -83,21 +83,17 @@ def result(fields: dict[str, object]) -> None:
     print("RESULT " + json.dumps(fields), flush=True)
 
 
+def timed_once(one_pass: Callable[[], int]) -> float:
+    """ns per evaluation of one pass."""
+    start = time.perf_counter_ns()
+    one_pass()
+    return (time.perf_counter_ns() - start) / N
+
+
 def timed(one_pass: Callable[[], int]) -> list[float]:
     """Times `one_pass` REPS times after one untimed warm-up; ns per evaluation of each rep."""
     one_pass()
-    reps = []
-    for _ in range(REPS):
-        start = time.perf_counter_ns()
-        one_pass()
-        reps.append((time.perf_counter_ns() - start) / N)
-    return reps
-
-
-def timed_once(one_pass: Callable[[], int]) -> list[float]:
-    start = time.perf_counter_ns()
-    one_pass()
-    return [(time.perf_counter_ns() - start) / N]
+    return [timed_once(one_pass) for _ in range(REPS)]
 
 
 def pyo3_floor(flags: object) -> Callable[[], int] | None:
@@ -196,8 +192,8 @@ def main() -> None:
         floor()
         reps, floor_reps = [], []
         for _ in range(REPS):
-            reps.extend(timed_once(evaluate_all))
-            floor_reps.extend(timed_once(floor))
+            reps.append(timed_once(evaluate_all))
+            floor_reps.append(timed_once(floor))
     peak = peak_rss_mb()
     fields: dict[str, object] = {
         "name": "python_variant",

@@ -15,11 +15,11 @@
 use std::borrow::Cow;
 
 use flagrail_core::{Attr, Positional};
-
-use crate::fast;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+
+use crate::fast;
 
 /// Where attributes come from.
 #[derive(Clone, Copy)]

@@ -734,6 +734,8 @@ impl Flags {
     ///     default: The id to report when the flag does not exist.
     ///     at: Evaluate as of this instant (an aware datetime or an RFC 3339 string) instead
     ///         of now: for simulations of ramps.
+    // Replaced at import by the raw entry point of `fast.rs`, which copies this docstring and
+    // signature: this declaration is where they are written.
     #[pyo3(signature = (flag, context = None, default = None, *, at = None))]
     fn variant<'py>(
         &self,
@@ -1050,6 +1052,7 @@ impl Flag {
     }
 
     /// The variant of this flag for ``context`` (see ``Flags.variant``).
+    // Replaced at import by `fast.rs`, like `Flags.variant`.
     #[pyo3(signature = (context = None, default = None, *, at = None))]
     fn variant<'py>(
         &self,

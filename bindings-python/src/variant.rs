@@ -206,6 +206,20 @@ fn unpack_budget(packed: u32) -> Option<BudgetRef> {
     }
 }
 
+// Unpacking reads `ALL[code]`: each variant's discriminant must be its position there.
+const _: () = {
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        assert!(Reason::ALL[i] as usize == i);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < KillSource::ALL.len() {
+        assert!(KillSource::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 const HAS_BUCKET: u64 = 1 << 8;
 const IS_SHADOW: u64 = 1 << 24;
 
@@ -216,10 +230,9 @@ fn pack_flags(
     kill_source: Option<KillSource>,
     is_shadow: bool,
 ) -> u64 {
-    let reason = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0) as u64;
-    let kill = kill_source
-        .and_then(|k| KillSource::ALL.iter().position(|s| *s == k))
-        .map_or(0, |i| i as u64 + 1);
+    // Fieldless enums: the discriminant is the position in `ALL` (checked below).
+    let reason = reason as u64;
+    let kill = kill_source.map_or(0, |k| k as u64 + 1);
     reason
         | if has_bucket { HAS_BUCKET } else { 0 }
         | kill << 16
