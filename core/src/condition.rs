@@ -22,9 +22,61 @@ pub enum Condition {
     All(Vec<Condition>),
     Any(Vec<Condition>),
     Not(Box<Condition>),
-    /// A reference to a segment, by index into the document's segments.
-    Segment(usize),
+    /// A reference to a segment of the document.
+    Segment(SegmentRef),
     Test(Test),
+}
+
+/// A reference to a segment: its index in the document's segments and, for a segment that
+/// more than one place references, its slot in the per-evaluation [`SegmentMemo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRef {
+    pub index: usize,
+    pub memo: Option<u32>,
+}
+
+/// The segments already decided during one evaluation of one condition, so that a segment
+/// referenced from several places (a diamond of segments) is evaluated once, not once per path.
+/// Slots below 64 live in two words on the stack; only a document with more than 64 shared
+/// segments spills to the heap.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentMemo {
+    known: u64,
+    matched: u64,
+    /// Slots from 64 on, two bits each (known, matched), grown on first use.
+    spill: Vec<u64>,
+}
+
+impl SegmentMemo {
+    #[inline]
+    fn get(&self, slot: u32) -> Option<bool> {
+        let slot = slot as usize;
+        if slot < 64 {
+            let bit = 1u64 << slot;
+            return (self.known & bit != 0).then_some(self.matched & bit != 0);
+        }
+        let (word, bit) = ((slot - 64) / 32, ((slot - 64) % 32) * 2);
+        let bits = self.spill.get(word).copied().unwrap_or(0) >> bit;
+        (bits & 1 != 0).then_some(bits & 2 != 0)
+    }
+
+    #[inline]
+    fn set(&mut self, slot: u32, matched: bool) {
+        let slot = slot as usize;
+        if slot < 64 {
+            let bit = 1u64 << slot;
+            self.known |= bit;
+            if matched {
+                self.matched |= bit;
+            }
+            return;
+        }
+        let (word, bit) = ((slot - 64) / 32, ((slot - 64) % 32) * 2);
+        if self.spill.len() <= word {
+            self.spill.resize(word + 1, 0);
+        }
+        self.spill[word] |= (1 | (u64::from(matched) << 1)) << bit;
+    }
 }
 
 /// One `attr op value` test.
@@ -264,15 +316,36 @@ impl Condition {
         segments: &[Segment],
         trace: &mut T,
     ) -> bool {
+        let mut memo = SegmentMemo::default();
+        self.eval(ctx, segments, &mut memo, trace)
+    }
+
+    fn eval<C: Context + ?Sized, T: Tracer>(
+        &self,
+        ctx: &C,
+        segments: &[Segment],
+        memo: &mut SegmentMemo,
+        trace: &mut T,
+    ) -> bool {
         match self {
-            Condition::All(items) => items.iter().all(|c| c.matches(ctx, segments, trace)),
-            Condition::Any(items) => items.iter().any(|c| c.matches(ctx, segments, trace)),
-            Condition::Not(inner) => !inner.matches(ctx, segments, trace),
-            Condition::Segment(index) => {
-                let Some(segment) = segments.get(*index) else {
+            Condition::All(items) => items.iter().all(|c| c.eval(ctx, segments, memo, trace)),
+            Condition::Any(items) => items.iter().any(|c| c.eval(ctx, segments, memo, trace)),
+            Condition::Not(inner) => !inner.eval(ctx, segments, memo, trace),
+            Condition::Segment(reference) => {
+                let Some(segment) = segments.get(reference.index) else {
                     return false;
                 };
-                let matched = segment.condition.matches(ctx, segments, trace);
+                let known = reference.memo.and_then(|slot| memo.get(slot));
+                let matched = match known {
+                    Some(matched) => matched,
+                    None => {
+                        let matched = segment.condition.eval(ctx, segments, memo, trace);
+                        if let Some(slot) = reference.memo {
+                            memo.set(slot, matched);
+                        }
+                        matched
+                    }
+                };
                 trace.note(|| json!({ "segment": &*segment.name, "matched": matched }));
                 matched
             }
@@ -307,23 +380,65 @@ impl Condition {
         }
     }
 
-    /// Attribute names this condition reads, segments expanded (for lint and bindings).
+    /// Attribute names this condition reads, segments expanded, each segment once (for lint
+    /// and bindings).
     pub fn attributes<'a>(&'a self, segments: &'a [Segment], out: &mut Vec<&'a str>) {
+        let mut seen = FxHashSet::default();
+        let mut pending: Vec<&'a Condition> = vec![self];
+        while let Some(condition) = pending.pop() {
+            match condition {
+                Condition::All(items) | Condition::Any(items) => pending.extend(items.iter().rev()),
+                Condition::Not(inner) => pending.push(inner),
+                Condition::Segment(reference) => {
+                    if let Some(segment) = segments.get(reference.index) {
+                        if seen.insert(reference.index) {
+                            pending.push(&segment.condition);
+                        }
+                    }
+                }
+                Condition::Test(test) => {
+                    if !out.contains(&&*test.attr) {
+                        out.push(&test.attr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `visit` on every segment reference of this condition (not following them).
+    pub(crate) fn for_each_reference(&self, visit: &mut impl FnMut(&SegmentRef)) {
         match self {
             Condition::All(items) | Condition::Any(items) => {
-                items.iter().for_each(|c| c.attributes(segments, out))
+                items.iter().for_each(|c| c.for_each_reference(visit))
             }
-            Condition::Not(inner) => inner.attributes(segments, out),
-            Condition::Segment(index) => {
-                if let Some(segment) = segments.get(*index) {
-                    segment.condition.attributes(segments, out);
-                }
+            Condition::Not(inner) => inner.for_each_reference(visit),
+            Condition::Segment(reference) => visit(reference),
+            Condition::Test(_) => {}
+        }
+    }
+
+    /// [`Condition::for_each_reference`], able to change the reference.
+    pub(crate) fn for_each_reference_mut(&mut self, visit: &mut impl FnMut(&mut SegmentRef)) {
+        match self {
+            Condition::All(items) | Condition::Any(items) => items
+                .iter_mut()
+                .for_each(|c| c.for_each_reference_mut(visit)),
+            Condition::Not(inner) => inner.for_each_reference_mut(visit),
+            Condition::Segment(reference) => visit(reference),
+            Condition::Test(_) => {}
+        }
+    }
+
+    /// Levels of conditions from this one down to its deepest test, a segment reference
+    /// counting one level more than the segment's own depth (`depth_of`).
+    pub(crate) fn depth(&self, depth_of: &impl Fn(usize) -> usize) -> usize {
+        1 + match self {
+            Condition::All(items) | Condition::Any(items) => {
+                items.iter().map(|c| c.depth(depth_of)).max().unwrap_or(0)
             }
-            Condition::Test(test) => {
-                if !out.contains(&&*test.attr) {
-                    out.push(&test.attr);
-                }
-            }
+            Condition::Not(inner) => inner.depth(depth_of),
+            Condition::Segment(reference) => depth_of(reference.index),
+            Condition::Test(_) => 0,
         }
     }
 }

@@ -5,17 +5,23 @@ use regex::RegexBuilder;
 use serde_json::Value;
 
 use super::read::{index, Object};
+use super::segments::SegmentNames;
 use super::suggest::did_you_mean;
 use super::{Loader, MAX_REGEX_COMPILED_BYTES, MAX_REGEX_LENGTH};
-use crate::condition::{parse_version, Condition, Op, Scalar, SemverOp, Test, ValueSet, OPERATORS};
+use crate::condition::{
+    parse_version, Condition, Op, Scalar, SegmentRef, SemverOp, Test, ValueSet, OPERATORS,
+};
 use crate::error::ProblemKind;
+
+/// Every field a condition may have, whatever its shape.
+const CONDITION_FIELDS: &[&str] = &["attr", "op", "value", "segment", "all", "any", "not"];
 
 impl Loader {
     pub(super) fn condition(
         &mut self,
         path: &str,
         value: &Value,
-        segments: &[&str],
+        segments: &SegmentNames<'_>,
     ) -> Option<Condition> {
         let object = self.object(path, value)?;
         let shape = ["all", "any", "not", "segment", "attr"]
@@ -63,7 +69,7 @@ impl Loader {
                 self.check_fields(&object, &["segment"], &[]);
                 self.required(&object, "segment", |l, path, v| {
                     let name = l.string(path, v)?;
-                    let found = segments.iter().position(|s| *s == name);
+                    let found = segments.get(name).copied();
                     if found.is_none() {
                         l.report(
                             path,
@@ -73,13 +79,19 @@ impl Loader {
                     }
                     found
                 })
-                .map(Condition::Segment)
+                .map(|index| Condition::Segment(SegmentRef { index, memo: None }))
             }
             ["attr"] => {
                 self.check_fields(&object, &["attr", "op", "value"], &[]);
                 self.test(&object).map(Condition::Test)
             }
             [] => {
+                // A typo of a shape key (`atr`, `segmnt`) says so, with a hint.
+                let before = self.problems.len();
+                self.check_fields(&object, CONDITION_FIELDS, &[]);
+                if self.problems.len() > before {
+                    return None;
+                }
                 self.report(
                     path,
                     ProblemKind::InvalidValue,

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::flag::VariantNames;
 use super::read::Field;
+use super::segments::share_segments;
 use super::{Loader, Parts};
 use crate::document::KillSwitch;
 use crate::error::ProblemKind;
@@ -48,9 +49,11 @@ impl Loader {
             .field(&document, "segments", |l, _, v| Some(l.segments(v)))
             .ok()
             .unwrap_or_default();
-        let flags = self
+        let mut segments = segments;
+        let mut flags = self
             .required(&document, "flags", |l, _, v| Some(l.flags(v, &segments)))
             .unwrap_or_default();
+        share_segments(&mut segments, &mut flags);
         let budgets = self
             .field(&document, "budgets", |l, path, v| {
                 Some(l.budgets(path, v, None, None))
@@ -66,17 +69,17 @@ impl Loader {
         })
     }
 
+    /// The integer 1, as written: `1.0` and `"1"` are other values, not another spelling.
     fn hash_version(&mut self, path: &str, value: &Value) -> Option<()> {
-        match value.as_f64() {
-            None => self.wrong_type(path, "a number", value),
-            Some(n) if n == f64::from(HASH_VERSION) => {}
-            Some(_) => self.report(
+        if value.as_u64() != Some(u64::from(HASH_VERSION)) {
+            self.report(
                 path,
                 ProblemKind::UnsupportedHashVersion,
                 format!(
                     "this build implements bucketing hash_version {HASH_VERSION} only, found {value}"
                 ),
-            ),
+            );
+            return None;
         }
         Some(())
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::read::{index, Object};
+use super::segments::SegmentNames;
 use super::{Loader, MAX_FALLBACK_STEPS, MAX_TIMEOUT_MS, NOT_YET_SUPPORTED_FLAG_FIELDS};
 use crate::document::{Flag, Segment, Variant};
 use crate::error::ProblemKind;
@@ -47,7 +48,11 @@ impl Loader {
         let Some(object) = self.object("flags", value) else {
             return Vec::new();
         };
-        let segment_names: Vec<&str> = segments.iter().map(|s| &*s.name).collect();
+        let segment_names: SegmentNames<'_> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&*s.name, i))
+            .collect();
         object
             .map
             .iter()
@@ -55,7 +60,13 @@ impl Loader {
             .collect()
     }
 
-    fn flag(&mut self, path: &str, key: &str, value: &Value, segments: &[&str]) -> Option<Flag> {
+    fn flag(
+        &mut self,
+        path: &str,
+        key: &str,
+        value: &Value,
+        segments: &SegmentNames<'_>,
+    ) -> Option<Flag> {
         if key.is_empty() {
             self.report(
                 path,
@@ -174,17 +185,10 @@ impl Loader {
         })
     }
 
+    /// A string or a non-empty array of strings (`[]` is a wrong type: leave the field out).
     fn tags(&mut self, path: &str, value: &Value) -> Option<Vec<String>> {
-        if matches!(value, Value::Array(items) if items.is_empty()) {
-            return Some(Vec::new());
-        }
-        Some(
-            self.strings(path, value)
-                .unwrap_or_default()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-        )
+        let tags = self.strings(path, value)?;
+        Some(tags.into_iter().map(String::from).collect())
     }
 
     fn variants(&mut self, flag: &Object<'_>) -> Vec<Variant> {

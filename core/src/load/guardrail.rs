@@ -94,18 +94,20 @@ impl Loader {
             }
             parsed
         });
-        let id: Arc<str> = match self.field(&object, "id", Self::non_empty_string) {
-            Field::Valid(id) => Arc::from(id),
-            Field::Absent => Arc::from(metric_text.unwrap_or("guardrail")),
-            Field::Invalid => return None,
+        let id: Option<Arc<str>> = match self.field(&object, "id", Self::non_empty_string) {
+            Field::Valid(id) => Some(Arc::from(id)),
+            Field::Absent => Some(Arc::from(metric_text.unwrap_or("guardrail"))),
+            Field::Invalid => None,
         };
-        let metric = metric?;
-        let (wanted, unwanted) = if metric.is_floor() {
-            ("min", "max")
-        } else {
-            ("max", "min")
+        // An unknown metric does not hide the guardrail's other problems: without it, the
+        // threshold is only read as a number.
+        let (wanted, unwanted) = match metric {
+            Some(metric) if metric.is_floor() => ("min", "max"),
+            Some(_) => ("max", "min"),
+            None if object.has("min") && !object.has("max") => ("min", "max"),
+            None => ("max", "min"),
         };
-        if object.has(unwanted) {
+        if let Some(metric) = metric.filter(|_| object.has(unwanted)) {
             self.report(
                 &object.path_of(unwanted),
                 ProblemKind::InvalidValue,
@@ -118,11 +120,11 @@ impl Loader {
         let threshold = self.required(&object, wanted, |l, path, v| {
             let t = l.number(path, v)?;
             let ok = match metric {
-                Metric::ErrorRate => (0.0..1.0).contains(&t),
+                Some(Metric::ErrorRate) => (0.0..1.0).contains(&t),
                 _ => t >= 0.0 && t.is_finite(),
             };
             if !ok {
-                let range = if metric == Metric::ErrorRate {
+                let range = if metric == Some(Metric::ErrorRate) {
                     "a rate from 0 up to (not including) 1"
                 } else {
                     "0 or more"
@@ -218,8 +220,8 @@ impl Loader {
             _ => {}
         }
         Some(Guardrail {
-            id,
-            metric,
+            id: id?,
+            metric: metric?,
             threshold: threshold?,
             window: window?,
             min_samples: min_samples?,

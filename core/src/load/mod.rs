@@ -14,6 +14,7 @@ mod condition;
 mod document;
 mod flag;
 mod guardrail;
+mod json;
 mod ramp;
 mod read;
 mod rules;
@@ -23,7 +24,7 @@ mod suggest;
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
 use crate::document::{Action, Document, Flag, KillSwitch, Segment};
@@ -31,8 +32,14 @@ use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::runtime::budget::Budget;
 use crate::time::Millis;
 
+pub use json::MAX_JSON_DEPTH;
+
 /// Documents larger than this are rejected before parsing (a runaway generator, a wrong file).
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest chain of conditions, counted from a rule's `when` (or a segment) down to a test,
+/// one level per condition object, segment references followed. It bounds the recursion of
+/// evaluation (about 200 bytes of stack a level) whatever the document.
+pub const MAX_CONDITION_DEPTH: usize = 128;
 /// Longest accepted `matches` pattern, in bytes.
 pub const MAX_REGEX_LENGTH: usize = 1024;
 /// Compiled-size bound of one `matches` pattern (the regex crate's `size_limit`).
@@ -50,53 +57,39 @@ pub const MAX_FALLBACK_STEPS: usize = 16;
 /// Longest accepted `timeout_ms` / `max_total_ms`: one hour.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
+/// The text entry: `bytes` are JSON text (UTF-8, a leading byte-order mark skipped).
+///
+/// Every loader of every language reaches the core through this function or [`from_value`];
+/// the two give the same verdict for the same document (a text can also be wrong in ways a
+/// value cannot: syntax, duplicate keys, numbers more precise than a float).
 pub(crate) fn from_slice(bytes: &[u8]) -> Result<Document> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(single(
-            "",
-            ProblemKind::DocumentTooLarge,
-            format!(
-                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes",
-                bytes.len()
-            ),
-        ));
+        return Err(too_large(bytes.len()));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
-        single(
-            "",
-            ProblemKind::InvalidJson,
-            format!(
-                "invalid JSON at line {}, column {}: {}",
-                err.line(),
-                err.column(),
-                json_error_reason(&err)
-            ),
-        )
-    })?;
-    from_value(value)
+    let (value, notes) =
+        json::parse(bytes).map_err(|problems| Error::InvalidDocument { problems })?;
+    compile(value, notes.inexact_numbers)
 }
 
-fn json_error_reason(err: &serde_json::Error) -> String {
-    // serde_json appends " at line L column C" to its message; the position is already said.
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(cut) => text[..cut].to_string(),
-        None => text,
-    }
-}
-
-fn single(path: &str, kind: ProblemKind, message: String) -> Error {
-    Error::InvalidDocument {
-        problems: vec![Problem {
-            path: path.to_string(),
-            kind,
-            message,
-        }],
-    }
-}
-
+/// The value entry: an already-built JSON value (a Python dict, a JavaScript object, a
+/// `serde_json::Value`). Its size is that of its compact JSON text.
 pub(crate) fn from_value(value: Value) -> Result<Document> {
-    let mut loader = Loader::default();
+    let size = compact_size(&value);
+    if size > MAX_DOCUMENT_BYTES {
+        return Err(too_large(size));
+    }
+    json::check_depth(&value).map_err(|problem| Error::InvalidDocument {
+        problems: vec![problem],
+    })?;
+    compile(value, FxHashSet::default())
+}
+
+fn compile(value: Value, inexact_numbers: FxHashSet<String>) -> Result<Document> {
+    let mut loader = Loader {
+        problems: Vec::new(),
+        inexact_numbers,
+        segment_depths: Vec::new(),
+    };
     let compiled = loader.document(&value);
     match compiled {
         Some(parts) if loader.problems.is_empty() => Ok(parts.into_document(value)),
@@ -106,10 +99,44 @@ pub(crate) fn from_value(value: Value) -> Result<Document> {
     }
 }
 
+fn too_large(size: usize) -> Error {
+    Error::InvalidDocument {
+        problems: vec![Problem {
+            path: String::new(),
+            kind: ProblemKind::DocumentTooLarge,
+            message: format!("document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes"),
+        }],
+    }
+}
+
+/// Bytes of the compact JSON text of `value`, counted up to just past the bound.
+fn compact_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            if self.0 > MAX_DOCUMENT_BYTES {
+                // Stops the serializer: the answer is already known.
+                return Err(std::io::Error::other("over the bound"));
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
 /// Walks one document and collects every problem it finds.
-#[derive(Default)]
 struct Loader {
     problems: Vec<Problem>,
+    /// Paths of numbers whose text was more precise than a float (text entry only).
+    inexact_numbers: FxHashSet<String>,
+    /// Each segment's depth in levels of conditions, references followed (0 while unknown).
+    segment_depths: Vec<usize>,
 }
 
 impl Loader {

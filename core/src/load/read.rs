@@ -284,20 +284,45 @@ impl Loader {
         None
     }
 
-    /// A positive integer of at most `max`.
+    /// A positive integer of at most `max`. A number is judged by its value, so `3.0` is 3
+    /// (a JavaScript or Python caller cannot tell 3.0 from 3).
     pub(super) fn positive_integer(&mut self, path: &str, value: &Value, max: u64) -> Option<u64> {
-        match value.as_u64() {
-            Some(n) if n >= 1 && n <= max => Some(n),
-            Some(n) => {
+        self.whole_number(path, value, 1, max)
+    }
+
+    /// A whole number from `min` to `max`, judged by its value (`-0` is 0, `2.0` is 2).
+    pub(super) fn whole_number(
+        &mut self,
+        path: &str,
+        value: &Value,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
+        let Value::Number(number) = value else {
+            self.wrong_type(path, "a whole number", value);
+            return None;
+        };
+        let whole = match (number.as_u64(), number.as_f64()) {
+            (Some(n), _) => Some(n as f64),
+            (None, Some(f)) if f.fract() == 0.0 => Some(f),
+            _ => None,
+        };
+        match whole {
+            Some(n) if n >= min as f64 && n <= max as f64 => Some(n as u64),
+            Some(_) => {
                 self.report(
                     path,
                     ProblemKind::InvalidValue,
-                    format!("must be from 1 to {max}, found {n}"),
+                    format!("must be \u{2265} {min} and \u{2264} {max}, found {number}"),
                 );
                 None
             }
             None => {
-                self.wrong_type(path, "a positive integer", value);
+                self.report(
+                    path,
+                    ProblemKind::InvalidValue,
+                    format!("must be a whole number, found {number}"),
+                );
                 None
             }
         }
@@ -364,7 +389,9 @@ impl Loader {
             );
             return None;
         }
-        if decimals_of(value).is_none_or(|d| d > 3) {
+        // The text decides where there is one: 50.0000000000000001 reads as the float 50.0,
+        // but its author asked for a precision bucketing does not have.
+        if self.inexact_numbers.contains(path) || decimals_of(value).is_none_or(|d| d > 3) {
             self.report(
                 path,
                 ProblemKind::PercentPrecision,

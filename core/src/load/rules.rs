@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::flag::VariantNames;
 use super::read::index;
+use super::segments::SegmentNames;
 use super::Loader;
 use crate::document::{Action, Rule, Split};
 use crate::error::ProblemKind;
@@ -30,7 +31,7 @@ impl Loader {
         value: &Value,
         variants: &VariantNames<'_>,
         flag: &str,
-        segments: &[&str],
+        segments: &SegmentNames<'_>,
     ) -> Vec<Rule> {
         let Some(items) = self.array(path, value, "rules") else {
             return Vec::new();
@@ -61,7 +62,7 @@ impl Loader {
         value: &Value,
         variants: &VariantNames<'_>,
         flag: &str,
-        segments: &[&str],
+        segments: &SegmentNames<'_>,
     ) -> Option<Rule> {
         let rule = self.open(path, value, RULE_FIELDS)?;
         let id: Arc<str> = match self.field(&rule, "id", Self::non_empty_string).optional() {
@@ -72,7 +73,11 @@ impl Loader {
         };
         let description = self.field(&rule, "description", Self::owned_string).ok();
         let when = self
-            .field(&rule, "when", |l, path, v| l.condition(path, v, segments))
+            .field(&rule, "when", |l, path, v| {
+                let when = l.condition(path, v, segments)?;
+                l.check_depth(path, &when, None);
+                Some(when)
+            })
             .optional()?;
         let actions: Vec<&str> = ["serve", "split", "ramp"]
             .into_iter()
@@ -271,21 +276,10 @@ impl Loader {
         })
     }
 
-    /// A split weight: a whole number from 0 to `u32::MAX`.
+    /// A split weight: a whole number from 0 to `u32::MAX`, judged by its value (`-0` and
+    /// `1.0` are the weights 0 and 1, as a JavaScript or Python caller's numbers are).
     fn weight(&mut self, path: &str, value: &Value) -> Option<u32> {
-        match value.as_u64() {
-            Some(n) if n <= u64::from(u32::MAX) => Some(n as u32),
-            _ => {
-                self.report(
-                    path,
-                    ProblemKind::InvalidValue,
-                    format!(
-                        "a weight is a whole number from 0 to {}, found {value}",
-                        u32::MAX
-                    ),
-                );
-                None
-            }
-        }
+        self.whole_number(path, value, 0, u64::from(u32::MAX))
+            .map(|n| n as u32)
     }
 }
