@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::read::{index, Object};
 use super::segments::SegmentNames;
 use super::{Loader, MAX_FALLBACK_STEPS, MAX_TIMEOUT_MS, NOT_YET_SUPPORTED_FLAG_FIELDS};
-use crate::document::{Flag, Segment, Variant};
+use crate::condition::Segment;
+use crate::document::{Flag, Variant};
 use crate::error::ProblemKind;
 use crate::hash::SaltedHasher;
 

@@ -8,9 +8,9 @@ use super::flag::VariantNames;
 use super::read::{index, Field};
 use super::suggest::did_you_mean;
 use super::Loader;
+use crate::document::guardrail::{self, GuardAction, Guardrail, Metric};
 use crate::document::{Action, Rule, Variant};
 use crate::error::ProblemKind;
-use crate::runtime::guardrail::{self, GuardAction, Guardrail, Metric};
 
 const GUARDRAIL_FIELDS: &[&str] = &[
     "id",

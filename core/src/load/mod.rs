@@ -27,9 +27,10 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
-use crate::document::{Action, Document, Flag, KillSwitch, Segment};
+use crate::condition::Segment;
+use crate::document::budget::Budget;
+use crate::document::{Action, Document, Flag, KillSwitch};
 use crate::error::{Error, Problem, ProblemKind, Result};
-use crate::runtime::budget::Budget;
 use crate::time::Millis;
 
 pub use json::MAX_JSON_DEPTH;
@@ -225,4 +226,24 @@ fn attributes_read(flag: &Flag, segments: &[Segment]) -> Vec<Box<str>> {
         }
     }
     names.into_iter().map(Box::from).collect()
+}
+
+// The constructors of `Document` live here, with the loader they call: the document layer
+// does not import the layer above it.
+impl Document {
+    /// Parses, validates and compiles a document from JSON bytes (the text entry).
+    pub fn from_slice(bytes: &[u8]) -> Result<Document> {
+        from_slice(bytes)
+    }
+
+    /// Parses, validates and compiles a document from JSON text (the text entry).
+    pub fn from_json(text: &str) -> Result<Document> {
+        from_slice(text.as_bytes())
+    }
+
+    /// Validates and compiles an already-built JSON value (the value entry): the same verdict
+    /// as [`Document::from_slice`] for every document a value can hold.
+    pub fn from_value(value: serde_json::Value) -> Result<Document> {
+        from_value(value)
+    }
 }

@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::read::join;
 use super::{Loader, MAX_CONDITION_DEPTH};
 use crate::condition::Condition;
-use crate::document::{Flag, Segment};
+use crate::condition::Segment;
+use crate::document::Flag;
 use crate::error::ProblemKind;
 
 /// Segment names to their index, for resolving references.

@@ -8,11 +8,11 @@ use serde_json::Value;
 use super::flag::VariantNames;
 use super::read::{index, Field};
 use super::{Loader, MAX_STATE_WINDOW_MS};
+use crate::document::budget::{Budget, BudgetAction, Measure};
+use crate::document::sticky::Sticky;
 use crate::document::{Shadow, Variant};
 use crate::error::ProblemKind;
 use crate::hash::SaltedHasher;
-use crate::runtime::budget::{Budget, BudgetAction, Measure};
-use crate::runtime::sticky::Sticky;
 use crate::time::Millis;
 
 const BUDGET_FIELDS: &[&str] = &[
