@@ -4,9 +4,15 @@
 //! cannot use, makes the condition false whatever the operator (`ne` and `not_in` included);
 //! only `not` inverts. Nothing here allocates on the match path except reading a list
 //! attribute that a binding had to convert.
+//!
+//! The cost of one test is bounded whatever the context: a condition compares at most
+//! [`MAX_COMPARED_BYTES`] of a string and [`MAX_COMPARED_ITEMS`] items of a list (a longer
+//! value is not compared, like a value of the wrong type), and many needles of `contains`,
+//! `starts_with` or `ends_with` are searched for in one pass of an Aho-Corasick automaton.
 
 use std::cmp::Ordering;
 
+use aho_corasick::{AhoCorasick, Anchored, Input, StartKind};
 use regex::Regex;
 use rustc_hash::FxHashSet;
 use serde_json::json;
@@ -14,6 +20,16 @@ use serde_json::json;
 use crate::context::{Attr, Context};
 use crate::time::{parse_timestamp, Millis};
 use crate::trace::Tracer;
+
+/// Longest context string a condition compares, in bytes. A longer string is not compared by
+/// any operator but `exists` (the test is false, as for a value of the wrong type), so that one
+/// test never reads more than this of a request.
+pub const MAX_COMPARED_BYTES: usize = 4096;
+/// Most items of a list attribute a condition compares; a longer list is not compared.
+pub const MAX_COMPARED_ITEMS: usize = 256;
+/// From this many needles on, `contains`, `starts_with` and `ends_with` search with one
+/// automaton instead of trying each needle.
+const AUTOMATON_FROM_NEEDLES: usize = 8;
 
 /// A compiled condition tree.
 #[derive(Debug)]
@@ -97,8 +113,24 @@ pub enum Scalar {
 #[derive(Debug, Default)]
 pub struct ValueSet {
     pub strings: FxHashSet<Box<str>>,
-    pub numbers: Vec<f64>,
+    /// Sorted (see [`ValueSet::add_number`]): looked up by binary search.
+    numbers: Vec<f64>,
     pub bools: Vec<bool>,
+}
+
+impl ValueSet {
+    /// Adds a number (`-0` is stored as `0`, which it equals).
+    pub fn add_number(&mut self, n: f64) {
+        let n = n + 0.0;
+        if let Err(at) = self.numbers.binary_search_by(|x| x.total_cmp(&n)) {
+            self.numbers.insert(at, n);
+        }
+    }
+
+    fn has_number(&self, n: f64) -> bool {
+        let n = n + 0.0;
+        self.numbers.binary_search_by(|x| x.total_cmp(&n)).is_ok()
+    }
 }
 
 #[derive(Debug)]
@@ -107,9 +139,9 @@ pub enum Op {
     Ne(Scalar),
     In(ValueSet),
     NotIn(ValueSet),
-    Contains(Vec<Box<str>>),
-    StartsWith(Vec<Box<str>>),
-    EndsWith(Vec<Box<str>>),
+    Contains(Needles),
+    StartsWith(Needles),
+    EndsWith(Needles),
     Matches(Box<Regex>),
     Gt(f64),
     Gte(f64),
@@ -119,6 +151,107 @@ pub enum Op {
     Before(Millis),
     After(Millis),
     Exists,
+}
+
+/// Where a needle must be found in a string attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeedlePlace {
+    Anywhere,
+    Start,
+    End,
+}
+
+/// The operand of `contains`, `starts_with` and `ends_with`: strings, any of which may match.
+#[derive(Debug)]
+pub struct Needles {
+    list: Vec<Box<str>>,
+    place: NeedlePlace,
+    /// With many needles: one automaton over them all (over the reversed needles for `End`)
+    /// and, for list attributes, the needles as a set.
+    many: Option<Box<ManyNeedles>>,
+}
+
+#[derive(Debug)]
+struct ManyNeedles {
+    automaton: AhoCorasick,
+    set: FxHashSet<Box<str>>,
+}
+
+impl Needles {
+    /// Compiles needles for `place`; `Err` when the automaton cannot be built (its size bound).
+    pub fn new(list: Vec<Box<str>>, place: NeedlePlace) -> Result<Needles, String> {
+        let many = if list.len() >= AUTOMATON_FROM_NEEDLES {
+            let patterns: Vec<Vec<u8>> = list
+                .iter()
+                .map(|needle| match place {
+                    NeedlePlace::End => needle.bytes().rev().collect(),
+                    _ => needle.as_bytes().to_vec(),
+                })
+                .collect();
+            let start = match place {
+                NeedlePlace::Anywhere => StartKind::Unanchored,
+                NeedlePlace::Start | NeedlePlace::End => StartKind::Anchored,
+            };
+            let automaton = AhoCorasick::builder()
+                .start_kind(start)
+                .build(&patterns)
+                .map_err(|err| err.to_string())?;
+            Some(Box::new(ManyNeedles {
+                automaton,
+                set: list.iter().cloned().collect(),
+            }))
+        } else {
+            None
+        };
+        Ok(Needles { list, place, many })
+    }
+
+    /// The needles as written.
+    pub fn as_slice(&self) -> &[Box<str>] {
+        &self.list
+    }
+
+    /// Whether one needle is found in `text` at this operand's place.
+    #[inline]
+    fn found_in(&self, text: &str) -> bool {
+        let Some(many) = &self.many else {
+            return match self.place {
+                NeedlePlace::Anywhere => self.list.iter().any(|n| text.contains(&**n)),
+                NeedlePlace::Start => self.list.iter().any(|n| text.starts_with(&**n)),
+                NeedlePlace::End => self.list.iter().any(|n| text.ends_with(&**n)),
+            };
+        };
+        match self.place {
+            NeedlePlace::Anywhere => many.automaton.is_match(text),
+            NeedlePlace::Start => many
+                .automaton
+                .is_match(Input::new(text).anchored(Anchored::Yes)),
+            NeedlePlace::End => {
+                // Compared strings are at most MAX_COMPARED_BYTES: reversed on the stack.
+                let mut reversed = [0u8; MAX_COMPARED_BYTES];
+                let Some(buffer) = reversed.get_mut(..text.len()) else {
+                    return false;
+                };
+                for (slot, byte) in buffer.iter_mut().zip(text.bytes().rev()) {
+                    *slot = byte;
+                }
+                many.automaton
+                    .is_match(Input::new(&*buffer).anchored(Anchored::Yes))
+            }
+        }
+    }
+
+    /// Whether one item of a list equals one needle (`contains` on a list attribute).
+    #[inline]
+    fn equals_an_item(&self, items: &[std::borrow::Cow<'_, str>]) -> bool {
+        match &self.many {
+            Some(many) => items.iter().any(|item| many.set.contains(&**item)),
+            None => self
+                .list
+                .iter()
+                .any(|n| items.iter().any(|item| **item == **n)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,10 +355,24 @@ fn set_contains(attr: &Attr<'_>, set: &ValueSet) -> Option<bool> {
     match attr {
         Attr::Str(s) => Some(set.strings.contains(*s)),
         Attr::Bool(b) => Some(set.bools.contains(b)),
-        Attr::Int(_) | Attr::Float(_) => numeric(attr).map(|n| set.numbers.contains(&n)),
+        Attr::Int(_) | Attr::Float(_) => numeric(attr).map(|n| set.has_number(n)),
         // A list attribute is in the set when any of its items is.
         Attr::List(items) => Some(items.iter().any(|item| set.strings.contains(&**item))),
         _ => None,
+    }
+}
+
+/// Whether a condition compares this value: strings of at most [`MAX_COMPARED_BYTES`], lists
+/// of at most [`MAX_COMPARED_ITEMS`] such strings.
+#[inline]
+fn within_bounds(attr: &Attr<'_>) -> bool {
+    match attr {
+        Attr::Str(s) => s.len() <= MAX_COMPARED_BYTES,
+        Attr::List(items) => {
+            items.len() <= MAX_COMPARED_ITEMS
+                && items.iter().all(|item| item.len() <= MAX_COMPARED_BYTES)
+        }
+        _ => true,
     }
 }
 
@@ -243,6 +390,9 @@ impl Op {
     /// `Some(result)` when the attribute has a type the operator can use, `None` otherwise.
     #[inline]
     fn apply(&self, attr: &Attr<'_>) -> Option<bool> {
+        if !within_bounds(attr) {
+            return matches!(self, Op::Exists).then_some(true);
+        }
         match self {
             Op::Exists => Some(!matches!(attr, Attr::Missing)),
             Op::Eq(v) => scalar_eq(attr, v),
@@ -250,20 +400,12 @@ impl Op {
             Op::In(set) => set_contains(attr, set),
             Op::NotIn(set) => set_contains(attr, set).map(|found| !found),
             Op::Contains(needles) => match attr {
-                Attr::Str(s) => Some(needles.iter().any(|n| s.contains(&**n))),
-                Attr::List(items) => Some(
-                    needles
-                        .iter()
-                        .any(|n| items.iter().any(|item| **item == **n)),
-                ),
+                Attr::Str(s) => Some(needles.found_in(s)),
+                Attr::List(items) => Some(needles.equals_an_item(items)),
                 _ => None,
             },
-            Op::StartsWith(prefixes) => match attr {
-                Attr::Str(s) => Some(prefixes.iter().any(|p| s.starts_with(&**p))),
-                _ => None,
-            },
-            Op::EndsWith(suffixes) => match attr {
-                Attr::Str(s) => Some(suffixes.iter().any(|p| s.ends_with(&**p))),
+            Op::StartsWith(needles) | Op::EndsWith(needles) => match attr {
+                Attr::Str(s) => Some(needles.found_in(s)),
                 _ => None,
             },
             Op::Matches(regex) => match attr {
@@ -365,6 +507,9 @@ impl Condition {
                     if outcome.is_none() {
                         note["ignored"] = json!(match attr {
                             Attr::Missing => "attribute is missing".to_string(),
+                            _ if !within_bounds(&attr) => format!(
+                                "attribute is longer than a condition compares ({MAX_COMPARED_BYTES} bytes, {MAX_COMPARED_ITEMS} items)"
+                            ),
                             _ => format!(
                                 "attribute has type {}, which `{}` cannot compare",
                                 attr.type_name(),
@@ -476,10 +621,81 @@ mod tests {
             Cow::Borrowed("beta"),
             Cow::Borrowed("staff"),
         ]));
-        assert_eq!(Op::Contains(vec!["staff".into()]).apply(&list), Some(true));
-        assert_eq!(Op::Contains(vec!["sta".into()]).apply(&list), Some(false));
+        let contains =
+            |n: &str| Op::Contains(Needles::new(vec![n.into()], NeedlePlace::Anywhere).unwrap());
+        assert_eq!(contains("staff").apply(&list), Some(true));
+        assert_eq!(contains("sta").apply(&list), Some(false));
         assert_eq!(Op::Gt(1.5).apply(&Attr::Int(2)), Some(true));
         assert_eq!(Op::Gt(1.5).apply(&Attr::Float(f64::NAN)), None);
         assert_eq!(Op::Exists.apply(&Attr::Unsupported("object")), Some(true));
+    }
+
+    fn needles(words: &[&str], place: NeedlePlace) -> Needles {
+        Needles::new(words.iter().map(|w| Box::from(*w)).collect(), place).unwrap()
+    }
+
+    #[test]
+    fn many_needles_match_exactly_like_few() {
+        let words: Vec<String> = (0..40)
+            .map(|i| format!("w{i}x"))
+            .chain(["".into(), "é€".into()])
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        for place in [NeedlePlace::Anywhere, NeedlePlace::Start, NeedlePlace::End] {
+            let automaton = needles(&words, place);
+            assert!(automaton.many.is_some());
+            for text in ["", "w3x", "aw39xb", "w17", "é€ab", "abé€", "xw0", "w12xend"] {
+                for subset in [&words[..5], &words[5..], &words[..]] {
+                    let few = needles(subset, place);
+                    let many = needles(subset, place);
+                    assert_eq!(
+                        few.found_in(text),
+                        few.list.iter().any(|n| match place {
+                            NeedlePlace::Anywhere => text.contains(&**n),
+                            NeedlePlace::Start => text.starts_with(&**n),
+                            NeedlePlace::End => text.ends_with(&**n),
+                        }),
+                        "{place:?} {text:?}"
+                    );
+                    assert_eq!(
+                        few.found_in(text),
+                        many.found_in(text),
+                        "{place:?} {text:?}"
+                    );
+                }
+                // The 42 needles through the automaton against each tried alone.
+                let alone = words.iter().any(|w| needles(&[w], place).found_in(text));
+                assert_eq!(automaton.found_in(text), alone, "{place:?} {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_longer_than_the_bounds_are_not_compared() {
+        let long = "a".repeat(MAX_COMPARED_BYTES + 1);
+        let at_bound = "a".repeat(MAX_COMPARED_BYTES);
+        let contains = Op::Contains(needles(&["a"], NeedlePlace::Anywhere));
+        assert_eq!(contains.apply(&Attr::Str(&at_bound)), Some(true));
+        assert_eq!(contains.apply(&Attr::Str(&long)), None);
+        assert_eq!(
+            Op::Ne(Scalar::Str("b".into())).apply(&Attr::Str(&long)),
+            None
+        );
+        assert_eq!(Op::Exists.apply(&Attr::Str(&long)), Some(true));
+        let items: Vec<Cow<'_, str>> = (0..=MAX_COMPARED_ITEMS)
+            .map(|_| Cow::Borrowed("a"))
+            .collect();
+        assert_eq!(contains.apply(&Attr::List(Cow::Owned(items))), None);
+    }
+
+    #[test]
+    fn number_sets_ignore_the_sign_of_zero() {
+        let mut set = ValueSet::default();
+        for n in [3.0, -0.0, 1.5, 3.0] {
+            set.add_number(n);
+        }
+        assert!(set.has_number(0.0) && set.has_number(-0.0) && set.has_number(1.5));
+        assert!(!set.has_number(2.0));
+        assert_eq!(set.numbers, vec![0.0, 1.5, 3.0]);
     }
 }

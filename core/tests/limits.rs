@@ -62,15 +62,24 @@ fn a_chain_of_100k_segment_references_is_one_problem_not_a_crash() {
         .expect("spawn")
         .join()
         .expect("no crash");
-    let problems = err.problems();
-    assert_eq!(problems.len(), 1, "{err}");
-    assert_eq!(problems[0].code(), "NESTING_TOO_DEEP");
+    // One problem where the depth bound is crossed; the flag reading the chain is also over
+    // its complexity budget (100k segments).
+    let found: Vec<(&str, &str)> = err
+        .problems()
+        .iter()
+        .map(|p| (p.path.as_str(), p.code()))
+        .collect();
+    let crossing = format!("segments.s{}", length - MAX_CONDITION_DEPTH - 1);
     assert_eq!(
-        problems[0].path,
-        format!("segments.s{}", length - MAX_CONDITION_DEPTH - 1)
+        found,
+        vec![
+            (crossing.as_str(), "NESTING_TOO_DEEP"),
+            ("flags.f", "FLAG_TOO_COMPLEX")
+        ],
+        "{err}"
     );
     // The value entry gives the same verdict (a shorter chain: debug builds are slow).
-    let err = Document::from_value(segment_chain(20_000)).expect_err("too deep");
+    let err = Document::from_value(segment_chain(5_000)).expect_err("too deep");
     assert_eq!(err.problems().len(), 1, "{err}");
     assert_eq!(err.problems()[0].code(), "NESTING_TOO_DEEP");
 }
@@ -128,4 +137,30 @@ fn a_diamond_of_shared_segments_is_evaluated_once_per_segment() {
         assert_eq!(tests, 1, "the shared test ran once");
         assert!(steps.len() <= 2 * depth + 4, "{} steps", steps.len());
     }
+}
+
+#[test]
+fn a_flag_over_its_complexity_budget_is_refused_quickly() {
+    use flagrail_core::load::MAX_FLAG_COST;
+    // 20k rules: refused after counting just past the budget, not after walking them all.
+    let rules: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| json!({ "when": { "attr": "n", "op": "eq", "value": i }, "serve": "a" }))
+        .collect();
+    let err = Document::from_value(
+        json!({ "flags": { "f": { "variants": { "a": {} }, "default": "a", "rules": rules } } }),
+    )
+    .expect_err("over budget");
+    assert_eq!(err.problems().len(), 1, "{err}");
+    assert_eq!(err.problems()[0].code(), "FLAG_TOO_COMPLEX");
+    assert!(err.problems()[0]
+        .message
+        .contains(&MAX_FLAG_COST.to_string()));
+    // At the budget: each rule 1 and its test 1.
+    let rules: Vec<serde_json::Value> = (0..MAX_FLAG_COST / 2)
+        .map(|i| json!({ "when": { "attr": "n", "op": "eq", "value": i }, "serve": "a" }))
+        .collect();
+    assert!(Document::from_value(
+        json!({ "flags": { "f": { "variants": { "a": {} }, "default": "a", "rules": rules } } })
+    )
+    .is_ok());
 }

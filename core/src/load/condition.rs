@@ -9,7 +9,8 @@ use super::segments::SegmentNames;
 use super::suggest::did_you_mean;
 use super::{Loader, MAX_REGEX_COMPILED_BYTES, MAX_REGEX_LENGTH};
 use crate::condition::{
-    parse_version, Condition, Op, Scalar, SegmentRef, SemverOp, Test, ValueSet, OPERATORS,
+    parse_version, Condition, NeedlePlace, Needles, Op, Scalar, SegmentRef, SemverOp, Test,
+    ValueSet, MAX_COMPARED_BYTES, OPERATORS,
 };
 use crate::error::ProblemKind;
 
@@ -164,9 +165,9 @@ impl Loader {
             "ne" => Op::Ne(self.scalar(path, value)?),
             "in" => Op::In(self.value_set(path, value)?),
             "not_in" => Op::NotIn(self.value_set(path, value)?),
-            "contains" => Op::Contains(self.strings(path, value)?),
-            "starts_with" => Op::StartsWith(self.strings(path, value)?),
-            "ends_with" => Op::EndsWith(self.strings(path, value)?),
+            "contains" => Op::Contains(self.needles(path, value, NeedlePlace::Anywhere)?),
+            "starts_with" => Op::StartsWith(self.needles(path, value, NeedlePlace::Start)?),
+            "ends_with" => Op::EndsWith(self.needles(path, value, NeedlePlace::End)?),
             "matches" => Op::Matches(Box::new(self.regex(path, value)?)),
             "gt" => Op::Gt(self.number(path, value)?),
             "gte" => Op::Gte(self.number(path, value)?),
@@ -197,9 +198,54 @@ impl Loader {
         })
     }
 
+    /// The needles of `contains`, `starts_with` or `ends_with`, each comparable.
+    fn needles(&mut self, path: &str, value: &Value, place: NeedlePlace) -> Option<Needles> {
+        let list = self.strings(path, value)?;
+        let mut ok = true;
+        for (i, needle) in list.iter().enumerate() {
+            let needle_path = match value {
+                Value::Array(_) => index(path, i),
+                _ => path.to_string(),
+            };
+            ok &= self.comparable(&needle_path, needle);
+        }
+        if !ok {
+            return None;
+        }
+        match Needles::new(list, place) {
+            Ok(needles) => Some(needles),
+            Err(reason) => {
+                self.report(
+                    path,
+                    ProblemKind::InvalidValue,
+                    format!("too many needles: {reason}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string operand no longer than a condition compares (a longer one could never match).
+    fn comparable(&mut self, path: &str, text: &str) -> bool {
+        if text.len() <= MAX_COMPARED_BYTES {
+            return true;
+        }
+        self.report(
+            path,
+            ProblemKind::InvalidValue,
+            format!(
+                "is {} bytes; a condition compares at most {MAX_COMPARED_BYTES} bytes of a value, so it could never match",
+                text.len()
+            ),
+        );
+        false
+    }
+
     fn scalar(&mut self, path: &str, value: &Value) -> Option<Scalar> {
         match value {
-            Value::String(s) => Some(Scalar::Str(s.as_str().into())),
+            Value::String(s) => self
+                .comparable(path, s)
+                .then(|| Scalar::Str(s.as_str().into())),
             Value::Bool(b) => Some(Scalar::Bool(*b)),
             Value::Number(n) => n.as_f64().map(Scalar::Num),
             other => {
@@ -221,7 +267,7 @@ impl Loader {
                 Some(Scalar::Str(s)) => {
                     set.strings.insert(s);
                 }
-                Some(Scalar::Num(n)) => set.numbers.push(n),
+                Some(Scalar::Num(n)) => set.add_number(n),
                 Some(Scalar::Bool(b)) => set.bools.push(b),
                 None => ok = false,
             }

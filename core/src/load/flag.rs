@@ -54,11 +54,15 @@ impl Loader {
             .enumerate()
             .map(|(i, s)| (&*s.name, i))
             .collect();
-        object
-            .map
-            .iter()
-            .filter_map(|(key, body)| self.flag(&object.path_of(key), key, body, &segment_names))
-            .collect()
+        let mut flags = Vec::with_capacity(object.map.len());
+        for (key, body) in object.map {
+            let path = object.path_of(key);
+            if let Some(flag) = self.flag(&path, key, body, &segment_names) {
+                self.check_cost(&path, &flag, segments);
+                flags.push(flag);
+            }
+        }
+        flags
     }
 
     fn flag(

@@ -11,6 +11,7 @@
 //! `state` (sticky, budgets, shadow).
 
 mod condition;
+mod cost;
 mod document;
 mod flag;
 mod guardrail;
@@ -41,6 +42,11 @@ pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 /// one level per condition object, segment references followed. It bounds the recursion of
 /// evaluation (about 200 bytes of stack a level) whatever the document.
 pub const MAX_CONDITION_DEPTH: usize = 128;
+/// Most steps one evaluation of a flag may take in the worst case (see `load/cost.rs`): each
+/// rule and condition 1, each string search 8, a shared segment once per rule.
+pub const MAX_FLAG_COST: u64 = 10_000;
+pub use crate::condition::{MAX_COMPARED_BYTES, MAX_COMPARED_ITEMS};
+pub use cost::SEARCH_COST;
 /// Longest accepted `matches` pattern, in bytes.
 pub const MAX_REGEX_LENGTH: usize = 1024;
 /// Compiled-size bound of one `matches` pattern (the regex crate's `size_limit`).

@@ -484,8 +484,13 @@ def compact(document) -> str:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
 
+# The loader's bounds (core/src/load/mod.rs, core/src/condition.rs), documented in
+# docs/flag-document.md.
 MAX_CONDITION_DEPTH = 128
 MAX_JSON_DEPTH = 128
+MAX_FLAG_COST = 10_000
+SEARCH_COST = 8
+MAX_COMPARED_BYTES = 4096
 
 
 def segment_chain(length: int) -> dict:
@@ -543,6 +548,16 @@ def hostile_error_cases():
          f"a chain of {chain} segment references is one problem, where it crosses the depth bound, not a crash"),
         ("json-nesting", deep_json, [("", "NESTING_TOO_DEEP")],
          f"arrays and objects nest at most {MAX_JSON_DEPTH} levels"),
+        ("flag-too-complex", compact({"flags": {"f": flag(rules=[{"when": {"any": [
+            {"attr": "text", "op": "contains", "value": f"w{i}"} for i in range(MAX_FLAG_COST // SEARCH_COST + 1)]},
+            "serve": "b"}])}}),
+         [("flags.f", "FLAG_TOO_COMPLEX")],
+         f"one evaluation may take at most {MAX_FLAG_COST} steps (a string search counts {SEARCH_COST})"),
+        ("operand-longer-than-compared", {"flags": {"f": flag(rules=[
+            {"when": {"attr": "text", "op": "eq", "value": "x" * (MAX_COMPARED_BYTES + 1)}, "serve": "b"},
+            {"when": {"attr": "text", "op": "contains", "value": ["ok", "y" * (MAX_COMPARED_BYTES + 1)]}, "serve": "b"}])}},
+         [("flags.f.rules[0].when.value", "INVALID_VALUE"), ("flags.f.rules[1].when.value[1]", "INVALID_VALUE")],
+         f"a condition compares at most {MAX_COMPARED_BYTES} bytes of a value: a longer operand could never match"),
     ]
 
 
