@@ -241,9 +241,21 @@ fn help(topic: Option<&str>) -> Outcome {
     Ok(())
 }
 
+/// Reads a document file as a service would: a regular file (through symlinks), at most one
+/// byte more than the loader accepts, so `/dev/zero` or a FIFO is an error, not a hang.
 pub fn load(path: &str) -> Result<Document, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|err| Failure::failed(format!("{path}: {err} [SOURCE_UNREACHABLE]")))?;
+    use std::io::Read;
+    let unreachable =
+        |detail: String| Failure::failed(format!("{path}: {detail} [SOURCE_UNREACHABLE]"));
+    let metadata = std::fs::metadata(path).map_err(|err| unreachable(err.to_string()))?;
+    if !metadata.is_file() {
+        return Err(unreachable("not a regular file".to_string()));
+    }
+    let file = std::fs::File::open(path).map_err(|err| unreachable(err.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(flagrail_core::load::MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| unreachable(err.to_string()))?;
     Ok(Document::from_slice(&bytes)?)
 }
 

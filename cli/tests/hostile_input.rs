@@ -205,3 +205,42 @@ fn bad_numbers_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A FIFO or a device given as the document is refused at once instead of blocking or reading
+/// without end.
+#[test]
+fn a_document_that_is_not_a_regular_file_is_refused() {
+    let dir = std::env::temp_dir().join(format!("flagrail-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let fifo = dir.join("flags.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for path in [fifo.to_str().expect("utf-8"), "/dev/zero"] {
+        for command in ["validate", "lint"] {
+            let out = flagrail(&[command, path]);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{command} {path}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains("not a regular file"),
+                "{}",
+                stderr(&out)
+            );
+        }
+        let out = flagrail(&["kill", path, "--all", "--reason", "x"]);
+        assert_eq!(out.status.code(), Some(1), "kill {path}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Nothing was created beside them (a lock file in /dev would be a mess).
+    assert!(!Path::new("/dev/.zero.lock").exists());
+    let beside: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+    assert_eq!(beside.len(), 1, "only the FIFO: {beside:?}");
+}

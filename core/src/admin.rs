@@ -293,6 +293,13 @@ pub fn lock_path(document: &Path) -> PathBuf {
     document.with_file_name(format!(".{name}.lock"))
 }
 
+fn not_a_file(path: &Path) -> Error {
+    invalid(format!(
+        "{}: not a regular file; a kill rewrites a regular file only",
+        path.display()
+    ))
+}
+
 fn io_error(path: &Path, detail: impl std::fmt::Display) -> Error {
     Error::SourceUnreachable {
         source: path.display().to_string(),
@@ -309,6 +316,10 @@ pub fn kill_file(
 ) -> Result<KillOutcome> {
     let real = fs::canonicalize(path).map_err(|err| io_error(path, err))?;
     let first_look = fs::metadata(&real).map_err(|err| io_error(&real, err))?;
+    // Before anything is created beside it: no lock file next to a device or a FIFO.
+    if !first_look.is_file() {
+        return Err(not_a_file(&real));
+    }
     let lock_file_path = lock_path(&real);
     let lock = files::open_beside(&lock_file_path, files::Access::Lock, &first_look)?;
     files::lock(&lock, &lock_file_path)?;
@@ -316,10 +327,7 @@ pub fn kill_file(
     // Under the lock, the document as it is now.
     let metadata = fs::metadata(&real).map_err(|err| io_error(&real, err))?;
     if !metadata.is_file() {
-        return Err(invalid(format!(
-            "{}: not a regular file; a kill rewrites a regular file only",
-            real.display()
-        )));
+        return Err(not_a_file(&real));
     }
     let text = files::read_document(&real)?;
     let edit = edit_kill(&text, change)?;
