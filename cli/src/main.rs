@@ -455,7 +455,10 @@ fn kill(args: &mut Args, active: bool) -> Outcome {
             actor: &actor,
             at,
         },
-        &KillOptions { force },
+        &KillOptions {
+            force,
+            lock_wait: None,
+        },
     )?;
     for warning in &outcome.warnings {
         warn(&format!("warning: {warning}"));

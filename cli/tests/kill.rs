@@ -425,3 +425,37 @@ fn a_kill_is_a_one_line_diff_plus_the_revision() {
         "an unkill without --reason drops the kill's reason: {added:?}"
     );
 }
+
+/// A kill that cannot get the lock (another kill is stuck) gives up with a clear error and
+/// changes nothing.
+#[test]
+fn a_kill_that_cannot_get_the_lock_changes_nothing() {
+    let path = temp_copy("stuck");
+    let before = std::fs::read(&path).expect("read");
+    // The lock of the first kill: create it as the kill would, then hold it.
+    let lock_path = flagrail_core::admin::lock_path(&path);
+    let stuck = std::fs::File::create(&lock_path).expect("lock file");
+    stuck.lock().expect("hold the lock");
+    let err = flagrail_core::admin::kill_file(
+        &path,
+        &flagrail_core::admin::KillChange {
+            target: flagrail_core::admin::Target::All,
+            active: true,
+            reason: Some("stuck"),
+            actor: "ci",
+            at: flagrail_core::time::now_millis(),
+        },
+        &flagrail_core::admin::KillOptions {
+            force: false,
+            lock_wait: Some(std::time::Duration::from_millis(50)),
+        },
+    )
+    .expect_err("the lock is held");
+    assert_eq!(err.code(), "SOURCE_UNREACHABLE");
+    assert!(err.to_string().contains("held this lock"), "{err}");
+    assert!(err.to_string().contains(".flags.json.lock"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+    drop(stuck);
+    let out = flagrail(&["kill", text(&path), "--all", "--reason", "free"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

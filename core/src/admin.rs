@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::load::MAX_DOCUMENT_BYTES;
 use crate::time::{format_date, format_timestamp, Millis};
 
-/// How long a kill waits for another kill or unkill of the same document to finish.
+/// How long a kill waits (by default) for another kill or unkill of the same document to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// What to kill or unkill.
@@ -62,6 +62,8 @@ pub struct KillOptions {
     /// Rewrite a document that is read-only to the caller, or whose owner the caller cannot
     /// keep. Its mode is kept either way.
     pub force: bool,
+    /// How long to wait for the document's lock; `None` is [`LOCK_WAIT`].
+    pub lock_wait: Option<Duration>,
 }
 
 /// A kill switch as the document had it before the change.
@@ -322,7 +324,11 @@ pub fn kill_file(
     }
     let lock_file_path = lock_path(&real);
     let lock = files::open_beside(&lock_file_path, files::Access::Lock, &first_look)?;
-    files::lock(&lock, &lock_file_path)?;
+    files::lock(
+        &lock,
+        &lock_file_path,
+        options.lock_wait.unwrap_or(LOCK_WAIT),
+    )?;
 
     // Under the lock, the document as it is now.
     let metadata = fs::metadata(&real).map_err(|err| io_error(&real, err))?;
@@ -470,21 +476,21 @@ mod files {
         }
     }
 
-    /// Takes the exclusive lock, waiting at most [`LOCK_WAIT`].
-    pub(super) fn lock(file: &File, path: &Path) -> Result<()> {
+    /// Takes the exclusive lock, waiting at most `wait`.
+    pub(super) fn lock(file: &File, path: &Path, wait: Duration) -> Result<()> {
         let start = Instant::now();
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(()),
-                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(io_error(
                         path,
                         format!(
-                            "another kill or unkill of this document has held this lock for {} s; nothing was changed",
-                            LOCK_WAIT.as_secs()
+                            "another kill or unkill of this document has held this lock for {:.1} s; nothing was changed",
+                            wait.as_secs_f64()
                         ),
                     ))
                 }
