@@ -459,3 +459,91 @@ fn a_kill_that_cannot_get_the_lock_changes_nothing() {
     let out = flagrail(&["kill", text(&path), "--all", "--reason", "free"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Another user's document: run as `nobody` (possible when the tests run as root, as in CI
+/// containers), a kill that could not keep the owner, or may not write the file, refuses and
+/// changes nothing; `--force` writes it anyway and keeps the mode.
+#[test]
+fn another_users_document_is_refused_unless_forced() {
+    use std::os::unix::process::CommandExt;
+    if std::fs::metadata("/proc/self").map_or(true, |m| m.uid() != 0) {
+        // Only root can run a command as another user; the same-user paths are tested above.
+        eprintln!("not root: the other-user refusals are not exercised here");
+        return;
+    }
+    let as_nobody = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flagrail"))
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run flagrail as nobody")
+    };
+    let path = temp_copy("other-user");
+    let dir = path.parent().expect("dir");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod dir");
+
+    // Root's 0644 file: nobody may not write it.
+    let before = std::fs::read(&path).expect("read");
+    let out = as_nobody(&[
+        "kill",
+        text(&path),
+        "--all",
+        "--reason",
+        "x",
+        "--actor",
+        "n",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not writable by you"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+
+    // Root's 0666 file: nobody may write it but cannot keep root as its owner.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = as_nobody(&[
+        "kill",
+        text(&path),
+        "--all",
+        "--reason",
+        "x",
+        "--actor",
+        "n",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot keep its owner (uid 0, gid 0)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let forced = as_nobody(&[
+        "kill",
+        text(&path),
+        "--all",
+        "--reason",
+        "x",
+        "--actor",
+        "n",
+        "--force",
+    ]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(
+        stderr(&forced).contains("written anyway (--force)"),
+        "{}",
+        stderr(&forced)
+    );
+    let after = std::fs::metadata(&path).expect("meta");
+    assert_eq!((after.uid(), after.mode() & 0o7777), (65534, 0o666));
+    assert!(load(&path).kill().active);
+}
