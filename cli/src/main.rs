@@ -102,10 +102,15 @@ const COMMANDS: &[Command] = &[
 ];
 
 const KILL_DETAILS: &str = "\
+  --flag F       the flag's own switch
+  --all          the document-wide switch: every flag serves its kill variant
+  --reason TEXT  why, written to the switch and the audit log (required for kill)
   --actor NAME   who acts, for the audit log (default $USER)
   --force        rewrite a read-only document, or one whose owner cannot be kept
-A switch already in the requested state is left alone (nothing written, exit 0). Warnings go to
-stderr. See docs/runbook.md, \"Kill the flag\".";
+The real file (through symlinks) is locked, only the changed values are rewritten, its mode and
+owner are kept, and one line is appended to <name>.audit.jsonl beside it. A switch already in
+the requested state is left alone (nothing written, exit 0). Exit 1 means nothing was changed
+(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".";
 
 const FOOTER: &str = "\
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
