@@ -101,8 +101,7 @@ const COMMANDS: &[Command] = &[
     },
 ];
 
-const KILL_DETAILS: &str = "\
-  --flag F       the flag's own switch
+const KILL_DETAILS: &str = "  --flag F       the flag's own switch
   --all          the document-wide switch: every flag serves its kill variant
   --reason TEXT  why, written to the switch and the audit log (required for kill)
   --actor NAME   who acts, for the audit log (default $USER)
