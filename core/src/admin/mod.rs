@@ -525,4 +525,70 @@ mod tests {
         assert_eq!(value["flags"]["f!"]["kill"]["reason"], "}\"{");
         assert_eq!(value["description"], "a } { \" ] [ tricky");
     }
+
+    /// The example document in several formattings: every kill and unkill of every switch is
+    /// edited in place (never the re-serializing fallback) and means what `apply_kill` means.
+    #[test]
+    fn every_switch_of_the_example_is_edited_in_place_in_every_formatting() {
+        let example = include_str!("../../../examples/flags.json");
+        let value: Value = serde_json::from_str(example).expect("example");
+        let mut tabs = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+        let mut serializer = serde_json::Serializer::with_formatter(&mut tabs, formatter);
+        serde::Serialize::serialize(&value, &mut serializer).expect("tabs");
+        let formattings = [
+            example.to_string(),
+            example.replace('\n', "\r\n"),
+            value.to_string(),
+            serde_json::to_string_pretty(&value).expect("pretty"),
+            String::from_utf8(tabs).expect("utf-8"),
+        ];
+        let document = Document::from_json(example).expect("valid");
+        let mut targets = vec![Target::All];
+        targets.extend(document.flags().iter().map(|f| Target::Flag(&f.key)));
+        for text in &formattings {
+            for target in &targets {
+                let kill = KillChange {
+                    target: *target,
+                    active: true,
+                    reason: Some("r \"quoted\" ü"),
+                    actor: "ana",
+                    at: AT,
+                };
+                let killed = edit_kill(text, &kill).expect("kill");
+                let unkill = KillChange {
+                    active: false,
+                    reason: None,
+                    ..kill.clone()
+                };
+                let unkilled = edit_kill(&killed.text, &unkill).expect("unkill");
+                for (edit, change, before) in
+                    [(&killed, &kill, text), (&unkilled, &unkill, &killed.text)]
+                {
+                    assert!(edit.changed);
+                    assert!(
+                        edit.warnings.iter().all(|w| !w.contains("formatting")),
+                        "{target:?}: {:?}",
+                        edit.warnings
+                    );
+                    let mut expected: Value = serde_json::from_str(before).expect("json");
+                    apply_kill(&mut expected, change).expect("apply");
+                    let got: Value = serde_json::from_str(&edit.text).expect("json");
+                    assert_eq!(got, expected, "{target:?}");
+                    // Nothing but the switch and the revision moved: at most 5 lines differ (the
+                    // revision, `active`, and a new line each for reason, actor and at).
+                    let differing = edit
+                        .text
+                        .lines()
+                        .filter(|l| !before.lines().any(|b| b == *l))
+                        .count();
+                    assert!(
+                        differing <= 5,
+                        "{target:?}: {differing} lines\n{}",
+                        edit.text
+                    );
+                }
+            }
+        }
+    }
 }
