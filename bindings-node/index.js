@@ -340,7 +340,7 @@ function unpackWide(entry, wide, defaultVariant) {
     rule < 0 ? null : entry.ruleIds[rule],
     bucket < 0 ? null : bucket,
     tables.revision,
-    kill < 0 ? null : tables.killSources[kill - 1],
+    kill === 0 ? null : tables.killSources[kill - 1],
     shadow < 0 ? null : entry.variantIds[shadow],
     budget === 0 ? null : entry.budgetIds[budget - 1],
     false,
@@ -911,7 +911,8 @@ class Flags {
     const tables = this._tables
     const entry = tables.byKey.get(variant.flag)
     const reason = tables.reasons.indexOf(variant.reason)
-    const killSource = variant.killSource == null ? -1 : tables.killSources.indexOf(variant.killSource)
+    // Kill source codes start at 1 (flagrail_core::codes); 0 is none.
+    const killSource = variant.killSource == null ? 0 : tables.killSources.indexOf(variant.killSource) + 1
     const started = native.trackerStart(
       this._slot,
       entry === undefined ? -1 : entry.index,

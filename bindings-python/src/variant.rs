@@ -150,7 +150,8 @@ impl DocCache {
 /// - word 0: flag index | variant index << 32
 /// - word 1: rule index | bucket << 32
 /// - word 2: shadow variant index | budget << 32 (see [`pack_budget`])
-/// - word 3: reason | has bucket << 8 | kill source + 1 << 16 | is shadow << 24
+/// - word 3: reason code | has bucket << 8 | kill source code << 16 | is shadow << 24 (the
+///   core's codes, `flagrail_core::codes`; kill source 0 is none)
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome([u64; 4]);
 
@@ -206,20 +207,6 @@ fn unpack_budget(packed: u32) -> Option<BudgetRef> {
     }
 }
 
-// Unpacking reads `ALL[code]`: each variant's discriminant must be its position there.
-const _: () = {
-    let mut i = 0;
-    while i < Reason::ALL.len() {
-        assert!(Reason::ALL[i] as usize == i);
-        i += 1;
-    }
-    let mut i = 0;
-    while i < KillSource::ALL.len() {
-        assert!(KillSource::ALL[i] as usize == i);
-        i += 1;
-    }
-};
-
 const HAS_BUCKET: u64 = 1 << 8;
 const IS_SHADOW: u64 = 1 << 24;
 
@@ -230,9 +217,8 @@ fn pack_flags(
     kill_source: Option<KillSource>,
     is_shadow: bool,
 ) -> u64 {
-    // Fieldless enums: the discriminant is the position in `ALL` (checked below).
-    let reason = reason as u64;
-    let kill = kill_source.map_or(0, |k| k as u64 + 1);
+    let reason = u64::from(reason.code());
+    let kill = u64::from(KillSource::optional_code(kill_source));
     reason
         | if has_bucket { HAS_BUCKET } else { 0 }
         | kill << 16
@@ -271,14 +257,13 @@ impl Outcome {
 
     #[inline]
     pub(crate) fn reason(&self) -> Reason {
-        Reason::ALL[(self.0[3] & 0xff) as usize % Reason::ALL.len()]
+        // Only `pack_flags` writes this byte: a reason code, so the fallback is never taken.
+        Reason::from_code(self.0[3] as u8).unwrap_or(Reason::FlagNotFound)
     }
 
     #[inline]
     pub(crate) fn kill_source(&self) -> Option<KillSource> {
-        let code = ((self.0[3] >> 16) & 0xff) as usize;
-        code.checked_sub(1)
-            .and_then(|i| KillSource::ALL.get(i).copied())
+        KillSource::from_code((self.0[3] >> 16) as u8)
     }
 
     /// The shadow variant drawn for this decision.
@@ -744,4 +729,139 @@ fn empty_payload(py: Python<'_>) -> PyResult<Py<PyAny>> {
             PyMappingProxy::new(py, dict.cast::<PyMapping>()?).into_py_any(py)
         })
         .map(|p| p.clone_ref(py))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flagrail_core::runtime::sticky::PinEffect;
+
+    fn decision(reason: Reason) -> Decision<'static> {
+        Decision {
+            flag: None,
+            flag_index: Some(3),
+            variant_index: Some(1),
+            reason,
+            rule_index: None,
+            bucket: None,
+            kill_source: None,
+            guardrail: None,
+            replaced_variant: None,
+            budget: None,
+            shadow: None,
+            pin: PinEffect::None,
+        }
+    }
+
+    #[test]
+    fn every_reason_and_kill_source_survives_packing() {
+        for reason in Reason::ALL {
+            assert_eq!(Outcome::from(decision(reason)).reason(), reason);
+        }
+        for source in KillSource::ALL {
+            let outcome = Outcome::from(Decision {
+                kill_source: Some(source),
+                ..decision(Reason::Killed)
+            });
+            assert_eq!(outcome.kill_source(), Some(source));
+            assert_eq!(outcome.reason(), Reason::Killed);
+        }
+        assert_eq!(Outcome::from(decision(Reason::Default)).kill_source(), None);
+    }
+
+    #[test]
+    fn indices_bucket_shadow_and_budget_survive_packing() {
+        let biggest = u32::MAX as usize - 1;
+        let d = Decision {
+            flag_index: Some(biggest),
+            variant_index: Some(biggest),
+            rule_index: Some(biggest),
+            bucket: Some(u32::MAX),
+            shadow: Some(biggest),
+            budget: Some(BudgetRef::Document(DOCUMENT_BUDGET - 2)),
+            ..decision(Reason::Split)
+        };
+        let outcome = Outcome::from(d);
+        assert_eq!(outcome.flag_index(), Some(biggest));
+        assert_eq!(outcome.variant_index(), Some(biggest));
+        assert_eq!(outcome.rule_index(), Some(biggest));
+        assert_eq!(outcome.bucket(), Some(u32::MAX));
+        assert_eq!(outcome.shadow(), Some(biggest));
+        assert_eq!(
+            outcome.budget(),
+            Some(BudgetRef::Document(DOCUMENT_BUDGET - 2))
+        );
+        assert!(!outcome.is_shadow());
+        assert!(outcome.as_shadow().is_shadow());
+        assert_eq!(outcome.as_shadow().reason(), Reason::Split);
+
+        // A bucket of 0 is a bucket; no bucket is none.
+        let zero = Outcome::from(Decision {
+            bucket: Some(0),
+            ..decision(Reason::Split)
+        });
+        assert_eq!(zero.bucket(), Some(0));
+        assert_eq!(Outcome::from(decision(Reason::Default)).bucket(), None);
+    }
+
+    #[test]
+    fn budgets_pack_by_scope_and_refuse_what_does_not_fit() {
+        for budget in [
+            BudgetRef::Flag(0),
+            BudgetRef::Flag(DOCUMENT_BUDGET - 1),
+            BudgetRef::Document(0),
+            BudgetRef::Document(DOCUMENT_BUDGET - 2),
+        ] {
+            assert_eq!(unpack_budget(pack_budget(Some(budget))), Some(budget));
+        }
+        assert_eq!(unpack_budget(pack_budget(None)), None);
+        assert_eq!(
+            unpack_budget(pack_budget(Some(BudgetRef::Flag(DOCUMENT_BUDGET)))),
+            None
+        );
+        assert_eq!(
+            unpack_budget(pack_budget(Some(BudgetRef::Document(DOCUMENT_BUDGET - 1)))),
+            None
+        );
+    }
+
+    #[test]
+    fn indices_that_do_not_fit_read_as_none() {
+        assert_eq!(unpack(pack(Some(u32::MAX as usize))), None);
+        assert_eq!(unpack(pack(None)), None);
+        assert_eq!(unpack(pack(Some(0))), Some(0));
+    }
+
+    #[test]
+    fn not_found_has_no_indices() {
+        let outcome = Outcome::not_found();
+        assert_eq!(outcome.reason(), Reason::FlagNotFound);
+        assert_eq!(
+            (
+                outcome.flag_index(),
+                outcome.variant_index(),
+                outcome.rule_index()
+            ),
+            (None, None, None)
+        );
+        assert_eq!(
+            (outcome.bucket(), outcome.shadow(), outcome.budget()),
+            (None, None, None)
+        );
+        assert_eq!(outcome.kill_source(), None);
+    }
+
+    #[test]
+    fn a_shared_outcome_stores_and_loads_whole() {
+        let first = Outcome::from(decision(Reason::Default));
+        let second = Outcome::from(Decision {
+            bucket: Some(42),
+            rule_index: Some(2),
+            ..decision(Reason::Split)
+        });
+        let shared = SharedOutcome::new(first);
+        assert!(shared.load() == first);
+        shared.store(&second);
+        assert!(shared.load() == second);
+    }
 }

@@ -8,7 +8,9 @@
 //! - [`condition`]: targeting operators; [`ramp`]: scheduled ramps; [`hash`]: bucketing v1;
 //! - [`live`]: the shared, hot-swappable handle ([`Flags`]) with file reload and status;
 //! - [`runtime`]: the call around the model: fallback chains, outcomes and metrics,
-//!   guardrails (automatic kill switches) and telemetry events.
+//!   guardrails (automatic kill switches) and telemetry events;
+//! - [`codes`]: the numbers both bindings use for reasons, kill sources, error kinds, pin
+//!   effects and run steps at their language boundary.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -16,6 +18,7 @@
 
 pub mod admin;
 pub mod cache_key;
+pub mod codes;
 pub mod condition;
 pub mod context;
 pub mod document;
