@@ -23,7 +23,7 @@ use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Unknown};
 use napi::JsString;
 use napi_derive::napi;
 
-use crate::error::{invalid_argument, load_failure, LoadFailure};
+use crate::error::{core_error, invalid_argument, load_failure, LoadFailure};
 use crate::handle::{encode_evaluation, Handle, STALE};
 use crate::raw::{read_values, JsAttr};
 
@@ -212,11 +212,9 @@ fn well_formed(text: JsString<'_>, name: &str) -> Result<String, JsError> {
     let units = text
         .into_utf16()
         .map_err(|e| invalid_argument(format!("{name} could not be read: {e}")))?;
-    units.as_str().map_err(|_| {
-        invalid_argument(format!(
-            "{name} has unpaired surrogates: it has no UTF-8 form to hash (docs/bucketing.md §2)"
-        ))
-    })
+    units
+        .as_str()
+        .map_err(|_| core_error(&flagrail_core::Error::unpaired_surrogates(name)))
 }
 
 /// `bucket(salt, unit, total)`: the bucket in `0..total` that `unit` falls into under `salt`
