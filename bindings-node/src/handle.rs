@@ -30,8 +30,9 @@ use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use flagrail_core::runtime::budget::BudgetRef;
-use flagrail_core::runtime::sticky::{conversation_of, pin_key};
+use flagrail_core::document::budget::BudgetRef;
+use flagrail_core::document::sticky::conversation_of;
+use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{
     codes, At, Attr, Decision, Document, Evaluation, Flag, Flags, KillSource, Positional,
 };
@@ -412,7 +413,7 @@ fn resolve<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flagrail_core::runtime::sticky::PinEffect;
+    use flagrail_core::evaluate::PinEffect;
     use flagrail_core::Reason;
 
     fn decision(reason: Reason) -> Decision<'static> {

@@ -10,8 +10,8 @@
 //! between versions, because both bindings are built from the same core. Names (the `as_str`
 //! forms) are what users see.
 //!
-//! Layer: above `evaluate` and `runtime` (it names their enums) and below the bindings; nothing
-//! in the core depends on it.
+//! Layer: the binding boundary, above every other (it names enums of `evaluate`, `runtime`
+//! and `live`); nothing in the core depends on it.
 //!
 //! | value          | codes                                                            |
 //! |----------------|------------------------------------------------------------------|
@@ -21,10 +21,9 @@
 //! | [`PinEffect`]  | 0 none, 1 keep, 2 write, 3 delete                                |
 //! | [`Step`]       | `kind + 4 * variant + 2^24 * (timeout_ms + 1 or 0)`, see [`Step::code`] |
 
-use crate::evaluate::{KillSource, Reason};
-use crate::runtime::call::Step;
+use crate::evaluate::{KillSource, PinEffect, Reason};
+use crate::live::run::Step;
 use crate::runtime::classify::ErrorKind;
-use crate::runtime::sticky::PinEffect;
 
 /// One table per enum: `code()` and `from_code()` are generated from the same lines, so the
 /// two directions cannot disagree.
