@@ -18,8 +18,8 @@ pub mod runtime;
 use std::time::Duration;
 
 use flagrail_core::cache_key::KeyPart;
-use flagrail_core::{Attr, FileOptions, Flags};
-use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Unknown};
+use flagrail_core::{Attr, Document, FileOptions, Flags};
+use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Uint8ArraySlice, Unknown};
 use napi::JsString;
 use napi_derive::napi;
 
@@ -52,6 +52,16 @@ pub fn init(mut exports: Object<'_>) -> napi::Result<()> {
 pub fn load_json(text: String) -> Either<u32, LoadFailure> {
     match Flags::from_json(&text) {
         Ok(flags) => Either::A(handle::insert(flags)),
+        Err(error) => Either::B(load_failure(&error)),
+    }
+}
+
+/// Loads flags from JSON bytes (a `Buffer` or `Uint8Array`): invalid UTF-8 is rejected with its
+/// position, as the CLI and Python reject it, instead of being decoded with U+FFFD in JS.
+#[napi(catch_unwind)]
+pub fn load_bytes(bytes: Uint8ArraySlice<'_>) -> Either<u32, LoadFailure> {
+    match Document::from_slice(&bytes) {
+        Ok(document) => Either::A(handle::insert(Flags::from_document(document))),
         Err(error) => Either::B(load_failure(&error)),
     }
 }

@@ -371,7 +371,7 @@ impl Inner {
                         None => snapshot.evaluate_index(index, ctx),
                         Some(at) => snapshot.evaluate_index_at(index, ctx, at),
                     })
-                });
+                })?;
             if let Some(shared) = entry.fixed(py, &outcome)? {
                 return Ok(shared);
             }
@@ -411,7 +411,7 @@ impl Inner {
                 .and_then(|(flag_def, _)| flag_def.sticky.as_ref())
                 .and_then(|sticky| Some((sticky, self.pins.custom()?)));
             // The same snapshot as the attribute names: a reload cannot slip in between.
-            Ok(with_declared(source, names, keys, |ctx| match custom {
+            with_declared(source, names, keys, |ctx| match custom {
                 Some((sticky, store)) => {
                     let read =
                         PinStore::key_of(key, sticky, ctx).map(|k| self.pins.read(py, &store, k));
@@ -422,7 +422,7 @@ impl Inner {
                     None => snapshot.explain(key, ctx),
                     Some(at) => snapshot.explain_at(key, ctx, at),
                 },
-            }))
+            })
         })?;
         to_python(py, &explanation)
     }
@@ -973,8 +973,18 @@ impl Flags {
     /// ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
     /// served, or older than the last 100,000 runs.
     #[pyo3(signature = (run_id, *, score = None, quality = None))]
-    fn feedback(&self, run_id: &str, score: Option<f64>, quality: Option<f64>) -> bool {
-        self.inner.core.feedback(run_id, score, quality)
+    fn feedback(
+        &self,
+        run_id: &Bound<'_, PyString>,
+        score: Option<f64>,
+        quality: Option<f64>,
+    ) -> bool {
+        // A str with lone surrogates has no UTF-8 form, so it names no run: unknown, like any
+        // other id this process never gave out (not a UnicodeEncodeError).
+        match run_id.to_str() {
+            Ok(run_id) => self.inner.core.feedback(run_id, score, quality),
+            Err(_) => false,
+        }
     }
 
     /// Outcome aggregates since the process started, as

@@ -21,7 +21,7 @@ use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyMapping, PyMappingProxy, PyString, PyTuple};
-use pyo3::{intern, IntoPyObjectExt};
+use pyo3::intern;
 
 use crate::convert::{frozen_dict, to_frozen, to_python};
 use crate::error::{invalid_argument, to_py_err};
@@ -346,8 +346,6 @@ pub struct Variant {
     requested: Option<Py<PyString>>,
 }
 
-static EMPTY_PAYLOAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
 impl Variant {
     /// The result for a flag that exists; `id` is the chosen variant's interned id.
     #[inline]
@@ -478,12 +476,13 @@ impl Variant {
     ///
     /// Nested objects are read-only mappings and arrays are tuples. Converted once per document
     /// and shared by every result. A non-object payload (``true``, ``"gpt"``, ``3``) is returned
-    /// as is; an unknown flag has an empty mapping.
+    /// as is; an unknown flag (``FLAG_NOT_FOUND``) has ``None``, as in Node, the CLI and
+    /// docs/flag-document.md.
     #[getter]
     fn payload(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self.payload_entry(py)? {
             Some(payload) => Ok(payload.value.clone_ref(py)),
-            None => empty_payload(py),
+            None => Ok(py.None()),
         }
     }
 
@@ -650,9 +649,9 @@ impl Variant {
                 .and_then(|f| f.variants.get(v))
             {
                 Some(variant) => to_python(py, &variant.payload)?,
-                None => PyDict::new(py).into_any(),
+                None => py.None().into_bound(py),
             },
-            _ => PyDict::new(py).into_any(),
+            _ => py.None().into_bound(py),
         };
         out.set_item("payload", payload)?;
         out.set_item("reason", self.outcome().reason().as_str())?;
@@ -720,15 +719,6 @@ impl Variant {
 /// Python's `repr` of a string (quotes and escapes as Python prints them).
 pub(crate) fn py_repr(py: Python<'_>, text: &str) -> PyResult<String> {
     Ok(PyString::new(py, text).repr()?.to_string())
-}
-
-fn empty_payload(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    EMPTY_PAYLOAD
-        .get_or_try_init(py, || {
-            let dict = PyDict::new(py);
-            PyMappingProxy::new(py, dict.cast::<PyMapping>()?).into_py_any(py)
-        })
-        .map(|p| p.clone_ref(py))
 }
 
 #[cfg(test)]

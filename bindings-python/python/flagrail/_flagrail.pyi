@@ -46,8 +46,9 @@ def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
         total: The total weight, 1 to 4294967295.
 
     Raises:
-        InvalidArgumentError: ``total`` is out of range, or ``unit`` is an int outside the
-            64-bit signed range (code ``INVALID_ARGUMENT``).
+        InvalidArgumentError: ``total`` is out of range, ``unit`` is an int outside the
+            64-bit signed range, or ``salt`` or ``unit`` is a str with unpaired surrogates
+            (it has no UTF-8 form; code ``INVALID_ARGUMENT``).
         TypeError: ``unit`` is neither a str nor an int.
     """
 
@@ -413,7 +414,8 @@ class Variant:
 
         Nested objects are read-only mappings and arrays are tuples. Converted once per document
         and shared by every result. A non-object payload (``true``, ``"gpt"``, ``3``) is returned
-        as is; an unknown flag has an empty mapping.
+        as is; an unknown flag (``FLAG_NOT_FOUND``) has ``None``, as in Node, the CLI and
+        docs/flag-document.md.
         """
 
     @property
