@@ -18,10 +18,10 @@ use flagrail_core::document::budget::BudgetRef;
 use flagrail_core::evaluate::budget_of;
 use flagrail_core::{Decision, Document, Error as CoreError, KillSource, Reason};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyMapping, PyMappingProxy, PyString, PyTuple};
-use pyo3::intern;
 
 use crate::convert::{frozen_dict, to_frozen, to_python};
 use crate::error::{invalid_argument, to_py_err};
