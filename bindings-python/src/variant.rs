@@ -305,7 +305,7 @@ impl From<Decision<'_>> for Outcome {
 
 /// An [`Outcome`] that a result object can be given again when it is reused: relaxed atomics,
 /// because a reused object is by construction seen by no one else while it is rewritten (see
-/// `Entry::reusable` in `live.rs`); the atomics only make that sharing expressible in safe Rust.
+/// `reuse.rs`); the atomics only make that sharing expressible in safe Rust.
 pub(crate) struct SharedOutcome([AtomicU64; 4]);
 
 impl SharedOutcome {
@@ -378,13 +378,21 @@ impl Variant {
         self.shared_outcome.load()
     }
 
-    /// Gives this result object a new outcome of the same flag and variant.
+    /// Gives this result object a new outcome of the same flag and variant; `false` (and
+    /// nothing written) for an outcome of another flag or variant, whose id would be wrong.
     ///
-    /// Only for an object no one else can see (see `Entry::reusable` in `live.rs`): its id and
-    /// document stay, so the outcome must name the same flag and variant.
+    /// Only for an object no one else can see: `reuse.rs` is the one caller, and its module
+    /// docs say why that holds.
     #[inline]
-    pub(crate) fn reuse_for(&self, outcome: &Outcome) {
+    pub(crate) fn reuse_for(&self, outcome: &Outcome) -> bool {
+        let current = self.outcome();
+        if current.flag_index() != outcome.flag_index()
+            || current.variant_index() != outcome.variant_index()
+        {
+            return false;
+        }
         self.shared_outcome.store(outcome);
+        true
     }
 
     /// The document cache this result came from (trackers rebuild the evaluation from it).

@@ -22,6 +22,7 @@ __all__ = [
     "bucket",
     "_after_fork_in_child",
     "_before_exit",
+    "_reuses_results",
     "_Run",
     "HASH_VERSION",
     "__version__",
@@ -58,6 +59,11 @@ def _before_exit() -> None:
     A watcher thread that is logging a reload while the interpreter finalizes would be torn
     out of Python half-way (a fatal error in ``PyGILState_Release``). At exit, watchers stop
     attaching, and the ones already attached are given up to two seconds to finish.
+    """
+
+def _reuses_results() -> bool:
+    """Whether ``Flags.variant`` hands out result objects nobody holds any more again (decided at
+    import: off with ``FLAGRAIL_REUSE_RESULTS=0``, and without a GIL). For tests and debugging.
     """
 
 def _after_fork_in_child() -> None:
