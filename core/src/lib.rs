@@ -15,6 +15,7 @@
 )]
 
 pub mod admin;
+pub mod autopilot;
 pub mod cache_key;
 pub mod condition;
 pub mod context;
