@@ -260,6 +260,15 @@ pub fn decide_with(spec: &AutopilotSpec, observation: &Observation<'_>, method: 
 
     let expected_share = f64::from(milli_percent) / f64::from(PERCENT_TOTAL);
     verdict.srm = sample_ratio_check(samples, expected_share, spec.srm_p_value);
+    let width = match method {
+        Method::ConfidenceSequence => Width::Sequence {
+            alpha: alpha_per_test,
+        },
+        // Computed once per look: the quantile is a search over the normal tail.
+        Method::NaiveFixedSample => Width::Fixed {
+            z: normal_upper_quantile(alpha_per_test / 2.0),
+        },
+    };
     verdict.metrics = spec
         .metrics
         .iter()
@@ -268,8 +277,7 @@ pub fn decide_with(spec: &AutopilotSpec, observation: &Observation<'_>, method: 
                 limit,
                 observation.control.metrics.get(&limit.metric),
                 observation.candidate.metrics.get(&limit.metric),
-                alpha_per_test,
-                method,
+                width,
             )
         })
         .collect();
@@ -385,12 +393,18 @@ fn contrast(limit: &MetricLimit, control: &Moments, candidate: &Moments) -> Opti
         .then_some(result)
 }
 
+/// How an interval's half-width is computed.
+#[derive(Clone, Copy)]
+enum Width {
+    Sequence { alpha: f64 },
+    Fixed { z: f64 },
+}
+
 fn evaluate_metric(
     limit: &MetricLimit,
     control: Option<&Moments>,
     candidate: Option<&Moments>,
-    alpha: f64,
-    method: Method,
+    width: Width,
 ) -> MetricEvidence {
     let empty = Moments::default();
     let control = control.unwrap_or(&empty);
@@ -431,13 +445,11 @@ fn evaluate_metric(
     let Some(contrast) = contrast(limit, control, candidate) else {
         return evidence;
     };
-    let half_width = match method {
+    let half_width = match width {
         // The mixing variance τ² = margin²: the sequence is tightest where the question is
         // decided, at effects about the size of the limit.
-        Method::ConfidenceSequence => mixture_half_width(contrast.variance, margin * margin, alpha),
-        Method::NaiveFixedSample => {
-            Some(normal_upper_quantile(alpha / 2.0) * contrast.variance.sqrt())
-        }
+        Width::Sequence { alpha } => mixture_half_width(contrast.variance, margin * margin, alpha),
+        Width::Fixed { z } => Some(z * contrast.variance.sqrt()),
     };
     evidence.estimate = Some(to_natural(contrast.estimate));
     let Some(half_width) = half_width.filter(|w| w.is_finite()) else {

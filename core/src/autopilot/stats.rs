@@ -161,22 +161,32 @@ pub fn normal_sf(z: f64) -> f64 {
     }
 }
 
-/// The `z` with `P(Z > z) = p`, for `0 < p < 1` (NaN otherwise). Bisection on [`normal_sf`]:
-/// not fast, but it is only used to set up a fixed-sample comparison, never per decision.
+/// The `z` with `P(Z > z) = p`, for `0 < p < 1` (NaN otherwise): the Abramowitz–Stegun
+/// 26.2.23 starting value (error below 4.5e-4) polished by Newton steps on [`normal_sf`], which
+/// converge quadratically from there.
 pub fn normal_upper_quantile(p: f64) -> f64 {
     if p.is_nan() || p <= 0.0 || p >= 1.0 {
         return f64::NAN;
     }
-    let (mut low, mut high) = (-40.0_f64, 40.0_f64);
-    for _ in 0..200 {
-        let mid = 0.5 * (low + high);
-        if normal_sf(mid) > p {
-            low = mid;
-        } else {
-            high = mid;
+    if p > 0.5 {
+        return -normal_upper_quantile(1.0 - p);
+    }
+    let t = (-2.0 * p.ln()).sqrt();
+    let mut z = t
+        - (2.515_517 + 0.802_853 * t + 0.010_328 * t * t)
+            / (1.0 + 1.432_788 * t + 0.189_269 * t * t + 0.001_308 * t * t * t);
+    let density = |z: f64| (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    for _ in 0..6 {
+        let step = (normal_sf(z) - p) / density(z);
+        if !step.is_finite() {
+            break;
+        }
+        z += step;
+        if step.abs() <= 1e-15 * z.abs().max(1.0) {
+            break;
         }
     }
-    0.5 * (low + high)
+    z
 }
 
 /// `P(X > x)` for `X` chi-squared with `degrees_of_freedom` degrees of freedom.
@@ -251,6 +261,16 @@ mod tests {
             1e-12
         ));
         assert!(close(normal_upper_quantile(0.5).abs() + 1.0, 1.0, 1e-12));
+        assert!(close(
+            normal_upper_quantile(0.975),
+            -1.959_963_984_540_054,
+            1e-12
+        ));
+        assert!(close(
+            normal_upper_quantile(1e-12),
+            7.034_483_825_301_132,
+            1e-10
+        ));
         assert!(normal_upper_quantile(0.0).is_nan() && normal_upper_quantile(1.0).is_nan());
     }
 
