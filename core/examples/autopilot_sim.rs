@@ -8,7 +8,7 @@
 use flagrail_core::autopilot::sim::{
     only_metrics, run, standard_config, standard_scenarios, SimConfig, Summary,
 };
-use flagrail_core::autopilot::Method;
+use flagrail_core::autopilot::{Method, SrmTest};
 
 fn percent(summary: &Summary, count: u64) -> String {
     format!("{:.1} %", 100.0 * summary.rate(count))
@@ -33,7 +33,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let all = ["quality", "error_rate", "cost", "latency_ms"];
-    for (index, scenario) in standard_scenarios(units_per_minute).into_iter().enumerate() {
+    for scenario in standard_scenarios(units_per_minute) {
         let mut variants: Vec<(&str, SimConfig)> = vec![
             (
                 "confidence sequence, 4 metrics",
@@ -44,7 +44,13 @@ fn main() {
                 standard_config(Method::NaiveFixedSample),
             ),
         ];
-        if index == 0 {
+        let a_a = scenario.name.starts_with("A/A");
+        if a_a || scenario.name.starts_with("broken") {
+            let mut config = standard_config(Method::ConfidenceSequence);
+            config.spec.srm_test = SrmTest::Sequential;
+            variants.push(("confidence sequence, 4 metrics, sequential SRM", config));
+        }
+        if a_a {
             variants.push((
                 "confidence sequence, quality only",
                 only_metrics(standard_config(Method::ConfidenceSequence), &all[..1]),

@@ -20,8 +20,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{AutopilotSpec, Better, HoldWindow, Limit, MetricLimit, RegressionAction};
-use super::stats::{chi_squared_sf, mixture_half_width, normal_upper_quantile, Moments};
+use super::spec::{
+    AutopilotSpec, Better, HoldWindow, Limit, MetricLimit, RegressionAction, SrmTest,
+};
+use super::stats::{chi_squared_sf, ln_beta, mixture_half_width, normal_upper_quantile, Moments};
 use crate::hash::PERCENT_TOTAL;
 use crate::time::Millis;
 
@@ -171,10 +173,13 @@ pub struct Samples {
 /// The sample-ratio check.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SrmCheck {
+    pub test: SrmTest,
     /// The candidate's expected share of the units in the two arms.
     pub expected_candidate_share: f64,
     pub observed_candidate_share: f64,
+    /// Pearson's statistic (reported whichever test decides).
     pub chi_squared: f64,
+    /// The deciding test's p-value (for [`SrmTest::Sequential`], an anytime-valid one).
     pub p_value: f64,
     /// `p_value` is below the spec's threshold: decisions are frozen.
     pub mismatch: bool,
@@ -259,7 +264,7 @@ pub fn decide_with(spec: &AutopilotSpec, observation: &Observation<'_>, method: 
     }
 
     let expected_share = f64::from(milli_percent) / f64::from(PERCENT_TOTAL);
-    verdict.srm = sample_ratio_check(samples, expected_share, spec.srm_p_value);
+    verdict.srm = sample_ratio_check(samples, expected_share, spec.srm_p_value, spec.srm_test);
     let width = match method {
         Method::ConfidenceSequence => Width::Sequence {
             alpha: alpha_per_test,
@@ -336,11 +341,17 @@ fn rule(
     }
 }
 
-/// Pearson's chi-squared test of the two arms' unit counts against the expected split.
+/// Relative spread of the mixing distribution of the sequential SRM test: the candidate's share
+/// is given a beta prior centred on the expected share with a standard deviation of 10 % of
+/// it, the size of mismatch a broken pipeline typically produces.
+const SRM_MIXTURE_RELATIVE_SD: f64 = 0.1;
+
+/// The sample-ratio check of the two arms' unit counts against the expected split.
 pub fn sample_ratio_check(
     samples: Samples,
     expected_candidate_share: f64,
     threshold: f64,
+    test: SrmTest,
 ) -> Option<SrmCheck> {
     let total = (samples.control + samples.candidate) as f64;
     let expected_candidate = total * expected_candidate_share;
@@ -352,14 +363,36 @@ pub fn sample_ratio_check(
     // Both cells deviate by the same amount with opposite signs.
     let chi_squared =
         deviation * deviation / expected_candidate + deviation * deviation / expected_control;
-    let p_value = chi_squared_sf(chi_squared, 1.0);
+    let p_value = match test {
+        SrmTest::ChiSquared => chi_squared_sf(chi_squared, 1.0),
+        SrmTest::Sequential => sequential_srm_p_value(samples, expected_candidate_share),
+    };
     Some(SrmCheck {
+        test,
         expected_candidate_share,
         observed_candidate_share: samples.candidate as f64 / total,
         chi_squared,
         p_value,
         mismatch: p_value < threshold,
     })
+}
+
+/// `min(1, 1/M)` where `M` is the beta-binomial mixture likelihood ratio of the candidate's
+/// share: `M = B(a + n₁, b + n₀) / B(a, b) / (q^n₁ (1 − q)^n₀)` with `a = κq`, `b = κ(1 − q)`.
+/// Under the expected split `M` is a nonnegative martingale with mean 1 (a Bayes factor with a
+/// proper prior), so by Ville's inequality it ever exceeds `1/p` with probability at most `p`:
+/// the p-value is valid at every look, with no asymptotics.
+fn sequential_srm_p_value(samples: Samples, q: f64) -> f64 {
+    // Beta(κq, κ(1−q)) has standard deviation √(q(1−q)/(κ+1)); solve for the relative spread.
+    let spread = SRM_MIXTURE_RELATIVE_SD * q;
+    let kappa = (q * (1.0 - q) / (spread * spread) - 1.0).max(1.0);
+    let (a, b) = (kappa * q, kappa * (1.0 - q));
+    let (n1, n0) = (samples.candidate as f64, samples.control as f64);
+    let ln_ratio = ln_beta(a + n1, b + n0) - ln_beta(a, b) - n1 * q.ln() - n0 * (1.0 - q).ln();
+    if ln_ratio.is_nan() {
+        return 1.0;
+    }
+    (-ln_ratio).exp().min(1.0)
 }
 
 /// Estimate, estimator variance and natural-scale mapping of one metric.
@@ -707,6 +740,7 @@ mod tests {
             },
             0.5,
             0.001,
+            SrmTest::ChiSquared,
         )
         .unwrap_or_else(|| panic!("no check"));
         assert!((check.chi_squared - 6.4).abs() < 1e-12);
@@ -720,6 +754,7 @@ mod tests {
             },
             0.5,
             0.001,
+            SrmTest::ChiSquared,
         )
         .unwrap_or_else(|| panic!("no check"));
         assert!(check.mismatch && (check.chi_squared - 40.0).abs() < 1e-12);
@@ -731,10 +766,37 @@ mod tests {
                     candidate: 9
                 },
                 0.01,
-                0.001
+                0.001,
+                SrmTest::ChiSquared,
             ),
             None
         );
+    }
+
+    #[test]
+    fn the_sequential_srm_test_is_calm_on_a_healthy_split_and_firm_on_a_broken_one() {
+        let check = |control, candidate| {
+            sample_ratio_check(
+                Samples { control, candidate },
+                0.05,
+                0.001,
+                SrmTest::Sequential,
+            )
+            .unwrap_or_else(|| panic!("no check"))
+        };
+        // Exactly the expected 5 %: the mixture ratio is below 1, so p = 1.
+        let healthy = check(95_000, 5_000);
+        assert_eq!(healthy.p_value, 1.0);
+        assert!(!healthy.mismatch && healthy.test == SrmTest::Sequential);
+        // 4 500 of 100 000 (10 % short): overwhelming evidence.
+        let broken = check(95_500, 4_500);
+        assert!(broken.mismatch && broken.p_value < 1e-6, "{broken:?}");
+        // A deviation of 2.5 standard errors is significant for chi-squared at 0.05 but is
+        // not evidence enough for the anytime-valid test at 0.001.
+        let mild = check(1_944 - 24, 106 + 24);
+        assert!(!mild.mismatch && mild.p_value > 0.001, "{mild:?}");
+        // The chi-squared statistic is reported either way.
+        assert!((broken.chi_squared - 500.0 * 500.0 / 5_000.0 / 0.95).abs() < 1e-9);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use decide::{
     MetricEvidence, MetricStatus, Observation, Reason, Samples, Scale, Side, SrmCheck, Verdict,
 };
 pub use spec::{
-    AutopilotSpec, Better, HoldWindow, Limit, MetricLimit, RegressionAction, SpecProblem,
+    AutopilotSpec, Better, HoldWindow, Limit, MetricLimit, RegressionAction, SpecProblem, SrmTest,
     DEFAULT_ALPHA, DEFAULT_SRM_P_VALUE,
 };
 pub use stats::Moments;

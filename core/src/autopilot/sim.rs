@@ -563,14 +563,17 @@ pub fn standard_control() -> Vec<MetricModel> {
     ]
 }
 
-/// The four scenarios of issue 17 at the given traffic: A/A (also the "good" candidate), a
+/// The scenarios of issue 17 at the given traffic: A/A (a candidate no worse than control), a
+/// good candidate (1 point better on quality, 1.2× the cost: within the 1.5× budget), a
 /// 5-point and a 2-point quality harm, and a broken split (A/A with 10 % of the candidate's
 /// events lost).
 pub fn standard_scenarios(units_per_minute: u64) -> Vec<Scenario> {
     let control = standard_control();
-    let with_quality = |delta: f64| {
+    let with = |quality_delta: f64, cost_factor: f64| {
         let mut arm = standard_control();
-        arm[0].mean += delta;
+        arm[0].mean += quality_delta;
+        arm[2].mean *= cost_factor;
+        arm[2].sd *= cost_factor;
         arm
     };
     let scenario = |name: &str, candidate: Vec<MetricModel>, logged: f64| Scenario {
@@ -581,12 +584,17 @@ pub fn standard_scenarios(units_per_minute: u64) -> Vec<Scenario> {
         candidate_logged_share: logged,
     };
     vec![
-        scenario("A/A (candidate = control)", with_quality(0.0), 1.0),
-        scenario("harm: quality −5 points", with_quality(-5.0), 1.0),
-        scenario("harm: quality −2 points", with_quality(-2.0), 1.0),
+        scenario("A/A (candidate = control)", with(0.0, 1.0), 1.0),
+        scenario(
+            "good: quality +1 point, cost 1.2× control",
+            with(1.0, 1.2),
+            1.0,
+        ),
+        scenario("harm: quality −5 points", with(-5.0, 1.0), 1.0),
+        scenario("harm: quality −2 points", with(-2.0, 1.0), 1.0),
         scenario(
             "broken split: 10 % of candidate events lost",
-            with_quality(0.0),
+            with(0.0, 1.0),
             0.9,
         ),
     ]
@@ -714,6 +722,34 @@ mod tests {
         assert!((means.mean().unwrap_or(0.0) - 5.0).abs() < 0.01);
         // Var of the mean of 12 is σ²/12 = 1/3.
         assert!((means.variance().unwrap_or(0.0) - 4.0 / 12.0).abs() < 0.02);
+    }
+
+    #[test]
+    fn the_sequential_srm_test_rarely_freezes_a_healthy_split_however_often_it_looks() {
+        use crate::autopilot::{sample_ratio_check, SrmTest};
+        // 400 splits at 5 %, each looked at after every one of 300 batches of 100 units; a
+        // threshold of 0.05 so the rate is measurable: Ville's inequality bounds it by 5 %.
+        let (splits, threshold) = (400u64, 0.05);
+        let mut ever = 0u64;
+        for split in 0..splits {
+            let mut rng = Rng::new(77, split);
+            let mut samples = Samples {
+                control: 0,
+                candidate: 0,
+            };
+            for _ in 0..300 {
+                let candidate = rng.binomial(100, 0.05);
+                samples.candidate += candidate;
+                samples.control += 100 - candidate;
+                let check = sample_ratio_check(samples, 0.05, threshold, SrmTest::Sequential);
+                if check.is_some_and(|c| c.mismatch) {
+                    ever += 1;
+                    break;
+                }
+            }
+        }
+        // 5 % of 400 is 20; allow three binomial standard errors (≈ 13) above it.
+        assert!(ever <= 33, "{ever} of {splits} healthy splits froze");
     }
 
     #[test]

@@ -28,6 +28,22 @@ pub struct AutopilotSpec {
     pub alpha: f64,
     /// A sample-ratio mismatch with a p-value below this freezes decisions. Default 0.001.
     pub srm_p_value: f64,
+    /// How that p-value is computed. Default: Pearson's chi-squared at each look.
+    pub srm_test: SrmTest,
+}
+
+/// The sample-ratio test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SrmTest {
+    /// Pearson's chi-squared (one degree of freedom) on the step's counts, at each look. Its
+    /// p-value is a fixed-sample one, so looking every minute raises the chance of a false
+    /// freeze above `srm_p_value` (a freeze lasts only while the mismatch stays significant).
+    ChiSquared,
+    /// An anytime-valid test: the p-value is 1 / the beta-binomial mixture likelihood ratio
+    /// of the candidate's share against the expected one, so the chance of *ever* freezing a
+    /// healthy split over all looks of a step is at most `srm_p_value`, exactly.
+    Sequential,
 }
 
 /// How long a step must and may hold.
@@ -141,8 +157,9 @@ impl MetricLimit {
 
 impl AutopilotSpec {
     /// The limits issue 17 names: quality (from feedback) may drop at most 2 points, error rate
-    /// rise at most 1 point, cost per request at most 1.5× control, latency at most 1.2×; roll
-    /// back on a proven regression; α = 0.05 over the ramp; SRM at p < 0.001.
+    /// rise at most 1 point, cost per request at most 1.5× control, latency at most 1.2×. Quality
+    /// and errors roll back on any proven deterioration; cost and latency are budgets, so they
+    /// roll back only once proven beyond their limit. α = 0.05 over the ramp; SRM at p < 0.001.
     pub fn with_default_limits(control: &str, holds: Vec<HoldWindow>) -> Self {
         AutopilotSpec {
             control: control.to_owned(),
@@ -151,12 +168,19 @@ impl AutopilotSpec {
             metrics: vec![
                 MetricLimit::higher_is_better("quality", Limit::Difference(2.0)),
                 MetricLimit::lower_is_better("error_rate", Limit::Difference(0.01)),
-                MetricLimit::lower_is_better("cost", Limit::Ratio(1.5)),
-                MetricLimit::lower_is_better("latency_ms", Limit::Ratio(1.2)),
+                MetricLimit {
+                    rollback_beyond: Some(1.5),
+                    ..MetricLimit::lower_is_better("cost", Limit::Ratio(1.5))
+                },
+                MetricLimit {
+                    rollback_beyond: Some(1.2),
+                    ..MetricLimit::lower_is_better("latency_ms", Limit::Ratio(1.2))
+                },
             ],
             on_regression: RegressionAction::RollBack,
             alpha: DEFAULT_ALPHA,
             srm_p_value: DEFAULT_SRM_P_VALUE,
+            srm_test: SrmTest::ChiSquared,
         }
     }
 
@@ -315,6 +339,7 @@ mod tests {
             }],
         );
         spec.metrics[2].limit = Limit::Ratio(0.9);
+        spec.metrics[2].rollback_beyond = None;
         spec.metrics[0].rollback_beyond = Some(3.0);
         spec.metrics[3].metric = "quality".into();
         spec.alpha = 0.0;

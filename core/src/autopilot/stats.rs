@@ -86,6 +86,11 @@ pub fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
 }
 
+/// `ln B(x, y) = ln Γ(x) + ln Γ(y) − ln Γ(x + y)`.
+pub fn ln_beta(x: f64, y: f64) -> f64 {
+    ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y)
+}
+
 const ITERATIONS: usize = 10_000;
 const EPSILON: f64 = 1e-16;
 const TINY: f64 = 1e-300;
@@ -235,6 +240,14 @@ mod tests {
         assert!(close(ln_gamma(100.0), 359.134_205_369_575_4, 1e-13));
         assert!(close(ln_gamma(0.1), 2.252_712_651_734_206, 1e-13));
         assert!(ln_gamma(0.0).is_nan() && ln_gamma(-1.0).is_nan());
+    }
+
+    #[test]
+    fn ln_beta_matches_closed_forms() {
+        assert!(ln_beta(1.0, 1.0).abs() < 1e-14);
+        assert!(close(ln_beta(2.0, 3.0), (1.0f64 / 12.0).ln(), 1e-13));
+        // B(½, ½) = π.
+        assert!(close(ln_beta(0.5, 0.5), std::f64::consts::PI.ln(), 1e-13));
     }
 
     #[test]
