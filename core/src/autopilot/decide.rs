@@ -51,6 +51,11 @@ pub struct Observation<'a> {
     pub control: &'a ArmEvidence,
     /// … and the candidate.
     pub candidate: &'a ArmEvidence,
+    /// An earlier look at this step had a sequential SRM rejection ([`SrmCheck::mismatch`]
+    /// with [`SrmTest::Sequential`]). The caller remembers it: an anytime-valid rejection
+    /// stands however the later looks come out, so the step stays frozen. Ignored for the
+    /// chi-squared test, whose per-look p-values do not license that.
+    pub srm_rejected_earlier: bool,
 }
 
 /// How intervals are built.
@@ -287,7 +292,9 @@ pub fn decide_with(spec: &AutopilotSpec, observation: &Observation<'_>, method: 
         })
         .collect();
 
-    let (decision, reason) = rule(spec, hold, observation.held, samples, &verdict);
+    let frozen = verdict.srm.is_some_and(|srm| srm.mismatch)
+        || (spec.srm_test == SrmTest::Sequential && observation.srm_rejected_earlier);
+    let (decision, reason) = rule(spec, hold, observation.held, samples, frozen, &verdict);
     verdict.decision = decision;
     verdict.reason = reason;
     verdict
@@ -299,10 +306,11 @@ fn rule(
     hold: HoldWindow,
     held: Millis,
     samples: Samples,
+    frozen: bool,
     verdict: &Verdict,
 ) -> (Decision, Reason) {
     let max_hold_passed = held >= hold.max;
-    if verdict.srm.is_some_and(|srm| srm.mismatch) {
+    if frozen {
         return (Decision::Hold, Reason::SampleRatioMismatch);
     }
     if samples.control.min(samples.candidate) < spec.min_units_per_arm {
@@ -564,6 +572,7 @@ mod tests {
                 held,
                 control,
                 candidate,
+                srm_rejected_earlier: false,
             },
         )
     }
@@ -800,6 +809,28 @@ mod tests {
     }
 
     #[test]
+    fn a_sequential_rejection_keeps_the_step_frozen_a_chi_squared_one_does_not() {
+        let mut spec = spec();
+        let (control, candidate) = (arm(20_000, 70.0, 0.002), arm(20_000, 70.0, 0.002));
+        let observation = Observation {
+            step_milli_percents: &STEPS,
+            step: 3,
+            held: 120 * MINUTE,
+            control: &control,
+            candidate: &candidate,
+            srm_rejected_earlier: true,
+        };
+        assert_eq!(decide(&spec, &observation).decision, Decision::Promote);
+        spec.srm_test = SrmTest::Sequential;
+        let verdict = decide(&spec, &observation);
+        assert_eq!(
+            (verdict.decision, verdict.reason),
+            (Decision::Hold, Reason::SampleRatioMismatch)
+        );
+        assert!(verdict.srm.is_some_and(|srm| !srm.mismatch));
+    }
+
+    #[test]
     fn alpha_is_split_over_tested_steps_and_metrics() {
         let spec = spec();
         let (control, candidate) = (arm(20_000, 70.0, 0.002), arm(20_000, 70.0, 0.002));
@@ -818,6 +849,7 @@ mod tests {
             held: 60 * MINUTE,
             control: &control,
             candidate: &candidate,
+            srm_rejected_earlier: false,
         };
         let width = |v: &Verdict| {
             let [low, high] = v.metrics[0].interval.unwrap_or([0.0; 2]);

@@ -330,6 +330,7 @@ pub fn run_rollout(config: &SimConfig, scenario: &Scenario, rng: &mut Rng) -> Ro
                 held,
                 control: &control,
                 candidate: &candidate,
+                srm_rejected_earlier: mismatch_in_step,
             },
             config.method,
         );
