@@ -475,12 +475,13 @@ fn evaluate_metric(
         },
         estimate: None,
         interval: None,
-        limit: to_natural(harm_sign * margin),
+        // `+ 0.0` turns the −0.0 of a negated zero into 0.0 for the JSON.
+        limit: to_natural(harm_sign * margin) + 0.0,
         must_stay: match limit.better {
             Better::Higher => Side::Above,
             Better::Lower => Side::Below,
         },
-        rollback_at: to_natural(harm_sign * rollback_margin),
+        rollback_at: to_natural(harm_sign * rollback_margin) + 0.0,
         status: MetricStatus::InsufficientData,
     };
     let Some(contrast) = contrast(limit, control, candidate) else {
@@ -872,6 +873,8 @@ mod tests {
         assert_eq!(json["samples"]["candidate"], 20_000);
         assert_eq!(json["metrics"][0]["metric"], "quality");
         assert_eq!(json["metrics"][0]["must_stay"], "above");
+        // A zero threshold on a higher-is-better metric is 0.0, not −0.0.
+        assert_eq!(json["metrics"][0]["rollback_at"].to_string(), "0.0");
         assert_eq!(json["metrics"][0]["status"], "regression");
         assert!(json["metrics"][0]["interval"][1].as_f64().unwrap_or(0.0) < 0.0);
         let back: Verdict = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
