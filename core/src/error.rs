@@ -148,6 +148,18 @@ impl Error {
         }
     }
 
+    /// `INVALID_ARGUMENT` for a host-language string argument with a lone surrogate: it has no
+    /// UTF-8 form, so it cannot be hashed or compared (docs/bucketing.md §2). One text for
+    /// every binding.
+    pub fn unpaired_surrogates(argument: &str) -> Error {
+        Error::InvalidArgument {
+            message: format!(
+                "{argument} has unpaired surrogates: a string without a UTF-8 form cannot be \
+                 bucketed (docs/bucketing.md §2)"
+            ),
+        }
+    }
+
     /// The document problems, empty for other errors.
     pub fn problems(&self) -> &[Problem] {
         match self {
