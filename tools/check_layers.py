@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Bottom first: a module may use its own layer and those before it, never one after it.
 LAYERS: list[tuple[str, list[str]]] = [
     ("primitives", ["time", "hash", "context", "error", "trace", "cache_key"]),
-    ("conditions", ["condition", "ramp"]),
+    ("conditions", ["condition", "ramp", "autopilot"]),
     ("document", ["document"]),
     ("evaluate", ["evaluate"]),
     ("runtime state", ["runtime"]),
