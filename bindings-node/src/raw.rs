@@ -3,11 +3,12 @@
 //! With `raw_call.rs` (the call path's callbacks, built on the readers here), the only module
 //! of the crate that uses `unsafe` (the workspace denies it; these opt out), and only to call
 //! Node-API directly. Why: through napi-rs 3.16's generated glue, a function with arguments
-//! pays ~85 ns before its body runs, a `#[napi]` class method ~250 ns, and a `String` argument ~75 ns more (a length query, a heap allocation, a copy) —
-//! together well over the 250 ns budget of one `flags.variant(...)`. Here one call costs one
-//! `napi_get_cb_info`, one `napi_get_value_string_utf8` per string straight into a stack
-//! buffer, and one `napi_create_double` for the packed result (measured: ~165 ns per
-//! `flags.variant(...)` in bench/node_eval.mjs, against ~700 ns through the generated glue).
+//! pays ~85 ns before its body runs, a `#[napi]` class method ~250 ns, and a `String` argument
+//! ~75 ns more (a length query, a heap allocation, a copy) — together well over the 250 ns
+//! budget of one `flags.variant(...)`. Here one call costs one `napi_get_cb_info`, one
+//! `napi_get_value_string_utf8` per string straight into a stack buffer, and one
+//! `napi_create_double` for the packed result (measured: ~165 ns per `flags.variant(...)` in
+//! bench/node_eval.mjs, against ~700 ns through the generated glue).
 //!
 //! Every `unsafe` block is a Node-API call made on the JS thread that invoked the callback,
 //! with the `env` and handles Node passed to it, and out-pointers to live locals: the contract
