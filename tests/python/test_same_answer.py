@@ -111,7 +111,7 @@ def test_from_dict_enforces_the_document_size_limit_like_from_json() -> None:
     limit = 16 * 1024 * 1024
     over = padded(limit + 1)
     with pytest.raises(DocumentError) as from_text:
-        Flags.from_json(json.dumps(over, separators=(",", ":")))
+        Flags.from_json(json.dumps(over, separators=(",", ":"), ensure_ascii=False))
     with pytest.raises(DocumentError) as from_value:
         Flags.from_dict(over)
     assert [p.code for p in from_value.value.problems] == ["DOCUMENT_TOO_LARGE"]
@@ -119,4 +119,4 @@ def test_from_dict_enforces_the_document_size_limit_like_from_json() -> None:
     # At the limit both load.
     at = padded(limit)
     assert Flags.from_dict(at).variant("split", {"user_id": "u"}).reason == "SPLIT"
-    assert Flags.from_json(json.dumps(at, separators=(",", ":"))).variant("split").reason == "DEFAULT"
+    assert Flags.from_json(json.dumps(at, separators=(",", ":"), ensure_ascii=False)).variant("split").reason == "DEFAULT"
