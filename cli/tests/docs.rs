@@ -63,6 +63,9 @@ fn problem_kinds() -> Vec<ProblemKind> {
         DuplicateGuardrailId,
         DuplicateBudgetId,
         UnsupportedHashVersion,
+        DuplicateKey,
+        NestingTooDeep,
+        FlagTooComplex,
     ];
     for kind in &all {
         match kind {
@@ -87,7 +90,10 @@ fn problem_kinds() -> Vec<ProblemKind> {
             | DuplicateRuleId
             | DuplicateGuardrailId
             | DuplicateBudgetId
-            | UnsupportedHashVersion => {}
+            | UnsupportedHashVersion
+            | DuplicateKey
+            | NestingTooDeep
+            | FlagTooComplex => {}
         }
     }
     all
