@@ -511,15 +511,21 @@ describe('trackers and feedback', () => {
     flags.onEvent((e) => events.push(e))
     const r = await flags.call('bot', {}, async () => 'hi')
     assert.equal(flags.feedback(r.runId, { score: 1, quality: 0.8 }), true)
-    assert.equal(flags.feedback(r.runId, { score: -1 }), true)
+    // The first score and the first quality of a run count; a replay counts nothing.
+    assert.equal(flags.feedback(r.runId, { score: -1 }), false)
     assert.equal(flags.feedback('0'.repeat(32), { score: 1 }), false)
     assert.throws(() => flags.feedback(r.runId, { score: 'good' }), { code: 'INVALID_ARGUMENT' })
+    // NaN, infinities and out-of-range values are refused before anything counts.
+    const r2 = await flags.call('bot', {}, async () => 'hi')
+    for (const bad of [{ quality: NaN }, { quality: -1e300 }, { quality: 1.5 }, { score: Infinity }, { score: -2 }]) {
+      assert.throws(() => flags.feedback(r2.runId, bad), { code: 'INVALID_ARGUMENT' })
+    }
     const m = flags.metrics().bot.a
-    assert.equal(m.feedback.count, 2)
-    assert.equal(m.feedback.mean, 0)
+    assert.equal(m.feedback.count, 1)
+    assert.equal(m.feedback.mean, 1)
     assert.equal(m.quality.count, 1)
     const fb = events.filter((e) => e.type === 'feedback')
-    assert.equal(fb.length, 2)
+    assert.equal(fb.length, 1)
     assert.equal(fb[0].run_id, r.runId)
     assert.equal(fb[0].variant, 'a')
   })

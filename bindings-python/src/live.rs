@@ -969,12 +969,26 @@ impl Flags {
     }
 
     /// Attaches user feedback to the run that served it (``CallResult.run_id`` or
-    /// ``Tracker.run_id``): ``score`` (e.g. +1/-1) and/or ``quality`` (0 to 1, watched by
-    /// ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
-    /// served, or older than the last 100,000 runs.
+    /// ``Tracker.run_id``): ``score`` (-1 to 1, e.g. +1/-1) and/or ``quality`` (0 to 1,
+    /// watched by ``quality`` guardrails). The first score and the first quality of a run
+    /// count; later ones are ignored. Returns ``False`` when the run is unknown (never seen,
+    /// not served, or older than the last 100,000 runs) or every value given was already
+    /// counted.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: ``score`` or ``quality`` is NaN, infinite or out of its range.
     #[pyo3(signature = (run_id, *, score = None, quality = None))]
-    fn feedback(&self, run_id: &str, score: Option<f64>, quality: Option<f64>) -> bool {
-        self.inner.core.feedback(run_id, score, quality)
+    fn feedback(
+        &self,
+        py: Python<'_>,
+        run_id: &str,
+        score: Option<f64>,
+        quality: Option<f64>,
+    ) -> PyResult<bool> {
+        self.inner
+            .core
+            .feedback(run_id, score, quality)
+            .into_py_result(py)
     }
 
     /// Outcome aggregates since the process started, as

@@ -480,8 +480,8 @@ fn events_carry_the_tags_and_units_can_be_hashed() {
     run.next_step();
     run.succeed(Usage::default());
     let run_id = run.run_id().to_string();
-    assert!(flags.feedback(&run_id, Some(1.0), Some(0.9)));
-    assert!(!flags.feedback("no-such-run", Some(1.0), None));
+    assert!(flags.feedback(&run_id, Some(1.0), Some(0.9)).unwrap());
+    assert!(!flags.feedback("no-such-run", Some(1.0), None).unwrap());
     let events = events.lock().unwrap();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["exposure", "outcome", "feedback"]);
@@ -509,7 +509,9 @@ fn quality_feedback_trips_a_quality_guardrail() {
         let mut run = flags.start_run("bot", &ctx(&format!("u{i}"))).unwrap();
         run.next_step();
         run.succeed(Usage::default());
-        flags.feedback(run.run_id(), None, Some(if i % 2 == 0 { 0.3 } else { 0.5 }));
+        flags
+            .feedback(run.run_id(), None, Some(if i % 2 == 0 { 0.3 } else { 0.5 }))
+            .unwrap();
     }
     assert_eq!(flags.evaluate("bot", &ctx("x")).reason, Reason::Guardrail);
 }

@@ -654,13 +654,19 @@ def test_feedback() -> None:
     flags.on_event(events.append)
     r = flags.call("bot", USER, lambda v: "ok")
     assert flags.feedback(r.run_id, score=1, quality=0.8)
-    assert flags.feedback(r.run_id, score=-1)
+    # The first score and the first quality of a run count; a replay counts nothing.
+    assert not flags.feedback(r.run_id, score=-1)
     assert not flags.feedback("no-such-run", score=1)
+    # NaN, infinities and out-of-range values are refused by the core before anything counts.
+    r2 = flags.call("bot", USER, lambda v: "ok")
+    for bad in ({"quality": float("nan")}, {"quality": -1e300}, {"quality": 1.5}, {"score": float("inf")}, {"score": -2.0}):
+        with pytest.raises(InvalidArgumentError):
+            flags.feedback(r2.run_id, **bad)
     m = flags.metrics()["bot"]["a"]
     assert m["quality"] == {"mean": 0.8, "count": 1}
-    assert m["feedback"] == {"mean": 0.0, "count": 2}
+    assert m["feedback"] == {"mean": 1.0, "count": 1}
     fb = [e for e in events if e["type"] == "feedback"]
-    assert [(e["run_id"], e["variant"], e["score"]) for e in fb] == [(r.run_id, "a", 1.0), (r.run_id, "a", -1.0)]
+    assert [(e["run_id"], e["variant"], e["score"]) for e in fb] == [(r.run_id, "a", 1.0)]
 
 
 def test_metrics_contents() -> None:

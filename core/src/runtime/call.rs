@@ -672,7 +672,8 @@ impl Run {
         self.evaluation.flag()?.shadow.as_ref()?.cap.as_ref()
     }
 
-    /// The attempt in flight succeeded.
+    /// The attempt in flight succeeded. `usage` should have passed [`Usage::check`]; numbers
+    /// it would refuse are left out here rather than recorded.
     pub fn succeed(&mut self, usage: Usage) {
         if let Some(variant) = self.finish_attempt(None, None, usage) {
             self.served = Some(variant);
@@ -704,6 +705,7 @@ impl Run {
         usage: Usage,
     ) -> Option<usize> {
         let current = self.current.take()?;
+        let usage = usage.sanitized();
         let reserved = match self.reserved.take() {
             Some((variant, amount)) if variant == current.variant => amount,
             Some((_, amount)) => {

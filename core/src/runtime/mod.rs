@@ -10,6 +10,7 @@ pub mod budget;
 pub mod call;
 pub mod classify;
 pub mod events;
+pub mod evidence;
 pub mod guardrail;
 pub mod metrics;
 pub mod stats;
@@ -30,6 +31,7 @@ use crate::time::{format_timestamp, Millis};
 pub use call::{reseed_run_ids, Attempt, Run, Step, Usage};
 pub use classify::{classify, ErrorFacts, ErrorKind};
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
+pub use evidence::{check_feedback, check_usage};
 pub use guardrail::{GuardAction, Guardrail, Metric, Trip};
 
 use budget::{BudgetBook, BudgetTransition};
@@ -53,6 +55,10 @@ struct RunRecord {
     segment: Option<Box<str>>,
     revision: Arc<str>,
     model: Option<Arc<str>>,
+    /// Whether a feedback score / a quality score was counted for this run: the first of each
+    /// counts, later ones are ignored (a replayed feedback cannot outvote other runs).
+    scored: bool,
+    rated: bool,
 }
 
 /// Recent runs in a ring indexed by the run number every run id carries
@@ -77,6 +83,8 @@ impl RunRecord {
             segment: segment.map(Box::from),
             revision: Arc::clone(revision),
             model: variant.model.clone(),
+            scored: false,
+            rated: false,
         }
     }
 }
@@ -96,8 +104,8 @@ impl RecentRuns {
         }
     }
 
-    fn get(&self, id: u128) -> Option<&RunRecord> {
-        match self.slots.get(Self::slot(id))? {
+    fn get_mut(&mut self, id: u128) -> Option<&mut RunRecord> {
+        match self.slots.get_mut(Self::slot(id))? {
             Some((key, record)) if *key == id => Some(record),
             _ => None,
         }
@@ -351,21 +359,41 @@ impl Flags {
         self.shared.runtime.lock().runs.insert(run_id, record);
     }
 
-    /// Attaches user feedback (`score`, e.g. +1/−1) and/or a quality score to the run that
-    /// served it: metrics, quality guardrails and a `feedback` event. Returns `false` when the
-    /// run is unknown (never seen, or older than the last [`MAX_RECENT_RUNS`] runs).
-    pub fn feedback(&self, run_id: &str, score: Option<f64>, quality: Option<f64>) -> bool {
+    /// Attaches user feedback (`score`, −1 to 1) and/or a quality score (0 to 1) to the run
+    /// that served it: metrics, quality guardrails and a `feedback` event.
+    ///
+    /// One score and one quality count per run: the first of each wins, later ones are
+    /// ignored. Returns `Ok(false)` when the run is unknown (never seen, or older than the last
+    /// [`MAX_RECENT_RUNS`] runs) or when every value given was already counted for it, and
+    /// `INVALID_ARGUMENT` for a score outside its range ([`evidence::check_feedback`]), before
+    /// anything is recorded.
+    pub fn feedback(
+        &self,
+        run_id: &str,
+        score: Option<f64>,
+        quality: Option<f64>,
+    ) -> crate::error::Result<bool> {
+        evidence::check_feedback(score, quality)?;
         let now = self.now_millis();
         let document = self.document();
         let mut transitions = Vec::new();
-        let record = {
+        let (record, score, quality) = {
             let mut state = self.shared.runtime.lock();
-            let Some(record) = call::parse_run_id(run_id)
-                .and_then(|key| state.runs.get(key))
-                .cloned()
+            let Some(record) = call::parse_run_id(run_id).and_then(|key| state.runs.get_mut(key))
             else {
-                return false;
+                return Ok(false);
             };
+            let asked = score.is_some() || quality.is_some();
+            let score = score.filter(|_| !record.scored);
+            let quality = quality.filter(|_| !record.rated);
+            let counted = score.is_some() || quality.is_some();
+            record.scored |= score.is_some();
+            record.rated |= quality.is_some();
+            let record = record.clone();
+            if !counted {
+                // A call with neither value (a known run: `true`), or a replay (`false`).
+                return Ok(!asked);
+            }
             state.metrics.record_feedback(
                 &record.flag,
                 &record.variant,
@@ -394,7 +422,7 @@ impl Flags {
                     }
                 }
             }
-            record
+            (record, score, quality)
         };
         let mut events = Vec::new();
         if let Some(flag) = document.flag(&record.flag) {
@@ -418,7 +446,7 @@ impl Flags {
             );
         }
         self.shared.runtime.emit(&events);
-        true
+        Ok(true)
     }
 
     /// Publishes trips and recoveries to evaluation and turns them into events.
