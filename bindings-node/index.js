@@ -1300,7 +1300,7 @@ class Tracker {
 
   /**
    * The call failed: with an error kind (`'timeout'`, `'rate_limit'`, `'server'`,
-   * `'content_policy'`, `'rejected'`, `'other'`) or the thrown error, which is classified like
+   * `'content_policy'`, `'rejected'`, `'other'`, `'invalid_request'`) or the thrown error, which is classified like
    * a failed `call` attempt. Returns false when this tracker was already reported.
    */
   error(kindOrError, usage) {

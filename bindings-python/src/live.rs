@@ -873,7 +873,7 @@ impl Flags {
     /// The assigned variant is tried first, then the flag's ``fallback`` list in order, each
     /// at most once, within ``max_attempts`` model calls and ``max_total_ms``. An exception
     /// from ``fn`` (classified: ``timeout``, ``rate_limit``, ``server``, ``content_policy``,
-    /// ``rejected`` for ``Reject``, ``other``) or a timeout moves to the next step. A non-AI
+    /// ``rejected`` for ``Reject``, ``invalid_request``, ``other``) or a timeout moves to the next step. A non-AI
     /// variant (``"ai": false``) ends the chain without calling ``fn``: ``value`` is ``None``.
     /// ``fn`` may return ``Output(value, input_tokens=..., output_tokens=..., cost=...)`` to
     /// report usage.

@@ -589,3 +589,31 @@ fn documents_with_runtime_sections_are_validated_with_paths() {
         );
     }
 }
+
+#[test]
+fn errors_of_the_request_fall_back_but_never_trip_a_guardrail() {
+    let (flags, _) = flags_at(guarded_doc("fallback"), t0());
+    for i in 0..60 {
+        let mut run = flags.start_run("bot", &ctx(&format!("u{i}"))).unwrap();
+        let Step::Call { variant, .. } = run.next_step() else {
+            panic!("the assigned variant is called");
+        };
+        assert_eq!(variant_id(&flags, variant), "cand");
+        run.fail(
+            ErrorKind::InvalidRequest,
+            Some("context too long"),
+            Usage::default(),
+        );
+        // The chain still moves on to the fallback.
+        let Step::Call { variant, .. } = run.next_step() else {
+            panic!("the fallback is called");
+        };
+        assert_eq!(variant_id(&flags, variant), "stable");
+        run.succeed(Usage::default());
+    }
+    assert_eq!(flags.evaluate("bot", &ctx("x")).reason, Reason::Default);
+    let cand = &flags.metrics()["bot"]["cand"];
+    assert_eq!(cand["errors_by_kind"]["invalid_request"], 60);
+    let samples = &cand["guardrails"]["error_rate"]["samples"];
+    assert_eq!(samples.as_u64().unwrap_or(0), 0, "{samples}");
+}

@@ -242,7 +242,7 @@ class Flags:
         The assigned variant is tried first, then the flag's ``fallback`` list in order, each
         at most once, within ``max_attempts`` model calls and ``max_total_ms``. An exception
         from ``fn`` (classified: ``timeout``, ``rate_limit``, ``server``, ``content_policy``,
-        ``rejected`` for ``Reject``, ``other``) or a timeout moves to the next step. A non-AI
+        ``rejected`` for ``Reject``, ``invalid_request``, ``other``) or a timeout moves to the next step. A non-AI
         variant (``"ai": false``) ends the chain without calling ``fn``: ``value`` is ``None``.
         ``fn`` may return ``Output(value, input_tokens=..., output_tokens=..., cost=...)`` to
         report usage.
@@ -552,7 +552,7 @@ class Attempt:
     @property
     def error_kind(self) -> str | None:
         """Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
-        ``"rejected"`` or ``"other"``; ``None`` for a success."""
+        ``"rejected"``, ``"invalid_request"`` or ``"other"``; ``None`` for a success."""
 
     @property
     def error(self) -> str | None:
@@ -657,7 +657,7 @@ class Tracker:
 
         Args:
             kind_or_exception: An error kind (``"timeout"``, ``"rate_limit"``, ``"server"``,
-                ``"content_policy"``, ``"rejected"``, ``"other"``) or the exception the call
+                ``"content_policy"``, ``"rejected"``, ``"invalid_request"``, ``"other"``) or the exception the call
                 raised, classified like those of ``Flags.call``.
             latency_ms: The call's duration, when the app timed it.
             input_tokens: Input tokens used.

@@ -21,7 +21,7 @@ pub struct Series {
     /// Attempts (model calls) plus serves of non-AI variants.
     pub requests: u64,
     pub errors: u64,
-    pub errors_by_kind: [u64; 6],
+    pub errors_by_kind: [u64; ErrorKind::ALL.len()],
     /// Non-AI serves (no latency, no tokens).
     pub served_static: u64,
     pub shadow_requests: u64,

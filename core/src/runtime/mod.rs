@@ -305,7 +305,14 @@ impl Flags {
                     RunRecord::new(flag, variant, record.segment, revision),
                 );
             }
-            if record.sample.shadow {
+            // Shadow attempts never feed guardrails, nor do errors that were the request's
+            // fault (they say nothing about the variant).
+            if record.sample.shadow
+                || record
+                    .sample
+                    .error
+                    .is_some_and(|kind| !kind.counts_against_variant())
+            {
                 return;
             }
             for guardrail in flag
