@@ -747,6 +747,7 @@ def test_tracker_reports_an_apps_own_call() -> None:
         "content_policy": 0,
         "rejected": 0,
         "other": 1,
+        "invalid_request": 0,
     }
     with pytest.raises(InvalidArgumentError):
         flags.tracker(v).error("explode")
