@@ -27,9 +27,11 @@ use crate::time::{format_duration, Millis};
 /// Slots per window: the resolution of a window is `window / SLOTS`.
 pub const SLOTS: i64 = 60;
 
-/// Scopes (distinct units) tracked per budget before idle ones are forgotten. A scope whose
-/// window is empty and that has nothing in flight carries no information and goes first; if
-/// every scope is active, the least recently touched one is dropped (and counted).
+/// Scopes (distinct units) tracked per budget. Scopes are forgotten oldest activity first: a
+/// scope whose window is empty and that has nothing in flight carries no information and is
+/// forgotten as soon as it reaches the front of the queue, full table or not; when the table is
+/// full and the oldest scope still has spending in its window, it is dropped (and counted in
+/// `evicted_scopes`). Scopes with a reservation are never dropped.
 pub const MAX_SCOPES_PER_BUDGET: usize = 100_000;
 
 /// What a budget counts.
@@ -105,7 +107,8 @@ struct Ledger {
     spent: f64,
     reserved: f64,
     exhausted: bool,
-    touched: Millis,
+    /// The sequence number of this scope's latest entry in [`BudgetState::activity`].
+    activity: u64,
 }
 
 impl Ledger {
@@ -138,11 +141,23 @@ impl Ledger {
     }
 }
 
+/// Idle scopes forgotten per scope touched, beyond the one a full table needs: enough to
+/// empty the table of expired scopes over time while keeping each call O(1).
+const EXPIRED_PER_TOUCH: usize = 2;
+
 /// All scopes of one budget.
+///
+/// Scopes are also queued by their last activity (created, charged, reserved): the front of
+/// [`BudgetState::activity`] is the scope whose spending is oldest, so it is the first to leave
+/// its window and the first to forget. An entry whose sequence number is not the scope's
+/// latest is stale and skipped; the queue is compacted when stale entries outnumber live ones.
+/// Every operation is O(1) amortised, however many scopes are tracked.
 #[derive(Debug)]
 struct BudgetState {
     window: Millis,
-    scopes: FxHashMap<Box<str>, Ledger>,
+    scopes: FxHashMap<Arc<str>, Ledger>,
+    activity: VecDeque<(u64, Arc<str>)>,
+    next_sequence: u64,
     evicted: u64,
 }
 
@@ -151,6 +166,8 @@ impl BudgetState {
         BudgetState {
             window,
             scopes: FxHashMap::default(),
+            activity: VecDeque::new(),
+            next_sequence: 0,
             evicted: 0,
         }
     }
@@ -159,36 +176,94 @@ impl BudgetState {
         (self.window / SLOTS).max(1)
     }
 
-    /// The ledger of `scope`, created on first use (forgetting idle scopes when full).
-    fn ledger(&mut self, scope: &str, now: Millis) -> &mut Ledger {
-        if !self.scopes.contains_key(scope) && self.scopes.len() >= MAX_SCOPES_PER_BUDGET {
-            self.make_room(now);
-        }
-        let slot_length = self.slot_length();
-        let ledger = self.scopes.entry(Box::from(scope)).or_default();
-        ledger.advance(now, slot_length);
-        ledger.touched = now;
-        ledger
-    }
-
-    fn make_room(&mut self, now: Millis) {
-        let slot_length = self.slot_length();
-        self.scopes.retain(|_, ledger| {
-            ledger.advance(now, slot_length);
-            !ledger.is_idle()
-        });
-        if self.scopes.len() >= MAX_SCOPES_PER_BUDGET {
-            let oldest = self
-                .scopes
-                .iter()
-                .filter(|(_, l)| l.reserved <= 0.0)
-                .min_by_key(|(_, l)| l.touched)
-                .map(|(k, _)| k.clone());
-            if let Some(key) = oldest {
-                self.scopes.remove(&key);
-                self.evicted += 1;
+    /// The ledger of `scope`, created on first use (forgetting the oldest scope when full),
+    /// brought to `now`. Each call also forgets up to [`EXPIRED_PER_TOUCH`] idle scopes from
+    /// the front of the activity queue. (`None` never happens: the scope is inserted first.)
+    fn ledger(&mut self, scope: &str, now: Millis) -> Option<&mut Ledger> {
+        for _ in 0..EXPIRED_PER_TOUCH {
+            if !self.forget_oldest(now, false, scope) {
+                break;
             }
         }
+        if !self.scopes.contains_key(scope) {
+            if self.scopes.len() >= MAX_SCOPES_PER_BUDGET {
+                self.forget_oldest(now, true, scope);
+            }
+            let key: Arc<str> = Arc::from(scope);
+            self.scopes.insert(Arc::clone(&key), Ledger::default());
+            self.queue(key);
+        }
+        let slot_length = self.slot_length();
+        let ledger = self.scopes.get_mut(scope)?;
+        ledger.advance(now, slot_length);
+        Some(ledger)
+    }
+
+    /// Moves `scope` to the back of the activity queue (it just spent or reserved).
+    fn touch(&mut self, scope: &str) {
+        if let Some((key, _)) = self.scopes.get_key_value(scope) {
+            let key = Arc::clone(key);
+            self.queue(key);
+        }
+    }
+
+    fn queue(&mut self, key: Arc<str>) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        if let Some(ledger) = self.scopes.get_mut(&key) {
+            ledger.activity = sequence;
+        }
+        self.activity.push_back((sequence, key));
+        if self.activity.len() > 2 * self.scopes.len() + 64 {
+            // Compaction: at least half the entries are stale, so this is O(1) amortised.
+            let scopes = &self.scopes;
+            self.activity
+                .retain(|(seq, key)| scopes.get(key).is_some_and(|l| l.activity == *seq));
+        }
+    }
+
+    /// Looks at the scope with the oldest activity: forgets it when it is idle at `now`, or,
+    /// with `even_active`, when nothing is reserved for it (counted in `evicted`). A scope
+    /// with a reservation goes to the back; `keep` (the scope being asked for) is never
+    /// forgotten. Returns whether a scope was forgotten.
+    fn forget_oldest(&mut self, now: Millis, even_active: bool, keep: &str) -> bool {
+        let slot_length = self.slot_length();
+        // Each scope is looked at most once per call (a reserved one goes to the back).
+        let mut budget = self.scopes.len();
+        while let Some((sequence, key)) = self.activity.front().cloned() {
+            let Some(ledger) = self.scopes.get_mut(&key) else {
+                self.activity.pop_front();
+                continue;
+            };
+            if ledger.activity != sequence {
+                self.activity.pop_front();
+                continue;
+            }
+            if budget == 0 || (!even_active && &*key == keep) {
+                return false;
+            }
+            budget -= 1;
+            ledger.advance(now, slot_length);
+            if ledger.reserved > 0.0 {
+                if !even_active {
+                    return false;
+                }
+                self.activity.pop_front();
+                self.queue(key);
+                continue;
+            }
+            let idle = ledger.is_idle();
+            if !idle && !even_active {
+                return false;
+            }
+            self.activity.pop_front();
+            self.scopes.remove(&key);
+            if !idle {
+                self.evicted += 1;
+            }
+            return true;
+        }
+        false
     }
 }
 
@@ -231,7 +306,9 @@ impl BudgetBook {
             // Nothing spent or reserved (limits are positive): do not track a scope for a look.
             return false;
         }
-        let ledger = state.ledger(scope, now);
+        let Some(ledger) = state.ledger(scope, now) else {
+            return false;
+        };
         let exhausted = ledger.spent + ledger.reserved >= budget.limit;
         let changed = exhausted != ledger.exhausted;
         ledger.exhausted = exhausted;
@@ -253,7 +330,10 @@ impl BudgetBook {
         if amount > 0.0 {
             let state = self.state(budget);
             let slot_length = state.slot_length();
-            state.ledger(scope, now).add(now, slot_length, amount);
+            if let Some(ledger) = state.ledger(scope, now) {
+                ledger.add(now, slot_length, amount);
+            }
+            state.touch(scope);
         }
         self.is_exhausted(budget, scope, now);
     }
@@ -261,7 +341,11 @@ impl BudgetBook {
     /// Holds `amount` for a call in flight.
     pub fn reserve(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         if amount > 0.0 {
-            self.state(budget).ledger(scope, now).reserved += amount;
+            let state = self.state(budget);
+            if let Some(ledger) = state.ledger(scope, now) {
+                ledger.reserved += amount;
+            }
+            state.touch(scope);
             self.is_exhausted(budget, scope, now);
         }
     }
@@ -269,8 +353,9 @@ impl BudgetBook {
     /// Gives back a reservation (the call ended; its actual cost is charged separately).
     pub fn release(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         if amount > 0.0 {
-            let ledger = self.state(budget).ledger(scope, now);
-            ledger.reserved = (ledger.reserved - amount).max(0.0);
+            if let Some(ledger) = self.state(budget).ledger(scope, now) {
+                ledger.reserved = (ledger.reserved - amount).max(0.0);
+            }
         }
     }
 
@@ -365,17 +450,46 @@ mod tests {
     }
 
     #[test]
-    fn idle_scopes_are_forgotten_first() {
+    fn idle_scopes_are_forgotten_first_and_active_ones_only_when_full() {
         let mut b = budget(1.0);
         b.per = Some("user_id".into());
         let mut book = BudgetBook::default();
-        let state = book.state(&b);
+        // Slot length 1 s, window 60 s. A full table of scopes that spent at t=0.
         for i in 0..MAX_SCOPES_PER_BUDGET {
-            state.ledger(&format!("u{i}"), 0);
+            book.charge(&b, &format!("u{i}"), 0.1, 0);
         }
-        // Every scope is idle (nothing spent): one new scope empties the table.
-        state.ledger("new", 0);
-        assert_eq!(state.scopes.len(), 1);
-        assert_eq!(state.evicted, 0);
+        let state = book.state(&b);
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET);
+        // Still in their window: a new scope drops the oldest one, counted.
+        book.charge(&b, "new", 0.1, 1_000);
+        let state = book.state(&b);
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET);
+        assert_eq!(state.evicted, 1);
+        assert!(!state.scopes.contains_key("u0"));
+        // After the window every old scope is idle: each touch forgets a few, none counted,
+        // and the scopes that spent recently stay.
+        for i in 0..MAX_SCOPES_PER_BUDGET {
+            book.charge(&b, "fresh", 0.0001, 61_000 + i as Millis / 1_000);
+        }
+        let state = book.state(&b);
+        assert_eq!(state.evicted, 1);
+        assert!(state.scopes.len() <= 2, "{}", state.scopes.len());
+        assert!(state.scopes.contains_key("fresh"));
+        assert!(state.activity.len() <= 2 * state.scopes.len() + 64);
+    }
+
+    #[test]
+    fn a_scope_with_a_reservation_is_never_dropped() {
+        let mut b = budget(1.0);
+        b.per = Some("user_id".into());
+        let mut book = BudgetBook::default();
+        book.reserve(&b, "in-flight", 0.5, 0);
+        for i in 0..MAX_SCOPES_PER_BUDGET + 10 {
+            book.charge(&b, &format!("u{i}"), 0.1, 1);
+        }
+        let state = book.state(&b);
+        assert!(state.scopes.contains_key("in-flight"));
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET);
+        assert_eq!(state.evicted, 11);
     }
 }
