@@ -454,16 +454,46 @@ fn metrics_aggregate_per_variant_and_segment_and_render_as_prometheus_text() {
         text.contains("# TYPE flagrail_requests_total counter"),
         "{text}"
     );
+    // One series per segment, never the variant's total beside them: the parts add up.
     assert!(
-        text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\"} 10"),
+        !text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\"} 10"),
         "{text}"
     );
     assert!(
         text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\",segment=\"internal\"} 4")
     );
     assert!(
-        text.contains("flagrail_errors_total{flag=\"bot\",variant=\"a\",kind=\"rate_limit\"} 2")
+        text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\",segment=\"external\"} 6")
     );
+    let rate_limited: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("flagrail_errors_total{flag=\"bot\",variant=\"a\",")
+                && l.contains("kind=\"rate_limit\"")
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(rate_limited, 2, "{text}");
+    // A call without a segment is counted under segment="_none"; the live document too.
+    let mut run = flags
+        .start_run("bot", &json!({ "user_id": "u-x" }))
+        .unwrap();
+    run.next_step();
+    run.succeed(Usage::default());
+    let text = flags.metrics_text();
+    assert!(
+        text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\",segment=\"_none\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flagrail_document_info{revision=\"r1\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("flagrail_reloads_total 0"), "{text}");
+    assert!(flags.replace_json("{").is_err());
+    assert!(flags
+        .metrics_text()
+        .contains("flagrail_reloads_rejected_total 1"));
     // Every sample line is `name{labels} value` with a parseable value.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = line.rsplit_once(' ').unwrap();
@@ -616,4 +646,32 @@ fn errors_of_the_request_fall_back_but_never_trip_a_guardrail() {
     assert_eq!(cand["errors_by_kind"]["invalid_request"], 60);
     let samples = &cand["guardrails"]["error_rate"]["samples"];
     assert_eq!(samples.as_u64().unwrap_or(0), 0, "{samples}");
+}
+
+#[test]
+fn loads_send_reload_and_reload_rejected_events() {
+    let (flags, _) = flags_at(chain_doc(json!({})), t0());
+    let events = collect_events(&flags);
+    let mut next = chain_doc(json!({}));
+    next["revision"] = json!("r2");
+    flags.replace_json(&next.to_string()).unwrap();
+    assert!(flags
+        .replace_json(r#"{"flags": {"f": {"variants": {}}}}"#)
+        .is_err());
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let reload = &events[0];
+    assert_eq!(reload["type"], "reload");
+    assert_eq!(
+        (&reload["previous"], &reload["revision"], &reload["reloads"]),
+        (&json!("r1"), &json!("r2"), &json!(1))
+    );
+    let rejected = &events[1];
+    assert_eq!(rejected["type"], "reload_rejected");
+    assert_eq!(rejected["code"], "INVALID_DOCUMENT");
+    assert_eq!(rejected["revision"], "r2", "the live document stays");
+    assert_eq!(rejected["rejected"], 1);
+    let problems = rejected["problems"].as_array().unwrap();
+    assert!(!problems.is_empty() && problems[0]["path"].is_string());
+    assert!(rejected["time"].is_string() && rejected["source"].is_string());
 }

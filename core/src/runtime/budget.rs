@@ -109,6 +109,9 @@ struct Ledger {
     exhausted: bool,
     /// The sequence number of this scope's latest entry in [`BudgetState::activity`].
     activity: u64,
+    /// The slot number at which that entry was queued: a scope is queued again at most once
+    /// per slot (its place is then off by less than one slot, which expiry tolerates).
+    queued_slot: i64,
 }
 
 impl Ledger {
@@ -180,38 +183,44 @@ impl BudgetState {
     /// brought to `now`. Each call also forgets up to [`EXPIRED_PER_TOUCH`] idle scopes from
     /// the front of the activity queue. (`None` never happens: the scope is inserted first.)
     fn ledger(&mut self, scope: &str, now: Millis) -> Option<&mut Ledger> {
-        for _ in 0..EXPIRED_PER_TOUCH {
-            if !self.forget_oldest(now, false, scope) {
-                break;
-            }
-        }
+        let slot_length = self.slot_length();
         if !self.scopes.contains_key(scope) {
+            // Only a new scope grows the table: this is where older ones make room.
+            for _ in 0..EXPIRED_PER_TOUCH {
+                if !self.forget_oldest(now, false, scope) {
+                    break;
+                }
+            }
             if self.scopes.len() >= MAX_SCOPES_PER_BUDGET {
                 self.forget_oldest(now, true, scope);
             }
             let key: Arc<str> = Arc::from(scope);
             self.scopes.insert(Arc::clone(&key), Ledger::default());
-            self.queue(key);
+            self.queue(key, now.div_euclid(slot_length));
         }
-        let slot_length = self.slot_length();
         let ledger = self.scopes.get_mut(scope)?;
         ledger.advance(now, slot_length);
         Some(ledger)
     }
 
-    /// Moves `scope` to the back of the activity queue (it just spent or reserved).
-    fn touch(&mut self, scope: &str) {
-        if let Some((key, _)) = self.scopes.get_key_value(scope) {
-            let key = Arc::clone(key);
-            self.queue(key);
+    /// Moves `scope` to the back of the activity queue (it just spent or reserved), unless it
+    /// was queued in the current slot already.
+    fn touch(&mut self, scope: &str, now: Millis) {
+        let slot = now.div_euclid(self.slot_length());
+        if let Some((key, ledger)) = self.scopes.get_key_value(scope) {
+            if ledger.queued_slot != slot {
+                let key = Arc::clone(key);
+                self.queue(key, slot);
+            }
         }
     }
 
-    fn queue(&mut self, key: Arc<str>) {
+    fn queue(&mut self, key: Arc<str>, slot: i64) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         if let Some(ledger) = self.scopes.get_mut(&key) {
             ledger.activity = sequence;
+            ledger.queued_slot = slot;
         }
         self.activity.push_back((sequence, key));
         if self.activity.len() > 2 * self.scopes.len() + 64 {
@@ -249,7 +258,7 @@ impl BudgetState {
                     return false;
                 }
                 self.activity.pop_front();
-                self.queue(key);
+                self.queue(key, now.div_euclid(slot_length));
                 continue;
             }
             let idle = ledger.is_idle();
@@ -333,7 +342,7 @@ impl BudgetBook {
             if let Some(ledger) = state.ledger(scope, now) {
                 ledger.add(now, slot_length, amount);
             }
-            state.touch(scope);
+            state.touch(scope, now);
         }
         self.is_exhausted(budget, scope, now);
     }
@@ -345,7 +354,7 @@ impl BudgetBook {
             if let Some(ledger) = state.ledger(scope, now) {
                 ledger.reserved += amount;
             }
-            state.touch(scope);
+            state.touch(scope, now);
             self.is_exhausted(budget, scope, now);
         }
     }
@@ -466,15 +475,15 @@ mod tests {
         assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET);
         assert_eq!(state.evicted, 1);
         assert!(!state.scopes.contains_key("u0"));
-        // After the window every old scope is idle: each touch forgets a few, none counted,
-        // and the scopes that spent recently stay.
-        for i in 0..MAX_SCOPES_PER_BUDGET {
-            book.charge(&b, "fresh", 0.0001, 61_000 + i as Millis / 1_000);
+        // After the window every old scope is idle: each new scope forgets two of them, none
+        // counted, so the table shrinks by one per new scope.
+        for i in 0..1_000 {
+            book.charge(&b, &format!("v{i}"), 0.1, 61_000);
         }
         let state = book.state(&b);
         assert_eq!(state.evicted, 1);
-        assert!(state.scopes.len() <= 2, "{}", state.scopes.len());
-        assert!(state.scopes.contains_key("fresh"));
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET - 1_000);
+        assert!(state.scopes.contains_key("v999") && state.scopes.contains_key("new"));
         assert!(state.activity.len() <= 2 * state.scopes.len() + 64);
     }
 

@@ -14,6 +14,8 @@ use crate::runtime::stats::LatencyHistogram;
 /// [`OTHER_SEGMENT`] so that a context attribute with unbounded values cannot grow memory.
 pub const MAX_SEGMENTS: usize = 32;
 pub const OTHER_SEGMENT: &str = "_other";
+/// The `segment` label of the Prometheus series counting calls whose context had no segment.
+pub const NO_SEGMENT: &str = "_none";
 
 /// Counters of one series.
 #[derive(Debug, Clone, Default)]
@@ -105,25 +107,49 @@ impl Series {
     }
 }
 
-/// The aggregates of one flag × variant.
+/// The aggregates of one flag × variant: the total, and a partition of it by segment label
+/// (`segments`, plus `unsegmented` for calls whose context had none). Every observation goes to
+/// the total and to exactly one part, so the parts add up to the total.
 #[derive(Debug, Clone, Default)]
 pub struct VariantMetrics {
     pub all: Series,
     pub segments: FxHashMap<Box<str>, Series>,
+    pub unsegmented: Series,
 }
 
 impl VariantMetrics {
-    fn series(&mut self, segment: Option<&str>) -> (&mut Series, Option<&mut Series>) {
-        let VariantMetrics { all, segments } = self;
-        let segment = segment.map(|label| {
-            let key: &str = if segments.contains_key(label) || segments.len() < MAX_SEGMENTS {
-                label
-            } else {
-                OTHER_SEGMENT
-            };
-            segments.entry(key.into()).or_default()
-        });
-        (all, segment)
+    fn series(&mut self, segment: Option<&str>) -> (&mut Series, &mut Series) {
+        let VariantMetrics {
+            all,
+            segments,
+            unsegmented,
+        } = self;
+        let part = match segment {
+            Some(label) => {
+                let key: &str = if segments.contains_key(label) || segments.len() < MAX_SEGMENTS {
+                    label
+                } else {
+                    OTHER_SEGMENT
+                };
+                if !segments.contains_key(key) {
+                    segments.insert(key.into(), Series::default());
+                }
+                // Just inserted when missing; the fallback is never taken.
+                match segments.get_mut(key) {
+                    Some(series) => series,
+                    None => unsegmented,
+                }
+            }
+            None => unsegmented,
+        };
+        (all, part)
+    }
+}
+
+impl Series {
+    /// Whether anything was counted (an unused part is not exported).
+    fn is_empty(&self) -> bool {
+        self.requests == 0 && self.feedback_count == 0 && self.quality_count == 0
     }
 }
 
@@ -152,16 +178,14 @@ impl MetricsStore {
         segment: Option<&str>,
         sample: &AttemptSample,
     ) {
-        let (all, seg) = self.entry(flag, variant).series(segment);
+        let (all, part) = self.entry(flag, variant).series(segment);
         all.record(sample);
-        if let Some(seg) = seg {
-            seg.record(sample);
-        }
+        part.record(sample);
     }
 
     pub fn record_static(&mut self, flag: &Arc<str>, variant: &Arc<str>, segment: Option<&str>) {
-        let (all, seg) = self.entry(flag, variant).series(segment);
-        for series in std::iter::once(all).chain(seg) {
+        let (all, part) = self.entry(flag, variant).series(segment);
+        for series in [all, part] {
             series.requests += 1;
             series.served_static += 1;
         }
@@ -175,8 +199,8 @@ impl MetricsStore {
         score: Option<f64>,
         quality: Option<f64>,
     ) {
-        let (all, seg) = self.entry(flag, variant).series(segment);
-        for series in std::iter::once(all).chain(seg) {
+        let (all, part) = self.entry(flag, variant).series(segment);
+        for series in [all, part] {
             if let Some(score) = score {
                 series.feedback_count += 1;
                 series.feedback_sum += score;
@@ -219,23 +243,28 @@ impl MetricsStore {
     /// states given as `(flag, variant, guardrail, state)` with state 0 closed, 1 tripped,
     /// 2 half-open.
     pub fn to_prometheus(&self, guardrails: &[GuardrailGauge]) -> String {
-        let mut rows: Vec<(&str, &str, Option<&str>, &Series)> = Vec::new();
+        // One series per part of the segment partition (never the variant's total beside
+        // them): `sum by (flag, variant)` gives the total, nothing is counted twice.
+        let mut rows: Vec<(&str, &str, &str, &Series)> = Vec::new();
         for (flag, variants) in &self.flags {
             for (variant, metrics) in variants {
-                rows.push((flag, variant, None, &metrics.all));
+                if !metrics.unsegmented.is_empty() {
+                    rows.push((flag, variant, NO_SEGMENT, &metrics.unsegmented));
+                }
                 for (label, series) in &metrics.segments {
-                    rows.push((flag, variant, Some(label), series));
+                    rows.push((flag, variant, label, series));
                 }
             }
         }
         rows.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         let mut out = String::new();
-        let labels = |flag: &str, variant: &str, segment: Option<&str>| {
-            let mut s = format!("flag=\"{}\",variant=\"{}\"", escape(flag), escape(variant));
-            if let Some(segment) = segment {
-                let _ = write!(s, ",segment=\"{}\"", escape(segment));
-            }
-            s
+        let labels = |flag: &str, variant: &str, segment: &str| {
+            format!(
+                "flag=\"{}\",variant=\"{}\",segment=\"{}\"",
+                escape(flag),
+                escape(variant),
+                escape(segment)
+            )
         };
         let mut family = |name: &str, kind: &str, help: &str, body: &mut dyn FnMut(&mut String)| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -251,7 +280,7 @@ impl MetricsStore {
                     let _ = writeln!(
                         out,
                         "flagrail_requests_total{{{}}} {}",
-                        labels(f, v, *s),
+                        labels(f, v, s),
                         series.requests
                     );
                 }
@@ -267,7 +296,7 @@ impl MetricsStore {
                         let _ = writeln!(
                             out,
                             "flagrail_errors_total{{{},kind=\"{}\"}} {}",
-                            labels(f, v, *s),
+                            labels(f, v, s),
                             kind.as_str(),
                             series.errors_by_kind[kind.index()]
                         );
@@ -281,7 +310,7 @@ impl MetricsStore {
             "Attempt latency in milliseconds.",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     for q in [0.5, 0.95, 0.99] {
                         let value = series
                             .latency
@@ -309,7 +338,7 @@ impl MetricsStore {
             "Tokens by direction.",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     let _ = writeln!(
                         out,
                         "flagrail_tokens_total{{{l},direction=\"input\"}} {}",
@@ -332,7 +361,7 @@ impl MetricsStore {
                     let _ = writeln!(
                         out,
                         "flagrail_cost_total{{{}}} {}",
-                        labels(f, v, *s),
+                        labels(f, v, s),
                         format_float(series.cost)
                     );
                 }
@@ -344,7 +373,7 @@ impl MetricsStore {
             "Quality scores attached with feedback().",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     let _ = writeln!(
                         out,
                         "flagrail_quality_sum{{{l}}} {}",
@@ -364,7 +393,7 @@ impl MetricsStore {
             "User feedback scores attached with feedback().",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     let _ = writeln!(
                         out,
                         "flagrail_feedback_sum{{{l}}} {}",
@@ -418,6 +447,53 @@ fn format_float(x: f64) -> String {
     } else {
         format!("{x}")
     }
+}
+
+/// The live document and its loads: `flagrail_document_info{revision}` (1), the load time, and
+/// counters of documents applied after the first (`reloads`) and rejected (`rejected`), as in
+/// `status()`.
+pub fn document_to_prometheus(
+    revision: &str,
+    loaded_at_ms: i64,
+    reloads: u64,
+    rejected: u64,
+    out: &mut String,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_document_info The live document's revision (value 1)."
+    );
+    let _ = writeln!(out, "# TYPE flagrail_document_info gauge");
+    let _ = writeln!(
+        out,
+        "flagrail_document_info{{revision=\"{}\"}} 1",
+        escape(revision)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_document_loaded_timestamp_seconds When the live document was loaded."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE flagrail_document_loaded_timestamp_seconds gauge"
+    );
+    let _ = writeln!(
+        out,
+        "flagrail_document_loaded_timestamp_seconds {}",
+        format_float(loaded_at_ms as f64 / 1000.0)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_reloads_total Documents that went live after the first."
+    );
+    let _ = writeln!(out, "# TYPE flagrail_reloads_total counter");
+    let _ = writeln!(out, "flagrail_reloads_total {reloads}");
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_reloads_rejected_total Documents rejected (the live one stayed)."
+    );
+    let _ = writeln!(out, "# TYPE flagrail_reloads_rejected_total counter");
+    let _ = writeln!(out, "flagrail_reloads_rejected_total {rejected}");
 }
 
 /// Budget gauges (from [`crate::live::Flags::budget_states`]) in the text format: limit,

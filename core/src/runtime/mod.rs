@@ -613,6 +613,14 @@ impl Flags {
         let mut text = state.metrics.to_prometheus(&guardrails);
         drop(state);
         metrics::budgets_to_prometheus(&self.budget_states(), &mut text);
+        let status = self.status();
+        metrics::document_to_prometheus(
+            &status.revision,
+            status.loaded_at,
+            status.reloads,
+            status.rejected,
+            &mut text,
+        );
         text
     }
 }
