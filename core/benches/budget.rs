@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::Criterion;
-use flagrail_core::runtime::{Step, Usage};
+use flagrail_core::live::{Step, Usage};
 use flagrail_core::{Attr, Flags};
 
 const DOCUMENT: &str = r#"{

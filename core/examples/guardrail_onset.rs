@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use flagrail_core::live::ManualClock;
-use flagrail_core::runtime::{CallbackSink, ErrorKind, Event, Step, Usage};
+use flagrail_core::live::{Step, Usage};
+use flagrail_core::runtime::{CallbackSink, ErrorKind, Event};
 use flagrail_core::{Document, Flags};
 use serde_json::json;
 

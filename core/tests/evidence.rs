@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use flagrail_core::live::ManualClock;
-use flagrail_core::runtime::{Step, Usage};
+use flagrail_core::live::{Step, Usage};
 use flagrail_core::time::parse_timestamp;
 use flagrail_core::{Document, Flags, Reason};
 use serde_json::{json, Value};

@@ -16,7 +16,6 @@
 use std::ops::RangeInclusive;
 
 use crate::error::{Error, Result};
-use crate::runtime::call::Usage;
 
 /// The range of a feedback score (thumbs down −1 to thumbs up +1, or anything in between).
 pub const SCORE_RANGE: RangeInclusive<f64> = -1.0..=1.0;
@@ -56,29 +55,18 @@ pub fn check_feedback(score: Option<f64>, quality: Option<f64>) -> Result<()> {
     check_score("quality", quality, &QUALITY_RANGE)
 }
 
-/// Checks what a caller reports about a call: every binding calls this on the usage it
-/// converted (an `Output`, a tracker's `success` / `error`) and raises the error as is.
-pub fn check_usage(usage: &Usage) -> Result<()> {
-    check_measure("latency_ms", usage.latency_ms)?;
-    check_measure("cost", usage.cost)
+/// Checks what a caller reports about a call (`latency_ms`, `cost`): every binding calls this
+/// (through `Usage::check`) on the usage it converted (an `Output`, a tracker's `success` /
+/// `error`) and raises the error as is.
+pub fn check_usage(latency_ms: Option<f64>, cost: Option<f64>) -> Result<()> {
+    check_measure("latency_ms", latency_ms)?;
+    check_measure("cost", cost)
 }
 
-impl Usage {
-    /// [`check_usage`].
-    pub fn check(&self) -> Result<()> {
-        check_usage(self)
-    }
-
-    /// The usage with every number [`check_usage`] refuses left out: what the runtime records
-    /// when a caller reported without checking (a binding's bug must not poison the guardrails).
-    pub(crate) fn sanitized(self) -> Usage {
-        let keep = |x: Option<f64>| x.filter(|x| x.is_finite() && *x >= 0.0);
-        Usage {
-            latency_ms: keep(self.latency_ms),
-            cost: keep(self.cost),
-            ..self
-        }
-    }
+/// A measurement the runtime records: `None` for one [`check_measure`] refuses (a binding
+/// that reported without checking must not poison the guardrails).
+pub fn accepted_measure(value: Option<f64>) -> Option<f64> {
+    value.filter(|x| x.is_finite() && *x >= 0.0)
 }
 
 #[cfg(test)]
@@ -88,21 +76,11 @@ mod tests {
     #[test]
     fn non_finite_negative_and_out_of_range_numbers_are_invalid_arguments() {
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1e-9, -1e300] {
-            for usage in [
-                Usage {
-                    cost: Some(bad),
-                    ..Usage::default()
-                },
-                Usage {
-                    latency_ms: Some(bad),
-                    ..Usage::default()
-                },
-            ] {
-                let err = usage.check().unwrap_err();
-                assert_eq!(err.code(), "INVALID_ARGUMENT", "{usage:?}");
-                assert_eq!(usage.sanitized().cost, None);
-                assert_eq!(usage.sanitized().latency_ms, None);
+            for (latency, cost) in [(Some(bad), None), (None, Some(bad))] {
+                let err = check_usage(latency, cost).unwrap_err();
+                assert_eq!(err.code(), "INVALID_ARGUMENT", "{latency:?} {cost:?}");
             }
+            assert_eq!(accepted_measure(Some(bad)), None);
         }
         for bad in [f64::NAN, f64::INFINITY, -1e300, 1.5, -0.01] {
             let err = check_feedback(None, Some(bad)).unwrap_err();
@@ -113,13 +91,8 @@ mod tests {
             let err = check_feedback(Some(bad), None).unwrap_err();
             assert!(err.to_string().starts_with("score must be"), "{err}");
         }
-        let fine = Usage {
-            latency_ms: Some(0.0),
-            input_tokens: Some(u64::MAX),
-            output_tokens: Some(0),
-            cost: Some(1e9),
-        };
-        assert!(fine.check().is_ok());
+        assert!(check_usage(Some(0.0), Some(1e9)).is_ok());
+        assert_eq!(accepted_measure(Some(0.0)), Some(0.0));
         assert!(check_feedback(Some(-1.0), Some(0.0)).is_ok());
         assert!(check_feedback(Some(1.0), Some(1.0)).is_ok());
         assert!(check_feedback(None, None).is_ok());

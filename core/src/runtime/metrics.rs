@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::runtime::classify::ErrorKind;
@@ -150,6 +151,27 @@ impl Series {
     /// Whether anything was counted (an unused part is not exported).
     fn is_empty(&self) -> bool {
         self.requests == 0 && self.feedback_count == 0 && self.quality_count == 0
+    }
+}
+
+/// One guardrail of one variant in `metrics()`: its state and the window's reading.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardrailReport {
+    pub metric: &'static str,
+    pub threshold: f64,
+    pub action: &'static str,
+    /// `closed`, `tripped` or `half_open`.
+    pub state: &'static str,
+    pub since: Option<String>,
+    pub probe_from: Option<String>,
+    pub samples: u64,
+    pub observed: f64,
+    pub bound: f64,
+}
+
+impl GuardrailReport {
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
