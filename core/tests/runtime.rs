@@ -676,3 +676,38 @@ fn loads_send_reload_and_reload_rejected_events() {
     assert!(!problems.is_empty() && problems[0]["path"].is_string());
     assert!(rejected["time"].is_string() && rejected["source"].is_string());
 }
+
+#[test]
+fn event_shapes_keep_their_fields_and_order() {
+    let (flags, _) = flags_at(guarded_doc("fallback"), t0());
+    let events = collect_events(&flags);
+    let mut run = flags.start_run("bot", &ctx("u1")).unwrap();
+    run.next_step();
+    run.succeed(Usage::default());
+    flags.feedback(run.run_id(), Some(1.0), None).unwrap();
+    for i in 0..20 {
+        call_once(&flags, &format!("f{i}"), true);
+    }
+    let events = events.lock().unwrap();
+    let keys = |kind: &str| -> Vec<String> {
+        let event = events.iter().find(|e| e["type"] == kind).unwrap();
+        event.as_object().unwrap().keys().cloned().collect()
+    };
+    let expect = |list: &str| -> Vec<String> { list.split(',').map(String::from).collect() };
+    assert_eq!(
+        keys("exposure"),
+        expect("type,time,run_id,flag,variant,revision,reason,rule_id,bucket,model,shadow,unit,segment")
+    );
+    assert_eq!(
+        keys("outcome"),
+        expect("type,time,run_id,flag,variant,revision,rule_id,model,attempt,fallback,shadow,outcome,error_kind,latency_ms,input_tokens,output_tokens,cost,unit,segment")
+    );
+    assert_eq!(
+        keys("feedback"),
+        expect("type,time,run_id,flag,variant,revision,model,segment,score,quality")
+    );
+    assert_eq!(
+        keys("guardrail_trip"),
+        expect("type,time,flag,variant,revision,guardrail,metric,threshold,action,samples,observed,bound,since,probe_from")
+    );
+}

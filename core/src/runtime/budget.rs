@@ -20,7 +20,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::document::budget::Budget;
 use crate::time::{format_duration, Millis};
@@ -324,28 +325,55 @@ impl BudgetBook {
                 exhausted_scopes += 1;
             }
         }
-        let mut out = json!({
-            "budget": &*budget.id,
-            "flag": budget.flag.as_deref(),
-            "per": budget.per.as_deref(),
-            "measure": budget.measure.as_str(),
-            "limit": budget.limit,
-            "window": format_duration(budget.window),
-            "action": budget.action_str(),
-        });
-        if budget.per.is_some() {
-            out["scopes"] = json!(state.scopes.len());
-            out["exhausted_scopes"] = json!(exhausted_scopes);
-            out["evicted_scopes"] = json!(state.evicted);
-            out["spent_total"] = json!(spent);
-        } else {
-            out["spent"] = json!(spent);
-            out["reserved"] = json!(reserved);
-            out["remaining"] = json!((budget.limit - spent - reserved).max(0.0));
-            out["exhausted"] = json!(exhausted_scopes > 0);
-        }
-        out
+        let per_unit = budget.per.is_some();
+        let report = BudgetReport {
+            budget: &budget.id,
+            flag: budget.flag.as_deref(),
+            per: budget.per.as_deref(),
+            measure: budget.measure.as_str(),
+            limit: budget.limit,
+            window: format_duration(budget.window),
+            action: budget.action_str(),
+            scopes: per_unit.then_some(state.scopes.len()),
+            exhausted_scopes: per_unit.then_some(exhausted_scopes),
+            evicted_scopes: per_unit.then_some(state.evicted),
+            spent_total: per_unit.then_some(spent),
+            spent: (!per_unit).then_some(spent),
+            reserved: (!per_unit).then_some(reserved),
+            remaining: (!per_unit).then_some((budget.limit - spent - reserved).max(0.0)),
+            exhausted: (!per_unit).then_some(exhausted_scopes > 0),
+        };
+        serde_json::to_value(report).unwrap_or(Value::Null)
     }
+}
+
+/// A budget in `status()["budgets"]` and `metrics()["$budgets"]`: a per-unit budget reports
+/// its scopes (`scopes` … `spent_total`), a single-scope one its room (`spent` … `exhausted`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetReport<'a> {
+    pub budget: &'a str,
+    pub flag: Option<&'a str>,
+    pub per: Option<&'a str>,
+    pub measure: &'static str,
+    pub limit: f64,
+    pub window: String,
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exhausted_scopes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evicted_scopes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spent_total: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<bool>,
 }
 
 #[cfg(test)]

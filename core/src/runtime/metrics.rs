@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::stats::LatencyHistogram;
@@ -68,6 +68,10 @@ impl Series {
     }
 
     fn to_json(&self) -> Value {
+        serde_json::to_value(self.report()).unwrap_or(Value::Null)
+    }
+
+    fn report(&self) -> SeriesReport {
         let rate = |n: u64| {
             if self.requests == 0 {
                 0.0
@@ -76,36 +80,89 @@ impl Series {
             }
         };
         let mean = |sum: f64, n: u64| (n > 0).then(|| sum / n as f64);
-        let kinds: Map<String, Value> = ErrorKind::ALL
-            .iter()
-            .map(|k| {
-                (
-                    k.as_str().to_string(),
-                    json!(self.errors_by_kind[k.index()]),
-                )
-            })
-            .collect();
-        json!({
-            "requests": self.requests,
-            "errors": self.errors,
-            "error_rate": rate(self.errors),
-            "errors_by_kind": kinds,
-            "served_static": self.served_static,
-            "shadow_requests": self.shadow_requests,
-            "latency_ms": {
-                "p50": self.latency.quantile(0.5),
-                "p95": self.latency.quantile(0.95),
-                "p99": self.latency.quantile(0.99),
-                "mean": mean(self.latency.sum_ms(), self.latency.count()),
-                "count": self.latency.count(),
+        SeriesReport {
+            requests: self.requests,
+            errors: self.errors,
+            error_rate: rate(self.errors),
+            errors_by_kind: KindCounts(self.errors_by_kind),
+            served_static: self.served_static,
+            shadow_requests: self.shadow_requests,
+            latency_ms: LatencyReport {
+                p50: self.latency.quantile(0.5),
+                p95: self.latency.quantile(0.95),
+                p99: self.latency.quantile(0.99),
+                mean: mean(self.latency.sum_ms(), self.latency.count()),
+                count: self.latency.count(),
             },
-            "tokens": { "input": self.input_tokens, "output": self.output_tokens },
-            "cost": self.cost,
-            "cost_per_request": mean(self.cost, self.requests.saturating_sub(self.served_static)),
-            "quality": { "mean": mean(self.quality_sum, self.quality_count), "count": self.quality_count },
-            "feedback": { "mean": mean(self.feedback_sum, self.feedback_count), "count": self.feedback_count },
-        })
+            tokens: TokensReport {
+                input: self.input_tokens,
+                output: self.output_tokens,
+            },
+            cost: self.cost,
+            cost_per_request: mean(self.cost, self.requests.saturating_sub(self.served_static)),
+            quality: MeanReport {
+                mean: mean(self.quality_sum, self.quality_count),
+                count: self.quality_count,
+            },
+            feedback: MeanReport {
+                mean: mean(self.feedback_sum, self.feedback_count),
+                count: self.feedback_count,
+            },
+        }
     }
+}
+
+/// One series in `metrics()` (a variant's total or one segment), in the order it is written.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesReport {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub errors_by_kind: KindCounts,
+    pub served_static: u64,
+    pub shadow_requests: u64,
+    pub latency_ms: LatencyReport,
+    pub tokens: TokensReport,
+    pub cost: f64,
+    pub cost_per_request: Option<f64>,
+    pub quality: MeanReport,
+    pub feedback: MeanReport,
+}
+
+/// Failed attempts per error kind: an object with every kind, in code order, zero included.
+#[derive(Debug, Clone, Copy)]
+pub struct KindCounts(pub [u64; ErrorKind::ALL.len()]);
+
+impl Serialize for KindCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(ErrorKind::ALL.len()))?;
+        for (kind, count) in ErrorKind::ALL.iter().zip(self.0) {
+            map.serialize_entry(kind.as_str(), &count)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyReport {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub mean: Option<f64>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokensReport {
+    pub input: u64,
+    pub output: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MeanReport {
+    pub mean: Option<f64>,
+    pub count: u64,
 }
 
 /// The aggregates of one flag × variant: the total, and a partition of it by segment label
