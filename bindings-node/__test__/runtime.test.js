@@ -564,15 +564,20 @@ describe('metrics and events', () => {
     assert.ok(expected.a.requests > 50 && expected.b.requests > 50, 'both split arms were called')
   })
 
-  test('metricsText has one requests_total line per flag and variant', async () => {
+  test('metricsText has one requests_total line per flag, variant and segment (no total beside them)', async () => {
     const flags = botFlags()
     const { fn } = provider({ a: { fail: new Error('x') } })
     for (let i = 0; i < 3; i++) await flags.call('bot', {}, fn)
+    await flags.call('bot', { segment: 'beta' }, fn)
     const text = flags.metricsText()
-    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="a"\} 3$/m)
-    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="b"\} 3$/m)
-    assert.match(text, /^flagrail_errors_total\{flag="bot",variant="a",kind="other"\} 3$/m)
+    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="a",segment="_none"\} 3$/m)
+    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="a",segment="beta"\} 1$/m)
+    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="b",segment="_none"\} 3$/m)
+    assert.doesNotMatch(text, /^flagrail_requests_total\{flag="bot",variant="a"\}/m)
+    assert.match(text, /^flagrail_errors_total\{flag="bot",variant="a",segment="_none",kind="other"\} 3$/m)
     assert.match(text, /^# TYPE flagrail_requests_total counter$/m)
+    assert.match(text, /^flagrail_document_info\{revision="[^"]*"\} 1$/m)
+    assert.match(text, /^flagrail_reloads_rejected_total 0$/m)
   })
 
   test('events go to a JSON-lines file (writeEvents and fromFile({ events }))', async () => {
@@ -726,7 +731,7 @@ describe('guardrails', () => {
     assert.equal(trip.metric, 'error_rate')
     assert.equal(trip.action, 'fallback')
     assert.equal(flags.explain('bot', users[0]).reason, 'GUARDRAIL')
-    assert.match(flags.metricsText(), /flagrail_requests_total\{flag="bot",variant="candidate"\} \d+/)
+    assert.match(flags.metricsText(), /flagrail_requests_total\{flag="bot",variant="candidate",segment="[^"]+"\} \d+/)
   })
 
   test('after the cooldown the guardrail is half-open; healthy probes close it', async () => {

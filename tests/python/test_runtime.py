@@ -704,14 +704,15 @@ def test_metrics_text_parses_as_prometheus() -> None:
         for s in requests.samples
         if s.name == "flagrail_requests_total"
     }
-    assert samples[("cand", None)] == 20, "the guardrail trips at 20 and reroutes the rest"
-    assert samples[("stable", None)] == 25
-    assert samples[("cand", "beta")] == 20
-    errors = {
-        (s.labels["variant"], s.labels["kind"]): s.value
-        for s in families["flagrail_errors"].samples
-        if s.name == "flagrail_errors_total"
-    }
+    # One series per segment and no per-variant total beside them (tests/python/test_prometheus.py).
+    assert ("cand", None) not in samples
+    assert samples[("cand", "beta")] == 20, "the guardrail trips at 20 and reroutes the rest"
+    assert samples[("stable", "beta")] == 25
+    errors: dict[tuple[str, str], float] = {}
+    for s in families["flagrail_errors"].samples:
+        if s.name == "flagrail_errors_total":
+            key = (s.labels["variant"], s.labels["kind"])
+            errors[key] = errors.get(key, 0) + s.value
     assert errors[("cand", "server")] == 20 and errors[("stable", "server")] == 0
     assert any(name.startswith("flagrail_guardrail") for name in families), sorted(families)
     for family in families.values():
