@@ -1,13 +1,14 @@
 //! The evaluation hot path as raw Node-API callbacks, and the one reader of JS attribute values.
 //!
-//! This is the only module of the crate that uses `unsafe` (the workspace denies it; this
-//! module opts out), and only to call Node-API directly. Why: through napi-rs 3.16's generated
-//! glue, a function with arguments pays ~85 ns before its body runs, a `#[napi]` class method
-//! ~250 ns, and a `String` argument ~75 ns more (a length query, a heap allocation, a copy) —
-//! together well over the 250 ns budget of one `flags.variant(...)`. Here one call costs one
-//! `napi_get_cb_info`, one `napi_get_value_string_utf8` per string straight into a stack
-//! buffer, and one `napi_create_double` for the packed result (measured: ~165 ns per
-//! `flags.variant(...)` in bench/node_eval.mjs, against ~700 ns through the generated glue).
+//! With `raw_call.rs` (the call path's callbacks, built on the readers here), the only module
+//! of the crate that uses `unsafe` (the workspace denies it; these opt out), and only to call
+//! Node-API directly. Why: through napi-rs 3.16's generated glue, a function with arguments
+//! pays ~85 ns before its body runs, a `#[napi]` class method ~250 ns, and a `String` argument
+//! ~75 ns more (a length query, a heap allocation, a copy) — together well over the 250 ns
+//! budget of one `flags.variant(...)`. Here one call costs one `napi_get_cb_info`, one
+//! `napi_get_value_string_utf8` per string straight into a stack buffer, and one
+//! `napi_create_double` for the packed result (measured: ~165 ns per `flags.variant(...)` in
+//! bench/node_eval.mjs, against ~700 ns through the generated glue).
 //!
 //! Every `unsafe` block is a Node-API call made on the JS thread that invoked the callback,
 //! with the `env` and handles Node passed to it, and out-pointers to live locals: the contract
@@ -40,13 +41,12 @@ use napi::bindgen_prelude::{Float64ArraySlice, JsObjectValue, JsValue, Object, U
 use napi::sys::{self, napi_callback_info, napi_env, napi_value, Status, ValueType};
 
 use crate::handle::{self, encode_evaluation, FAILED, STALE};
-use crate::runtime;
 
 /// Largest integer a JS number represents exactly (`Number.MAX_SAFE_INTEGER`).
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// Strings up to this many UTF-8 bytes are read into a stack buffer (ids, segments, plans, …).
-const INLINE: usize = 128;
+pub(crate) const INLINE: usize = 128;
 
 /// A stack buffer for one string attribute. Strings that fit are borrowed from it, so reading
 /// one costs a single copy (Node's) and no allocation.
@@ -64,6 +64,11 @@ pub enum JsAttr<'b> {
     Bool(bool),
     List(Vec<String>),
     Unsupported(&'static str),
+}
+
+/// The core's view of attribute values read out of JS, borrowing their strings.
+pub fn attrs<'a>(owned: &'a [JsAttr<'_>]) -> Vec<Attr<'a>> {
+    owned.iter().map(JsAttr::attr).collect()
 }
 
 impl JsAttr<'_> {
@@ -110,6 +115,12 @@ fn number(n: f64) -> JsAttr<'static> {
     }
 }
 
+/// Why a JS string cannot be used as text: it holds a lone surrogate, which has no UTF-8 form.
+/// Node would replace it with U+FFFD (so `"x\ud800"` would equal `"x\ufffd"`); instead it is
+/// unsupported, as in Python and as docs/bucketing.md §2 says: conditions and splits that read
+/// it are skipped. Same wording as the Python binding, so explanations match.
+pub const LONE_SURROGATE: &str = "string with unpaired surrogates";
+
 /// Reads a JS string: borrowed from `buf` when it surely fits, else onto the heap.
 /// `None` when `value` is not a string.
 #[inline]
@@ -126,20 +137,81 @@ unsafe fn read_string<'b>(
     if status != Status::napi_ok {
         return None;
     }
+    match inline_text(buf, written) {
+        Inline::Whole(text) => Some(JsAttr::Text(text)),
+        // A U+FFFD in the text may stand for a lone surrogate: the UTF-16 form tells.
+        Inline::Replacement if unsafe { has_lone_surrogate(env, value) } != Some(false) => {
+            Some(JsAttr::Unsupported(LONE_SURROGATE))
+        }
+        Inline::Replacement | Inline::Cut => Some(match unsafe { read_long_string(env, value) } {
+            Some(s) => JsAttr::Str(s),
+            None => JsAttr::Unsupported(LONE_SURROGATE),
+        }),
+    }
+}
+
+/// What `napi_get_value_string_utf8` left in a [`TextBuf`].
+#[derive(Debug, PartialEq)]
+enum Inline<'b> {
+    /// The whole string, with no U+FFFD in it.
+    Whole(&'b str),
+    /// The text has a U+FFFD (the string's own, or one Node put for a lone surrogate).
+    Replacement,
+    /// The string may not have fitted (or the bytes are not UTF-8, which Node never writes):
+    /// read it again onto the heap.
+    Cut,
+}
+
+/// U+FFFD in UTF-8 starts with this byte, and no other character of the text does in the
+/// 3-byte position it would have to be in: scanning for it is one `memchr`.
+const REPLACEMENT_LEAD: u8 = 0xEF;
+
+/// Classifies the `written` bytes Node put in `buf` (see [`Inline`]). Pure, so it is unit-tested.
+#[inline]
+fn inline_text(buf: &TextBuf, written: usize) -> Inline<'_> {
     // Node stops before a character that does not fit, so a string that was cut short has at
     // most 3 bytes of room left; with 4 or more left (NUL included), it was read whole.
-    if written + 4 < INLINE {
-        let bytes = buf.get(..written).unwrap_or_default();
-        // SAFETY: `napi_get_value_string_utf8` writes valid UTF-8 (lone surrogates become
-        // U+FFFD) and never cuts a character in two.
-        return Some(JsAttr::Text(unsafe {
-            std::str::from_utf8_unchecked(bytes)
-        }));
+    if written + 4 >= INLINE {
+        return Inline::Cut;
     }
-    Some(match unsafe { read_long_string(env, value) } {
-        Some(s) => JsAttr::Str(s),
-        None => JsAttr::Unsupported("unreadable string"),
-    })
+    let Some(bytes) = buf.get(..written) else {
+        return Inline::Cut;
+    };
+    // Checked rather than assumed: it costs a few nanoseconds on short strings, and it keeps
+    // soundness from depending on what the engine wrote.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Inline::Cut;
+    };
+    if bytes.contains(&REPLACEMENT_LEAD) && text.contains('\u{FFFD}') {
+        return Inline::Replacement;
+    }
+    Inline::Whole(text)
+}
+
+/// Whether a JS string has a UTF-16 surrogate without its pair; `None` when it cannot be read.
+#[cold]
+unsafe fn has_lone_surrogate(env: napi_env, value: napi_value) -> Option<bool> {
+    let mut len = 0usize;
+    let status =
+        unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut len) };
+    if status != Status::napi_ok {
+        return None;
+    }
+    let mut units = vec![0u16; len + 1];
+    let mut written = 0usize;
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(env, value, units.as_mut_ptr(), len + 1, &mut written)
+    };
+    if status != Status::napi_ok {
+        return None;
+    }
+    units.truncate(written);
+    Some(lone_surrogate(&units))
+}
+
+/// Whether UTF-16 `units` hold a surrogate without its pair.
+fn lone_surrogate(units: &[u16]) -> bool {
+    char::decode_utf16(units.iter().copied()).any(|c| c.is_err())
 }
 
 #[cold]
@@ -165,13 +237,22 @@ unsafe fn read_long_string(env: napi_env, value: napi_value) -> Option<String> {
         return None;
     }
     bytes.truncate(written);
-    String::from_utf8(bytes).ok()
+    let text = String::from_utf8(bytes).ok()?;
+    // Node turned any lone surrogate into U+FFFD: only the UTF-16 form tells them apart.
+    if text.contains('\u{FFFD}') && unsafe { has_lone_surrogate(env, value) } != Some(false) {
+        return None;
+    }
+    Some(text)
 }
 
 /// Reads one JS value, a short string into `buf`. Never fails and never leaves a JS exception
 /// pending.
 #[inline]
-unsafe fn read_value<'b>(env: napi_env, value: napi_value, buf: &'b mut TextBuf) -> JsAttr<'b> {
+pub(crate) unsafe fn read_value<'b>(
+    env: napi_env,
+    value: napi_value,
+    buf: &'b mut TextBuf,
+) -> JsAttr<'b> {
     // Strings first: the common case costs one call.
     if let Some(text) = unsafe { read_string(env, value, buf) } {
         return text;
@@ -233,35 +314,34 @@ unsafe fn big_float(env: napi_env, value: napi_value) -> Option<f64> {
     Some(if sign != 0 { -magnitude } else { magnitude })
 }
 
-/// Little-endian 64-bit words → the nearest f64. The top 64 significant bits are converted
-/// with the lower bits folded into a sticky bit (which sits below f64's rounding position, so
-/// ties break correctly), then scaled by an exact power of two.
+/// Little-endian 64-bit words of a magnitude → the nearest f64 (round half to even); `None`
+/// beyond the f64 range. The top 64 significant bits are converted with the lower bits folded
+/// into a sticky bit (which sits below f64's rounding position, so ties break correctly), then
+/// scaled by an exact power of two.
 fn words_to_f64(words: &[u64]) -> Option<f64> {
-    let top = words.iter().rposition(|w| *w != 0)?;
+    let Some(top) = words.iter().rposition(|w| *w != 0) else {
+        return Some(0.0);
+    };
+    if top == 0 {
+        // Fits one word: the conversion rounds correctly by itself.
+        return Some(words[0] as f64);
+    }
+    // `words[top]` is not zero, so `lead` < 64, and `top` >= 1, so `shift` >= 1.
     let lead = words[top].leading_zeros();
     // Bits of the magnitude below the 64-bit window.
     let shift = (top as u32) * 64 - lead;
-    let window = if shift == 0 {
-        words[top]
-    } else {
-        let high = words[top] << lead;
-        let low = match (lead, top.checked_sub(1)) {
-            (0, _) | (_, None) => 0,
-            (_, Some(i)) => words[i] >> (64 - lead),
-        };
-        high | low
+    let high = words[top] << lead;
+    let low = match lead {
+        0 => 0,
+        _ => words[top - 1] >> (64 - lead),
     };
-    let below_window = |bit: u32| -> bool {
-        // Any set bit among the `bit` lowest bits of the magnitude.
-        let full = (bit / 64) as usize;
-        words[..full.min(words.len())].iter().any(|w| *w != 0)
-            || (!bit.is_multiple_of(64)
-                && words
-                    .get(full)
-                    .is_some_and(|w| w & ((1u64 << (bit % 64)) - 1) != 0))
-    };
-    let sticky = u64::from(shift > 0 && below_window(shift));
-    let scaled = ((window | sticky) as f64) * 2f64.powi(i32::try_from(shift).ok()?);
+    let window = high | low;
+    // Any set bit among the `shift` lowest bits of the magnitude.
+    let whole = (shift / 64) as usize;
+    let part = shift % 64;
+    let below = words[..whole].iter().any(|w| *w != 0)
+        || (part != 0 && words[whole] & ((1u64 << part) - 1) != 0);
+    let scaled = ((window | u64::from(below)) as f64) * 2f64.powi(i32::try_from(shift).ok()?);
     scaled.is_finite().then_some(scaled)
 }
 
@@ -283,6 +363,9 @@ unsafe fn read_object(env: napi_env, value: napi_value) -> JsAttr<'static> {
         match unsafe { read_string(env, item, &mut buf) } {
             Some(JsAttr::Text(text)) => items.push(text.to_string()),
             Some(JsAttr::Str(s)) => items.push(s),
+            Some(JsAttr::Unsupported(LONE_SURROGATE)) => {
+                return JsAttr::Unsupported("list with a string with unpaired surrogates")
+            }
             Some(_) => return JsAttr::Unsupported("unreadable array"),
             // Same wording as the core's JSON reader, so explanations match across languages.
             None => return JsAttr::Unsupported("list with non-string items"),
@@ -307,7 +390,10 @@ unsafe fn element(env: napi_env, array: napi_value, index: u32) -> Option<napi_v
 
 /// The call's arguments; missing ones read as `undefined` (Node fills them in).
 #[inline]
-unsafe fn args<const N: usize>(env: napi_env, info: napi_callback_info) -> Option<[napi_value; N]> {
+pub(crate) unsafe fn args<const N: usize>(
+    env: napi_env,
+    info: napi_callback_info,
+) -> Option<[napi_value; N]> {
     let mut argv = [ptr::null_mut(); N];
     let mut argc = N;
     let status = unsafe {
@@ -332,7 +418,7 @@ unsafe fn get_at(env: napi_env, value: napi_value) -> Option<f64> {
 
 /// Runs `body` with panics caught, and returns its number to JS.
 #[inline]
-fn respond(env: napi_env, body: impl FnOnce() -> f64) -> napi_value {
+pub(crate) fn respond(env: napi_env, body: impl FnOnce() -> f64) -> napi_value {
     let packed = catch_unwind(AssertUnwindSafe(body)).unwrap_or(FAILED);
     let mut result = ptr::null_mut();
     // On failure `result` stays null, which Node turns into `undefined`: the JS side then
@@ -344,7 +430,7 @@ fn respond(env: napi_env, body: impl FnOnce() -> f64) -> napi_value {
 /// A flag of a handle, as JS names it in one number: `slot * 2^24 + flag index` (one Node-API
 /// read instead of two on the hot path).
 #[inline]
-unsafe fn get_target(env: napi_env, value: napi_value) -> Option<(u32, u32)> {
+pub(crate) unsafe fn get_target(env: napi_env, value: napi_value) -> Option<(u32, u32)> {
     let mut n = 0i64;
     if unsafe { sys::napi_get_value_int64(env, value, &mut n) } != Status::napi_ok || n < 0 {
         return None;
@@ -453,169 +539,50 @@ pub fn read_values(values: Unknown<'_>) -> Vec<JsAttr<'static>> {
 
 /// Writes `values` to the start of `out` (as far as it reaches): how a runtime entry point
 /// returns more than one number without a second call (see `crate::runtime`).
+///
+/// Writes nothing when the array's memory is shared with other threads (a `SharedArrayBuffer`):
+/// index.js never passes one, and this module does not rely on that.
 pub fn write_out(out: &mut Float64ArraySlice<'_>, values: &[f64]) {
+    let raw = out.value();
+    // SAFETY: a live handle of the current callback's env.
+    if !unsafe { private_typed_array(raw.env, raw.value) } {
+        return;
+    }
     // SAFETY: napi-rs checked that `out` is a Float64Array and took its data pointer and
     // length from `napi_get_typedarray_info` (a Float64Array's data is 8-byte aligned by
     // definition). The array is alive for this callback (its handle is an argument), and no
-    // JS runs while we write: this is the JS thread, inside a synchronous call. The only arrays
-    // passed here are index.js's private, non-shared result arrays (the module's one, or one
-    // made for a single call), so no other thread can touch their buffers.
+    // JS runs while we write: this is the JS thread, inside a synchronous call. Its buffer is
+    // a plain `ArrayBuffer` (checked above), which no other thread can reach.
     let slots = unsafe { out.as_mut() };
     for (slot, value) in slots.iter_mut().zip(values) {
         *slot = *value;
     }
 }
 
-/// Most run-attribute values `runStartRaw` takes; a flag with more goes through `runStart`.
-const MAX_RUN_VALUES: usize = 8;
-
-/// The `f64` slots of the `ArrayBuffer` in `value`, `None` when it is not one (a detached
-/// buffer has no data and no length, so it gives `None` too).
-///
-/// Why a raw `ArrayBuffer` and not napi-rs's `Float64ArraySlice`: the slice's conversion asks
-/// Node for the typed array's element type, which is a chain of a dozen type tests (~60 ns per
-/// call); `napi_get_arraybuffer_info` is two field reads.
-///
-/// # Safety
-///
-/// The slice is valid while `value` is alive and not detached: callers take it as an argument
-/// of the running callback (so it is alive) and write to it before any JS can run again (so
-/// nothing can detach it). Only index.js's private, non-shared `OUT_BUFFER` is passed here, so
-/// no other thread can see the memory either (a `SharedArrayBuffer` is not an `ArrayBuffer`
-/// for Node-API and is refused).
-unsafe fn out_slots<'a>(env: napi_env, value: napi_value) -> Option<&'a mut [f64]> {
+/// Whether a typed array's memory belongs to a plain `ArrayBuffer` (not a `SharedArrayBuffer`,
+/// which other threads may write while we do: for Node-API a shared buffer is not an
+/// `ArrayBuffer`).
+unsafe fn private_typed_array(env: napi_env, value: napi_value) -> bool {
+    let mut kind = 0;
+    let mut length = 0usize;
     let mut data = ptr::null_mut();
-    let mut len = 0usize;
-    if unsafe { sys::napi_get_arraybuffer_info(env, value, &mut data, &mut len) } != Status::napi_ok
-    {
-        return None;
-    }
-    let data = data.cast::<f64>();
-    if data.is_null() || !data.is_aligned() {
-        return None;
-    }
-    // SAFETY: `len` bytes from `data` belong to the buffer (see above), aligned for f64.
-    Some(unsafe { std::slice::from_raw_parts_mut(data, len / std::mem::size_of::<f64>()) })
-}
-
-/// `runStartRaw(outBuffer, target, ...values)`: starts a `call` of a flag of the JS tables
-/// (`target` as for `evalN`) with the values of its run attributes, in order. Returns the run's
-/// slot and writes `[packed evaluation, packed first step]` to `outBuffer` (an `ArrayBuffer` of
-/// at least two f64), like `runStart` does; or returns `STALE`, or `FAILED` when no run was
-/// started (the JS side then takes `runStart`, which says why).
-///
-/// The fast path of `flags.call(...)`: values come positionally, read by a generated per-flag
-/// function like `evalN`'s (no array to build and walk), and the napi-rs glue is skipped (see
-/// the module docs). Together with `runSucceedRaw` this took ~550 ns off a call.
-unsafe extern "C" fn run_start_raw(env: napi_env, info: napi_callback_info) -> napi_value {
-    respond(env, || {
-        let mut argv = [ptr::null_mut(); 2 + MAX_RUN_VALUES];
-        let mut argc = argv.len();
-        let status = unsafe {
-            sys::napi_get_cb_info(
-                env,
-                info,
-                &mut argc,
-                argv.as_mut_ptr(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
-        // More values than fit: not for this entry point.
-        if status != Status::napi_ok || argc < 2 || argc > argv.len() {
-            return FAILED;
-        }
-        let [out, target, values @ ..] = argv;
-        let Some((slot, index)) = (unsafe { get_target(env, target) }) else {
-            return FAILED;
-        };
-        let values = values.get(..argc - 2).unwrap_or_default();
-        // One copy per count, so that the stack buffers and conversions are exactly as many as
-        // the values (a loop over all MAX_RUN_VALUES slots cost ~50 ns).
-        unsafe {
-            match values.len() {
-                0 => start_with::<0>(env, out, slot, index, values),
-                1 => start_with::<1>(env, out, slot, index, values),
-                2 => start_with::<2>(env, out, slot, index, values),
-                3 => start_with::<3>(env, out, slot, index, values),
-                4 => start_with::<4>(env, out, slot, index, values),
-                5 => start_with::<5>(env, out, slot, index, values),
-                6 => start_with::<6>(env, out, slot, index, values),
-                7 => start_with::<7>(env, out, slot, index, values),
-                _ => start_with::<MAX_RUN_VALUES>(env, out, slot, index, values),
-            }
-        }
-    })
-}
-
-/// The body of `runStartRaw` for `N` values (`values` has `N`; missing ones read as missing).
-#[inline(always)]
-unsafe fn start_with<const N: usize>(
-    env: napi_env,
-    out: napi_value,
-    slot: u32,
-    index: u32,
-    values: &[napi_value],
-) -> f64 {
-    let mut bufs = [[0u8; INLINE]; N];
-    let mut bufs = bufs.iter_mut();
-    let read = |i: usize| match (values.get(i), bufs.next()) {
-        (Some(&value), Some(buf)) => unsafe { read_value(env, value, buf) },
-        _ => JsAttr::Missing,
+    let mut buffer = ptr::null_mut();
+    let mut offset = 0usize;
+    let status = unsafe {
+        sys::napi_get_typedarray_info(
+            env,
+            value,
+            &mut kind,
+            &mut length,
+            &mut data,
+            &mut buffer,
+            &mut offset,
+        )
     };
-    let values: [JsAttr<'_>; N] = std::array::from_fn(read);
-    let attrs: [Attr<'_>; N] = std::array::from_fn(|i| values[i].attr());
-    // Taken after the values were read (reading an array value can run a JS getter), and
-    // written before any JS runs again.
-    let Some(out) = (unsafe { out_slots(env, out) }).filter(|out| out.len() >= 2) else {
-        return FAILED;
-    };
-    match runtime::start_positional(slot, index, &attrs) {
-        Ok((run, written)) => {
-            out[..2].copy_from_slice(&written);
-            run
-        }
-        Err(code) => code,
-    }
-}
-
-/// `runSucceedRaw(outBuffer, run)`: `runSucceed(run, out)` without usage, the fast path of a
-/// `call` whose function returned a plain value: ends the run, writes `[latency ms, cost or
-/// NaN]` to `outBuffer` and returns the run id; `undefined` when there is no such run or
-/// `outBuffer` is not an `ArrayBuffer` of at least two f64 (the JS side then asks
-/// `runSucceed`, which throws the reason).
-unsafe extern "C" fn run_succeed_raw(env: napi_env, info: napi_callback_info) -> napi_value {
-    let id = catch_unwind(AssertUnwindSafe(|| {
-        let [out, run] = unsafe { args::<2>(env, info) }?;
-        let mut n = 0u32;
-        if unsafe { sys::napi_get_value_uint32(env, run, &mut n) } != Status::napi_ok {
-            return None;
-        }
-        let out = unsafe { out_slots(env, out) }.filter(|out| out.len() >= 2)?;
-        let (id, written) = runtime::succeed_plain(n)?;
-        out[..2].copy_from_slice(&written);
-        Some(id)
-    }))
-    .ok()
-    .flatten();
-    let mut result = ptr::null_mut();
-    let Some((id, Ok(len))) = id.map(|id| {
-        let len = isize::try_from(id.len());
-        (id, len)
-    }) else {
-        return result;
-    };
-    let text = id.as_ptr().cast();
-    // Run ids are hex digits: a one-byte string is made without decoding UTF-8.
-    let status = if id.is_ascii() {
-        unsafe { sys::napi_create_string_latin1(env, text, len, &mut result) }
-    } else {
-        unsafe { sys::napi_create_string_utf8(env, text, len, &mut result) }
-    };
-    if status != Status::napi_ok {
-        result = ptr::null_mut();
-    }
-    result
+    let mut is_buffer = false;
+    status == Status::napi_ok
+        && unsafe { sys::napi_is_arraybuffer(env, buffer, &mut is_buffer) } == Status::napi_ok
+        && is_buffer
 }
 
 /// Adds the raw callbacks to the module's exports.
@@ -626,7 +593,162 @@ pub fn register(exports: &mut Object<'_>) -> napi::Result<()> {
     exports.create_named_method("eval3", eval3)?;
     exports.create_named_method("eval4", eval4)?;
     exports.create_named_method("evalList", eval_list)?;
-    exports.create_named_method("runStartRaw", run_start_raw)?;
-    exports.create_named_method("runSucceedRaw", run_succeed_raw)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decimal text of a magnitude in little-endian words (schoolbook division by 10).
+    fn decimal(words: &[u64]) -> String {
+        let mut words = words.to_vec();
+        let mut digits = Vec::new();
+        while words.iter().any(|w| *w != 0) {
+            let mut rest = 0u128;
+            for word in words.iter_mut().rev() {
+                let current = (rest << 64) | u128::from(*word);
+                *word = (current / 10) as u64;
+                rest = current % 10;
+            }
+            digits.push(b'0' + rest as u8);
+        }
+        if digits.is_empty() {
+            digits.push(b'0');
+        }
+        digits.reverse();
+        String::from_utf8(digits).unwrap()
+    }
+
+    /// The correctly rounded f64 of a magnitude: Rust's decimal parser rounds half to even.
+    fn reference(words: &[u64]) -> Option<f64> {
+        let parsed: f64 = decimal(words).parse().unwrap();
+        parsed.is_finite().then_some(parsed)
+    }
+
+    #[test]
+    fn words_to_f64_rounds_like_a_decimal_parser() {
+        let mut cases: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![0],
+            vec![1],
+            vec![u64::MAX],
+            vec![0, 1],
+            vec![1, 1],
+            vec![u64::MAX, u64::MAX],
+            vec![0, 0, 1],
+            // 2^64 + 2^11: a tie between two f64 neighbours of 2^64 (rounds to even, down).
+            vec![1 << 11, 1],
+            // 2^64 + 2^12 + 2^11: a tie that rounds up to even.
+            vec![(1 << 12) | (1 << 11), 1],
+            // A tie broken by a bit far below the window.
+            vec![1, 1 << 11, 1 << 53],
+            vec![0, 1 << 11, 1 << 53],
+            vec![0, 0, 0, 1 << 63],
+        ];
+        // Exactly the largest finite f64, and one past the rounding boundary to infinity.
+        let mut max = vec![0u64; 16];
+        max[15] = 0xFFFF_FFFF_FFFF_F800;
+        cases.push(max.clone());
+        max[14] = u64::MAX;
+        max[15] = u64::MAX;
+        cases.push(max);
+        // Pseudo-random magnitudes of one to four words, with runs of zeros and ones.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in 0..2000 {
+            let len = 1 + n % 4;
+            let word = |x: u64| match x % 4 {
+                0 => 0,
+                1 => u64::MAX,
+                _ => x,
+            };
+            cases.push((0..len).map(|_| word(next())).collect());
+        }
+        for words in cases {
+            assert_eq!(
+                words_to_f64(&words),
+                reference(&words),
+                "words {words:x?} = {}",
+                decimal(&words)
+            );
+        }
+    }
+
+    #[test]
+    fn words_to_f64_refuses_beyond_the_f64_range() {
+        let mut beyond = vec![0u64; 17];
+        beyond[16] = 1; // 2^1024
+        assert_eq!(words_to_f64(&beyond), None);
+    }
+
+    #[test]
+    fn numbers_map_like_python_ints_and_floats() {
+        assert!(matches!(number(3.0), JsAttr::Int(3)));
+        assert!(matches!(number(-0.0), JsAttr::Int(0)));
+        assert!(matches!(
+            number(MAX_SAFE_INTEGER),
+            JsAttr::Int(9_007_199_254_740_991)
+        ));
+        assert!(matches!(number(MAX_SAFE_INTEGER + 1.0), JsAttr::Float(_)));
+        assert!(matches!(number(1.5), JsAttr::Float(_)));
+        assert!(matches!(number(f64::NAN), JsAttr::Float(_)));
+        assert!(matches!(number(f64::INFINITY), JsAttr::Float(_)));
+    }
+
+    fn buffer(text: &[u8]) -> (TextBuf, usize) {
+        let mut buf: TextBuf = [0; INLINE];
+        buf[..text.len()].copy_from_slice(text);
+        (buf, text.len())
+    }
+
+    #[test]
+    fn inline_text_is_whole_only_when_it_surely_fitted() {
+        let (buf, n) = buffer(b"user-42");
+        assert_eq!(inline_text(&buf, n), Inline::Whole("user-42"));
+        let (buf, n) = buffer("h\u{e9}llo \u{1F600}".as_bytes());
+        assert_eq!(inline_text(&buf, n), Inline::Whole("h\u{e9}llo \u{1F600}"));
+        let (buf, n) = buffer(b"");
+        assert_eq!(inline_text(&buf, n), Inline::Whole(""));
+        // 123 bytes leave 5 of room (NUL included): whole. 124 leave 4: maybe cut.
+        let (buf, n) = buffer(&[b'a'; INLINE - 5]);
+        assert!(matches!(inline_text(&buf, n), Inline::Whole(_)));
+        let (buf, n) = buffer(&[b'a'; INLINE - 4]);
+        assert_eq!(inline_text(&buf, n), Inline::Cut);
+        let (buf, _) = buffer(b"x");
+        assert_eq!(inline_text(&buf, INLINE - 1), Inline::Cut);
+        assert_eq!(inline_text(&buf, INLINE + 10), Inline::Cut);
+    }
+
+    #[test]
+    fn inline_text_never_trusts_bytes_that_are_not_utf8() {
+        let (buf, n) = buffer(&[b'a', 0xED, 0xA0, 0x80]); // a CESU-8 lone surrogate
+        assert_eq!(inline_text(&buf, n), Inline::Cut);
+        let (buf, n) = buffer(&[0xFF]);
+        assert_eq!(inline_text(&buf, n), Inline::Cut);
+    }
+
+    #[test]
+    fn inline_text_flags_a_replacement_character() {
+        let (buf, n) = buffer("x\u{FFFD}".as_bytes());
+        assert_eq!(inline_text(&buf, n), Inline::Replacement);
+        // 0xEF leads other characters too (U+F000..U+FFFF): those are whole.
+        let (buf, n) = buffer("\u{FF21}".as_bytes());
+        assert_eq!(inline_text(&buf, n), Inline::Whole("\u{FF21}"));
+    }
+
+    #[test]
+    fn lone_surrogates_are_told_from_pairs() {
+        assert!(lone_surrogate(&[0x78, 0xD800]));
+        assert!(lone_surrogate(&[0xDC00, 0x78]));
+        assert!(lone_surrogate(&[0xD800, 0xD800]));
+        assert!(!lone_surrogate(&[0xD83D, 0xDE00])); // U+1F600
+        assert!(!lone_surrogate(&[0x78, 0xFFFD]));
+        assert!(!lone_surrogate(&[]));
+    }
 }

@@ -2,10 +2,14 @@
 //!
 //! The native module is private (`flagrail._flagrail`); the `flagrail` package re-exports it
 //! with the exception classes, the fork hook and the typed stubs. One file per core module:
-//! [`live`] (the `Flags` handle), [`variant`] (the result), [`runtime`] (`call`, trackers,
-//! metrics, events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`],
-//! [`time`] (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values) and
-//! [`fast`] (the raw C entry points of `variant`, the crate's only `unsafe` code).
+//! [`live`] (the `Flags` and `Flag` classes), [`handle`] (the state behind them and the
+//! evaluation hot path), [`variant`] (the result), [`runtime`] (`call`, trackers, metrics,
+//! events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`], [`time`]
+//! (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values), [`reuse`] (handing
+//! out result objects nobody holds, with its off switch), [`fast`] (the raw C entry points of
+//! `variant`) and [`ffi`] (raw dict, string and reference-count reads); the last two are the
+//! crate's only `unsafe` code. No module imports one that imports it back
+//! (`tools/check_layers.py`).
 
 use pyo3::prelude::*;
 
@@ -13,8 +17,11 @@ mod context;
 mod convert;
 mod error;
 mod fast;
+mod ffi;
+mod handle;
 mod hash;
 mod live;
+mod reuse;
 mod runtime;
 mod sticky;
 mod time;
@@ -34,9 +41,10 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(reuse::_reuses_results, m)?)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;
-    live::init_reuse(m.py())?;
+    reuse::init(m.py())?;
     m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
