@@ -22,6 +22,10 @@ __all__ = [
     "bucket",
     "_after_fork_in_child",
     "_before_exit",
+    "_forget_call_threads",
+    "_stop_call_threads",
+    "_next_call_job",
+    "_Slot",
     "_Run",
     "HASH_VERSION",
     "__version__",
@@ -58,6 +62,28 @@ def _before_exit() -> None:
     out of Python half-way (a fatal error in ``PyGILState_Release``). At exit, watchers stop
     attaching, and the ones already attached are given up to two seconds to finish.
     """
+
+def _forget_call_threads() -> None:
+    """Forgets the worker threads of sync ``call`` after ``fork()`` in the child (they did not
+    survive it). Registered by ``flagrail._call``; not meant to be called directly."""
+
+def _stop_call_threads() -> None:
+    """The interpreter is exiting: idle worker threads of sync ``call`` never attach to it
+    again. Registered with ``atexit`` by ``flagrail._call``; not meant to be called directly."""
+
+def _next_call_job(finished: bool) -> tuple[Callable[..., Any], tuple[Any, ...], _Slot | None] | None:
+    """The next job of a worker thread of sync ``call``, waited for with the GIL released, or
+    ``None`` when the worker has idled long enough. Not public API."""
+
+@final
+class _Slot:
+    """Where a worker reports the result of a job someone waits for. Not public API."""
+
+    def returned(self, value: Any) -> None:
+        """The job returned ``value``."""
+
+    def raised(self, exc: BaseException) -> None:
+        """The job raised ``exc``."""
 
 def _after_fork_in_child() -> None:
     """Restarts the reload watchers of every live file-backed ``Flags`` in a forked child, and
@@ -248,14 +274,22 @@ class Flags:
         report usage.
 
         A step without ``timeout_ms`` calls ``fn`` on this thread. A step with one runs it on a
-        shared daemon thread and waits at most that long; a Python function cannot be
-        cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
-        and the chain moves on. Use ``acall`` when attempts must really be cancelled.
+        worker thread and waits at most that long; a Python function cannot be cancelled, so a
+        late one is abandoned (it runs to its end, its result is discarded) and the chain moves
+        on. Workers are capped per process (``FLAGRAIL_CALL_THREADS``, default 256): when every
+        one is busy with an attempt that outlived its timeout, the step fails at once with kind
+        ``timeout`` without calling ``fn``. Use ``acall`` when attempts must really be cancelled.
 
         When the flag's ``shadow`` draws its variant for this unit, ``fn`` is also called with
-        that variant (``is_shadow`` true) on a daemon thread, beside the chain: nothing waits
-        for it, and what it returns or raises never reaches the result (``CallResult.shadow``
-        names it). Both outcomes are recorded with the function's output, for comparison.
+        that variant (``is_shadow`` true) on a worker thread once the chain has ended: nothing
+        waits for it, and what it returns or raises never reaches the result
+        (``CallResult.shadow`` names it). Both outcomes are recorded with the function's
+        output, for comparison.
+
+        Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
+        (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
+        ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
+        ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
 
         Args:
             flag: The flag key.
@@ -284,9 +318,11 @@ class Flags:
 
         The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
         (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
-        awaiting task cancels the attempt in flight and ends the call. A shadow call runs as a
-        task of its own that nothing awaits. Pin store methods that return an awaitable are
-        awaited.
+        awaiting task cancels the attempt in flight and ends the call: the attempt is recorded
+        as cancelled and its budget reservation given back at once. A plain function is
+        accepted too; it runs on the event loop's thread, so its timeout is only noticed once
+        it returns. A shadow call runs as a task of its own, created once the served chain has
+        ended, that nothing awaits. Pin store methods that return an awaitable are awaited.
 
         Raises:
             FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
@@ -300,6 +336,20 @@ class Flags:
         flag: str,
         context: Mapping[str, object] | None,
         fn: Callable[[Variant], Awaitable[_T]],
+    ) -> Coroutine[Any, Any, CallResult[_T]]: ...
+    @overload
+    def acall(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        fn: Callable[[Variant], Output[_T]],
+    ) -> Coroutine[Any, Any, CallResult[_T]]: ...
+    @overload
+    def acall(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        fn: Callable[[Variant], _T],
     ) -> Coroutine[Any, Any, CallResult[_T]]: ...
 
     def _start_run(
@@ -499,7 +549,7 @@ class CallResult(Generic[_T]):
     def __class_getitem__(cls, item: Any) -> Any: ...
 
     @property
-    def value(self) -> _T:
+    def value(self) -> _T | None:
         """What the function returned (unwrapped from ``Output``); ``None`` when a non-AI
         variant served without calling the function."""
 
@@ -680,6 +730,11 @@ class _Run:
 
     def finish(self) -> CallResult[Any]:
         """The result once the iteration ended, or ``AllAttemptsFailedError``."""
+
+    def _cancel(self) -> None:
+        """The caller gave up (a ``BaseException`` reached ``acall``): the attempt in flight is
+        recorded as cancelled and its reservation given back now, not when the run is
+        collected."""
 
     def _shadow(self) -> _Run | None:
         """The shadow run to start beside this one (once), or ``None``."""

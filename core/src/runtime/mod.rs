@@ -6,6 +6,7 @@
 //! and which events go out. Bindings only run the user's function in their async idiom and
 //! report back what happened (`Run::succeed` / `Run::fail`).
 
+pub mod attempt_text;
 pub mod budget;
 pub mod call;
 pub mod classify;
@@ -27,6 +28,7 @@ use crate::hash::SaltedHasher;
 use crate::live::Flags;
 use crate::time::{format_timestamp, Millis};
 
+pub use attempt_text::{attempt_message, parse_error_kind, timeout_message};
 pub use call::{reseed_run_ids, Attempt, Run, Step, Usage};
 pub use classify::{classify, ErrorFacts, ErrorKind};
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
