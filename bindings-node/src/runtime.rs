@@ -24,9 +24,10 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use flagrail_core::live::PinSource;
+use flagrail_core::live::{Run, Step, Usage};
 use flagrail_core::runtime::{
     attempt_message, classify, parse_error_kind, timeout_message, CallbackSink, ErrorFacts,
-    ErrorKind, Event, Run, Step, Usage,
+    ErrorKind, Event,
 };
 use flagrail_core::{Attr, Document, EmptyContext, Evaluation, KillSource, Positional, Reason};
 use napi::bindgen_prelude::{Buffer, Either, Float64ArraySlice, Unknown};

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use flagrail_core::live::PinSource;
+use flagrail_core::live::{Attempt as CoreAttempt, Run, Step, Usage};
 use flagrail_core::runtime::{
-    attempt_message, classify, parse_error_kind, timeout_message, Attempt as CoreAttempt,
-    CallbackSink, ErrorFacts, ErrorKind, Event, Run, Step, Usage, SEGMENT_ATTRIBUTE,
+    attempt_message, classify, parse_error_kind, timeout_message, CallbackSink, ErrorFacts,
+    ErrorKind, Event, SEGMENT_ATTRIBUTE,
 };
 use flagrail_core::{Error as CoreError, Evaluation, Flags as CoreFlags};
 use pyo3::exceptions::{PyException, PyRecursionError, PyTypeError};
