@@ -203,16 +203,12 @@ pub(crate) fn _stop_call_threads() {
 
 /// The next job of a worker thread of sync ``call``, waited for with the GIL released, or
 /// ``None`` when the worker has idled long enough. Not public API.
-// The loop is `flagrail._call._work`; a job is `(callable, args, slot or None)`; `finished`:
-// the worker has just run a job.
+// The loop is `flagrail._call._work`; a job is `(callable, args, slot or None)`.
 #[pyfunction]
-pub(crate) fn _next_call_job(
-    py: Python<'_>,
-    finished: bool,
-) -> Option<(Py<PyAny>, Py<PyTuple>, Option<PySlot>)> {
+pub(crate) fn _next_call_job(py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>, Option<PySlot>)> {
     let pool = pool();
     let job = py.detach(|| {
-        let job = pool.next_job(finished);
+        let job = pool.next_job();
         if STOPPING.load(Ordering::SeqCst) {
             // Attaching to an interpreter that is being finalized can crash it; this thread
             // is a daemon that nothing waits for.
@@ -289,15 +285,12 @@ impl Pool {
     }
 
     /// The next job, or `None` when the worker has idled for [`IDLE`] (it is then gone).
-    /// A new worker arrives counted as idle (see `submit`); one that `finished` a job becomes
-    /// idle here.
-    fn next_job(&self, finished: bool) -> Option<Job> {
+    /// A worker is counted idle from its start (see `submit`) and from the end of each job
+    /// (`_call_job_done`).
+    fn next_job(&self) -> Option<Job> {
         // A job submitted right after the last one ended is taken without sleeping.
         let spin_until = Instant::now() + SPIN;
         let mut state = self.lock();
-        if finished {
-            state.idle += 1;
-        }
         loop {
             if let Some(job) = state.queue.pop_front() {
                 state.idle -= 1;
@@ -324,6 +317,15 @@ impl Pool {
             }
         }
     }
+}
+
+/// The worker thread has finished its job and is about to report its result and take the
+/// next one. Not public API.
+// Counted idle before the waiting caller can resume: a caller that submits its next step at
+// once finds this worker instead of starting another.
+#[pyfunction]
+pub(crate) fn _call_job_done() {
+    pool().lock().idle += 1;
 }
 
 /// How a timed step ended.

@@ -243,6 +243,26 @@ def test_timed_out_threads_are_capped_and_exhaustion_is_a_clear_timeout() -> Non
     assert "all 4 call threads are busy" in others and "FLAGRAIL_CALL_THREADS" in others, others
 
 
+def test_timed_steps_work_in_a_forked_child_whose_parent_had_workers() -> None:
+    out = run_script(
+        """
+        import os, sys
+        from flagrail import Flags
+        doc = {"flags": {"bot": {"variants": {"a": {"timeout_ms": 5000}}, "default": "a"}}}
+        flags = Flags.from_dict(doc)
+        print(flags.call("bot", {"user_id": "u"}, lambda v: "parent").value, flush=True)
+        pid = os.fork()
+        if pid == 0:
+            value = flags.call("bot", {"user_id": "u"}, lambda v: "child").value
+            os.write(1, (value + "\\n").encode())
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert out.splitlines() == ["parent", "child", "child exit 0"], out
+
+
 # -- shadows after the served attempt -------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ import threading
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
 
-from ._flagrail import _forget_call_threads, _next_call_job, _stop_call_threads
+from ._flagrail import _call_job_done, _forget_call_threads, _next_call_job, _stop_call_threads
 
 if TYPE_CHECKING:
     from ._flagrail import CallResult, Flags, Variant, _Run
@@ -49,20 +49,25 @@ def _work() -> None:
     """A worker thread of sync ``call`` (``src/workers.rs``): runs jobs until it has idled
     long enough. A job is ``callable(*args)``; its outcome goes to ``slot`` when someone waits
     for it (a timed step) and is dropped otherwise (a shadow, which records its own)."""
-    job = _next_call_job(False)
+    job = _next_call_job()
     while job is not None:
         run, args, slot = job
+        del job
         try:
             value = run(*args)
         except BaseException as exc:  # handed to the waiting caller, or dropped
+            _call_job_done()
             if slot is not None:
                 slot.raised(exc)
+            del exc
         else:
+            _call_job_done()
             if slot is not None:
                 slot.returned(value)
+            del value
         # Nothing of the last job is kept while idle.
-        del run, args, slot, job
-        job = _next_call_job(True)
+        del run, args, slot
+        job = _next_call_job()
 
 
 def _start_worker() -> None:

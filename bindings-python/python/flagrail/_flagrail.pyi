@@ -25,6 +25,7 @@ __all__ = [
     "_forget_call_threads",
     "_stop_call_threads",
     "_next_call_job",
+    "_call_job_done",
     "_Slot",
     "_Run",
     "HASH_VERSION",
@@ -71,9 +72,13 @@ def _stop_call_threads() -> None:
     """The interpreter is exiting: idle worker threads of sync ``call`` never attach to it
     again. Registered with ``atexit`` by ``flagrail._call``; not meant to be called directly."""
 
-def _next_call_job(finished: bool) -> tuple[Callable[..., Any], tuple[Any, ...], _Slot | None] | None:
+def _next_call_job() -> tuple[Callable[..., Any], tuple[Any, ...], _Slot | None] | None:
     """The next job of a worker thread of sync ``call``, waited for with the GIL released, or
     ``None`` when the worker has idled long enough. Not public API."""
+
+def _call_job_done() -> None:
+    """The worker thread has finished its job and is about to report its result and take the
+    next one. Not public API."""
 
 @final
 class _Slot:
