@@ -39,7 +39,6 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(workers::_forget_call_threads, m)?)?;
     m.add_function(wrap_pyfunction!(workers::_stop_call_threads, m)?)?;
     m.add_function(wrap_pyfunction!(workers::_next_call_job, m)?)?;
-    m.add_function(wrap_pyfunction!(workers::_call_job_done, m)?)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;
     live::init_reuse(m.py())?;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyList, PyTuple};
 
 /// Workers when `FLAGRAIL_CALL_THREADS` is unset or not a whole number of 1 or more.
 pub(crate) const DEFAULT_CALL_THREADS: usize = 256;
@@ -76,19 +76,18 @@ impl Slot {
         self.result.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The worker's side: keeps the result unless the caller has given up (then it is
-    /// dropped here, with the interpreter attached).
-    fn fill(&self, result: PyResult<Py<PyAny>>) {
+    /// The worker's side, with the GIL released: keeps the result for the caller, or hands it
+    /// back when the caller has given up (to be dropped with the GIL).
+    fn fill(&self, result: PyResult<Py<PyAny>>) -> Result<(), PyResult<Py<PyAny>>> {
         let mut kept = self.lock();
         if self.state.load(Ordering::Acquire) == ABANDONED {
-            drop(kept);
-            drop(result);
-            return;
+            return Err(result);
         }
         *kept = Some(result);
         self.state.store(DONE, Ordering::Release);
         drop(kept);
         self.done.notify_one();
+        Ok(())
     }
 
     /// The caller's side, without the GIL: the result, or `None` at `timeout` (the job is
@@ -100,7 +99,8 @@ impl Slot {
             if self.state.load(Ordering::Acquire) == DONE {
                 return self.lock().take();
             }
-            std::hint::spin_loop();
+            // Yield rather than burn the core: on a busy machine the worker needs it.
+            std::thread::yield_now();
         }
         let deadline = started + timeout;
         let mut kept = self.lock();
@@ -202,11 +202,49 @@ pub(crate) fn _stop_call_threads() {
 }
 
 /// The next job of a worker thread of sync ``call``, waited for with the GIL released, or
-/// ``None`` when the worker has idled long enough. Not public API.
-// The loop is `flagrail._call._work`; a job is `(callable, args, slot or None)`.
+/// ``None`` when the worker has idled long enough. ``done`` is ``[]`` or the outcome of the
+/// job just run, ``[slot, ok, value]``, emptied here. Not public API.
+// The loop is `flagrail._call._work`; a job is `(callable, args, slot or None)`. The outcome
+// goes to its slot only once this thread has released the GIL, so that the caller waiting
+// for it (spinning, see `Slot::wait`) takes the GIL back at once instead of sleeping until
+// this worker lets go of it.
 #[pyfunction]
-pub(crate) fn _next_call_job(py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>, Option<PySlot>)> {
+pub(crate) fn _next_call_job(
+    py: Python<'_>,
+    done: &Bound<'_, PyList>,
+) -> PyResult<Option<(Py<PyAny>, Py<PyTuple>, Option<PySlot>)>> {
+    let finished = if done.len() == 3 {
+        let slot = done.get_item(0)?;
+        let ok = done.get_item(1)?.is_truthy()?;
+        let value = done.get_item(2)?;
+        let result = if ok {
+            Ok(value.unbind())
+        } else {
+            Err(PyErr::from_value(value))
+        };
+        let slot = slot
+            .cast::<PySlot>()
+            .ok()
+            .map(|s| Arc::clone(&s.get().inner));
+        done.del_slice(0, 3)?;
+        Some((slot, result))
+    } else {
+        None
+    };
     let pool = pool();
+    let unclaimed = py.detach(|| {
+        let (slot, result) = finished?;
+        // Idle before the caller resumes: a caller whose next step comes at once finds this
+        // worker instead of starting another.
+        pool.lock().idle += 1;
+        match slot {
+            Some(slot) => slot.fill(result).err(),
+            // A shadow's outcome is recorded by the shadow itself.
+            None => Some(result),
+        }
+    });
+    // Dropped with the GIL.
+    drop(unclaimed);
     let job = py.detach(|| {
         let job = pool.next_job();
         if STOPPING.load(Ordering::SeqCst) {
@@ -217,12 +255,14 @@ pub(crate) fn _next_call_job(py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>, 
             }
         }
         job
-    })?;
-    Some((
-        job.callable,
-        job.args,
-        job.slot.map(|inner| PySlot { inner }),
-    ))
+    });
+    Ok(job.map(|job| {
+        (
+            job.callable,
+            job.args,
+            job.slot.map(|inner| PySlot { inner }),
+        )
+    }))
 }
 
 /// Where a worker reports the result of a job someone waits for. Not public API.
@@ -231,22 +271,21 @@ pub struct PySlot {
     inner: Arc<Slot>,
 }
 
-#[pymethods]
-impl PySlot {
-    /// The job returned ``value``.
-    fn returned(&self, value: Py<PyAny>) {
-        self.inner.fill(Ok(value));
-    }
-
-    /// The job raised ``exc``.
-    fn raised(&self, exc: Bound<'_, PyAny>) {
-        self.inner.fill(Err(PyErr::from_value(exc)));
-    }
-}
-
 impl Pool {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `job` for an idle worker, or hands it back when there is none.
+    fn try_hand(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if state.queue.len() < state.idle {
+            state.queue.push_back(job);
+            drop(state);
+            self.work.notify_one();
+            return Ok(());
+        }
+        Err(job)
     }
 
     fn submit(&self, py: Python<'_>, job: Job) -> Submitted {
@@ -319,15 +358,6 @@ impl Pool {
     }
 }
 
-/// The worker thread has finished its job and is about to report its result and take the
-/// next one. Not public API.
-// Counted idle before the waiting caller can resume: a caller that submits its next step at
-// once finds this worker instead of starting another.
-#[pyfunction]
-pub(crate) fn _call_job_done() {
-    pool().lock().idle += 1;
-}
-
 /// How a timed step ended.
 pub(crate) enum Timed {
     /// The function returned or raised in time.
@@ -352,10 +382,24 @@ pub(crate) fn run_timed(
         args,
         slot: Some(Arc::clone(&slot)),
     };
-    if let Submitted::Refused { cap } = pool().submit(py, job) {
-        return Timed::Refused { cap };
-    }
-    match py.detach(|| slot.wait(timeout)) {
+    let pool = pool();
+    // The common case: an idle worker takes the job while this thread has already released
+    // the GIL, so the worker finds it free instead of sleeping until it is.
+    let handed = py.detach(|| match pool.try_hand(job) {
+        Ok(()) => Ok(slot.wait(timeout)),
+        Err(job) => Err(job),
+    });
+    let waited = match handed {
+        Ok(waited) => waited,
+        Err(job) => {
+            // No idle worker: starting one needs the interpreter.
+            if let Submitted::Refused { cap } = pool.submit(py, job) {
+                return Timed::Refused { cap };
+            }
+            py.detach(|| slot.wait(timeout))
+        }
+    };
+    match waited {
         Some(result) => Timed::Returned(result),
         None => Timed::Late,
     }

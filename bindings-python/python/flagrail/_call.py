@@ -33,7 +33,7 @@ import threading
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
 
-from ._flagrail import _call_job_done, _forget_call_threads, _next_call_job, _stop_call_threads
+from ._flagrail import _forget_call_threads, _next_call_job, _stop_call_threads
 
 if TYPE_CHECKING:
     from ._flagrail import CallResult, Flags, Variant, _Run
@@ -47,27 +47,21 @@ atexit.register(_stop_call_threads)
 
 def _work() -> None:
     """A worker thread of sync ``call`` (``src/workers.rs``): runs jobs until it has idled
-    long enough. A job is ``callable(*args)``; its outcome goes to ``slot`` when someone waits
-    for it (a timed step) and is dropped otherwise (a shadow, which records its own)."""
-    job = _next_call_job()
-    while job is not None:
+    long enough. A job is ``callable(*args)``; its outcome goes back with the request for the
+    next job, to ``slot`` when someone waits for it (a timed step), dropped otherwise (a
+    shadow, which records its own)."""
+    done: list[Any] = []
+    while True:
+        job = _next_call_job(done)  # empties `done`: nothing of the last job is kept while idle
+        if job is None:
+            return
         run, args, slot = job
         del job
         try:
-            value = run(*args)
+            done = [slot, True, run(*args)]
         except BaseException as exc:  # handed to the waiting caller, or dropped
-            _call_job_done()
-            if slot is not None:
-                slot.raised(exc)
-            del exc
-        else:
-            _call_job_done()
-            if slot is not None:
-                slot.returned(value)
-            del value
-        # Nothing of the last job is kept while idle.
+            done = [slot, False, exc]
         del run, args, slot
-        job = _next_call_job()
 
 
 def _start_worker() -> None:

@@ -25,7 +25,6 @@ __all__ = [
     "_forget_call_threads",
     "_stop_call_threads",
     "_next_call_job",
-    "_call_job_done",
     "_Slot",
     "_Run",
     "HASH_VERSION",
@@ -72,23 +71,14 @@ def _stop_call_threads() -> None:
     """The interpreter is exiting: idle worker threads of sync ``call`` never attach to it
     again. Registered with ``atexit`` by ``flagrail._call``; not meant to be called directly."""
 
-def _next_call_job() -> tuple[Callable[..., Any], tuple[Any, ...], _Slot | None] | None:
+def _next_call_job(done: list[Any]) -> tuple[Callable[..., Any], tuple[Any, ...], _Slot | None] | None:
     """The next job of a worker thread of sync ``call``, waited for with the GIL released, or
-    ``None`` when the worker has idled long enough. Not public API."""
-
-def _call_job_done() -> None:
-    """The worker thread has finished its job and is about to report its result and take the
-    next one. Not public API."""
+    ``None`` when the worker has idled long enough. ``done`` is ``[]`` or the outcome of the
+    job just run, ``[slot, ok, value]``, emptied here. Not public API."""
 
 @final
 class _Slot:
     """Where a worker reports the result of a job someone waits for. Not public API."""
-
-    def returned(self, value: Any) -> None:
-        """The job returned ``value``."""
-
-    def raised(self, exc: BaseException) -> None:
-        """The job raised ``exc``."""
 
 def _after_fork_in_child() -> None:
     """Restarts the reload watchers of every live file-backed ``Flags`` in a forked child, and
