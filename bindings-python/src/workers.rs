@@ -45,6 +45,9 @@ static START_WORKER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// Set once the interpreter is exiting: workers that wake up then never attach again.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+/// A job as a worker thread receives it: `(callable, args, slot or None)`.
+type JobTuple = (Py<PyAny>, Py<PyTuple>, Option<PySlot>);
+
 /// What a worker runs: `callable(*args)`, its result to `slot` when someone waits for it.
 struct Job {
     callable: Py<PyAny>,
@@ -212,7 +215,7 @@ pub(crate) fn _stop_call_threads() {
 pub(crate) fn _next_call_job(
     py: Python<'_>,
     done: &Bound<'_, PyList>,
-) -> PyResult<Option<(Py<PyAny>, Py<PyTuple>, Option<PySlot>)>> {
+) -> PyResult<Option<JobTuple>> {
     let finished = if done.len() == 3 {
         let slot = done.get_item(0)?;
         let ok = done.get_item(1)?.is_truthy()?;

@@ -26,6 +26,7 @@ __all__ = [
     "_stop_call_threads",
     "_next_call_job",
     "_Slot",
+    "_reuses_results",
     "_Run",
     "HASH_VERSION",
     "__version__",
@@ -50,8 +51,9 @@ def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
         total: The total weight, 1 to 4294967295.
 
     Raises:
-        InvalidArgumentError: ``total`` is out of range, or ``unit`` is an int outside the
-            64-bit signed range (code ``INVALID_ARGUMENT``).
+        InvalidArgumentError: ``total`` is out of range, ``unit`` is an int outside the
+            64-bit signed range, or ``salt`` or ``unit`` is a str with unpaired surrogates
+            (it has no UTF-8 form; code ``INVALID_ARGUMENT``).
         TypeError: ``unit`` is neither a str nor an int.
     """
 
@@ -79,6 +81,11 @@ def _next_call_job(done: list[Any]) -> tuple[Callable[..., Any], tuple[Any, ...]
 @final
 class _Slot:
     """Where a worker reports the result of a job someone waits for. Not public API."""
+
+def _reuses_results() -> bool:
+    """Whether ``Flags.variant`` hands out result objects nobody holds any more again (decided at
+    import: off with ``FLAGRAIL_REUSE_RESULTS=0``, and without a GIL). For tests and debugging.
+    """
 
 def _after_fork_in_child() -> None:
     """Restarts the reload watchers of every live file-backed ``Flags`` in a forked child, and
@@ -458,7 +465,8 @@ class Variant:
 
         Nested objects are read-only mappings and arrays are tuples. Converted once per document
         and shared by every result. A non-object payload (``true``, ``"gpt"``, ``3``) is returned
-        as is; an unknown flag has an empty mapping.
+        as is; an unknown flag (``FLAG_NOT_FOUND``) has ``None``, as in Node, the CLI and
+        docs/flag-document.md.
         """
 
     @property
