@@ -28,7 +28,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use crate::context::{with_declared, Source};
 use crate::convert::{output_json, to_python};
 use crate::error::{to_py_err, to_py_err_with, IntoPyResult};
-use crate::live::Inner;
+use crate::handle::Inner;
 use crate::sticky::{pin_write, PinRead, PinStore, PinWrite};
 use crate::variant::{py_repr, DocCache, Outcome, Variant};
 use crate::workers::{run_timed, spawn, Timed, CALL_THREADS_VARIABLE};

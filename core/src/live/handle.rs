@@ -207,6 +207,12 @@ impl Flags {
         Ok(Flags::from_document(Document::from_json(text)?))
     }
 
+    /// Parses JSON bytes into static flags (the text entry for bytes a binding has not decoded:
+    /// invalid UTF-8 is then named, not replaced).
+    pub fn from_slice(bytes: &[u8]) -> Result<Flags> {
+        Ok(Flags::from_document(Document::from_slice(bytes)?))
+    }
+
     /// Validates a JSON value into static flags.
     pub fn from_value(value: Value) -> Result<Flags> {
         Ok(Flags::from_document(Document::from_value(value)?))
