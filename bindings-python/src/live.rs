@@ -450,7 +450,7 @@ impl Flags {
     /// The assigned variant is tried first, then the flag's ``fallback`` list in order, each
     /// at most once, within ``max_attempts`` model calls and ``max_total_ms``. An exception
     /// from ``fn`` (classified: ``timeout``, ``rate_limit``, ``server``, ``content_policy``,
-    /// ``rejected`` for ``Reject``, ``other``) or a timeout moves to the next step. A non-AI
+    /// ``rejected`` for ``Reject``, ``invalid_request``, ``other``) or a timeout moves to the next step. A non-AI
     /// variant (``"ai": false``) ends the chain without calling ``fn``: ``value`` is ``None``.
     /// ``fn`` may return ``Output(value, input_tokens=..., output_tokens=..., cost=...)`` to
     /// report usage.
@@ -556,21 +556,34 @@ impl Flags {
     }
 
     /// Attaches user feedback to the run that served it (``CallResult.run_id`` or
-    /// ``Tracker.run_id``): ``score`` (e.g. +1/-1) and/or ``quality`` (0 to 1, watched by
-    /// ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
-    /// served, or older than the last 100,000 runs.
+    /// ``Tracker.run_id``): ``score`` (-1 to 1, e.g. +1/-1) and/or ``quality`` (0 to 1,
+    /// watched by ``quality`` guardrails). The first score and the first quality of a run
+    /// count; later ones are ignored. Returns ``False`` when the run is unknown (never seen,
+    /// not served, or older than the last 100,000 runs) or every value given was already
+    /// counted.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: ``score`` or ``quality`` is NaN, infinite or out of its range.
     #[pyo3(signature = (run_id, *, score = None, quality = None))]
     fn feedback(
         &self,
+        py: Python<'_>,
         run_id: &Bound<'_, PyString>,
         score: Option<f64>,
         quality: Option<f64>,
-    ) -> bool {
+    ) -> PyResult<bool> {
         // A str with lone surrogates has no UTF-8 form, so it names no run: unknown, like any
-        // other id this process never gave out (not a UnicodeEncodeError).
+        // other id this process never gave out (not a UnicodeEncodeError). The scores are
+        // checked first either way (INVALID_ARGUMENT decided by the core).
         match run_id.to_str() {
-            Ok(run_id) => self.inner.core.feedback(run_id, score, quality),
-            Err(_) => false,
+            Ok(run_id) => self
+                .inner
+                .core
+                .feedback(run_id, score, quality)
+                .into_py_result(py),
+            Err(_) => flagrail_core::runtime::check_feedback(score, quality)
+                .map(|()| false)
+                .into_py_result(py),
         }
     }
 

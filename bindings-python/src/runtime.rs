@@ -814,7 +814,7 @@ impl Attempt {
     }
 
     /// Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
-    /// ``"rejected"`` or ``"other"``; ``None`` for a success.
+    /// ``"rejected"``, ``"invalid_request"`` or ``"other"``; ``None`` for a success.
     #[getter]
     fn error_kind(&self) -> Option<&'static str> {
         self.inner.error.map(ErrorKind::as_str)
@@ -1042,7 +1042,7 @@ impl Tracker {
     ///
     /// Args:
     ///     kind_or_exception: An error kind (``"timeout"``, ``"rate_limit"``, ``"server"``,
-    ///         ``"content_policy"``, ``"rejected"``, ``"other"``) or the exception the call
+    ///         ``"content_policy"``, ``"rejected"``, ``"invalid_request"``, ``"other"``) or the exception the call
     ///         raised, classified like those of ``Flags.call``.
     ///     latency_ms: The call's duration, when the app timed it.
     ///     input_tokens: Input tokens used.
