@@ -1117,6 +1117,19 @@ class Reject extends Error {
   }
 }
 
+/** A reported measurement: a number (checked by the core, `checkUsage`), or undefined. */
+function reportedNumber(value, name) {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'number') throw invalidArgument(`${name} must be a number`)
+  return value
+}
+
+/** Throws INVALID_ARGUMENT for a latency or cost the core refuses (NaN, infinite, negative). */
+function checkUsage(latencyMs, cost) {
+  const problem = native.usageProblem(latencyMs, cost)
+  if (problem !== null && problem !== undefined) throw failure(problem)
+}
+
 function usageCount(value, name) {
   if (value === undefined || value === null) return null
   if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`${name} must be a whole number >= 0`)
@@ -1145,7 +1158,8 @@ class Output {
     /** Completion tokens, or null. */
     this.outputTokens = usageCount(u.outputTokens, 'outputTokens')
     /** The call's cost (any currency unit, the same as the variant's prices), or null. */
-    this.cost = optionalNumber(u.cost, 'cost') ?? null
+    this.cost = reportedNumber(u.cost, 'cost') ?? null
+    checkUsage(undefined, this.cost ?? undefined)
   }
 }
 
@@ -1470,11 +1484,11 @@ class Tracker {
   _report(kind, message, usage) {
     if (this._run < 0) return false
     const u = usage === undefined || usage === null ? {} : usage
-    const latencyMs = optionalNumber(u.latencyMs, 'latencyMs')
-    if (latencyMs !== undefined && latencyMs < 0) throw invalidArgument('latencyMs must be >= 0')
+    const latencyMs = reportedNumber(u.latencyMs, 'latencyMs')
     const input = usageCount(u.inputTokens, 'inputTokens') ?? undefined
     const output = usageCount(u.outputTokens, 'outputTokens') ?? undefined
-    const cost = optionalNumber(u.cost, 'cost')
+    const cost = reportedNumber(u.cost, 'cost')
+    checkUsage(latencyMs, cost)
     const run = this._run
     this._run = -1
     unreported.unregister(this)

@@ -8,7 +8,7 @@
 const assert = require('node:assert/strict')
 const { describe, test } = require('node:test')
 
-const { Flags, FlagrailError, Reject } = require('..')
+const { Flags, FlagrailError, Output, Reject } = require('..')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -81,6 +81,54 @@ describe('call: odd thrown values are outcomes, never crashes', () => {
   })
 })
 
+describe("errors that are the request's fault", () => {
+  test('fall back without counting against the variant', async () => {
+    const flags = Flags.fromObject({
+      flags: {
+        bot: {
+          variants: { a: {}, b: {}, human: { ai: false } },
+          default: 'a',
+          fallback: ['b', 'human'],
+          guardrails: [{ metric: 'error_rate', max: 0.05, min_samples: 20, action: 'fallback', variants: ['a'] }],
+        },
+      },
+    })
+    const answer = async (v) => {
+      if (v.id === 'a') {
+        const err = new Error("This model's maximum context length is 8192 tokens; your messages resulted in 9000")
+        err.status = 400
+        throw err
+      }
+      return `from ${v.id}`
+    }
+    for (let i = 0; i < 60; i++) {
+      const r = await flags.call('bot', { user_id: `u${i}` }, answer)
+      assert.deepEqual([r.variant.id, r.attempts[0].errorKind], ['b', 'invalid_request'])
+    }
+    assert.equal(flags.variant('bot', USER).reason, 'DEFAULT', 'the guardrail did not trip')
+    const a = flags.metrics().bot.a
+    assert.equal(a.errors_by_kind.invalid_request, 60)
+    // The guardrail saw none of them (a variant it never observed has no entry yet).
+    assert.equal(a.guardrails?.error_rate?.samples ?? 0, 0)
+  })
+})
+
+describe('evidence that cannot be poisoned', () => {
+  for (const bad of [NaN, Infinity, -1, -1e300]) {
+    test(`usage ${bad} is refused before anything is recorded`, () => {
+      const flags = chainFlags()
+      assert.throws(() => new Output('x', { cost: bad }), { code: 'INVALID_ARGUMENT' })
+      const tracker = flags.tracker(flags.variant('bot', USER), USER)
+      assert.throws(() => tracker.success({ latencyMs: bad }), { code: 'INVALID_ARGUMENT' })
+      assert.throws(() => tracker.error('server', { cost: bad }), { code: 'INVALID_ARGUMENT' })
+      assert.equal(flags.metrics().bot, undefined, 'nothing was recorded')
+      assert.equal(tracker.success({ latencyMs: 12.5, cost: 0.25 }), true, 'still reportable, once')
+      const a = flags.metrics().bot.a
+      assert.deepEqual([a.requests, a.errors, a.cost], [1, 0, 0.25])
+    })
+  }
+})
+
 describe('call: one text for failed attempts (the core decides)', () => {
   test('Name: message, cut at 1,000 characters', async () => {
     const flags = chainFlags()
@@ -108,7 +156,7 @@ describe('call: one text for failed attempts (the core decides)', () => {
         assert.equal(err.code, 'INVALID_ARGUMENT')
         assert.equal(
           err.message,
-          'unknown error kind "slow"; expected one of: timeout, rate_limit, server, content_policy, rejected, other',
+          'unknown error kind "slow"; expected one of: timeout, rate_limit, server, content_policy, rejected, other, invalid_request',
         )
         return true
       },

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use flagrail_core::live::PinSource;
 use flagrail_core::live::{Run, Step, Usage};
 use flagrail_core::runtime::{
-    attempt_message, classify, parse_error_kind, timeout_message, CallbackSink, ErrorFacts,
-    ErrorKind, Event,
+    attempt_message, check_usage, classify, parse_error_kind, timeout_message, CallbackSink,
+    ErrorFacts, ErrorKind, Event,
 };
 use flagrail_core::{Attr, Document, EmptyContext, Evaluation, KillSource, Positional, Reason};
 use napi::bindgen_prelude::{Buffer, Either, Float64ArraySlice, Unknown};
@@ -155,6 +155,15 @@ pub fn attempt_text(name: String, message: String) -> String {
 #[napi(catch_unwind)]
 pub fn timeout_text(timeout_ms: f64) -> String {
     timeout_message(timeout_ms.max(0.0) as u64)
+}
+
+/// `null`, or why a reported latency or cost is refused (NaN, infinite, negative:
+/// `INVALID_ARGUMENT`, decided by the core, the same as Python's).
+#[napi(catch_unwind)]
+pub fn usage_problem(latency_ms: Option<f64>, cost: Option<f64>) -> Option<LoadFailure> {
+    check_usage(latency_ms, cost)
+        .err()
+        .map(|error| load_failure(&error))
 }
 
 /// The code of the error kind `name` (a tracker's `error('…')`), or `INVALID_ARGUMENT` with

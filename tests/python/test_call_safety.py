@@ -20,7 +20,7 @@ from typing import Any, Optional, assert_type
 
 import pytest
 
-from flagrail import CallResult, Flags, InvalidArgumentError, Reject, Variant
+from flagrail import CallResult, Flags, InvalidArgumentError, Output, Reject, Variant
 
 USER = {"user_id": "u-1"}
 
@@ -181,6 +181,70 @@ def test_call_result_value_is_optional() -> None:
     assert killed.call("bot", USER, lambda v: "text").value is None
 
 
+# -- errors that are the request's fault --------------------------------------------------
+
+
+class BadRequestError(Exception):
+    """What a provider SDK raises for HTTP 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.status_code = 400
+
+
+def test_a_request_fault_falls_back_without_counting_against_the_variant() -> None:
+    doc = chain_doc()
+    doc["flags"]["bot"]["guardrails"] = [
+        {"metric": "error_rate", "max": 0.05, "min_samples": 20, "action": "fallback", "variants": ["a"]}
+    ]
+    flags = Flags.from_dict(doc)
+
+    def answer(v: Variant) -> str:
+        if v.id == "a":
+            raise BadRequestError("This model's maximum context length is 8192 tokens; your messages resulted in 9000")
+        return f"from {v.id}"
+
+    for i in range(60):
+        r = flags.call("bot", {"user_id": f"u{i}"}, answer)
+        assert (r.variant.id, r.attempts[0].error_kind) == ("b", "invalid_request")
+    assert flags.variant("bot", USER).reason == "DEFAULT", "the guardrail did not trip"
+    a = flags.metrics()["bot"]["a"]
+    assert a["errors_by_kind"]["invalid_request"] == 60
+    # The guardrail saw none of them (a variant it never observed has no entry yet).
+    assert a.get("guardrails", {}).get("error_rate", {}).get("samples", 0) == 0
+
+
+# -- evidence that cannot be poisoned -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, -1e300])
+def test_usage_numbers_are_refused_before_anything_is_recorded(bad: float) -> None:
+    flags = Flags.from_dict(chain_doc())
+    with pytest.raises(InvalidArgumentError, match="cost"):
+        Output("x", cost=bad)
+    tracker = flags.tracker(flags.variant("bot", USER), USER)
+    with pytest.raises(InvalidArgumentError, match="latency_ms"):
+        tracker.success(latency_ms=bad)
+    with pytest.raises(InvalidArgumentError, match="cost"):
+        tracker.error("server", cost=bad)
+    assert flags.metrics().get("bot", {}) == {}, "nothing was recorded"
+    tracker.success(latency_ms=12.5, cost=0.25)  # still reportable, once, with good numbers
+    a = flags.metrics()["bot"]["a"]
+    assert (a["requests"], a["errors"], a["cost"]) == (1, 0, 0.25)
+
+
+def test_an_output_with_a_bad_cost_fails_the_attempt_like_any_error() -> None:
+    flags = Flags.from_dict(chain_doc())
+
+    def answer(v: Variant) -> Output[str]:
+        return Output("text", cost=float("nan") if v.id == "a" else 0.5)
+
+    r = flags.call("bot", USER, answer)
+    assert (r.variant.id, r.value) == ("b", "text")
+    assert r.attempts[0].error_kind == "other"
+    assert r.attempts[0].error is not None and r.attempts[0].error.startswith("InvalidArgumentError: cost")
+
+
 # -- one text for failed attempts ----------------------------------------------------------
 
 
@@ -205,7 +269,8 @@ def test_an_unknown_error_kind_names_every_kind() -> None:
     with pytest.raises(InvalidArgumentError) as info:
         tracker.error("slow")
     assert str(info.value) == (
-        'unknown error kind "slow"; expected one of: timeout, rate_limit, server, content_policy, rejected, other'
+        'unknown error kind "slow"; expected one of: timeout, rate_limit, server, content_policy, rejected, other, '
+        "invalid_request"
     )
 
 

@@ -695,6 +695,10 @@ class Tracker:
             input_tokens: Input tokens used.
             output_tokens: Output tokens produced.
             cost: The call's cost (else computed from the tokens and the variant's prices).
+
+        Raises:
+            InvalidArgumentError: ``latency_ms`` or ``cost`` is NaN, infinite or negative;
+                nothing is recorded and the tracker can still be reported.
         """
 
     def error(
@@ -718,7 +722,9 @@ class Tracker:
             cost: The call's cost.
 
         Raises:
-            InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind.
+            InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind, or
+                ``latency_ms`` or ``cost`` is NaN, infinite or negative; nothing is recorded and
+                the tracker can still be reported.
         """
 
 @final
