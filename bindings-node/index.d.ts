@@ -173,12 +173,17 @@ export interface Tracker {
   readonly variant: Variant
   /** The run id, for `Flags.feedback`. */
   readonly runId: string
-  /** The call succeeded; returns `false` (recording nothing) when already reported. */
+  /**
+   * The call succeeded; returns `false` (recording nothing) when already reported.
+   * @throws FlagrailError `INVALID_ARGUMENT` for a `latencyMs` or `cost` that is NaN, infinite
+   *   or negative (decided by the core); nothing is recorded and the tracker can still report.
+   */
   success(report?: TrackerReport): boolean
   /**
    * The call failed, with its error kind or the thrown error (classified like a failed `call`
    * attempt); returns `false` (recording nothing) when already reported.
-   * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string.
+   * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string (the core's message,
+   *   listing every kind), or a `latencyMs` or `cost` that is NaN, infinite or negative.
    */
   error(kindOrError: ErrorKind | unknown, report?: TrackerReport): boolean
 }
@@ -411,7 +416,9 @@ export declare class Reject extends Error {
 /**
  * Return it from the function given to `Flags.call` to report usage:
  * `return new Output(text, { inputTokens, outputTokens, cost })`. The call's value is `value`.
- * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0.
+ * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0
+ *   and for a `cost` that is NaN, infinite or negative (decided by the core). Thrown inside the
+ *   function given to `call`, it fails that attempt like any error.
  */
 export declare class Output<T = unknown> {
   constructor(value: T, usage?: Usage)
