@@ -21,6 +21,7 @@ pub mod context;
 pub mod document;
 pub mod error;
 pub mod evaluate;
+pub mod file;
 pub mod hash;
 pub mod lint;
 pub mod live;
@@ -35,5 +36,6 @@ pub use error::{Error, Problem, ProblemKind, Result};
 pub use evaluate::{decision_json, At, Decision, KillSource, NoOverlay, Overlay, Reason};
 pub use hash::{bucket, HASH_VERSION, PERCENT_TOTAL};
 pub use live::{
-    Clock, Evaluation, FileOptions, Flags, ManualClock, ReloadEvent, Status, SystemClock,
+    Clock, Evaluation, ExternalSource, FileOptions, Flags, ManualClock, Poller, ReloadEvent,
+    Status, SystemClock,
 };

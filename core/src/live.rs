@@ -135,6 +135,9 @@ impl Overlay for Overrides {
 pub enum SourceKind {
     Static,
     File(PathBuf),
+    /// A source implemented outside the core ([`ExternalSource`]), by its description
+    /// (`url:https://…`).
+    External(String),
 }
 
 impl SourceKind {
@@ -142,6 +145,71 @@ impl SourceKind {
         match self {
             SourceKind::Static => "static".to_string(),
             SourceKind::File(path) => format!("file:{}", path.display()),
+            SourceKind::External(description) => description.clone(),
+        }
+    }
+}
+
+/// A source of documents that lives outside the core (the HTTP source of `flagrail-sources`),
+/// so that network code never links into the evaluation path. The core owns its poller
+/// thread: [`Flags::start_watching`] spawns one that calls [`ExternalSource::run`], and
+/// [`Flags::stop_watching`] (a binding's `close()`), dropping the last handle, or a restart
+/// after `fork()` ends it.
+pub trait ExternalSource: Send + Sync + 'static {
+    /// What `status()["source"]` says, such as `url:https://cdn.example/flags.json`.
+    fn describe(&self) -> String;
+    /// Source-specific state, reported as `status()["remote"]`.
+    fn status_json(&self, now: Millis) -> Value;
+    /// Polls until [`Poller::sleep`] or [`Poller::flags`] says to stop. Runs on a thread of
+    /// its own; called again on a new thread after a restart (a forked child), so it must
+    /// not reuse locks or connections a previous run may have held at the fork.
+    fn run(&self, poller: Poller);
+}
+
+/// What a poller thread of an [`ExternalSource`] holds: a weak reference to the handle (so the
+/// thread never keeps it alive) and the generation it was started for.
+pub struct Poller {
+    shared: Weak<Shared>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// How often a sleeping poller checks whether it was stopped: the bound on how long a closed
+/// or dropped handle's poller thread outlives it.
+const POLLER_STOP_CHECK: Duration = Duration::from_millis(50);
+
+impl Poller {
+    /// The handle, or `None` once it was dropped, closed or restarted: then stop.
+    pub fn flags(&self) -> Option<Flags> {
+        let shared = self.shared.upgrade()?;
+        (shared.watcher_generation.load(Ordering::SeqCst) == self.generation)
+            .then_some(Flags { shared })
+    }
+
+    /// Whether this poller should stop.
+    pub fn stopped(&self) -> bool {
+        self.flags().is_none()
+    }
+
+    /// Sleeps `duration` unless stopped first; returns `false` when the poller should stop.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let deadline = std::time::Instant::now() + duration;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            thread::sleep(left.min(POLLER_STOP_CHECK));
         }
     }
 }
@@ -157,6 +225,8 @@ pub struct LoadFailure {
 #[derive(Debug, Clone)]
 pub struct Status {
     pub source: String,
+    /// What an external source reports about itself (URL, ETag, last success …).
+    pub remote: Option<Value>,
     pub revision: String,
     /// When the live document was loaded.
     pub loaded_at: Millis,
@@ -199,7 +269,7 @@ impl Status {
                 )
             })
             .collect();
-        json!({
+        let mut status = json!({
             "source": self.source,
             "revision": self.revision,
             "loaded_at": format_timestamp(self.loaded_at),
@@ -225,7 +295,11 @@ impl Status {
             "guardrails": trips,
             "budgets": self.budgets,
             "sticky_pins": self.pins,
-        })
+        });
+        if let Some(remote) = &self.remote {
+            status["remote"] = remote.clone();
+        }
+        status
     }
 }
 
@@ -247,6 +321,8 @@ pub(crate) struct Shared {
     /// overrides, which saves an atomic load on every call in the usual case (no local kills).
     has_overrides: AtomicBool,
     source: SourceKind,
+    /// The implementation of a [`SourceKind::External`] source.
+    external: Option<Arc<dyn ExternalSource>>,
     clock: Arc<dyn Clock>,
     // Lock-free (copy on write) rather than mutexes: a process may fork() while the reload
     // thread is updating these, and a mutex held at that instant would stay locked forever in
@@ -350,6 +426,7 @@ impl Flags {
                 overrides: ArcSwap::from_pointee(Overrides::default()),
                 has_overrides: AtomicBool::new(false),
                 source,
+                external: None,
                 clock,
                 state: ArcSwap::from_pointee(LoadState {
                     loaded_at: now,
@@ -399,6 +476,32 @@ impl Flags {
             flags.start_watching(options.poll_interval);
         }
         Ok(flags)
+    }
+
+    /// Live flags over `document` (the first one an external source fetched, or its cached
+    /// copy) that `source` keeps current once [`Flags::start_watching`] starts its poller.
+    pub fn from_external(
+        document: Document,
+        source: Arc<dyn ExternalSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Flags {
+        let mut flags = Flags::new(
+            document,
+            SourceKind::External(source.describe()),
+            clock,
+            None,
+        );
+        if let Some(shared) = Arc::get_mut(&mut flags.shared) {
+            shared.external = Some(source);
+        }
+        flags
+    }
+
+    /// Offers a document an external source fetched (or the error that kept it from getting
+    /// one): a valid document goes live; an error is recorded in the status and sent to the
+    /// reload listeners, and the live document stays. Returns the new revision.
+    pub fn offer(&self, loaded: Result<Document>) -> Result<String> {
+        self.apply(loaded)
     }
 
     /// Replaces the document (static sources, tests, programmatic updates). An invalid
@@ -481,6 +584,10 @@ impl Flags {
     /// previous watcher first. After `fork()` the child has no watcher thread: call this in the
     /// child to resume reloading there (the bindings do it automatically).
     pub fn start_watching(&self, interval: Duration) {
+        if let Some(external) = &self.shared.external {
+            self.start_polling(Arc::clone(external));
+            return;
+        }
         let SourceKind::File(_) = &self.shared.source else {
             return;
         };
@@ -494,6 +601,26 @@ impl Flags {
         let spawned = thread::Builder::new()
             .name("flagrail-reload".to_string())
             .spawn(move || watch(weak, generation, interval));
+        if spawned.is_err() {
+            self.shared.watching.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Starts the poller thread of an external source (stopping a previous one).
+    fn start_polling(&self, external: Arc<dyn ExternalSource>) {
+        let generation = self
+            .shared
+            .watcher_generation
+            .fetch_add(1, Ordering::SeqCst)
+            + 1;
+        self.shared.watching.store(true, Ordering::SeqCst);
+        let poller = Poller {
+            shared: Arc::downgrade(&self.shared),
+            generation,
+        };
+        let spawned = thread::Builder::new()
+            .name("flagrail-poll".to_string())
+            .spawn(move || external.run(poller));
         if spawned.is_err() {
             self.shared.watching.store(false, Ordering::SeqCst);
         }
@@ -619,7 +746,9 @@ impl Flags {
     /// Source, live revision, age, last error and local kills.
     pub fn status(&self) -> Status {
         let state = self.shared.state.load();
+        let now = self.shared.clock.now_millis();
         Status {
+            remote: self.shared.external.as_ref().map(|e| e.status_json(now)),
             source: self.shared.source.describe(),
             revision: self.shared.document.load().revision().to_string(),
             loaded_at: state.loaded_at,
@@ -631,7 +760,7 @@ impl Flags {
             overrides: Overrides::clone(&self.shared.overrides.load()),
             budgets: self.budget_states(),
             pins: self.shared.runtime.pins.len(),
-            now: self.shared.clock.now_millis(),
+            now,
         }
     }
 
