@@ -11,6 +11,7 @@ mod error;
 mod handle;
 mod raw;
 pub mod runtime;
+pub mod sources;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 
 mod args;
 mod drill;
+mod signing;
 mod simulate;
 
 use std::io::{BufRead, Write};
@@ -33,6 +34,10 @@ usage:
   flagrail simulate FILE --flag F --users N [--context JSON] [--at TIME | --timeline] [--json]
   flagrail drill FILE --flag F --variant V [--error-rate P] [--latency-ms L] [--requests N]
                  [--every DURATION] [--seed S] [--context JSON] [--at TIME] [--expect-trip] [--json]
+  flagrail keygen --out DIR         (writes DIR/flagrail.key, private, and DIR/flagrail.pub)
+  flagrail sign --key flagrail.key FILE   (writes FILE.sig over FILE's exact bytes)
+
+FILE may be an http(s):// URL wherever a document is only read.
 
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
 exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
@@ -72,7 +77,7 @@ impl From<Error> for Failure {
     }
 }
 
-type Outcome = Result<(), Failure>;
+pub type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let mut args = Args::from_env();
@@ -87,6 +92,8 @@ fn main() -> ExitCode {
         Some("unkill") => kill(&mut args, false),
         Some("simulate") => simulate::run(&mut args),
         Some("drill") => drill::run(&mut args),
+        Some("keygen") => signing::keygen(&mut args),
+        Some("sign") => signing::sign(&mut args),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -108,6 +115,10 @@ fn main() -> ExitCode {
 }
 
 pub fn load(path: &str) -> Result<Document, Failure> {
+    if flagrail_sources::is_url(path) {
+        let bytes = flagrail_sources::fetch_bytes(path, flagrail_sources::HttpOptions::default())?;
+        return Ok(Document::from_slice(&bytes)?);
+    }
     let bytes = std::fs::read(path)
         .map_err(|err| Failure::failed(format!("{path}: {err} [SOURCE_UNREACHABLE]")))?;
     Ok(Document::from_slice(&bytes)?)
