@@ -375,8 +375,8 @@ export interface Status {
   sticky_pins: number
   /** The pin store in use (see `Flags.usePinStore`). */
   sticky_store: StickyStoreStatus
-  /** Only for `Flags.fromUrl`: the state of the poller. */
-  remote?: RemoteStatus
+  /** The state of the URL poller (`Flags.fromUrl`); `null` for file and static sources. */
+  remote: RemoteStatus | null
 }
 
 /** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */

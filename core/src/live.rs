@@ -296,9 +296,8 @@ impl Status {
             "budgets": self.budgets,
             "sticky_pins": self.pins,
         });
-        if let Some(remote) = &self.remote {
-            status["remote"] = remote.clone();
-        }
+        // Always present (null for file and static sources), so every status has one shape.
+        status["remote"] = self.remote.clone().unwrap_or(Value::Null);
         status
     }
 }
