@@ -30,8 +30,10 @@ use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use flagrail_core::runtime::budget::BudgetRef;
-use flagrail_core::runtime::sticky::{conversation_of, pin_key, PinEffect};
+use flagrail_core::document::budget::BudgetRef;
+use flagrail_core::document::sticky::conversation_of;
+use flagrail_core::evaluate::PinEffect;
+use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{
     At, Attr, Decision, Document, Evaluation, Flag, Flags, KillSource, Positional, Reason,
 };

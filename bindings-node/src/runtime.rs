@@ -24,9 +24,8 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use flagrail_core::live::PinSource;
-use flagrail_core::runtime::{
-    classify, CallbackSink, ErrorFacts, ErrorKind, Event, Run, Step, Usage,
-};
+use flagrail_core::live::{Run, Step, Usage};
+use flagrail_core::runtime::{classify, CallbackSink, ErrorFacts, ErrorKind, Event};
 use flagrail_core::{Attr, Document, EmptyContext, Evaluation, KillSource, Positional, Reason};
 use napi::bindgen_prelude::{Buffer, Either, Float64ArraySlice, Unknown};
 use napi_derive::napi;

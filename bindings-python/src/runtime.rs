@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use flagrail_core::live::PinSource;
+use flagrail_core::live::{Attempt as CoreAttempt, Run, Step, Usage};
 use flagrail_core::runtime::{
-    classify, Attempt as CoreAttempt, CallbackSink, ErrorFacts, ErrorKind, Event, Run, Step, Usage,
-    SEGMENT_ATTRIBUTE,
+    classify, CallbackSink, ErrorFacts, ErrorKind, Event, SEGMENT_ATTRIBUTE,
 };
 use flagrail_core::{Error as CoreError, Evaluation, Flags as CoreFlags};
 use pyo3::exceptions::{PyException, PyTypeError};

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
-use flagrail_core::runtime::sticky::{conversation_of, pin_key, PinEffect, Sticky};
+use flagrail_core::document::sticky::{conversation_of, Sticky};
+use flagrail_core::evaluate::PinEffect;
+use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{Context, Decision};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use flagrail_core::cache_key::{cache_key, KeyPart};
+use flagrail_core::document::budget::BudgetRef;
 use flagrail_core::evaluate::budget_of;
-use flagrail_core::runtime::budget::BudgetRef;
 use flagrail_core::{Decision, Document, Error as CoreError, KillSource, Reason};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use flagrail_core::live::ManualClock;
-use flagrail_core::runtime::{CallbackSink, ErrorKind, Event, Step, Usage};
+use flagrail_core::live::{Step, Usage};
+use flagrail_core::runtime::{CallbackSink, ErrorKind, Event};
 use flagrail_core::time::{format_timestamp, parse_duration};
 use flagrail_core::Flags;
 use serde_json::{json, Value};

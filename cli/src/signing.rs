@@ -62,7 +62,7 @@ pub fn sign(args: &mut Args) -> Outcome {
     let key_text = std::fs::read_to_string(&key_path)
         .map_err(|err| Failure::failed(format!("{key_path}: {err}")))?;
     let key = PrivateKey::parse(&key_text)?;
-    let bytes = flagrail_core::file::read_document(Path::new(&file))?;
+    let bytes = flagrail_core::live::read_document(Path::new(&file))?;
     // Only a document that loads is worth signing: a signed broken document would still be
     // rejected by every source, after the signature check.
     flagrail_core::Document::from_slice(&bytes)?;

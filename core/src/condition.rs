@@ -12,9 +12,8 @@ use rustc_hash::FxHashSet;
 use serde_json::json;
 
 use crate::context::{Attr, Context};
-use crate::document::Segment;
-use crate::evaluate::Tracer;
 use crate::time::{parse_timestamp, Millis};
+use crate::trace::Tracer;
 
 /// A compiled condition tree.
 #[derive(Debug)]
@@ -326,6 +325,13 @@ impl Condition {
             }
         }
     }
+}
+
+/// A named, reusable condition.
+#[derive(Debug)]
+pub struct Segment {
+    pub name: Box<str>,
+    pub condition: Condition,
 }
 
 #[cfg(test)]

@@ -1,14 +1,25 @@
 //! flagrail core: the decision engine behind the Python and Node packages and the CLI.
 //!
-//! Where things are decided:
-//! - [`load`]: a JSON document becomes a validated, compiled [`Document`] (every error, with
-//!   its path and code);
-//! - [`evaluate`]: the decision order (kill → rules → default → guardrail fallback) and
-//!   `explain`;
-//! - [`condition`]: targeting operators; [`ramp`]: scheduled ramps; [`hash`]: bucketing v1;
-//! - [`live`]: the shared, hot-swappable handle ([`Flags`]) with file reload and status;
-//! - [`runtime`]: the call around the model: fallback chains, outcomes and metrics,
-//!   guardrails (automatic kill switches) and telemetry events.
+//! The crate reads bottom-up, in layers. A module may use its own layer and the layers above
+//! it in this list, never one below (`make lint` checks it with `tools/check_layers.py`):
+//!
+//! 1. **primitives** — [`time`] (instants, durations, timestamps), [`hash`] (bucketing v1),
+//!    [`context`] (attributes of a caller), [`error`] (typed errors and codes), [`trace`]
+//!    (the steps `explain` records), [`cache_key`];
+//! 2. **conditions** — [`condition`] (targeting operators and segments), [`ramp`]
+//!    (scheduled ramps);
+//! 3. **document** — [`document`]: every *spec* type, as written and compiled: flags,
+//!    variants, rules, kill switches, shadows, and [`document::budget`],
+//!    [`document::guardrail`], [`document::sticky`];
+//! 4. **evaluate** — [`evaluate`]: the decision order (kill → sticky pin → budget → rules →
+//!    default → guardrail fallback) and `explain`, with what the process overlays on the
+//!    document ([`evaluate::overlay`]);
+//! 5. **runtime state** — [`runtime`]: what budgets, guardrails and pins have *seen*
+//!    (budget books, guardrail windows, pins, metrics, event sinks, run ids);
+//! 6. **live** — [`live`]: the shared, hot-swappable handle ([`Flags`]): sources and reload,
+//!    snapshots, the call around the model ([`live::run`]) and telemetry;
+//! 7. **load and tooling** — [`load`] (a JSON document becomes a validated, compiled
+//!    [`Document`], every error with its path and code), [`lint`], [`admin`].
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -21,7 +32,6 @@ pub mod context;
 pub mod document;
 pub mod error;
 pub mod evaluate;
-pub mod file;
 pub mod hash;
 pub mod lint;
 pub mod live;
@@ -29,6 +39,7 @@ pub mod load;
 pub mod ramp;
 pub mod runtime;
 pub mod time;
+pub mod trace;
 
 pub use context::{Attr, Context, EmptyContext, Positional};
 pub use document::{Document, Flag, Variant};
@@ -36,6 +47,6 @@ pub use error::{Error, Problem, ProblemKind, Result};
 pub use evaluate::{decision_json, At, Decision, KillSource, NoOverlay, Overlay, Reason};
 pub use hash::{bucket, HASH_VERSION, PERCENT_TOTAL};
 pub use live::{
-    Clock, Evaluation, ExternalSource, FileOptions, Flags, ManualClock, Poller, ReloadEvent,
-    Status, SystemClock,
+    Clock, Evaluation, ExternalSource, FileOptions, Flags, ManualClock, Poll, ReloadEvent, Status,
+    SystemClock,
 };

@@ -7,8 +7,8 @@
 use serde_json::Value;
 
 use crate::condition::Condition;
+use crate::document::budget::{BudgetAction, Measure};
 use crate::document::{Action, Document, Flag};
-use crate::runtime::budget::{BudgetAction, Measure};
 use crate::time::{format_date, Millis};
 
 /// One lint warning, addressed like a validation problem.

@@ -10,14 +10,15 @@ use regex::RegexBuilder;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value};
 
+use crate::condition::Segment;
 use crate::condition::{parse_version, Condition, Op, Scalar, SemverOp, Test, ValueSet, OPERATORS};
-use crate::document::{Action, Document, Flag, KillSwitch, Rule, Segment, Shadow, Split, Variant};
+use crate::document::budget::{Budget, BudgetAction, Measure};
+use crate::document::guardrail::{self, GuardAction, Guardrail, Metric};
+use crate::document::sticky::Sticky;
+use crate::document::{Action, Document, Flag, KillSwitch, Rule, Shadow, Split, Variant};
 use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::hash::{murmur3_32, SaltedHasher, HASH_VERSION, PERCENT_TOTAL};
 use crate::ramp::{Ramp, RampStep};
-use crate::runtime::budget::{Budget, BudgetAction, Measure};
-use crate::runtime::guardrail::{self, GuardAction, Guardrail, Metric};
-use crate::runtime::sticky::Sticky;
 use crate::time::{parse_duration, parse_timestamp, Millis};
 
 /// Documents larger than this are rejected before parsing (a runaway generator, a wrong file).
@@ -2183,4 +2184,23 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b_chars.len()]
+}
+
+// The constructors of `Document` live here, with the loader they call: the document layer
+// does not import the layer above it.
+impl Document {
+    /// Parses, validates and compiles a document from JSON bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Document> {
+        from_slice(bytes)
+    }
+
+    /// Parses, validates and compiles a document from JSON text.
+    pub fn from_json(text: &str) -> Result<Document> {
+        from_slice(text.as_bytes())
+    }
+
+    /// Validates and compiles an already-parsed JSON value.
+    pub fn from_value(value: serde_json::Value) -> Result<Document> {
+        from_value(value)
+    }
 }

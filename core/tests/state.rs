@@ -7,7 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use flagrail_core::live::ManualClock;
-use flagrail_core::runtime::{CallbackSink, ErrorKind, Event, Run, Step, Usage};
+use flagrail_core::live::{Run, Step, Usage};
+use flagrail_core::runtime::{CallbackSink, ErrorKind, Event};
 use flagrail_core::time::parse_timestamp;
 use flagrail_core::{Document, Flags, KillSource, Reason};
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use flagrail_core::cache_key::KeyPart;
 use flagrail_core::hash::{murmur3_32, unit_hash};
-use flagrail_core::runtime::{Step, Usage};
+use flagrail_core::live::{Step, Usage};
 use flagrail_core::time::parse_timestamp;
 use flagrail_core::{bucket, decision_json, At, Document, Flags, NoOverlay};
 use serde_json::{json, Value};

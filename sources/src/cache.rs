@@ -20,7 +20,7 @@ pub fn signature_path(path: &Path) -> PathBuf {
 
 /// Reads a cached document with the same guards as a watched file.
 pub fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    flagrail_core::file::read_document(path)
+    flagrail_core::live::read_document(path)
 }
 
 fn random_suffix() -> String {

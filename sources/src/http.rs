@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use flagrail_core::live::SystemClock;
 use flagrail_core::load::MAX_DOCUMENT_BYTES;
 use flagrail_core::time::{format_timestamp, Millis};
-use flagrail_core::{Clock, Document, Error, ExternalSource, Flags, Poller};
+use flagrail_core::{Clock, Document, Error, ExternalSource, Flags, Poll};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
@@ -569,20 +569,21 @@ impl HttpSource {
         }
     }
 
-    /// Polls once and hands the outcome to `flags`; returns the wait before the next poll.
-    fn poll(&self, agent: &Agent, flags: &Flags) -> Duration {
+    /// Polls once and hands the outcome to the handle; returns the wait before the next poll,
+    /// or `None` when the poller should stop.
+    fn poll(&self, agent: &Agent, poll: &dyn Poll) -> Option<Duration> {
         let at = self.options.clock.now_millis();
         match self.fetch(agent, true) {
             Ok(Fetched::NotModified) => {
                 self.record_success(at, None, None, None, true);
-                self.options.poll_interval
+                Some(self.options.poll_interval)
             }
             Ok(Fetched::Unchanged {
                 etag,
                 last_modified,
             }) => {
                 self.record_success(at, etag, last_modified, None, false);
-                self.options.poll_interval
+                Some(self.options.poll_interval)
             }
             Ok(Fetched::New {
                 document,
@@ -593,16 +594,16 @@ impl HttpSource {
                 last_modified,
             }) => {
                 // Validated already: `offer` swaps it in.
-                let _ = flags.offer(Ok(*document));
+                let _ = poll.offer(Ok(*document))?;
                 self.record_success(at, etag, last_modified, Some(digest), false);
                 self.write_cache(&bytes, signature.as_deref());
-                self.options.poll_interval
+                Some(self.options.poll_interval)
             }
             Err(failure) => {
                 let wait = self.record_failure(at, &failure);
                 // Recorded in the core's status and sent to the reload listeners (logged).
-                let _ = flags.offer(Err(failure.error));
-                wait
+                let _ = poll.offer(Err(failure.error))?;
+                Some(wait)
             }
         }
     }
@@ -722,7 +723,7 @@ impl ExternalSource for HttpSource {
         })
     }
 
-    fn run(&self, poller: Poller) {
+    fn run(&self, poll: &dyn Poll) {
         // A fresh pool per run: after a fork, the parent's connections and locks are not ours.
         let agent = self.agent();
         let mut wait = match self.state.load().consecutive_failures {
@@ -735,15 +736,13 @@ impl ExternalSource for HttpSource {
             ),
         };
         loop {
-            if !poller.sleep(wait) {
+            if !poll.sleep(wait) {
                 return;
             }
-            let Some(flags) = poller.flags() else {
+            let began = Instant::now();
+            let Some(next) = self.poll(&agent, poll) else {
                 return;
             };
-            let began = Instant::now();
-            let next = self.poll(&agent, &flags);
-            drop(flags);
             // Polls keep their cadence: the request's own time counts against the interval.
             wait = next.saturating_sub(began.elapsed());
         }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 
+use crate::document::budget::Budget;
 use crate::time::{format_duration, Millis};
 
 /// Slots per window: the resolution of a window is `window / SLOTS`.
@@ -31,71 +32,6 @@ pub const SLOTS: i64 = 60;
 /// window is empty and that has nothing in flight carries no information and goes first; if
 /// every scope is active, the least recently touched one is dropped (and counted).
 pub const MAX_SCOPES_PER_BUDGET: usize = 100_000;
-
-/// What a budget counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Measure {
-    /// Calls (runs), whatever they cost; counted when a call starts.
-    Requests,
-    /// Money, in the unit of the variants' prices.
-    Cost,
-}
-
-impl Measure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Measure::Requests => "requests",
-            Measure::Cost => "cost",
-        }
-    }
-}
-
-/// What evaluation serves while a budget is exhausted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetAction {
-    /// Kill the flag (a document-wide budget: every flag with an AI variant): reason `KILLED`.
-    Kill,
-    /// Serve this variant of the flag (a cheaper model, a cached or static answer): `BUDGET`.
-    Serve(usize),
-    /// The shadow's hourly cap: stop drawing shadow calls (served traffic is untouched).
-    SkipShadow,
-}
-
-/// One budget, as written in a flag's or the document's `budgets`.
-#[derive(Debug, Clone)]
-pub struct Budget {
-    pub id: Arc<str>,
-    /// Identity of the budget's state: `<flag>/<id>`, or `*/<id>` for a document-wide budget.
-    pub key: Arc<str>,
-    /// The flag that owns it (`None`: document-wide).
-    pub flag: Option<Arc<str>>,
-    /// The context attribute whose value is the scope (`per`); `None`: one scope, the flag
-    /// (or, document-wide, everything).
-    pub per: Option<Box<str>>,
-    pub measure: Measure,
-    pub limit: f64,
-    pub window: Millis,
-    pub action: BudgetAction,
-}
-
-impl Budget {
-    pub fn action_str(&self) -> &'static str {
-        match self.action {
-            BudgetAction::Kill => "kill",
-            BudgetAction::Serve(_) => "serve",
-            BudgetAction::SkipShadow => "skip_shadow",
-        }
-    }
-}
-
-/// Which budget decided: one of the flag's, or one of the document's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetRef {
-    // u32, not usize: this rides in every `Decision`, whose size shows in evaluation time (a
-    // document of at most 16 MiB cannot hold 2^32 budgets).
-    Flag(u32),
-    Document(u32),
-}
 
 /// A budget's state for one scope.
 #[derive(Debug, Default)]
@@ -321,6 +257,7 @@ impl BudgetBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::budget::{BudgetAction, Measure};
 
     fn budget(limit: f64) -> Budget {
         Budget {

@@ -9,117 +9,9 @@
 //! healthy (point estimate within the threshold over `min_samples`) closes it, a new trip
 //! restarts the cooldown. docs/guardrails.md states the rule with numbers.
 
-use std::sync::Arc;
-
-use serde_json::{json, Value};
-
-use crate::hash::{scale, SaltedHasher, PERCENT_TOTAL};
+use crate::document::guardrail::{Guardrail, Metric, P95_TAIL};
 use crate::runtime::stats::{mean_bounds, wilson_interval, RollingWindow, Tally, Z95};
-use crate::time::{format_timestamp, Millis};
-
-/// What a guardrail measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    /// Share of attempts that failed (any error kind, `rejected` included).
-    ErrorRate,
-    /// The 95th percentile of attempt latency, in milliseconds.
-    P95LatencyMs,
-    /// Mean cost of an attempt.
-    CostPerRequest,
-    /// Mean quality score attached with `feedback(run_id, quality=…)`.
-    Quality,
-}
-
-impl Metric {
-    pub const ALL: [Metric; 4] = [
-        Metric::ErrorRate,
-        Metric::P95LatencyMs,
-        Metric::CostPerRequest,
-        Metric::Quality,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::ErrorRate => "error_rate",
-            Metric::P95LatencyMs => "p95_latency_ms",
-            Metric::CostPerRequest => "cost_per_request",
-            Metric::Quality => "quality",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| m.as_str() == text)
-    }
-
-    /// Whether the threshold is a floor (`min`) rather than a ceiling (`max`).
-    pub fn is_floor(self) -> bool {
-        matches!(self, Metric::Quality)
-    }
-}
-
-/// What a tripped guardrail does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuardAction {
-    /// Kill the flag: every unit gets the kill variant (reason `KILLED`).
-    Kill,
-    /// Serve units assigned to the bad variant the next healthy variant of `fallback`
-    /// (reason `GUARDRAIL`).
-    Fallback,
-    /// Freeze ramps of the bad variant at the percentage they had when it tripped.
-    Halt,
-    /// Take ramps of the bad variant back to 0 %.
-    Rollback,
-}
-
-impl GuardAction {
-    pub const ALL: [GuardAction; 4] = [
-        GuardAction::Kill,
-        GuardAction::Fallback,
-        GuardAction::Halt,
-        GuardAction::Rollback,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GuardAction::Kill => "kill",
-            GuardAction::Fallback => "fallback",
-            GuardAction::Halt => "halt",
-            GuardAction::Rollback => "rollback",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<GuardAction> {
-        GuardAction::ALL.into_iter().find(|a| a.as_str() == text)
-    }
-}
-
-/// Share of the p95 guardrail: an attempt slower than the threshold counts as "bad", and the
-/// p95 is past the threshold when more than 5 % are bad.
-pub const P95_TAIL: f64 = 0.05;
-
-/// One guardrail of a flag, as compiled from the document.
-#[derive(Debug, Clone)]
-pub struct Guardrail {
-    /// `id`, or the metric name when the document gives none.
-    pub id: Arc<str>,
-    pub metric: Metric,
-    /// `max` for error_rate, p95_latency_ms and cost_per_request; `min` for quality.
-    pub threshold: f64,
-    pub window: Millis,
-    pub min_samples: u64,
-    pub action: GuardAction,
-    pub cooldown: Millis,
-    /// Share of units (over 100 000) that probe a half-open guardrail.
-    pub probe_share: u32,
-    /// Watched variants (indices); by default every AI variant of the flag.
-    pub variants: Vec<usize>,
-}
-
-/// Defaults of the optional guardrail fields (docs/flag-document.md lists them).
-pub const DEFAULT_WINDOW: Millis = 5 * 60 * 1000;
-pub const DEFAULT_MIN_SAMPLES: u64 = 20;
-pub const DEFAULT_COOLDOWN: Millis = 5 * 60 * 1000;
-pub const DEFAULT_PROBE_PERCENT: u32 = 10;
+use crate::time::Millis;
 
 /// What the window says.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -227,61 +119,6 @@ fn value(x: f64) -> Tally {
     }
 }
 
-/// A tripped guardrail as evaluation sees it (held in the process's overrides).
-#[derive(Debug, Clone)]
-pub struct Trip {
-    pub guardrail: Arc<str>,
-    /// The variant whose outcomes tripped it.
-    pub variant: Arc<str>,
-    pub action: GuardAction,
-    pub since: Millis,
-    /// From this instant on the guardrail is half-open: probing units are not affected.
-    pub probe_from: Millis,
-    /// Share of units (over 100 000) that probe.
-    pub probe_share: u32,
-    /// Hashes units for the probe draw (salt `<flag salt>/probe/<guardrail id>`), independent
-    /// of every split of the flag.
-    pub probe_hasher: SaltedHasher,
-}
-
-impl Trip {
-    /// Whether a unit with this id is a probe at `now` (only while half-open).
-    #[inline]
-    pub fn is_probe(&self, now: Millis, unit: Option<&str>) -> bool {
-        if now < self.probe_from {
-            return false;
-        }
-        match unit {
-            Some(unit) => scale(self.probe_hasher.hash(unit), PERCENT_TOTAL) < self.probe_share,
-            None => false,
-        }
-    }
-
-    pub fn is_half_open(&self, now: Millis) -> bool {
-        now >= self.probe_from
-    }
-
-    /// Whether this trip keeps units off `variant` (a `fallback` or `kill` trip of that
-    /// variant): a chain or a re-route must not pick it.
-    pub fn takes_out(&self, variant: &str) -> bool {
-        &*self.variant == variant
-            && matches!(self.action, GuardAction::Fallback | GuardAction::Kill)
-    }
-
-    pub fn to_json(&self, flag: &str, now: Millis) -> Value {
-        json!({
-            "flag": flag,
-            "guardrail": &*self.guardrail,
-            "variant": &*self.variant,
-            "action": self.action.as_str(),
-            "since": format_timestamp(self.since),
-            "state": if self.is_half_open(now) { "half_open" } else { "tripped" },
-            "probe_from": format_timestamp(self.probe_from),
-            "probe_percent": self.probe_share as f64 / 1000.0,
-        })
-    }
-}
-
 /// What one observation did to a guardrail's state.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Transition {
@@ -365,6 +202,7 @@ impl GuardState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::guardrail::GuardAction;
 
     fn error_rate(max: f64, min_samples: u64) -> Guardrail {
         Guardrail {

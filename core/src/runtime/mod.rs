@@ -1,17 +1,17 @@
-//! The runtime around the call: fallback chains ([`call`]), outcomes and metrics
-//! ([`metrics`]), guardrails ([`guardrail`]) and telemetry ([`events`]).
+//! Runtime state of one handle: outcomes and metrics ([`metrics`]), guardrail windows
+//! ([`guardrail`]), budget books ([`budget`]), conversation pins ([`sticky`]) and event sinks
+//! ([`events`]).
 //!
-//! The flag decides the variant; this module decides what happens around the user's model
-//! call: which variant to try next, how an outcome changes the aggregates and the guardrails,
-//! and which events go out. Bindings only run the user's function in their async idiom and
-//! report back what happened (`Run::succeed` / `Run::fail`).
+//! The document says what budgets, guardrails and pins *are* ([`crate::document`]); this
+//! layer keeps what they have *seen*. The call around the model that feeds it is
+//! [`crate::live::run`].
 
 pub mod budget;
-pub mod call;
 pub mod classify;
 pub mod events;
 pub mod guardrail;
 pub mod metrics;
+pub mod run_id;
 pub mod stats;
 pub mod sticky;
 
@@ -20,17 +20,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustc_hash::FxHashMap;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::document::guardrail::Guardrail;
 use crate::document::{Flag, Variant};
-use crate::hash::SaltedHasher;
-use crate::live::Flags;
 use crate::time::{format_timestamp, Millis};
 
-pub use call::{reseed_run_ids, Attempt, Run, Step, Usage};
 pub use classify::{classify, ErrorFacts, ErrorKind};
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
-pub use guardrail::{GuardAction, Guardrail, Metric, Trip};
+pub use run_id::reseed_run_ids;
 
 use budget::{BudgetBook, BudgetTransition};
 use guardrail::{GuardState, Transition};
@@ -47,25 +45,25 @@ pub const SEGMENT_ATTRIBUTE: &str = "segment";
 
 /// What `feedback` needs to know about a finished run.
 #[derive(Debug, Clone)]
-struct RunRecord {
-    flag: Arc<str>,
-    variant: Arc<str>,
-    segment: Option<Box<str>>,
-    revision: Arc<str>,
-    model: Option<Arc<str>>,
+pub(crate) struct RunRecord {
+    pub(crate) flag: Arc<str>,
+    pub(crate) variant: Arc<str>,
+    pub(crate) segment: Option<Box<str>>,
+    pub(crate) revision: Arc<str>,
+    pub(crate) model: Option<Arc<str>>,
 }
 
 /// Recent runs in a ring indexed by the run number every run id carries
-/// ([`call::run_number`]): remembering a run writes one slot, next to the previous one, and
+/// ([`run_id::run_number`]): remembering a run writes one slot, next to the previous one, and
 /// overwrites the run [`MAX_RECENT_RUNS`] numbers older. (A hash map of random ids cost a
 /// cache miss or two on every call.)
 #[derive(Default)]
-struct RecentRuns {
+pub(crate) struct RecentRuns {
     slots: Vec<Option<(u128, RunRecord)>>,
 }
 
 impl RunRecord {
-    fn new(
+    pub(crate) fn new(
         flag: &Flag,
         variant: &Variant,
         segment: Option<&str>,
@@ -83,10 +81,10 @@ impl RunRecord {
 
 impl RecentRuns {
     fn slot(id: u128) -> usize {
-        (call::run_number(id) % MAX_RECENT_RUNS as u64) as usize
+        (run_id::run_number(id) % MAX_RECENT_RUNS as u64) as usize
     }
 
-    fn insert(&mut self, id: u128, record: RunRecord) {
+    pub(crate) fn insert(&mut self, id: u128, record: RunRecord) {
         let index = Self::slot(id);
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
@@ -96,7 +94,7 @@ impl RecentRuns {
         }
     }
 
-    fn get(&self, id: u128) -> Option<&RunRecord> {
+    pub(crate) fn get(&self, id: u128) -> Option<&RunRecord> {
         match self.slots.get(Self::slot(id))? {
             Some((key, record)) if *key == id => Some(record),
             _ => None,
@@ -107,18 +105,18 @@ impl RecentRuns {
 /// Key of one guardrail's state: flag, watched variant, guardrail id.
 type GuardKey = (Arc<str>, Arc<str>, Arc<str>);
 
-struct GuardEntry {
-    config: Guardrail,
-    state: GuardState,
+pub(crate) struct GuardEntry {
+    pub(crate) config: Guardrail,
+    pub(crate) state: GuardState,
     /// The flag's salt, for the probe draw.
-    salt: Box<str>,
+    pub(crate) salt: Box<str>,
 }
 
 #[derive(Default)]
-struct RuntimeState {
-    metrics: MetricsStore,
-    guards: FxHashMap<GuardKey, GuardEntry>,
-    runs: RecentRuns,
+pub(crate) struct RuntimeState {
+    pub(crate) metrics: MetricsStore,
+    pub(crate) guards: FxHashMap<GuardKey, GuardEntry>,
+    pub(crate) runs: RecentRuns,
 }
 
 /// The mutable state of a handle's runtime: aggregates, guardrail windows, recent runs and
@@ -131,9 +129,9 @@ pub struct Runtime {
     budgets: Mutex<BudgetBook>,
     /// Conversation pins of sticky flags (the default store).
     pub(crate) pins: MemoryPins,
-    sinks: ArcSwap<Vec<Arc<dyn EventSink>>>,
-    has_sinks: AtomicBool,
-    unit_hasher: ArcSwapOption<UnitHasher>,
+    pub(crate) sinks: ArcSwap<Vec<Arc<dyn EventSink>>>,
+    pub(crate) has_sinks: AtomicBool,
+    pub(crate) unit_hasher: ArcSwapOption<UnitHasher>,
 }
 
 impl Default for Runtime {
@@ -150,7 +148,7 @@ impl Default for Runtime {
 }
 
 impl Runtime {
-    fn lock(&self) -> MutexGuard<'_, RuntimeState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RuntimeState> {
         // A sink or a binding that panicked while holding the lock leaves counters that are
         // still consistent (every update is a few additions): keep going.
         self.state
@@ -251,339 +249,8 @@ pub(crate) struct AttemptRecord<'a> {
     pub serves_run: Option<(u128, &'a Arc<str>)>,
 }
 
-impl Flags {
-    /// Sends every future event to `sink` as well.
-    pub fn add_event_sink(&self, sink: Arc<dyn EventSink>) {
-        let runtime = &self.shared.runtime;
-        runtime.sinks.rcu(|sinks| {
-            let mut next = Vec::clone(sinks);
-            next.push(Arc::clone(&sink));
-            next
-        });
-        runtime.has_sinks.store(true, Ordering::Release);
-    }
-
-    /// Appends every future event to a JSON-lines file.
-    pub fn write_events_to(&self, path: impl AsRef<std::path::Path>) -> crate::error::Result<()> {
-        let sink = JsonLinesSink::open(path)?;
-        self.add_event_sink(Arc::new(sink));
-        Ok(())
-    }
-
-    /// Hashes unit ids in events with this key (HMAC-SHA-256); `None` sends them as they are.
-    pub fn set_unit_hash_key(&self, key: Option<&[u8]>) {
-        self.shared
-            .runtime
-            .unit_hasher
-            .store(key.map(|k| Arc::new(UnitHasher::new(k))));
-    }
-
-    /// Records one attempt: aggregates, guardrail windows (maybe a trip), and returns the
-    /// guardrail events (the caller emits them with its own events, outside the lock).
-    pub(crate) fn record_attempt(&self, record: &AttemptRecord<'_>, events: &mut Vec<Event>) {
-        let flag = record.flag;
-        let Some(variant) = flag.variants.get(record.variant) else {
-            return;
-        };
-        let mut transitions = Vec::new();
-        {
-            let mut state = self.shared.runtime.lock();
-            state
-                .metrics
-                .record_attempt(&flag.key, &variant.id, record.segment, &record.sample);
-            if let Some((run_id, revision)) = record.serves_run {
-                state.runs.insert(
-                    run_id,
-                    RunRecord::new(flag, variant, record.segment, revision),
-                );
-            }
-            if record.sample.shadow {
-                return;
-            }
-            for guardrail in flag
-                .guardrails
-                .iter()
-                .filter(|g| g.variants.contains(&record.variant))
-            {
-                let failed = record.sample.error.is_some();
-                let Some(observation) =
-                    guardrail.observe(failed, record.sample.latency_ms, record.sample.cost)
-                else {
-                    continue;
-                };
-                if let Some(t) = observe(
-                    &mut state,
-                    flag,
-                    &variant.id,
-                    guardrail,
-                    record.now,
-                    observation,
-                ) {
-                    transitions.push(t);
-                }
-            }
-        }
-        self.apply_transitions(flag, transitions, record.now, events);
-    }
-
-    pub(crate) fn record_static(&self, flag: &Flag, variant: usize, segment: Option<&str>) {
-        if let Some(v) = flag.variants.get(variant) {
-            self.shared
-                .runtime
-                .lock()
-                .metrics
-                .record_static(&flag.key, &v.id, segment);
-        }
-    }
-
-    pub(crate) fn remember_run(
-        &self,
-        run_id: u128,
-        flag: &Flag,
-        variant: usize,
-        segment: Option<&str>,
-        revision: &Arc<str>,
-    ) {
-        let Some(v) = flag.variants.get(variant) else {
-            return;
-        };
-        let record = RunRecord::new(flag, v, segment, revision);
-        self.shared.runtime.lock().runs.insert(run_id, record);
-    }
-
-    /// Attaches user feedback (`score`, e.g. +1/−1) and/or a quality score to the run that
-    /// served it: metrics, quality guardrails and a `feedback` event. Returns `false` when the
-    /// run is unknown (never seen, or older than the last [`MAX_RECENT_RUNS`] runs).
-    pub fn feedback(&self, run_id: &str, score: Option<f64>, quality: Option<f64>) -> bool {
-        let now = self.now_millis();
-        let document = self.document();
-        let mut transitions = Vec::new();
-        let record = {
-            let mut state = self.shared.runtime.lock();
-            let Some(record) = call::parse_run_id(run_id)
-                .and_then(|key| state.runs.get(key))
-                .cloned()
-            else {
-                return false;
-            };
-            state.metrics.record_feedback(
-                &record.flag,
-                &record.variant,
-                record.segment.as_deref(),
-                score,
-                quality,
-            );
-            if let (Some(quality), Some(flag)) = (quality, document.flag(&record.flag)) {
-                let variant = flag.variant_position(&record.variant);
-                for guardrail in flag
-                    .guardrails
-                    .iter()
-                    .filter(|g| variant.is_some_and(|v| g.variants.contains(&v)))
-                {
-                    if let Some(observation) = guardrail.observe_quality(quality) {
-                        if let Some(t) = observe(
-                            &mut state,
-                            flag,
-                            &record.variant,
-                            guardrail,
-                            now,
-                            observation,
-                        ) {
-                            transitions.push(t);
-                        }
-                    }
-                }
-            }
-            record
-        };
-        let mut events = Vec::new();
-        if let Some(flag) = document.flag(&record.flag) {
-            self.apply_transitions(flag, transitions, now, &mut events);
-        }
-        if self.shared.runtime.wants_events() {
-            events.insert(
-                0,
-                json!({
-                    "type": "feedback",
-                    "time": format_timestamp(now),
-                    "run_id": run_id,
-                    "flag": &*record.flag,
-                    "variant": &*record.variant,
-                    "revision": &*record.revision,
-                    "model": record.model.as_deref(),
-                    "segment": record.segment.as_deref(),
-                    "score": score,
-                    "quality": quality,
-                }),
-            );
-        }
-        self.shared.runtime.emit(&events);
-        true
-    }
-
-    /// Publishes trips and recoveries to evaluation and turns them into events.
-    fn apply_transitions(
-        &self,
-        flag: &Flag,
-        transitions: Vec<(Arc<str>, Guardrail, Transition)>,
-        now: Millis,
-        events: &mut Vec<Event>,
-    ) {
-        if transitions.is_empty() {
-            return;
-        }
-        let changes_trips = transitions
-            .iter()
-            .any(|(_, _, t)| matches!(t, Transition::Tripped(_) | Transition::Recovered(_)));
-        if changes_trips {
-            let trips = self.active_trips(&flag.key);
-            self.publish_trips(&flag.key, trips);
-        }
-        let revision = self.document().revision().to_string();
-        for (variant, guardrail, transition) in transitions {
-            let (kind, reading) = match transition {
-                Transition::Tripped(r) => ("guardrail_trip", Some(r)),
-                Transition::Recovered(r) => ("guardrail_recover", Some(r)),
-                Transition::Probing => ("guardrail_probe", None),
-                Transition::None => continue,
-            };
-            let since = self
-                .shared
-                .runtime
-                .lock()
-                .guards
-                .get(&(
-                    Arc::clone(&flag.key),
-                    Arc::clone(&variant),
-                    Arc::clone(&guardrail.id),
-                ))
-                .and_then(|e| e.state.trip());
-            events.push(json!({
-                "type": kind,
-                "time": format_timestamp(now),
-                "flag": &*flag.key,
-                "variant": &*variant,
-                "revision": revision,
-                "guardrail": &*guardrail.id,
-                "metric": guardrail.metric.as_str(),
-                "threshold": guardrail.threshold,
-                "action": guardrail.action.as_str(),
-                "samples": reading.map(|r| r.samples),
-                "observed": reading.map(|r| r.observed),
-                "bound": reading.map(|r| r.bound),
-                "since": since.map(|(s, _)| format_timestamp(s)),
-                "probe_from": since.map(|(_, p)| format_timestamp(p)),
-            }));
-        }
-    }
-
-    /// Every trip of a flag's guardrails, as evaluation reads them.
-    fn active_trips(&self, flag_key: &Arc<str>) -> Vec<Trip> {
-        let state = self.shared.runtime.lock();
-        let mut trips: Vec<Trip> = state
-            .guards
-            .iter()
-            .filter(|((flag, _, _), _)| flag == flag_key)
-            .filter_map(|((_, variant, _), entry)| {
-                let (since, probe_from) = entry.state.trip()?;
-                Some(Trip {
-                    guardrail: Arc::clone(&entry.config.id),
-                    variant: Arc::clone(variant),
-                    action: entry.config.action,
-                    since,
-                    probe_from,
-                    probe_share: entry.config.probe_share,
-                    probe_hasher: SaltedHasher::new(&format!(
-                        "{}/probe/{}",
-                        entry.salt, entry.config.id
-                    )),
-                })
-            })
-            .collect();
-        trips.sort_by(|a, b| (a.since, &a.guardrail).cmp(&(b.since, &b.guardrail)));
-        trips
-    }
-
-    /// Aggregates per flag × variant (× segment) with each variant's guardrail readings.
-    pub fn metrics(&self) -> Value {
-        let now = self.now_millis();
-        let state = self.shared.runtime.lock();
-        let mut out = state.metrics.to_json();
-        let budgets = self.budget_states();
-        if let (false, Value::Object(map)) = (budgets.is_empty(), &mut out) {
-            // "$" cannot start a flag key: this entry never collides with a flag.
-            map.insert("$budgets".into(), Value::Array(budgets));
-        }
-        let mut guards: Vec<_> = state.guards.iter().collect();
-        guards.sort_by(|a, b| a.0.cmp(b.0));
-        for ((flag, variant, id), entry) in guards {
-            let reading = entry.state.reading(&entry.config, now);
-            let trip = entry.state.trip();
-            let state = match trip {
-                None => "closed",
-                Some((_, probe_from)) if now >= probe_from => "half_open",
-                Some(_) => "tripped",
-            };
-            let body = json!({
-                "metric": entry.config.metric.as_str(),
-                "threshold": entry.config.threshold,
-                "action": entry.config.action.as_str(),
-                "state": state,
-                "since": trip.map(|(s, _)| format_timestamp(s)),
-                "probe_from": trip.map(|(_, p)| format_timestamp(p)),
-                "samples": reading.samples,
-                "observed": reading.observed,
-                "bound": reading.bound,
-            });
-            let Value::Object(flags) = &mut out else {
-                break;
-            };
-            let variants = flags
-                .entry(flag.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(variants) = variants {
-                let entry = variants
-                    .entry(variant.to_string())
-                    .or_insert_with(|| json!({}));
-                if let Value::Object(entry) = entry {
-                    let guardrails = entry
-                        .entry("guardrails")
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let Value::Object(g) = guardrails {
-                        g.insert(id.to_string(), body);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// [`Flags::metrics`] in the Prometheus text exposition format.
-    pub fn metrics_text(&self) -> String {
-        let now = self.now_millis();
-        let state = self.shared.runtime.lock();
-        let mut guardrails: Vec<_> = state
-            .guards
-            .iter()
-            .map(|((flag, variant, id), entry)| {
-                let code = match entry.state.trip() {
-                    None => 0,
-                    Some((_, probe_from)) if now >= probe_from => 2,
-                    Some(_) => 1,
-                };
-                (Arc::clone(flag), Arc::clone(variant), Arc::clone(id), code)
-            })
-            .collect();
-        guardrails.sort();
-        let mut text = state.metrics.to_prometheus(&guardrails);
-        drop(state);
-        metrics::budgets_to_prometheus(&self.budget_states(), &mut text);
-        text
-    }
-}
-
 /// Feeds one observation to a guardrail's state (created on first use).
-fn observe(
+pub(crate) fn observe(
     state: &mut RuntimeState,
     flag: &Flag,
     variant: &Arc<str>,

@@ -6,75 +6,17 @@
 //! broken and replaced by a fresh decision. Pins live in a bounded in-memory store
 //! ([`MemoryPins`]) unless a binding installs a shared store (get / set / delete with TTL): then
 //! the binding reads the pin before evaluating, passes it in, and carries out the
-//! [`PinEffect`] the decision returns.
+//! [`crate::evaluate::PinEffect`] the decision returns.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustc_hash::FxHashMap;
 
-use crate::context::{Attr, Context};
-use crate::document::Flag;
 use crate::time::Millis;
 
 /// Pins kept in memory before the oldest are forgotten.
 pub const MAX_MEMORY_PINS: usize = 100_000;
-
-/// A flag's `sticky` section.
-#[derive(Debug, Clone)]
-pub struct Sticky {
-    /// The context attribute that names the conversation.
-    pub by: Box<str>,
-    /// How long a pin lives after the first decision.
-    pub ttl: Millis,
-}
-
-/// What the caller of an evaluation does with the pin store afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PinEffect {
-    /// Nothing (not a sticky flag, no conversation id, or a decision that is never pinned:
-    /// `KILLED`, `BUDGET`).
-    #[default]
-    None,
-    /// A pin served (`STICKY`): leave it.
-    Keep,
-    /// Pin the served variant (a first decision, or one that replaced a broken pin).
-    Write,
-    /// The pin was broken and the decision is not pinnable: remove it.
-    Delete,
-}
-
-/// What the store held for this conversation, resolved against the flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinLookup {
-    Absent,
-    /// The pinned variant, by index.
-    Variant(usize),
-    /// A pin naming a variant the flag no longer has.
-    Gone,
-}
-
-impl PinLookup {
-    /// Resolves a stored variant id.
-    pub fn of(flag: &Flag, stored: Option<&str>) -> PinLookup {
-        match stored {
-            None => PinLookup::Absent,
-            Some(id) => flag
-                .variant_position(id)
-                .map_or(PinLookup::Gone, PinLookup::Variant),
-        }
-    }
-}
-
-/// The conversation id of a context for a sticky flag (a non-empty string, or an integer in
-/// decimal, like a bucketing unit); `None` when the context has none.
-pub fn conversation_of<C: Context + ?Sized>(sticky: &Sticky, ctx: &C) -> Option<String> {
-    match ctx.attr(&sticky.by) {
-        Attr::Str(s) if !s.is_empty() => Some(s.to_string()),
-        Attr::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
 
 /// The key of a pin in a shared store: `flagrail/pin/<flag>/<conversation>`.
 pub fn pin_key(flag: &str, conversation: &str) -> String {

@@ -19,7 +19,7 @@
 //! and `BUDGET` never are. Last, a decision that is not `KILLED` or `BUDGET` may draw the
 //! flag's shadow variant (its own salt, its hourly cost cap).
 //!
-//! Units drawn for the half-open probe of a guardrail (see [`crate::runtime::guardrail`]) are
+//! Units drawn for the half-open probe of a guardrail (see [`crate::document::guardrail`]) are
 //! not affected by it.
 //!
 //! One function makes the decision for both plain evaluation and `explain`: it is generic over
@@ -29,13 +29,18 @@
 use serde_json::{json, Value};
 
 use crate::context::{Attr, Context};
+use crate::document::budget::{Budget, BudgetAction, BudgetRef};
+use crate::document::guardrail::GuardAction;
 use crate::document::{Action, Document, Flag, Rule, Variant};
 use crate::hash::{scale, IntUnit, PERCENT_TOTAL};
 use crate::ramp::Ramp;
-use crate::runtime::budget::{Budget, BudgetAction, BudgetRef};
-use crate::runtime::guardrail::{GuardAction, Trip};
-use crate::runtime::sticky::{PinEffect, PinLookup};
 use crate::time::{format_timestamp, Millis};
+use crate::trace::Tracer;
+
+pub mod overlay;
+
+pub use crate::trace::{NoTrace, Trace};
+pub use overlay::{NoOverlay, Overlay, PinEffect, PinLookup, Trip};
 
 /// Why a variant was chosen. The string forms are stable across languages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,46 +125,6 @@ impl KillSource {
         }
     }
 }
-
-/// State of this process that changes decisions without touching the document: local kills,
-/// tripped guardrails, budgets and sticky pins. Every method is required, not defaulted: an
-/// overlay that forgot to forward one would silently ignore that safety mechanism.
-pub trait Overlay {
-    /// Whether every flag is killed locally.
-    fn all_killed(&self) -> bool;
-    /// Whether this flag is killed locally.
-    fn flag_killed(&self, flag: &str) -> bool;
-    /// The tripped guardrails of this flag (usually none).
-    fn trips(&self, flag: &str) -> &[Trip];
-    /// Whether `budget` is exhausted for `scope` (the value of its `per` attribute; empty for
-    /// a budget of the whole flag or document).
-    fn budget_exhausted(&self, budget: &Budget, scope: &str) -> bool;
-    /// The pin of `conversation` for a sticky flag.
-    fn pin(&self, flag: &Flag, conversation: &str) -> PinLookup;
-}
-
-/// Nothing overlaid: the document alone decides (CLI, tests).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoOverlay;
-
-impl Overlay for NoOverlay {
-    fn all_killed(&self) -> bool {
-        false
-    }
-    fn flag_killed(&self, _flag: &str) -> bool {
-        false
-    }
-    fn trips(&self, _flag: &str) -> &[Trip] {
-        &[]
-    }
-    fn budget_exhausted(&self, _budget: &Budget, _scope: &str) -> bool {
-        false
-    }
-    fn pin(&self, _flag: &Flag, _conversation: &str) -> PinLookup {
-        PinLookup::Absent
-    }
-}
-
 /// A decision borrowed from the document that made it.
 #[derive(Debug, Clone, Copy)]
 pub struct Decision<'d> {
@@ -239,36 +204,6 @@ pub fn budget_of<'d>(
     match at {
         BudgetRef::Flag(i) => flag?.budgets.get(i as usize),
         BudgetRef::Document(i) => doc.budgets.get(i as usize),
-    }
-}
-
-/// Receives the steps of a decision. [`NoTrace`] drops them at compile time.
-pub trait Tracer {
-    const ENABLED: bool;
-    /// Records a note; `make` runs only when tracing is enabled.
-    fn note(&mut self, make: impl FnOnce() -> Value);
-}
-
-/// The tracer of plain evaluation: records nothing, costs nothing.
-#[derive(Debug, Default)]
-pub struct NoTrace;
-
-impl Tracer for NoTrace {
-    const ENABLED: bool = false;
-    #[inline(always)]
-    fn note(&mut self, _make: impl FnOnce() -> Value) {}
-}
-
-/// Collects notes for `explain`.
-#[derive(Debug, Default)]
-pub struct Trace {
-    pub notes: Vec<Value>,
-}
-
-impl Tracer for Trace {
-    const ENABLED: bool = true;
-    fn note(&mut self, make: impl FnOnce() -> Value) {
-        self.notes.push(make());
     }
 }
 

@@ -9,14 +9,18 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::condition::Condition;
-use crate::error::Result;
+use crate::condition::{Condition, Segment};
 use crate::hash::SaltedHasher;
 use crate::ramp::Ramp;
-use crate::runtime::budget::Budget;
-use crate::runtime::guardrail::Guardrail;
-use crate::runtime::sticky::Sticky;
+
+pub mod budget;
+pub mod guardrail;
+pub mod sticky;
+
 use crate::time::Millis;
+use budget::Budget;
+use guardrail::Guardrail;
+use sticky::Sticky;
 
 /// A validated, compiled flag document. Immutable; shared behind an `Arc`.
 #[derive(Debug)]
@@ -33,21 +37,6 @@ pub struct Document {
 }
 
 impl Document {
-    /// Parses, validates and compiles a document from JSON bytes.
-    pub fn from_slice(bytes: &[u8]) -> Result<Document> {
-        crate::load::from_slice(bytes)
-    }
-
-    /// Parses, validates and compiles a document from JSON text.
-    pub fn from_json(text: &str) -> Result<Document> {
-        crate::load::from_slice(text.as_bytes())
-    }
-
-    /// Validates and compiles an already-parsed JSON value.
-    pub fn from_value(value: serde_json::Value) -> Result<Document> {
-        crate::load::from_value(value)
-    }
-
     /// The document's `revision` (or a content hash when it declares none).
     pub fn revision(&self) -> &str {
         &self.revision
@@ -91,13 +80,6 @@ impl Document {
     pub fn source(&self) -> &serde_json::Value {
         &self.source
     }
-}
-
-/// A named, reusable condition.
-#[derive(Debug)]
-pub struct Segment {
-    pub name: Box<str>,
-    pub condition: Condition,
 }
 
 /// A kill switch: the flag's own, or the document-wide one.

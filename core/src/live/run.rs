@@ -10,20 +10,21 @@
 //! `max_total_ms` of wall time; when either is spent, the chain jumps to its first remaining
 //! non-AI variant, which is served without calling anything.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::context::{Attr, Context};
+use crate::document::budget::{Budget, BudgetRef, Measure};
 use crate::document::{Document, Flag};
 use crate::error::{Error, Result};
 use crate::evaluate::{budget_of, At};
 use crate::live::{Evaluation, Flags, PinSource, Snapshot};
-use crate::runtime::budget::{Budget, BudgetBook, BudgetRef, Measure};
+use crate::runtime::budget::BudgetBook;
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::metrics::AttemptSample;
+use crate::runtime::run_id::{format_run_id, new_run_key};
 use crate::runtime::{AttemptRecord, SEGMENT_ATTRIBUTE};
 use crate::time::{format_timestamp, Millis};
 
@@ -129,70 +130,6 @@ impl std::fmt::Debug for Run {
             .field("attempts", &self.attempts.len())
             .finish()
     }
-}
-
-static RUN_SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-static RUN_SEEDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Draws a new random seed for run ids. Called once per process on first use, and by a
-/// binding's after-fork hook: a forked child must not repeat its parent's ids.
-pub fn reseed_run_ids() {
-    use std::hash::{BuildHasher, Hasher};
-    let state = std::collections::hash_map::RandomState::new();
-    let mut a = state.build_hasher();
-    a.write_u32(std::process::id());
-    a.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    let first = a.finish();
-    let mut b = state.build_hasher();
-    b.write_u64(first);
-    RUN_SEED[0].store(first, Ordering::Relaxed);
-    RUN_SEED[1].store(b.finish(), Ordering::Relaxed);
-    RUN_SEEDED.store(true, Ordering::Release);
-}
-
-/// A process-unique, hard-to-guess run id: 64 bits mixed from a random per-process seed and a
-/// counter (what makes it hard to guess), and 64 bits that carry the counter itself masked by
-/// a second seed (see [`run_number`]). Shown as 32 hex digits.
-pub fn new_run_key() -> u128 {
-    if !RUN_SEEDED.load(Ordering::Acquire) {
-        reseed_run_ids();
-    }
-    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let hi = splitmix(RUN_SEED[0].load(Ordering::Relaxed) ^ n);
-    let lo = n ^ RUN_SEED[1].load(Ordering::Relaxed);
-    (u128::from(hi) << 64) | u128::from(lo)
-}
-
-/// The counter value a run id was made with (for this process's seeds): where `feedback`
-/// finds the run among the recent ones. Any 128-bit number gives some number; the full id is
-/// compared there.
-pub(crate) fn run_number(key: u128) -> u64 {
-    (key as u64) ^ RUN_SEED[1].load(Ordering::Relaxed)
-}
-
-/// The text form of a run id.
-pub fn format_run_id(key: u128) -> Arc<str> {
-    Arc::from(format!("{key:032x}"))
-}
-
-/// The run id of its text form (`None` for text that no run id has).
-pub fn parse_run_id(text: &str) -> Option<u128> {
-    if text.len() != 32 {
-        return None;
-    }
-    u128::from_str_radix(text, 16).ok()
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// A budget a run spends against, with its scope (the `per` value, or "").
@@ -366,7 +303,7 @@ impl Flags {
     ) -> (Evaluation, Vec<CostScope>, Option<(usize, f64)>) {
         let now = self.now_millis();
         let doc = snapshot.document_arc();
-        let (evaluation, cost_scopes, reserved) = self.shared.runtime.with_budgets(now, |book| {
+        let (evaluation, cost_scopes, reserved) = self.runtime().with_budgets(now, |book| {
             let decision = {
                 let overlay = snapshot.overlay_holding(book, pins);
                 doc.evaluate_index(index, ctx, &At(now), &overlay)
@@ -401,7 +338,7 @@ impl Flags {
         let mut cost_scopes = Vec::new();
         if !flag_def.budgets.is_empty() || !evaluation.document.budgets().is_empty() {
             let now = self.now_millis();
-            cost_scopes = self.shared.runtime.with_budgets(now, |book| {
+            cost_scopes = self.runtime().with_budgets(now, |book| {
                 open_budgets(book, &evaluation.document, flag_def, ctx, 0.0, now)
             });
         }
@@ -513,7 +450,7 @@ impl Run {
         let mut reserved = None;
         if let Some(cap) = &shadow.cap {
             let now = self.flags.now_millis();
-            let admitted = self.flags.shared.runtime.with_budgets(now, |book| {
+            let admitted = self.flags.runtime().with_budgets(now, |book| {
                 if book.is_exhausted(cap, "", now) {
                     return false;
                 }
@@ -622,7 +559,7 @@ impl Run {
         };
         let amount = def.reserved_cost();
         let now = self.flags.now_millis();
-        self.flags.shared.runtime.with_budgets(now, |book| {
+        self.flags.runtime().with_budgets(now, |book| {
             for (budget, scope) in self.spend_targets() {
                 book.reserve(budget, scope, amount, now);
             }
@@ -645,7 +582,7 @@ impl Run {
             return;
         }
         let now = self.flags.now_millis();
-        self.flags.shared.runtime.with_budgets(now, |book| {
+        self.flags.runtime().with_budgets(now, |book| {
             for (budget, scope) in self.spend_targets() {
                 book.release(budget, scope, reserved, now);
                 book.charge(budget, scope, spent, now);
@@ -740,7 +677,7 @@ impl Run {
             cost,
         };
         let now = self.flags.now_millis();
-        let runtime = &self.flags.shared.runtime;
+        let runtime = &self.flags.runtime();
         let mut events = Vec::new();
         if runtime.wants_events() {
             events.push(json!({
@@ -787,13 +724,13 @@ impl Run {
             },
             &mut events,
         );
-        self.flags.shared.runtime.emit(&events);
+        self.flags.runtime().emit(&events);
         self.attempts.push(attempt);
         Some(current.variant)
     }
 
     fn emit_exposure(&self) {
-        let runtime = &self.flags.shared.runtime;
+        let runtime = &self.flags.runtime();
         if !runtime.wants_events() {
             return;
         }

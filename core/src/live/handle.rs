@@ -1,0 +1,453 @@
+//! The live handle: the compiled document behind an `ArcSwap`, local kill overrides, sources
+//! with hot reload, and status.
+//!
+//! Evaluation loads the current document with one atomic read and never waits for a reload: a
+//! new document is read, validated and compiled on the reloading thread and swapped in whole. A
+//! document that fails to load never replaces the last good one; the failure is kept in
+//! [`Status`] until the next successful load.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde_json::{json, Value};
+
+use crate::context::Context;
+use crate::document::budget::Budget;
+use crate::document::Document;
+use crate::error::{Error, Result};
+use crate::evaluate::{At, Trip};
+use crate::live::clock::{Clock, SystemClock};
+use crate::live::overrides::{LocalKill, Overrides};
+use crate::live::snapshot::{Evaluation, Snapshot};
+use crate::live::source::{ExternalSource, Fingerprint, SourceKind};
+use crate::runtime::Runtime;
+use crate::time::{format_timestamp, Millis};
+
+/// The last failed load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub at: Millis,
+    pub error: Error,
+}
+
+/// What [`Flags::status`] reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub source: String,
+    /// What an external source reports about itself (URL, ETag, last success …).
+    pub remote: Option<Value>,
+    pub revision: String,
+    /// When the live document was loaded.
+    pub loaded_at: Millis,
+    /// When the source was last checked (successfully read or not).
+    pub last_check: Option<Millis>,
+    /// The most recent failure since the live document was loaded, if any.
+    pub last_error: Option<LoadFailure>,
+    pub reloads: u64,
+    pub rejected: u64,
+    pub watching: bool,
+    pub overrides: Overrides,
+    /// Each budget's state (see [`Flags::budget_states`]).
+    pub budgets: Vec<Value>,
+    /// Conversation pins held in memory.
+    pub pins: usize,
+    pub now: Millis,
+}
+
+impl Status {
+    /// Milliseconds since the live document was loaded.
+    pub fn age_millis(&self) -> Millis {
+        self.now - self.loaded_at
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut flags: Vec<_> = self.overrides.trips.iter().collect();
+        flags.sort_by(|a, b| a.0.cmp(b.0));
+        let trips: Vec<Value> = flags
+            .into_iter()
+            .flat_map(|(flag, trips)| trips.iter().map(|t| t.to_json(flag, self.now)))
+            .collect();
+        let kills: serde_json::Map<String, Value> = self
+            .overrides
+            .flags
+            .iter()
+            .map(|(flag, kill)| {
+                (
+                    flag.to_string(),
+                    json!({ "reason": kill.reason, "at": format_timestamp(kill.at) }),
+                )
+            })
+            .collect();
+        let mut status = json!({
+            "source": self.source,
+            "revision": self.revision,
+            "loaded_at": format_timestamp(self.loaded_at),
+            "age_seconds": self.age_millis() as f64 / 1000.0,
+            "last_check": self.last_check.map(format_timestamp),
+            "last_error": self.last_error.as_ref().map(|f| json!({
+                "at": format_timestamp(f.at),
+                "code": f.error.code(),
+                "message": f.error.to_string(),
+                "problems": f.error.problems().iter().map(|p| json!({
+                    "path": p.path, "code": p.code(), "message": p.message,
+                })).collect::<Vec<_>>(),
+            })),
+            "reloads": self.reloads,
+            "rejected": self.rejected,
+            "watching": self.watching,
+            "local_kills": {
+                "all": self.overrides.all.as_ref().map(|k| json!({
+                    "reason": k.reason, "at": format_timestamp(k.at),
+                })),
+                "flags": kills,
+            },
+            "guardrails": trips,
+            "budgets": self.budgets,
+            "sticky_pins": self.pins,
+        });
+        // Always present (null for file and static sources), so every status has one shape.
+        status["remote"] = self.remote.clone().unwrap_or(Value::Null);
+        status
+    }
+}
+
+/// What a reload did, for listeners (logging in the bindings).
+#[derive(Debug, Clone)]
+pub enum ReloadEvent {
+    Applied { previous: String, revision: String },
+    Rejected { error: Error },
+}
+
+type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
+
+pub(super) struct Shared {
+    pub(super) document: ArcSwap<Document>,
+    /// Outcomes, guardrail windows and event sinks of the runtime around the call.
+    pub(super) runtime: Runtime,
+    pub(super) overrides: ArcSwap<Overrides>,
+    /// Whether any local kill is in force. Evaluation reads this flag instead of loading the
+    /// overrides, which saves an atomic load on every call in the usual case (no local kills).
+    pub(super) has_overrides: AtomicBool,
+    pub(super) source: SourceKind,
+    /// The implementation of a [`SourceKind::External`] source.
+    pub(super) external: Option<Arc<dyn ExternalSource>>,
+    pub(super) clock: Arc<dyn Clock>,
+    // Lock-free (copy on write) rather than mutexes: a process may fork() while the reload
+    // thread is updating these, and a mutex held at that instant would stay locked forever in
+    // the child (gunicorn --preload, celery prefork).
+    pub(super) state: ArcSwap<LoadState>,
+    pub(super) listeners: ArcSwap<Vec<Listener>>,
+    /// Bumped to stop the current watcher thread (on drop, or before a restart after fork).
+    pub(super) watcher_generation: AtomicU64,
+    pub(super) watching: AtomicBool,
+}
+
+#[derive(Clone)]
+pub(crate) struct LoadState {
+    pub(super) loaded_at: Millis,
+    pub(super) last_check: Option<Millis>,
+    pub(super) last_error: Option<LoadFailure>,
+    pub(super) reloads: u64,
+    pub(super) rejected: u64,
+    /// Identity of the file last read (mtime, length, inode) to skip unchanged files cheaply.
+    pub(super) fingerprint: Option<Fingerprint>,
+}
+
+/// The live flags of a process: cheap to clone and to share between threads.
+#[derive(Clone)]
+pub struct Flags {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flags")
+            .field("source", &self.shared.source)
+            .field("revision", &self.shared.document.load().revision())
+            .finish()
+    }
+}
+
+impl Flags {
+    pub(super) fn new(
+        document: Document,
+        source: SourceKind,
+        clock: Arc<dyn Clock>,
+        fingerprint: Option<Fingerprint>,
+    ) -> Flags {
+        let now = clock.now_millis();
+        Flags {
+            shared: Arc::new(Shared {
+                runtime: Runtime::default(),
+                document: ArcSwap::from_pointee(document),
+                overrides: ArcSwap::from_pointee(Overrides::default()),
+                has_overrides: AtomicBool::new(false),
+                source,
+                external: None,
+                clock,
+                state: ArcSwap::from_pointee(LoadState {
+                    loaded_at: now,
+                    last_check: Some(now),
+                    last_error: None,
+                    reloads: 0,
+                    rejected: 0,
+                    fingerprint,
+                }),
+                listeners: ArcSwap::from_pointee(Vec::new()),
+                watcher_generation: AtomicU64::new(0),
+                watching: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Live flags over a fixed document.
+    pub fn from_document(document: Document) -> Flags {
+        Self::from_document_with_clock(document, Arc::new(SystemClock))
+    }
+
+    pub fn from_document_with_clock(document: Document, clock: Arc<dyn Clock>) -> Flags {
+        Flags::new(document, SourceKind::Static, clock, None)
+    }
+
+    /// Parses JSON text into static flags.
+    pub fn from_json(text: &str) -> Result<Flags> {
+        Ok(Flags::from_document(Document::from_json(text)?))
+    }
+
+    /// Validates a JSON value into static flags.
+    pub fn from_value(value: Value) -> Result<Flags> {
+        Ok(Flags::from_document(Document::from_value(value)?))
+    }
+
+    /// Replaces the document (static sources, tests, programmatic updates). An invalid
+    /// document is rejected and the live one stays.
+    pub fn replace_json(&self, text: &str) -> Result<String> {
+        self.apply(Document::from_json(text))
+    }
+
+    /// Replaces the document with an already-compiled one.
+    pub fn replace(&self, document: Document) -> String {
+        let revision = document.revision().to_string();
+        let _ = self.apply(Ok(document));
+        revision
+    }
+
+    pub(super) fn apply(&self, loaded: Result<Document>) -> Result<String> {
+        let now = self.shared.clock.now_millis();
+        let event = match loaded {
+            Ok(document) => {
+                let revision = document.revision().to_string();
+                let previous = self.shared.document.swap(Arc::new(document));
+                self.shared.state.rcu(|state| LoadState {
+                    last_check: Some(now),
+                    loaded_at: now,
+                    last_error: None,
+                    reloads: state.reloads + 1,
+                    ..LoadState::clone(state)
+                });
+                Ok(ReloadEvent::Applied {
+                    previous: previous.revision().to_string(),
+                    revision,
+                })
+            }
+            Err(error) => {
+                self.shared.state.rcu(|state| LoadState {
+                    last_check: Some(now),
+                    rejected: state.rejected + 1,
+                    last_error: Some(LoadFailure {
+                        at: now,
+                        error: error.clone(),
+                    }),
+                    ..LoadState::clone(state)
+                });
+                Err(error)
+            }
+        };
+        let (result, event) = match event {
+            Ok(applied) => {
+                let revision = match &applied {
+                    ReloadEvent::Applied { revision, .. } => revision.clone(),
+                    ReloadEvent::Rejected { .. } => String::new(),
+                };
+                (Ok(revision), applied)
+            }
+            Err(error) => (Err(error.clone()), ReloadEvent::Rejected { error }),
+        };
+        for listener in self.shared.listeners.load().iter() {
+            listener(&event);
+        }
+        result
+    }
+
+    /// Registers a listener for reload events (applied / rejected).
+    pub fn on_reload(&self, listener: impl Fn(&ReloadEvent) + Send + Sync + 'static) {
+        let listener: Listener = Arc::new(listener);
+        self.shared.listeners.rcu(|current| {
+            let mut next = Vec::clone(current);
+            next.push(Arc::clone(&listener));
+            next
+        });
+    }
+
+    /// The runtime state behind this handle (metrics, guardrail windows, budget books, pins,
+    /// sinks): what a [`crate::live::Run`] records into, without reaching into the handle.
+    #[inline]
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.shared.runtime
+    }
+
+    /// The live document.
+    #[inline]
+    pub fn document(&self) -> Arc<Document> {
+        self.shared.document.load_full()
+    }
+
+    /// A consistent view for several evaluations: one document, one set of overrides.
+    #[inline]
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            document: self.shared.document.load(),
+            // Acquire pairs with the Release in `kill`: a kill is visible to the next evaluation.
+            overrides: self
+                .shared
+                .has_overrides
+                .load(Ordering::Acquire)
+                .then(|| self.shared.overrides.load()),
+            clock: &*self.shared.clock,
+            runtime: &self.shared.runtime,
+        }
+    }
+
+    /// Evaluates a flag and returns an owned result. Never fails.
+    #[inline]
+    pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Evaluation {
+        self.snapshot().evaluate_owned(flag, ctx)
+    }
+
+    /// Evaluates a flag as of instant `at` (ramps read `at` instead of the clock).
+    pub fn evaluate_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Evaluation {
+        self.snapshot().evaluate_owned_at(flag, ctx, At(at))
+    }
+
+    /// Evaluates with the steps that led to the decision, as JSON.
+    pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
+        let snapshot = self.snapshot();
+        snapshot.explain(flag, ctx)
+    }
+
+    /// `explain` as of instant `at`.
+    pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
+        self.snapshot().explain_at(flag, ctx, at)
+    }
+
+    /// Kills one flag (`Some`) or every flag (`None`) in this process, without touching the
+    /// document. Safety first: takes effect for the very next evaluation.
+    pub fn kill(&self, flag: Option<&str>, reason: Option<&str>) {
+        let kill = LocalKill {
+            reason: reason.map(str::to_string),
+            at: self.shared.clock.now_millis(),
+        };
+        self.shared.overrides.rcu(|current| {
+            let mut next = Overrides::clone(current);
+            match flag {
+                Some(flag) => {
+                    next.flags.insert(flag.into(), kill.clone());
+                }
+                None => next.all = Some(kill.clone()),
+            }
+            next
+        });
+        self.shared.has_overrides.store(true, Ordering::Release);
+    }
+
+    /// Lifts a local kill of one flag (`Some`) or every local kill (`None`). A kill written in
+    /// the document stays in force: only a new document lifts it, so that one process cannot
+    /// undo a fleet-wide kill by accident.
+    pub fn unkill(&self, flag: Option<&str>) {
+        self.shared.overrides.rcu(|current| {
+            let mut next = Overrides::clone(current);
+            match flag {
+                Some(flag) => {
+                    next.flags.remove(flag);
+                }
+                None => {
+                    next.all = None;
+                    next.flags.clear();
+                }
+            }
+            next
+        });
+        self.refresh_has_overrides();
+    }
+
+    fn refresh_has_overrides(&self) {
+        let any = !self.shared.overrides.load().is_empty();
+        self.shared.has_overrides.store(any, Ordering::Release);
+    }
+
+    /// Replaces the trips of one flag (the runtime calls this when a guardrail trips or
+    /// recovers); the next evaluation sees them.
+    pub(crate) fn publish_trips(&self, flag: &Arc<str>, trips: Vec<Trip>) {
+        self.shared.overrides.rcu(|current| {
+            let mut next = Overrides::clone(current);
+            if trips.is_empty() {
+                next.trips.remove(flag);
+            } else {
+                next.trips.insert(Arc::clone(flag), trips.clone());
+            }
+            next
+        });
+        self.refresh_has_overrides();
+    }
+
+    /// Source, live revision, age, last error and local kills.
+    pub fn status(&self) -> Status {
+        let state = self.shared.state.load();
+        let now = self.shared.clock.now_millis();
+        Status {
+            remote: self.shared.external.as_ref().map(|e| e.status_json(now)),
+            source: self.shared.source.describe(),
+            revision: self.shared.document.load().revision().to_string(),
+            loaded_at: state.loaded_at,
+            last_check: state.last_check,
+            last_error: state.last_error.clone(),
+            reloads: state.reloads,
+            rejected: state.rejected,
+            watching: self.is_watching(),
+            overrides: Overrides::clone(&self.shared.overrides.load()),
+            budgets: self.budget_states(),
+            pins: self.shared.runtime.pins.len(),
+            now,
+        }
+    }
+
+    /// The state of every budget of the live document (document-wide first, then each flag's,
+    /// then shadow caps): limit, window, action, and spent / reserved / remaining for a single
+    /// scope, or counts of tracked and exhausted scopes for a per-unit budget.
+    pub fn budget_states(&self) -> Vec<Value> {
+        let document = self.document();
+        let now = self.now_millis();
+        let budgets: Vec<&Budget> = document
+            .budgets()
+            .iter()
+            .chain(document.flags().iter().flat_map(|f| &f.budgets))
+            .chain(
+                document
+                    .flags()
+                    .iter()
+                    .filter_map(|f| f.shadow.as_ref()?.cap.as_ref()),
+            )
+            .collect();
+        if budgets.is_empty() {
+            return Vec::new();
+        }
+        let mut book = self.shared.runtime.budgets();
+        budgets.into_iter().map(|b| book.describe(b, now)).collect()
+    }
+
+    /// The clock this handle evaluates ramps with.
+    pub fn now_millis(&self) -> Millis {
+        self.shared.clock.now_millis()
+    }
+}

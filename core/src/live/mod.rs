@@ -1,0 +1,35 @@
+//! The live handle ([`Flags`]) and what hangs off it, one job per file:
+//! - [`handle`]: the shared handle — the document behind an `ArcSwap`, local kills, reload
+//!   listeners, status, evaluation entry points;
+//! - [`overrides`]: local kills and tripped guardrails laid over the document;
+//! - [`source`]: where the document comes from (static, or a file) and how a file is read;
+//! - [`watch`]: loading a file into a handle and the thread that reloads it on change;
+//! - [`external`]: the hook for sources implemented outside the core (HTTP, in
+//!   `flagrail-sources`), whose poller thread the core owns;
+//! - [`snapshot`]: one consistent view for evaluations, the overlay it builds, and the owned
+//!   [`Evaluation`];
+//! - [`run`]: the call around the model (fallback chains, budgets reserved and settled);
+//! - [`telemetry`]: event sinks, recorded attempts, feedback and metrics;
+//! - [`clock`]: where "now" comes from.
+//!
+//! Every `impl Flags` block of the crate is in this folder.
+
+pub mod clock;
+pub mod external;
+pub mod handle;
+pub mod overrides;
+pub mod run;
+pub mod snapshot;
+pub mod source;
+pub mod telemetry;
+pub mod watch;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use handle::{Flags, LoadFailure, ReloadEvent, Status};
+pub use overrides::{LocalKill, Overrides};
+pub use run::{Attempt, Run, Step, Usage};
+pub use snapshot::{Evaluation, LiveOverlay, PinSource, Snapshot};
+pub use source::{
+    read_document, ExternalSource, FileOptions, Poll, SourceKind, DEFAULT_POLL_INTERVAL,
+    MAX_FILE_BYTES,
+};

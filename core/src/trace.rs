@@ -1,0 +1,33 @@
+//! The steps of a decision, recorded for `explain` and compiled away for plain evaluation.
+
+use serde_json::Value;
+
+/// Receives the steps of a decision. [`NoTrace`] drops them at compile time.
+pub trait Tracer {
+    const ENABLED: bool;
+    /// Records a note; `make` runs only when tracing is enabled.
+    fn note(&mut self, make: impl FnOnce() -> Value);
+}
+
+/// The tracer of plain evaluation: records nothing, costs nothing.
+#[derive(Debug, Default)]
+pub struct NoTrace;
+
+impl Tracer for NoTrace {
+    const ENABLED: bool = false;
+    #[inline(always)]
+    fn note(&mut self, _make: impl FnOnce() -> Value) {}
+}
+
+/// Collects notes for `explain`.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub notes: Vec<Value>,
+}
+
+impl Tracer for Trace {
+    const ENABLED: bool = true;
+    fn note(&mut self, make: impl FnOnce() -> Value) {
+        self.notes.push(make());
+    }
+}
