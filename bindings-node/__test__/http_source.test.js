@@ -180,7 +180,7 @@ test('every worker thread polls with its own handle', async () => {
       const flags = Flags.fromUrl(workerData.url, { pollIntervalMs: 50 })
       const started = Date.now()
       const timer = setInterval(() => {
-        if (flags.revision === 'r2' || Date.now() - started > 20000) {
+        if (flags.revision === 'r2-worker' || Date.now() - started > 20000) {
           clearInterval(timer)
           parentPort.postMessage({ revision: flags.revision, polls: flags.status().remote.polls })
           flags.close()
@@ -197,9 +197,10 @@ test('every worker thread polls with its own handle', async () => {
     )
     const ready = workers.map((worker) => new Promise((resolve) => worker.once('message', resolve)))
     await Promise.all(ready)
-    nginx.publish('flags.json', doc('r2'))
+    // A different size: nginx's ETag is the mtime in seconds plus the size.
+    nginx.publish('flags.json', doc('r2-worker'))
     for (const result of await Promise.all(results)) {
-      assert.equal(result.revision, 'r2')
+      assert.equal(result.revision, 'r2-worker')
       assert.ok(result.polls > 0)
     }
     await Promise.all(workers.map((w) => w.terminate()))
@@ -222,5 +223,31 @@ test('a polling handle never keeps the process alive', async () => {
     assert.equal(run.stdout.trim(), 'r1')
   } finally {
     nginx.stop()
+  }
+})
+
+test('file handles created and dropped share one watcher thread', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flagrail-watchers-'))
+  try {
+    const files = Array.from({ length: 50 }, (_, i) => path.join(dir, `f${i}.json`))
+    for (const f of files) fs.writeFileSync(f, doc('r1'))
+    const reloadThreads = () =>
+      fs.readdirSync('/proc/self/task').filter((t) => fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'flagrail-reload').length
+    for (let round = 0; round < 6; round++) {
+      const handles = files.map((f) => Flags.fromFile(f, { pollInterval: 20 }))
+      assert.equal(reloadThreads(), 1)
+      for (const h of handles) h.close()
+    }
+    const handles = files.map((f) => Flags.fromFile(f, { pollInterval: 20 }))
+    for (const f of files) {
+      fs.writeFileSync(`${f}.tmp`, doc('r2-longer'))
+      fs.renameSync(`${f}.tmp`, f)
+    }
+    await waitFor('every handle to reload', () => handles.every((h) => h.revision === 'r2-longer'))
+    assert.equal(reloadThreads(), 1)
+    for (const h of handles) h.close()
+    await waitFor('the watcher to end', () => reloadThreads() === 0, 5000)
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
   }
 })

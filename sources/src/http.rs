@@ -47,6 +47,11 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const MAX_REDIRECTS: u32 = 3;
 /// A `Retry-After` longer than this is read as this: a server cannot switch polling off.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// A poll skips the conditional headers when the last full GET is older than this: a server
+/// whose validators miss a change (nginx's ETag is the mtime in whole seconds plus the size,
+/// so a same-size replacement within the same second keeps it) cannot hide it for longer.
+/// An unchanged body is recognised by its digest and costs no parse.
+pub const FULL_REFRESH: Duration = Duration::from_secs(60);
 /// The shortest wait between failed attempts: full jitter may draw zero.
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(50);
 
@@ -130,6 +135,8 @@ struct RemoteState {
     served_from_cache: bool,
     /// When the live document was last confirmed (fetched, 304, or loaded from the cache).
     confirmed_at: Option<Millis>,
+    /// When the last unconditional GET answered 200.
+    last_full: Option<Instant>,
     polls: u64,
     not_modified: u64,
     documents: u64,
@@ -536,6 +543,7 @@ impl HttpSource {
             } else {
                 s.etag = etag.clone();
                 s.last_modified = last_modified.clone();
+                s.last_full = Some(Instant::now());
             }
             if let Some(digest) = digest {
                 s.digest = Some(digest);
@@ -573,7 +581,12 @@ impl HttpSource {
     /// or `None` when the poller should stop.
     fn poll(&self, agent: &Agent, poll: &dyn Poll) -> Option<Duration> {
         let at = self.options.clock.now_millis();
-        match self.fetch(agent, true) {
+        let conditional = self
+            .state
+            .load()
+            .last_full
+            .is_some_and(|t| t.elapsed() < FULL_REFRESH);
+        match self.fetch(agent, conditional) {
             Ok(Fetched::NotModified) => {
                 self.record_success(at, None, None, None, true);
                 Some(self.options.poll_interval)
