@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Bottom first: a module may use its own layer and those before it, never one after it.
 LAYERS: list[tuple[str, list[str]]] = [
     ("primitives", ["time", "hash", "context", "error", "trace", "cache_key"]),
-    ("conditions", ["condition", "ramp"]),
+    ("conditions", ["condition", "ramp", "autopilot"]),
     ("document", ["document"]),
     ("evaluate", ["evaluate"]),
     ("runtime state", ["runtime"]),
     ("live", ["live"]),
     ("load and tooling", ["load", "lint", "admin"]),
+    ("binding boundary", ["codes"]),
 ]
 
 CRATES: list[tuple[str, bool]] = [

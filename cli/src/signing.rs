@@ -13,6 +13,15 @@ use flagrail_sources::PrivateKey;
 use crate::args::Args;
 use crate::{Failure, Outcome};
 
+pub const KEYGEN_DETAILS: &str =
+    "  --out DIR      where to write flagrail.key (mode 0600, never overwritten) and flagrail.pub
+flagrail.pub is one line (ed25519:<hex>): give its text as verify_key / verifyKey to a source,
+which then serves only documents with a matching <document>.sig. See docs/runbook.md §13.";
+
+pub const SIGN_DETAILS: &str = "  --key FILE     the private key written by keygen
+Writes FILE.sig, a detached ed25519 signature over FILE's exact bytes (any later edit, even of
+whitespace, invalidates it). FILE must be a valid document. Upload the .sig before the document.";
+
 /// Writes `flagrail.key` (mode 0600, never overwritten) and `flagrail.pub` into `--out DIR`.
 pub fn keygen(args: &mut Args) -> Outcome {
     let dir = PathBuf::from(args.required("--out")?);
@@ -25,7 +34,7 @@ pub fn keygen(args: &mut Args) -> Outcome {
     write_private(&private, key.to_text().as_bytes())?;
     let public_text = format!("{}\n", key.verify_key().to_text());
     write_atomic(&public, public_text.as_bytes()).map_err(Failure::failed)?;
-    println!(
+    outln!(
         "wrote {} (private: keep it secret) and {} (public: give its text as verify_key)",
         private.display(),
         public.display()
@@ -68,6 +77,6 @@ pub fn sign(args: &mut Args) -> Outcome {
     flagrail_core::Document::from_slice(&bytes)?;
     let signature = signature_path(Path::new(&file));
     write_atomic(&signature, key.sign(&bytes).as_bytes()).map_err(Failure::failed)?;
-    println!("{file}: signed -> {}", signature.display());
+    outln!("{file}: signed -> {}", signature.display());
     Ok(())
 }

@@ -53,6 +53,13 @@ pub enum ProblemKind {
     DuplicateBudgetId,
     /// A `hash_version` this build does not implement.
     UnsupportedHashVersion,
+    /// A key that appears twice in one JSON object (readers disagree on which one counts).
+    DuplicateKey,
+    /// Arrays and objects nested deeper than [`crate::load::MAX_JSON_DEPTH`], or conditions
+    /// deeper than [`crate::load::MAX_CONDITION_DEPTH`] through segment references.
+    NestingTooDeep,
+    /// A flag whose worst-case evaluation exceeds [`crate::load::MAX_FLAG_COST`].
+    FlagTooComplex,
 }
 
 impl ProblemKind {
@@ -81,6 +88,9 @@ impl ProblemKind {
             ProblemKind::DuplicateGuardrailId => "DUPLICATE_GUARDRAIL_ID",
             ProblemKind::DuplicateBudgetId => "DUPLICATE_BUDGET_ID",
             ProblemKind::UnsupportedHashVersion => "UNSUPPORTED_HASH_VERSION",
+            ProblemKind::DuplicateKey => "DUPLICATE_KEY",
+            ProblemKind::NestingTooDeep => "NESTING_TOO_DEEP",
+            ProblemKind::FlagTooComplex => "FLAG_TOO_COMPLEX",
         }
     }
 }
@@ -143,6 +153,18 @@ impl Error {
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::FlagNotFound { .. } => "FLAG_NOT_FOUND",
             Error::AllAttemptsFailed { .. } => "ALL_ATTEMPTS_FAILED",
+        }
+    }
+
+    /// `INVALID_ARGUMENT` for a host-language string argument with a lone surrogate: it has no
+    /// UTF-8 form, so it cannot be hashed or compared (docs/bucketing.md §2). One text for
+    /// every binding.
+    pub fn unpaired_surrogates(argument: &str) -> Error {
+        Error::InvalidArgument {
+            message: format!(
+                "{argument} has unpaired surrogates: a string without a UTF-8 form cannot be \
+                 bucketed (docs/bucketing.md §2)"
+            ),
         }
     }
 

@@ -7,7 +7,8 @@
 //!    [`context`] (attributes of a caller), [`error`] (typed errors and codes), [`trace`]
 //!    (the steps `explain` records), [`cache_key`];
 //! 2. **conditions** — [`condition`] (targeting operators and segments), [`ramp`]
-//!    (scheduled ramps);
+//!    (scheduled ramps), [`autopilot`] (the ramp's statistical gate: promote, hold, roll back
+//!    or revert from evidence; pure, no I/O);
 //! 3. **document** — [`document`]: every *spec* type, as written and compiled: flags,
 //!    variants, rules, kill switches, shadows, and [`document::budget`],
 //!    [`document::guardrail`], [`document::sticky`];
@@ -19,14 +20,18 @@
 //! 6. **live** — [`live`]: the shared, hot-swappable handle ([`Flags`]): sources and reload,
 //!    snapshots, the call around the model ([`live::run`]) and telemetry;
 //! 7. **load and tooling** — [`load`] (a JSON document becomes a validated, compiled
-//!    [`Document`], every error with its path and code), [`lint`], [`admin`].
+//!    [`Document`], every error with its path and code), [`lint`], [`admin`];
+//! 8. **binding boundary** — [`codes`]: the numbers both bindings use for reasons, kill
+//!    sources, error kinds, pin effects and run steps when they cross a language boundary.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
 pub mod admin;
+pub mod autopilot;
 pub mod cache_key;
+pub mod codes;
 pub mod condition;
 pub mod context;
 pub mod document;

@@ -606,9 +606,10 @@ impl HttpSource {
                 etag,
                 last_modified,
             }) => {
+                // Recorded first, so that whoever sees the new revision also sees the success.
+                self.record_success(at, etag, last_modified, Some(digest), false);
                 // Validated already: `offer` swaps it in.
                 let _ = poll.offer(Ok(*document))?;
-                self.record_success(at, etag, last_modified, Some(digest), false);
                 self.write_cache(&bytes, signature.as_deref());
                 Some(self.options.poll_interval)
             }
