@@ -137,6 +137,10 @@ struct RemoteState {
     confirmed_at: Option<Millis>,
     /// When the last unconditional GET answered 200.
     last_full: Option<Instant>,
+    /// The last 200's `Last-Modified` was less than 2 s before its `Date`: a change within
+    /// the same second would keep the validators (HTTP dates and nginx's ETag have 1 s
+    /// resolution), so polls stay unconditional until a response shows an older modification.
+    validators_weak: bool,
     polls: u64,
     not_modified: u64,
     documents: u64,
@@ -239,6 +243,41 @@ fn backoff(
         Some(after) => delay.max(after.min(MAX_RETRY_AFTER)),
         None => delay,
     }
+}
+
+/// Parses an HTTP date (`Thu, 03 Dec 2026 22:20:12 GMT`, the only form servers send today)
+/// into Unix milliseconds.
+fn http_date(text: &str) -> Option<Millis> {
+    let mut parts = text.split_whitespace().skip(1);
+    let day: u32 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: u32 = parts.next()?.parse().ok()?;
+    let time = parts.next()?;
+    flagrail_core::time::parse_timestamp(&format!("{year:04}-{month:02}-{day:02}T{time}Z"))
+}
+
+/// Whether `Last-Modified` is too close to the response's `Date` (or, without one, to now) to
+/// trust: see `RemoteState::validators_weak`.
+fn weak_validators(last_modified: Option<&str>, date: Option<&str>, now: Millis) -> bool {
+    let Some(modified) = last_modified.and_then(http_date) else {
+        return false;
+    };
+    let served = date.and_then(http_date).unwrap_or(now);
+    served - modified < 2_000
 }
 
 /// Reads `Retry-After` as seconds (the HTTP-date form is rare for 429/503; it is read as
@@ -456,6 +495,12 @@ impl HttpSource {
         }
         let etag = header(&response, "etag");
         let last_modified = header(&response, "last-modified");
+        let weak = weak_validators(
+            last_modified.as_deref(),
+            header(&response, "date").as_deref(),
+            self.options.clock.now_millis(),
+        );
+        self.update(|s| s.validators_weak = weak);
         let bytes = response
             .body_mut()
             .with_config()
@@ -581,11 +626,9 @@ impl HttpSource {
     /// or `None` when the poller should stop.
     fn poll(&self, agent: &Agent, poll: &dyn Poll) -> Option<Duration> {
         let at = self.options.clock.now_millis();
-        let conditional = self
-            .state
-            .load()
-            .last_full
-            .is_some_and(|t| t.elapsed() < FULL_REFRESH);
+        let state = self.state.load();
+        let conditional =
+            !state.validators_weak && state.last_full.is_some_and(|t| t.elapsed() < FULL_REFRESH);
         match self.fetch(agent, conditional) {
             Ok(Fetched::NotModified) => {
                 self.record_success(at, None, None, None, true);
@@ -820,6 +863,32 @@ pub fn is_url(location: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validators_of_a_file_changed_within_the_second_are_weak() {
+        let at = http_date("Thu, 03 Dec 2026 22:20:12 GMT").unwrap();
+        assert_eq!(
+            flagrail_core::time::format_timestamp(at),
+            "2026-12-03T22:20:12Z"
+        );
+        let lm = Some("Thu, 03 Dec 2026 22:20:12 GMT");
+        assert!(weak_validators(
+            lm,
+            Some("Thu, 03 Dec 2026 22:20:13 GMT"),
+            0
+        ));
+        assert!(!weak_validators(
+            lm,
+            Some("Thu, 03 Dec 2026 22:20:14 GMT"),
+            0
+        ));
+        assert!(!weak_validators(
+            None,
+            Some("Thu, 03 Dec 2026 22:20:12 GMT"),
+            0
+        ));
+        assert!(weak_validators(lm, None, at + 500));
+    }
 
     #[test]
     fn credentials_in_urls_are_hidden() {

@@ -11,10 +11,15 @@ from conftest import chat_document, wait_until, write_atomic
 from flagrail import Flags
 
 
+def comm(task: Path) -> str | None:
+    try:
+        return (task / "comm").read_text().strip()
+    except OSError:  # the thread ended between the listing and the read
+        return None
+
+
 def reload_threads() -> int:
-    return sum(
-        1 for task in Path("/proc/self/task").iterdir() if (task / "comm").read_text().strip() == "flagrail-reload"
-    )
+    return sum(1 for task in Path("/proc/self/task").iterdir() if comm(task) == "flagrail-reload")
 
 
 def test_many_file_handles_share_one_watcher_thread(tmp_path: Path) -> None:
