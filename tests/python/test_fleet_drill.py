@@ -21,9 +21,8 @@ def test_a_kill_reaches_every_process_of_the_fleet(tmp_path: Path) -> None:
         back = processes.publish_and_wait(fleet.document(1, killed=False), "model")
         assert len(back) == 8
         assert set(processes.current.values()) == {"model"}
-        # nginx served the polls in between mostly as 304s.
-        statuses = [status for status, _, uri in nginx.log() if uri == "/flags.json"]
-        assert statuses.count(304) > 0
+        # Every process polled nginx (304s at steady state are tested in test_http_source.py).
+        assert len([1 for _, _, uri in nginx.log() if uri == "/flags.json"]) >= 3 * 8
     finally:
         processes.stop()
         nginx.stop()
