@@ -164,3 +164,29 @@ fn a_flag_over_its_complexity_budget_is_refused_quickly() {
     )
     .is_ok());
 }
+
+#[test]
+fn a_long_cycle_is_found_in_linear_time_with_short_messages() {
+    let length = 10_000;
+    let mut segments = serde_json::Map::new();
+    for i in 0..length {
+        segments.insert(
+            format!("c{i}"),
+            json!({ "segment": format!("c{}", (i + 1) % length) }),
+        );
+    }
+    let err =
+        Document::from_value(json!({ "segments": segments, "flags": {} })).expect_err("cycle");
+    assert_eq!(err.problems().len(), length);
+    assert!(err.problems().iter().all(|p| p.code() == "SEGMENT_CYCLE"));
+    let first = &err.problems()[0];
+    assert_eq!(first.path, "segments.c0");
+    assert!(
+        first
+            .message
+            .starts_with("segment references form a cycle: c0 -> c1 -> c2"),
+        "{}",
+        first.message
+    );
+    assert!(first.message.len() < 200, "{}", first.message);
+}

@@ -189,6 +189,7 @@ impl Reader<'_> {
             self.space();
             match self.peek() {
                 Some(b'"') => {}
+                Some(b'}') if !map.is_empty() => return Err(self.fail("trailing comma")),
                 None => return Err(self.fail("EOF while parsing an object")),
                 Some(_) => return Err(self.fail("key must be a string")),
             }
@@ -240,6 +241,10 @@ impl Reader<'_> {
             return Ok(Value::Array(items));
         }
         loop {
+            self.space();
+            if self.peek() == Some(b']') && !items.is_empty() {
+                return Err(self.fail("trailing comma"));
+            }
             let restore = self.path.len();
             self.path.push_str(&format!("[{}]", items.len()));
             items.push(self.value(depth + 1)?);

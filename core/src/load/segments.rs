@@ -117,24 +117,28 @@ impl Loader {
                 continue;
             }
             let cycle = cycle_through(component[0], &component, &edges);
-            let mut shown: Vec<&str> = cycle
-                .iter()
-                .take(CYCLE_NAMES_SHOWN)
-                .map(|&i| &*segments[i].name)
-                .collect();
-            let text = if cycle.len() > CYCLE_NAMES_SHOWN {
-                format!(
-                    "{} -> … ({} segments in the cycle)",
-                    shown.join(" -> "),
-                    component.len()
-                )
-            } else {
-                shown.push(&segments[cycle[0]].name);
-                shown.join(" -> ")
-            };
+            let position: FxHashMap<usize, usize> =
+                cycle.iter().enumerate().map(|(at, &i)| (i, at)).collect();
             let mut members = component.clone();
             members.sort_unstable();
             for member in members {
+                // The cycle as seen from this segment when it is on it, else the one found.
+                let from = position.get(&member).copied().unwrap_or(0);
+                let names = |n: usize| {
+                    (0..n)
+                        .map(|k| &*segments[cycle[(from + k) % cycle.len()]].name)
+                        .collect::<Vec<_>>()
+                        .join(" -> ")
+                };
+                let text = if cycle.len() > CYCLE_NAMES_SHOWN {
+                    format!(
+                        "{} -> … ({} segments in the cycle)",
+                        names(CYCLE_NAMES_SHOWN),
+                        component.len()
+                    )
+                } else {
+                    format!("{} -> {}", names(cycle.len()), segments[cycle[from]].name)
+                };
                 self.report(
                     &join("segments", &segments[member].name),
                     ProblemKind::SegmentCycle,
