@@ -20,6 +20,8 @@ export type KillSource = 'document' | 'flag' | 'local-all' | 'local-flag' | 'gua
 export type ErrorCode =
   | 'INVALID_DOCUMENT'
   | 'SOURCE_UNREACHABLE'
+  | 'SIGNATURE_INVALID'
+  | 'NOT_REGULAR_FILE'
   | 'INVALID_ARGUMENT'
   | 'FLAG_NOT_FOUND'
   | 'ALL_ATTEMPTS_FAILED'
@@ -67,6 +69,36 @@ export interface FileOptions {
   reload?: boolean
   /** Milliseconds between checks of the file (default 250). */
   pollInterval?: number
+  /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
+  events?: string | URL
+}
+
+/** Options of `Flags.fromUrl`. */
+export interface UrlOptions {
+  /** Milliseconds between polls (default 5000). */
+  pollIntervalMs?: number
+  /**
+   * A file that keeps the last good document (written atomically): served at startup when the
+   * server cannot be reached, while polling goes on.
+   */
+  cachePath?: string | URL
+  /**
+   * The text of `flagrail.pub`: documents must carry a detached ed25519 signature
+   * (`<url>.sig`, written by `flagrail sign`) by this key, or they never go live
+   * (`SIGNATURE_INVALID`).
+   */
+  verifyKey?: string
+  /** Sent with every request (e.g. `{ Authorization: 'Bearer …' }`); never logged. */
+  headers?: Record<string, string>
+  /** A PEM file of CA certificates to trust instead of the bundled Mozilla roots. */
+  caFile?: string | URL
+  /**
+   * Milliseconds a response (headers and body) may take once connected (default 10000): a
+   * stalled server fails that poll. Connecting has its own 5 s bound.
+   */
+  timeoutMs?: number
+  /** Milliseconds to wait for a first document when no cache can serve (default 10000). */
+  startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
 }
@@ -350,7 +382,7 @@ export interface LocalKill {
 
 /** `Flags.status()` (cross-language field names). */
 export interface Status {
-  /** `static` or `file:<path>`. */
+  /** `static`, `file:<path>` or `url:<url>` (credentials hidden). */
   source: string
   revision: string
   /** When the live document was loaded (RFC 3339). */
@@ -371,6 +403,38 @@ export interface Status {
   sticky_pins: number
   /** The pin store in use (see `Flags.usePinStore`). */
   sticky_store: StickyStoreStatus
+  /** The state of the URL poller (`Flags.fromUrl`); `null` for file and static sources. */
+  remote: RemoteStatus | null
+}
+
+/** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */
+export interface RemoteStatus {
+  url: string
+  etag: string | null
+  last_modified: string | null
+  /** The last poll that got a document or a 304. */
+  last_success: string | null
+  last_attempt: string | null
+  /** Failed polls since the last success (0 when healthy); drives the backoff. */
+  consecutive_failures: number
+  /** Seconds since the live document was last confirmed by the server (or loaded from the cache). */
+  stale_seconds: number | null
+  /** The live document came from `cachePath` and the server has not answered since. */
+  served_from_cache: boolean
+  cache_path: string | null
+  /** A verify key is configured: only signed documents go live. */
+  signed: boolean
+  poll_interval_seconds: number
+  polls: number
+  not_modified: number
+  documents: number
+  last_error: {
+    at: string
+    code: ErrorCode
+    /** `connect`, `timeout`, `http_status`, `too_large`, `truncated`, `redirects`, `tls`, `io`, `invalid_document`, `signature` or `cache_write`. */
+    kind: string
+    message: string
+  } | null
 }
 
 /** A tripped guardrail in `Status.guardrails`. */
@@ -521,6 +585,20 @@ export declare class Flags {
    */
   static fromFile(path: string | URL, options?: FileOptions): Flags
   /**
+   * Loads a flag document from an HTTP(S) URL and polls it in the background with conditional
+   * GETs (an unchanged document costs a 304 and no parse). A failed poll, or a bad, truncated,
+   * oversized or unsigned document, never replaces the live one; failures back off with full
+   * jitter (up to 30 s, `Retry-After` honoured). `status().remote` has the URL, ETag, last
+   * success and attempt, consecutive failures, staleness and the last error with its code.
+   * The poller never keeps the process alive, runs per worker thread, and stops with `close()`.
+   *
+   * Blocks until the first document is fetched; if that fails and `cachePath` holds a valid
+   * copy, the copy serves (`status().remote.served_from_cache`), else it retries for
+   * `startupTimeoutMs` and throws.
+   * @throws FlagrailError `SOURCE_UNREACHABLE`, `SIGNATURE_INVALID`, `INVALID_DOCUMENT` or `INVALID_ARGUMENT`.
+   */
+  static fromUrl(url: string | URL, options?: UrlOptions): Flags
+  /**
    * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.
@@ -566,7 +644,7 @@ export declare class Flags {
    * @throws FlagrailError `SOURCE_UNREACHABLE` or `INVALID_DOCUMENT` (the live document stays).
    */
   reloadIfChanged(): boolean
-  /** Stops watching the file; the last document keeps serving. Idempotent. */
+  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
   close(): void
   /**
    * Calls `fn` through the flag's fallback chain: the assigned variant with its `timeout_ms`,

@@ -418,6 +418,60 @@ class Flags {
   }
 
   /**
+   * Loads a flag document from an HTTP(S) URL and polls it in the background (see
+   * index.d.ts, `Flags.fromUrl`). Blocks until the first document is fetched, a usable cache
+   * serves, or `startupTimeoutMs` passes.
+   */
+  static fromUrl(url, options) {
+    const opts = options === undefined || options === null ? {} : options
+    if (url instanceof URL) url = url.href
+    if (typeof url !== 'string') throw invalidArgument('url must be a string or a URL')
+    const ms = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (!Number.isInteger(value) || value < 0 || value > 0xffffffff || (name === 'pollIntervalMs' && value < 1)) {
+        throw invalidArgument(`${name} must be a whole number of milliseconds${name === 'pollIntervalMs' ? ' >= 1' : ' >= 0'}`)
+      }
+      return value
+    }
+    const text = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (value instanceof URL) return require('node:url').fileURLToPath(value)
+      if (typeof value !== 'string') throw invalidArgument(`${name} must be a string`)
+      return value
+    }
+    let headers
+    if (opts.headers !== undefined && opts.headers !== null) {
+      if (typeof opts.headers !== 'object') throw invalidArgument('headers must be an object of strings')
+      headers = []
+      for (const [name, value] of Object.entries(opts.headers)) {
+        // The value may be a token: never put it in a message.
+        if (typeof value !== 'string') throw invalidArgument(`header ${JSON.stringify(name)} must be a string`)
+        headers.push(name, value)
+      }
+    }
+    const flags = Flags._from(
+      native.loadUrl(url, {
+        pollIntervalMs: ms('pollIntervalMs', opts.pollIntervalMs),
+        startupTimeoutMs: ms('startupTimeoutMs', opts.startupTimeoutMs),
+        timeoutMs: ms('timeoutMs', opts.timeoutMs),
+        cachePath: text('cachePath', opts.cachePath),
+        verifyKey: text('verifyKey', opts.verifyKey),
+        caFile: text('caFile', opts.caFile),
+        headers,
+      }),
+    )
+    if (opts.events !== undefined && opts.events !== null) {
+      try {
+        flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    return flags
+  }
+
+  /**
    * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.
@@ -683,7 +737,7 @@ class Flags {
     throw failure(result)
   }
 
-  /** Stops watching the file; the last document keeps serving. Idempotent. */
+  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
   close() {
     native.close(this._slot)
   }

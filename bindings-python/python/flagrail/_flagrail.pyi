@@ -7,6 +7,7 @@ Kept in sync with bindings-python/src/*.rs (whose ``///`` docs are the runtime d
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from os import PathLike
+from types import TracebackType
 from typing import Any, Generic, TypeVar, final, overload
 
 from flagrail._pins import PinStore
@@ -138,6 +139,59 @@ class Flags:
         """
 
     @staticmethod
+    def from_url(
+        url: str,
+        *,
+        poll_interval: float = 5.0,
+        cache_path: str | PathLike[str] | None = None,
+        verify_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ca_file: str | PathLike[str] | None = None,
+        timeout: float = 10.0,
+        startup_timeout: float = 10.0,
+        events: str | PathLike[str] | None = None,
+    ) -> Flags:
+        """Loads a flag document from an HTTP(S) URL and polls it in the background.
+
+        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an
+        unchanged document costs a 304 and no parse. A new document is checked (signature,
+        when ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a
+        bad, truncated, oversized (over 16 MiB) or unsigned document, never replaces the live
+        one. Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
+        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has
+        the URL, ETag, last success and attempt, consecutive failures, staleness and the last
+        error with its code. The poller stops with ``close()`` (or ``with``) and restarts in
+        forked children.
+
+        Startup: the document is fetched before this returns. If that fails and
+        ``cache_path`` holds a valid copy (every good document is written there atomically),
+        the copy serves at once (``status()["remote"]["served_from_cache"]``) and polling goes
+        on. Without a usable cache, attempts go on for up to ``startup_timeout`` seconds, then
+        this raises.
+
+        Args:
+            url: ``http://`` or ``https://``; credentials in it are never shown.
+            poll_interval: Seconds between polls.
+            cache_path: A file that keeps the last good document for cold starts.
+            verify_key: The text of ``flagrail.pub``: documents must carry a detached ed25519
+                signature (``<url>.sig``, written by ``flagrail sign``) by this key.
+            headers: Sent with every request (e.g. ``{"Authorization": "Bearer …"}``); never
+                logged, never sent to another host on a redirect.
+            ca_file: A PEM file of CA certificates to trust instead of the bundled Mozilla
+                roots.
+            timeout: Seconds a response (headers and body) may take once connected; a stalled
+                server fails that poll (connecting has its own 5 s bound).
+            startup_timeout: Seconds to wait for a first document without a usable cache.
+            events: A JSON-lines file that every telemetry event is appended to.
+
+        Raises:
+            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it
+                is not signed by ``verify_key`` (``SIGNATURE_INVALID``).
+            DocumentError: The server's document is invalid and no cache could serve.
+            InvalidArgumentError: A bad URL, header, key, CA file or interval.
+        """
+
+    @staticmethod
     def from_json(text: str, *, events: str | PathLike[str] | None = None) -> Flags:
         """Loads a flag document from JSON text (no reloading).
 
@@ -248,6 +302,19 @@ class Flags:
     def unkill(self, flag: str | None = None) -> None:
         """Lifts a local kill of ``flag`` (every local kill when ``None``). A kill written in
         the document stays in force until a new document lifts it."""
+
+    def close(self) -> None:
+        """Stops the background watcher or poller; the last document keeps serving.
+        Idempotent. ``with Flags.from_file(...) as flags:`` closes at the end of the block."""
+
+    def __enter__(self) -> Flags: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        """Closes the handle (see ``close``); exceptions propagate."""
 
     def reload_if_changed(self) -> bool:
         """Checks a file source now and reloads it if it changed; returns whether a new
