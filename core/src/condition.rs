@@ -175,6 +175,8 @@ pub struct Needles {
 struct ManyNeedles {
     automaton: AhoCorasick,
     set: FxHashSet<Box<str>>,
+    /// Bytes of the longest needle: all an anchored search at the end needs to look at.
+    longest: usize,
 }
 
 impl Needles {
@@ -199,6 +201,7 @@ impl Needles {
             Some(Box::new(ManyNeedles {
                 automaton,
                 set: list.iter().cloned().collect(),
+                longest: list.iter().map(|n| n.len()).max().unwrap_or(0),
             }))
         } else {
             None
@@ -227,13 +230,15 @@ impl Needles {
                 .automaton
                 .is_match(Input::new(text).anchored(Anchored::Yes)),
             NeedlePlace::End => {
-                // Compared strings are at most MAX_COMPARED_BYTES: reversed on the stack.
+                // A suffix is at most the longest needle: that tail of the text, reversed on
+                // the stack (compared strings and needles are at most MAX_COMPARED_BYTES).
+                let tail = &text.as_bytes()[text.len().saturating_sub(many.longest)..];
                 let mut reversed = [0u8; MAX_COMPARED_BYTES];
-                let Some(buffer) = reversed.get_mut(..text.len()) else {
+                let Some(buffer) = reversed.get_mut(..tail.len()) else {
                     return false;
                 };
-                for (slot, byte) in buffer.iter_mut().zip(text.bytes().rev()) {
-                    *slot = byte;
+                for (slot, byte) in buffer.iter_mut().zip(tail.iter().rev()) {
+                    *slot = *byte;
                 }
                 many.automaton
                     .is_match(Input::new(&*buffer).anchored(Anchored::Yes))

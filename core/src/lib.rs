@@ -52,5 +52,6 @@ pub use error::{Error, Problem, ProblemKind, Result};
 pub use evaluate::{decision_json, At, Decision, KillSource, NoOverlay, Overlay, Reason};
 pub use hash::{bucket, HASH_VERSION, PERCENT_TOTAL};
 pub use live::{
-    Clock, Evaluation, FileOptions, Flags, ManualClock, ReloadEvent, Status, SystemClock,
+    Clock, Evaluation, ExternalSource, FileOptions, Flags, ManualClock, Poll, ReloadEvent, Status,
+    SystemClock,
 };

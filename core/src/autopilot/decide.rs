@@ -274,7 +274,7 @@ pub fn decide_with(spec: &AutopilotSpec, observation: &Observation<'_>, method: 
         Method::ConfidenceSequence => Width::Sequence {
             alpha: alpha_per_test,
         },
-        // Computed once per look: the quantile is a search over the normal tail.
+        // Computed once per look rather than once per metric.
         Method::NaiveFixedSample => Width::Fixed {
             z: normal_upper_quantile(alpha_per_test / 2.0),
         },

@@ -7,7 +7,7 @@
 //! the scenario's mean and standard deviation, and a minute's values are added to the arm's
 //! [`Moments`] *exactly in distribution* without drawing them one by one: the mean of `k`
 //! normal values is `N(μ, σ²/k)` and, independently, their sum of squared deviations is
-//! `σ² χ²(k−1)`. So a minute costs the same at any traffic. Then [`decide`] looks, and the
+//! `σ² χ²(k−1)`. So a minute costs the same at any traffic. Then [`decide_with`] looks, and the
 //! rollout follows its decision: promote starts the next step with fresh evidence, roll back /
 //! halt / revert ends it, reaching the last step completes it.
 //!
