@@ -122,6 +122,18 @@ export interface CallOptions {
   readonly shadow: boolean
 }
 
+/** The options of `Flags.call` itself (the fourth argument). */
+export interface CallControl {
+  /**
+   * The caller's own signal (a request's, `AbortSignal.timeout(ms)`): when it aborts, the
+   * attempt in flight is aborted too (its `options.signal`), no further step runs, and the call
+   * rejects with `signal.reason`. The attempt is recorded as `cancelled` (an outcome event that
+   * feeds no metric or guardrail) and its budget reservation is given back at once. An already
+   * aborted signal starts nothing.
+   */
+  signal?: AbortSignal | null
+}
+
 /** Usage of a model call: tokens and cost (all optional). */
 export interface Usage {
   inputTokens?: number | null
@@ -143,7 +155,11 @@ export interface Attempt {
   readonly outcome: 'success' | 'error'
   /** Why it failed, or `null` on success. */
   readonly errorKind: ErrorKind | null
-  /** A short description of the failure, or `null`. */
+  /**
+   * The failure as text, or `null`: `"Name: message"` of the thrown value, made by the core
+   * (the same text as Python's), cut at 1,000 characters; a thrown plain object shows its
+   * JSON text; `"timed out after N ms"` at the step's timeout.
+   */
   readonly error: string | null
   /** Wall time of the attempt, measured by the core with a monotonic clock. */
   readonly latencyMs: number
@@ -189,12 +205,17 @@ export interface Tracker {
   readonly variant: Variant
   /** The run id, for `Flags.feedback`. */
   readonly runId: string
-  /** The call succeeded; returns `false` (recording nothing) when already reported. */
+  /**
+   * The call succeeded; returns `false` (recording nothing) when already reported.
+   * @throws FlagrailError `INVALID_ARGUMENT` for a `latencyMs` or `cost` that is NaN, infinite
+   *   or negative (decided by the core); nothing is recorded and the tracker can still report.
+   */
   success(report?: TrackerReport): boolean
   /**
    * The call failed, with its error kind or the thrown error (classified like a failed `call`
    * attempt); returns `false` (recording nothing) when already reported.
-   * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string.
+   * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string (the core's message,
+   *   listing every kind), or a `latencyMs` or `cost` that is NaN, infinite or negative.
    */
   error(kindOrError: ErrorKind | unknown, report?: TrackerReport): boolean
 }
@@ -459,7 +480,9 @@ export declare class Reject extends Error {
 /**
  * Return it from the function given to `Flags.call` to report usage:
  * `return new Output(text, { inputTokens, outputTokens, cost })`. The call's value is `value`.
- * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0.
+ * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0
+ *   and for a `cost` that is NaN, infinite or negative (decided by the core). Thrown inside the
+ *   function given to `call`, it fails that attempt like any error.
  */
 export declare class Output<T = unknown> {
   constructor(value: T, usage?: Usage)
@@ -633,18 +656,22 @@ export declare class Flags {
    *
    * Budgets are checked and the assigned variant's estimated cost reserved before `fn` runs.
    * When the flag draws a shadow for this unit, `fn` is also called with the shadow variant
-   * (`variant.isShadow`, `options.shadow` true) beside the served chain: the call never waits
-   * for it, and whatever it returns or throws is only recorded (`shadow: true` outcome with the
-   * same `run_id`). For a sticky flag with a `PinStore`, the pin is read (awaited) before and
-   * written before `fn` runs.
+   * (`variant.isShadow`, `options.shadow` true) on a later turn of the event loop, once the
+   * call has settled: even synchronous work in the shadow never delays the served answer; the
+   * call never waits for it, and whatever it returns or throws is only recorded
+   * (`shadow: true` outcome with the same `run_id`). For a sticky flag with a `PinStore`, the
+   * pin is read (awaited) before and written before `fn` runs. Any thrown value is an outcome
+   * (classified, shown as text), even one that cannot be read (a revoked Proxy).
    * @throws FlagrailError `FLAG_NOT_FOUND` (rejects) for an unknown flag;
    *   `ALL_ATTEMPTS_FAILED` (an `AllAttemptsFailedError`, with `attempts` and `runId`) when
-   *   every step failed and none serves without a model.
+   *   every step failed and none serves without a model; `INVALID_ARGUMENT` for a `signal`
+   *   that is not an AbortSignal. Rejects with `signal.reason` when `control.signal` aborts.
    */
   call<T>(
     flag: string,
     context: Context | null | undefined,
     fn: (variant: Variant, options: CallOptions) => T | Output<T> | PromiseLike<T | Output<T>>,
+    control?: CallControl,
   ): Promise<CallResult<T>>
   /**
    * A tracker for a model call the app makes itself with a variant it already has from

@@ -569,14 +569,22 @@ impl Flags {
     /// report usage.
     ///
     /// A step without ``timeout_ms`` calls ``fn`` on this thread. A step with one runs it on a
-    /// shared daemon thread and waits at most that long; a Python function cannot be
-    /// cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
-    /// and the chain moves on. Use ``acall`` when attempts must really be cancelled.
+    /// worker thread and waits at most that long; a Python function cannot be cancelled, so a
+    /// late one is abandoned (it runs to its end, its result is discarded) and the chain moves
+    /// on. Workers are capped per process (``FLAGRAIL_CALL_THREADS``, default 256): when every
+    /// one is busy with an attempt that outlived its timeout, the step fails at once with kind
+    /// ``timeout`` without calling ``fn``. Use ``acall`` when attempts must really be cancelled.
     ///
     /// When the flag's ``shadow`` draws its variant for this unit, ``fn`` is also called with
-    /// that variant (``is_shadow`` true) on a daemon thread, beside the chain: nothing waits
-    /// for it, and what it returns or raises never reaches the result (``CallResult.shadow``
-    /// names it). Both outcomes are recorded with the function's output, for comparison.
+    /// that variant (``is_shadow`` true) on a worker thread once the chain has ended: nothing
+    /// waits for it, and what it returns or raises never reaches the result
+    /// (``CallResult.shadow`` names it). Both outcomes are recorded with the function's
+    /// output, for comparison.
+    ///
+    /// Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
+    /// (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
+    /// ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
+    /// ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
     ///
     /// Args:
     ///     flag: The flag key.
@@ -602,9 +610,11 @@ impl Flags {
     ///
     /// The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
     /// (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
-    /// awaiting task cancels the attempt in flight and ends the call. A shadow call runs as a
-    /// task of its own that nothing awaits. Pin store methods that return an awaitable are
-    /// awaited.
+    /// awaiting task cancels the attempt in flight and ends the call: the attempt is recorded
+    /// as cancelled and its budget reservation given back at once. A plain function is
+    /// accepted too; it runs on the event loop's thread, so its timeout is only noticed once
+    /// it returns. A shadow call runs as a task of its own, created once the served chain has
+    /// ended, that nothing awaits. Pin store methods that return an awaitable are awaited.
     ///
     /// Raises:
     ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
