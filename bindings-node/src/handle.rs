@@ -35,7 +35,8 @@ use flagrail_core::document::sticky::conversation_of;
 use flagrail_core::evaluate::PinEffect;
 use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{
-    At, Attr, Decision, Document, Evaluation, Flag, Flags, KillSource, Positional, Reason,
+    Attr, Decision, Document, EvalOptions, Evaluation, Flag, Flags, KillSource, PinSource,
+    Positional, Reason,
 };
 use serde_json::{json, Value};
 
@@ -238,7 +239,7 @@ impl Handle {
             names: &flag.attributes,
             values,
         };
-        pack(&snapshot.evaluate(&flag.key, &ctx))
+        pack(&snapshot.evaluate(&*flag.key, &ctx, EvalOptions::default()))
     }
 
     /// Evaluates flag `index` of the acknowledged document (or, without an index, the flag
@@ -255,10 +256,12 @@ impl Handle {
         let (key, names) = resolve(&ack, index, key)?;
         let ctx = Positional { names, values };
         let snapshot = self.inner.snapshot();
-        let evaluation = match at {
-            Some(at) => snapshot.evaluate_owned_at(key, &ctx, At(millis(at))),
-            None => snapshot.evaluate_owned(key, &ctx),
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: PinSource::Memory,
         };
+        let decision = snapshot.evaluate(key, &ctx, options);
+        let evaluation = Evaluation::of_decision(&decision, key, snapshot.document_arc());
         Arc::ptr_eq(&evaluation.document, &ack).then_some(evaluation)
     }
 
@@ -282,7 +285,11 @@ impl Handle {
             names: &flag.attributes,
             values,
         };
-        let decision = snapshot.evaluate_index_pinned(index as usize, &ctx, pin, at.map(millis));
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: PinSource::Given(pin),
+        };
+        let decision = snapshot.evaluate(index as usize, &ctx, options);
         Some(unpacked(&decision))
     }
 
@@ -324,11 +331,11 @@ impl Handle {
         }
         let (key, names) = resolve(&ack, index, key)?;
         let ctx = Positional { names, values };
-        Some(match (pin, at) {
-            (Some(pin), at) => snapshot.explain_pinned(key, &ctx, pin, at.map(millis)),
-            (None, Some(at)) => snapshot.explain_at(key, &ctx, millis(at)),
-            (None, None) => snapshot.explain(key, &ctx),
-        })
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: pin.map_or(PinSource::Memory, PinSource::Given),
+        };
+        Some(snapshot.explain(key, &ctx, options).to_value())
     }
 
     /// The live document as JSON for the JS side's lookup tables: revision, reason names (in

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flagrail_core::live::{Snapshot, DEFAULT_POLL_INTERVAL};
-use flagrail_core::{Document, FileOptions, Flags as CoreFlags, KillSource, Reason, ReloadEvent};
+use flagrail_core::{
+    Document, EvalOptions, FileOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
+    ReloadEvent,
+};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -358,7 +361,11 @@ impl Inner {
                             let read = PinStore::key_of(&flag_def.key, sticky, ctx)
                                 .map(|key| self.pins.read(py, &store, key));
                             let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                            let decision = snapshot.evaluate_index_pinned(index, ctx, pin, at);
+                            let options = EvalOptions {
+                                at,
+                                pin: PinSource::Given(pin),
+                            };
+                            let decision = snapshot.evaluate(index, ctx, options);
                             if let Some(read) = read.filter(|r| r.ok) {
                                 if let Some(write) = pin_write(&decision, read.key) {
                                     self.pins.write(py, &store, write);
@@ -367,10 +374,11 @@ impl Inner {
                             return Outcome::from(decision);
                         }
                     }
-                    Outcome::from(match at {
-                        None => snapshot.evaluate_index(index, ctx),
-                        Some(at) => snapshot.evaluate_index_at(index, ctx, at),
-                    })
+                    let options = EvalOptions {
+                        at,
+                        pin: PinSource::Memory,
+                    };
+                    Outcome::from(snapshot.evaluate(index, ctx, options))
                 });
             if let Some(shared) = entry.fixed(py, &outcome)? {
                 return Ok(shared);
@@ -416,12 +424,19 @@ impl Inner {
                     let read =
                         PinStore::key_of(key, sticky, ctx).map(|k| self.pins.read(py, &store, k));
                     let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                    snapshot.explain_pinned(key, ctx, pin, at)
+                    let options = EvalOptions {
+                        at,
+                        pin: PinSource::Given(pin),
+                    };
+                    snapshot.explain(key, ctx, options).to_value()
                 }
-                None => match at {
-                    None => snapshot.explain(key, ctx),
-                    Some(at) => snapshot.explain_at(key, ctx, at),
-                },
+                None => {
+                    let options = EvalOptions {
+                        at,
+                        pin: PinSource::Memory,
+                    };
+                    snapshot.explain(key, ctx, options).to_value()
+                }
             }))
         })?;
         to_python(py, &explanation)

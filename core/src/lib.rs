@@ -44,8 +44,12 @@ pub mod trace;
 pub use context::{Attr, Context, EmptyContext, Positional};
 pub use document::{Document, Flag, Variant};
 pub use error::{Error, Problem, ProblemKind, Result};
-pub use evaluate::{decision_json, At, Decision, KillSource, NoOverlay, Overlay, Reason};
+pub use evaluate::{
+    decision_json, At, Choice, Decision, DecisionReport, Explanation, FlagRef, KillSource,
+    NoOverlay, Overlay, Reason,
+};
 pub use hash::{bucket, HASH_VERSION, PERCENT_TOTAL};
 pub use live::{
-    Clock, Evaluation, FileOptions, Flags, ManualClock, ReloadEvent, Status, SystemClock,
+    Clock, EvalOptions, Evaluation, FileOptions, Flags, ManualClock, PinSource, ReloadEvent,
+    Status, SystemClock,
 };

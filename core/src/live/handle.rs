@@ -16,10 +16,10 @@ use crate::context::Context;
 use crate::document::budget::Budget;
 use crate::document::Document;
 use crate::error::{Error, Result};
-use crate::evaluate::{At, Trip};
+use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
-use crate::live::snapshot::{Evaluation, Snapshot};
+use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
 use crate::live::source::{Fingerprint, SourceKind};
 use crate::runtime::Runtime;
 use crate::time::{format_timestamp, Millis};
@@ -311,26 +311,27 @@ impl Flags {
         }
     }
 
-    /// Evaluates a flag and returns an owned result. Never fails.
+    /// Evaluates `flag` (a key, or an index into the live document) for `ctx` into an owned
+    /// result (see [`Snapshot::evaluate`]; several evaluations that must see one document use
+    /// one [`Flags::snapshot`]). Never fails.
     #[inline]
-    pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Evaluation {
-        self.snapshot().evaluate_owned(flag, ctx)
+    pub fn evaluate<'k, C: Context + ?Sized>(
+        &self,
+        flag: impl Into<FlagRef<'k>>,
+        ctx: &C,
+        options: EvalOptions<'_>,
+    ) -> Evaluation {
+        self.snapshot().evaluate_owned(flag, ctx, options)
     }
 
-    /// Evaluates a flag as of instant `at` (ramps read `at` instead of the clock).
-    pub fn evaluate_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Evaluation {
-        self.snapshot().evaluate_owned_at(flag, ctx, At(at))
-    }
-
-    /// Evaluates with the steps that led to the decision, as JSON.
-    pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
-        let snapshot = self.snapshot();
-        snapshot.explain(flag, ctx)
-    }
-
-    /// `explain` as of instant `at`.
-    pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
-        self.snapshot().explain_at(flag, ctx, at)
+    /// Evaluates with the steps that led to the decision (see [`Snapshot::explain`]).
+    pub fn explain<'k, C: Context + ?Sized>(
+        &self,
+        flag: impl Into<FlagRef<'k>>,
+        ctx: &C,
+        options: EvalOptions<'_>,
+    ) -> Explanation {
+        self.snapshot().explain(flag, ctx, options)
     }
 
     /// Kills one flag (`Some`) or every flag (`None`) in this process, without touching the

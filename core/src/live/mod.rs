@@ -25,5 +25,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use handle::{Flags, LoadFailure, ReloadEvent, Status};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
-pub use snapshot::{Evaluation, LiveOverlay, PinSource, Snapshot};
+pub use snapshot::{EvalOptions, Evaluation, LiveOverlay, PinSource, Snapshot};
 pub use source::{FileOptions, SourceKind, DEFAULT_POLL_INTERVAL};

@@ -20,7 +20,7 @@ use crate::document::budget::{Budget, BudgetRef, Measure};
 use crate::document::{Document, Flag};
 use crate::error::{Error, Result};
 use crate::evaluate::{budget_of, At};
-use crate::live::{Evaluation, Flags, PinSource, Snapshot};
+use crate::live::{EvalOptions, Evaluation, Flags, PinSource, Snapshot};
 use crate::runtime::budget::BudgetBook;
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::metrics::AttemptSample;
@@ -236,7 +236,11 @@ impl Flags {
         let (evaluation, cost_scopes, reserved) = if budgeted {
             self.evaluate_and_reserve(snapshot, index, flag, ctx, pins)
         } else {
-            let evaluation = snapshot.evaluate_index_owned(index, flag, ctx, pins);
+            let options = EvalOptions {
+                at: None,
+                pin: pins,
+            };
+            let evaluation = snapshot.evaluate_owned(index, ctx, options);
             (evaluation, Vec::new(), None)
         };
         let (Some(flag_def), Some(assigned)) = (
@@ -306,7 +310,7 @@ impl Flags {
         let (evaluation, cost_scopes, reserved) = self.runtime().with_budgets(now, |book| {
             let decision = {
                 let overlay = snapshot.overlay_holding(book, pins);
-                doc.evaluate_index(index, ctx, &At(now), &overlay)
+                doc.evaluate(index, ctx, &At(now), &overlay)
             };
             let evaluation = Evaluation::of_decision(&decision, flag, doc);
             let (Some(flag_def), Some(assigned)) = (decision.flag, decision.variant_index) else {
