@@ -13,13 +13,16 @@ NODE_ADDON := $(NODE_DIR)/flagrail.node
 # maturin must install into our venv even when another one is activated.
 MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin
 
-.PHONY: help demo test setup build build-cli build-cli-release build-python build-python-release \
+.PHONY: help demo test setup system-deps build build-cli build-cli-release build-python build-python-release \
         build-node build-node-release build-pyo3-floor lint test-rust test-python test-node test-cross bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-setup: $(VENV)/.installed ## create .venv with the Python dev tools
+setup: system-deps $(VENV)/.installed ## create .venv with the Python dev tools
+
+system-deps: ## redis-server, nginx, chromium, openssl via apt-get when missing (tests start them)
+	bash tools/install-system-deps.sh
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

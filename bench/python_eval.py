@@ -11,6 +11,10 @@ PyO3 call that evaluates the scenario by hand), so that the ratio to what any Py
 pays on this machine is measured in one run: BENCHMARK.md's floor is 102 ns and its target
 150 ns, a ratio of 1.47. Skipped, with a note, when that module is not installed.
 
+With ``FLAGRAIL_PLAIN_METHODS=1`` flagrail keeps PyO3's ``#[pymethods]`` entry points instead of
+the raw ones of bindings-python/src/fast.rs, and the result is named ``python_variant_plain_methods``:
+two runs, each with the floor in the same passes, show what the raw entry points gain.
+
 Prints one ``RESULT {...}`` line per result. The empty-loop baseline runs in a child process
 (this file with BENCH_MODE=baseline) that never imports flagrail, so its peak RSS is the
 process's own floor with the same user list.
@@ -30,6 +34,7 @@ N = int(os.environ.get("N", "200000"))
 REPS = int(os.environ.get("REPS", "7"))
 MEM_EVALS = int(os.environ.get("MEM_EVALS", "10000000"))
 MODE = os.environ.get("BENCH_MODE", "main")
+PLAIN_METHODS = os.environ.get("FLAGRAIL_PLAIN_METHODS") == "1"
 if N < 1000 or REPS < 5:
     sys.exit("N must be >= 1000 and REPS >= 5")
 
@@ -196,7 +201,7 @@ def main() -> None:
             floor_reps.append(timed_once(floor))
     peak = peak_rss_mb()
     fields: dict[str, object] = {
-        "name": "python_variant",
+        "name": "python_variant_plain_methods" if PLAIN_METHODS else "python_variant",
         "ns_per_eval": round(median(reps), 1),
         "reps": [round(r, 1) for r in reps],
         "peak_rss_mb": round(peak, 1),

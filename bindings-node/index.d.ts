@@ -413,9 +413,10 @@ export declare class Variant<P = { readonly [key: string]: JsonValue }> {
   readonly id: string | null
   /**
    * The variant's payload (model, prompt, parameters, …), deeply frozen and shared by every
-   * result of one document revision. An empty object for an unknown flag.
+   * result of one document revision. `null` for an unknown flag (`FLAG_NOT_FOUND`), as in
+   * Python, the CLI and docs/flag-document.md.
    */
-  readonly payload: P
+  readonly payload: P | null
   /** Why this variant was chosen. */
   readonly reason: Reason
   /** The id of the rule that decided, or `null` (default, kill, unknown flag). */
@@ -452,7 +453,7 @@ export declare class Variant<P = { readonly [key: string]: JsonValue }> {
   toJSON(): {
     flag: string
     variant: string | null
-    payload: P
+    payload: P | null
     reason: Reason
     rule_id: string | null
     bucket: number | null
@@ -490,7 +491,9 @@ export declare class Flags {
    */
   static fromFile(path: string | URL, options?: FileOptions): Flags
   /**
-   * Parses and validates a flag document from JSON text (no reloading).
+   * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
+   * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
+   * reloading.
    * @throws FlagrailError `INVALID_DOCUMENT` with every problem.
    */
   static fromJson(text: string | Uint8Array): Flags
@@ -598,7 +601,8 @@ export declare class Flags {
  * Rust, Python and Node. Integers hash as their decimal text; pass integers beyond 2^53 as
  * bigint.
  * @param total Default 100000; an integer from 1 to 4294967295.
- * @throws FlagrailError `INVALID_ARGUMENT` for a unit that is not a string or an integer, or a total out of range.
+ * @throws FlagrailError `INVALID_ARGUMENT` for a unit that is not a string or an integer, a total out of range, or a
+ * salt or unit with a lone surrogate (it has no UTF-8 form, docs/bucketing.md §2).
  */
 export declare function bucket(salt: string, unit: string | number | bigint, total?: number): number
 

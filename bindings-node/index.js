@@ -91,9 +91,6 @@ function isThenable(value) {
   }
 }
 
-/** The payload of a result without a variant (an unknown flag), shared and frozen. */
-const EMPTY_PAYLOAD = Object.freeze({})
-
 /** The `at` option → Unix milliseconds; strings are parsed by the core, like documents. */
 function toMillis(at) {
   if (at === undefined || at === null) return undefined
@@ -218,7 +215,7 @@ class Variant {
     this.flag = flag
     /** The variant id; the caller's default (or null) for an unknown flag. */
     this.id = id
-    /** The variant's payload, deeply frozen and shared by every result of this document. */
+    /** The variant's payload, deeply frozen and shared by every result of this document; null for an unknown flag. */
     this.payload = payload
     /** FLAG_NOT_FOUND, KILLED, GUARDRAIL, STICKY, BUDGET, TARGETING_MATCH, SPLIT or DEFAULT. */
     this.reason = reason
@@ -315,7 +312,7 @@ function unpack(entry, packed, defaultVariant) {
   return new Variant(
     entry.key,
     variant === 0 ? defaultVariant : entry.variantIds[variant - 1],
-    variant === 0 ? EMPTY_PAYLOAD : entry.payloads[variant - 1],
+    variant === 0 ? null : entry.payloads[variant - 1],
     reason,
     rule === 0 || killed ? null : entry.ruleIds[rule - 1],
     hasBucket ? high : null,
@@ -335,12 +332,12 @@ function unpackWide(entry, wide, defaultVariant) {
   return new Variant(
     entry.key,
     variant < 0 ? defaultVariant : entry.variantIds[variant],
-    variant < 0 ? EMPTY_PAYLOAD : entry.payloads[variant],
+    variant < 0 ? null : entry.payloads[variant],
     tables.reasons[reason],
     rule < 0 ? null : entry.ruleIds[rule],
     bucket < 0 ? null : bucket,
     tables.revision,
-    kill < 0 ? null : tables.killSources[kill - 1],
+    kill === 0 ? null : tables.killSources[kill - 1],
     shadow < 0 ? null : entry.variantIds[shadow],
     budget === 0 ? null : entry.budgetIds[budget - 1],
     false,
@@ -420,10 +417,14 @@ class Flags {
     return flags
   }
 
-  /** Parses and validates a flag document from JSON text (no reloading). */
+  /**
+   * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
+   * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
+   * reloading.
+   */
   static fromJson(text) {
-    if (text instanceof Uint8Array) text = Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8')
-    if (typeof text !== 'string') throw invalidArgument('fromJson takes the document as a string')
+    if (text instanceof Uint8Array) return Flags._from(native.loadBytes(text))
+    if (typeof text !== 'string') throw invalidArgument('fromJson takes the document as a string or a Buffer')
     return Flags._from(native.loadJson(text))
   }
 
@@ -483,7 +484,7 @@ class Flags {
       }
       this._refresh()
     }
-    return new Variant(key, defaultVariant, EMPTY_PAYLOAD, 'FLAG_NOT_FOUND', null, null, this._tables.revision, null, null, null, false, null)
+    return new Variant(key, defaultVariant, null, 'FLAG_NOT_FOUND', null, null, this._tables.revision, null, null, null, false, null)
   }
 
   _refresh() {
@@ -911,7 +912,8 @@ class Flags {
     const tables = this._tables
     const entry = tables.byKey.get(variant.flag)
     const reason = tables.reasons.indexOf(variant.reason)
-    const killSource = variant.killSource == null ? -1 : tables.killSources.indexOf(variant.killSource)
+    // Kill source codes start at 1 (flagrail_core::codes); 0 is none.
+    const killSource = variant.killSource == null ? 0 : tables.killSources.indexOf(variant.killSource) + 1
     const started = native.trackerStart(
       this._slot,
       entry === undefined ? -1 : entry.index,
@@ -1353,8 +1355,8 @@ class Flag {
 /**
  * The bucket in `0..total` that `unit` falls into under `salt` (bucketing v1,
  * docs/bucketing.md). `unit` is a string or an integer (a safe integer or a bigint; integers
- * hash as their decimal text). Throws INVALID_ARGUMENT for other units and totals outside
- * `1..2^32-1`.
+ * hash as their decimal text). Throws INVALID_ARGUMENT for other units, totals outside
+ * `1..2^32-1`, and a salt or unit with a lone surrogate (no UTF-8 form, docs/bucketing.md §2).
  */
 function bucket(salt, unit, total) {
   if (typeof salt !== 'string') throw invalidArgument('salt must be a string')

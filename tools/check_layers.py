@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("runtime state", ["runtime"]),
     ("live", ["live"]),
     ("load and tooling", ["load", "lint", "admin"]),
+    ("binding boundary", ["codes"]),
 ]
 
 CRATES: list[tuple[str, bool]] = [

@@ -32,11 +32,10 @@ use std::sync::{Arc, Mutex};
 
 use flagrail_core::document::budget::BudgetRef;
 use flagrail_core::document::sticky::conversation_of;
-use flagrail_core::evaluate::PinEffect;
 use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{
-    Attr, Decision, Document, EvalOptions, Evaluation, Flag, Flags, KillSource, PinSource,
-    Positional, Reason,
+    codes, Attr, Decision, Document, EvalOptions, Evaluation, Flag, Flags, KillSource, PinSource,
+    Positional,
 };
 use serde_json::{json, Value};
 
@@ -55,32 +54,13 @@ const MAX_PACKED_INDEX: usize = 255;
 /// The shadow bit of a packed result (bit 52: the bucket field ends below it).
 const SHADOW_BIT: f64 = 4_503_599_627_370_496.0;
 
-/// The reason's code in a packed result: its position in `Reason::ALL` (the JS side gets the
-/// names in the same order from `tables()`).
-#[inline]
-pub fn reason_code(reason: Reason) -> u32 {
-    Reason::ALL
-        .iter()
-        .position(|r| *r == reason)
-        .map_or(0, |i| i as u32)
-}
-
-/// A kill source's code in a packed result: its position in `KillSource::ALL` plus one (0 is
-/// none); the JS side gets the same list from the document tables.
-#[inline]
-pub fn kill_source_code(source: KillSource) -> usize {
-    KillSource::ALL
-        .iter()
-        .position(|k| *k == source)
-        .map_or(0, |i| i + 1)
-}
-
 /// Packs a result into one JS number (an f64 holds integers up to 2^53 exactly):
 ///
 /// ```text
-/// bits  0..3   reason code
+/// bits  0..3   reason code (`Reason::code`, flagrail_core::codes)
 /// bits  3..11  variant index + 1 (0: none)
 /// bits 11..19  rule index + 1 (0: none); for KILLED, which has no rule, the kill source code
+///              (`KillSource::code`, 1..=6)
 /// bit  19      has bucket
 /// bits 20..52  bucket (u32); without a bucket, the budget code (0: none, see [`budget_code`])
 /// bit  52      a shadow was drawn (the flag's shadow variant: the JS tables know which)
@@ -93,7 +73,7 @@ fn encode(d: &Decision<'_>) -> f64 {
     let variant = d.variant_index.map_or(0, |i| i + 1);
     let rule = match (d.rule_index, d.kill_source) {
         (Some(i), _) => i + 1,
-        (None, Some(source)) => kill_source_code(source),
+        (None, Some(source)) => usize::from(source.code()),
         (None, None) => 0,
     };
     if d.rule_index.is_some() && d.kill_source.is_some() {
@@ -112,7 +92,7 @@ fn encode(d: &Decision<'_>) -> f64 {
         },
         (Some(_), Some(_)) => return WIDE,
     };
-    let low = reason_code(d.reason)
+    let low = u32::from(d.reason.code())
         | (variant as u32) << 3
         | (rule as u32) << 11
         | u32::from(d.bucket.is_some()) << 19;
@@ -132,31 +112,20 @@ fn budget_code(flag: Option<&Flag>, budget: Option<BudgetRef>) -> u32 {
     u32::try_from(position + 1).unwrap_or(0)
 }
 
-/// A pin effect's code in an unpacked result.
-#[inline]
-pub fn pin_effect_code(effect: PinEffect) -> f64 {
-    match effect {
-        PinEffect::None => 0.0,
-        PinEffect::Keep => 1.0,
-        PinEffect::Write => 2.0,
-        PinEffect::Delete => 3.0,
-    }
-}
-
 /// A decision unpacked: `[variantIndex, reasonCode, ruleIndex, bucket, killSourceCode,
-/// shadowIndex, budgetCode, pinEffect]`, -1 for none (0 for no budget, kill source codes and
-/// budget codes as packed, pin effects 0 none, 1 keep, 2 write, 3 delete).
+/// shadowIndex, budgetCode, pinEffect]`, -1 for none (0 for no budget or no kill source; reason,
+/// kill source and pin effect codes are the core's, `flagrail_core::codes`).
 pub fn unpacked(d: &Decision<'_>) -> Vec<f64> {
     let position = |i: Option<usize>| i.map_or(-1.0, |i| i as f64);
     vec![
         position(d.variant_index),
-        f64::from(reason_code(d.reason)),
+        f64::from(d.reason.code()),
         position(d.rule_index),
         d.bucket.map_or(-1.0, f64::from),
-        d.kill_source.map_or(-1.0, |k| kill_source_code(k) as f64),
+        f64::from(KillSource::optional_code(d.kill_source)),
         position(d.shadow),
         f64::from(budget_code(d.flag, d.budget)),
-        pin_effect_code(d.pin),
+        f64::from(d.pin.code()),
     ]
 }
 
@@ -368,8 +337,8 @@ impl Handle {
             .collect();
         let tables = json!({
             "revision": document.revision(),
-            "reasons": Reason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            "kill_sources": KillSource::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "reasons": codes::reason_names(),
+            "kill_sources": codes::kill_source_names(),
             "flags": flags,
         });
         *self.ack.borrow_mut() = document;
@@ -445,5 +414,153 @@ fn resolve<'a>(
             Some((&flag.key, &flag.attributes))
         }
         None => Some((key, &[])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flagrail_core::evaluate::PinEffect;
+    use flagrail_core::Choice;
+    use flagrail_core::Reason;
+
+    fn decision(reason: Reason) -> Decision<'static> {
+        Decision {
+            flag: None,
+            choice: Choice {
+                flag_index: Some(0),
+                variant_index: Some(0),
+                reason,
+                rule_index: None,
+                bucket: None,
+                kill_source: None,
+                guardrail: None,
+                replaced_variant: None,
+                budget: None,
+                shadow: None,
+                pin: PinEffect::None,
+            },
+        }
+    }
+
+    /// What index.js's `unpack` reads out of a packed number (a mirror of it, field by field):
+    /// `(reason code, variant + 1, rule + 1 or kill source code, has bucket, high, shadow)`.
+    fn fields(packed: f64) -> (u32, u32, u32, bool, u64, bool) {
+        assert!(packed >= 0.0 && packed.fract() == 0.0 && packed < 2f64.powi(53));
+        let mut high = (packed / f64::from(1u32 << LOW_BITS)).floor();
+        let low = (packed - high * f64::from(1u32 << LOW_BITS)) as u32;
+        let shadow = high >= SHADOW_BIT / f64::from(1u32 << LOW_BITS);
+        if shadow {
+            high -= SHADOW_BIT / f64::from(1u32 << LOW_BITS);
+        }
+        (
+            low & 7,
+            (low >> 3) & 255,
+            (low >> 11) & 255,
+            low & (1 << 19) != 0,
+            high as u64,
+            shadow,
+        )
+    }
+
+    #[test]
+    fn every_reason_packs_into_its_core_code() {
+        for reason in Reason::ALL {
+            let (code, ..) = fields(encode(&decision(reason)));
+            assert_eq!(Reason::from_code(code as u8), Some(reason));
+        }
+    }
+
+    #[test]
+    fn a_split_packs_variant_rule_bucket_and_shadow() {
+        let d = Decision {
+            choice: Choice {
+                variant_index: Some(254),
+                rule_index: Some(254),
+                bucket: Some(u32::MAX),
+                shadow: Some(1),
+                ..decision(Reason::Split).choice
+            },
+            ..decision(Reason::Split)
+        };
+        let reason = Reason::Split.code().into();
+        assert_eq!(
+            fields(encode(&d)),
+            (reason, 255, 255, true, u64::from(u32::MAX), true)
+        );
+    }
+
+    #[test]
+    fn a_kill_packs_its_source_in_the_rule_field() {
+        for source in KillSource::ALL {
+            let d = Decision {
+                choice: Choice {
+                    kill_source: Some(source),
+                    ..decision(Reason::Killed).choice
+                },
+                ..decision(Reason::Killed)
+            };
+            let (_, variant, rule, has_bucket, high, shadow) = fields(encode(&d));
+            assert_eq!(KillSource::from_code(rule as u8), Some(source));
+            assert_eq!((variant, has_bucket, high, shadow), (1, false, 0, false));
+        }
+    }
+
+    #[test]
+    fn results_that_do_not_fit_are_wide_and_unpacked_whole() {
+        let many_variants = Decision {
+            choice: Choice {
+                variant_index: Some(255),
+                ..decision(Reason::Default).choice
+            },
+            ..decision(Reason::Default)
+        };
+        assert_eq!(encode(&many_variants), WIDE);
+        let rule_and_kill = Decision {
+            choice: Choice {
+                rule_index: Some(0),
+                kill_source: Some(KillSource::Flag),
+                ..decision(Reason::Killed).choice
+            },
+            ..decision(Reason::Killed)
+        };
+        assert_eq!(encode(&rule_and_kill), WIDE);
+        let d = Decision {
+            choice: Choice {
+                variant_index: Some(300),
+                rule_index: Some(400),
+                bucket: Some(7),
+                kill_source: Some(KillSource::Budget),
+                shadow: Some(2),
+                pin: PinEffect::Write,
+                ..decision(Reason::Killed).choice
+            },
+            ..decision(Reason::Killed)
+        };
+        assert_eq!(
+            unpacked(&d),
+            vec![
+                300.0,
+                f64::from(Reason::Killed.code()),
+                400.0,
+                7.0,
+                f64::from(KillSource::Budget.code()),
+                2.0,
+                0.0,
+                f64::from(PinEffect::Write.code()),
+            ]
+        );
+        let none = Decision {
+            choice: Choice {
+                flag_index: None,
+                variant_index: None,
+                ..decision(Reason::FlagNotFound).choice
+            },
+            ..decision(Reason::FlagNotFound)
+        };
+        assert_eq!(
+            unpacked(&none),
+            vec![-1.0, 0.0, -1.0, -1.0, 0.0, -1.0, 0.0, 0.0]
+        );
     }
 }

@@ -110,6 +110,12 @@ fn number(n: f64) -> JsAttr<'static> {
     }
 }
 
+/// Why a JS string cannot be used as text: it holds a lone surrogate, which has no UTF-8 form.
+/// Node would replace it with U+FFFD (so `"x\ud800"` would equal `"x\ufffd"`); instead it is
+/// unsupported, as in Python and as docs/bucketing.md §2 says: conditions and splits that read
+/// it are skipped. Same wording as the Python binding, so explanations match.
+pub const LONE_SURROGATE: &str = "string with unpaired surrogates";
+
 /// Reads a JS string: borrowed from `buf` when it surely fits, else onto the heap.
 /// `None` when `value` is not a string.
 #[inline]
@@ -126,20 +132,81 @@ unsafe fn read_string<'b>(
     if status != Status::napi_ok {
         return None;
     }
+    match inline_text(buf, written) {
+        Inline::Whole(text) => Some(JsAttr::Text(text)),
+        // A U+FFFD in the text may stand for a lone surrogate: the UTF-16 form tells.
+        Inline::Replacement if unsafe { has_lone_surrogate(env, value) } != Some(false) => {
+            Some(JsAttr::Unsupported(LONE_SURROGATE))
+        }
+        Inline::Replacement | Inline::Cut => Some(match unsafe { read_long_string(env, value) } {
+            Some(s) => JsAttr::Str(s),
+            None => JsAttr::Unsupported(LONE_SURROGATE),
+        }),
+    }
+}
+
+/// What `napi_get_value_string_utf8` left in a [`TextBuf`].
+#[derive(Debug, PartialEq)]
+enum Inline<'b> {
+    /// The whole string, with no U+FFFD in it.
+    Whole(&'b str),
+    /// The text has a U+FFFD (the string's own, or one Node put for a lone surrogate).
+    Replacement,
+    /// The string may not have fitted (or the bytes are not UTF-8, which Node never writes):
+    /// read it again onto the heap.
+    Cut,
+}
+
+/// U+FFFD in UTF-8 starts with this byte, and no other character of the text does in the
+/// 3-byte position it would have to be in: scanning for it is one `memchr`.
+const REPLACEMENT_LEAD: u8 = 0xEF;
+
+/// Classifies the `written` bytes Node put in `buf` (see [`Inline`]). Pure, so it is unit-tested.
+#[inline]
+fn inline_text(buf: &TextBuf, written: usize) -> Inline<'_> {
     // Node stops before a character that does not fit, so a string that was cut short has at
     // most 3 bytes of room left; with 4 or more left (NUL included), it was read whole.
-    if written + 4 < INLINE {
-        let bytes = buf.get(..written).unwrap_or_default();
-        // SAFETY: `napi_get_value_string_utf8` writes valid UTF-8 (lone surrogates become
-        // U+FFFD) and never cuts a character in two.
-        return Some(JsAttr::Text(unsafe {
-            std::str::from_utf8_unchecked(bytes)
-        }));
+    if written + 4 >= INLINE {
+        return Inline::Cut;
     }
-    Some(match unsafe { read_long_string(env, value) } {
-        Some(s) => JsAttr::Str(s),
-        None => JsAttr::Unsupported("unreadable string"),
-    })
+    let Some(bytes) = buf.get(..written) else {
+        return Inline::Cut;
+    };
+    // Checked rather than assumed: it costs a few nanoseconds on short strings, and it keeps
+    // soundness from depending on what the engine wrote.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Inline::Cut;
+    };
+    if bytes.contains(&REPLACEMENT_LEAD) && text.contains('\u{FFFD}') {
+        return Inline::Replacement;
+    }
+    Inline::Whole(text)
+}
+
+/// Whether a JS string has a UTF-16 surrogate without its pair; `None` when it cannot be read.
+#[cold]
+unsafe fn has_lone_surrogate(env: napi_env, value: napi_value) -> Option<bool> {
+    let mut len = 0usize;
+    let status =
+        unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut len) };
+    if status != Status::napi_ok {
+        return None;
+    }
+    let mut units = vec![0u16; len + 1];
+    let mut written = 0usize;
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(env, value, units.as_mut_ptr(), len + 1, &mut written)
+    };
+    if status != Status::napi_ok {
+        return None;
+    }
+    units.truncate(written);
+    Some(lone_surrogate(&units))
+}
+
+/// Whether UTF-16 `units` hold a surrogate without its pair.
+fn lone_surrogate(units: &[u16]) -> bool {
+    char::decode_utf16(units.iter().copied()).any(|c| c.is_err())
 }
 
 #[cold]
@@ -165,7 +232,12 @@ unsafe fn read_long_string(env: napi_env, value: napi_value) -> Option<String> {
         return None;
     }
     bytes.truncate(written);
-    String::from_utf8(bytes).ok()
+    let text = String::from_utf8(bytes).ok()?;
+    // Node turned any lone surrogate into U+FFFD: only the UTF-16 form tells them apart.
+    if text.contains('\u{FFFD}') && unsafe { has_lone_surrogate(env, value) } != Some(false) {
+        return None;
+    }
+    Some(text)
 }
 
 /// Reads one JS value, a short string into `buf`. Never fails and never leaves a JS exception
@@ -233,35 +305,34 @@ unsafe fn big_float(env: napi_env, value: napi_value) -> Option<f64> {
     Some(if sign != 0 { -magnitude } else { magnitude })
 }
 
-/// Little-endian 64-bit words → the nearest f64. The top 64 significant bits are converted
-/// with the lower bits folded into a sticky bit (which sits below f64's rounding position, so
-/// ties break correctly), then scaled by an exact power of two.
+/// Little-endian 64-bit words of a magnitude → the nearest f64 (round half to even); `None`
+/// beyond the f64 range. The top 64 significant bits are converted with the lower bits folded
+/// into a sticky bit (which sits below f64's rounding position, so ties break correctly), then
+/// scaled by an exact power of two.
 fn words_to_f64(words: &[u64]) -> Option<f64> {
-    let top = words.iter().rposition(|w| *w != 0)?;
+    let Some(top) = words.iter().rposition(|w| *w != 0) else {
+        return Some(0.0);
+    };
+    if top == 0 {
+        // Fits one word: the conversion rounds correctly by itself.
+        return Some(words[0] as f64);
+    }
+    // `words[top]` is not zero, so `lead` < 64, and `top` >= 1, so `shift` >= 1.
     let lead = words[top].leading_zeros();
     // Bits of the magnitude below the 64-bit window.
     let shift = (top as u32) * 64 - lead;
-    let window = if shift == 0 {
-        words[top]
-    } else {
-        let high = words[top] << lead;
-        let low = match (lead, top.checked_sub(1)) {
-            (0, _) | (_, None) => 0,
-            (_, Some(i)) => words[i] >> (64 - lead),
-        };
-        high | low
+    let high = words[top] << lead;
+    let low = match lead {
+        0 => 0,
+        _ => words[top - 1] >> (64 - lead),
     };
-    let below_window = |bit: u32| -> bool {
-        // Any set bit among the `bit` lowest bits of the magnitude.
-        let full = (bit / 64) as usize;
-        words[..full.min(words.len())].iter().any(|w| *w != 0)
-            || (!bit.is_multiple_of(64)
-                && words
-                    .get(full)
-                    .is_some_and(|w| w & ((1u64 << (bit % 64)) - 1) != 0))
-    };
-    let sticky = u64::from(shift > 0 && below_window(shift));
-    let scaled = ((window | sticky) as f64) * 2f64.powi(i32::try_from(shift).ok()?);
+    let window = high | low;
+    // Any set bit among the `shift` lowest bits of the magnitude.
+    let whole = (shift / 64) as usize;
+    let part = shift % 64;
+    let below = words[..whole].iter().any(|w| *w != 0)
+        || (part != 0 && words[whole] & ((1u64 << part) - 1) != 0);
+    let scaled = ((window | u64::from(below)) as f64) * 2f64.powi(i32::try_from(shift).ok()?);
     scaled.is_finite().then_some(scaled)
 }
 
@@ -283,6 +354,9 @@ unsafe fn read_object(env: napi_env, value: napi_value) -> JsAttr<'static> {
         match unsafe { read_string(env, item, &mut buf) } {
             Some(JsAttr::Text(text)) => items.push(text.to_string()),
             Some(JsAttr::Str(s)) => items.push(s),
+            Some(JsAttr::Unsupported(LONE_SURROGATE)) => {
+                return JsAttr::Unsupported("list with a string with unpaired surrogates")
+            }
             Some(_) => return JsAttr::Unsupported("unreadable array"),
             // Same wording as the core's JSON reader, so explanations match across languages.
             None => return JsAttr::Unsupported("list with non-string items"),
@@ -453,17 +527,50 @@ pub fn read_values(values: Unknown<'_>) -> Vec<JsAttr<'static>> {
 
 /// Writes `values` to the start of `out` (as far as it reaches): how a runtime entry point
 /// returns more than one number without a second call (see `crate::runtime`).
+///
+/// Writes nothing when the array's memory is shared with other threads (a `SharedArrayBuffer`):
+/// index.js never passes one, and this module does not rely on that.
 pub fn write_out(out: &mut Float64ArraySlice<'_>, values: &[f64]) {
+    let raw = out.value();
+    // SAFETY: a live handle of the current callback's env.
+    if !unsafe { private_typed_array(raw.env, raw.value) } {
+        return;
+    }
     // SAFETY: napi-rs checked that `out` is a Float64Array and took its data pointer and
     // length from `napi_get_typedarray_info` (a Float64Array's data is 8-byte aligned by
     // definition). The array is alive for this callback (its handle is an argument), and no
-    // JS runs while we write: this is the JS thread, inside a synchronous call. The only arrays
-    // passed here are index.js's private, non-shared result arrays (the module's one, or one
-    // made for a single call), so no other thread can touch their buffers.
+    // JS runs while we write: this is the JS thread, inside a synchronous call. Its buffer is
+    // a plain `ArrayBuffer` (checked above), which no other thread can reach.
     let slots = unsafe { out.as_mut() };
     for (slot, value) in slots.iter_mut().zip(values) {
         *slot = *value;
     }
+}
+
+/// Whether a typed array's memory belongs to a plain `ArrayBuffer` (not a `SharedArrayBuffer`,
+/// which other threads may write while we do: for Node-API a shared buffer is not an
+/// `ArrayBuffer`).
+unsafe fn private_typed_array(env: napi_env, value: napi_value) -> bool {
+    let mut kind = 0;
+    let mut length = 0usize;
+    let mut data = ptr::null_mut();
+    let mut buffer = ptr::null_mut();
+    let mut offset = 0usize;
+    let status = unsafe {
+        sys::napi_get_typedarray_info(
+            env,
+            value,
+            &mut kind,
+            &mut length,
+            &mut data,
+            &mut buffer,
+            &mut offset,
+        )
+    };
+    let mut is_buffer = false;
+    status == Status::napi_ok
+        && unsafe { sys::napi_is_arraybuffer(env, buffer, &mut is_buffer) } == Status::napi_ok
+        && is_buffer
 }
 
 /// Most run-attribute values `runStartRaw` takes; a flag with more goes through `runStart`.
@@ -629,4 +736,161 @@ pub fn register(exports: &mut Object<'_>) -> napi::Result<()> {
     exports.create_named_method("runStartRaw", run_start_raw)?;
     exports.create_named_method("runSucceedRaw", run_succeed_raw)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decimal text of a magnitude in little-endian words (schoolbook division by 10).
+    fn decimal(words: &[u64]) -> String {
+        let mut words = words.to_vec();
+        let mut digits = Vec::new();
+        while words.iter().any(|w| *w != 0) {
+            let mut rest = 0u128;
+            for word in words.iter_mut().rev() {
+                let current = (rest << 64) | u128::from(*word);
+                *word = (current / 10) as u64;
+                rest = current % 10;
+            }
+            digits.push(b'0' + rest as u8);
+        }
+        if digits.is_empty() {
+            digits.push(b'0');
+        }
+        digits.reverse();
+        String::from_utf8(digits).unwrap()
+    }
+
+    /// The correctly rounded f64 of a magnitude: Rust's decimal parser rounds half to even.
+    fn reference(words: &[u64]) -> Option<f64> {
+        let parsed: f64 = decimal(words).parse().unwrap();
+        parsed.is_finite().then_some(parsed)
+    }
+
+    #[test]
+    fn words_to_f64_rounds_like_a_decimal_parser() {
+        let mut cases: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![0],
+            vec![1],
+            vec![u64::MAX],
+            vec![0, 1],
+            vec![1, 1],
+            vec![u64::MAX, u64::MAX],
+            vec![0, 0, 1],
+            // 2^64 + 2^11: a tie between two f64 neighbours of 2^64 (rounds to even, down).
+            vec![1 << 11, 1],
+            // 2^64 + 2^12 + 2^11: a tie that rounds up to even.
+            vec![(1 << 12) | (1 << 11), 1],
+            // A tie broken by a bit far below the window.
+            vec![1, 1 << 11, 1 << 53],
+            vec![0, 1 << 11, 1 << 53],
+            vec![0, 0, 0, 1 << 63],
+        ];
+        // Exactly the largest finite f64, and one past the rounding boundary to infinity.
+        let mut max = vec![0u64; 16];
+        max[15] = 0xFFFF_FFFF_FFFF_F800;
+        cases.push(max.clone());
+        max[14] = u64::MAX;
+        max[15] = u64::MAX;
+        cases.push(max);
+        // Pseudo-random magnitudes of one to four words, with runs of zeros and ones.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in 0..2000 {
+            let len = 1 + n % 4;
+            let word = |x: u64| match x % 4 {
+                0 => 0,
+                1 => u64::MAX,
+                _ => x,
+            };
+            cases.push((0..len).map(|_| word(next())).collect());
+        }
+        for words in cases {
+            assert_eq!(
+                words_to_f64(&words),
+                reference(&words),
+                "words {words:x?} = {}",
+                decimal(&words)
+            );
+        }
+    }
+
+    #[test]
+    fn words_to_f64_refuses_beyond_the_f64_range() {
+        let mut beyond = vec![0u64; 17];
+        beyond[16] = 1; // 2^1024
+        assert_eq!(words_to_f64(&beyond), None);
+    }
+
+    #[test]
+    fn numbers_map_like_python_ints_and_floats() {
+        assert!(matches!(number(3.0), JsAttr::Int(3)));
+        assert!(matches!(number(-0.0), JsAttr::Int(0)));
+        assert!(matches!(
+            number(MAX_SAFE_INTEGER),
+            JsAttr::Int(9_007_199_254_740_991)
+        ));
+        assert!(matches!(number(MAX_SAFE_INTEGER + 1.0), JsAttr::Float(_)));
+        assert!(matches!(number(1.5), JsAttr::Float(_)));
+        assert!(matches!(number(f64::NAN), JsAttr::Float(_)));
+        assert!(matches!(number(f64::INFINITY), JsAttr::Float(_)));
+    }
+
+    fn buffer(text: &[u8]) -> (TextBuf, usize) {
+        let mut buf: TextBuf = [0; INLINE];
+        buf[..text.len()].copy_from_slice(text);
+        (buf, text.len())
+    }
+
+    #[test]
+    fn inline_text_is_whole_only_when_it_surely_fitted() {
+        let (buf, n) = buffer(b"user-42");
+        assert_eq!(inline_text(&buf, n), Inline::Whole("user-42"));
+        let (buf, n) = buffer("h\u{e9}llo \u{1F600}".as_bytes());
+        assert_eq!(inline_text(&buf, n), Inline::Whole("h\u{e9}llo \u{1F600}"));
+        let (buf, n) = buffer(b"");
+        assert_eq!(inline_text(&buf, n), Inline::Whole(""));
+        // 123 bytes leave 5 of room (NUL included): whole. 124 leave 4: maybe cut.
+        let (buf, n) = buffer(&[b'a'; INLINE - 5]);
+        assert!(matches!(inline_text(&buf, n), Inline::Whole(_)));
+        let (buf, n) = buffer(&[b'a'; INLINE - 4]);
+        assert_eq!(inline_text(&buf, n), Inline::Cut);
+        let (buf, _) = buffer(b"x");
+        assert_eq!(inline_text(&buf, INLINE - 1), Inline::Cut);
+        assert_eq!(inline_text(&buf, INLINE + 10), Inline::Cut);
+    }
+
+    #[test]
+    fn inline_text_never_trusts_bytes_that_are_not_utf8() {
+        let (buf, n) = buffer(&[b'a', 0xED, 0xA0, 0x80]); // a CESU-8 lone surrogate
+        assert_eq!(inline_text(&buf, n), Inline::Cut);
+        let (buf, n) = buffer(&[0xFF]);
+        assert_eq!(inline_text(&buf, n), Inline::Cut);
+    }
+
+    #[test]
+    fn inline_text_flags_a_replacement_character() {
+        let (buf, n) = buffer("x\u{FFFD}".as_bytes());
+        assert_eq!(inline_text(&buf, n), Inline::Replacement);
+        // 0xEF leads other characters too (U+F000..U+FFFF): those are whole.
+        let (buf, n) = buffer("\u{FF21}".as_bytes());
+        assert_eq!(inline_text(&buf, n), Inline::Whole("\u{FF21}"));
+    }
+
+    #[test]
+    fn lone_surrogates_are_told_from_pairs() {
+        assert!(lone_surrogate(&[0x78, 0xD800]));
+        assert!(lone_surrogate(&[0xDC00, 0x78]));
+        assert!(lone_surrogate(&[0xD800, 0xD800]));
+        assert!(!lone_surrogate(&[0xD83D, 0xDE00])); // U+1F600
+        assert!(!lone_surrogate(&[0x78, 0xFFFD]));
+        assert!(!lone_surrogate(&[]));
+    }
 }

@@ -32,32 +32,13 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use crate::error::{core_error, invalid_argument, load_failure, LoadFailure};
-use crate::handle::{encode_evaluation, pin_effect_code, unpacked, FAILED, STALE};
+use crate::handle::{encode_evaluation, unpacked, FAILED, STALE};
 use crate::raw::{read_values, write_out};
 use crate::{attrs, JsError};
 
-/// Step kinds in the low two bits of a packed step.
-const STEP_EXHAUSTED: u32 = 0;
-const STEP_CALL: u32 = 1;
-const STEP_SERVE: u32 = 2;
-/// A packed step: `kind + 4 * variant + 2^24 * (timeout_ms + 1)` (timeout 0: none).
-const STEP_LOW: f64 = 16_777_216.0;
-/// Variant indices of a packed step stay below this (a 16 MiB document holds far fewer).
-const MAX_STEP_VARIANT: usize = 1 << 22;
-
-/// Packs a step into one JS number (below 2^53: timeouts are at most an hour).
+/// Packs a step into one JS number (the core's step code, below 2^53: exact).
 fn encode_step(step: Step) -> f64 {
-    let (kind, variant, timeout) = match step {
-        Step::Exhausted => (STEP_EXHAUSTED, 0, None),
-        Step::Call {
-            variant,
-            timeout_ms,
-        } => (STEP_CALL, variant, timeout_ms),
-        Step::Serve { variant } => (STEP_SERVE, variant, None),
-    };
-    let variant = variant.min(MAX_STEP_VARIANT - 1);
-    let timeout = timeout.map_or(0, |t| t.min(1 << 28) + 1);
-    timeout as f64 * STEP_LOW + (f64::from(kind) + 4.0 * variant as f64)
+    step.code() as f64
 }
 
 /// Runs in flight on this thread, by slot (freed by `runEnd`).
@@ -135,7 +116,7 @@ fn usage(
 /// The names of the error kinds, in code order (`ErrorKind::ALL`).
 #[napi(catch_unwind)]
 pub fn error_kinds() -> Vec<&'static str> {
-    ErrorKind::ALL.iter().map(|k| k.as_str()).collect()
+    flagrail_core::codes::error_kind_names()
 }
 
 /// The kind (its code) of a failed attempt, from what the JS error says about itself.
@@ -161,16 +142,13 @@ pub fn classify_error(
 }
 
 fn kind_code(kind: ErrorKind) -> u32 {
-    ErrorKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .map_or(0, |i| i as u32)
+    u32::from(kind.code())
 }
 
 fn kind_of(code: u32) -> Result<ErrorKind, JsError> {
-    ErrorKind::ALL
-        .get(code as usize)
-        .copied()
+    u8::try_from(code)
+        .ok()
+        .and_then(ErrorKind::from_code)
         .ok_or_else(|| invalid_argument(format!("no error kind with code {code}")))
 }
 
@@ -255,7 +233,7 @@ pub fn run_start_pinned(
         .start_run_with(&snapshot, &flag.key, &ctx, pins)
     {
         Ok(mut run) => {
-            let effect = pin_effect_code(run.evaluation().pin);
+            let effect = f64::from(run.evaluation().pin.code());
             let step = encode_step(run.next_step());
             write_out(
                 &mut out,
@@ -478,16 +456,17 @@ pub fn tracker_start(
             })),
         });
     };
-    let reason = Reason::ALL
-        .get(reason as usize)
-        .copied()
+    let reason = u8::try_from(reason)
+        .ok()
+        .and_then(Reason::from_code)
         .ok_or_else(|| invalid_argument(format!("no reason with code {reason}")))?;
     let rule_index = rule_id
         .as_deref()
         .and_then(|id| flag.rules.iter().position(|r| &*r.id == id));
-    let kill_source = usize::try_from(kill_source)
+    // 0 (or anything that is not a code) is none.
+    let kill_source = u8::try_from(kill_source)
         .ok()
-        .and_then(|k| KillSource::ALL.get(k).copied());
+        .and_then(KillSource::from_code);
     let bucket = bucket
         .filter(|b| b.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(b))
         .map(|b| b as u32);

@@ -10,12 +10,14 @@
 //! name, was no faster either and needs per-call bookkeeping.)
 //!
 //! A value of a type no condition can use is reported as [`Attr::Unsupported`], which matching
-//! treats as absent and `explain` shows; it never raises.
+//! treats as absent and `explain` shows; it never raises. A mapping whose `__getitem__` raises an
+//! `Exception` reads as absent too; a `BaseException` that is not an `Exception`
+//! (`KeyboardInterrupt`, `SystemExit`) is not an answer about the attribute: it propagates.
 
 use std::borrow::Cow;
 
 use flagrail_core::{Attr, Positional};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
@@ -166,32 +168,33 @@ fn unsupported_name(value: &Bound<'_, PyAny>) -> &'static str {
 }
 
 /// Reads the flag's attributes (`names`, interned as `keys`) from `source` and runs `evaluate`
-/// with them as a core context.
+/// with them as a core context. Fails only with a `BaseException` that is not an `Exception`,
+/// raised by a mapping's `__getitem__` (see the module docs).
 #[inline]
 pub(crate) fn with_declared<'py, R>(
     source: Source<'_, 'py>,
     names: &[Box<str>],
     keys: &[Py<PyString>],
     evaluate: impl FnOnce(&Positional<'_, '_>) -> R,
-) -> R {
+) -> PyResult<R> {
     // Sized to the flag: every slot is initialised, converted and dropped on every call.
     match names.len() {
-        0 => evaluate(&Positional { names, values: &[] }),
+        0 => Ok(evaluate(&Positional { names, values: &[] })),
         1 => with_inline::<1, R>(source, names, keys, evaluate),
         2 => with_inline::<2, R>(source, names, keys, evaluate),
         3 => with_inline::<3, R>(source, names, keys, evaluate),
         4 => with_inline::<4, R>(source, names, keys, evaluate),
         _ => {
             let mut held: Vec<Option<Bound<'py, PyAny>>> = vec![None; names.len()];
-            read_declared(source, keys, &mut held);
+            read_declared(source, keys, &mut held)?;
             let mut attrs: Vec<Attr<'_>> = held.iter().map(|_| Attr::Missing).collect();
             for (attr, held) in attrs.iter_mut().zip(&held) {
                 set_attr(attr, held);
             }
-            evaluate(&Positional {
+            Ok(evaluate(&Positional {
                 names,
                 values: &attrs,
-            })
+            }))
         }
     }
 }
@@ -202,19 +205,19 @@ fn with_inline<'py, const N: usize, R>(
     names: &[Box<str>],
     keys: &[Py<PyString>],
     evaluate: impl FnOnce(&Positional<'_, '_>) -> R,
-) -> R {
+) -> PyResult<R> {
     // The values are held (one reference each) while the core borrows their text: looking up
     // a later key can run Python code (a colliding key's `__eq__`) that mutates the dict.
     let mut held: [Option<Bound<'py, PyAny>>; N] = [const { None }; N];
-    read_declared(source, keys, &mut held);
+    read_declared(source, keys, &mut held)?;
     let mut attrs: [Attr<'_>; N] = [const { Attr::Missing }; N];
     for (attr, held) in attrs.iter_mut().zip(&held) {
         set_attr(attr, held);
     }
-    evaluate(&Positional {
+    Ok(evaluate(&Positional {
         names,
         values: &attrs,
-    })
+    }))
 }
 
 #[inline(always)]
@@ -222,7 +225,7 @@ fn read_declared<'py>(
     source: Source<'_, 'py>,
     keys: &[Py<PyString>],
     out: &mut [Option<Bound<'py, PyAny>>],
-) {
+) -> PyResult<()> {
     match source {
         Source::Empty => {}
         Source::Dict(dict) => {
@@ -231,13 +234,19 @@ fn read_declared<'py>(
             }
         }
         Source::Mapping(mapping) => {
+            let py = mapping.py();
             for (key, held) in keys.iter().zip(out.iter_mut()) {
-                // KeyError is "absent"; so is any other error of a user mapping, because a flag
-                // read never raises.
-                if let Ok(value) = mapping.get_item(key.bind(mapping.py())) {
-                    *held = Some(value);
+                match mapping.get_item(key.bind(py)) {
+                    Ok(value) => *held = Some(value),
+                    // KeyError is "absent"; so is any other Exception of a user mapping,
+                    // because a flag read never raises.
+                    Err(error) if error.is_instance_of::<PyException>(py) => {}
+                    // KeyboardInterrupt, SystemExit, GeneratorExit: the program is being
+                    // stopped, not answering.
+                    Err(error) => return Err(error),
                 }
             }
         }
     }
+    Ok(())
 }

@@ -35,8 +35,15 @@ use pyo3::Borrowed;
 
 use crate::live::{Flag, Flags};
 
+/// The environment variable that keeps the plain `#[pymethods]` entry points (`1`): how
+/// bench/python_eval.py measures what the raw ones gain, in the same run.
+pub(crate) const PLAIN_METHODS: &str = "FLAGRAIL_PLAIN_METHODS";
+
 /// Replaces `Flags.variant` and `Flag.variant` with the raw entry points.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+    if std::env::var(PLAIN_METHODS).is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
     replace_method(py, &py.get_type::<Flags>(), flags_variant)?;
     replace_method(py, &py.get_type::<Flag>(), flag_variant)?;
     Ok(())

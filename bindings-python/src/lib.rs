@@ -4,8 +4,9 @@
 //! with the exception classes, the fork hook and the typed stubs. One file per core module:
 //! [`live`] (the `Flags` handle), [`variant`] (the result), [`runtime`] (`call`, trackers,
 //! metrics, events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`],
-//! [`time`] (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values) and
-//! [`fast`] (the raw C entry points of `variant`, the crate's only `unsafe` code).
+//! [`time`] (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values),
+//! [`reuse`] (handing out result objects nobody holds, with its off switch) and [`fast`] (the
+//! raw C entry points of `variant`, the crate's only `unsafe` code).
 
 use pyo3::prelude::*;
 
@@ -15,6 +16,7 @@ mod error;
 mod fast;
 mod hash;
 mod live;
+mod reuse;
 mod runtime;
 mod sticky;
 mod time;
@@ -34,9 +36,10 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(reuse::_reuses_results, m)?)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;
-    live::init_reuse(m.py())?;
+    reuse::init(m.py())?;
     m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

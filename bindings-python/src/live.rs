@@ -25,7 +25,6 @@ use flagrail_core::{
     Document, EvalOptions, FileOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
     ReloadEvent,
 };
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
@@ -33,6 +32,7 @@ use pyo3::types::{PyDict, PyString};
 use crate::context::{with_declared, Source};
 use crate::convert::{from_python, to_python};
 use crate::error::{invalid_argument, IntoPyResult};
+use crate::reuse;
 use crate::runtime::{self, CallResult, PyRun, Tracker};
 use crate::sticky::{pin_write, PinStore};
 use crate::time;
@@ -59,32 +59,8 @@ struct Entry {
     /// Flag indices by the identity of the caller's key object (see [`KeySlots`]).
     keys: KeySlots,
     /// Result objects handed out again once the caller has let go of them, by flag, then by
-    /// variant (see [`Entry::reusable`]).
-    reusable: Box<[Box<[ReusableResults]>]>,
-}
-
-/// The result objects of one variant that can be given out again.
-type ReusableResults = PyOnceLock<[Py<Variant>; REUSABLE_PER_VARIANT]>;
-
-/// A few per variant: a loop's previous result is still bound to its variable while the next
-/// call runs, and a caller may keep some results around (a handler's request state, the last
-/// result of an earlier loop) without making every later call allocate.
-const REUSABLE_PER_VARIANT: usize = 4;
-
-/// Whether result objects may be reused: only while a GIL serializes every thread (always, for
-/// the abi3 wheel; a free-threaded interpreter running without its GIL never reuses).
-static REUSE_RESULTS: AtomicBool = AtomicBool::new(false);
-
-/// Decides [`REUSE_RESULTS`] once, at import.
-pub(crate) fn init_reuse(py: Python<'_>) -> PyResult<()> {
-    let sys = py.import("sys")?;
-    let gil_enabled = match sys.getattr("_is_gil_enabled") {
-        Ok(is_enabled) => is_enabled.call0()?.is_truthy()?,
-        // Before 3.13 there is no free-threaded build: the GIL is always there.
-        Err(_) => true,
-    };
-    REUSE_RESULTS.store(gil_enabled, Ordering::Relaxed);
-    Ok(())
+    /// variant (see `reuse.rs`).
+    reusable: Box<[Box<[reuse::Pool]>]>,
 }
 
 /// Flag indices of the key strings callers pass, by object identity: a `"chat-model"` literal
@@ -132,7 +108,7 @@ impl Entry {
         let reusable = document
             .flags()
             .iter()
-            .map(|flag| flag.variants.iter().map(|_| PyOnceLock::new()).collect())
+            .map(|flag| flag.variants.iter().map(|_| reuse::Pool::new()).collect())
             .collect();
         Entry {
             cache: Arc::new(DocCache::new(py, document)),
@@ -187,57 +163,31 @@ impl Entry {
     }
 
     /// A result object of `outcome`'s flag and variant that no one holds any more, given
-    /// `outcome`: allocating, initialising and freeing a result per call costs more than the
-    /// decision.
-    ///
-    /// Why this is safe to share: the reference held here is the object's only one when its
-    /// count is 1, so no Python code and no other thread can observe it being rewritten. The
-    /// check and the rewrite run under the GIL with no Python code in between, and `Variant`
-    /// has no weak references. Its id and document are those of the slot, so only the outcome
-    /// changes.
+    /// `outcome` (see `reuse.rs`).
     #[inline]
     fn reusable<'py>(
         &self,
         py: Python<'py>,
         outcome: &Outcome,
     ) -> PyResult<Option<Bound<'py, Variant>>> {
-        if !REUSE_RESULTS.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
         let (Some(flag_index), Some(variant_index)) =
             (outcome.flag_index(), outcome.variant_index())
         else {
             return Ok(None);
         };
-        let Some(cell) = self
+        let Some(pool) = self
             .reusable
             .get(flag_index)
             .and_then(|variants| variants.get(variant_index))
         else {
             return Ok(None);
         };
-        let objects = cell.get_or_try_init(py, || -> PyResult<_> {
-            let id = match self.cache.flag(py, flag_index) {
+        pool.take(py, &self.cache, outcome, || {
+            match self.cache.flag(py, flag_index) {
                 Some(flag_cache) => flag_cache.variant_id(py, Some(variant_index)),
                 None => py.None(),
-            };
-            let mut objects = Vec::with_capacity(REUSABLE_PER_VARIANT);
-            for _ in 0..REUSABLE_PER_VARIANT {
-                let variant = Variant::found(Arc::clone(&self.cache), *outcome, id.clone_ref(py));
-                objects.push(Py::new(py, variant)?);
             }
-            objects
-                .try_into()
-                .map_err(|_| PyRuntimeError::new_err("reusable results"))
-        })?;
-        for object in objects {
-            let object = object.bind(py);
-            if crate::fast::is_only_reference(object.as_any()) {
-                object.get().reuse_for(outcome);
-                return Ok(Some(object.clone()));
-            }
-        }
-        Ok(None)
+        })
     }
 }
 
@@ -379,7 +329,7 @@ impl Inner {
                         pin: PinSource::Memory,
                     };
                     Outcome::from(snapshot.evaluate(index, ctx, options))
-                });
+                })?;
             if let Some(shared) = entry.fixed(py, &outcome)? {
                 return Ok(shared);
             }
@@ -419,7 +369,7 @@ impl Inner {
                 .and_then(|(flag_def, _)| flag_def.sticky.as_ref())
                 .and_then(|sticky| Some((sticky, self.pins.custom()?)));
             // The same snapshot as the attribute names: a reload cannot slip in between.
-            Ok(with_declared(source, names, keys, |ctx| match custom {
+            with_declared(source, names, keys, |ctx| match custom {
                 Some((sticky, store)) => {
                     let read =
                         PinStore::key_of(key, sticky, ctx).map(|k| self.pins.read(py, &store, k));
@@ -437,7 +387,7 @@ impl Inner {
                     };
                     snapshot.explain(key, ctx, options).to_value()
                 }
-            }))
+            })
         })?;
         to_python(py, &explanation)
     }
@@ -988,8 +938,18 @@ impl Flags {
     /// ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
     /// served, or older than the last 100,000 runs.
     #[pyo3(signature = (run_id, *, score = None, quality = None))]
-    fn feedback(&self, run_id: &str, score: Option<f64>, quality: Option<f64>) -> bool {
-        self.inner.core.feedback(run_id, score, quality)
+    fn feedback(
+        &self,
+        run_id: &Bound<'_, PyString>,
+        score: Option<f64>,
+        quality: Option<f64>,
+    ) -> bool {
+        // A str with lone surrogates has no UTF-8 form, so it names no run: unknown, like any
+        // other id this process never gave out (not a UnicodeEncodeError).
+        match run_id.to_str() {
+            Ok(run_id) => self.inner.core.feedback(run_id, score, quality),
+            Err(_) => false,
+        }
     }
 
     /// Outcome aggregates since the process started, as

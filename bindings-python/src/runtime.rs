@@ -149,7 +149,7 @@ pub(crate) fn start(
             }
             (Pins::Auto | Pins::Memory, _) => Ok((core.start_run_in(&snapshot, key, ctx)?, None)),
         }
-    })
+    })?
     .into_py_result(py)?;
     let evaluation = run.evaluation();
     let (cache, flag_index) = if Arc::ptr_eq(&evaluation.document, &document) {
@@ -202,7 +202,7 @@ pub(crate) fn pin_lookup(
     };
     let pin_key = with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
         PinStore::key_of(key, sticky, ctx)
-    });
+    })?;
     Ok(pin_key.map(|k| (store.clone_ref(py), k)))
 }
 
@@ -802,7 +802,7 @@ pub(crate) fn tracker(
         .collect();
     let run = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
         inner.core().tracker(evaluation, ctx)
-    })
+    })?
     .into_py_result(py)?;
     Ok(Tracker {
         run_id: PyString::new(py, run.run_id()).unbind(),

@@ -18,10 +18,10 @@ use flagrail_core::document::budget::BudgetRef;
 use flagrail_core::evaluate::budget_of;
 use flagrail_core::{Decision, Document, Error as CoreError, KillSource, Reason};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyMapping, PyMappingProxy, PyString, PyTuple};
-use pyo3::{intern, IntoPyObjectExt};
 
 use crate::convert::{frozen_dict, to_frozen, to_python};
 use crate::error::{invalid_argument, to_py_err};
@@ -150,7 +150,8 @@ impl DocCache {
 /// - word 0: flag index | variant index << 32
 /// - word 1: rule index | bucket << 32
 /// - word 2: shadow variant index | budget << 32 (see [`pack_budget`])
-/// - word 3: reason | has bucket << 8 | kill source + 1 << 16 | is shadow << 24
+/// - word 3: reason code | has bucket << 8 | kill source code << 16 | is shadow << 24 (the
+///   core's codes, `flagrail_core::codes`; kill source 0 is none)
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome([u64; 4]);
 
@@ -206,20 +207,6 @@ fn unpack_budget(packed: u32) -> Option<BudgetRef> {
     }
 }
 
-// Unpacking reads `ALL[code]`: each variant's discriminant must be its position there.
-const _: () = {
-    let mut i = 0;
-    while i < Reason::ALL.len() {
-        assert!(Reason::ALL[i] as usize == i);
-        i += 1;
-    }
-    let mut i = 0;
-    while i < KillSource::ALL.len() {
-        assert!(KillSource::ALL[i] as usize == i);
-        i += 1;
-    }
-};
-
 const HAS_BUCKET: u64 = 1 << 8;
 const IS_SHADOW: u64 = 1 << 24;
 
@@ -230,9 +217,8 @@ fn pack_flags(
     kill_source: Option<KillSource>,
     is_shadow: bool,
 ) -> u64 {
-    // Fieldless enums: the discriminant is the position in `ALL` (checked below).
-    let reason = reason as u64;
-    let kill = kill_source.map_or(0, |k| k as u64 + 1);
+    let reason = u64::from(reason.code());
+    let kill = u64::from(KillSource::optional_code(kill_source));
     reason
         | if has_bucket { HAS_BUCKET } else { 0 }
         | kill << 16
@@ -271,14 +257,13 @@ impl Outcome {
 
     #[inline]
     pub(crate) fn reason(&self) -> Reason {
-        Reason::ALL[(self.0[3] & 0xff) as usize % Reason::ALL.len()]
+        // Only `pack_flags` writes this byte: a reason code, so the fallback is never taken.
+        Reason::from_code(self.0[3] as u8).unwrap_or(Reason::FlagNotFound)
     }
 
     #[inline]
     pub(crate) fn kill_source(&self) -> Option<KillSource> {
-        let code = ((self.0[3] >> 16) & 0xff) as usize;
-        code.checked_sub(1)
-            .and_then(|i| KillSource::ALL.get(i).copied())
+        KillSource::from_code((self.0[3] >> 16) as u8)
     }
 
     /// The shadow variant drawn for this decision.
@@ -320,7 +305,7 @@ impl From<Decision<'_>> for Outcome {
 
 /// An [`Outcome`] that a result object can be given again when it is reused: relaxed atomics,
 /// because a reused object is by construction seen by no one else while it is rewritten (see
-/// `Entry::reusable` in `live.rs`); the atomics only make that sharing expressible in safe Rust.
+/// `reuse.rs`); the atomics only make that sharing expressible in safe Rust.
 pub(crate) struct SharedOutcome([AtomicU64; 4]);
 
 impl SharedOutcome {
@@ -361,8 +346,6 @@ pub struct Variant {
     requested: Option<Py<PyString>>,
 }
 
-static EMPTY_PAYLOAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
 impl Variant {
     /// The result for a flag that exists; `id` is the chosen variant's interned id.
     #[inline]
@@ -395,13 +378,21 @@ impl Variant {
         self.shared_outcome.load()
     }
 
-    /// Gives this result object a new outcome of the same flag and variant.
+    /// Gives this result object a new outcome of the same flag and variant; `false` (and
+    /// nothing written) for an outcome of another flag or variant, whose id would be wrong.
     ///
-    /// Only for an object no one else can see (see `Entry::reusable` in `live.rs`): its id and
-    /// document stay, so the outcome must name the same flag and variant.
+    /// Only for an object no one else can see: `reuse.rs` is the one caller, and its module
+    /// docs say why that holds.
     #[inline]
-    pub(crate) fn reuse_for(&self, outcome: &Outcome) {
+    pub(crate) fn reuse_for(&self, outcome: &Outcome) -> bool {
+        let current = self.outcome();
+        if current.flag_index() != outcome.flag_index()
+            || current.variant_index() != outcome.variant_index()
+        {
+            return false;
+        }
         self.shared_outcome.store(outcome);
+        true
     }
 
     /// The document cache this result came from (trackers rebuild the evaluation from it).
@@ -493,12 +484,13 @@ impl Variant {
     ///
     /// Nested objects are read-only mappings and arrays are tuples. Converted once per document
     /// and shared by every result. A non-object payload (``true``, ``"gpt"``, ``3``) is returned
-    /// as is; an unknown flag has an empty mapping.
+    /// as is; an unknown flag (``FLAG_NOT_FOUND``) has ``None``, as in Node, the CLI and
+    /// docs/flag-document.md.
     #[getter]
     fn payload(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self.payload_entry(py)? {
             Some(payload) => Ok(payload.value.clone_ref(py)),
-            None => empty_payload(py),
+            None => Ok(py.None()),
         }
     }
 
@@ -665,9 +657,9 @@ impl Variant {
                 .and_then(|f| f.variants.get(v))
             {
                 Some(variant) => to_python(py, &variant.payload)?,
-                None => PyDict::new(py).into_any(),
+                None => py.None().into_bound(py),
             },
-            _ => PyDict::new(py).into_any(),
+            _ => py.None().into_bound(py),
         };
         out.set_item("payload", payload)?;
         out.set_item("reason", self.outcome().reason().as_str())?;
@@ -737,11 +729,152 @@ pub(crate) fn py_repr(py: Python<'_>, text: &str) -> PyResult<String> {
     Ok(PyString::new(py, text).repr()?.to_string())
 }
 
-fn empty_payload(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    EMPTY_PAYLOAD
-        .get_or_try_init(py, || {
-            let dict = PyDict::new(py);
-            PyMappingProxy::new(py, dict.cast::<PyMapping>()?).into_py_any(py)
-        })
-        .map(|p| p.clone_ref(py))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flagrail_core::evaluate::PinEffect;
+    use flagrail_core::Choice;
+
+    fn decision(reason: Reason) -> Decision<'static> {
+        Decision {
+            flag: None,
+            choice: Choice {
+                flag_index: Some(3),
+                variant_index: Some(1),
+                reason,
+                rule_index: None,
+                bucket: None,
+                kill_source: None,
+                guardrail: None,
+                replaced_variant: None,
+                budget: None,
+                shadow: None,
+                pin: PinEffect::None,
+            },
+        }
+    }
+
+    #[test]
+    fn every_reason_and_kill_source_survives_packing() {
+        for reason in Reason::ALL {
+            assert_eq!(Outcome::from(decision(reason)).reason(), reason);
+        }
+        for source in KillSource::ALL {
+            let outcome = Outcome::from(Decision {
+                choice: Choice {
+                    kill_source: Some(source),
+                    ..decision(Reason::Killed).choice
+                },
+                ..decision(Reason::Killed)
+            });
+            assert_eq!(outcome.kill_source(), Some(source));
+            assert_eq!(outcome.reason(), Reason::Killed);
+        }
+        assert_eq!(Outcome::from(decision(Reason::Default)).kill_source(), None);
+    }
+
+    #[test]
+    fn indices_bucket_shadow_and_budget_survive_packing() {
+        let biggest = u32::MAX as usize - 1;
+        let d = Decision {
+            choice: Choice {
+                flag_index: Some(biggest),
+                variant_index: Some(biggest),
+                rule_index: Some(biggest),
+                bucket: Some(u32::MAX),
+                shadow: Some(biggest),
+                budget: Some(BudgetRef::Document(DOCUMENT_BUDGET - 2)),
+                ..decision(Reason::Split).choice
+            },
+            ..decision(Reason::Split)
+        };
+        let outcome = Outcome::from(d);
+        assert_eq!(outcome.flag_index(), Some(biggest));
+        assert_eq!(outcome.variant_index(), Some(biggest));
+        assert_eq!(outcome.rule_index(), Some(biggest));
+        assert_eq!(outcome.bucket(), Some(u32::MAX));
+        assert_eq!(outcome.shadow(), Some(biggest));
+        assert_eq!(
+            outcome.budget(),
+            Some(BudgetRef::Document(DOCUMENT_BUDGET - 2))
+        );
+        assert!(!outcome.is_shadow());
+        assert!(outcome.as_shadow().is_shadow());
+        assert_eq!(outcome.as_shadow().reason(), Reason::Split);
+
+        // A bucket of 0 is a bucket; no bucket is none.
+        let zero = Outcome::from(Decision {
+            choice: Choice {
+                bucket: Some(0),
+                ..decision(Reason::Split).choice
+            },
+            ..decision(Reason::Split)
+        });
+        assert_eq!(zero.bucket(), Some(0));
+        assert_eq!(Outcome::from(decision(Reason::Default)).bucket(), None);
+    }
+
+    #[test]
+    fn budgets_pack_by_scope_and_refuse_what_does_not_fit() {
+        for budget in [
+            BudgetRef::Flag(0),
+            BudgetRef::Flag(DOCUMENT_BUDGET - 1),
+            BudgetRef::Document(0),
+            BudgetRef::Document(DOCUMENT_BUDGET - 2),
+        ] {
+            assert_eq!(unpack_budget(pack_budget(Some(budget))), Some(budget));
+        }
+        assert_eq!(unpack_budget(pack_budget(None)), None);
+        assert_eq!(
+            unpack_budget(pack_budget(Some(BudgetRef::Flag(DOCUMENT_BUDGET)))),
+            None
+        );
+        assert_eq!(
+            unpack_budget(pack_budget(Some(BudgetRef::Document(DOCUMENT_BUDGET - 1)))),
+            None
+        );
+    }
+
+    #[test]
+    fn indices_that_do_not_fit_read_as_none() {
+        assert_eq!(unpack(pack(Some(u32::MAX as usize))), None);
+        assert_eq!(unpack(pack(None)), None);
+        assert_eq!(unpack(pack(Some(0))), Some(0));
+    }
+
+    #[test]
+    fn not_found_has_no_indices() {
+        let outcome = Outcome::not_found();
+        assert_eq!(outcome.reason(), Reason::FlagNotFound);
+        assert_eq!(
+            (
+                outcome.flag_index(),
+                outcome.variant_index(),
+                outcome.rule_index()
+            ),
+            (None, None, None)
+        );
+        assert_eq!(
+            (outcome.bucket(), outcome.shadow(), outcome.budget()),
+            (None, None, None)
+        );
+        assert_eq!(outcome.kill_source(), None);
+    }
+
+    #[test]
+    fn a_shared_outcome_stores_and_loads_whole() {
+        let first = Outcome::from(decision(Reason::Default));
+        let second = Outcome::from(Decision {
+            choice: Choice {
+                bucket: Some(42),
+                rule_index: Some(2),
+                ..decision(Reason::Split).choice
+            },
+            ..decision(Reason::Split)
+        });
+        let shared = SharedOutcome::new(first);
+        assert!(shared.load() == first);
+        shared.store(&second);
+        assert!(shared.load() == second);
+    }
 }

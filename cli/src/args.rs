@@ -9,14 +9,28 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn from_env() -> Args {
-        let mut items: Vec<Option<String>> = std::env::args().skip(1).map(Some).collect();
+    /// The process arguments. Every argument must be UTF-8 text: one that is not is a usage
+    /// error naming it (its bytes escaped), never a panic.
+    pub fn from_env() -> Result<Args, Failure> {
+        let mut items: Vec<Option<String>> = Vec::new();
+        for (position, arg) in std::env::args_os().skip(1).enumerate() {
+            match arg.into_string() {
+                Ok(text) => items.push(Some(text)),
+                Err(raw) => {
+                    return Err(Failure::usage(format!(
+                        "argument {} \"{}\" is not valid UTF-8: flagrail takes text arguments only",
+                        position + 1,
+                        raw.as_encoded_bytes().escape_ascii()
+                    )))
+                }
+            }
+        }
         let command = if items.is_empty() {
             None
         } else {
             items.remove(0)
         };
-        Args { items, command }
+        Ok(Args { items, command })
     }
 
     pub fn command(&self) -> Option<String> {
@@ -41,6 +55,11 @@ impl Args {
             return Ok(slot.take().unwrap_or_default());
         }
         Err(Failure::usage(format!("missing {name}")))
+    }
+
+    /// The next argument that is not an option, if there is one.
+    pub fn next_positional(&mut self) -> Option<String> {
+        self.positional("").ok()
     }
 
     /// `--name value` or `--name=value`.

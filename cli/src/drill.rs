@@ -32,36 +32,91 @@ impl Rng {
     }
 }
 
+/// The synopsis in `flagrail help`.
+pub const USAGE: &str = "\
+drill FILE --flag F --variant V [--error-rate P] [--latency-ms L] [--requests N]
+                 [--every DURATION] [--seed S] [--context JSON] [--at TIME] [--expect-trip] [--json]";
+
+/// The options, with their defaults and bounds (`flagrail drill --help`).
+pub const DETAILS: &str = "\
+Synthetic users call flag F through the real runtime while variant V misbehaves; the report says
+which guardrail tripped after how many requests and what evaluation serves afterwards.
+
+  --flag F          the flag to drill (required)
+  --variant V       the variant that misbehaves (required)
+  --error-rate P    share of V's calls that fail, 0 to 1 (default 1, or 0 when --latency-ms is
+                    given: a latency drill alone makes V slow, not failing)
+  --latency-ms L    latency reported for each call of V, 0 to 3600000 ms (default 50); the
+                    other variants' calls take 50 ms
+  --requests N      calls to make, 1 to 1000000 (default 500)
+  --every DURATION  simulated time between calls, at most 24h (default 100ms)
+  --seed S          seed of the failure draws, a whole number (default 1): same seed, same report
+  --context JSON    attributes of every synthetic user (an object; the unit is user-0, user-1 …)
+  --at TIME         simulated time of the first call (default now)
+  --expect-trip     exit 1 when no guardrail trips (for CI)
+  --json            print the report as JSON";
+
+/// Latency reported for the calls of the variants that are not drilled.
+const NORMAL_LATENCY_MS: f64 = 50.0;
+
 fn parse_number(
     args: &mut Args,
     name: &str,
-    default: f64,
     ok: impl Fn(f64) -> bool,
-) -> Result<f64, Failure> {
+) -> Result<Option<f64>, Failure> {
     match args.option(name) {
-        None => Ok(default),
+        None => Ok(None),
         Some(text) => text
             .parse::<f64>()
             .ok()
-            .filter(|x| ok(*x))
+            .filter(|x| x.is_finite() && ok(*x))
+            .map(Some)
             .ok_or_else(|| Failure::usage(format!("{name}: \"{text}\" is out of range"))),
+    }
+}
+
+fn parse_whole(
+    args: &mut Args,
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, Failure> {
+    match args.option(name) {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "{name}: \"{text}\" is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
     }
 }
 
 pub fn run(args: &mut Args) -> Outcome {
     let flag = args.required("--flag")?;
     let bad_variant = args.required("--variant")?;
-    let error_rate = parse_number(args, "--error-rate", 1.0, |x| (0.0..=1.0).contains(&x))?;
-    let latency_ms = parse_number(args, "--latency-ms", 50.0, |x| x >= 0.0)?;
-    let requests = parse_number(args, "--requests", 500.0, |x| {
-        (1.0..=1_000_000.0).contains(&x)
-    })? as u64;
+    let error_rate = parse_number(args, "--error-rate", |x| (0.0..=1.0).contains(&x))?;
+    let latency_ms = parse_number(args, "--latency-ms", |x| (0.0..=3_600_000.0).contains(&x))?;
+    // A latency drill alone is about slowness: the variant does not also fail every call.
+    let error_rate = error_rate.unwrap_or(if latency_ms.is_some() { 0.0 } else { 1.0 });
+    let latency_ms = latency_ms.unwrap_or(NORMAL_LATENCY_MS);
+    let requests = parse_whole(args, "--requests", 1..=1_000_000)?.unwrap_or(500);
     let every = match args.option("--every") {
         None => 100,
         Some(text) => parse_duration(&text)
-            .ok_or_else(|| Failure::usage(format!("--every: \"{text}\" is not a duration")))?,
+            .filter(|ms| (0..=86_400_000).contains(ms))
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "--every: \"{text}\" is not a duration of at most 24h (such as 100ms, 2s)"
+                ))
+            })?,
     };
-    let seed = parse_number(args, "--seed", 1.0, |x| x >= 0.0)? as u64;
+    let seed = parse_whole(args, "--seed", 0..=u64::MAX)?.unwrap_or(1);
     let base = parse_context(args.option("--context"))?;
     let at = parse_at(args.option("--at"))?;
     let expect_trip = args.flag("--expect-trip");
@@ -119,11 +174,16 @@ pub fn run(args: &mut Args) -> Outcome {
             match run.next_step() {
                 Step::Call { variant, .. } => {
                     let id = &def.variants[variant].id;
+                    let drilled = **id == *bad_variant;
                     let usage = Usage {
-                        latency_ms: Some(latency_ms),
+                        latency_ms: Some(if drilled {
+                            latency_ms
+                        } else {
+                            NORMAL_LATENCY_MS
+                        }),
                         ..Usage::default()
                     };
-                    if **id == *bad_variant && rng.next_unit() < error_rate {
+                    if drilled && rng.next_unit() < error_rate {
                         run.fail(ErrorKind::Server, Some("drill"), usage);
                     } else {
                         run.succeed(usage);
@@ -165,22 +225,22 @@ pub fn run(args: &mut Args) -> Outcome {
         "metrics": metrics[&flag],
     });
     if as_json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        println!(
-            "drill: flag {flag}, variant {bad_variant} failing {:.1} % of its calls, {requests} requests every {every} ms from {}",
+        outln!(
+            "drill: flag {flag}, variant {bad_variant} failing {:.1} % of its calls at {latency_ms} ms each, {requests} requests every {every} ms from {}",
             error_rate * 100.0,
             format_timestamp(at)
         );
         if events.is_empty() {
-            println!("no guardrail moved");
+            outln!("no guardrail moved");
         }
         for (n, e) in &events {
             if e["samples"].is_null() {
-                println!(
+                outln!(
                     "request {n:>6}: {} {} on {} at {} (cooldown over: the probe share gets {} again)",
                     e["type"].as_str().unwrap_or(""),
                     e["guardrail"].as_str().unwrap_or(""),
@@ -190,7 +250,7 @@ pub fn run(args: &mut Args) -> Outcome {
                 );
                 continue;
             }
-            println!(
+            outln!(
                 "request {n:>6}: {} {} on {} at {} ({} {}: observed {:.4}, bound {:.4}, threshold {}, {} samples) → {}",
                 e["type"].as_str().unwrap_or(""),
                 e["guardrail"].as_str().unwrap_or(""),
@@ -211,19 +271,22 @@ pub fn run(args: &mut Args) -> Outcome {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("served by call: {}", list(&served));
-        println!(
+        outln!("served by call: {}", list(&served));
+        outln!(
             "evaluation now: {} ({})",
             list(&now_serving),
             list(&reasons)
         );
         if let Some(variants) = metrics[&flag].as_object() {
-            println!(
+            outln!(
                 "{:<16} {:>9} {:>8} {:>10}",
-                "variant", "requests", "errors", "error rate"
+                "variant",
+                "requests",
+                "errors",
+                "error rate"
             );
             for (id, m) in variants {
-                println!(
+                outln!(
                     "{:<16} {:>9} {:>8} {:>9.2}%",
                     id,
                     m["requests"].as_u64().unwrap_or(0),

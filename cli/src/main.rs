@@ -1,7 +1,15 @@
 //! `flagrail`: validate, lint, evaluate, explain, bucket, kill and simulate flag documents.
 //!
 //! Exit codes: 0 success; 1 the document or the operation failed (errors on stderr); 2 the
-//! command line is wrong.
+//! command line is wrong. A closed stdout (`flagrail … | head`) ends a command quietly with 0.
+
+/// `println!` that never panics: a reader that went away ends the command quietly (exit 0), any
+/// other write error is a failure. Use it for every line a command prints to stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))?
+    };
+}
 
 mod args;
 mod drill;
@@ -11,31 +19,113 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use flagrail_core::admin::{kill_file, KillChange, Target};
+use flagrail_core::admin::{kill_file, KillChange, KillOptions, Target};
 use flagrail_core::time::{format_timestamp, now_millis, parse_timestamp, Millis};
 use flagrail_core::{decision_json, At, Document, Error, NoOverlay};
 use serde_json::{json, Value};
 
 use args::Args;
 
-const USAGE: &str = "\
-flagrail — feature flags for model, prompt and parameter changes
+/// One subcommand. Add a command by adding a row to [`COMMANDS`]: `help`, `COMMAND --help` and
+/// the usage text are made from the table.
+pub struct Command {
+    pub name: &'static str,
+    /// The synopsis after `flagrail ` (continuation lines indented).
+    pub usage: &'static str,
+    /// What `flagrail help COMMAND` adds below the synopsis (options and defaults).
+    pub details: &'static str,
+    pub run: fn(&mut Args) -> Outcome,
+}
 
-usage:
-  flagrail validate FILE
-  flagrail lint FILE [--at TIME] [--strict]
-  flagrail eval FILE --flag F [--context JSON] [--at TIME] [--default VARIANT]
-  flagrail explain FILE --flag F [--context JSON] [--at TIME]
-  flagrail eval-batch FILE          (JSON lines on stdin: {\"flag\", \"context\", \"at\"})
-  flagrail bucket --salt S --unit U [--total W]
-  flagrail kill FILE (--flag F | --all) --reason TEXT [--actor NAME]
-  flagrail unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME]
-  flagrail simulate FILE --flag F --users N [--context JSON] [--at TIME | --timeline] [--json]
-  flagrail drill FILE --flag F --variant V [--error-rate P] [--latency-ms L] [--requests N]
-                 [--every DURATION] [--seed S] [--context JSON] [--at TIME] [--expect-trip] [--json]
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "validate",
+        usage: "validate FILE",
+        details: "",
+        run: validate,
+    },
+    Command {
+        name: "lint",
+        usage: "lint FILE [--at TIME] [--strict]",
+        details: "",
+        run: lint,
+    },
+    Command {
+        name: "eval",
+        usage: "eval FILE --flag F [--context JSON] [--at TIME] [--default VARIANT]",
+        details: "",
+        run: eval_command,
+    },
+    Command {
+        name: "explain",
+        usage: "explain FILE --flag F [--context JSON] [--at TIME]",
+        details: "",
+        run: explain_command,
+    },
+    Command {
+        name: "eval-batch",
+        usage: "eval-batch FILE          (JSON lines on stdin: {\"flag\", \"context\", \"at\"})",
+        details: "",
+        run: eval_batch,
+    },
+    Command {
+        name: "bucket",
+        usage: "bucket --salt S --unit U [--total W]",
+        details: "",
+        run: bucket,
+    },
+    Command {
+        name: "kill",
+        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--force]",
+        details: KILL_DETAILS,
+        run: kill_command,
+    },
+    Command {
+        name: "unkill",
+        usage: "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--force]",
+        details: KILL_DETAILS,
+        run: unkill_command,
+    },
+    Command {
+        name: "simulate",
+        usage:
+            "simulate FILE --flag F --users N [--context JSON] [--at TIME | --timeline] [--json]",
+        details: "",
+        run: simulate::run,
+    },
+    Command {
+        name: "drill",
+        usage: drill::USAGE,
+        details: drill::DETAILS,
+        run: drill::run,
+    },
+];
 
+const KILL_DETAILS: &str = "  --flag F       the flag's own switch
+  --all          the document-wide switch: every flag serves its kill variant
+  --reason TEXT  why, written to the switch and the audit log (required for kill)
+  --actor NAME   who acts, for the audit log (default $USER)
+  --force        rewrite a read-only document, or one whose owner cannot be kept
+The real file (through symlinks) is locked, only the changed values are rewritten, its mode and
+owner are kept, and one line is appended to <name>.audit.jsonl beside it. A switch already in
+the requested state is left alone (nothing written, exit 0). Exit 1 means nothing was changed
+(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".";
+
+const FOOTER: &str = "\
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
 exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
+
+fn usage() -> String {
+    let mut text = String::from(
+        "flagrail — feature flags for model, prompt and parameter changes\n\nusage:\n",
+    );
+    for command in COMMANDS {
+        text.push_str(&format!("  flagrail {}\n", command.usage));
+    }
+    text.push_str("  flagrail help [COMMAND]     (a command's options; also COMMAND --help)\n\n");
+    text.push_str(FOOTER);
+    text
+}
 
 /// A command failure: message for stderr and the exit code.
 pub struct Failure {
@@ -47,13 +137,25 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure {
             code: 2,
-            message: format!("{}\n\n{USAGE}", message.into()),
+            message: format!("{}\n\n{}", message.into(), usage()),
         }
     }
     pub fn failed(message: impl Into<String>) -> Failure {
         Failure {
             code: 1,
             message: message.into(),
+        }
+    }
+    /// A failed write to stdout. The reader going away (`| head`) is not an error of the
+    /// command: it ends quietly.
+    pub fn stdout(err: std::io::Error) -> Failure {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure {
+                code: 0,
+                message: String::new(),
+            }
+        } else {
+            Failure::failed(format!("stdout: {err}"))
         }
     }
 }
@@ -74,42 +176,90 @@ impl From<Error> for Failure {
 
 type Outcome = Result<(), Failure>;
 
+/// Writes one line to stdout (see [`outln!`]).
+pub fn write_line(line: std::fmt::Arguments<'_>) -> Outcome {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .map_err(Failure::stdout)
+}
+
+/// Writes one line to stderr; a stderr that cannot be written is ignored (nowhere to say so).
+pub fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn main() -> ExitCode {
-    let mut args = Args::from_env();
-    let result = match args.command().as_deref() {
-        Some("validate") => validate(&mut args),
-        Some("lint") => lint(&mut args),
-        Some("eval") => eval(&mut args, false),
-        Some("explain") => eval(&mut args, true),
-        Some("eval-batch") => eval_batch(&mut args),
-        Some("bucket") => bucket(&mut args),
-        Some("kill") => kill(&mut args, true),
-        Some("unkill") => kill(&mut args, false),
-        Some("simulate") => simulate::run(&mut args),
-        Some("drill") => drill::run(&mut args),
-        Some("help" | "--help" | "-h") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some("--version" | "version") => {
-            println!("flagrail {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        Some(other) => Err(Failure::usage(format!("unknown command \"{other}\""))),
-        None => Err(Failure::usage("missing command")),
-    };
+    let result = Args::from_env().and_then(|mut args| run(&mut args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("{}", failure.message);
+            if !failure.message.is_empty() {
+                warn(&failure.message);
+            }
             ExitCode::from(failure.code)
         }
     }
 }
 
+fn run(args: &mut Args) -> Outcome {
+    let Some(name) = args.command() else {
+        return Err(Failure::usage("missing command"));
+    };
+    match name.as_str() {
+        "help" | "--help" | "-h" => {
+            let topic = args.next_positional();
+            args.finish()?;
+            return help(topic.as_deref());
+        }
+        "--version" | "version" => {
+            args.finish()?;
+            outln!("flagrail {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        _ => {}
+    }
+    let Some(command) = COMMANDS.iter().find(|c| c.name == name) else {
+        return Err(Failure::usage(format!("unknown command \"{name}\"")));
+    };
+    if args.flag("--help") || args.flag("-h") {
+        return help(Some(command.name));
+    }
+    (command.run)(args)
+}
+
+fn help(topic: Option<&str>) -> Outcome {
+    let Some(topic) = topic else {
+        outln!("{}", usage());
+        return Ok(());
+    };
+    let Some(command) = COMMANDS.iter().find(|c| c.name == topic) else {
+        return Err(Failure::usage(format!("no command \"{topic}\"")));
+    };
+    outln!("usage: flagrail {}", command.usage);
+    if !command.details.is_empty() {
+        outln!("\n{}", command.details);
+    }
+    outln!("\n{FOOTER}");
+    Ok(())
+}
+
+/// Reads a document file as a service would: a regular file (through symlinks), at most one
+/// byte more than the loader accepts, so `/dev/zero` or a FIFO is an error, not a hang.
 pub fn load(path: &str) -> Result<Document, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|err| Failure::failed(format!("{path}: {err} [SOURCE_UNREACHABLE]")))?;
+    use std::io::Read;
+    let unreachable =
+        |detail: String| Failure::failed(format!("{path}: {detail} [SOURCE_UNREACHABLE]"));
+    let metadata = std::fs::metadata(path).map_err(|err| unreachable(err.to_string()))?;
+    if !metadata.is_file() {
+        return Err(unreachable("not a regular file".to_string()));
+    }
+    let file = std::fs::File::open(path).map_err(|err| unreachable(err.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(flagrail_core::load::MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| unreachable(err.to_string()))?;
     Ok(Document::from_slice(&bytes)?)
 }
 
@@ -133,18 +283,19 @@ pub fn parse_context(text: Option<String>) -> Result<Value, Failure> {
     }
 }
 
-fn print_json(value: &Value) {
-    println!(
+fn print_json(value: &Value) -> Outcome {
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
+    Ok(())
 }
 
 fn validate(args: &mut Args) -> Outcome {
     let file = args.positional("FILE")?;
     args.finish()?;
     let doc = load(&file)?;
-    println!(
+    outln!(
         "{file}: valid (revision {}, {} flag{}, {} segment{})",
         doc.revision(),
         doc.flags().len(),
@@ -163,9 +314,9 @@ fn lint(args: &mut Args) -> Outcome {
     let doc = load(&file)?;
     let warnings = flagrail_core::lint::lint(&doc, at);
     for warning in &warnings {
-        println!("{warning}");
+        outln!("{warning}");
     }
-    println!(
+    outln!(
         "{file}: {} warning{}",
         warnings.len(),
         if warnings.len() == 1 { "" } else { "s" }
@@ -174,6 +325,14 @@ fn lint(args: &mut Args) -> Outcome {
         return Err(Failure::failed("lint --strict: warnings found"));
     }
     Ok(())
+}
+
+fn eval_command(args: &mut Args) -> Outcome {
+    eval(args, false)
+}
+
+fn explain_command(args: &mut Args) -> Outcome {
+    eval(args, true)
 }
 
 fn eval(args: &mut Args, explain: bool) -> Outcome {
@@ -194,8 +353,7 @@ fn eval(args: &mut Args, explain: bool) -> Outcome {
         let decision = doc.evaluate(&flag, &context, &At(at), &NoOverlay);
         decision_json(&doc, &flag, &decision, default.as_deref())
     };
-    print_json(&output);
-    Ok(())
+    print_json(&output)
 }
 
 /// The Rust side of the cross-language test: one JSON line in, one JSON line out.
@@ -233,10 +391,9 @@ fn eval_batch(args: &mut Args) -> Outcome {
             "bucket": decision.bucket,
             "revision": doc.revision(),
         });
-        writeln!(out, "{result}").map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+        writeln!(out, "{result}").map_err(Failure::stdout)?;
     }
-    out.flush()
-        .map_err(|err| Failure::failed(format!("stdout: {err}")))
+    out.flush().map_err(Failure::stdout)
 }
 
 fn bucket(args: &mut Args) -> Outcome {
@@ -254,14 +411,23 @@ fn bucket(args: &mut Args) -> Outcome {
     // Integer units are hashed as their decimal text, so the text of the argument is the unit.
     let bucket = flagrail_core::bucket(&salt, &unit, total)
         .ok_or_else(|| Failure::usage("--total must be at least 1"))?;
-    println!("{bucket}");
+    outln!("{bucket}");
     Ok(())
+}
+
+fn kill_command(args: &mut Args) -> Outcome {
+    kill(args, true)
+}
+
+fn unkill_command(args: &mut Args) -> Outcome {
+    kill(args, false)
 }
 
 fn kill(args: &mut Args, active: bool) -> Outcome {
     let flag = args.option("--flag");
     let all = args.flag("--all");
     let reason = args.option("--reason");
+    let force = args.flag("--force");
     let actor = args
         .option("--actor")
         .or_else(|| std::env::var("USER").ok())
@@ -293,12 +459,49 @@ fn kill(args: &mut Args, active: bool) -> Outcome {
             actor: &actor,
             at,
         },
+        &KillOptions {
+            force,
+            lock_wait: None,
+        },
     )?;
+    for warning in &outcome.warnings {
+        warn(&format!("warning: {warning}"));
+    }
     let what = match target {
         Target::Flag(f) => format!("flag {f}"),
         Target::All => "every flag".to_string(),
     };
-    println!(
+    if !outcome.changed {
+        let before = &outcome.before;
+        let mut since = String::new();
+        if let Some(at) = &before.at {
+            since.push_str(&format!(" since {at}"));
+        }
+        if let Some(actor) = &before.actor {
+            since.push_str(&format!(" by {actor}"));
+        }
+        if let Some(reason) = &before.reason {
+            since.push_str(&format!(": {reason}"));
+        }
+        let (what, state) = match (target, active) {
+            (Target::Flag(_), true) => (what, format!("is already killed{since}")),
+            (Target::Flag(_), false) => (what, "is not killed (its own switch is off)".to_string()),
+            (Target::All, true) => (
+                "the document-wide kill".to_string(),
+                format!("is already on{since}"),
+            ),
+            (Target::All, false) => (
+                "the document-wide kill".to_string(),
+                "is already off".to_string(),
+            ),
+        };
+        outln!(
+            "{what} in {file} {state}; nothing written, revision {} unchanged",
+            outcome.old_revision
+        );
+        return Ok(());
+    }
+    outln!(
         "{} {what} in {file}: revision {} -> {} at {} by {actor}; audit: {}",
         if active { "killed" } else { "unkilled" },
         outcome.old_revision,

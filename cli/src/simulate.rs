@@ -144,10 +144,10 @@ pub fn run(args: &mut Args) -> Outcome {
 
     if as_json {
         let out = json!({ "flag": flag, "users": users, "revision": doc.revision(), "rows": rows });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
-    println!(
+    outln!(
         "flag {flag} (revision {}), {users} synthetic users user-0 … user-{}",
         doc.revision(),
         users - 1
@@ -159,7 +159,7 @@ pub fn run(args: &mut Args) -> Outcome {
     if timeline {
         header.push_str("   entered  left");
     }
-    println!("{header}");
+    outln!("{header}");
     for row in &rows {
         let mut line = format!(
             "{:<24} {:<28}",
@@ -180,7 +180,7 @@ pub fn run(args: &mut Args) -> Outcome {
                 None => line.push_str(&format!("   {:>7}  {:>4}", "-", "-")),
             }
         }
-        println!("{line}");
+        outln!("{line}");
     }
     if !timeline {
         if let Some(row) = rows.first() {
@@ -188,7 +188,7 @@ pub fn run(args: &mut Args) -> Outcome {
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
                 .unwrap_or_default();
-            println!("reasons: {}", reasons.join(", "));
+            outln!("reasons: {}", reasons.join(", "));
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::fmt;
 pub enum ProblemKind {
     /// The bytes are not JSON (the message carries line and column).
     InvalidJson,
-    /// The document is larger than [`crate::document::MAX_DOCUMENT_BYTES`].
+    /// The document is larger than [`crate::load::MAX_DOCUMENT_BYTES`].
     DocumentTooLarge,
     /// A field that this version does not know (often a typo).
     UnknownField,
@@ -135,6 +135,18 @@ impl Error {
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::FlagNotFound { .. } => "FLAG_NOT_FOUND",
             Error::AllAttemptsFailed { .. } => "ALL_ATTEMPTS_FAILED",
+        }
+    }
+
+    /// `INVALID_ARGUMENT` for a host-language string argument with a lone surrogate: it has no
+    /// UTF-8 form, so it cannot be hashed or compared (docs/bucketing.md §2). One text for
+    /// every binding.
+    pub fn unpaired_surrogates(argument: &str) -> Error {
+        Error::InvalidArgument {
+            message: format!(
+                "{argument} has unpaired surrogates: a string without a UTF-8 form cannot be \
+                 bucketed (docs/bucketing.md §2)"
+            ),
         }
     }
 

@@ -19,7 +19,9 @@
 //! 6. **live** — [`live`]: the shared, hot-swappable handle ([`Flags`]): sources and reload,
 //!    snapshots, the call around the model ([`live::run`]) and telemetry;
 //! 7. **load and tooling** — [`load`] (a JSON document becomes a validated, compiled
-//!    [`Document`], every error with its path and code), [`lint`], [`admin`].
+//!    [`Document`], every error with its path and code), [`lint`], [`admin`];
+//! 8. **binding boundary** — [`codes`]: the numbers both bindings use for reasons, kill
+//!    sources, error kinds, pin effects and run steps when they cross a language boundary.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -27,6 +29,7 @@
 
 pub mod admin;
 pub mod cache_key;
+pub mod codes;
 pub mod condition;
 pub mod context;
 pub mod document;

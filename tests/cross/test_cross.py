@@ -14,7 +14,9 @@ at the first difference in variant, reason, rule id or bucket and prints the con
 Documents: ``examples/flags.json`` and every ``eval`` document of ``tests/vectors/index.json``.
 Contexts mix the literals of every condition and segment (and near misses of them, other types,
 missing values) with units that are ASCII, non-ASCII, emoji, integers (including beyond 2^53 and
-beyond 64 bits), empty, missing or of the wrong type, at instants around every step of every ramp
+beyond 64 bits), empty, missing or of the wrong type, strings with a lone surrogate (Python and
+Node must skip what reads them, as docs/bucketing.md §2 says; Rust strings cannot hold one, so
+Rust gets a value of an unsupported type in their place, which it must treat the same way), at instants around every step of every ramp
 (``support-bot`` starts 2026-11-21T09:00:00Z with 1/5/25/50/100 % held 24h/48h/72h/48h). The
 generator must reach every rule of every document: a rule no context reaches fails the test.
 
@@ -270,6 +272,27 @@ def requests(doc: Doc, count: int, rng: random.Random) -> list[dict[str, Any]]:
     return out
 
 
+LONE_SURROGATES = ["\ud800", "\udfff", "\udc80"]
+# What Rust reads in place of a string with a lone surrogate: a value no condition can use.
+UNSUPPORTED_STAND_IN = {"lone_surrogate": True}
+
+
+def add_lone_surrogates(batch: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Puts a lone surrogate into a string value of about 3 % of the contexts (in place), and
+    returns the batch as Rust reads it (those values replaced by an unsupported stand-in)."""
+    rust_batch = []
+    for request in batch:
+        context = request["context"]
+        texts = [k for k, v in context.items() if isinstance(v, str)]
+        if texts and rng.random() < 0.03:
+            key = rng.choice(texts)
+            lone = rng.choice(LONE_SURROGATES)
+            context[key] = rng.choice([context[key] + lone, lone + context[key], lone])
+            request = {**request, "context": {**context, key: UNSUPPORTED_STAND_IN}}
+        rust_batch.append(request)
+    return rust_batch
+
+
 # --------------------------------------------------------------------------- the three languages
 
 
@@ -314,15 +337,21 @@ def test_rust_python_and_node_agree(tmp_path: Path) -> None:
     scale = TOTAL / sum(weight.values())
     manifest = []
     batches = []
+    lone_contexts = 0
     for doc in docs:
         count = max(1000, round(scale * weight[doc.name]))
         batch = requests(doc, count, rng)
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in batch)
+        rust_batch = add_lone_surrogates(batch, random.Random(SEED + len(batches)))
+        lone_contexts += sum(1 for a, b in zip(batch, rust_batch) if a is not b)
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rust_batch)
+        # Escaped, so that Node's JSON reader builds the lone surrogates (no UTF-8 holds them).
+        node_text = "".join(json.dumps(r) + "\n" for r in batch)
         requests_file = tmp_path / f"requests-{len(batches)}.jsonl"
-        requests_file.write_text(text, encoding="utf-8")
+        requests_file.write_text(node_text, encoding="utf-8")
         manifest.append({"document": str(doc.path), "requests": str(requests_file), "timeless": doc.timeless})
         batches.append((doc, batch, text))
     assert sum(len(b) for _, b, _ in batches) >= 100_000 or TOTAL < 100_000
+    assert lone_contexts >= TOTAL // 100, f"only {lone_contexts} contexts hold a lone surrogate"
 
     manifest_file = tmp_path / "manifest.json"
     manifest_file.write_text(json.dumps(manifest))

@@ -22,6 +22,7 @@ __all__ = [
     "bucket",
     "_after_fork_in_child",
     "_before_exit",
+    "_reuses_results",
     "_Run",
     "HASH_VERSION",
     "__version__",
@@ -46,8 +47,9 @@ def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
         total: The total weight, 1 to 4294967295.
 
     Raises:
-        InvalidArgumentError: ``total`` is out of range, or ``unit`` is an int outside the
-            64-bit signed range (code ``INVALID_ARGUMENT``).
+        InvalidArgumentError: ``total`` is out of range, ``unit`` is an int outside the
+            64-bit signed range, or ``salt`` or ``unit`` is a str with unpaired surrogates
+            (it has no UTF-8 form; code ``INVALID_ARGUMENT``).
         TypeError: ``unit`` is neither a str nor an int.
     """
 
@@ -57,6 +59,11 @@ def _before_exit() -> None:
     A watcher thread that is logging a reload while the interpreter finalizes would be torn
     out of Python half-way (a fatal error in ``PyGILState_Release``). At exit, watchers stop
     attaching, and the ones already attached are given up to two seconds to finish.
+    """
+
+def _reuses_results() -> bool:
+    """Whether ``Flags.variant`` hands out result objects nobody holds any more again (decided at
+    import: off with ``FLAGRAIL_REUSE_RESULTS=0``, and without a GIL). For tests and debugging.
     """
 
 def _after_fork_in_child() -> None:
@@ -413,7 +420,8 @@ class Variant:
 
         Nested objects are read-only mappings and arrays are tuples. Converted once per document
         and shared by every result. A non-object payload (``true``, ``"gpt"``, ``3``) is returned
-        as is; an unknown flag has an empty mapping.
+        as is; an unknown flag (``FLAG_NOT_FOUND``) has ``None``, as in Node, the CLI and
+        docs/flag-document.md.
         """
 
     @property

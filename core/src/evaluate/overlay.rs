@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use crate::document::budget::Budget;
 use crate::document::guardrail::GuardAction;
 use crate::document::Flag;
 use crate::hash::{scale, SaltedHasher, PERCENT_TOTAL};
-use crate::time::{format_timestamp, Millis};
+use crate::time::Millis;
 
 /// State of this process that changes decisions without touching the document: local kills,
 /// tripped guardrails, budgets and sticky pins. Every method is required, not defaulted: an
@@ -90,19 +88,6 @@ impl Trip {
     pub fn takes_out(&self, variant: &str) -> bool {
         &*self.variant == variant
             && matches!(self.action, GuardAction::Fallback | GuardAction::Kill)
-    }
-
-    pub fn to_json(&self, flag: &str, now: Millis) -> Value {
-        json!({
-            "flag": flag,
-            "guardrail": &*self.guardrail,
-            "variant": &*self.variant,
-            "action": self.action.as_str(),
-            "since": format_timestamp(self.since),
-            "state": if self.is_half_open(now) { "half_open" } else { "tripped" },
-            "probe_from": format_timestamp(self.probe_from),
-            "probe_percent": self.probe_share as f64 / 1000.0,
-        })
     }
 }
 

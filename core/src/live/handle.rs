@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::context::Context;
 use crate::document::budget::Budget;
@@ -21,91 +21,9 @@ use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
 use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
 use crate::live::source::{Fingerprint, SourceKind};
+use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
-use crate::time::{format_timestamp, Millis};
-
-/// The last failed load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadFailure {
-    pub at: Millis,
-    pub error: Error,
-}
-
-/// What [`Flags::status`] reports.
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub source: String,
-    pub revision: String,
-    /// When the live document was loaded.
-    pub loaded_at: Millis,
-    /// When the source was last checked (successfully read or not).
-    pub last_check: Option<Millis>,
-    /// The most recent failure since the live document was loaded, if any.
-    pub last_error: Option<LoadFailure>,
-    pub reloads: u64,
-    pub rejected: u64,
-    pub watching: bool,
-    pub overrides: Overrides,
-    /// Each budget's state (see [`Flags::budget_states`]).
-    pub budgets: Vec<Value>,
-    /// Conversation pins held in memory.
-    pub pins: usize,
-    pub now: Millis,
-}
-
-impl Status {
-    /// Milliseconds since the live document was loaded.
-    pub fn age_millis(&self) -> Millis {
-        self.now - self.loaded_at
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut flags: Vec<_> = self.overrides.trips.iter().collect();
-        flags.sort_by(|a, b| a.0.cmp(b.0));
-        let trips: Vec<Value> = flags
-            .into_iter()
-            .flat_map(|(flag, trips)| trips.iter().map(|t| t.to_json(flag, self.now)))
-            .collect();
-        let kills: serde_json::Map<String, Value> = self
-            .overrides
-            .flags
-            .iter()
-            .map(|(flag, kill)| {
-                (
-                    flag.to_string(),
-                    json!({ "reason": kill.reason, "at": format_timestamp(kill.at) }),
-                )
-            })
-            .collect();
-        json!({
-            "source": self.source,
-            "revision": self.revision,
-            "loaded_at": format_timestamp(self.loaded_at),
-            "age_seconds": self.age_millis() as f64 / 1000.0,
-            "last_check": self.last_check.map(format_timestamp),
-            "last_error": self.last_error.as_ref().map(|f| json!({
-                "at": format_timestamp(f.at),
-                "code": f.error.code(),
-                "message": f.error.to_string(),
-                "problems": f.error.problems().iter().map(|p| json!({
-                    "path": p.path, "code": p.code(), "message": p.message,
-                })).collect::<Vec<_>>(),
-            })),
-            "reloads": self.reloads,
-            "rejected": self.rejected,
-            "watching": self.watching,
-            "local_kills": {
-                "all": self.overrides.all.as_ref().map(|k| json!({
-                    "reason": k.reason, "at": format_timestamp(k.at),
-                })),
-                "flags": kills,
-            },
-            "guardrails": trips,
-            "budgets": self.budgets,
-            "sticky_pins": self.pins,
-        })
-    }
-}
+use crate::time::Millis;
 
 /// What a reload did, for listeners (logging in the bindings).
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 //! - [`watch`]: loading a file into a handle and the thread that reloads it on change;
 //! - [`snapshot`]: one consistent view for evaluations, the overlay it builds, and the owned
 //!   [`Evaluation`];
+//! - [`status`]: what `status()` reports, and its JSON as typed serde structs;
 //! - [`run`]: the call around the model (fallback chains, budgets reserved and settled);
 //! - [`telemetry`]: event sinks, recorded attempts, feedback and metrics;
 //! - [`clock`]: where "now" comes from.
@@ -18,12 +19,14 @@ pub mod overrides;
 pub mod run;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use handle::{Flags, LoadFailure, ReloadEvent, Status};
+pub use handle::{Flags, ReloadEvent};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
 pub use snapshot::{EvalOptions, Evaluation, LiveOverlay, PinSource, Snapshot};
 pub use source::{FileOptions, SourceKind, DEFAULT_POLL_INTERVAL};
+pub use status::{LoadFailure, Status, StatusReport};

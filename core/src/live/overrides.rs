@@ -17,7 +17,7 @@ pub struct LocalKill {
     pub at: Millis,
 }
 
-/// What this process overlays on the document: kills applied with [`Flags::kill`] and
+/// What this process overlays on the document: kills applied with [`crate::Flags::kill`] and
 /// tripped guardrails. Neither touches the document.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {

@@ -30,7 +30,7 @@ pub fn reseed_run_ids() {
 
 /// A process-unique, hard-to-guess run id: 64 bits mixed from a random per-process seed and a
 /// counter (what makes it hard to guess), and 64 bits that carry the counter itself masked by
-/// a second seed (see [`run_number`]). Shown as 32 hex digits.
+/// a second seed (which `run_number` reads back). Shown as 32 hex digits.
 pub fn new_run_key() -> u128 {
     if !RUN_SEEDED.load(Ordering::Acquire) {
         reseed_run_ids();
