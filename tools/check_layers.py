@@ -34,6 +34,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("binding boundary", ["codes"]),
 ]
 
+# Binding crates whose import cycles are printed as warnings instead of failing the check:
+# both had cycles when this check was written (issue 12). Remove an entry once its crate is
+# clean, so that a new cycle fails `make lint`.
+KNOWN_CYCLES: set[str] = {"bindings-python/src", "bindings-node/src"}
+
 CRATES: list[tuple[str, bool]] = [
     ("core/src", True),
     ("bindings-python/src", False),
@@ -222,6 +227,7 @@ def layer_of(module: tuple[str, ...]) -> int | None:
 
 def main() -> int:
     problems: list[str] = []
+    warnings: list[str] = []
     for rel, layered in CRATES:
         src = ROOT / rel
         if not src.is_dir():
@@ -230,7 +236,11 @@ def main() -> int:
         edges = crate.graph()
         for group in cycles(edges):
             inside = [f"{name(rel, a)} -> {name(rel, b)}" for a in group for b in sorted(edges[a]) if b in group]
-            problems.append(f"import cycle in {rel}: " + "; ".join(inside))
+            message = f"import cycle in {rel}: " + "; ".join(inside)
+            if rel in KNOWN_CYCLES:
+                warnings.append(f"warning (known, listed in KNOWN_CYCLES): {message}")
+            else:
+                problems.append(message)
         if not layered:
             continue
         for module in sorted(crate.files):
@@ -253,11 +263,14 @@ def main() -> int:
                         f"{name(rel, module)} ({LAYERS[rank][0]}) imports {name(rel, target)} "
                         f"({LAYERS[to][0]}), a layer above it"
                     )
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         return 1
-    print("check_layers: no import cycle; every core module imports only its layer or lower ones")
+    known = f" ({len(warnings)} known binding cycle(s) above)" if warnings else ""
+    print(f"check_layers: core/src has no import cycle and no upward import{known}")
     return 0
 
 

@@ -1,4 +1,4 @@
-//! The evaluation benchmark of shared/BENCHMARK.md for the Rust core.
+//! The evaluation benchmark of docs/benchmarks.md for the Rust core.
 //!
 //!   cargo bench -p flagrail-core --bench evaluate              # criterion + RESULT lines
 //!   N=200000 REPS=7 cargo bench -p flagrail-core --bench evaluate
@@ -93,7 +93,7 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The BENCHMARK.md protocol: correctness pass, warm-up pass, REPS timed passes, median.
+/// The protocol of docs/benchmarks.md: correctness pass, warm-up pass, REPS timed passes, median.
 fn protocol(flags: &Flags, users: &[(String, &'static str)], reps: usize) {
     correctness(flags, users);
     let pass = || {

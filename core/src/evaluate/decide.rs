@@ -371,6 +371,7 @@ impl Document {
         trace.note(|| json!({ "step": "default", "variant": &*flag.variants[flag.default].id }));
         decision.choice.variant_index = Some(flag.default);
         decision.choice.reason = Reason::Default;
+        // 7. A tripped `fallback` guardrail re-routes the variant of steps 5–6.
         reroute(decision, flag, guard, trace);
     }
 
@@ -634,7 +635,7 @@ fn trip_note(flag: &Flag, trip: &Trip, index: usize) -> Value {
     })
 }
 
-/// Step 5: a variant whose `fallback` guardrail tripped is replaced by the next variant of the
+/// Step 7: a variant whose `fallback` guardrail tripped is replaced by the next variant of the
 /// flag's `fallback` list that is not itself tripped (the decision keeps the rule and bucket
 /// that chose the replaced variant). With no healthy fallback the decision stands.
 #[inline(always)]
