@@ -64,7 +64,7 @@ pub mod load;
 pub mod ramp;
 pub mod runtime;
 pub mod time;
-pub mod trace;
+pub(crate) mod trace;
 
 pub use context::{Attr, Context, EmptyContext, Positional};
 pub use document::{Document, Flag, Variant};

@@ -36,7 +36,6 @@ pub mod decision;
 pub mod explain;
 pub mod overlay;
 
-pub use crate::trace::{NoTrace, Trace};
 pub use decision::{budget_of, At, Choice, Decision, FlagRef, KillSource, Now, Reason};
 pub use explain::{decision_json, DecisionReport, Explanation};
 pub use overlay::{NoOverlay, Overlay, PinEffect, PinLookup, Trip};

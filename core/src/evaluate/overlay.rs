@@ -69,7 +69,7 @@ pub struct Trip {
 impl Trip {
     /// Whether a unit with this id is a probe at `now` (only while half-open).
     #[inline]
-    pub fn is_probe(&self, now: Millis, unit: Option<&str>) -> bool {
+    pub(crate) fn is_probe(&self, now: Millis, unit: Option<&str>) -> bool {
         if now < self.probe_from {
             return false;
         }
@@ -79,13 +79,13 @@ impl Trip {
         }
     }
 
-    pub fn is_half_open(&self, now: Millis) -> bool {
+    pub(crate) fn is_half_open(&self, now: Millis) -> bool {
         now >= self.probe_from
     }
 
     /// Whether this trip keeps units off `variant` (a `fallback` or `kill` trip of that
     /// variant): a chain or a re-route must not pick it.
-    pub fn takes_out(&self, variant: &str) -> bool {
+    pub(crate) fn takes_out(&self, variant: &str) -> bool {
         &*self.variant == variant
             && matches!(self.action, GuardAction::Fallback | GuardAction::Kill)
     }

@@ -27,6 +27,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use handle::{Flags, ReloadEvent};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
-pub use snapshot::{EvalOptions, Evaluation, LiveOverlay, PinSource, Snapshot};
+pub use snapshot::{EvalOptions, Evaluation, PinSource, Snapshot};
 pub use source::{FileOptions, SourceKind, DEFAULT_POLL_INTERVAL};
 pub use status::{LoadFailure, Status, StatusReport};

@@ -107,7 +107,6 @@ pub struct Run {
     position: usize,
     ai_attempts: u32,
     max_attempts: u32,
-    started: Instant,
     deadline: Option<Instant>,
     current: Option<Current>,
     attempts: Vec<Attempt>,
@@ -277,7 +276,6 @@ impl Flags {
             position: 0,
             ai_attempts: 0,
             max_attempts: flag_def.max_attempts.unwrap_or(ai_steps).min(ai_steps),
-            started,
             deadline: flag_def
                 .max_total_ms
                 .map(|ms| started + Duration::from_millis(ms)),
@@ -358,7 +356,6 @@ impl Flags {
             position: 1,
             ai_attempts: 1,
             max_attempts: 1,
-            started,
             deadline: None,
             current: Some(Current {
                 variant: assigned,
@@ -479,7 +476,6 @@ impl Run {
             position: 0,
             ai_attempts: 0,
             max_attempts: 1,
-            started,
             deadline: flag
                 .max_total_ms
                 .map(|ms| started + Duration::from_millis(ms)),
@@ -755,11 +751,6 @@ impl Run {
             "unit": runtime.unit_label(self.unit.as_deref()),
             "segment": self.segment.as_deref(),
         })]);
-    }
-
-    /// Wall time since the run started, in milliseconds.
-    pub fn elapsed_ms(&self) -> f64 {
-        self.started.elapsed().as_secs_f64() * 1000.0
     }
 
     /// The run as JSON: run id, flag, assigned and served variants, attempts.

@@ -72,7 +72,7 @@ pub(crate) enum BudgetAccess<'a> {
 
 /// What a live evaluation overlays on the document: the snapshot's local kills and trips, the
 /// runtime's budgets and the conversation pins.
-pub struct LiveOverlay<'s> {
+pub(crate) struct LiveOverlay<'s> {
     overrides: Option<&'s Overrides>,
     runtime: &'s Runtime,
     clock: &'s dyn Clock,
@@ -122,7 +122,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The overlay of this snapshot: local kills, trips, budgets, pins.
-    pub fn overlay<'s>(&'s self, pins: PinSource<'s>) -> LiveOverlay<'s> {
+    pub(crate) fn overlay<'s>(&'s self, pins: PinSource<'s>) -> LiveOverlay<'s> {
         LiveOverlay {
             overrides: self.overrides.as_deref().map(|o| &**o),
             runtime: self.runtime,
@@ -325,10 +325,6 @@ impl Evaluation {
         self.decision().payload()
     }
 
-    pub fn payload_arc(&self) -> Option<&Arc<Value>> {
-        self.decision().variant().map(|v| &v.payload)
-    }
-
     pub fn rule_id(&self) -> Option<&str> {
         self.decision().rule_id()
     }
@@ -337,7 +333,7 @@ impl Evaluation {
         self.document.revision()
     }
 
-    pub fn revision_arc(&self) -> &Arc<str> {
+    pub(crate) fn revision_arc(&self) -> &Arc<str> {
         self.document.revision_arc()
     }
 
