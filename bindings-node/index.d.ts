@@ -25,7 +25,14 @@ export type ErrorCode =
   | 'ALL_ATTEMPTS_FAILED'
 
 /** Why an attempt failed (the same strings in Rust, Python and Node). */
-export type ErrorKind = 'timeout' | 'rate_limit' | 'server' | 'content_policy' | 'rejected' | 'other'
+export type ErrorKind =
+  | 'timeout'
+  | 'rate_limit'
+  | 'server'
+  | 'content_policy'
+  | 'rejected'
+  | 'other'
+  | 'invalid_request'
 
 /**
  * A context attribute value:

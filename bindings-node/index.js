@@ -932,16 +932,23 @@ class Flags {
   }
 
   /**
-   * Attaches user feedback (`score`, e.g. +1/-1) and/or a quality score (0..1) to the run that
+   * Attaches user feedback (`score`, -1..1) and/or a quality score (0..1) to the run that
    * served `runId` (from a call result or a tracker): metrics, quality guardrails and a
-   * `feedback` event. Returns false when the run is unknown (never seen, or too old).
+   * `feedback` event. The first score and the first quality of a run count; later ones are
+   * ignored. Returns false when the run is unknown (never seen, or too old) or every value
+   * given was already counted; throws INVALID_ARGUMENT for a value out of its range.
    */
   feedback(runId, options) {
     if (typeof runId !== 'string') throw invalidArgument('feedback(runId, options): runId must be a string')
     const opts = options === undefined || options === null ? {} : options
     const score = optionalNumber(opts.score, 'score')
     const quality = optionalNumber(opts.quality, 'quality')
-    const known = native.feedback(this._slot, runId, score, quality)
+    let known
+    try {
+      known = native.feedback(this._slot, runId, score, quality)
+    } catch (err) {
+      rethrow(err)
+    }
     if (this._listeners !== null) this._drain()
     return known
   }
@@ -1295,7 +1302,7 @@ class Tracker {
 
   /**
    * The call failed: with an error kind (`'timeout'`, `'rate_limit'`, `'server'`,
-   * `'content_policy'`, `'rejected'`, `'other'`) or the thrown error, which is classified like
+   * `'content_policy'`, `'rejected'`, `'other'`, `'invalid_request'`) or the thrown error, which is classified like
    * a failed `call` attempt. Returns false when this tracker was already reported.
    */
   error(kindOrError, usage) {

@@ -511,15 +511,21 @@ describe('trackers and feedback', () => {
     flags.onEvent((e) => events.push(e))
     const r = await flags.call('bot', {}, async () => 'hi')
     assert.equal(flags.feedback(r.runId, { score: 1, quality: 0.8 }), true)
-    assert.equal(flags.feedback(r.runId, { score: -1 }), true)
+    // The first score and the first quality of a run count; a replay counts nothing.
+    assert.equal(flags.feedback(r.runId, { score: -1 }), false)
     assert.equal(flags.feedback('0'.repeat(32), { score: 1 }), false)
     assert.throws(() => flags.feedback(r.runId, { score: 'good' }), { code: 'INVALID_ARGUMENT' })
+    // NaN, infinities and out-of-range values are refused before anything counts.
+    const r2 = await flags.call('bot', {}, async () => 'hi')
+    for (const bad of [{ quality: NaN }, { quality: -1e300 }, { quality: 1.5 }, { score: Infinity }, { score: -2 }]) {
+      assert.throws(() => flags.feedback(r2.runId, bad), { code: 'INVALID_ARGUMENT' })
+    }
     const m = flags.metrics().bot.a
-    assert.equal(m.feedback.count, 2)
-    assert.equal(m.feedback.mean, 0)
+    assert.equal(m.feedback.count, 1)
+    assert.equal(m.feedback.mean, 1)
     assert.equal(m.quality.count, 1)
     const fb = events.filter((e) => e.type === 'feedback')
-    assert.equal(fb.length, 2)
+    assert.equal(fb.length, 1)
     assert.equal(fb[0].run_id, r.runId)
     assert.equal(fb[0].variant, 'a')
   })
@@ -558,15 +564,20 @@ describe('metrics and events', () => {
     assert.ok(expected.a.requests > 50 && expected.b.requests > 50, 'both split arms were called')
   })
 
-  test('metricsText has one requests_total line per flag and variant', async () => {
+  test('metricsText has one requests_total line per flag, variant and segment (no total beside them)', async () => {
     const flags = botFlags()
     const { fn } = provider({ a: { fail: new Error('x') } })
     for (let i = 0; i < 3; i++) await flags.call('bot', {}, fn)
+    await flags.call('bot', { segment: 'beta' }, fn)
     const text = flags.metricsText()
-    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="a"\} 3$/m)
-    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="b"\} 3$/m)
-    assert.match(text, /^flagrail_errors_total\{flag="bot",variant="a",kind="other"\} 3$/m)
+    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="a",segment="_none"\} 3$/m)
+    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="a",segment="beta"\} 1$/m)
+    assert.match(text, /^flagrail_requests_total\{flag="bot",variant="b",segment="_none"\} 3$/m)
+    assert.doesNotMatch(text, /^flagrail_requests_total\{flag="bot",variant="a"\}/m)
+    assert.match(text, /^flagrail_errors_total\{flag="bot",variant="a",segment="_none",kind="other"\} 3$/m)
     assert.match(text, /^# TYPE flagrail_requests_total counter$/m)
+    assert.match(text, /^flagrail_document_info\{revision="[^"]*"\} 1$/m)
+    assert.match(text, /^flagrail_reloads_rejected_total 0$/m)
   })
 
   test('events go to a JSON-lines file (writeEvents and fromFile({ events }))', async () => {
@@ -720,7 +731,7 @@ describe('guardrails', () => {
     assert.equal(trip.metric, 'error_rate')
     assert.equal(trip.action, 'fallback')
     assert.equal(flags.explain('bot', users[0]).reason, 'GUARDRAIL')
-    assert.match(flags.metricsText(), /flagrail_requests_total\{flag="bot",variant="candidate"\} \d+/)
+    assert.match(flags.metricsText(), /flagrail_requests_total\{flag="bot",variant="candidate",segment="[^"]+"\} \d+/)
   })
 
   test('after the cooldown the guardrail is half-open; healthy probes close it', async () => {

@@ -100,6 +100,13 @@ test('fromJson reads bytes itself: invalid UTF-8 is an error, not U+FFFD', () =>
   assert.equal(Flags.fromJson(bytes).variant('split', { user_id: 'u' }).revision, 'bad-\u00ff')
 })
 
+test('fromObject gives the verdict of the text loader (the CLI) for whole-number floats', () => {
+  for (const weight of ['-0', '0', '1.0', '1', '2.5']) {
+    const text = `{"revision":"w","flags":{"f":{"variants":{"a":{},"b":{}},"default":"a","rules":[{"split":[{"variant":"a","weight":${weight}},{"variant":"b","weight":1}]}]}}}`
+    assert.equal(verdict(() => Flags.fromObject(JSON.parse(text))), verdict(() => Flags.fromJson(text)), `weight ${weight}`)
+  }
+})
+
 test('fromObject enforces the document size limit like fromJson', () => {
   const limit = 16 * 1024 * 1024
   const padded = (size) => {

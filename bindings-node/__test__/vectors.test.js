@@ -103,6 +103,23 @@ const runners = {
     assert.equal(v.cacheKey().split(':').at(-1), c.payload_hash, 'the payload hash')
     assert.equal(v.cacheKey(...c.parts), c.key)
   },
+  async classify(c) {
+    // An error carrying the case's facts, thrown from call: the attempt's kind must match.
+    const f = c.facts
+    const error = new Error(f.message)
+    error.name = f.name
+    if (f.status !== null) error.status = Number(f.status)
+    if (f.code !== null) error.code = f.code
+    if (f.declared_kind !== null) error.errorKind = f.declared_kind
+    const flags = load({
+      flags: { bot: { variants: { a: { model: 'm' }, human: { ai: false } }, default: 'a', fallback: ['human'] } },
+    })
+    const result = await flags.call('bot', { user_id: 'u' }, async () => {
+      throw error
+    })
+    assert.equal(result.variant.id, 'human')
+    assert.equal(result.attempts[0].errorKind, c.kind)
+  },
   errors(c) {
     let thrown
     try {

@@ -7,6 +7,10 @@
 
 use napi_derive::napi;
 
+/// The error of a fallible napi function (the napi macros recognise one by a return type
+/// spelled `Result<..>`).
+pub type JsError = napi::Error<String>;
+
 /// One problem in a rejected document.
 #[napi(object)]
 pub struct ProblemInfo {

@@ -39,6 +39,8 @@ use flagrail_core::{
 };
 use serde_json::{json, Value};
 
+use crate::error::{invalid_argument, JsError};
+
 /// Returned instead of a result when the live document is not the one the JS tables describe
 /// (or the handle or flag index is unknown, which the JS side treats the same way).
 pub const STALE: f64 = -1.0;
@@ -385,6 +387,11 @@ pub fn insert(flags: Flags) -> u32 {
 #[inline]
 pub fn get(slot: u32) -> Option<Rc<Handle>> {
     SLOTS.with(|slots| slots.borrow().handles.get(slot as usize).cloned().flatten())
+}
+
+/// The handle in `slot`, or `INVALID_ARGUMENT` (a `Flags` object whose slot was never filled).
+pub fn lookup(slot: u32) -> Result<Rc<Handle>, JsError> {
+    get(slot).ok_or_else(|| invalid_argument(format!("no flags handle in slot {slot}")))
 }
 
 /// Frees `slot` (its `Flags` object was collected). Stops the file watcher with it.

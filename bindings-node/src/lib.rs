@@ -2,8 +2,9 @@
 //!
 //! This addon is private: `bindings-node/index.js` is the public package. It builds `Flags`,
 //! `Variant` and `FlagrailError` on top of the entry points here. Evaluation goes through raw
-//! Node-API callbacks (`raw.rs`, for speed, see `handle.rs`); everything else is ordinary
-//! napi-rs. Every entry point catches panics, so none crosses into JS, and evaluation entry
+//! Node-API callbacks (`raw.rs`, and `raw_call.rs` for `call`; for speed, see `handle.rs`);
+//! everything else is ordinary napi-rs. No module imports one that imports it back
+//! (`tools/check_layers.py`). Every entry point catches panics, so none crosses into JS, and evaluation entry
 //! points return data for every input instead of throwing.
 #![cfg_attr(
     not(test),
@@ -13,38 +14,35 @@
 mod error;
 mod handle;
 mod raw;
+mod raw_call;
 pub mod runtime;
 
 use std::time::Duration;
 
 use flagrail_core::cache_key::KeyPart;
-use flagrail_core::{Attr, Document, FileOptions, Flags};
+use flagrail_core::{Document, FileOptions, Flags};
 use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Uint8ArraySlice, Unknown};
 use napi::JsString;
 use napi_derive::napi;
 
 use crate::error::{core_error, invalid_argument, load_failure, LoadFailure};
-use crate::handle::{encode_evaluation, Handle, STALE};
-use crate::raw::{read_values, JsAttr};
+use crate::handle::{encode_evaluation, STALE};
+use crate::raw::read_values;
 
 /// Largest integer a JS number represents exactly (`Number.MAX_SAFE_INTEGER`).
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
-/// The napi macros recognise a fallible function by a return type spelled `Result<..>`.
-type JsError = napi::Error<String>;
-
-fn handle(slot: u32) -> Result<std::rc::Rc<Handle>, JsError> {
-    handle::get(slot).ok_or_else(|| invalid_argument(format!("no flags handle in slot {slot}")))
-}
-
-fn attrs<'a>(owned: &'a [JsAttr<'_>]) -> Vec<Attr<'a>> {
-    owned.iter().map(JsAttr::attr).collect()
-}
+// Re-exported at the root for the napi functions here and in `runtime.rs`; defined below the
+// root so that no module imports the root back (tools/check_layers.py).
+pub use crate::error::JsError;
+pub use crate::handle::lookup as handle;
+pub use crate::raw::attrs;
 
 /// Registers the raw evaluation callbacks next to the generated exports.
 #[napi(module_exports)]
 pub fn init(mut exports: Object<'_>) -> napi::Result<()> {
-    raw::register(&mut exports)
+    raw::register(&mut exports)?;
+    raw_call::register(&mut exports)
 }
 
 /// Loads flags from JSON text: the handle's slot, or why the document was rejected.

@@ -1,13 +1,14 @@
 //! The evaluation hot path as raw Node-API callbacks, and the one reader of JS attribute values.
 //!
-//! This is the only module of the crate that uses `unsafe` (the workspace denies it; this
-//! module opts out), and only to call Node-API directly. Why: through napi-rs 3.16's generated
-//! glue, a function with arguments pays ~85 ns before its body runs, a `#[napi]` class method
-//! ~250 ns, and a `String` argument ~75 ns more (a length query, a heap allocation, a copy) —
-//! together well over the 250 ns budget of one `flags.variant(...)`. Here one call costs one
-//! `napi_get_cb_info`, one `napi_get_value_string_utf8` per string straight into a stack
-//! buffer, and one `napi_create_double` for the packed result (measured: ~165 ns per
-//! `flags.variant(...)` in bench/node_eval.mjs, against ~700 ns through the generated glue).
+//! With `raw_call.rs` (the call path's callbacks, built on the readers here), the only module
+//! of the crate that uses `unsafe` (the workspace denies it; these opt out), and only to call
+//! Node-API directly. Why: through napi-rs 3.16's generated glue, a function with arguments
+//! pays ~85 ns before its body runs, a `#[napi]` class method ~250 ns, and a `String` argument
+//! ~75 ns more (a length query, a heap allocation, a copy) — together well over the 250 ns
+//! budget of one `flags.variant(...)`. Here one call costs one `napi_get_cb_info`, one
+//! `napi_get_value_string_utf8` per string straight into a stack buffer, and one
+//! `napi_create_double` for the packed result (measured: ~165 ns per `flags.variant(...)` in
+//! bench/node_eval.mjs, against ~700 ns through the generated glue).
 //!
 //! Every `unsafe` block is a Node-API call made on the JS thread that invoked the callback,
 //! with the `env` and handles Node passed to it, and out-pointers to live locals: the contract
@@ -40,13 +41,12 @@ use napi::bindgen_prelude::{Float64ArraySlice, JsObjectValue, JsValue, Object, U
 use napi::sys::{self, napi_callback_info, napi_env, napi_value, Status, ValueType};
 
 use crate::handle::{self, encode_evaluation, FAILED, STALE};
-use crate::runtime;
 
 /// Largest integer a JS number represents exactly (`Number.MAX_SAFE_INTEGER`).
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// Strings up to this many UTF-8 bytes are read into a stack buffer (ids, segments, plans, …).
-const INLINE: usize = 128;
+pub(crate) const INLINE: usize = 128;
 
 /// A stack buffer for one string attribute. Strings that fit are borrowed from it, so reading
 /// one costs a single copy (Node's) and no allocation.
@@ -64,6 +64,11 @@ pub enum JsAttr<'b> {
     Bool(bool),
     List(Vec<String>),
     Unsupported(&'static str),
+}
+
+/// The core's view of attribute values read out of JS, borrowing their strings.
+pub fn attrs<'a>(owned: &'a [JsAttr<'_>]) -> Vec<Attr<'a>> {
+    owned.iter().map(JsAttr::attr).collect()
 }
 
 impl JsAttr<'_> {
@@ -243,7 +248,11 @@ unsafe fn read_long_string(env: napi_env, value: napi_value) -> Option<String> {
 /// Reads one JS value, a short string into `buf`. Never fails and never leaves a JS exception
 /// pending.
 #[inline]
-unsafe fn read_value<'b>(env: napi_env, value: napi_value, buf: &'b mut TextBuf) -> JsAttr<'b> {
+pub(crate) unsafe fn read_value<'b>(
+    env: napi_env,
+    value: napi_value,
+    buf: &'b mut TextBuf,
+) -> JsAttr<'b> {
     // Strings first: the common case costs one call.
     if let Some(text) = unsafe { read_string(env, value, buf) } {
         return text;
@@ -381,7 +390,10 @@ unsafe fn element(env: napi_env, array: napi_value, index: u32) -> Option<napi_v
 
 /// The call's arguments; missing ones read as `undefined` (Node fills them in).
 #[inline]
-unsafe fn args<const N: usize>(env: napi_env, info: napi_callback_info) -> Option<[napi_value; N]> {
+pub(crate) unsafe fn args<const N: usize>(
+    env: napi_env,
+    info: napi_callback_info,
+) -> Option<[napi_value; N]> {
     let mut argv = [ptr::null_mut(); N];
     let mut argc = N;
     let status = unsafe {
@@ -406,7 +418,7 @@ unsafe fn get_at(env: napi_env, value: napi_value) -> Option<f64> {
 
 /// Runs `body` with panics caught, and returns its number to JS.
 #[inline]
-fn respond(env: napi_env, body: impl FnOnce() -> f64) -> napi_value {
+pub(crate) fn respond(env: napi_env, body: impl FnOnce() -> f64) -> napi_value {
     let packed = catch_unwind(AssertUnwindSafe(body)).unwrap_or(FAILED);
     let mut result = ptr::null_mut();
     // On failure `result` stays null, which Node turns into `undefined`: the JS side then
@@ -418,7 +430,7 @@ fn respond(env: napi_env, body: impl FnOnce() -> f64) -> napi_value {
 /// A flag of a handle, as JS names it in one number: `slot * 2^24 + flag index` (one Node-API
 /// read instead of two on the hot path).
 #[inline]
-unsafe fn get_target(env: napi_env, value: napi_value) -> Option<(u32, u32)> {
+pub(crate) unsafe fn get_target(env: napi_env, value: napi_value) -> Option<(u32, u32)> {
     let mut n = 0i64;
     if unsafe { sys::napi_get_value_int64(env, value, &mut n) } != Status::napi_ok || n < 0 {
         return None;
@@ -573,158 +585,6 @@ unsafe fn private_typed_array(env: napi_env, value: napi_value) -> bool {
         && is_buffer
 }
 
-/// Most run-attribute values `runStartRaw` takes; a flag with more goes through `runStart`.
-const MAX_RUN_VALUES: usize = 8;
-
-/// The `f64` slots of the `ArrayBuffer` in `value`, `None` when it is not one (a detached
-/// buffer has no data and no length, so it gives `None` too).
-///
-/// Why a raw `ArrayBuffer` and not napi-rs's `Float64ArraySlice`: the slice's conversion asks
-/// Node for the typed array's element type, which is a chain of a dozen type tests (~60 ns per
-/// call); `napi_get_arraybuffer_info` is two field reads.
-///
-/// # Safety
-///
-/// The slice is valid while `value` is alive and not detached: callers take it as an argument
-/// of the running callback (so it is alive) and write to it before any JS can run again (so
-/// nothing can detach it). Only index.js's private, non-shared `OUT_BUFFER` is passed here, so
-/// no other thread can see the memory either (a `SharedArrayBuffer` is not an `ArrayBuffer`
-/// for Node-API and is refused).
-unsafe fn out_slots<'a>(env: napi_env, value: napi_value) -> Option<&'a mut [f64]> {
-    let mut data = ptr::null_mut();
-    let mut len = 0usize;
-    if unsafe { sys::napi_get_arraybuffer_info(env, value, &mut data, &mut len) } != Status::napi_ok
-    {
-        return None;
-    }
-    let data = data.cast::<f64>();
-    if data.is_null() || !data.is_aligned() {
-        return None;
-    }
-    // SAFETY: `len` bytes from `data` belong to the buffer (see above), aligned for f64.
-    Some(unsafe { std::slice::from_raw_parts_mut(data, len / std::mem::size_of::<f64>()) })
-}
-
-/// `runStartRaw(outBuffer, target, ...values)`: starts a `call` of a flag of the JS tables
-/// (`target` as for `evalN`) with the values of its run attributes, in order. Returns the run's
-/// slot and writes `[packed evaluation, packed first step]` to `outBuffer` (an `ArrayBuffer` of
-/// at least two f64), like `runStart` does; or returns `STALE`, or `FAILED` when no run was
-/// started (the JS side then takes `runStart`, which says why).
-///
-/// The fast path of `flags.call(...)`: values come positionally, read by a generated per-flag
-/// function like `evalN`'s (no array to build and walk), and the napi-rs glue is skipped (see
-/// the module docs). Together with `runSucceedRaw` this took ~550 ns off a call.
-unsafe extern "C" fn run_start_raw(env: napi_env, info: napi_callback_info) -> napi_value {
-    respond(env, || {
-        let mut argv = [ptr::null_mut(); 2 + MAX_RUN_VALUES];
-        let mut argc = argv.len();
-        let status = unsafe {
-            sys::napi_get_cb_info(
-                env,
-                info,
-                &mut argc,
-                argv.as_mut_ptr(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
-        // More values than fit: not for this entry point.
-        if status != Status::napi_ok || argc < 2 || argc > argv.len() {
-            return FAILED;
-        }
-        let [out, target, values @ ..] = argv;
-        let Some((slot, index)) = (unsafe { get_target(env, target) }) else {
-            return FAILED;
-        };
-        let values = values.get(..argc - 2).unwrap_or_default();
-        // One copy per count, so that the stack buffers and conversions are exactly as many as
-        // the values (a loop over all MAX_RUN_VALUES slots cost ~50 ns).
-        unsafe {
-            match values.len() {
-                0 => start_with::<0>(env, out, slot, index, values),
-                1 => start_with::<1>(env, out, slot, index, values),
-                2 => start_with::<2>(env, out, slot, index, values),
-                3 => start_with::<3>(env, out, slot, index, values),
-                4 => start_with::<4>(env, out, slot, index, values),
-                5 => start_with::<5>(env, out, slot, index, values),
-                6 => start_with::<6>(env, out, slot, index, values),
-                7 => start_with::<7>(env, out, slot, index, values),
-                _ => start_with::<MAX_RUN_VALUES>(env, out, slot, index, values),
-            }
-        }
-    })
-}
-
-/// The body of `runStartRaw` for `N` values (`values` has `N`; missing ones read as missing).
-#[inline(always)]
-unsafe fn start_with<const N: usize>(
-    env: napi_env,
-    out: napi_value,
-    slot: u32,
-    index: u32,
-    values: &[napi_value],
-) -> f64 {
-    let mut bufs = [[0u8; INLINE]; N];
-    let mut bufs = bufs.iter_mut();
-    let read = |i: usize| match (values.get(i), bufs.next()) {
-        (Some(&value), Some(buf)) => unsafe { read_value(env, value, buf) },
-        _ => JsAttr::Missing,
-    };
-    let values: [JsAttr<'_>; N] = std::array::from_fn(read);
-    let attrs: [Attr<'_>; N] = std::array::from_fn(|i| values[i].attr());
-    // Taken after the values were read (reading an array value can run a JS getter), and
-    // written before any JS runs again.
-    let Some(out) = (unsafe { out_slots(env, out) }).filter(|out| out.len() >= 2) else {
-        return FAILED;
-    };
-    match runtime::start_positional(slot, index, &attrs) {
-        Ok((run, written)) => {
-            out[..2].copy_from_slice(&written);
-            run
-        }
-        Err(code) => code,
-    }
-}
-
-/// `runSucceedRaw(outBuffer, run)`: `runSucceed(run, out)` without usage, the fast path of a
-/// `call` whose function returned a plain value: ends the run, writes `[latency ms, cost or
-/// NaN]` to `outBuffer` and returns the run id; `undefined` when there is no such run or
-/// `outBuffer` is not an `ArrayBuffer` of at least two f64 (the JS side then asks
-/// `runSucceed`, which throws the reason).
-unsafe extern "C" fn run_succeed_raw(env: napi_env, info: napi_callback_info) -> napi_value {
-    let id = catch_unwind(AssertUnwindSafe(|| {
-        let [out, run] = unsafe { args::<2>(env, info) }?;
-        let mut n = 0u32;
-        if unsafe { sys::napi_get_value_uint32(env, run, &mut n) } != Status::napi_ok {
-            return None;
-        }
-        let out = unsafe { out_slots(env, out) }.filter(|out| out.len() >= 2)?;
-        let (id, written) = runtime::succeed_plain(n)?;
-        out[..2].copy_from_slice(&written);
-        Some(id)
-    }))
-    .ok()
-    .flatten();
-    let mut result = ptr::null_mut();
-    let Some((id, Ok(len))) = id.map(|id| {
-        let len = isize::try_from(id.len());
-        (id, len)
-    }) else {
-        return result;
-    };
-    let text = id.as_ptr().cast();
-    // Run ids are hex digits: a one-byte string is made without decoding UTF-8.
-    let status = if id.is_ascii() {
-        unsafe { sys::napi_create_string_latin1(env, text, len, &mut result) }
-    } else {
-        unsafe { sys::napi_create_string_utf8(env, text, len, &mut result) }
-    };
-    if status != Status::napi_ok {
-        result = ptr::null_mut();
-    }
-    result
-}
-
 /// Adds the raw callbacks to the module's exports.
 pub fn register(exports: &mut Object<'_>) -> napi::Result<()> {
     exports.create_named_method("eval0", eval0)?;
@@ -733,8 +593,6 @@ pub fn register(exports: &mut Object<'_>) -> napi::Result<()> {
     exports.create_named_method("eval3", eval3)?;
     exports.create_named_method("eval4", eval4)?;
     exports.create_named_method("evalList", eval_list)?;
-    exports.create_named_method("runStartRaw", run_start_raw)?;
-    exports.create_named_method("runSucceedRaw", run_succeed_raw)?;
     Ok(())
 }
 

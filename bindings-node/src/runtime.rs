@@ -498,7 +498,8 @@ pub fn tracker_start(
     })
 }
 
-/// Attaches user feedback and/or a quality score to a finished run; `false` for an unknown run.
+/// Attaches user feedback and/or a quality score to a finished run; `false` for an unknown run
+/// or values already counted; `INVALID_ARGUMENT` (decided by the core) for values out of range.
 #[napi(catch_unwind)]
 pub fn feedback(
     slot: u32,
@@ -506,10 +507,10 @@ pub fn feedback(
     score: Option<f64>,
     quality: Option<f64>,
 ) -> Result<bool, JsError> {
-    let finite = |x: Option<f64>| x.filter(|x| x.is_finite());
-    Ok(crate::handle(slot)?
+    crate::handle(slot)?
         .inner
-        .feedback(&run_id, finite(score), finite(quality)))
+        .feedback(&run_id, score, quality)
+        .map_err(|e| core_error(&e))
 }
 
 /// `metrics()` as JSON text.

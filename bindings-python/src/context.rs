@@ -21,7 +21,7 @@ use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
-use crate::fast;
+use crate::ffi;
 
 /// Where attributes come from.
 #[derive(Clone, Copy)]
@@ -76,7 +76,7 @@ fn set_attr<'v>(attr: &mut Attr<'v>, held: &'v Option<Bound<'_, PyAny>>) {
     // An exact `str` first, by type pointer: under the stable ABI `PyUnicode_Check` is a call
     // into the interpreter, the pointer compare is not.
     match value.cast_exact::<PyString>() {
-        Ok(text) => match fast::utf8(text) {
+        Ok(text) => match ffi::utf8(text) {
             Some(text) => *attr = Attr::Str(text),
             None => *attr = Attr::Unsupported("string with unpaired surrogates"),
         },
@@ -230,7 +230,7 @@ fn read_declared<'py>(
         Source::Empty => {}
         Source::Dict(dict) => {
             for (key, held) in keys.iter().zip(out.iter_mut()) {
-                *held = fast::dict_get(dict, key.bind(dict.py()));
+                *held = ffi::dict_get(dict, key.bind(dict.py()));
             }
         }
         Source::Mapping(mapping) => {

@@ -1,7 +1,7 @@
 //! Raw CPython entry points for `Flags.variant` and `Flag.variant`, the hot path of the package.
 //!
-//! This is the only module of the crate that uses `unsafe` (the workspace denies it; this
-//! module opts in). Why: a `#[pymethods]` method goes through PyO3's generic trampoline (a
+//! With `ffi.rs`, the only modules of the crate that use `unsafe` (the workspace denies it;
+//! these opt in). Why: a `#[pymethods]` method goes through PyO3's generic trampoline (a
 //! thread-local attach count, the deferred-decref pool, a generic argument parser and a
 //! `self` type check) on every call, which costs about as much as the evaluation itself. The
 //! functions here are plain `METH_FASTCALL | METH_KEYWORDS` C functions that parse the four
@@ -30,7 +30,7 @@ use std::ptr;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 
 use crate::live::{Flag, Flags};
@@ -293,58 +293,4 @@ fn type_name(value: &Borrowed<'_, '_, PyAny>) -> String {
         .get_type()
         .name()
         .map_or_else(|_| "an object".to_string(), |n| n.to_string())
-}
-
-/// `dict[key]` as a new reference; `None` when absent. An error raised while probing (by a
-/// colliding key's `__eq__`) is cleared and reads as absent: a flag read never raises.
-///
-/// Raw because PyO3's `get_item` returns a `PyResult<Option<Bound>>` through memory, and
-/// reading it back costs a store-forwarding stall per attribute on the hot path.
-#[inline(always)]
-pub(crate) fn dict_get<'py>(
-    dict: &Bound<'py, PyDict>,
-    key: &Bound<'py, PyString>,
-) -> Option<Bound<'py, PyAny>> {
-    // SAFETY: both pointers are live objects of the right types, and the thread is attached
-    // (a `Bound` exists).
-    unsafe {
-        let value = ffi::PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr());
-        if value.is_null() {
-            if !ffi::PyErr_Occurred().is_null() {
-                ffi::PyErr_Clear();
-            }
-            return None;
-        }
-        // The dict's reference is borrowed; the caller gets its own.
-        Some(Bound::from_borrowed_ptr(dict.py(), value))
-    }
-}
-
-/// The UTF-8 text of `text`, borrowed from the string object (which caches it); `None` for a
-/// string with lone surrogates. Raw for the same reason as [`dict_get`].
-#[inline(always)]
-pub(crate) fn utf8<'a>(text: &'a Bound<'_, PyString>) -> Option<&'a str> {
-    let mut size: ffi::Py_ssize_t = 0;
-    // SAFETY: `text` is a live str and the thread is attached. The buffer CPython returns is
-    // valid UTF-8 of `size` bytes, owned by the string object, and lives as long as it: at
-    // least `'a`.
-    unsafe {
-        let data = ffi::PyUnicode_AsUTF8AndSize(text.as_ptr(), &mut size);
-        if data.is_null() {
-            ffi::PyErr_Clear();
-            return None;
-        }
-        let size = usize::try_from(size).ok()?;
-        Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-            data.cast::<u8>(),
-            size,
-        )))
-    }
-}
-
-/// Whether `object`'s only reference is the caller's.
-#[inline(always)]
-pub(crate) fn is_only_reference(object: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: a live object; reading its reference count has no other effect.
-    unsafe { ffi::Py_REFCNT(object.as_ptr()) == 1 }
 }

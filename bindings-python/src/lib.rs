@@ -2,11 +2,14 @@
 //!
 //! The native module is private (`flagrail._flagrail`); the `flagrail` package re-exports it
 //! with the exception classes, the fork hook and the typed stubs. One file per core module:
-//! [`live`] (the `Flags` handle), [`variant`] (the result), [`runtime`] (`call`, trackers,
-//! metrics, events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`],
-//! [`time`] (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values),
-//! [`reuse`] (handing out result objects nobody holds, with its off switch) and [`fast`] (the
-//! raw C entry points of `variant`, the crate's only `unsafe` code).
+//! [`live`] (the `Flags` and `Flag` classes), [`handle`] (the state behind them and the
+//! evaluation hot path), [`variant`] (the result), [`runtime`] (`call`, trackers, metrics,
+//! events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`], [`time`]
+//! (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values), [`reuse`] (handing
+//! out result objects nobody holds, with its off switch), [`fast`] (the raw C entry points of
+//! `variant`) and [`ffi`] (raw dict, string and reference-count reads); the last two are the
+//! crate's only `unsafe` code. No module imports one that imports it back
+//! (`tools/check_layers.py`).
 
 use pyo3::prelude::*;
 
@@ -14,6 +17,8 @@ mod context;
 mod convert;
 mod error;
 mod fast;
+mod ffi;
+mod handle;
 mod hash;
 mod live;
 mod reuse;

@@ -16,408 +16,20 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use flagrail_core::live::{Snapshot, DEFAULT_POLL_INTERVAL};
-use flagrail_core::{
-    Document, EvalOptions, FileOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
-    ReloadEvent,
-};
+use flagrail_core::live::DEFAULT_POLL_INTERVAL;
+use flagrail_core::{FileOptions, Flags as CoreFlags, ReloadEvent};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
 
-use crate::context::{with_declared, Source};
 use crate::convert::{from_python, to_python};
 use crate::error::{invalid_argument, IntoPyResult};
-use crate::reuse;
+use crate::handle::Inner;
 use crate::runtime::{self, CallResult, PyRun, Tracker};
-use crate::sticky::{pin_write, PinStore};
-use crate::time;
-use crate::variant::{py_repr, DocCache, Outcome, Variant};
-
-pub(crate) struct Inner {
-    core: CoreFlags,
-    /// Python objects of the live document; replaced on the first evaluation after a reload.
-    entry: ArcSwap<Entry>,
-    poll_interval: Duration,
-    /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
-    pins: PinStore,
-}
-
-/// What the binding keeps per live document.
-struct Entry {
-    /// The objects results share (ids, payloads …); every `Variant` holds it.
-    cache: Arc<DocCache>,
-    /// Results that do not depend on the unit (a `serve` rule, the default, a kill), created
-    /// once and returned again: most flags answer most calls this way. Indexed by flag, then by
-    /// [`fixed_slot`]. Kept here rather than in `DocCache` because each holds an
-    /// `Arc<DocCache>`.
-    fixed: Box<[PyOnceLock<FixedResults>]>,
-    /// Flag indices by the identity of the caller's key object (see [`KeySlots`]).
-    keys: KeySlots,
-    /// Result objects handed out again once the caller has let go of them, by flag, then by
-    /// variant (see `reuse.rs`).
-    reusable: Box<[Box<[reuse::Pool]>]>,
-}
-
-/// Flag indices of the key strings callers pass, by object identity: a `"chat-model"` literal
-/// is the same object on every call, so a pointer compare replaces UTF-8 access and a hash
-/// lookup. Direct-mapped by address and filled once per slot: the first key string seen for a
-/// slot keeps it for the life of the document (keys built per call just miss). Each slot holds
-/// a strong reference, so its address cannot be reused by another string while it is cached.
-struct KeySlots([OnceLock<(Py<PyString>, usize)>; KEY_SLOTS]);
-
-const KEY_SLOTS: usize = 64;
-
-impl KeySlots {
-    fn new() -> KeySlots {
-        KeySlots([const { OnceLock::new() }; KEY_SLOTS])
-    }
-
-    #[inline]
-    fn slot(&self, key: &Bound<'_, PyString>) -> &OnceLock<(Py<PyString>, usize)> {
-        // Objects are at least 16-byte aligned: the low bits carry no information.
-        &self.0[(key.as_ptr() as usize >> 4) % KEY_SLOTS]
-    }
-
-    /// The cached index of exactly this key object.
-    #[inline]
-    fn get(&self, key: &Bound<'_, PyString>) -> Option<usize> {
-        match self.slot(key).get() {
-            Some((cached, index)) if cached.as_ptr() == key.as_ptr() => Some(*index),
-            _ => None,
-        }
-    }
-
-    #[inline]
-    fn remember(&self, key: &Bound<'_, PyString>, index: usize) {
-        let slot = self.slot(key);
-        if slot.get().is_none() {
-            // Losing a race to another thread only means that thread's key keeps the slot.
-            let _ = slot.set((key.clone().unbind(), index));
-        }
-    }
-}
-
-impl Entry {
-    fn new(py: Python<'_>, document: Arc<Document>) -> Entry {
-        let fixed = document.flags().iter().map(|_| PyOnceLock::new()).collect();
-        let reusable = document
-            .flags()
-            .iter()
-            .map(|flag| flag.variants.iter().map(|_| reuse::Pool::new()).collect())
-            .collect();
-        Entry {
-            cache: Arc::new(DocCache::new(py, document)),
-            fixed,
-            keys: KeySlots::new(),
-            reusable,
-        }
-    }
-
-    #[inline]
-    fn doc(&self) -> &Document {
-        &self.cache.doc
-    }
-
-    /// The shared result for `outcome`, if it is one that does not depend on the unit.
-    #[inline]
-    fn fixed<'py>(
-        &self,
-        py: Python<'py>,
-        outcome: &Outcome,
-    ) -> PyResult<Option<Bound<'py, Variant>>> {
-        let Some((flag_index, slot)) = fixed_slot(self.doc(), outcome) else {
-            return Ok(None);
-        };
-        let (Some(flag), Some(slots)) = (
-            self.doc().flags().get(flag_index),
-            self.fixed.get(flag_index),
-        ) else {
-            return Ok(None);
-        };
-        let slots = slots.get_or_init(py, || {
-            (0..flag.rules.len() + FIXED_EXTRA)
-                .map(|_| PyOnceLock::new())
-                .collect()
-        });
-        let Some(cell) = slots.get(slot) else {
-            return Ok(None);
-        };
-        let shared = cell.get_or_try_init(py, || {
-            let id = match self.cache.flag(py, flag_index) {
-                Some(flag_cache) => flag_cache.variant_id(py, outcome.variant_index()),
-                None => py.None(),
-            };
-            Py::new(py, Variant::found(Arc::clone(&self.cache), *outcome, id))
-        })?;
-        // The slot determines the outcome today; checking keeps a future decision kind that
-        // shares a slot from ever returning someone else's result.
-        if shared.get().outcome() != *outcome {
-            return Ok(None);
-        }
-        Ok(Some(shared.bind(py).clone()))
-    }
-
-    /// A result object of `outcome`'s flag and variant that no one holds any more, given
-    /// `outcome` (see `reuse.rs`).
-    #[inline]
-    fn reusable<'py>(
-        &self,
-        py: Python<'py>,
-        outcome: &Outcome,
-    ) -> PyResult<Option<Bound<'py, Variant>>> {
-        let (Some(flag_index), Some(variant_index)) =
-            (outcome.flag_index(), outcome.variant_index())
-        else {
-            return Ok(None);
-        };
-        let Some(pool) = self
-            .reusable
-            .get(flag_index)
-            .and_then(|variants| variants.get(variant_index))
-        else {
-            return Ok(None);
-        };
-        pool.take(py, &self.cache, outcome, || {
-            match self.cache.flag(py, flag_index) {
-                Some(flag_cache) => flag_cache.variant_id(py, Some(variant_index)),
-                None => py.None(),
-            }
-        })
-    }
-}
-
-/// The unit-independent results of one flag, by [`fixed_slot`].
-type FixedResults = Box<[PyOnceLock<Py<Variant>>]>;
-
-/// Slots after the rules: the default, then one per kill source.
-const FIXED_EXTRA: usize = 5;
-
-/// Where a unit-independent outcome is kept: `(flag index, slot)`.
-#[inline]
-fn fixed_slot(doc: &Document, outcome: &Outcome) -> Option<(usize, usize)> {
-    let flag_index = outcome.flag_index()?;
-    let rules = doc.flags().get(flag_index)?.rules.len();
-    // A drawn shadow is per unit, and a budget's decision ends when the budget restores.
-    if outcome.bucket().is_some() || outcome.shadow().is_some() || outcome.budget().is_some() {
-        return None;
-    }
-    let slot = match (
-        outcome.reason(),
-        outcome.rule_index(),
-        outcome.kill_source(),
-    ) {
-        // A `serve` rule always serves the same variant.
-        (Reason::TargetingMatch, Some(rule), None) => rule,
-        (Reason::Default, None, None) => rules,
-        (Reason::Killed, None, Some(source)) => {
-            rules
-                + 1
-                + match source {
-                    KillSource::Document => 0,
-                    KillSource::Flag => 1,
-                    KillSource::LocalAll => 2,
-                    KillSource::LocalFlag => 3,
-                    // Names a guardrail and its trip time: not a shared result.
-                    KillSource::Guardrail => return None,
-                    // Names a budget that restores on its own: not a shared result either.
-                    KillSource::Budget => return None,
-                }
-        }
-        _ => return None,
-    };
-    Some((flag_index, slot))
-}
-
-impl Inner {
-    fn new(py: Python<'_>, core: CoreFlags, poll_interval: Duration) -> Inner {
-        let entry = Entry::new(py, core.document());
-        Inner {
-            core,
-            entry: ArcSwap::from_pointee(entry),
-            poll_interval,
-            pins: PinStore::default(),
-        }
-    }
-
-    #[cold]
-    fn refresh(&self, py: Python<'_>, snapshot: &Snapshot<'_>) -> Arc<Entry> {
-        let document = Arc::clone(snapshot.document_arc());
-        let fresh = Arc::new(Entry::new(py, document));
-        // Concurrent refreshes may store in any order; a stale store only costs another
-        // refresh on the next call.
-        self.entry.store(Arc::clone(&fresh));
-        fresh
-    }
-
-    /// Runs `f` with the entry of exactly the snapshot's document.
-    #[inline]
-    fn with_entry<R>(
-        &self,
-        py: Python<'_>,
-        snapshot: &Snapshot<'_>,
-        f: impl FnOnce(&Entry) -> PyResult<R>,
-    ) -> PyResult<R> {
-        // Borrowed from the guard, not cloned: one atomic increment less per call.
-        let guard = self.entry.load();
-        if std::ptr::eq(guard.doc(), snapshot.document()) {
-            f(&guard)
-        } else {
-            drop(guard);
-            let fresh = self.refresh(py, snapshot);
-            f(&fresh)
-        }
-    }
-
-    /// One evaluation: the hot path of the package (entered from `fast.rs`).
-    #[inline]
-    pub(crate) fn variant<'py>(
-        &self,
-        py: Python<'py>,
-        flag: &Bound<'py, PyString>,
-        context: Option<&Bound<'py, PyAny>>,
-        default: Option<&Bound<'py, PyString>>,
-        at: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, Variant>> {
-        let source = Source::from_arg(context)?;
-        let at = at.map(time::millis).transpose()?;
-        let snapshot = self.core.snapshot();
-        self.with_entry(py, &snapshot, |entry| {
-            let cache = &entry.cache;
-            let index = entry.keys.get(flag).or_else(|| {
-                // A key that is not valid UTF-8 (lone surrogates) cannot name a flag.
-                let index = cache.doc.flag_position(flag.to_str().ok()?)?;
-                entry.keys.remember(flag, index);
-                Some(index)
-            });
-            let found = index.and_then(|index| {
-                Some((index, cache.doc.flags().get(index)?, cache.flag(py, index)?))
-            });
-            let Some((index, flag_def, flag_cache)) = found else {
-                return Bound::new(
-                    py,
-                    Variant::not_found(Arc::clone(&entry.cache), flag, default),
-                );
-            };
-            let outcome =
-                with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
-                    // A sticky flag with the user's pin store: read, decide, write back.
-                    if let Some(sticky) = &flag_def.sticky {
-                        if let Some(store) = self.pins.custom() {
-                            let read = PinStore::key_of(&flag_def.key, sticky, ctx)
-                                .map(|key| self.pins.read(py, &store, key));
-                            let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                            let options = EvalOptions {
-                                at,
-                                pin: PinSource::Given(pin),
-                            };
-                            let decision = snapshot.evaluate(index, ctx, options);
-                            if let Some(read) = read.filter(|r| r.ok) {
-                                if let Some(write) = pin_write(&decision, read.key) {
-                                    self.pins.write(py, &store, write);
-                                }
-                            }
-                            return Outcome::from(decision);
-                        }
-                    }
-                    let options = EvalOptions {
-                        at,
-                        pin: PinSource::Memory,
-                    };
-                    Outcome::from(snapshot.evaluate(index, ctx, options))
-                })?;
-            if let Some(shared) = entry.fixed(py, &outcome)? {
-                return Ok(shared);
-            }
-            if let Some(reused) = entry.reusable(py, &outcome)? {
-                return Ok(reused);
-            }
-            let id = flag_cache.variant_id(py, outcome.variant_index());
-            Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id))
-        })
-    }
-
-    fn explain<'py>(
-        &self,
-        py: Python<'py>,
-        flag: &Bound<'py, PyString>,
-        context: Option<&Bound<'py, PyAny>>,
-        at: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let source = Source::from_arg(context)?;
-        let at = at.map(time::millis).transpose()?;
-        // A key with lone surrogates names no flag; the explanation shows it with U+FFFD.
-        let key = flag.to_string_lossy();
-        let key = &*key;
-        let snapshot = self.core.snapshot();
-        let explanation = self.with_entry(py, &snapshot, |entry| {
-            let cache = &entry.cache;
-            let found = cache
-                .doc
-                .flag_position(key)
-                .and_then(|i| Some((cache.doc.flags().get(i)?, cache.flag(py, i)?)));
-            let (names, keys): (&[Box<str>], &[Py<PyString>]) = match found {
-                Some((flag_def, flag_cache)) => (&flag_def.attributes, &flag_cache.attr_keys),
-                None => (&[], &[]),
-            };
-            // A sticky flag with the user's pin store: the pin is read, nothing is written.
-            let custom = found
-                .and_then(|(flag_def, _)| flag_def.sticky.as_ref())
-                .and_then(|sticky| Some((sticky, self.pins.custom()?)));
-            // The same snapshot as the attribute names: a reload cannot slip in between.
-            with_declared(source, names, keys, |ctx| match custom {
-                Some((sticky, store)) => {
-                    let read =
-                        PinStore::key_of(key, sticky, ctx).map(|k| self.pins.read(py, &store, k));
-                    let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                    let options = EvalOptions {
-                        at,
-                        pin: PinSource::Given(pin),
-                    };
-                    snapshot.explain(key, ctx, options).to_value()
-                }
-                None => {
-                    let options = EvalOptions {
-                        at,
-                        pin: PinSource::Memory,
-                    };
-                    snapshot.explain(key, ctx, options).to_value()
-                }
-            })
-        })?;
-        to_python(py, &explanation)
-    }
-}
-
-/// For `runtime.rs` (`call`, trackers, events).
-impl Inner {
-    pub(crate) fn core(&self) -> &CoreFlags {
-        &self.core
-    }
-
-    pub(crate) fn pins(&self) -> &PinStore {
-        &self.pins
-    }
-
-    /// The Python objects of `document`: the live entry's when it is the live document.
-    pub(crate) fn cache_for(&self, py: Python<'_>, document: &Arc<Document>) -> Arc<DocCache> {
-        let guard = self.entry.load();
-        if std::ptr::eq(guard.doc(), &**document) {
-            return Arc::clone(&guard.cache);
-        }
-        drop(guard);
-        let snapshot = self.core.snapshot();
-        if std::ptr::eq(snapshot.document(), &**document) {
-            return Arc::clone(&self.refresh(py, &snapshot).cache);
-        }
-        // A run that started just before a reload: its own cache, used once.
-        Arc::new(DocCache::new(py, Arc::clone(document)))
-    }
-}
+use crate::variant::{py_repr, Variant};
 
 /// Sends every event of `core` to a JSON-lines file as well (the `events=` of the loaders).
 fn write_events(py: Python<'_>, core: &CoreFlags, events: Option<PathBuf>) -> PyResult<()> {
@@ -838,7 +450,7 @@ impl Flags {
     /// The assigned variant is tried first, then the flag's ``fallback`` list in order, each
     /// at most once, within ``max_attempts`` model calls and ``max_total_ms``. An exception
     /// from ``fn`` (classified: ``timeout``, ``rate_limit``, ``server``, ``content_policy``,
-    /// ``rejected`` for ``Reject``, ``other``) or a timeout moves to the next step. A non-AI
+    /// ``rejected`` for ``Reject``, ``invalid_request``, ``other``) or a timeout moves to the next step. A non-AI
     /// variant (``"ai": false``) ends the chain without calling ``fn``: ``value`` is ``None``.
     /// ``fn`` may return ``Output(value, input_tokens=..., output_tokens=..., cost=...)`` to
     /// report usage.
@@ -934,21 +546,34 @@ impl Flags {
     }
 
     /// Attaches user feedback to the run that served it (``CallResult.run_id`` or
-    /// ``Tracker.run_id``): ``score`` (e.g. +1/-1) and/or ``quality`` (0 to 1, watched by
-    /// ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
-    /// served, or older than the last 100,000 runs.
+    /// ``Tracker.run_id``): ``score`` (-1 to 1, e.g. +1/-1) and/or ``quality`` (0 to 1,
+    /// watched by ``quality`` guardrails). The first score and the first quality of a run
+    /// count; later ones are ignored. Returns ``False`` when the run is unknown (never seen,
+    /// not served, or older than the last 100,000 runs) or every value given was already
+    /// counted.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: ``score`` or ``quality`` is NaN, infinite or out of its range.
     #[pyo3(signature = (run_id, *, score = None, quality = None))]
     fn feedback(
         &self,
+        py: Python<'_>,
         run_id: &Bound<'_, PyString>,
         score: Option<f64>,
         quality: Option<f64>,
-    ) -> bool {
+    ) -> PyResult<bool> {
         // A str with lone surrogates has no UTF-8 form, so it names no run: unknown, like any
-        // other id this process never gave out (not a UnicodeEncodeError).
+        // other id this process never gave out (not a UnicodeEncodeError). The scores are
+        // checked first either way (INVALID_ARGUMENT decided by the core).
         match run_id.to_str() {
-            Ok(run_id) => self.inner.core.feedback(run_id, score, quality),
-            Err(_) => false,
+            Ok(run_id) => self
+                .inner
+                .core
+                .feedback(run_id, score, quality)
+                .into_py_result(py),
+            Err(_) => flagrail_core::runtime::check_feedback(score, quality)
+                .map(|()| false)
+                .into_py_result(py),
         }
     }
 

@@ -26,7 +26,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::fast::is_only_reference;
+use crate::ffi::is_only_reference;
 use crate::variant::{DocCache, Outcome, Variant};
 
 /// The environment variable that turns reuse off (`0`, `false`, `off` or `no`).

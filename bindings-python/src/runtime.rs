@@ -24,7 +24,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyType};
 use crate::context::{with_declared, Source};
 use crate::convert::{output_json, to_python};
 use crate::error::{invalid_argument, to_py_err, to_py_err_with, IntoPyResult};
-use crate::live::Inner;
+use crate::handle::Inner;
 use crate::sticky::{pin_write, PinRead, PinStore, PinWrite};
 use crate::variant::{py_repr, DocCache, Outcome, Variant};
 
@@ -632,7 +632,7 @@ impl Attempt {
     }
 
     /// Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
-    /// ``"rejected"`` or ``"other"``; ``None`` for a success.
+    /// ``"rejected"``, ``"invalid_request"`` or ``"other"``; ``None`` for a success.
     #[getter]
     fn error_kind(&self) -> Option<&'static str> {
         self.inner.error.map(ErrorKind::as_str)
@@ -860,7 +860,7 @@ impl Tracker {
     ///
     /// Args:
     ///     kind_or_exception: An error kind (``"timeout"``, ``"rate_limit"``, ``"server"``,
-    ///         ``"content_policy"``, ``"rejected"``, ``"other"``) or the exception the call
+    ///         ``"content_policy"``, ``"rejected"``, ``"invalid_request"``, ``"other"``) or the exception the call
     ///         raised, classified like those of ``Flags.call``.
     ///     latency_ms: The call's duration, when the app timed it.
     ///     input_tokens: Input tokens used.
@@ -889,7 +889,8 @@ impl Tracker {
                             py,
                             format!(
                                 "unknown error kind {text:?}; expected one of timeout, \
-                                 rate_limit, server, content_policy, rejected, other"
+                                 rate_limit, server, content_policy, rejected, other, \
+                                 invalid_request"
                             ),
                         )
                     })?;

@@ -63,6 +63,9 @@ fn problem_kinds() -> Vec<ProblemKind> {
         DuplicateGuardrailId,
         DuplicateBudgetId,
         UnsupportedHashVersion,
+        DuplicateKey,
+        NestingTooDeep,
+        FlagTooComplex,
     ];
     for kind in &all {
         match kind {
@@ -87,7 +90,10 @@ fn problem_kinds() -> Vec<ProblemKind> {
             | DuplicateRuleId
             | DuplicateGuardrailId
             | DuplicateBudgetId
-            | UnsupportedHashVersion => {}
+            | UnsupportedHashVersion
+            | DuplicateKey
+            | NestingTooDeep
+            | FlagTooComplex => {}
         }
     }
     all
@@ -486,14 +492,17 @@ fn marked_documents_load_or_fail_as_documented() {
             }
         }
     }
-    // Every problem code has a live example, except the size bound (16 MiB does not fit) and
-    // UNSUPPORTED_FIELD, reserved while no section is refused.
+    // Every problem code has a live example, except the size bound (16 MiB does not fit), the
+    // complexity budget (10,000 steps do not fit either) and UNSUPPORTED_FIELD, reserved while
+    // no section is refused.
     let missing: Vec<&str> = problem_kinds()
         .into_iter()
         .filter(|k| {
             !matches!(
                 k,
-                ProblemKind::DocumentTooLarge | ProblemKind::UnsupportedField
+                ProblemKind::DocumentTooLarge
+                    | ProblemKind::FlagTooComplex
+                    | ProblemKind::UnsupportedField
             )
         })
         .map(ProblemKind::code)

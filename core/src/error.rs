@@ -53,6 +53,13 @@ pub enum ProblemKind {
     DuplicateBudgetId,
     /// A `hash_version` this build does not implement.
     UnsupportedHashVersion,
+    /// A key that appears twice in one JSON object (readers disagree on which one counts).
+    DuplicateKey,
+    /// Arrays and objects nested deeper than [`crate::load::MAX_JSON_DEPTH`], or conditions
+    /// deeper than [`crate::load::MAX_CONDITION_DEPTH`] through segment references.
+    NestingTooDeep,
+    /// A flag whose worst-case evaluation exceeds [`crate::load::MAX_FLAG_COST`].
+    FlagTooComplex,
 }
 
 impl ProblemKind {
@@ -81,6 +88,9 @@ impl ProblemKind {
             ProblemKind::DuplicateGuardrailId => "DUPLICATE_GUARDRAIL_ID",
             ProblemKind::DuplicateBudgetId => "DUPLICATE_BUDGET_ID",
             ProblemKind::UnsupportedHashVersion => "UNSUPPORTED_HASH_VERSION",
+            ProblemKind::DuplicateKey => "DUPLICATE_KEY",
+            ProblemKind::NestingTooDeep => "NESTING_TOO_DEEP",
+            ProblemKind::FlagTooComplex => "FLAG_TOO_COMPLEX",
         }
     }
 }

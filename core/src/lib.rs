@@ -8,7 +8,8 @@
 //!    [`context`] (attributes of a caller), [`error`] (typed errors and codes), [`trace`]
 //!    (the steps `explain` records), [`cache_key`];
 //! 2. **conditions** — [`condition`] (targeting operators and segments), [`ramp`]
-//!    (scheduled ramps);
+//!    (scheduled ramps), [`autopilot`] (the ramp's statistical gate: promote, hold, roll back
+//!    or revert from evidence; pure, no I/O);
 //! 3. **document** — [`document`]: every *spec* type, as written and compiled: flags,
 //!    variants, rules, kill switches, shadows, and [`document::budget`],
 //!    [`document::guardrail`], [`document::sticky`];
@@ -50,6 +51,7 @@
 )]
 
 pub mod admin;
+pub mod autopilot;
 pub mod cache_key;
 pub mod codes;
 pub mod condition;

@@ -489,16 +489,46 @@ fn metrics_aggregate_per_variant_and_segment_and_render_as_prometheus_text() {
         text.contains("# TYPE flagrail_requests_total counter"),
         "{text}"
     );
+    // One series per segment, never the variant's total beside them: the parts add up.
     assert!(
-        text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\"} 10"),
+        !text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\"} 10"),
         "{text}"
     );
     assert!(
         text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\",segment=\"internal\"} 4")
     );
     assert!(
-        text.contains("flagrail_errors_total{flag=\"bot\",variant=\"a\",kind=\"rate_limit\"} 2")
+        text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\",segment=\"external\"} 6")
     );
+    let rate_limited: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("flagrail_errors_total{flag=\"bot\",variant=\"a\",")
+                && l.contains("kind=\"rate_limit\"")
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(rate_limited, 2, "{text}");
+    // A call without a segment is counted under segment="_none"; the live document too.
+    let mut run = flags
+        .start_run("bot", &json!({ "user_id": "u-x" }))
+        .unwrap();
+    run.next_step();
+    run.succeed(Usage::default());
+    let text = flags.metrics_text();
+    assert!(
+        text.contains("flagrail_requests_total{flag=\"bot\",variant=\"a\",segment=\"_none\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flagrail_document_info{revision=\"r1\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("flagrail_reloads_total 0"), "{text}");
+    assert!(flags.replace_json("{").is_err());
+    assert!(flags
+        .metrics_text()
+        .contains("flagrail_reloads_rejected_total 1"));
     // Every sample line is `name{labels} value` with a parseable value.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = line.rsplit_once(' ').unwrap();
@@ -515,8 +545,8 @@ fn events_carry_the_tags_and_units_can_be_hashed() {
     run.next_step();
     run.succeed(Usage::default());
     let run_id = run.run_id().to_string();
-    assert!(flags.feedback(&run_id, Some(1.0), Some(0.9)));
-    assert!(!flags.feedback("no-such-run", Some(1.0), None));
+    assert!(flags.feedback(&run_id, Some(1.0), Some(0.9)).unwrap());
+    assert!(!flags.feedback("no-such-run", Some(1.0), None).unwrap());
     let events = events.lock().unwrap();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["exposure", "outcome", "feedback"]);
@@ -544,7 +574,9 @@ fn quality_feedback_trips_a_quality_guardrail() {
         let mut run = flags.start_run("bot", &ctx(&format!("u{i}"))).unwrap();
         run.next_step();
         run.succeed(Usage::default());
-        flags.feedback(run.run_id(), None, Some(if i % 2 == 0 { 0.3 } else { 0.5 }));
+        flags
+            .feedback(run.run_id(), None, Some(if i % 2 == 0 { 0.3 } else { 0.5 }))
+            .unwrap();
     }
     assert_eq!(
         flags
@@ -626,4 +658,100 @@ fn documents_with_runtime_sections_are_validated_with_paths() {
             "missing {expected}; got {got:#?}"
         );
     }
+}
+
+#[test]
+fn errors_of_the_request_fall_back_but_never_trip_a_guardrail() {
+    let (flags, _) = flags_at(guarded_doc("fallback"), t0());
+    for i in 0..60 {
+        let mut run = flags.start_run("bot", &ctx(&format!("u{i}"))).unwrap();
+        let Step::Call { variant, .. } = run.next_step() else {
+            panic!("the assigned variant is called");
+        };
+        assert_eq!(variant_id(&flags, variant), "cand");
+        run.fail(
+            ErrorKind::InvalidRequest,
+            Some("context too long"),
+            Usage::default(),
+        );
+        // The chain still moves on to the fallback.
+        let Step::Call { variant, .. } = run.next_step() else {
+            panic!("the fallback is called");
+        };
+        assert_eq!(variant_id(&flags, variant), "stable");
+        run.succeed(Usage::default());
+    }
+    assert_eq!(
+        flags
+            .evaluate("bot", &ctx("x"), EvalOptions::default())
+            .reason,
+        Reason::Default
+    );
+    let cand = &flags.metrics()["bot"]["cand"];
+    assert_eq!(cand["errors_by_kind"]["invalid_request"], 60);
+    let samples = &cand["guardrails"]["error_rate"]["samples"];
+    assert_eq!(samples.as_u64().unwrap_or(0), 0, "{samples}");
+}
+
+#[test]
+fn loads_send_reload_and_reload_rejected_events() {
+    let (flags, _) = flags_at(chain_doc(json!({})), t0());
+    let events = collect_events(&flags);
+    let mut next = chain_doc(json!({}));
+    next["revision"] = json!("r2");
+    flags.replace_json(&next.to_string()).unwrap();
+    assert!(flags
+        .replace_json(r#"{"flags": {"f": {"variants": {}}}}"#)
+        .is_err());
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let reload = &events[0];
+    assert_eq!(reload["type"], "reload");
+    assert_eq!(
+        (&reload["previous"], &reload["revision"], &reload["reloads"]),
+        (&json!("r1"), &json!("r2"), &json!(1))
+    );
+    let rejected = &events[1];
+    assert_eq!(rejected["type"], "reload_rejected");
+    assert_eq!(rejected["code"], "INVALID_DOCUMENT");
+    assert_eq!(rejected["revision"], "r2", "the live document stays");
+    assert_eq!(rejected["rejected"], 1);
+    let problems = rejected["problems"].as_array().unwrap();
+    assert!(!problems.is_empty() && problems[0]["path"].is_string());
+    assert!(rejected["time"].is_string() && rejected["source"].is_string());
+}
+
+#[test]
+fn event_shapes_keep_their_fields_and_order() {
+    let (flags, _) = flags_at(guarded_doc("fallback"), t0());
+    let events = collect_events(&flags);
+    let mut run = flags.start_run("bot", &ctx("u1")).unwrap();
+    run.next_step();
+    run.succeed(Usage::default());
+    flags.feedback(run.run_id(), Some(1.0), None).unwrap();
+    for i in 0..20 {
+        call_once(&flags, &format!("f{i}"), true);
+    }
+    let events = events.lock().unwrap();
+    let keys = |kind: &str| -> Vec<String> {
+        let event = events.iter().find(|e| e["type"] == kind).unwrap();
+        event.as_object().unwrap().keys().cloned().collect()
+    };
+    let expect = |list: &str| -> Vec<String> { list.split(',').map(String::from).collect() };
+    assert_eq!(
+        keys("exposure"),
+        expect("type,time,run_id,flag,variant,revision,reason,rule_id,bucket,model,shadow,unit,segment")
+    );
+    assert_eq!(
+        keys("outcome"),
+        expect("type,time,run_id,flag,variant,revision,rule_id,model,attempt,fallback,shadow,outcome,error_kind,latency_ms,input_tokens,output_tokens,cost,unit,segment")
+    );
+    assert_eq!(
+        keys("feedback"),
+        expect("type,time,run_id,flag,variant,revision,model,segment,score,quality")
+    );
+    assert_eq!(
+        keys("guardrail_trip"),
+        expect("type,time,flag,variant,revision,guardrail,metric,threshold,action,samples,observed,bound,since,probe_from")
+    );
 }

@@ -630,19 +630,20 @@ fn feedback_finds_the_recent_runs_and_forgets_the_oldest() {
         run.run_id().to_string()
     };
     let first = run_id(&flags);
-    assert!(flags.feedback(&first, Some(1.0), None));
+    // A quality now: the score at the end would still count if the run were remembered.
+    assert!(flags.feedback(&first, None, Some(0.5)).unwrap());
     // A well-formed id of no run, and the same id with its random half changed, are unknown.
-    assert!(!flags.feedback(&"0".repeat(32), Some(1.0), None));
+    assert!(!flags.feedback(&"0".repeat(32), Some(1.0), None).unwrap());
     let mut forged = first.clone();
     forged.replace_range(0..1, if first.starts_with('0') { "1" } else { "0" });
-    assert!(!flags.feedback(&forged, Some(1.0), None));
+    assert!(!flags.feedback(&forged, Some(1.0), None).unwrap());
     for _ in 0..MAX_RECENT_RUNS - 1 {
         run_id(&flags);
     }
     let last = run_id(&flags);
-    assert!(flags.feedback(&last, None, Some(0.5)));
+    assert!(flags.feedback(&last, None, Some(0.5)).unwrap());
     assert!(
-        !flags.feedback(&first, Some(1.0), None),
+        !flags.feedback(&first, Some(1.0), None).unwrap(),
         "{MAX_RECENT_RUNS} later runs overwrote the first"
     );
 }

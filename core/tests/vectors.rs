@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use flagrail_core::cache_key::KeyPart;
 use flagrail_core::hash::{murmur3_32, unit_hash};
 use flagrail_core::live::{Step, Usage};
+use flagrail_core::runtime::{classify, ErrorFacts};
 use flagrail_core::time::parse_timestamp;
 use flagrail_core::{bucket, decision_json, At, Document, Flags, NoOverlay};
 use serde_json::{json, Value};
@@ -133,7 +134,11 @@ fn run_case(
                 file["document"]["revision"].clone(),
             )
         }
-        "errors" => match Document::from_value(case["document"].clone()) {
+        // A string document is JSON text (duplicate keys, 1.0, a byte-order mark …).
+        "errors" => match match &case["document"] {
+            Value::String(text) => Document::from_json(text),
+            document => Document::from_value(document.clone()),
+        } {
             Ok(_) => Err("the document was accepted".to_string()),
             Err(err) => {
                 let mut got: Vec<(String, String)> = err
@@ -244,6 +249,21 @@ fn run_case(
                 json!(evaluation.cache_key(&parts)),
                 case["key"].clone(),
             )
+        }
+        "classify" => {
+            let facts = &case["facts"];
+            let text = |key: &str| facts[key].as_str();
+            let status = facts["status"]
+                .as_u64()
+                .map(|s| u16::try_from(s).expect("a status fits in u16"));
+            let kind = classify(&ErrorFacts {
+                declared_kind: text("declared_kind"),
+                name: text("name").unwrap_or(""),
+                status,
+                code: text("code"),
+                message: text("message").unwrap_or(""),
+            });
+            check("kind", json!(kind.as_str()), case["kind"].clone())
         }
         other => Err(format!("unknown vector kind {other}")),
     }

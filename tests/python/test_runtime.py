@@ -654,13 +654,19 @@ def test_feedback() -> None:
     flags.on_event(events.append)
     r = flags.call("bot", USER, lambda v: "ok")
     assert flags.feedback(r.run_id, score=1, quality=0.8)
-    assert flags.feedback(r.run_id, score=-1)
+    # The first score and the first quality of a run count; a replay counts nothing.
+    assert not flags.feedback(r.run_id, score=-1)
     assert not flags.feedback("no-such-run", score=1)
+    # NaN, infinities and out-of-range values are refused by the core before anything counts.
+    r2 = flags.call("bot", USER, lambda v: "ok")
+    for bad in ({"quality": float("nan")}, {"quality": -1e300}, {"quality": 1.5}, {"score": float("inf")}, {"score": -2.0}):
+        with pytest.raises(InvalidArgumentError):
+            flags.feedback(r2.run_id, **bad)
     m = flags.metrics()["bot"]["a"]
     assert m["quality"] == {"mean": 0.8, "count": 1}
-    assert m["feedback"] == {"mean": 0.0, "count": 2}
+    assert m["feedback"] == {"mean": 1.0, "count": 1}
     fb = [e for e in events if e["type"] == "feedback"]
-    assert [(e["run_id"], e["variant"], e["score"]) for e in fb] == [(r.run_id, "a", 1.0), (r.run_id, "a", -1.0)]
+    assert [(e["run_id"], e["variant"], e["score"]) for e in fb] == [(r.run_id, "a", 1.0)]
 
 
 def test_metrics_contents() -> None:
@@ -698,14 +704,15 @@ def test_metrics_text_parses_as_prometheus() -> None:
         for s in requests.samples
         if s.name == "flagrail_requests_total"
     }
-    assert samples[("cand", None)] == 20, "the guardrail trips at 20 and reroutes the rest"
-    assert samples[("stable", None)] == 25
-    assert samples[("cand", "beta")] == 20
-    errors = {
-        (s.labels["variant"], s.labels["kind"]): s.value
-        for s in families["flagrail_errors"].samples
-        if s.name == "flagrail_errors_total"
-    }
+    # One series per segment and no per-variant total beside them (tests/python/test_prometheus.py).
+    assert ("cand", None) not in samples
+    assert samples[("cand", "beta")] == 20, "the guardrail trips at 20 and reroutes the rest"
+    assert samples[("stable", "beta")] == 25
+    errors: dict[tuple[str, str], float] = {}
+    for s in families["flagrail_errors"].samples:
+        if s.name == "flagrail_errors_total":
+            key = (s.labels["variant"], s.labels["kind"])
+            errors[key] = errors.get(key, 0) + s.value
     assert errors[("cand", "server")] == 20 and errors[("stable", "server")] == 0
     assert any(name.startswith("flagrail_guardrail") for name in families), sorted(families)
     for family in families.values():
@@ -741,6 +748,7 @@ def test_tracker_reports_an_apps_own_call() -> None:
         "content_policy": 0,
         "rejected": 0,
         "other": 1,
+        "invalid_request": 0,
     }
     with pytest.raises(InvalidArgumentError):
         flags.tracker(v).error("explode")

@@ -98,3 +98,25 @@ def test_an_interrupt_from_a_context_mapping_propagates(flags: Flags, interrupt:
         flags.flag("split").variant(Raising(interrupt()))
     with pytest.raises(interrupt):
         flags.explain("split", Raising(interrupt()))
+def padded(size: int) -> dict[str, Any]:
+    """DOCUMENT with a description that makes its compact JSON text `size` bytes long."""
+    doc = json.loads(json.dumps(DOCUMENT))
+    doc["flags"]["split"]["description"] = ""
+    base = len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+    doc["flags"]["split"]["description"] = "d" * (size - base)
+    return doc
+
+
+def test_from_dict_enforces_the_document_size_limit_like_from_json() -> None:
+    limit = 16 * 1024 * 1024
+    over = padded(limit + 1)
+    with pytest.raises(DocumentError) as from_text:
+        Flags.from_json(json.dumps(over, separators=(",", ":"), ensure_ascii=False))
+    with pytest.raises(DocumentError) as from_value:
+        Flags.from_dict(over)
+    assert [p.code for p in from_value.value.problems] == ["DOCUMENT_TOO_LARGE"]
+    assert [p.code for p in from_text.value.problems] == ["DOCUMENT_TOO_LARGE"]
+    # At the limit both load.
+    at = padded(limit)
+    assert Flags.from_dict(at).variant("split", {"user_id": "u"}).reason == "SPLIT"
+    assert Flags.from_json(json.dumps(at, separators=(",", ":"), ensure_ascii=False)).variant("split").reason == "DEFAULT"

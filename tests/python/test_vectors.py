@@ -19,7 +19,7 @@ from flagrail import DocumentError, Flags, Variant, bucket
 from conftest import VECTORS
 
 MAX_TOTAL = 4294967295
-KINDS = {"murmur3", "hash", "bucket", "split", "eval", "errors", "state", "cache-key"}
+KINDS = {"murmur3", "hash", "bucket", "split", "eval", "errors", "state", "cache-key", "classify"}
 # A `state` case runs with the in-memory pins (the spec), and again with a shared pin store
 # through `call` and through `acall`: the pins a store carries decide the same way.
 STATE_MODES = ("memory", "store", "store-acall")
@@ -143,6 +143,34 @@ def _split_document(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CLASSIFY_DOCUMENT = {
+    "flags": {
+        "bot": {
+            "variants": {"a": {"model": "m"}, "human": {"ai": False}},
+            "default": "a",
+            "fallback": ["human"],
+        }
+    }
+}
+
+
+def _run_classify_case(case: dict[str, Any]) -> None:
+    """Raises an exception carrying the case's facts from `call`; the attempt's kind must match."""
+    facts = case["facts"]
+    error_type = type(facts["name"], (Exception,), {})
+    error = error_type(facts["message"])
+    for attribute, key in (("status_code", "status"), ("code", "code"), ("error_kind", "declared_kind")):
+        if facts[key] is not None:
+            setattr(error, attribute, facts[key])
+
+    def fail(variant: Variant) -> str:
+        raise error
+
+    result = Flags.from_dict(CLASSIFY_DOCUMENT).call("bot", {"user_id": "u"}, fail)
+    assert result.variant.id == "human", case["description"]
+    assert result.attempts[0].error_kind == case["kind"], case["description"]
+
+
 @pytest.mark.parametrize(("kind", "path", "data", "case"), _collect())
 def test_vector(kind: str, path: str, data: dict[str, Any] | None, case: dict[str, Any] | None) -> None:
     if kind not in KINDS:
@@ -191,6 +219,9 @@ def test_vector(kind: str, path: str, data: dict[str, Any] | None, case: dict[st
         # Without parts the key ends on the variant's payload hash.
         assert v.cache_key().rsplit(":", 1)[1] == case["payload_hash"], why
         assert case["key"].startswith(v.cache_key()), why
+
+    elif kind == "classify":
+        _run_classify_case(case)
 
     elif kind == "errors":
         document = case["document"]

@@ -249,7 +249,7 @@ class Flags:
         The assigned variant is tried first, then the flag's ``fallback`` list in order, each
         at most once, within ``max_attempts`` model calls and ``max_total_ms``. An exception
         from ``fn`` (classified: ``timeout``, ``rate_limit``, ``server``, ``content_policy``,
-        ``rejected`` for ``Reject``, ``other``) or a timeout moves to the next step. A non-AI
+        ``rejected`` for ``Reject``, ``invalid_request``, ``other``) or a timeout moves to the next step. A non-AI
         variant (``"ai": false``) ends the chain without calling ``fn``: ``value`` is ``None``.
         ``fn`` may return ``Output(value, input_tokens=..., output_tokens=..., cost=...)`` to
         report usage.
@@ -334,9 +334,14 @@ class Flags:
 
     def feedback(self, run_id: str, *, score: float | None = None, quality: float | None = None) -> bool:
         """Attaches user feedback to the run that served it (``CallResult.run_id`` or
-        ``Tracker.run_id``): ``score`` (e.g. +1/-1) and/or ``quality`` (0 to 1, watched by
-        ``quality`` guardrails). Returns ``False`` when the run is unknown: never seen, not
-        served, or older than the last 100,000 runs."""
+        ``Tracker.run_id``): ``score`` (-1 to 1, e.g. +1/-1) and/or ``quality`` (0 to 1,
+        watched by ``quality`` guardrails). The first score and the first quality of a run
+        count; later ones are ignored. Returns ``False`` when the run is unknown (never seen,
+        not served, or older than the last 100,000 runs) or every value given was already
+        counted.
+
+        Raises:
+            InvalidArgumentError: ``score`` or ``quality`` is NaN, infinite or out of its range."""
 
     def metrics(self) -> dict[str, Any]:
         """Outcome aggregates since the process started, as
@@ -555,7 +560,7 @@ class Attempt:
     @property
     def error_kind(self) -> str | None:
         """Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
-        ``"rejected"`` or ``"other"``; ``None`` for a success."""
+        ``"rejected"``, ``"invalid_request"`` or ``"other"``; ``None`` for a success."""
 
     @property
     def error(self) -> str | None:
@@ -660,7 +665,7 @@ class Tracker:
 
         Args:
             kind_or_exception: An error kind (``"timeout"``, ``"rate_limit"``, ``"server"``,
-                ``"content_policy"``, ``"rejected"``, ``"other"``) or the exception the call
+                ``"content_policy"``, ``"rejected"``, ``"invalid_request"``, ``"other"``) or the exception the call
                 raised, classified like those of ``Flags.call``.
             latency_ms: The call's duration, when the app timed it.
             input_tokens: Input tokens used.

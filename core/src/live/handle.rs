@@ -23,7 +23,7 @@ use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
 use crate::live::source::{Fingerprint, SourceKind};
 use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
-use crate::time::Millis;
+use crate::time::{format_timestamp, Millis};
 
 /// What a reload did, for listeners (logging in the bindings).
 #[derive(Debug, Clone)]
@@ -125,6 +125,12 @@ impl Flags {
         Ok(Flags::from_document(Document::from_json(text)?))
     }
 
+    /// Parses JSON bytes into static flags (the text entry for bytes a binding has not decoded:
+    /// invalid UTF-8 is then named, not replaced).
+    pub fn from_slice(bytes: &[u8]) -> Result<Flags> {
+        Ok(Flags::from_document(Document::from_slice(bytes)?))
+    }
+
     /// Validates a JSON value into static flags.
     pub fn from_value(value: Value) -> Result<Flags> {
         Ok(Flags::from_document(Document::from_value(value)?))
@@ -187,7 +193,37 @@ impl Flags {
         for listener in self.shared.listeners.load().iter() {
             listener(&event);
         }
+        self.emit_load_event(&event, now);
         result
+    }
+
+    /// The `reload` / `reload_rejected` event of a load (after the listeners).
+    fn emit_load_event(&self, event: &ReloadEvent, now: Millis) {
+        use crate::runtime::events::{EventBody, Reload, ReloadRejected};
+        let runtime = &self.shared.runtime;
+        if !runtime.wants_events() {
+            return;
+        }
+        let state = self.shared.state.load();
+        let source = self.shared.source.describe();
+        let live = self.shared.document.load();
+        let body = match event {
+            ReloadEvent::Applied { previous, revision } => EventBody::Reload(Reload {
+                time: format_timestamp(now),
+                source: &source,
+                previous,
+                revision,
+                reloads: state.reloads,
+            }),
+            ReloadEvent::Rejected { error } => EventBody::ReloadRejected(ReloadRejected::new(
+                format_timestamp(now),
+                &source,
+                live.revision(),
+                error,
+                state.rejected,
+            )),
+        };
+        runtime.emit(&[body.to_event()]);
     }
 
     /// Registers a listener for reload events (applied / rejected).

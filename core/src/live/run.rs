@@ -23,6 +23,8 @@ use crate::evaluate::{budget_of, At};
 use crate::live::{EvalOptions, Evaluation, Flags, PinSource, Snapshot};
 use crate::runtime::budget::BudgetBook;
 use crate::runtime::classify::ErrorKind;
+use crate::runtime::events::{EventBody, Exposure, Outcome};
+use crate::runtime::evidence::{accepted_measure, check_usage};
 use crate::runtime::metrics::AttemptSample;
 use crate::runtime::run_id::{format_run_id, new_run_key};
 use crate::runtime::{AttemptRecord, SEGMENT_ATTRIBUTE};
@@ -51,6 +53,25 @@ pub struct Usage {
     pub output_tokens: Option<u64>,
     /// Overrides the cost computed from tokens and the variant's prices.
     pub cost: Option<f64>,
+}
+
+impl Usage {
+    /// Refuses NaN, infinite and negative `latency_ms` / `cost` with `INVALID_ARGUMENT`
+    /// ([`crate::runtime::evidence::check_usage`]): bindings call this on what they converted
+    /// and raise the error before reporting.
+    pub fn check(&self) -> Result<()> {
+        check_usage(self.latency_ms, self.cost)
+    }
+
+    /// The usage with every number [`Usage::check`] refuses left out: what a run records
+    /// when a caller reported without checking.
+    pub(crate) fn sanitized(self) -> Usage {
+        Usage {
+            latency_ms: accepted_measure(self.latency_ms),
+            cost: accepted_measure(self.cost),
+            ..self
+        }
+    }
 }
 
 /// One attempt of a run.
@@ -609,7 +630,8 @@ impl Run {
         self.evaluation.flag()?.shadow.as_ref()?.cap.as_ref()
     }
 
-    /// The attempt in flight succeeded.
+    /// The attempt in flight succeeded. `usage` should have passed [`Usage::check`]; numbers
+    /// it would refuse are left out here rather than recorded.
     pub fn succeed(&mut self, usage: Usage) {
         if let Some(variant) = self.finish_attempt(None, None, usage) {
             self.served = Some(variant);
@@ -641,6 +663,7 @@ impl Run {
         usage: Usage,
     ) -> Option<usize> {
         let current = self.current.take()?;
+        let usage = usage.sanitized();
         let reserved = match self.reserved.take() {
             Some((variant, amount)) if variant == current.variant => amount,
             Some((_, amount)) => {
@@ -680,30 +703,28 @@ impl Run {
         let runtime = &self.flags.runtime();
         let mut events = Vec::new();
         if runtime.wants_events() {
-            events.push(json!({
-                "type": "outcome",
-                "time": format_timestamp(now),
-                "run_id": &*self.run_id,
-                "flag": &*flag.key,
-                "variant": &*def.id,
-                "revision": self.evaluation.revision(),
-                "rule_id": self.evaluation.rule_id(),
-                "model": def.model.as_deref(),
-                "attempt": self.attempts.len() + 1,
-                "fallback": !self.shadow && Some(current.variant) != self.evaluation.variant_index,
-                "shadow": self.shadow,
-                "outcome": attempt.outcome(),
-                "error_kind": error.map(ErrorKind::as_str),
-                "latency_ms": latency_ms,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cost": cost,
-                "unit": runtime.unit_label(self.unit.as_deref()),
-                "segment": self.segment.as_deref(),
-            }));
-            if let (Some(output), Some(Value::Object(event))) = (output, events.last_mut()) {
-                event.insert("output".into(), output);
-            }
+            let body = EventBody::Outcome(Outcome {
+                time: format_timestamp(now),
+                run_id: &self.run_id,
+                flag: &flag.key,
+                variant: &def.id,
+                revision: self.evaluation.revision(),
+                rule_id: self.evaluation.rule_id(),
+                model: def.model.as_deref(),
+                attempt: self.attempts.len() + 1,
+                fallback: !self.shadow && Some(current.variant) != self.evaluation.variant_index,
+                shadow: self.shadow,
+                outcome: attempt.outcome(),
+                error_kind: error.map(ErrorKind::as_str),
+                latency_ms,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cost,
+                unit: runtime.unit_label(self.unit.as_deref()),
+                segment: self.segment.as_deref(),
+                output,
+            });
+            events.push(body.to_event());
         }
         self.flags.record_attempt(
             &AttemptRecord {
@@ -736,21 +757,21 @@ impl Run {
         }
         let e = &self.evaluation;
         let variant = e.decision().variant();
-        runtime.emit(&[json!({
-            "type": "exposure",
-            "time": format_timestamp(self.flags.now_millis()),
-            "run_id": &*self.run_id,
-            "flag": e.flag_key(),
-            "variant": e.variant_id(),
-            "revision": e.revision(),
-            "reason": e.reason.as_str(),
-            "rule_id": e.rule_id(),
-            "bucket": e.bucket,
-            "model": variant.and_then(|v| v.model.as_deref()),
-            "shadow": self.shadow,
-            "unit": runtime.unit_label(self.unit.as_deref()),
-            "segment": self.segment.as_deref(),
-        })]);
+        let body = EventBody::Exposure(Exposure {
+            time: format_timestamp(self.flags.now_millis()),
+            run_id: &self.run_id,
+            flag: e.flag_key(),
+            variant: e.variant_id(),
+            revision: e.revision(),
+            reason: e.reason.as_str(),
+            rule_id: e.rule_id(),
+            bucket: e.bucket,
+            model: variant.and_then(|v| v.model.as_deref()),
+            shadow: self.shadow,
+            unit: runtime.unit_label(self.unit.as_deref()),
+            segment: self.segment.as_deref(),
+        });
+        runtime.emit(&[body.to_event()]);
     }
 
     /// The run as JSON: run id, flag, assigned and served variants, attempts.

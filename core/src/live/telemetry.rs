@@ -11,7 +11,10 @@ use crate::document::Flag;
 use crate::evaluate::overlay::Trip;
 use crate::hash::SaltedHasher;
 use crate::live::handle::Flags;
-use crate::runtime::events::{Event, EventSink, JsonLinesSink, UnitHasher};
+use crate::runtime::events::{
+    Event, EventBody, EventSink, Feedback, GuardrailChange, JsonLinesSink, UnitHasher,
+};
+use crate::runtime::evidence::check_feedback;
 use crate::runtime::guardrail::Transition;
 use crate::runtime::metrics;
 use crate::runtime::run_id::parse_run_id;
@@ -64,7 +67,14 @@ impl Flags {
                     RunRecord::new(flag, variant, record.segment, revision),
                 );
             }
-            if record.sample.shadow {
+            // Shadow attempts never feed guardrails, nor do errors that were the request's
+            // fault (they say nothing about the variant).
+            if record.sample.shadow
+                || record
+                    .sample
+                    .error
+                    .is_some_and(|kind| !kind.counts_against_variant())
+            {
                 return;
             }
             for guardrail in flag
@@ -118,21 +128,40 @@ impl Flags {
         self.shared.runtime.lock().runs.insert(run_id, record);
     }
 
-    /// Attaches user feedback (`score`, e.g. +1/−1) and/or a quality score to the run that
-    /// served it: metrics, quality guardrails and a `feedback` event. Returns `false` when the
-    /// run is unknown (never seen, or older than the last [`crate::runtime::MAX_RECENT_RUNS`] runs).
-    pub fn feedback(&self, run_id: &str, score: Option<f64>, quality: Option<f64>) -> bool {
+    /// Attaches user feedback (`score`, −1 to 1) and/or a quality score (0 to 1) to the run
+    /// that served it: metrics, quality guardrails and a `feedback` event.
+    ///
+    /// One score and one quality count per run: the first of each wins, later ones are
+    /// ignored. Returns `Ok(false)` when the run is unknown (never seen, or older than the last
+    /// [`crate::runtime::MAX_RECENT_RUNS`] runs) or when every value given was already counted
+    /// for it, and `INVALID_ARGUMENT` for a value outside its range
+    /// ([`crate::runtime::evidence::check_feedback`]), before anything is recorded.
+    pub fn feedback(
+        &self,
+        run_id: &str,
+        score: Option<f64>,
+        quality: Option<f64>,
+    ) -> crate::error::Result<bool> {
+        check_feedback(score, quality)?;
         let now = self.now_millis();
         let document = self.document();
         let mut transitions = Vec::new();
-        let record = {
+        let (record, score, quality) = {
             let mut state = self.shared.runtime.lock();
-            let Some(record) = parse_run_id(run_id)
-                .and_then(|key| state.runs.get(key))
-                .cloned()
-            else {
-                return false;
+            let Some(record) = parse_run_id(run_id).and_then(|key| state.runs.get_mut(key)) else {
+                return Ok(false);
             };
+            let asked = score.is_some() || quality.is_some();
+            let score = score.filter(|_| !record.scored);
+            let quality = quality.filter(|_| !record.rated);
+            let counted = score.is_some() || quality.is_some();
+            record.scored |= score.is_some();
+            record.rated |= quality.is_some();
+            let record = record.clone();
+            if !counted {
+                // A call with neither value (a known run: `true`), or a replay (`false`).
+                return Ok(!asked);
+            }
             state.metrics.record_feedback(
                 &record.flag,
                 &record.variant,
@@ -161,31 +190,28 @@ impl Flags {
                     }
                 }
             }
-            record
+            (record, score, quality)
         };
         let mut events = Vec::new();
         if let Some(flag) = document.flag(&record.flag) {
             self.apply_transitions(flag, transitions, now, &mut events);
         }
         if self.shared.runtime.wants_events() {
-            events.insert(
-                0,
-                json!({
-                    "type": "feedback",
-                    "time": format_timestamp(now),
-                    "run_id": run_id,
-                    "flag": &*record.flag,
-                    "variant": &*record.variant,
-                    "revision": &*record.revision,
-                    "model": record.model.as_deref(),
-                    "segment": record.segment.as_deref(),
-                    "score": score,
-                    "quality": quality,
-                }),
-            );
+            let body = EventBody::Feedback(Feedback {
+                time: format_timestamp(now),
+                run_id,
+                flag: &record.flag,
+                variant: &record.variant,
+                revision: &record.revision,
+                model: record.model.as_deref(),
+                segment: record.segment.as_deref(),
+                score,
+                quality,
+            });
+            events.insert(0, body.to_event());
         }
         self.shared.runtime.emit(&events);
-        true
+        Ok(true)
     }
 
     /// Publishes trips and recoveries to evaluation and turns them into events.
@@ -206,12 +232,12 @@ impl Flags {
             let trips = self.active_trips(&flag.key);
             self.publish_trips(&flag.key, trips);
         }
-        let revision = self.document().revision().to_string();
+        let document = self.document();
+        let revision = document.revision();
         for (variant, guardrail, transition) in transitions {
-            let (kind, reading) = match transition {
-                Transition::Tripped(r) => ("guardrail_trip", Some(r)),
-                Transition::Recovered(r) => ("guardrail_recover", Some(r)),
-                Transition::Probing => ("guardrail_probe", None),
+            let reading = match transition {
+                Transition::Tripped(r) | Transition::Recovered(r) => Some(r),
+                Transition::Probing => None,
                 Transition::None => continue,
             };
             let since = self
@@ -225,22 +251,27 @@ impl Flags {
                     Arc::clone(&guardrail.id),
                 ))
                 .and_then(|e| e.state.trip());
-            events.push(json!({
-                "type": kind,
-                "time": format_timestamp(now),
-                "flag": &*flag.key,
-                "variant": &*variant,
-                "revision": revision,
-                "guardrail": &*guardrail.id,
-                "metric": guardrail.metric.as_str(),
-                "threshold": guardrail.threshold,
-                "action": guardrail.action.as_str(),
-                "samples": reading.map(|r| r.samples),
-                "observed": reading.map(|r| r.observed),
-                "bound": reading.map(|r| r.bound),
-                "since": since.map(|(s, _)| format_timestamp(s)),
-                "probe_from": since.map(|(_, p)| format_timestamp(p)),
-            }));
+            let change = GuardrailChange {
+                time: format_timestamp(now),
+                flag: &flag.key,
+                variant: &variant,
+                revision,
+                guardrail: &guardrail.id,
+                metric: guardrail.metric.as_str(),
+                threshold: guardrail.threshold,
+                action: guardrail.action.as_str(),
+                samples: reading.map(|r| r.samples),
+                observed: reading.map(|r| r.observed),
+                bound: reading.map(|r| r.bound),
+                since: since.map(|(s, _)| format_timestamp(s)),
+                probe_from: since.map(|(_, p)| format_timestamp(p)),
+            };
+            let body = match transition {
+                Transition::Tripped(_) => EventBody::GuardrailTrip(change),
+                Transition::Recovered(_) => EventBody::GuardrailRecover(change),
+                _ => EventBody::GuardrailProbe(change),
+            };
+            events.push(body.to_event());
         }
     }
 
@@ -291,17 +322,18 @@ impl Flags {
                 Some((_, probe_from)) if now >= probe_from => "half_open",
                 Some(_) => "tripped",
             };
-            let body = json!({
-                "metric": entry.config.metric.as_str(),
-                "threshold": entry.config.threshold,
-                "action": entry.config.action.as_str(),
-                "state": state,
-                "since": trip.map(|(s, _)| format_timestamp(s)),
-                "probe_from": trip.map(|(_, p)| format_timestamp(p)),
-                "samples": reading.samples,
-                "observed": reading.observed,
-                "bound": reading.bound,
-            });
+            let body = metrics::GuardrailReport {
+                metric: entry.config.metric.as_str(),
+                threshold: entry.config.threshold,
+                action: entry.config.action.as_str(),
+                state,
+                since: trip.map(|(s, _)| format_timestamp(s)),
+                probe_from: trip.map(|(_, p)| format_timestamp(p)),
+                samples: reading.samples,
+                observed: reading.observed,
+                bound: reading.bound,
+            }
+            .to_json();
             let Value::Object(flags) = &mut out else {
                 break;
             };
@@ -345,6 +377,14 @@ impl Flags {
         let mut text = state.metrics.to_prometheus(&guardrails);
         drop(state);
         metrics::budgets_to_prometheus(&self.budget_states(), &mut text);
+        let status = self.status();
+        metrics::document_to_prometheus(
+            &status.revision,
+            status.loaded_at,
+            status.reloads,
+            status.rejected,
+            &mut text,
+        );
         text
     }
 }

@@ -20,7 +20,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::document::budget::Budget;
 use crate::time::{format_duration, Millis};
@@ -28,9 +29,11 @@ use crate::time::{format_duration, Millis};
 /// Slots per window: the resolution of a window is `window / SLOTS`.
 pub const SLOTS: i64 = 60;
 
-/// Scopes (distinct units) tracked per budget before idle ones are forgotten. A scope whose
-/// window is empty and that has nothing in flight carries no information and goes first; if
-/// every scope is active, the least recently touched one is dropped (and counted).
+/// Scopes (distinct units) tracked per budget. Scopes are forgotten oldest activity first: a
+/// scope whose window is empty and that has nothing in flight carries no information and is
+/// forgotten as soon as it reaches the front of the queue, full table or not; when the table is
+/// full and the oldest scope still has spending in its window, it is dropped (and counted in
+/// `evicted_scopes`). Scopes with a reservation are never dropped.
 pub const MAX_SCOPES_PER_BUDGET: usize = 100_000;
 
 /// A budget's state for one scope.
@@ -41,7 +44,11 @@ struct Ledger {
     spent: f64,
     reserved: f64,
     exhausted: bool,
-    touched: Millis,
+    /// The sequence number of this scope's latest entry in [`BudgetState::activity`].
+    activity: u64,
+    /// The slot number at which that entry was queued: a scope is queued again at most once
+    /// per slot (its place is then off by less than one slot, which expiry tolerates).
+    queued_slot: i64,
 }
 
 impl Ledger {
@@ -74,11 +81,23 @@ impl Ledger {
     }
 }
 
+/// Idle scopes forgotten per scope touched, beyond the one a full table needs: enough to
+/// empty the table of expired scopes over time while keeping each call O(1).
+const EXPIRED_PER_TOUCH: usize = 2;
+
 /// All scopes of one budget.
+///
+/// Scopes are also queued by their last activity (created, charged, reserved): the front of
+/// [`BudgetState::activity`] is the scope whose spending is oldest, so it is the first to leave
+/// its window and the first to forget. An entry whose sequence number is not the scope's
+/// latest is stale and skipped; the queue is compacted when stale entries outnumber live ones.
+/// Every operation is O(1) amortised, however many scopes are tracked.
 #[derive(Debug)]
 struct BudgetState {
     window: Millis,
-    scopes: FxHashMap<Box<str>, Ledger>,
+    scopes: FxHashMap<Arc<str>, Ledger>,
+    activity: VecDeque<(u64, Arc<str>)>,
+    next_sequence: u64,
     evicted: u64,
 }
 
@@ -87,6 +106,8 @@ impl BudgetState {
         BudgetState {
             window,
             scopes: FxHashMap::default(),
+            activity: VecDeque::new(),
+            next_sequence: 0,
             evicted: 0,
         }
     }
@@ -95,36 +116,100 @@ impl BudgetState {
         (self.window / SLOTS).max(1)
     }
 
-    /// The ledger of `scope`, created on first use (forgetting idle scopes when full).
-    fn ledger(&mut self, scope: &str, now: Millis) -> &mut Ledger {
-        if !self.scopes.contains_key(scope) && self.scopes.len() >= MAX_SCOPES_PER_BUDGET {
-            self.make_room(now);
-        }
+    /// The ledger of `scope`, created on first use (forgetting the oldest scope when full),
+    /// brought to `now`. Each call also forgets up to [`EXPIRED_PER_TOUCH`] idle scopes from
+    /// the front of the activity queue. (`None` never happens: the scope is inserted first.)
+    fn ledger(&mut self, scope: &str, now: Millis) -> Option<&mut Ledger> {
         let slot_length = self.slot_length();
-        let ledger = self.scopes.entry(Box::from(scope)).or_default();
+        if !self.scopes.contains_key(scope) {
+            // Only a new scope grows the table: this is where older ones make room.
+            for _ in 0..EXPIRED_PER_TOUCH {
+                if !self.forget_oldest(now, false, scope) {
+                    break;
+                }
+            }
+            if self.scopes.len() >= MAX_SCOPES_PER_BUDGET {
+                self.forget_oldest(now, true, scope);
+            }
+            let key: Arc<str> = Arc::from(scope);
+            self.scopes.insert(Arc::clone(&key), Ledger::default());
+            self.queue(key, now.div_euclid(slot_length));
+        }
+        let ledger = self.scopes.get_mut(scope)?;
         ledger.advance(now, slot_length);
-        ledger.touched = now;
-        ledger
+        Some(ledger)
     }
 
-    fn make_room(&mut self, now: Millis) {
-        let slot_length = self.slot_length();
-        self.scopes.retain(|_, ledger| {
-            ledger.advance(now, slot_length);
-            !ledger.is_idle()
-        });
-        if self.scopes.len() >= MAX_SCOPES_PER_BUDGET {
-            let oldest = self
-                .scopes
-                .iter()
-                .filter(|(_, l)| l.reserved <= 0.0)
-                .min_by_key(|(_, l)| l.touched)
-                .map(|(k, _)| k.clone());
-            if let Some(key) = oldest {
-                self.scopes.remove(&key);
-                self.evicted += 1;
+    /// Moves `scope` to the back of the activity queue (it just spent or reserved), unless it
+    /// was queued in the current slot already.
+    fn touch(&mut self, scope: &str, now: Millis) {
+        let slot = now.div_euclid(self.slot_length());
+        if let Some((key, ledger)) = self.scopes.get_key_value(scope) {
+            if ledger.queued_slot != slot {
+                let key = Arc::clone(key);
+                self.queue(key, slot);
             }
         }
+    }
+
+    fn queue(&mut self, key: Arc<str>, slot: i64) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        if let Some(ledger) = self.scopes.get_mut(&key) {
+            ledger.activity = sequence;
+            ledger.queued_slot = slot;
+        }
+        self.activity.push_back((sequence, key));
+        if self.activity.len() > 2 * self.scopes.len() + 64 {
+            // Compaction: at least half the entries are stale, so this is O(1) amortised.
+            let scopes = &self.scopes;
+            self.activity
+                .retain(|(seq, key)| scopes.get(key).is_some_and(|l| l.activity == *seq));
+        }
+    }
+
+    /// Looks at the scope with the oldest activity: forgets it when it is idle at `now`, or,
+    /// with `even_active`, when nothing is reserved for it (counted in `evicted`). A scope
+    /// with a reservation goes to the back; `keep` (the scope being asked for) is never
+    /// forgotten. Returns whether a scope was forgotten.
+    fn forget_oldest(&mut self, now: Millis, even_active: bool, keep: &str) -> bool {
+        let slot_length = self.slot_length();
+        // Each scope is looked at most once per call (a reserved one goes to the back).
+        let mut budget = self.scopes.len();
+        while let Some((sequence, key)) = self.activity.front().cloned() {
+            let Some(ledger) = self.scopes.get_mut(&key) else {
+                self.activity.pop_front();
+                continue;
+            };
+            if ledger.activity != sequence {
+                self.activity.pop_front();
+                continue;
+            }
+            if budget == 0 || (!even_active && &*key == keep) {
+                return false;
+            }
+            budget -= 1;
+            ledger.advance(now, slot_length);
+            if ledger.reserved > 0.0 {
+                if !even_active {
+                    return false;
+                }
+                self.activity.pop_front();
+                self.queue(key, now.div_euclid(slot_length));
+                continue;
+            }
+            let idle = ledger.is_idle();
+            if !idle && !even_active {
+                return false;
+            }
+            self.activity.pop_front();
+            self.scopes.remove(&key);
+            if !idle {
+                self.evicted += 1;
+            }
+            return true;
+        }
+        false
     }
 }
 
@@ -167,7 +252,9 @@ impl BudgetBook {
             // Nothing spent or reserved (limits are positive): do not track a scope for a look.
             return false;
         }
-        let ledger = state.ledger(scope, now);
+        let Some(ledger) = state.ledger(scope, now) else {
+            return false;
+        };
         let exhausted = ledger.spent + ledger.reserved >= budget.limit;
         let changed = exhausted != ledger.exhausted;
         ledger.exhausted = exhausted;
@@ -189,7 +276,10 @@ impl BudgetBook {
         if amount > 0.0 {
             let state = self.state(budget);
             let slot_length = state.slot_length();
-            state.ledger(scope, now).add(now, slot_length, amount);
+            if let Some(ledger) = state.ledger(scope, now) {
+                ledger.add(now, slot_length, amount);
+            }
+            state.touch(scope, now);
         }
         self.is_exhausted(budget, scope, now);
     }
@@ -197,7 +287,11 @@ impl BudgetBook {
     /// Holds `amount` for a call in flight.
     pub fn reserve(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         if amount > 0.0 {
-            self.state(budget).ledger(scope, now).reserved += amount;
+            let state = self.state(budget);
+            if let Some(ledger) = state.ledger(scope, now) {
+                ledger.reserved += amount;
+            }
+            state.touch(scope, now);
             self.is_exhausted(budget, scope, now);
         }
     }
@@ -205,8 +299,9 @@ impl BudgetBook {
     /// Gives back a reservation (the call ended; its actual cost is charged separately).
     pub fn release(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         if amount > 0.0 {
-            let ledger = self.state(budget).ledger(scope, now);
-            ledger.reserved = (ledger.reserved - amount).max(0.0);
+            if let Some(ledger) = self.state(budget).ledger(scope, now) {
+                ledger.reserved = (ledger.reserved - amount).max(0.0);
+            }
         }
     }
 
@@ -230,28 +325,55 @@ impl BudgetBook {
                 exhausted_scopes += 1;
             }
         }
-        let mut out = json!({
-            "budget": &*budget.id,
-            "flag": budget.flag.as_deref(),
-            "per": budget.per.as_deref(),
-            "measure": budget.measure.as_str(),
-            "limit": budget.limit,
-            "window": format_duration(budget.window),
-            "action": budget.action_str(),
-        });
-        if budget.per.is_some() {
-            out["scopes"] = json!(state.scopes.len());
-            out["exhausted_scopes"] = json!(exhausted_scopes);
-            out["evicted_scopes"] = json!(state.evicted);
-            out["spent_total"] = json!(spent);
-        } else {
-            out["spent"] = json!(spent);
-            out["reserved"] = json!(reserved);
-            out["remaining"] = json!((budget.limit - spent - reserved).max(0.0));
-            out["exhausted"] = json!(exhausted_scopes > 0);
-        }
-        out
+        let per_unit = budget.per.is_some();
+        let report = BudgetReport {
+            budget: &budget.id,
+            flag: budget.flag.as_deref(),
+            per: budget.per.as_deref(),
+            measure: budget.measure.as_str(),
+            limit: budget.limit,
+            window: format_duration(budget.window),
+            action: budget.action_str(),
+            scopes: per_unit.then_some(state.scopes.len()),
+            exhausted_scopes: per_unit.then_some(exhausted_scopes),
+            evicted_scopes: per_unit.then_some(state.evicted),
+            spent_total: per_unit.then_some(spent),
+            spent: (!per_unit).then_some(spent),
+            reserved: (!per_unit).then_some(reserved),
+            remaining: (!per_unit).then_some((budget.limit - spent - reserved).max(0.0)),
+            exhausted: (!per_unit).then_some(exhausted_scopes > 0),
+        };
+        serde_json::to_value(report).unwrap_or(Value::Null)
     }
+}
+
+/// A budget in `status()["budgets"]` and `metrics()["$budgets"]`: a per-unit budget reports
+/// its scopes (`scopes` … `spent_total`), a single-scope one its room (`spent` … `exhausted`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetReport<'a> {
+    pub budget: &'a str,
+    pub flag: Option<&'a str>,
+    pub per: Option<&'a str>,
+    pub measure: &'static str,
+    pub limit: f64,
+    pub window: String,
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exhausted_scopes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evicted_scopes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spent_total: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<bool>,
 }
 
 #[cfg(test)]
@@ -302,17 +424,46 @@ mod tests {
     }
 
     #[test]
-    fn idle_scopes_are_forgotten_first() {
+    fn idle_scopes_are_forgotten_first_and_active_ones_only_when_full() {
         let mut b = budget(1.0);
         b.per = Some("user_id".into());
         let mut book = BudgetBook::default();
-        let state = book.state(&b);
+        // Slot length 1 s, window 60 s. A full table of scopes that spent at t=0.
         for i in 0..MAX_SCOPES_PER_BUDGET {
-            state.ledger(&format!("u{i}"), 0);
+            book.charge(&b, &format!("u{i}"), 0.1, 0);
         }
-        // Every scope is idle (nothing spent): one new scope empties the table.
-        state.ledger("new", 0);
-        assert_eq!(state.scopes.len(), 1);
-        assert_eq!(state.evicted, 0);
+        let state = book.state(&b);
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET);
+        // Still in their window: a new scope drops the oldest one, counted.
+        book.charge(&b, "new", 0.1, 1_000);
+        let state = book.state(&b);
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET);
+        assert_eq!(state.evicted, 1);
+        assert!(!state.scopes.contains_key("u0"));
+        // After the window every old scope is idle: each new scope forgets two of them, none
+        // counted, so the table shrinks by one per new scope.
+        for i in 0..1_000 {
+            book.charge(&b, &format!("v{i}"), 0.1, 61_000);
+        }
+        let state = book.state(&b);
+        assert_eq!(state.evicted, 1);
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET - 1_000);
+        assert!(state.scopes.contains_key("v999") && state.scopes.contains_key("new"));
+        assert!(state.activity.len() <= 2 * state.scopes.len() + 64);
+    }
+
+    #[test]
+    fn a_scope_with_a_reservation_is_never_dropped() {
+        let mut b = budget(1.0);
+        b.per = Some("user_id".into());
+        let mut book = BudgetBook::default();
+        book.reserve(&b, "in-flight", 0.5, 0);
+        for i in 0..MAX_SCOPES_PER_BUDGET + 10 {
+            book.charge(&b, &format!("u{i}"), 0.1, 1);
+        }
+        let state = book.state(&b);
+        assert!(state.scopes.contains_key("in-flight"));
+        assert_eq!(state.scopes.len(), MAX_SCOPES_PER_BUDGET);
+        assert_eq!(state.evicted, 11);
     }
 }

@@ -20,16 +20,22 @@ pub enum ErrorKind {
     Rejected,
     /// Anything else.
     Other,
+    /// The request itself was at fault (HTTP 400, 413 or 422 other than a content refusal:
+    /// context too long, malformed parameters). The chain falls back, but the attempt says
+    /// nothing about the variant's health: guardrails do not count it.
+    InvalidRequest,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
+    /// Every kind, in code order (`index`): a new kind is appended, so codes never move.
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Timeout,
         ErrorKind::RateLimit,
         ErrorKind::Server,
         ErrorKind::ContentPolicy,
         ErrorKind::Rejected,
         ErrorKind::Other,
+        ErrorKind::InvalidRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,7 +46,14 @@ impl ErrorKind {
             ErrorKind::ContentPolicy => "content_policy",
             ErrorKind::Rejected => "rejected",
             ErrorKind::Other => "other",
+            ErrorKind::InvalidRequest => "invalid_request",
         }
+    }
+
+    /// Whether an attempt that failed this way counts against the variant in guardrails
+    /// (every kind but `invalid_request`: the request's fault, not the variant's).
+    pub fn counts_against_variant(self) -> bool {
+        !matches!(self, ErrorKind::InvalidRequest)
     }
 
     pub fn parse(text: &str) -> Option<ErrorKind> {
@@ -71,7 +84,8 @@ fn contains_any(haystack: &str, needles: &[&str]) -> bool {
 }
 
 /// Classifies a failed attempt. Order matters: an explicit kind wins, then the status code,
-/// then names and codes, then the message.
+/// then names and codes, then the message (content policy, invalid request, rate limit,
+/// timeout, server, in that order).
 pub fn classify(facts: &ErrorFacts<'_>) -> ErrorKind {
     if let Some(kind) = facts.declared_kind.and_then(ErrorKind::parse) {
         return kind;
@@ -89,6 +103,21 @@ pub fn classify(facts: &ErrorFacts<'_>) -> ErrorKind {
         "content filter",
         "safety",
         "moderation",
+    ];
+    const INVALID_REQUEST: &[&str] = &[
+        "context_length",
+        "context length",
+        "context window",
+        "maximum context",
+        "prompt is too long",
+        "too many tokens",
+        "max_tokens",
+        "invalid_request",
+        "invalid request",
+        "invalidrequest",
+        "badrequest",
+        "bad request",
+        "unprocessable",
     ];
     const RATE: &[&str] = &[
         "ratelimit",
@@ -125,10 +154,13 @@ pub fn classify(facts: &ErrorFacts<'_>) -> ErrorKind {
         Some(408) | Some(504) => return ErrorKind::Timeout,
         Some(s) if (500..600).contains(&s) => return ErrorKind::Server,
         Some(400) | Some(403) | Some(422) if any(CONTENT) => return ErrorKind::ContentPolicy,
+        Some(400) | Some(413) | Some(422) => return ErrorKind::InvalidRequest,
         _ => {}
     }
     if any(CONTENT) {
         ErrorKind::ContentPolicy
+    } else if any(INVALID_REQUEST) {
+        ErrorKind::InvalidRequest
     } else if any(RATE) {
         ErrorKind::RateLimit
     } else if any(TIMEOUT) {
@@ -200,6 +232,47 @@ mod tests {
             kind("Error", Some(404), None, "not found"),
             ErrorKind::Other
         );
+    }
+
+    #[test]
+    fn errors_of_the_request_are_invalid_request_and_do_not_count_against_the_variant() {
+        for (name, status, code, message) in [
+            (
+                "BadRequestError",
+                Some(400),
+                Some("context_length_exceeded"),
+                "This model's maximum context length is 8192 tokens",
+            ),
+            ("BadRequestError", Some(400), None, "prompt is too long"),
+            ("APIStatusError", Some(413), None, "Request too large"),
+            ("UnprocessableEntityError", Some(422), None, "x"),
+            ("InvalidRequestError", None, None, "bad parameter"),
+            ("Error", None, Some("context_length_exceeded"), "too long"),
+        ] {
+            let got = kind(name, status, code, message);
+            assert_eq!(
+                got,
+                ErrorKind::InvalidRequest,
+                "{name} {status:?} {message}"
+            );
+            assert!(!got.counts_against_variant());
+        }
+        // A refusal of the content stays a content refusal; 401/404 are the variant's problem.
+        assert_eq!(
+            kind("BadRequestError", Some(400), Some("content_filter"), "x"),
+            ErrorKind::ContentPolicy
+        );
+        assert_eq!(
+            kind("AuthenticationError", Some(401), None, "bad key"),
+            ErrorKind::Other
+        );
+        assert_eq!(
+            kind("NotFoundError", Some(404), None, "no such model"),
+            ErrorKind::Other
+        );
+        for k in ErrorKind::ALL {
+            assert_eq!(k.counts_against_variant(), k != ErrorKind::InvalidRequest);
+        }
     }
 
     #[test]

@@ -1,23 +1,205 @@
 //! Telemetry events and their sinks.
 //!
-//! Every exposure (a `call` or a tracker starting), every attempt outcome, every feedback and
-//! every guardrail transition is an [`Event`]: a JSON object tagged with the flag, variant,
-//! config revision, rule, model and run id. Sinks receive events synchronously on the thread
-//! that produced them, after the runtime's locks are released (a sink may call back into the
-//! handle).
+//! Every exposure (a `call` or a tracker starting), every attempt outcome, every feedback,
+//! every guardrail and budget transition and every document load is an [`Event`]: a JSON object
+//! tagged with its `type` and `time`. Each kind has a typed body here ([`EventBody`]), so the
+//! fields of an event are declared in one place and serialised the same way for every sink
+//! and both bindings. Sinks receive events synchronously on the thread that produced them,
+//! after the runtime's locks are released (a sink may call back into the handle).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// One telemetry event: a JSON object with at least `type` and `time`.
+/// One telemetry event as sinks receive it: a JSON object with at least `type` and `time`.
 pub type Event = Value;
+
+/// Every kind of event, with its `type` (the variant's name in snake case) and its fields in
+/// the order they are written. docs/runtime.md lists them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody<'a> {
+    Exposure(Exposure<'a>),
+    Outcome(Outcome<'a>),
+    Feedback(Feedback<'a>),
+    GuardrailTrip(GuardrailChange<'a>),
+    GuardrailProbe(GuardrailChange<'a>),
+    GuardrailRecover(GuardrailChange<'a>),
+    BudgetExhausted(BudgetChange<'a>),
+    BudgetRestored(BudgetChange<'a>),
+    Reload(Reload<'a>),
+    ReloadRejected(ReloadRejected<'a>),
+}
+
+impl EventBody<'_> {
+    /// The event as sinks receive it.
+    pub fn to_event(&self) -> Event {
+        // Serialising these structs cannot fail (string keys, no custom serialisers); a
+        // failure would give `null`, which sinks ignore, rather than a panic.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// `exposure`: a call or a tracker started.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposure<'a> {
+    pub time: String,
+    pub run_id: &'a str,
+    pub flag: &'a str,
+    pub variant: Option<&'a str>,
+    pub revision: &'a str,
+    pub reason: &'a str,
+    pub rule_id: Option<&'a str>,
+    pub bucket: Option<u32>,
+    pub model: Option<&'a str>,
+    pub shadow: bool,
+    pub unit: Option<String>,
+    pub segment: Option<&'a str>,
+}
+
+/// `outcome`: one attempt ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome<'a> {
+    pub time: String,
+    pub run_id: &'a str,
+    pub flag: &'a str,
+    pub variant: &'a str,
+    pub revision: &'a str,
+    pub rule_id: Option<&'a str>,
+    pub model: Option<&'a str>,
+    /// 1 for the first attempt of the run.
+    pub attempt: usize,
+    pub fallback: bool,
+    pub shadow: bool,
+    /// `success` or `error`.
+    pub outcome: &'static str,
+    pub error_kind: Option<&'static str>,
+    pub latency_ms: f64,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost: Option<f64>,
+    pub unit: Option<String>,
+    pub segment: Option<&'a str>,
+    /// The function's output, for runs with a shadow (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+/// `feedback`: a score or a quality counted for a run (only values that counted).
+#[derive(Debug, Clone, Serialize)]
+pub struct Feedback<'a> {
+    pub time: String,
+    pub run_id: &'a str,
+    pub flag: &'a str,
+    pub variant: &'a str,
+    pub revision: &'a str,
+    pub model: Option<&'a str>,
+    pub segment: Option<&'a str>,
+    pub score: Option<f64>,
+    pub quality: Option<f64>,
+}
+
+/// `guardrail_trip`, `guardrail_probe`, `guardrail_recover`: a guardrail moved.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardrailChange<'a> {
+    pub time: String,
+    pub flag: &'a str,
+    pub variant: &'a str,
+    pub revision: &'a str,
+    pub guardrail: &'a str,
+    pub metric: &'static str,
+    pub threshold: f64,
+    pub action: &'static str,
+    pub samples: Option<u64>,
+    pub observed: Option<f64>,
+    pub bound: Option<f64>,
+    pub since: Option<String>,
+    pub probe_from: Option<String>,
+}
+
+/// `budget_exhausted`, `budget_restored`: a budget's room changed for one scope.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetChange<'a> {
+    pub time: String,
+    pub flag: Option<&'a str>,
+    pub budget: &'a str,
+    pub per: Option<&'a str>,
+    /// The unit (hashed when a key is set) of a per-unit budget; `null` otherwise.
+    pub scope: Option<String>,
+    pub measure: &'static str,
+    pub limit: f64,
+    pub window: String,
+    pub action: &'static str,
+    pub spent: f64,
+    pub reserved: f64,
+}
+
+/// `reload`: a new document went live.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reload<'a> {
+    pub time: String,
+    pub source: &'a str,
+    pub previous: &'a str,
+    pub revision: &'a str,
+    /// Documents that went live after the first, this one included.
+    pub reloads: u64,
+}
+
+/// One problem of a rejected document.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProblemReport<'a> {
+    pub path: &'a str,
+    pub code: &'static str,
+    pub message: &'a str,
+}
+
+/// `reload_rejected`: a document was rejected; `revision` (the live one) stays.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadRejected<'a> {
+    pub time: String,
+    pub source: &'a str,
+    pub revision: &'a str,
+    pub code: &'static str,
+    pub message: String,
+    pub problems: Vec<ProblemReport<'a>>,
+    /// Documents rejected so far, this one included.
+    pub rejected: u64,
+}
+
+impl<'a> ReloadRejected<'a> {
+    pub fn new(
+        time: String,
+        source: &'a str,
+        revision: &'a str,
+        error: &'a Error,
+        rejected: u64,
+    ) -> ReloadRejected<'a> {
+        ReloadRejected {
+            time,
+            source,
+            revision,
+            code: error.code(),
+            message: error.to_string(),
+            problems: error
+                .problems()
+                .iter()
+                .map(|p| ProblemReport {
+                    path: &p.path,
+                    code: p.code(),
+                    message: &p.message,
+                })
+                .collect(),
+            rejected,
+        }
+    }
+}
 
 /// Receives events.
 pub trait EventSink: Send + Sync {

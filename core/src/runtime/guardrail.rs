@@ -10,7 +10,9 @@
 //! restarts the cooldown. docs/runtime.md ("Guardrails") states the rule with numbers.
 
 use crate::document::guardrail::{Guardrail, Metric, P95_TAIL};
-use crate::runtime::stats::{mean_bounds, wilson_interval, RollingWindow, Tally, Z95};
+use crate::runtime::stats::{
+    mean_bounds, wilson_interval, RecentOutcomes, RollingWindow, Tally, Z95,
+};
 use crate::time::Millis;
 
 /// What the window says.
@@ -131,10 +133,24 @@ pub enum Transition {
     Recovered(Reading),
 }
 
+/// The recent outcomes a guardrail judges beside its window: the last `2 × min_samples`
+/// (at most this many; docs/runtime.md states the rule).
+pub const MAX_RECENT_OUTCOMES: usize = 4_096;
+
+/// How many recent outcomes a guardrail judges: `2 × min_samples`, capped.
+pub fn recent_capacity(guardrail: &Guardrail) -> usize {
+    usize::try_from(guardrail.min_samples.saturating_mul(2))
+        .unwrap_or(MAX_RECENT_OUTCOMES)
+        .clamp(1, MAX_RECENT_OUTCOMES)
+}
+
 /// The state of one guardrail for one variant.
 #[derive(Debug, Clone)]
 pub struct GuardState {
     window: RollingWindow,
+    /// The last outcomes, judged on their own: a window full of healthy history cannot dilute
+    /// an outage that began a few calls ago.
+    recent: RecentOutcomes,
     /// `Some((since, probe_from))` while tripped or half-open.
     trip: Option<(Millis, Millis)>,
     /// Whether the window was reset for the half-open probe.
@@ -145,6 +161,7 @@ impl GuardState {
     pub fn new(guardrail: &Guardrail) -> GuardState {
         GuardState {
             window: RollingWindow::new(guardrail.window),
+            recent: RecentOutcomes::new(recent_capacity(guardrail), guardrail.window),
             trip: None,
             probing: false,
         }
@@ -152,6 +169,11 @@ impl GuardState {
 
     pub fn trip(&self) -> Option<(Millis, Millis)> {
         self.trip
+    }
+
+    fn clear(&mut self) {
+        self.window.clear();
+        self.recent.clear();
     }
 
     /// The current reading of the window (for status and metrics).
@@ -175,23 +197,35 @@ impl GuardState {
             }
             if !self.probing {
                 self.probing = true;
-                self.window.clear();
+                self.clear();
                 transition = Transition::Probing;
             }
         }
+        if self.recent.capacity() != recent_capacity(guardrail) {
+            // A reloaded document changed min_samples: judge the new number of outcomes.
+            self.recent = RecentOutcomes::new(recent_capacity(guardrail), guardrail.window);
+        }
         self.window.record(now, observation);
-        let reading = guardrail.read(&self.window.total(now));
+        self.recent.record(now, observation);
+        let window = guardrail.read(&self.window.total(now));
+        let recent = guardrail.read(&self.recent.total(now));
+        // Either reading trips; only the window (the longer evidence) declares health.
+        let reading = if window.verdict != Verdict::Trip && recent.verdict == Verdict::Trip {
+            recent
+        } else {
+            window
+        };
         match (reading.verdict, self.trip.is_some()) {
             (Verdict::Trip, _) => {
                 self.trip = Some((now, now.saturating_add(guardrail.cooldown)));
                 self.probing = false;
-                self.window.clear();
+                self.clear();
                 Transition::Tripped(reading)
             }
             (Verdict::Healthy, true) => {
                 self.trip = None;
                 self.probing = false;
-                self.window.clear();
+                self.clear();
                 Transition::Recovered(reading)
             }
             _ => transition,
@@ -202,7 +236,7 @@ impl GuardState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::guardrail::GuardAction;
+    use crate::document::guardrail::{GuardAction, DEFAULT_WINDOW};
 
     fn error_rate(max: f64, min_samples: u64) -> Guardrail {
         Guardrail {
@@ -332,6 +366,85 @@ mod tests {
         }
         assert_eq!(again, Some(20_019));
         assert_eq!(state.trip(), Some((20_019, 30_019)));
+    }
+
+    fn good() -> Tally {
+        Tally {
+            n: 1,
+            ..Tally::default()
+        }
+    }
+
+    fn bad() -> Tally {
+        Tally {
+            n: 1,
+            bad: 1,
+            ..Tally::default()
+        }
+    }
+
+    /// Failures until the trip after `healthy` successful attempts, all inside one window.
+    fn failures_to_trip(g: &Guardrail, healthy: u64) -> Option<u64> {
+        let mut state = GuardState::new(g);
+        for i in 0..healthy {
+            state.observe(g, (i % 1_000) as Millis, good());
+        }
+        (1..=100_000).find(|_| matches!(state.observe(g, 1_000, bad()), Transition::Tripped(_)))
+    }
+
+    #[test]
+    fn an_outage_trips_within_twice_min_samples_whatever_the_window_already_holds() {
+        let mut g = error_rate(0.25, 20);
+        g.window = DEFAULT_WINDOW;
+        for healthy in [0, 1_000, 20_000] {
+            let failures = failures_to_trip(&g, healthy).unwrap();
+            assert!(failures <= 40, "{healthy} healthy: {failures} failures");
+        }
+        assert_eq!(
+            failures_to_trip(&g, 0),
+            Some(20),
+            "an empty window: min_samples"
+        );
+    }
+
+    #[test]
+    fn a_rise_from_one_to_thirty_percent_trips_within_a_few_hundred_calls_on_a_busy_variant() {
+        let mut g = error_rate(0.25, 20);
+        g.window = DEFAULT_WINDOW;
+        // A seeded generator (splitmix64): the same draws on every run.
+        let mut seed = 7u64;
+        let mut draw = move || {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut x = seed;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((x ^ (x >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut state = GuardState::new(&g);
+        for i in 0..20_000 {
+            let outcome = if draw() < 0.01 { bad() } else { good() };
+            assert_eq!(state.observe(&g, i / 100, outcome), Transition::None);
+        }
+        let calls = (1..=1_000).find(|_| {
+            let outcome = if draw() < 0.30 { bad() } else { good() };
+            matches!(state.observe(&g, 200, outcome), Transition::Tripped(_))
+        });
+        assert!(
+            calls.is_some(),
+            "30 % errors did not trip within 1,000 calls"
+        );
+    }
+
+    #[test]
+    fn outcomes_older_than_the_window_do_not_count_as_recent() {
+        let mut g = error_rate(0.25, 20);
+        g.window = 60_000;
+        let mut state = GuardState::new(&g);
+        // 19 failures an hour ago, then one now: nothing recent enough to judge.
+        for t in 0..19 {
+            assert_eq!(state.observe(&g, t, bad()), Transition::None);
+        }
+        assert_eq!(state.observe(&g, 3_600_000, bad()), Transition::None);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::stats::LatencyHistogram;
@@ -14,6 +15,8 @@ use crate::runtime::stats::LatencyHistogram;
 /// [`OTHER_SEGMENT`] so that a context attribute with unbounded values cannot grow memory.
 pub const MAX_SEGMENTS: usize = 32;
 pub const OTHER_SEGMENT: &str = "_other";
+/// The `segment` label of the Prometheus series counting calls whose context had no segment.
+pub const NO_SEGMENT: &str = "_none";
 
 /// Counters of one series.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +24,7 @@ pub struct Series {
     /// Attempts (model calls) plus serves of non-AI variants.
     pub requests: u64,
     pub errors: u64,
-    pub errors_by_kind: [u64; 6],
+    pub errors_by_kind: [u64; ErrorKind::ALL.len()],
     /// Non-AI serves (no latency, no tokens).
     pub served_static: u64,
     pub shadow_requests: u64,
@@ -65,6 +68,10 @@ impl Series {
     }
 
     fn to_json(&self) -> Value {
+        serde_json::to_value(self.report()).unwrap_or(Value::Null)
+    }
+
+    fn report(&self) -> SeriesReport {
         let rate = |n: u64| {
             if self.requests == 0 {
                 0.0
@@ -73,57 +80,155 @@ impl Series {
             }
         };
         let mean = |sum: f64, n: u64| (n > 0).then(|| sum / n as f64);
-        let kinds: Map<String, Value> = ErrorKind::ALL
-            .iter()
-            .map(|k| {
-                (
-                    k.as_str().to_string(),
-                    json!(self.errors_by_kind[k.index()]),
-                )
-            })
-            .collect();
-        json!({
-            "requests": self.requests,
-            "errors": self.errors,
-            "error_rate": rate(self.errors),
-            "errors_by_kind": kinds,
-            "served_static": self.served_static,
-            "shadow_requests": self.shadow_requests,
-            "latency_ms": {
-                "p50": self.latency.quantile(0.5),
-                "p95": self.latency.quantile(0.95),
-                "p99": self.latency.quantile(0.99),
-                "mean": mean(self.latency.sum_ms(), self.latency.count()),
-                "count": self.latency.count(),
+        SeriesReport {
+            requests: self.requests,
+            errors: self.errors,
+            error_rate: rate(self.errors),
+            errors_by_kind: KindCounts(self.errors_by_kind),
+            served_static: self.served_static,
+            shadow_requests: self.shadow_requests,
+            latency_ms: LatencyReport {
+                p50: self.latency.quantile(0.5),
+                p95: self.latency.quantile(0.95),
+                p99: self.latency.quantile(0.99),
+                mean: mean(self.latency.sum_ms(), self.latency.count()),
+                count: self.latency.count(),
             },
-            "tokens": { "input": self.input_tokens, "output": self.output_tokens },
-            "cost": self.cost,
-            "cost_per_request": mean(self.cost, self.requests.saturating_sub(self.served_static)),
-            "quality": { "mean": mean(self.quality_sum, self.quality_count), "count": self.quality_count },
-            "feedback": { "mean": mean(self.feedback_sum, self.feedback_count), "count": self.feedback_count },
-        })
+            tokens: TokensReport {
+                input: self.input_tokens,
+                output: self.output_tokens,
+            },
+            cost: self.cost,
+            cost_per_request: mean(self.cost, self.requests.saturating_sub(self.served_static)),
+            quality: MeanReport {
+                mean: mean(self.quality_sum, self.quality_count),
+                count: self.quality_count,
+            },
+            feedback: MeanReport {
+                mean: mean(self.feedback_sum, self.feedback_count),
+                count: self.feedback_count,
+            },
+        }
     }
 }
 
-/// The aggregates of one flag × variant.
+/// One series in `metrics()` (a variant's total or one segment), in the order it is written.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesReport {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub errors_by_kind: KindCounts,
+    pub served_static: u64,
+    pub shadow_requests: u64,
+    pub latency_ms: LatencyReport,
+    pub tokens: TokensReport,
+    pub cost: f64,
+    pub cost_per_request: Option<f64>,
+    pub quality: MeanReport,
+    pub feedback: MeanReport,
+}
+
+/// Failed attempts per error kind: an object with every kind, in code order, zero included.
+#[derive(Debug, Clone, Copy)]
+pub struct KindCounts(pub [u64; ErrorKind::ALL.len()]);
+
+impl Serialize for KindCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(ErrorKind::ALL.len()))?;
+        for (kind, count) in ErrorKind::ALL.iter().zip(self.0) {
+            map.serialize_entry(kind.as_str(), &count)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyReport {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub mean: Option<f64>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokensReport {
+    pub input: u64,
+    pub output: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MeanReport {
+    pub mean: Option<f64>,
+    pub count: u64,
+}
+
+/// The aggregates of one flag × variant: the total, and a partition of it by segment label
+/// (`segments`, plus `unsegmented` for calls whose context had none). Every observation goes to
+/// the total and to exactly one part, so the parts add up to the total.
 #[derive(Debug, Clone, Default)]
 pub struct VariantMetrics {
     pub all: Series,
     pub segments: FxHashMap<Box<str>, Series>,
+    pub unsegmented: Series,
 }
 
 impl VariantMetrics {
-    fn series(&mut self, segment: Option<&str>) -> (&mut Series, Option<&mut Series>) {
-        let VariantMetrics { all, segments } = self;
-        let segment = segment.map(|label| {
-            let key: &str = if segments.contains_key(label) || segments.len() < MAX_SEGMENTS {
-                label
-            } else {
-                OTHER_SEGMENT
-            };
-            segments.entry(key.into()).or_default()
-        });
-        (all, segment)
+    fn series(&mut self, segment: Option<&str>) -> (&mut Series, &mut Series) {
+        let VariantMetrics {
+            all,
+            segments,
+            unsegmented,
+        } = self;
+        let part = match segment {
+            Some(label) => {
+                let key: &str = if segments.contains_key(label) || segments.len() < MAX_SEGMENTS {
+                    label
+                } else {
+                    OTHER_SEGMENT
+                };
+                if !segments.contains_key(key) {
+                    segments.insert(key.into(), Series::default());
+                }
+                // Just inserted when missing; the fallback is never taken.
+                match segments.get_mut(key) {
+                    Some(series) => series,
+                    None => unsegmented,
+                }
+            }
+            None => unsegmented,
+        };
+        (all, part)
+    }
+}
+
+impl Series {
+    /// Whether anything was counted (an unused part is not exported).
+    fn is_empty(&self) -> bool {
+        self.requests == 0 && self.feedback_count == 0 && self.quality_count == 0
+    }
+}
+
+/// One guardrail of one variant in `metrics()`: its state and the window's reading.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardrailReport {
+    pub metric: &'static str,
+    pub threshold: f64,
+    pub action: &'static str,
+    /// `closed`, `tripped` or `half_open`.
+    pub state: &'static str,
+    pub since: Option<String>,
+    pub probe_from: Option<String>,
+    pub samples: u64,
+    pub observed: f64,
+    pub bound: f64,
+}
+
+impl GuardrailReport {
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -152,16 +257,14 @@ impl MetricsStore {
         segment: Option<&str>,
         sample: &AttemptSample,
     ) {
-        let (all, seg) = self.entry(flag, variant).series(segment);
+        let (all, part) = self.entry(flag, variant).series(segment);
         all.record(sample);
-        if let Some(seg) = seg {
-            seg.record(sample);
-        }
+        part.record(sample);
     }
 
     pub fn record_static(&mut self, flag: &Arc<str>, variant: &Arc<str>, segment: Option<&str>) {
-        let (all, seg) = self.entry(flag, variant).series(segment);
-        for series in std::iter::once(all).chain(seg) {
+        let (all, part) = self.entry(flag, variant).series(segment);
+        for series in [all, part] {
             series.requests += 1;
             series.served_static += 1;
         }
@@ -175,8 +278,8 @@ impl MetricsStore {
         score: Option<f64>,
         quality: Option<f64>,
     ) {
-        let (all, seg) = self.entry(flag, variant).series(segment);
-        for series in std::iter::once(all).chain(seg) {
+        let (all, part) = self.entry(flag, variant).series(segment);
+        for series in [all, part] {
             if let Some(score) = score {
                 series.feedback_count += 1;
                 series.feedback_sum += score;
@@ -219,23 +322,28 @@ impl MetricsStore {
     /// states given as `(flag, variant, guardrail, state)` with state 0 closed, 1 tripped,
     /// 2 half-open.
     pub fn to_prometheus(&self, guardrails: &[GuardrailGauge]) -> String {
-        let mut rows: Vec<(&str, &str, Option<&str>, &Series)> = Vec::new();
+        // One series per part of the segment partition (never the variant's total beside
+        // them): `sum by (flag, variant)` gives the total, nothing is counted twice.
+        let mut rows: Vec<(&str, &str, &str, &Series)> = Vec::new();
         for (flag, variants) in &self.flags {
             for (variant, metrics) in variants {
-                rows.push((flag, variant, None, &metrics.all));
+                if !metrics.unsegmented.is_empty() {
+                    rows.push((flag, variant, NO_SEGMENT, &metrics.unsegmented));
+                }
                 for (label, series) in &metrics.segments {
-                    rows.push((flag, variant, Some(label), series));
+                    rows.push((flag, variant, label, series));
                 }
             }
         }
         rows.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         let mut out = String::new();
-        let labels = |flag: &str, variant: &str, segment: Option<&str>| {
-            let mut s = format!("flag=\"{}\",variant=\"{}\"", escape(flag), escape(variant));
-            if let Some(segment) = segment {
-                let _ = write!(s, ",segment=\"{}\"", escape(segment));
-            }
-            s
+        let labels = |flag: &str, variant: &str, segment: &str| {
+            format!(
+                "flag=\"{}\",variant=\"{}\",segment=\"{}\"",
+                escape(flag),
+                escape(variant),
+                escape(segment)
+            )
         };
         let mut family = |name: &str, kind: &str, help: &str, body: &mut dyn FnMut(&mut String)| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -251,7 +359,7 @@ impl MetricsStore {
                     let _ = writeln!(
                         out,
                         "flagrail_requests_total{{{}}} {}",
-                        labels(f, v, *s),
+                        labels(f, v, s),
                         series.requests
                     );
                 }
@@ -267,7 +375,7 @@ impl MetricsStore {
                         let _ = writeln!(
                             out,
                             "flagrail_errors_total{{{},kind=\"{}\"}} {}",
-                            labels(f, v, *s),
+                            labels(f, v, s),
                             kind.as_str(),
                             series.errors_by_kind[kind.index()]
                         );
@@ -281,7 +389,7 @@ impl MetricsStore {
             "Attempt latency in milliseconds.",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     for q in [0.5, 0.95, 0.99] {
                         let value = series
                             .latency
@@ -309,7 +417,7 @@ impl MetricsStore {
             "Tokens by direction.",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     let _ = writeln!(
                         out,
                         "flagrail_tokens_total{{{l},direction=\"input\"}} {}",
@@ -332,7 +440,7 @@ impl MetricsStore {
                     let _ = writeln!(
                         out,
                         "flagrail_cost_total{{{}}} {}",
-                        labels(f, v, *s),
+                        labels(f, v, s),
                         format_float(series.cost)
                     );
                 }
@@ -344,7 +452,7 @@ impl MetricsStore {
             "Quality scores attached with feedback().",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     let _ = writeln!(
                         out,
                         "flagrail_quality_sum{{{l}}} {}",
@@ -364,7 +472,7 @@ impl MetricsStore {
             "User feedback scores attached with feedback().",
             &mut |out| {
                 for (f, v, s, series) in &rows {
-                    let l = labels(f, v, *s);
+                    let l = labels(f, v, s);
                     let _ = writeln!(
                         out,
                         "flagrail_feedback_sum{{{l}}} {}",
@@ -418,6 +526,53 @@ fn format_float(x: f64) -> String {
     } else {
         format!("{x}")
     }
+}
+
+/// The live document and its loads: `flagrail_document_info{revision}` (1), the load time, and
+/// counters of documents applied after the first (`reloads`) and rejected (`rejected`), as in
+/// `status()`.
+pub fn document_to_prometheus(
+    revision: &str,
+    loaded_at_ms: i64,
+    reloads: u64,
+    rejected: u64,
+    out: &mut String,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_document_info The live document's revision (value 1)."
+    );
+    let _ = writeln!(out, "# TYPE flagrail_document_info gauge");
+    let _ = writeln!(
+        out,
+        "flagrail_document_info{{revision=\"{}\"}} 1",
+        escape(revision)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_document_loaded_timestamp_seconds When the live document was loaded."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE flagrail_document_loaded_timestamp_seconds gauge"
+    );
+    let _ = writeln!(
+        out,
+        "flagrail_document_loaded_timestamp_seconds {}",
+        format_float(loaded_at_ms as f64 / 1000.0)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_reloads_total Documents that went live after the first."
+    );
+    let _ = writeln!(out, "# TYPE flagrail_reloads_total counter");
+    let _ = writeln!(out, "flagrail_reloads_total {reloads}");
+    let _ = writeln!(
+        out,
+        "# HELP flagrail_reloads_rejected_total Documents rejected (the live one stayed)."
+    );
+    let _ = writeln!(out, "# TYPE flagrail_reloads_rejected_total counter");
+    let _ = writeln!(out, "flagrail_reloads_rejected_total {rejected}");
 }
 
 /// Budget gauges (from [`crate::live::Flags::budget_states`]) in the text format: limit,

@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod classify;
 pub mod events;
+pub mod evidence;
 pub mod guardrail;
 pub mod metrics;
 pub mod run_id;
@@ -19,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use events::{BudgetChange, EventBody};
 use rustc_hash::FxHashMap;
-use serde_json::{json, Value};
 
 use crate::document::guardrail::Guardrail;
 use crate::document::{Flag, Variant};
@@ -28,6 +29,7 @@ use crate::time::{format_timestamp, Millis};
 
 pub use classify::{classify, ErrorFacts, ErrorKind};
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
+pub use evidence::{check_feedback, check_usage};
 pub use run_id::reseed_run_ids;
 
 use budget::{BudgetBook, BudgetTransition};
@@ -51,6 +53,10 @@ pub(crate) struct RunRecord {
     pub(crate) segment: Option<Box<str>>,
     pub(crate) revision: Arc<str>,
     pub(crate) model: Option<Arc<str>>,
+    /// Whether a feedback score / a quality score was counted for this run: the first of each
+    /// counts, later ones are ignored (a replayed feedback cannot outvote other runs).
+    pub(crate) scored: bool,
+    pub(crate) rated: bool,
 }
 
 /// Recent runs in a ring indexed by the run number every run id carries
@@ -75,6 +81,8 @@ impl RunRecord {
             segment: segment.map(Box::from),
             revision: Arc::clone(revision),
             model: variant.model.clone(),
+            scored: false,
+            rated: false,
         }
     }
 }
@@ -94,8 +102,8 @@ impl RecentRuns {
         }
     }
 
-    pub(crate) fn get(&self, id: u128) -> Option<&RunRecord> {
-        match self.slots.get(Self::slot(id))? {
+    pub(crate) fn get_mut(&mut self, id: u128) -> Option<&mut RunRecord> {
+        match self.slots.get_mut(Self::slot(id))? {
             Some((key, record)) if *key == id => Some(record),
             _ => None,
         }
@@ -187,25 +195,28 @@ impl Runtime {
         let events: Vec<Event> = transitions
             .into_iter()
             .map(|t| {
-                let scope = if t.budget.per.is_some() {
-                    self.unit_label(Some(&t.scope))
-                } else {
-                    Value::Null
+                let change = BudgetChange {
+                    time: format_timestamp(now),
+                    flag: t.budget.flag.as_deref(),
+                    budget: &t.budget.id,
+                    per: t.budget.per.as_deref(),
+                    scope: t
+                        .budget
+                        .per
+                        .as_ref()
+                        .and_then(|_| self.unit_label(Some(&t.scope))),
+                    measure: t.budget.measure.as_str(),
+                    limit: t.budget.limit,
+                    window: crate::time::format_duration(t.budget.window),
+                    action: t.budget.action_str(),
+                    spent: t.spent,
+                    reserved: t.reserved,
                 };
-                json!({
-                    "type": if t.exhausted { "budget_exhausted" } else { "budget_restored" },
-                    "time": format_timestamp(now),
-                    "flag": t.budget.flag.as_deref(),
-                    "budget": &*t.budget.id,
-                    "per": t.budget.per.as_deref(),
-                    "scope": scope,
-                    "measure": t.budget.measure.as_str(),
-                    "limit": t.budget.limit,
-                    "window": crate::time::format_duration(t.budget.window),
-                    "action": t.budget.action_str(),
-                    "spent": t.spent,
-                    "reserved": t.reserved,
-                })
+                if t.exhausted {
+                    EventBody::BudgetExhausted(change).to_event()
+                } else {
+                    EventBody::BudgetRestored(change).to_event()
+                }
             })
             .collect();
         self.emit(&events);
@@ -228,11 +239,11 @@ impl Runtime {
     }
 
     /// The unit as it may appear in events: hashed when a key is set.
-    pub(crate) fn unit_label(&self, unit: Option<&str>) -> Value {
+    pub(crate) fn unit_label(&self, unit: Option<&str>) -> Option<String> {
         match (unit, &*self.unit_hasher.load()) {
-            (None, _) => Value::Null,
-            (Some(unit), Some(hasher)) => Value::String(hasher.hash(unit)),
-            (Some(unit), None) => Value::String(unit.to_string()),
+            (None, _) => None,
+            (Some(unit), Some(hasher)) => Some(hasher.hash(unit)),
+            (Some(unit), None) => Some(unit.to_string()),
         }
     }
 }

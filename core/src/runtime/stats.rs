@@ -4,6 +4,8 @@
 //! Everything here is plain arithmetic over counters so that the same numbers come out of
 //! Rust, Python and Node, and so that docs/runtime.md ("Guardrails") can state the rule exactly.
 
+use std::collections::VecDeque;
+
 use crate::time::Millis;
 
 /// The normal quantile of a two-sided 95 % interval.
@@ -166,6 +168,96 @@ impl Tally {
         self.sum += other.sum;
         self.sum_of_squares += other.sum_of_squares;
     }
+
+    fn subtract(&mut self, other: &Tally) {
+        self.n = self.n.saturating_sub(other.n);
+        self.bad = self.bad.saturating_sub(other.bad);
+        self.sum -= other.sum;
+        self.sum_of_squares -= other.sum_of_squares;
+    }
+}
+
+/// The last `capacity` observations, each with its time, and their running total: the
+/// "recent outcomes" a guardrail judges beside its window, so that a long healthy history in
+/// the window cannot hide an outage that started a few calls ago.
+///
+/// Observations older than the window length leave as well (a quiet variant is not judged on
+/// outcomes the window has already forgotten). Recording and forgetting are O(1); the total is
+/// re-summed from the ring each time `capacity` observations have left, so floating-point
+/// residue of the subtractions cannot build up.
+#[derive(Debug, Clone)]
+pub struct RecentOutcomes {
+    capacity: usize,
+    length: Millis,
+    ring: VecDeque<(Millis, Tally)>,
+    total: Tally,
+    left_since_resum: usize,
+}
+
+impl RecentOutcomes {
+    pub fn new(capacity: usize, length: Millis) -> RecentOutcomes {
+        RecentOutcomes {
+            capacity: capacity.max(1),
+            length,
+            ring: VecDeque::new(),
+            total: Tally::default(),
+            left_since_resum: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn record(&mut self, now: Millis, observation: Tally) {
+        self.forget_before(now);
+        if self.ring.len() >= self.capacity {
+            self.drop_oldest();
+        }
+        self.ring.push_back((now, observation));
+        self.total.add(&observation);
+    }
+
+    /// The total of the observations still recent at `now`.
+    pub fn total(&mut self, now: Millis) -> Tally {
+        self.forget_before(now);
+        self.total
+    }
+
+    pub fn clear(&mut self) {
+        self.ring.clear();
+        self.total = Tally::default();
+        self.left_since_resum = 0;
+    }
+
+    fn forget_before(&mut self, now: Millis) {
+        while self
+            .ring
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) >= self.length)
+        {
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        let Some((_, oldest)) = self.ring.pop_front() else {
+            return;
+        };
+        self.total.subtract(&oldest);
+        self.left_since_resum += 1;
+        if self.ring.is_empty() {
+            self.total = Tally::default();
+            self.left_since_resum = 0;
+        } else if self.left_since_resum >= self.capacity {
+            let mut total = Tally::default();
+            for (_, tally) in &self.ring {
+                total.add(tally);
+            }
+            self.total = total;
+            self.left_since_resum = 0;
+        }
+    }
 }
 
 /// Slots per window: a window of 5 minutes forgets in steps of 30 s.
@@ -276,6 +368,46 @@ mod tests {
         w.record(15_000, one_bad);
         w.clear();
         assert_eq!(w.total(15_000).n, 0);
+    }
+
+    #[test]
+    fn recent_outcomes_keep_the_last_capacity_inside_the_length() {
+        let mut r = RecentOutcomes::new(3, 10_000);
+        for (t, bad) in [(0, 1), (1, 1), (2, 0), (3, 0)] {
+            r.record(
+                t,
+                Tally {
+                    n: 1,
+                    bad,
+                    sum: 2.0,
+                    sum_of_squares: 4.0,
+                },
+            );
+        }
+        let total = r.total(3);
+        assert_eq!((total.n, total.bad), (3, 1), "the first one left the ring");
+        assert!((total.sum - 6.0).abs() < 1e-12);
+        assert_eq!(
+            r.total(10_001).n,
+            2,
+            "t=0 and t=1 are older than the length"
+        );
+        assert_eq!(r.total(20_000).n, 0);
+        // Many more than the capacity: the total stays exact (it is re-summed as it goes).
+        for t in 0..10_000 {
+            r.record(
+                30_000 + t,
+                Tally {
+                    n: 1,
+                    bad: 0,
+                    sum: 0.1,
+                    sum_of_squares: 0.01,
+                },
+            );
+        }
+        let total = r.total(40_000);
+        assert_eq!(total.n, 3);
+        assert!((total.sum - 0.3).abs() < 1e-12, "{}", total.sum);
     }
 
     #[test]

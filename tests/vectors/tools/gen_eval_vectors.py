@@ -8,6 +8,7 @@ bucket numbers are computed here, with the PyPI ``mmh3`` package as the independ
     /tmp/vecgen/bin/python tests/vectors/tools/gen_eval_vectors.py [--check]
 
 Output: tests/vectors/v1/eval-targeting.json, eval-ramp.json, eval-kill.json, errors.json,
+eval-hostile.json,
 eval-state.json (sticky pins and budgets), cache-keys.json.
 """
 
@@ -468,12 +469,131 @@ def errors_file():
          [("flags.f.variants", "INVALID_VALUE"), ("flags.f.owner", "WRONG_TYPE"), ("flags.f.default", "UNKNOWN_VARIANT")],
          "all problems of a document are reported, not only the first"),
     ]
+    cases += hostile_error_cases()
     out = []
     for case_id, document, problems, description in cases:
         out.append({"id": f"error-{case_id}", "description": description, "document": document,
                     "problems": [{"path": p, "code": c} for p, c in problems]})
     return {"description": "Documents that must be rejected, with the path and code of every problem.",
             "hash_version": 1, "cases": out}
+
+
+def compact(document) -> str:
+    """A document as JSON text: for what a parsed value cannot carry (duplicate keys, 1.0 vs 1,
+    more decimals than a float keeps) and to keep large generated documents on one line."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+# The loader's bounds (core/src/load/mod.rs, core/src/condition.rs), documented in
+# docs/flag-document.md.
+MAX_CONDITION_DEPTH = 128
+MAX_JSON_DEPTH = 128
+MAX_FLAG_COST = 10_000
+SEARCH_COST = 8
+MAX_COMPARED_BYTES = 4096
+
+
+def segment_chain(length: int) -> dict:
+    """s0 -> s1 -> ... -> s<length-1>, the last one a test: s<i> is (length - i) levels deep."""
+    segments = {f"s{i}": {"segment": f"s{i + 1}"} for i in range(length - 1)}
+    segments[f"s{length - 1}"] = {"attr": "plan", "op": "eq", "value": "pro"}
+    return segments
+
+
+def hostile_error_cases():
+    """Documents that once crashed, stalled or meant different things to different loaders
+    (issue 14). A string document is JSON text and goes through the text entry only."""
+    chain = 4000
+    # The bound is crossed at the one segment deeper than the limit whose reference is not.
+    crossing = chain - MAX_CONDITION_DEPTH - 1
+    deep_json = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    split_text = compact({"flags": {"f": flag(rules=[{"split": [{"variant": "a", "percent": 5005},
+                                                                 {"variant": "b", "percent": 4995}]}])}})
+    split_text = split_text.replace("5005", "50.0000000000000001").replace("4995", "49.9999999999999999")
+    return [
+        ("duplicate-key-kill-active",
+         '{"flags": {"f": {"variants": {"a": {}, "b": {}}, "default": "a", '
+         '"kill": {"active": true, "serve": "b", "active": false}}}}',
+         [("flags.f.kill.active", "DUPLICATE_KEY")],
+         "a repeated key is rejected: a reader that keeps the last would leave a killed flag live"),
+        ("duplicate-flag-and-variant",
+         '{"flags": {"f": {"variants": {"a": {}, "a": {"model": "m"}}, "default": "a"}, '
+         '"f": {"variants": {"b": {}}, "default": "b"}}}',
+         [("flags.f.variants.a", "DUPLICATE_KEY"), ("flags.f", "DUPLICATE_KEY")],
+         "duplicate flag keys and variant ids are named by their path"),
+        ("hash-version-float", '{"hash_version": 1.0, "flags": {}}',
+         [("hash_version", "UNSUPPORTED_HASH_VERSION")], "hash_version is the integer 1: 1.0 is another value"),
+        ("hash-version-string", {"hash_version": "1", "flags": {}},
+         [("hash_version", "UNSUPPORTED_HASH_VERSION")], "hash_version is the integer 1, not the string \"1\""),
+        ("empty-tags", {"flags": {"f": flag(tags=[])}},
+         [("flags.f.tags", "WRONG_TYPE")], "tags is a string or a non-empty array (leave it out instead of [])"),
+        ("negative-max-tokens", {"flags": {"f": flag(variants={"a": {"max_tokens": -5}, "b": {}})}},
+         [("flags.f.variants.a.max_tokens", "INVALID_VALUE")], "max_tokens is a whole number of at least 1"),
+        ("byte-order-mark", "\ufeff" + compact({"flagz": {}, "flags": {}}),
+         [("flagz", "UNKNOWN_FIELD")], "a UTF-8 byte-order mark is skipped: the document itself is judged"),
+        ("condition-attr-typo", {"flags": {"f": flag(rules=[{"when": {"atr": "plan", "op": "eq", "value": "x"}, "serve": "b"}])}},
+         [("flags.f.rules[0].when.atr", "UNKNOWN_FIELD")], "a typo of attr is an unknown field (with a did-you-mean)"),
+        ("unknown-metric-hides-nothing", {"flags": {"f": flag(guardrails=[{"metric": "eror_rate", "max": -1, "window": "soon",
+                                                                           "action": "explode"}])}},
+         [("flags.f.guardrails[0].metric", "INVALID_VALUE"), ("flags.f.guardrails[0].max", "INVALID_VALUE"),
+          ("flags.f.guardrails[0].window", "INVALID_DURATION"), ("flags.f.guardrails[0].action", "INVALID_VALUE")],
+         "an unknown guardrail metric does not hide the guardrail's other problems"),
+        ("percent-beyond-float-precision", split_text,
+         [("flags.f.rules[0].split[0].percent", "PERCENT_PRECISION"),
+          ("flags.f.rules[0].split[1].percent", "PERCENT_PRECISION")],
+         "50.0000000000000001 reads as the float 50.0, but the text asks for more than 0.001 % (judged on the text)"),
+        ("segment-chain-4000", compact({"segments": segment_chain(chain), "flags": {
+            "f": flag(rules=[{"when": {"segment": "s0"}, "serve": "b"}])}}),
+         [(f"segments.s{crossing}", "NESTING_TOO_DEEP")],
+         f"a chain of {chain} segment references is one problem, where it crosses the depth bound, not a crash"),
+        ("json-nesting", deep_json, [("", "NESTING_TOO_DEEP")],
+         f"arrays and objects nest at most {MAX_JSON_DEPTH} levels"),
+        ("flag-too-complex", compact({"flags": {"f": flag(rules=[{"when": {"any": [
+            {"attr": "text", "op": "contains", "value": f"w{i}"} for i in range(MAX_FLAG_COST // SEARCH_COST + 1)]},
+            "serve": "b"}])}}),
+         [("flags.f", "FLAG_TOO_COMPLEX")],
+         f"one evaluation may take at most {MAX_FLAG_COST} steps (a string search counts {SEARCH_COST})"),
+        ("operand-longer-than-compared", {"flags": {"f": flag(rules=[
+            {"when": {"attr": "text", "op": "eq", "value": "x" * (MAX_COMPARED_BYTES + 1)}, "serve": "b"},
+            {"when": {"attr": "text", "op": "contains", "value": ["ok", "y" * (MAX_COMPARED_BYTES + 1)]}, "serve": "b"}])}},
+         [("flags.f.rules[0].when.value", "INVALID_VALUE"), ("flags.f.rules[1].when.value[1]", "INVALID_VALUE")],
+         f"a condition compares at most {MAX_COMPARED_BYTES} bytes of a value: a longer operand could never match"),
+    ]
+
+
+def hostile_file():
+    """Documents at the bounds that must load and evaluate quickly in every language."""
+    depth = 40
+    diamond = {f"d{i}": {"all": [{"segment": f"d{i + 1}"}, {"any": [{"segment": f"d{i + 1}"}]}]} for i in range(depth)}
+    diamond[f"d{depth}"] = {"attr": "plan", "op": "eq", "value": "pro"}
+    chain_length = MAX_CONDITION_DEPTH - 1  # the rule's {"segment": "s0"} is one level more
+    segments = {**diamond, **segment_chain(chain_length)}
+    document = {
+        "revision": "vectors-hostile-1",
+        "segments": segments,
+        "flags": {
+            "diamond": flag(rules=[{"id": "deep", "when": {"segment": "d0"}, "serve": "b"}]),
+            "chain": flag(rules=[{"id": "long", "when": {"segment": "s0"}, "serve": "b"}]),
+            "float-weights": flag(bucket_by="user_id",
+                                  rules=[{"id": "w", "split": [{"variant": "a", "weight": -0.0},
+                                                               {"variant": "b", "weight": 1.0}]}]),
+        },
+    }
+    cases = [
+        ("diamond-match", "diamond", {"plan": "pro"}, result("b", "TARGETING_MATCH", "deep"),
+         f"a diamond of {depth} shared segments (2^{depth} paths) is decided once per segment"),
+        ("diamond-miss", "diamond", {"plan": "free"}, result("a", "DEFAULT"),
+         "... and a miss too, which must visit every segment"),
+        ("chain-at-the-bound", "chain", {"plan": "pro"}, result("b", "TARGETING_MATCH", "long"),
+         f"a chain of {chain_length} references is exactly at the depth bound and loads"),
+        ("float-weights", "float-weights", {"user_id": "u-1"}, result("b", "SPLIT", "w", 0),
+         "weights are judged by value: -0 and 1.0 are the weights 0 and 1"),
+    ]
+    return {"description": "Documents at the loader's bounds (segment diamonds, reference chains, weights "
+                           "written as floats) that load and evaluate quickly everywhere.",
+            "hash_version": 1, "document": document,
+            "cases": [{"id": f"hostile-{i}", "description": d, "flag": f, "context": c, "at": AT, "expected": e}
+                      for i, f, c, e, d in cases]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -670,6 +790,7 @@ def main() -> int:
         "eval-ramp.json": ramp_file(),
         "eval-kill.json": kill_file(),
         "errors.json": errors_file(),
+        "eval-hostile.json": hostile_file(),
         "eval-state.json": state_file(),
         "cache-keys.json": cache_keys_file(),
     }

@@ -1,0 +1,144 @@
+//! `ramp`: one variant raised over scheduled steps (`percent` held for `hold`).
+
+use serde_json::Value;
+
+use super::flag::VariantNames;
+use super::read::index;
+use super::Loader;
+use crate::error::ProblemKind;
+use crate::ramp::{Ramp, RampStep};
+
+const RAMP_FIELDS: &[&str] = &[
+    "variant",
+    "baseline",
+    "start",
+    "steps",
+    "paused_at",
+    "rolled_back",
+];
+
+impl Loader {
+    pub(super) fn ramp(
+        &mut self,
+        path: &str,
+        value: &Value,
+        variants: &VariantNames<'_>,
+        flag: &str,
+    ) -> Option<Ramp> {
+        let ramp = self.open(path, value, RAMP_FIELDS)?;
+        let variant = self.required(&ramp, "variant", |l, path, v| {
+            l.variant_ref(path, v, variants, flag)
+        });
+        let baseline = self
+            .field(&ramp, "baseline", |l, path, v| {
+                let baseline = l.variant_ref(path, v, variants, flag);
+                if baseline.is_some() && baseline == variant {
+                    l.report(
+                        path,
+                        ProblemKind::InvalidValue,
+                        "the baseline must differ from the ramped variant",
+                    );
+                }
+                baseline
+            })
+            .ok();
+        let start = self.required(&ramp, "start", Self::timestamp);
+        let paused_at = self.field(&ramp, "paused_at", Self::timestamp).ok();
+        let rolled_back = self
+            .field(&ramp, "rolled_back", Self::boolean)
+            .ok()
+            .unwrap_or(false);
+        let steps_path = ramp.path_of("steps");
+        let steps_value = self.required(&ramp, "steps", Self::any)?;
+        let Value::Array(items) = steps_value else {
+            self.report(
+                &steps_path,
+                ProblemKind::WrongType,
+                "expected an array of {\"percent\", \"hold\"}",
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.report(
+                &steps_path,
+                ProblemKind::InvalidValue,
+                "a ramp needs at least one step",
+            );
+            return None;
+        }
+        let mut steps = Vec::with_capacity(items.len());
+        let mut begins = start.unwrap_or(0);
+        let mut previous: Option<u32> = None;
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let Some(step) = self.open(index(&steps_path, i), item, &["percent", "hold"]) else {
+                ok = false;
+                continue;
+            };
+            let milli_percent =
+                self.required(&step, "percent", |l, path, v| l.percent(path, v, false));
+            let is_last = i + 1 == items.len();
+            let hold = match step.get("hold") {
+                Some(_) => self
+                    .field(&step, "hold", |l, path, v| {
+                        let hold = l.duration(path, v);
+                        if hold == Some(0) {
+                            l.report(
+                                path,
+                                ProblemKind::InvalidDuration,
+                                "a hold must be longer than 0",
+                            );
+                        }
+                        hold
+                    })
+                    .ok(),
+                None if is_last => None,
+                None => {
+                    self.report(
+                        &step.path_of("hold"),
+                        ProblemKind::MissingField,
+                        "every step but the last needs a \"hold\" (how long it lasts)",
+                    );
+                    ok = false;
+                    None
+                }
+            };
+            let Some(milli_percent) = milli_percent else {
+                ok = false;
+                continue;
+            };
+            if let Some(prev) = previous {
+                if milli_percent <= prev {
+                    self.report(
+                        &step.path_of("percent"),
+                        ProblemKind::RampNotIncreasing,
+                        format!(
+                            "ramp steps must strictly increase: {} % follows {} %",
+                            milli_percent as f64 / 1000.0,
+                            prev as f64 / 1000.0
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            previous = Some(milli_percent);
+            steps.push(RampStep {
+                milli_percent,
+                hold,
+                begins,
+            });
+            begins = begins.saturating_add(hold.unwrap_or(0));
+        }
+        if !ok {
+            return None;
+        }
+        Some(Ramp {
+            variant: variant?,
+            baseline,
+            start: start?,
+            steps,
+            paused_at,
+            rolled_back,
+        })
+    }
+}

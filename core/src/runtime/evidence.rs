@@ -1,0 +1,100 @@
+//! What the runtime accepts as evidence: the numbers a caller reports about a call (latency,
+//! tokens, cost) and about its result (a feedback score, a quality score).
+//!
+//! Guardrails and budgets are sums and means of these numbers, so one NaN, infinity or absurd
+//! value would blind them or trip them on its own. Every entry point refuses such a number with
+//! `INVALID_ARGUMENT` before anything is recorded, and the decision is made here, once, for
+//! both bindings:
+//!
+//! | number | accepted |
+//! |---|---|
+//! | `latency_ms`, `cost` | finite and ≥ 0 |
+//! | `input_tokens`, `output_tokens` | whole and ≥ 0 (a `u64` by type; bindings check the conversion) |
+//! | feedback `score` | finite, in [`SCORE_RANGE`] (−1 to 1: thumbs down to thumbs up) |
+//! | feedback `quality` | finite, in [`QUALITY_RANGE`] (0 to 1) |
+
+use std::ops::RangeInclusive;
+
+use crate::error::{Error, Result};
+
+/// The range of a feedback score (thumbs down −1 to thumbs up +1, or anything in between).
+pub const SCORE_RANGE: RangeInclusive<f64> = -1.0..=1.0;
+
+/// The range of a quality score (the scale of `quality` guardrails' `min`).
+pub const QUALITY_RANGE: RangeInclusive<f64> = 0.0..=1.0;
+
+fn invalid(message: String) -> Error {
+    Error::InvalidArgument { message }
+}
+
+/// Checks one non-negative measurement (`latency_ms`, `cost`).
+pub fn check_measure(name: &str, value: Option<f64>) -> Result<()> {
+    match value {
+        Some(x) if !x.is_finite() || x < 0.0 => Err(invalid(format!(
+            "{name} must be a finite number of 0 or more, got {x}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks one score against its range.
+fn check_score(name: &str, value: Option<f64>, range: &RangeInclusive<f64>) -> Result<()> {
+    match value {
+        Some(x) if !range.contains(&x) => Err(invalid(format!(
+            "{name} must be a number from {} to {}, got {x}",
+            range.start(),
+            range.end()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the scores of a `feedback` call (what `Flags::feedback` checks first).
+pub fn check_feedback(score: Option<f64>, quality: Option<f64>) -> Result<()> {
+    check_score("score", score, &SCORE_RANGE)?;
+    check_score("quality", quality, &QUALITY_RANGE)
+}
+
+/// Checks what a caller reports about a call (`latency_ms`, `cost`): every binding calls this
+/// (through `Usage::check`) on the usage it converted (an `Output`, a tracker's `success` /
+/// `error`) and raises the error as is.
+pub fn check_usage(latency_ms: Option<f64>, cost: Option<f64>) -> Result<()> {
+    check_measure("latency_ms", latency_ms)?;
+    check_measure("cost", cost)
+}
+
+/// A measurement the runtime records: `None` for one [`check_measure`] refuses (a binding
+/// that reported without checking must not poison the guardrails).
+pub fn accepted_measure(value: Option<f64>) -> Option<f64> {
+    value.filter(|x| x.is_finite() && *x >= 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_negative_and_out_of_range_numbers_are_invalid_arguments() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1e-9, -1e300] {
+            for (latency, cost) in [(Some(bad), None), (None, Some(bad))] {
+                let err = check_usage(latency, cost).unwrap_err();
+                assert_eq!(err.code(), "INVALID_ARGUMENT", "{latency:?} {cost:?}");
+            }
+            assert_eq!(accepted_measure(Some(bad)), None);
+        }
+        for bad in [f64::NAN, f64::INFINITY, -1e300, 1.5, -0.01] {
+            let err = check_feedback(None, Some(bad)).unwrap_err();
+            assert_eq!(err.code(), "INVALID_ARGUMENT");
+            assert!(err.to_string().starts_with("quality must be"), "{err}");
+        }
+        for bad in [f64::NAN, f64::NEG_INFINITY, 2.0, -1.5] {
+            let err = check_feedback(Some(bad), None).unwrap_err();
+            assert!(err.to_string().starts_with("score must be"), "{err}");
+        }
+        assert!(check_usage(Some(0.0), Some(1e9)).is_ok());
+        assert_eq!(accepted_measure(Some(0.0)), Some(0.0));
+        assert!(check_feedback(Some(-1.0), Some(0.0)).is_ok());
+        assert!(check_feedback(Some(1.0), Some(1.0)).is_ok());
+        assert!(check_feedback(None, None).is_ok());
+    }
+}
