@@ -49,7 +49,7 @@ impl Overlay for Overrides {
         }
         self.trips.get(flag).map_or(&[], Vec::as_slice)
     }
-    /// Budgets and pins are runtime state, not overrides: see [`crate::live::LiveOverlay`].
+    /// Budgets and pins are runtime state, not overrides: see [`crate::live::snapshot::LiveOverlay`].
     fn budget_exhausted(&self, _budget: &Budget, _scope: &str) -> bool {
         false
     }
