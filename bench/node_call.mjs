@@ -5,6 +5,11 @@
 //   make build-node-release && node bench/node_call.mjs
 //   N=100000 REPS=7 node bench/node_call.mjs
 //
+// Also `node_call_served_latency`: the wall time of each served call (its function resolves at
+// once) on a flag with a shadow at 100 % whose function busy-loops SHADOW_MS (50) ms
+// synchronously, against the same flag without the shadow: SHADOW_CALLS calls one at a time
+// with a pause longer than the shadow between them (p50, p99, max in µs).
+//
 // Prints one `RESULT {...}` line per scenario: `ns_per_call` is the median over REPS passes of
 // (ns per call through flags.call) - (ns per direct await of the same function), measured in
 // alternation so that both see the same machine state. Needs the release addon.
@@ -87,6 +92,58 @@ async function scenario(name, key) {
   )
 }
 
+const SHADOW_MS = 50
+const SHADOW_CALLS = 40
+
+function busy(ms) {
+  const end = performance.now() + ms
+  while (performance.now() < end) {
+    // synchronous work, as a shadow's parsing or scoring would be
+  }
+}
+
+function latencyStats(samples) {
+  const s = [...samples].sort((a, b) => a - b)
+  return {
+    p50_us: round(median(s)),
+    p99_us: round(s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]),
+    max_us: round(s[s.length - 1]),
+  }
+}
+
+async function servedLatency() {
+  const found = {}
+  for (const [label, shadow] of [
+    ['without_shadow', false],
+    ['with_blocking_shadow', true],
+  ]) {
+    const f = Flags.fromObject({
+      flags: {
+        bot: {
+          variants: { stable: {}, cand: {} },
+          default: 'stable',
+          ...(shadow ? { shadow: { variant: 'cand', percent: 100 } } : {}),
+        },
+      },
+    })
+    const shadowed = async (v) => {
+      if (v.isShadow) busy(SHADOW_MS)
+      return 1
+    }
+    const samples = []
+    for (let i = 0; i < SHADOW_CALLS; i++) {
+      const start = process.hrtime.bigint()
+      const r = await f.call('bot', { user_id: `user-${i}` }, shadowed)
+      samples.push(Number(process.hrtime.bigint() - start) / 1000)
+      sink += r.value
+      await new Promise((resolve) => setTimeout(resolve, SHADOW_MS * 1.6))
+    }
+    found[label] = latencyStats(samples.slice(2))
+  }
+  console.log(`RESULT ${JSON.stringify({ name: 'node_call_served_latency', shadow_ms: SHADOW_MS, calls: SHADOW_CALLS - 2, ...found })}`)
+}
+
 await scenario('node_call_overhead', 'no-timeout')
 await scenario('node_call_overhead_timeout', 'timeout')
+await servedLatency()
 if (sink === 0) console.log('unreachable')

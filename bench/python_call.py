@@ -8,8 +8,13 @@ What is measured, per call, as the median over REPS passes of N calls each:
   1``, no timeout, minus a loop doing ``await fn(v)`` directly.
 * ``python_acall_timeout_overhead``: the same with ``timeout_ms`` on the variant (each attempt
   is wrapped in ``asyncio.timeout`` / ``asyncio.wait_for`` so that it can be cancelled).
-* ``python_call_timeout_overhead``: ``flags.call`` with ``timeout_ms`` (fn runs on a pool
-  thread and the caller waits on it): a thread hand-off per call, reported for honesty.
+* ``python_call_timeout_overhead``: ``flags.call`` with ``timeout_ms`` (fn runs on a worker
+  thread and the caller waits on it with the GIL released): a thread hand-off per call.
+* ``python_call_served_latency`` / ``python_acall_served_latency``: the wall time of each
+  served call (its function returns at once) on a flag with a shadow at 100 % whose function
+  busy-loops ``SHADOW_MS`` (50) ms, against the same flag without the shadow: SHADOW_CALLS calls
+  each, one at a time with a pause longer than the shadow between them, so that what is
+  measured is whether a call waits for its own shadow. Reports p50, p99 and max in µs.
 
 Both loops build nothing else and iterate over the same list of contexts (a split on
 ``user_id`` decides, so every call evaluates the flag and draws a bucket). The whole run records
@@ -124,6 +129,70 @@ def report(name: str, passes: list[tuple[float, float]], n: int) -> None:
     )
 
 
+SHADOW_MS = 50
+SHADOW_CALLS = 40
+
+
+def shadow_document(shadow: bool) -> dict[str, Any]:
+    flag: dict[str, Any] = {"variants": {"stable": {}, "cand": {}}, "default": "stable"}
+    if shadow:
+        flag["shadow"] = {"variant": "cand", "percent": 100}
+    return {"revision": "bench-shadow", "flags": {"bot": flag}}
+
+
+def busy(ms: float) -> None:
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+def shadowed(v: Variant) -> int:
+    if v.is_shadow:
+        busy(SHADOW_MS)
+    return 1
+
+
+async def ashadowed(v: Variant) -> int:
+    return shadowed(v)
+
+
+def latency_stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_us": round(statistics.median(ordered), 1),
+        "p99_us": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+        "max_us": round(ordered[-1], 1),
+    }
+
+
+def served_latency() -> None:
+    pause = SHADOW_MS / 1000 * 1.6
+    for name, is_async in (("python_call_served_latency", False), ("python_acall_served_latency", True)):
+        found: dict[str, dict[str, float]] = {}
+        for label, shadow in (("without_shadow", False), ("with_blocking_shadow", True)):
+            flags = Flags.from_dict(shadow_document(shadow))
+            samples: list[float] = []
+
+            async def one_async(ctx: dict[str, str]) -> float:
+                start = time.perf_counter()
+                await flags.acall("bot", ctx, ashadowed)
+                took = time.perf_counter() - start
+                await asyncio.sleep(pause)  # the shadow task runs here
+                return took
+
+            for i in range(SHADOW_CALLS):
+                ctx = {"user_id": f"user-{i}"}
+                if is_async:
+                    samples.append(asyncio.run(one_async(ctx)) * 1e6)
+                else:
+                    start = time.perf_counter()
+                    flags.call("bot", ctx, shadowed)
+                    samples.append((time.perf_counter() - start) * 1e6)
+                    time.sleep(pause)
+            found[label] = latency_stats(samples[2:])  # the first calls start the worker
+        print("RESULT " + json.dumps({"name": name, "shadow_ms": SHADOW_MS, "calls": SHADOW_CALLS - 2, **found}), flush=True)
+
+
 def main() -> None:
     inline = Flags.from_dict(document(None))
     timed = Flags.from_dict(document(10_000))
@@ -141,6 +210,8 @@ def main() -> None:
 
     sync_pass(timed, 1000)
     report("python_call_timeout_overhead", [sync_pass(timed, N_THREADED) for _ in range(REPS)], N_THREADED)
+
+    served_latency()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ export type KillSource = 'document' | 'flag' | 'local-all' | 'local-flag' | 'gua
 export type ErrorCode =
   | 'INVALID_DOCUMENT'
   | 'SOURCE_UNREACHABLE'
+  | 'SIGNATURE_INVALID'
+  | 'NOT_REGULAR_FILE'
   | 'INVALID_ARGUMENT'
   | 'FLAG_NOT_FOUND'
   | 'ALL_ATTEMPTS_FAILED'
@@ -71,6 +73,36 @@ export interface FileOptions {
   events?: string | URL
 }
 
+/** Options of `Flags.fromUrl`. */
+export interface UrlOptions {
+  /** Milliseconds between polls (default 5000). */
+  pollIntervalMs?: number
+  /**
+   * A file that keeps the last good document (written atomically): served at startup when the
+   * server cannot be reached, while polling goes on.
+   */
+  cachePath?: string | URL
+  /**
+   * The text of `flagrail.pub`: documents must carry a detached ed25519 signature
+   * (`<url>.sig`, written by `flagrail sign`) by this key, or they never go live
+   * (`SIGNATURE_INVALID`).
+   */
+  verifyKey?: string
+  /** Sent with every request (e.g. `{ Authorization: 'Bearer …' }`); never logged. */
+  headers?: Record<string, string>
+  /** A PEM file of CA certificates to trust instead of the bundled Mozilla roots. */
+  caFile?: string | URL
+  /**
+   * Milliseconds a response (headers and body) may take once connected (default 10000): a
+   * stalled server fails that poll. Connecting has its own 5 s bound.
+   */
+  timeoutMs?: number
+  /** Milliseconds to wait for a first document when no cache can serve (default 10000). */
+  startupTimeoutMs?: number
+  /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
+  events?: string | URL
+}
+
 /** The second argument of the function given to `Flags.call`. */
 export interface CallOptions {
   /**
@@ -88,6 +120,18 @@ export interface CallOptions {
    * result is recorded for offline comparison and never served. `false` for served attempts.
    */
   readonly shadow: boolean
+}
+
+/** The options of `Flags.call` itself (the fourth argument). */
+export interface CallControl {
+  /**
+   * The caller's own signal (a request's, `AbortSignal.timeout(ms)`): when it aborts, the
+   * attempt in flight is aborted too (its `options.signal`), no further step runs, and the call
+   * rejects with `signal.reason`. The attempt is recorded as `cancelled` (an outcome event that
+   * feeds no metric or guardrail) and its budget reservation is given back at once. An already
+   * aborted signal starts nothing.
+   */
+  signal?: AbortSignal | null
 }
 
 /** Usage of a model call: tokens and cost (all optional). */
@@ -111,7 +155,11 @@ export interface Attempt {
   readonly outcome: 'success' | 'error'
   /** Why it failed, or `null` on success. */
   readonly errorKind: ErrorKind | null
-  /** A short description of the failure, or `null`. */
+  /**
+   * The failure as text, or `null`: `"Name: message"` of the thrown value, made by the core
+   * (the same text as Python's), cut at 1,000 characters; a thrown plain object shows its
+   * JSON text; `"timed out after N ms"` at the step's timeout.
+   */
   readonly error: string | null
   /** Wall time of the attempt, measured by the core with a monotonic clock. */
   readonly latencyMs: number
@@ -157,12 +205,17 @@ export interface Tracker {
   readonly variant: Variant
   /** The run id, for `Flags.feedback`. */
   readonly runId: string
-  /** The call succeeded; returns `false` (recording nothing) when already reported. */
+  /**
+   * The call succeeded; returns `false` (recording nothing) when already reported.
+   * @throws FlagrailError `INVALID_ARGUMENT` for a `latencyMs` or `cost` that is NaN, infinite
+   *   or negative (decided by the core); nothing is recorded and the tracker can still report.
+   */
   success(report?: TrackerReport): boolean
   /**
    * The call failed, with its error kind or the thrown error (classified like a failed `call`
    * attempt); returns `false` (recording nothing) when already reported.
-   * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string.
+   * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string (the core's message,
+   *   listing every kind), or a `latencyMs` or `cost` that is NaN, infinite or negative.
    */
   error(kindOrError: ErrorKind | unknown, report?: TrackerReport): boolean
 }
@@ -329,7 +382,7 @@ export interface LocalKill {
 
 /** `Flags.status()` (cross-language field names). */
 export interface Status {
-  /** `static` or `file:<path>`. */
+  /** `static`, `file:<path>` or `url:<url>` (credentials hidden). */
   source: string
   revision: string
   /** When the live document was loaded (RFC 3339). */
@@ -350,6 +403,38 @@ export interface Status {
   sticky_pins: number
   /** The pin store in use (see `Flags.usePinStore`). */
   sticky_store: StickyStoreStatus
+  /** The state of the URL poller (`Flags.fromUrl`); `null` for file and static sources. */
+  remote: RemoteStatus | null
+}
+
+/** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */
+export interface RemoteStatus {
+  url: string
+  etag: string | null
+  last_modified: string | null
+  /** The last poll that got a document or a 304. */
+  last_success: string | null
+  last_attempt: string | null
+  /** Failed polls since the last success (0 when healthy); drives the backoff. */
+  consecutive_failures: number
+  /** Seconds since the live document was last confirmed by the server (or loaded from the cache). */
+  stale_seconds: number | null
+  /** The live document came from `cachePath` and the server has not answered since. */
+  served_from_cache: boolean
+  cache_path: string | null
+  /** A verify key is configured: only signed documents go live. */
+  signed: boolean
+  poll_interval_seconds: number
+  polls: number
+  not_modified: number
+  documents: number
+  last_error: {
+    at: string
+    code: ErrorCode
+    /** `connect`, `timeout`, `http_status`, `too_large`, `truncated`, `redirects`, `tls`, `io`, `invalid_document`, `signature` or `cache_write`. */
+    kind: string
+    message: string
+  } | null
 }
 
 /** A tripped guardrail in `Status.guardrails`. */
@@ -395,7 +480,9 @@ export declare class Reject extends Error {
 /**
  * Return it from the function given to `Flags.call` to report usage:
  * `return new Output(text, { inputTokens, outputTokens, cost })`. The call's value is `value`.
- * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0.
+ * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0
+ *   and for a `cost` that is NaN, infinite or negative (decided by the core). Thrown inside the
+ *   function given to `call`, it fails that attempt like any error.
  */
 export declare class Output<T = unknown> {
   constructor(value: T, usage?: Usage)
@@ -498,6 +585,20 @@ export declare class Flags {
    */
   static fromFile(path: string | URL, options?: FileOptions): Flags
   /**
+   * Loads a flag document from an HTTP(S) URL and polls it in the background with conditional
+   * GETs (an unchanged document costs a 304 and no parse). A failed poll, or a bad, truncated,
+   * oversized or unsigned document, never replaces the live one; failures back off with full
+   * jitter (up to 30 s, `Retry-After` honoured). `status().remote` has the URL, ETag, last
+   * success and attempt, consecutive failures, staleness and the last error with its code.
+   * The poller never keeps the process alive, runs per worker thread, and stops with `close()`.
+   *
+   * Blocks until the first document is fetched; if that fails and `cachePath` holds a valid
+   * copy, the copy serves (`status().remote.served_from_cache`), else it retries for
+   * `startupTimeoutMs` and throws.
+   * @throws FlagrailError `SOURCE_UNREACHABLE`, `SIGNATURE_INVALID`, `INVALID_DOCUMENT` or `INVALID_ARGUMENT`.
+   */
+  static fromUrl(url: string | URL, options?: UrlOptions): Flags
+  /**
    * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.
@@ -543,7 +644,7 @@ export declare class Flags {
    * @throws FlagrailError `SOURCE_UNREACHABLE` or `INVALID_DOCUMENT` (the live document stays).
    */
   reloadIfChanged(): boolean
-  /** Stops watching the file; the last document keeps serving. Idempotent. */
+  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
   close(): void
   /**
    * Calls `fn` through the flag's fallback chain: the assigned variant with its `timeout_ms`,
@@ -555,18 +656,22 @@ export declare class Flags {
    *
    * Budgets are checked and the assigned variant's estimated cost reserved before `fn` runs.
    * When the flag draws a shadow for this unit, `fn` is also called with the shadow variant
-   * (`variant.isShadow`, `options.shadow` true) beside the served chain: the call never waits
-   * for it, and whatever it returns or throws is only recorded (`shadow: true` outcome with the
-   * same `run_id`). For a sticky flag with a `PinStore`, the pin is read (awaited) before and
-   * written before `fn` runs.
+   * (`variant.isShadow`, `options.shadow` true) on a later turn of the event loop, once the
+   * call has settled: even synchronous work in the shadow never delays the served answer; the
+   * call never waits for it, and whatever it returns or throws is only recorded
+   * (`shadow: true` outcome with the same `run_id`). For a sticky flag with a `PinStore`, the
+   * pin is read (awaited) before and written before `fn` runs. Any thrown value is an outcome
+   * (classified, shown as text), even one that cannot be read (a revoked Proxy).
    * @throws FlagrailError `FLAG_NOT_FOUND` (rejects) for an unknown flag;
    *   `ALL_ATTEMPTS_FAILED` (an `AllAttemptsFailedError`, with `attempts` and `runId`) when
-   *   every step failed and none serves without a model.
+   *   every step failed and none serves without a model; `INVALID_ARGUMENT` for a `signal`
+   *   that is not an AbortSignal. Rejects with `signal.reason` when `control.signal` aborts.
    */
   call<T>(
     flag: string,
     context: Context | null | undefined,
     fn: (variant: Variant, options: CallOptions) => T | Output<T> | PromiseLike<T | Output<T>>,
+    control?: CallControl,
   ): Promise<CallResult<T>>
   /**
    * A tracker for a model call the app makes itself with a variant it already has from

@@ -418,6 +418,60 @@ class Flags {
   }
 
   /**
+   * Loads a flag document from an HTTP(S) URL and polls it in the background (see
+   * index.d.ts, `Flags.fromUrl`). Blocks until the first document is fetched, a usable cache
+   * serves, or `startupTimeoutMs` passes.
+   */
+  static fromUrl(url, options) {
+    const opts = options === undefined || options === null ? {} : options
+    if (url instanceof URL) url = url.href
+    if (typeof url !== 'string') throw invalidArgument('url must be a string or a URL')
+    const ms = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (!Number.isInteger(value) || value < 0 || value > 0xffffffff || (name === 'pollIntervalMs' && value < 1)) {
+        throw invalidArgument(`${name} must be a whole number of milliseconds${name === 'pollIntervalMs' ? ' >= 1' : ' >= 0'}`)
+      }
+      return value
+    }
+    const text = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (value instanceof URL) return require('node:url').fileURLToPath(value)
+      if (typeof value !== 'string') throw invalidArgument(`${name} must be a string`)
+      return value
+    }
+    let headers
+    if (opts.headers !== undefined && opts.headers !== null) {
+      if (typeof opts.headers !== 'object') throw invalidArgument('headers must be an object of strings')
+      headers = []
+      for (const [name, value] of Object.entries(opts.headers)) {
+        // The value may be a token: never put it in a message.
+        if (typeof value !== 'string') throw invalidArgument(`header ${JSON.stringify(name)} must be a string`)
+        headers.push(name, value)
+      }
+    }
+    const flags = Flags._from(
+      native.loadUrl(url, {
+        pollIntervalMs: ms('pollIntervalMs', opts.pollIntervalMs),
+        startupTimeoutMs: ms('startupTimeoutMs', opts.startupTimeoutMs),
+        timeoutMs: ms('timeoutMs', opts.timeoutMs),
+        cachePath: text('cachePath', opts.cachePath),
+        verifyKey: text('verifyKey', opts.verifyKey),
+        caFile: text('caFile', opts.caFile),
+        headers,
+      }),
+    )
+    if (opts.events !== undefined && opts.events !== null) {
+      try {
+        flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    return flags
+  }
+
+  /**
    * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.
@@ -683,7 +737,7 @@ class Flags {
     throw failure(result)
   }
 
-  /** Stops watching the file; the last document keeps serving. Idempotent. */
+  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
   close() {
     native.close(this._slot)
   }
@@ -695,8 +749,11 @@ class Flags {
    * variant serves without calling `fn`. The core plans the chain and records every attempt;
    * this only runs `fn` and reports back.
    */
-  async call(flag, context, fn) {
+  async call(flag, context, fn, callOptions) {
     if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
+    const signal = callSignal(callOptions)
+    // The caller gave up before anything started: nothing is evaluated or recorded.
+    if (signal !== undefined && signal.aborted) throw signal.reason
     const key = flagKey(flag)
     let out = OUT
     let entry = this._tables.byKey.get(key)
@@ -738,6 +795,13 @@ class Flags {
     const packed = out[0]
     let step = out[1]
     let ended = false
+    // The shadow run of this call (-1: none) and its first step. Its attempt starts once the
+    // chain has ended (`chainEnded`), never before or beside the served one.
+    let shadowRun = -1
+    let shadowStep = 0
+    let chainEnded = false
+    let entryUsed = entry
+    let baseUsed = null
     try {
       let base
       let assigned
@@ -753,9 +817,16 @@ class Flags {
       if (pinned !== null && pinned.key !== null) {
         await this._writePin(pinned.store, pinned.key, out[2], base.id, entry.ttlSeconds)
       }
-      // A shadow drawn: its attempt runs beside the chain, and outcomes carry the output.
+      // A shadow drawn: its run is opened now (its hourly cap checked and reserved), its
+      // attempt starts after the chain, and outcomes carry the output.
       const shadowed = base.shadow !== null
-      const shadow = shadowed ? this._startShadow(entry, base, run, fn) : null
+      if (shadowed) {
+        shadowRun = this._openShadow(run)
+        if (shadowRun >= 0) shadowStep = OUT[0]
+      }
+      const shadow = shadowRun >= 0 ? base.shadow : null
+      entryUsed = entry
+      baseUsed = base
       const attempts = []
       for (let calls = 1; ; calls++) {
         const low = step % STEP_LOW
@@ -765,6 +836,7 @@ class Flags {
           const error = new FlagrailError('ALL_ATTEMPTS_FAILED', native.runExhaustedMessage(run))
           error.attempts = attempts
           ended = true
+          chainEnded = true
           error.runId = native.runEnd(run)
           if (this._listeners !== null) this._drain()
           throw error
@@ -772,6 +844,7 @@ class Flags {
         const variant = index === assigned ? base : stepVariant(entry, base, index)
         if (kind === STEP_SERVE) {
           ended = true
+          chainEnded = true
           const runId = native.runEnd(run)
           if (this._listeners !== null) this._drain()
           return callResult(null, variant, attempts, index !== assigned, runId, base.id, shadow)
@@ -782,10 +855,19 @@ class Flags {
         let thrown
         let failed = false
         try {
-          value = timeoutMs < 0 ? await fn(variant, options) : await withTimeout(fn, variant, options, timeoutMs)
+          if (signal !== undefined) value = await withSignal(fn, variant, options, timeoutMs, signal)
+          else value = timeoutMs < 0 ? await fn(variant, options) : await withTimeout(fn, variant, options, timeoutMs)
         } catch (err) {
           failed = true
           thrown = err
+        }
+        if (value === ABORTED) {
+          // The caller's signal: the core records the attempt as cancelled and gives its
+          // reservation back; no further step.
+          ended = true
+          native.runCancel(run)
+          if (this._listeners !== null) this._drain()
+          throw signal.reason
         }
         if (!failed && value !== TIMED_OUT) {
           let usage = null
@@ -802,6 +884,7 @@ class Flags {
             if (typeof runId !== 'string') runId = native.runSucceed(run, out)
           }
           ended = true
+          chainEnded = true
           const cost = out[1]
           attempts.push(attemptRecord(variant.id, null, null, out[0], usage, cost === cost ? cost : null))
           if (this._listeners !== null) this._drain()
@@ -811,10 +894,10 @@ class Flags {
         let message
         if (failed) {
           errorKind = classifyError(thrown)
-          message = describeError(thrown)
+          message = attemptText(thrown)
         } else {
           errorKind = TIMEOUT
-          message = `timed out after ${timeoutMs} ms`
+          message = native.timeoutText(timeoutMs)
         }
         step = native.runFail(run, errorKind, message, out)
         attempts.push(attemptRecord(variant.id, ERROR_KINDS[errorKind], message, out[0], null, null))
@@ -822,6 +905,10 @@ class Flags {
       }
     } finally {
       if (!ended) native.runEnd(run)
+      if (shadowRun >= 0) {
+        if (chainEnded) this._scheduleShadow(entryUsed, baseUsed, shadowRun, shadowStep, fn)
+        else native.runEnd(shadowRun)
+      }
     }
   }
 
@@ -842,23 +929,29 @@ class Flags {
   }
 
   /**
-   * Starts the shadow attempt of run `run` (its evaluation drew a shadow) without waiting for
-   * it: the shadow variant's id, or null when the shadow's hourly cost cap left no room. The
-   * attempt never fails, delays or changes the call: whatever it does is recorded as a shadow
-   * outcome.
+   * Opens the shadow run of run `run` (its evaluation drew a shadow): its slot, with its first
+   * step in `OUT[0]`, or -1 when the shadow's hourly cost cap left no room or it could not
+   * start. A shadow never fails the call.
    */
-  _startShadow(entry, base, run, fn) {
-    let shadowRun
+  _openShadow(run) {
     try {
-      shadowRun = native.runShadow(run, OUT)
+      return native.runShadow(run, OUT)
     } catch (err) {
       process.emitWarning(`flagrail: a shadow attempt could not start: ${describeError(err)}`, { code: 'FLAGRAIL_SHADOW' })
-      return null
+      return -1
     }
-    if (shadowRun < 0) return null
-    const step = OUT[0]
-    this._runShadow(entry, base, shadowRun, step, fn).then(undefined, () => {})
-    return base.shadow
+  }
+
+  /**
+   * Starts the attempt of shadow run `run` on a later turn of the event loop, once the call
+   * has settled and its caller has resumed: even a shadow that blocks synchronously never
+   * delays the served answer. Nothing waits for it; whatever it does is recorded as a shadow
+   * outcome.
+   */
+  _scheduleShadow(entry, base, run, step, fn) {
+    setImmediate(() => {
+      this._runShadow(entry, base, run, step, fn).then(undefined, () => {})
+    })
   }
 
   async _runShadow(entry, base, run, step, fn) {
@@ -887,7 +980,7 @@ class Flags {
         else native.runSucceed(run, SHADOW_OUT, usage.inputTokens ?? undefined, usage.outputTokens ?? undefined, usage.cost ?? undefined)
       } else {
         const errorKind = failed ? classifyError(thrown) : TIMEOUT
-        const message = failed ? describeError(thrown) : `timed out after ${timeoutMs} ms`
+        const message = failed ? attemptText(thrown) : native.timeoutText(timeoutMs)
         native.runFail(run, errorKind, message, SHADOW_OUT)
       }
     } catch (err) {
@@ -1058,8 +1151,12 @@ const OUT = new Float64Array(OUT_BUFFER)
 const SHADOW_OUT = new Float64Array(2)
 /** What a timed-out attempt resolves to (never a value `fn` can return). */
 const TIMED_OUT = Symbol('flagrail.timedOut')
-/** Longest error description kept in an attempt. */
+/** Longest error description kept in a warning. */
 const MAX_MESSAGE = 1000
+/** Longest message sent to the core for an attempt's text (which it cuts at 1,000 characters). */
+const MAX_MESSAGE_SENT = 4096
+/** What an attempt resolves to when the caller's signal aborted it. */
+const ABORTED = Symbol('flagrail.aborted')
 
 /**
  * "Not good enough": thrown from the function given to `call`, it fails the attempt with the
@@ -1072,6 +1169,19 @@ class Reject extends Error {
     /** The error kind this attempt is recorded with. */
     this.errorKind = 'rejected'
   }
+}
+
+/** A reported measurement: a number (checked by the core, `checkUsage`), or undefined. */
+function reportedNumber(value, name) {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'number') throw invalidArgument(`${name} must be a number`)
+  return value
+}
+
+/** Throws INVALID_ARGUMENT for a latency or cost the core refuses (NaN, infinite, negative). */
+function checkUsage(latencyMs, cost) {
+  const problem = native.usageProblem(latencyMs, cost)
+  if (problem !== null && problem !== undefined) throw failure(problem)
 }
 
 function usageCount(value, name) {
@@ -1102,7 +1212,8 @@ class Output {
     /** Completion tokens, or null. */
     this.outputTokens = usageCount(u.outputTokens, 'outputTokens')
     /** The call's cost (any currency unit, the same as the variant's prices), or null. */
-    this.cost = optionalNumber(u.cost, 'cost') ?? null
+    this.cost = reportedNumber(u.cost, 'cost') ?? null
+    checkUsage(undefined, this.cost ?? undefined)
   }
 }
 
@@ -1166,6 +1277,49 @@ function withTimeout(fn, variant, options, timeoutMs) {
   })
 }
 
+/** The caller's `{ signal }` of `call`, checked: an AbortSignal or undefined. */
+function callSignal(callOptions) {
+  if (callOptions === undefined || callOptions === null) return undefined
+  if (typeof callOptions !== 'object') throw invalidArgument('call(flag, context, fn, options): options must be an object')
+  const signal = callOptions.signal
+  if (signal === undefined || signal === null) return undefined
+  if (!(signal instanceof AbortSignal)) throw invalidArgument('call(flag, context, fn, { signal }): signal must be an AbortSignal')
+  return signal
+}
+
+/**
+ * `withTimeout` (or the plain attempt, `timeoutMs` < 0) that also settles with ABORTED when
+ * the caller's `signal` aborts, aborting the attempt's own signal with the same reason.
+ */
+function withSignal(fn, variant, options, timeoutMs, signal) {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      resolve(ABORTED)
+      options._abort(signal.reason)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    const done = () => signal.removeEventListener('abort', onAbort)
+    let pending
+    try {
+      pending = timeoutMs < 0 ? fn(variant, options) : withTimeout(fn, variant, options, timeoutMs)
+    } catch (err) {
+      done()
+      reject(err)
+      return
+    }
+    Promise.resolve(pending).then(
+      (value) => {
+        done()
+        resolve(value)
+      },
+      (err) => {
+        done()
+        reject(err)
+      },
+    )
+  })
+}
+
 /** Reads a property of a thrown value; a throwing getter reads as undefined. */
 function readField(value, name) {
   try {
@@ -1180,8 +1334,19 @@ function stringField(value, name) {
   return typeof field === 'string' ? field : undefined
 }
 
-/** The error kind (its code) of a thrown value, decided by the core from what it says. */
+/**
+ * The error kind (its code) of a thrown value, decided by the core from what it says. Any
+ * value works, even one whose every operation throws (a revoked Proxy): it is then `other`.
+ */
 function classifyError(err) {
+  try {
+    return classifyValue(err)
+  } catch {
+    return native.classifyError(undefined, '', undefined, undefined, '')
+  }
+}
+
+function classifyValue(err) {
   if (err instanceof Reject) return REJECTED
   if (err === null || (typeof err !== 'object' && typeof err !== 'function')) {
     return native.classifyError(undefined, '', undefined, undefined, describeError(err))
@@ -1203,7 +1368,58 @@ function classifyError(err) {
   return native.classifyError(declared, name, status, code, message)
 }
 
-/** A thrown value as a short text for the attempts list. */
+/**
+ * The `attempts[].error` text of a thrown value: the core makes it from the value's name (its
+ * `name`, or its class for an unnamed Error subclass) and message, the same text as Python's.
+ * A value with no message is shown by its JSON text (a thrown plain object) or its String()
+ * form; one that cannot be read at all (a revoked Proxy) still gets a text.
+ */
+function attemptText(err) {
+  let name = ''
+  let message = ''
+  try {
+    if (err !== null && (typeof err === 'object' || typeof err === 'function')) {
+      name = errorName(err)
+      const field = readField(err, 'message')
+      if (typeof field === 'string') message = field
+      else if (name === '') message = jsonText(err)
+    } else {
+      message = String(err)
+    }
+  } catch {
+    // Shown as the core's text for an error that says nothing.
+  }
+  // Long texts are cut by the core at 1,000 characters; never send megabytes across.
+  if (message.length > MAX_MESSAGE_SENT) message = message.slice(0, MAX_MESSAGE_SENT)
+  return native.attemptText(name, message)
+}
+
+/** The name a thrown object gives itself: `name`, or its class for an unnamed subclass. */
+function errorName(err) {
+  let name = stringField(err, 'name')
+  if (name === undefined || name === 'Error') {
+    const ctor = readField(err, 'constructor')
+    const ctorName = typeof ctor === 'function' ? stringField(ctor, 'name') : undefined
+    if (ctorName !== undefined && ctorName !== 'Object') name = ctorName || name
+  }
+  return name ?? ''
+}
+
+function jsonText(value) {
+  try {
+    const text = JSON.stringify(value)
+    if (typeof text === 'string' && text !== '{}') return text
+  } catch {
+    // A cycle, a bigint, a throwing getter: the String() form instead.
+  }
+  try {
+    return String(value)
+  } catch {
+    return ''
+  }
+}
+
+/** A thrown value as a short text for warnings and pin store errors. */
 function describeError(err) {
   let text
   try {
@@ -1309,11 +1525,12 @@ class Tracker {
     let kind
     let message
     if (typeof kindOrError === 'string') {
-      kind = ERROR_KINDS.indexOf(kindOrError)
-      if (kind < 0) throw invalidArgument(`unknown error kind ${JSON.stringify(kindOrError)}; expected one of: ${ERROR_KINDS.join(', ')}`)
+      const code = native.errorKindCode(kindOrError)
+      if (typeof code !== 'number') throw failure(code)
+      kind = code
     } else {
       kind = classifyError(kindOrError)
-      message = describeError(kindOrError)
+      message = attemptText(kindOrError)
     }
     return this._report(kind, message, usage)
   }
@@ -1321,11 +1538,11 @@ class Tracker {
   _report(kind, message, usage) {
     if (this._run < 0) return false
     const u = usage === undefined || usage === null ? {} : usage
-    const latencyMs = optionalNumber(u.latencyMs, 'latencyMs')
-    if (latencyMs !== undefined && latencyMs < 0) throw invalidArgument('latencyMs must be >= 0')
+    const latencyMs = reportedNumber(u.latencyMs, 'latencyMs')
     const input = usageCount(u.inputTokens, 'inputTokens') ?? undefined
     const output = usageCount(u.outputTokens, 'outputTokens') ?? undefined
-    const cost = optionalNumber(u.cost, 'cost')
+    const cost = reportedNumber(u.cost, 'cost')
+    checkUsage(latencyMs, cost)
     const run = this._run
     this._run = -1
     unreported.unregister(this)

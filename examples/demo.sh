@@ -60,3 +60,11 @@ run $FLAGRAIL drill $EXAMPLE --flag support-bot --variant v2.2 --error-rate 1.0 
 
 say "8. Cost breakers and a shadow candidate: budgets downgrade, the shadow is compared by run id"
 $PY examples/demo_costs.py
+
+say "9. A fleet reads the document over HTTP: a kill published on the server reaches the process"
+# A local static server on 127.0.0.1 stands in for nginx, a CDN or an object store
+# (docs/runbook.md §13); the Python process polls it every 0.5 s with ETag/Last-Modified.
+REMOTE=$(mktemp -d)
+trap 'rm -rf "$DRILL" "$REMOTE"' EXIT
+cp $EXAMPLE "$REMOTE/flags.json"
+$PY examples/demo_remote.py "$REMOTE" "$FLAGRAIL"

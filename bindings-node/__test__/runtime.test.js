@@ -416,7 +416,7 @@ describe('call: failures', () => {
     assert.equal(r.variant.id, 'b')
     assert.equal(calls.length, 2)
     assert.equal(r.attempts[0].errorKind, 'rejected')
-    assert.equal(r.attempts[0].error, 'not good enough')
+    assert.equal(r.attempts[0].error, 'Reject: not good enough')
     const reject = new Reject('why')
     assert.ok(reject instanceof Error)
     assert.equal(reject.name, 'Reject')

@@ -548,9 +548,10 @@ describe('shadow traffic', () => {
     assert.equal(shadowSettled, true)
     assert.deepEqual(
       calls.map((c) => [c.id, c.isShadow, c.shadow, c.attempt]),
+      // The served attempt first: the shadow's starts only once the call has settled.
       [
-        ['candidate', true, true, 1],
         ['stable', false, false, 1],
+        ['candidate', true, true, 1],
       ],
     )
     assert.equal(shadow.run_id, r.runId)
@@ -637,8 +638,9 @@ describe('shadow traffic', () => {
       if (r.shadow !== null) assert.equal(r.shadow, 'candidate')
     }
     assert.equal(served, 12)
+    // Shadow attempts start on a later turn of the event loop than their call's answer.
+    await new Promise((resolve) => setImmediate(resolve))
     assert.equal(shadows.length, 5)
-    await sleep(0)
     assert.equal(flags.variant('chat', { user_id: 'u99' }).shadow, null, 'the cap is reached: no shadow drawn')
     const cap = flags.status().budgets.find((b) => b.action === 'skip_shadow')
     assert.deepEqual([cap.flag, cap.exhausted, cap.window], ['chat', true, '1h'])

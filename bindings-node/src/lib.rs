@@ -16,6 +16,7 @@ mod handle;
 mod raw;
 mod raw_call;
 pub mod runtime;
+pub mod sources;
 
 use std::time::Duration;
 

@@ -25,7 +25,10 @@ use std::sync::{Arc, Mutex};
 
 use flagrail_core::live::PinSource;
 use flagrail_core::live::{Run, Step, Usage};
-use flagrail_core::runtime::{classify, CallbackSink, ErrorFacts, ErrorKind, Event};
+use flagrail_core::runtime::{
+    attempt_message, check_usage, classify, parse_error_kind, timeout_message, CallbackSink,
+    ErrorFacts, ErrorKind, Event,
+};
 use flagrail_core::{Attr, Document, EmptyContext, Evaluation, KillSource, Positional, Reason};
 use napi::bindgen_prelude::{Buffer, Either, Float64ArraySlice, Unknown};
 use napi_derive::napi;
@@ -139,6 +142,38 @@ pub fn classify_error(
         message: &message,
     });
     kind_code(kind)
+}
+
+/// The `attempts[].error` text of a thrown value: what it says its name and message are
+/// (the core's `attempt_message`, the same text as Python's).
+#[napi(catch_unwind)]
+pub fn attempt_text(name: String, message: String) -> String {
+    attempt_message(&name, &message)
+}
+
+/// The `attempts[].error` text of an attempt stopped at its timeout.
+#[napi(catch_unwind)]
+pub fn timeout_text(timeout_ms: f64) -> String {
+    timeout_message(timeout_ms.max(0.0) as u64)
+}
+
+/// `null`, or why a reported latency or cost is refused (NaN, infinite, negative:
+/// `INVALID_ARGUMENT`, decided by the core, the same as Python's).
+#[napi(catch_unwind)]
+pub fn usage_problem(latency_ms: Option<f64>, cost: Option<f64>) -> Option<LoadFailure> {
+    check_usage(latency_ms, cost)
+        .err()
+        .map(|error| load_failure(&error))
+}
+
+/// The code of the error kind `name` (a tracker's `error('…')`), or `INVALID_ARGUMENT` with
+/// the core's message, the same as Python's.
+#[napi(catch_unwind)]
+pub fn error_kind_code(name: String) -> Either<u32, LoadFailure> {
+    match parse_error_kind(&name) {
+        Ok(kind) => Either::A(kind_code(kind)),
+        Err(error) => Either::B(load_failure(&error)),
+    }
 }
 
 fn kind_code(kind: ErrorKind) -> u32 {
@@ -394,6 +429,15 @@ pub fn run_exhausted_message(run: u32) -> Result<String, JsError> {
         }
         .to_string()
     })
+}
+
+/// The caller gave up while an attempt was in flight (its `AbortSignal` aborted): the core
+/// gives back the reservation and records the attempt as cancelled; the run ends.
+#[napi(catch_unwind)]
+pub fn run_cancel(run: u32) {
+    if let Some(mut taken) = take(run) {
+        taken.cancel();
+    }
 }
 
 /// Ends a run (or drops a tracker that was never reported): its run id.

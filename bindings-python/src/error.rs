@@ -46,7 +46,9 @@ fn build(
 ) -> PyResult<PyErr> {
     let (class, cell) = match err {
         CoreError::InvalidDocument { .. } => ("DocumentError", &DOCUMENT_ERROR),
-        CoreError::SourceUnreachable { .. } => ("SourceError", &SOURCE_ERROR),
+        CoreError::SourceUnreachable { .. }
+        | CoreError::SignatureInvalid { .. }
+        | CoreError::NotRegularFile { .. } => ("SourceError", &SOURCE_ERROR),
         CoreError::InvalidArgument { .. } => ("InvalidArgumentError", &INVALID_ARGUMENT_ERROR),
         CoreError::FlagNotFound { .. } => ("FlagNotFoundError", &FLAG_NOT_FOUND_ERROR),
         CoreError::AllAttemptsFailed { .. } => {
@@ -65,7 +67,9 @@ fn build(
                 .collect::<PyResult<Vec<_>>>()?;
             kwargs.set_item("problems", PyTuple::new(py, items)?)?;
         }
-        CoreError::SourceUnreachable { source, .. } => {
+        CoreError::SourceUnreachable { source, .. }
+        | CoreError::SignatureInvalid { source, .. }
+        | CoreError::NotRegularFile { source, .. } => {
             kwargs.set_item("source", source.as_str())?;
         }
         CoreError::FlagNotFound { flag } | CoreError::AllAttemptsFailed { flag, .. } => {

@@ -26,6 +26,7 @@ mod runtime;
 mod sticky;
 mod time;
 mod variant;
+mod workers;
 
 /// The native half of the ``flagrail`` package. Import from ``flagrail``, not from here.
 #[pymodule(gil_used = false)]
@@ -38,9 +39,13 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::Output>()?;
     m.add_class::<runtime::Tracker>()?;
     m.add_class::<runtime::PyRun>()?;
+    m.add_class::<workers::PySlot>()?;
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(workers::_forget_call_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(workers::_stop_call_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(workers::_next_call_job, m)?)?;
     m.add_function(wrap_pyfunction!(reuse::_reuses_results, m)?)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;

@@ -39,9 +39,11 @@ fn write_events(py: Python<'_>, core: &CoreFlags, events: Option<PathBuf>) -> Py
     }
 }
 
-/// Every file-backed handle of this process, for restarting watchers after `fork()`.
+/// Every file- or URL-backed handle of this process, for restarting watchers and pollers after
+/// `fork()`.
 ///
-/// Only touched while attached to the interpreter (from `Flags.from_file` and the after-fork
+/// Only touched while attached to the interpreter (from `Flags.from_file`, `Flags.from_url` and
+/// the after-fork
 /// hook), and `os.fork()` runs attached, so no other thread can hold this lock at the moment of
 /// a fork.
 static FILE_BACKED: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
@@ -251,6 +253,95 @@ impl Flags {
         Ok(Flags { inner })
     }
 
+    /// Loads a flag document from an HTTP(S) URL and polls it in the background.
+    ///
+    /// Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged
+    /// document costs a 304 and no parse. A new document is checked (signature, when
+    /// ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a bad,
+    /// truncated, oversized (over 16 MiB) or unsigned document, never replaces the live one.
+    /// Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
+    /// honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has the
+    /// URL, ETag, last success and attempt, consecutive failures, staleness and the last error
+    /// with its code. The poller stops with ``close()`` (or ``with``) and restarts in forked
+    /// children.
+    ///
+    /// Startup: the document is fetched before this returns. If that fails and ``cache_path``
+    /// holds a valid copy (every good document is written there atomically), the copy serves
+    /// at once (``status()["remote"]["served_from_cache"]``) and polling goes on. Without a
+    /// usable cache, attempts go on for up to ``startup_timeout`` seconds, then this raises.
+    ///
+    /// Args:
+    ///     url: ``http://`` or ``https://``; credentials in it are never shown.
+    ///     poll_interval: Seconds between polls.
+    ///     cache_path: A file that keeps the last good document for cold starts.
+    ///     verify_key: The text of ``flagrail.pub``: documents must carry a detached ed25519
+    ///         signature (``<url>.sig``, written by ``flagrail sign``) by this key.
+    ///     headers: Sent with every request (e.g. ``{"Authorization": "Bearer …"}``); never
+    ///         logged, never sent to another host on a redirect.
+    ///     ca_file: A PEM file of CA certificates to trust instead of the bundled Mozilla
+    ///         roots.
+    ///     timeout: Seconds a response (headers and body) may take once connected; a stalled
+    ///         server fails that poll (connecting has its own 5 s bound).
+    ///     startup_timeout: Seconds to wait for a first document without a usable cache.
+    ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///
+    /// Raises:
+    ///     SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it is
+    ///         not signed by ``verify_key`` (``SIGNATURE_INVALID``).
+    ///     DocumentError: The server's document is invalid and no cache could serve.
+    ///     InvalidArgumentError: A bad URL, header, key, CA file or interval.
+    #[staticmethod]
+    #[pyo3(signature = (
+        url, *, poll_interval = 5.0, cache_path = None, verify_key = None, headers = None,
+        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_url(
+        py: Python<'_>,
+        url: &str,
+        poll_interval: f64,
+        cache_path: Option<PathBuf>,
+        verify_key: Option<&str>,
+        headers: Option<std::collections::BTreeMap<String, String>>,
+        ca_file: Option<PathBuf>,
+        timeout: f64,
+        startup_timeout: f64,
+        events: Option<PathBuf>,
+    ) -> PyResult<Flags> {
+        let interval = self::poll_interval(py, Some(poll_interval))?;
+        let seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
+            Ok(d) => Ok(d),
+            Err(_) => Err(invalid_argument(
+                py,
+                format!("{name} must be a number of seconds >= 0, got {value}"),
+            )),
+        };
+        let startup = seconds("startup_timeout", startup_timeout)?;
+        let read_timeout = seconds("timeout", timeout)?;
+        let verify_key = verify_key
+            .map(flagrail_sources::VerifyKey::parse)
+            .transpose()
+            .into_py_result(py)?;
+        let options = flagrail_sources::HttpOptions {
+            poll_interval: interval,
+            cache_path,
+            verify_key,
+            headers: headers.unwrap_or_default().into_iter().collect(),
+            ca_file,
+            read_timeout,
+            startup_timeout: startup,
+            ..flagrail_sources::HttpOptions::default()
+        };
+        let core = py
+            .detach(|| flagrail_sources::from_url(url, options))
+            .into_py_result(py)?;
+        write_events(py, &core, events)?;
+        listen(&core);
+        let inner = Arc::new(Inner::new(py, core, interval));
+        track(&inner);
+        Ok(Flags { inner })
+    }
+
     /// Loads a flag document from JSON text (no reloading).
     ///
     /// Args:
@@ -439,6 +530,28 @@ impl Flags {
         py.detach(|| core.reload_if_changed()).into_py_result(py)
     }
 
+    /// Stops the background watcher or poller; the last document keeps serving. Idempotent.
+    /// ``with Flags.from_file(...) as flags:`` closes at the end of the block.
+    fn close(&self) {
+        self.inner.core.stop_watching();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the handle (see ``close``); exceptions propagate.
+    #[pyo3(signature = (exc_type = None, exc_value = None, traceback = None))]
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc_value: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = (exc_type, exc_value, traceback);
+        self.close();
+    }
+
     /// The revision of the live document.
     #[getter]
     fn revision<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
@@ -456,14 +569,22 @@ impl Flags {
     /// report usage.
     ///
     /// A step without ``timeout_ms`` calls ``fn`` on this thread. A step with one runs it on a
-    /// shared daemon thread and waits at most that long; a Python function cannot be
-    /// cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
-    /// and the chain moves on. Use ``acall`` when attempts must really be cancelled.
+    /// worker thread and waits at most that long; a Python function cannot be cancelled, so a
+    /// late one is abandoned (it runs to its end, its result is discarded) and the chain moves
+    /// on. Workers are capped per process (``FLAGRAIL_CALL_THREADS``, default 256): when every
+    /// one is busy with an attempt that outlived its timeout, the step fails at once with kind
+    /// ``timeout`` without calling ``fn``. Use ``acall`` when attempts must really be cancelled.
     ///
     /// When the flag's ``shadow`` draws its variant for this unit, ``fn`` is also called with
-    /// that variant (``is_shadow`` true) on a daemon thread, beside the chain: nothing waits
-    /// for it, and what it returns or raises never reaches the result (``CallResult.shadow``
-    /// names it). Both outcomes are recorded with the function's output, for comparison.
+    /// that variant (``is_shadow`` true) on a worker thread once the chain has ended: nothing
+    /// waits for it, and what it returns or raises never reaches the result
+    /// (``CallResult.shadow`` names it). Both outcomes are recorded with the function's
+    /// output, for comparison.
+    ///
+    /// Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
+    /// (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
+    /// ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
+    /// ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
     ///
     /// Args:
     ///     flag: The flag key.
@@ -489,9 +610,11 @@ impl Flags {
     ///
     /// The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
     /// (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
-    /// awaiting task cancels the attempt in flight and ends the call. A shadow call runs as a
-    /// task of its own that nothing awaits. Pin store methods that return an awaitable are
-    /// awaited.
+    /// awaiting task cancels the attempt in flight and ends the call: the attempt is recorded
+    /// as cancelled and its budget reservation given back at once. A plain function is
+    /// accepted too; it runs on the event loop's thread, so its timeout is only noticed once
+    /// it returns. A shadow call runs as a task of its own, created once the served chain has
+    /// ended, that nothing awaits. Pin store methods that return an awaitable are awaited.
     ///
     /// Raises:
     ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).

@@ -3,35 +3,40 @@
 //!
 //! The core decides which variant to try next, measures each attempt and records it; this file
 //! only runs the user's function and reports what happened. `call` (sync) loops in Rust: a step
-//! without a timeout calls the function inline, a step with one hands it to
-//! `flagrail._call.call_with_timeout` (a daemon thread, waited on with the timeout). `acall`
+//! without a timeout calls the function inline, a step with one hands it to a native worker
+//! thread and waits for it with the GIL released (`workers.rs`, capped per process). `acall`
 //! loops in Python (`flagrail._call.acall`, where asyncio can cancel the attempt) over a
-//! [`PyRun`], the same [`RunState`] behind a lock.
+//! [`PyRun`], the same [`RunState`] behind a lock. In both, a shadow drawn for the call starts
+//! only once the served chain has ended.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use flagrail_core::live::PinSource;
 use flagrail_core::live::{Attempt as CoreAttempt, Run, Step, Usage};
 use flagrail_core::runtime::{
-    classify, CallbackSink, ErrorFacts, ErrorKind, Event, SEGMENT_ATTRIBUTE,
+    attempt_message, check_usage, classify, parse_error_kind, timeout_message, CallbackSink,
+    ErrorFacts, ErrorKind, Event, SEGMENT_ATTRIBUTE,
 };
 use flagrail_core::{Error as CoreError, Evaluation, Flags as CoreFlags};
-use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::exceptions::{PyException, PyRecursionError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::context::{with_declared, Source};
 use crate::convert::{output_json, to_python};
-use crate::error::{invalid_argument, to_py_err, to_py_err_with, IntoPyResult};
+use crate::error::{to_py_err, to_py_err_with, IntoPyResult};
 use crate::handle::Inner;
 use crate::sticky::{pin_write, PinRead, PinStore, PinWrite};
 use crate::variant::{py_repr, DocCache, Outcome, Variant};
+use crate::workers::{run_timed, spawn, Timed, CALL_THREADS_VARIABLE};
 
 const HELPERS: &str = "flagrail._call";
 
-static CALL_WITH_TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static SUBMIT_SHADOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static COROUTINE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static ACALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static GENERIC_ALIAS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -293,16 +298,32 @@ impl RunState {
     }
 
     /// The attempt in flight raised `err`. An `Exception` is classified and recorded, and the
-    /// chain goes on; anything else (`KeyboardInterrupt`, `asyncio.CancelledError` …) ends the
-    /// call and is raised again, recording nothing.
+    /// chain goes on. Anything else (`KeyboardInterrupt`, `asyncio.CancelledError` …) and a
+    /// `RecursionError` (a programming error, never the model's) end the call and are raised
+    /// again; the attempt is recorded as cancelled and feeds no metric.
     pub(crate) fn fail(&mut self, py: Python<'_>, err: PyErr) -> PyResult<()> {
-        if !err.is_instance_of::<PyException>(py) {
+        if !err.is_instance_of::<PyException>(py) || err.is_instance_of::<PyRecursionError>(py) {
+            self.cancel();
             return Err(err);
         }
         let timeout = self.current.take().and_then(|(_, t)| t);
         let (kind, message) = describe(err.value(py).as_any(), timeout);
         self.run.fail(kind, Some(&message), Usage::default());
         Ok(())
+    }
+
+    /// The attempt in flight failed with `kind` without an exception (a timeout the binding
+    /// measured, a step it could not start).
+    pub(crate) fn fail_with(&mut self, kind: ErrorKind, message: &str) {
+        self.current = None;
+        self.run.fail(kind, Some(message), Usage::default());
+    }
+
+    /// The caller gave up while an attempt was in flight: the core gives back its reservation
+    /// now and records it as cancelled (see `Run::cancel`).
+    pub(crate) fn cancel(&mut self) {
+        self.current = None;
+        self.run.cancel();
     }
 
     /// The result once [`RunState::next`] said `Done`: the non-AI variant that served, or
@@ -343,7 +364,7 @@ impl RunState {
 
 /// Classifies an exception raised by the user's function: its `error_kind` (declared), class
 /// name, `status_code`/`status`, `code` and message, decided by the core. Returns the kind and
-/// the message for the attempts list.
+/// the text for the attempts list (the core's `attempt_message`, the same as Node's).
 fn describe(exc: &Bound<'_, PyAny>, timeout_ms: Option<u64>) -> (ErrorKind, String) {
     let attr = |name: &str| exc.getattr_opt(name).ok().flatten();
     let declared: Option<String> = attr("error_kind").and_then(|v| v.extract().ok());
@@ -369,14 +390,50 @@ fn describe(exc: &Bound<'_, PyAny>, timeout_ms: Option<u64>) -> (ErrorKind, Stri
         message: &message,
     });
     let text = match (message.is_empty(), kind, timeout_ms) {
-        (true, ErrorKind::Timeout, Some(ms)) => format!("timed out after {ms} ms"),
-        (true, _, _) => name,
-        (false, _, _) => message,
+        // `asyncio.timeout` raises a bare `TimeoutError` at the step's timeout.
+        (true, ErrorKind::Timeout, Some(ms)) => timeout_message(ms),
+        _ => attempt_message(&name, &message),
     };
     (kind, text)
 }
 
-/// `Flags.call`: the whole chain, in Rust.
+/// How deep `Flags.call` may nest on one thread (a call made from inside the function of
+/// another): each level holds about 12 KB of C stack, and CPython's own recursion limit
+/// counts Python frames only, so without a limit of its own a deep nesting overflows the C
+/// stack (near 650 levels on an 8 MB stack) instead of raising.
+pub(crate) const MAX_NESTED_CALLS: u32 = 100;
+
+thread_local! {
+    static CALL_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of `Flags.call` nesting on this thread, given back when dropped.
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> PyResult<Nesting> {
+        CALL_DEPTH.with(|depth| {
+            let now = depth.get();
+            if now >= MAX_NESTED_CALLS {
+                return Err(PyRecursionError::new_err(format!(
+                    "Flags.call nested more than {MAX_NESTED_CALLS} deep (a call made from \
+                     inside the function of another call) on this thread"
+                )));
+            }
+            depth.set(now + 1);
+            Ok(Nesting)
+        })
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        CALL_DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
+/// `Flags.call`: the whole chain, in Rust. A shadow drawn for this call starts on a worker
+/// once the chain has ended, so that it never delays the served answer.
 pub(crate) fn call<'py>(
     inner: &Inner,
     py: Python<'py>,
@@ -384,33 +441,149 @@ pub(crate) fn call<'py>(
     context: Option<&Bound<'py, PyAny>>,
     function: &Bound<'py, PyAny>,
 ) -> PyResult<CallResult> {
+    let _nesting = Nesting::enter()?;
     let mut state = start(inner, py, flag, context, Pins::Auto)?;
-    if let Some(shadow) = state.take_shadow() {
-        // Beside the served chain, on a daemon thread that nobody waits for. A failure to
-        // hand it over (it cannot really happen) costs the shadow, never the call.
-        let submitted = Bound::new(py, shadow).and_then(|shadow| {
-            SUBMIT_SHADOW
-                .import(py, HELPERS, "submit_shadow")?
-                .call1((shadow, function))
-        });
-        if let Err(err) = submitted {
-            state.shadow_started = None;
-            err.write_unraisable(py, Some(function));
+    let shadow = state.take_shadow();
+    let mut result = drive(py, state, function);
+    if let Some(shadow) = shadow {
+        if !start_shadow(py, shadow, function) {
+            if let Ok(result) = result.as_mut() {
+                result.shadow = None;
+            }
         }
     }
+    result
+}
+
+/// Runs the chain of `state` to its end with `function`.
+fn drive<'py>(
+    py: Python<'py>,
+    mut state: RunState,
+    function: &Bound<'py, PyAny>,
+) -> PyResult<CallResult> {
     loop {
         let Next::Call(variant, timeout_ms) = state.next(py)? else {
             return state.finish(py);
         };
         let returned = match timeout_ms {
             None => function.call1((variant,)),
-            Some(ms) => CALL_WITH_TIMEOUT
-                .import(py, HELPERS, "call_with_timeout")?
-                .call1((function, variant, ms as f64 / 1000.0)),
+            Some(ms) => match call_on_worker(py, function, variant, ms)? {
+                Timed::Returned(result) => result.map(|value| value.into_bound(py)),
+                Timed::Late => {
+                    state.fail_with(ErrorKind::Timeout, &timeout_message(ms));
+                    continue;
+                }
+                Timed::Refused { cap } => {
+                    state.fail_with(
+                        ErrorKind::Timeout,
+                        &format!(
+                            "not started: all {cap} call threads are busy with attempts that \
+                             outlived their timeout (the cap is {CALL_THREADS_VARIABLE})"
+                        ),
+                    );
+                    continue;
+                }
+            },
         };
         match returned {
-            Ok(value) => return state.succeed(py, value),
+            Ok(value) => {
+                if is_coroutine(py, &value)? {
+                    return Err(coroutine_given(py, &value, function));
+                }
+                return state.succeed(py, value);
+            }
             Err(err) => state.fail(py, err)?,
+        }
+    }
+}
+
+/// Runs `function(variant)` on a worker, in a copy of the caller's context variables, and
+/// waits at most `timeout_ms` for it.
+fn call_on_worker(
+    py: Python<'_>,
+    function: &Bound<'_, PyAny>,
+    variant: Bound<'_, Variant>,
+    timeout_ms: u64,
+) -> PyResult<Timed> {
+    let run = COPY_CONTEXT
+        .import(py, "contextvars", "copy_context")?
+        .call0()?
+        .getattr(intern!(py, "run"))?
+        .unbind();
+    let args = PyTuple::new(py, [function.as_any(), variant.as_any()])?.unbind();
+    Ok(run_timed(py, Duration::from_millis(timeout_ms), run, args))
+}
+
+/// Whether `value` is a coroutine object (what an `async def` returns when called).
+fn is_coroutine(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let coroutine = COROUTINE_TYPE.import(py, "types", "CoroutineType")?;
+    Ok(value.get_type().is(coroutine))
+}
+
+/// The `TypeError` of a `call` given an async function; the coroutine is closed (it never
+/// ran, and it must not warn that it was never awaited). The run is dropped unrecorded.
+fn coroutine_given(py: Python<'_>, value: &Bound<'_, PyAny>, function: &Bound<'_, PyAny>) -> PyErr {
+    if let Err(err) = value.call_method0(intern!(py, "close")) {
+        err.write_unraisable(py, Some(value));
+    }
+    let shown = function
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "the function".into());
+    PyTypeError::new_err(format!(
+        "Flags.call got a coroutine from {shown}: an async function must be awaited with \
+         `await flags.acall(...)`"
+    ))
+}
+
+/// Starts `shadow` on a worker, where its chain runs like `call`'s and whatever it raises is
+/// recorded and swallowed; `false` when no worker was free (the shadow is then dropped
+/// unrecorded, and its hourly cap reservation given back).
+fn start_shadow(py: Python<'_>, shadow: PyRun, function: &Bound<'_, PyAny>) -> bool {
+    let Some(state) = shadow.lock().take() else {
+        return false;
+    };
+    let run = COPY_CONTEXT
+        .import(py, "contextvars", "copy_context")
+        .and_then(|copy| copy.call0())
+        .and_then(|context| context.getattr(intern!(py, "run")));
+    let runner = Py::new(
+        py,
+        PyShadow {
+            state: Mutex::new(Some(state)),
+            function: function.clone().unbind(),
+        },
+    );
+    let args = runner.and_then(|runner| PyTuple::new(py, [runner]));
+    match (run, args) {
+        (Ok(run), Ok(args)) => spawn(py, run.unbind(), args.unbind()),
+        (Err(err), _) | (_, Err(err)) => {
+            err.write_unraisable(py, Some(function));
+            false
+        }
+    }
+}
+
+/// The chain of a shadow run as a callable, so that it runs inside a copy of the caller's
+/// context variables (`Context.run`).
+#[pyclass(frozen, module = "flagrail._flagrail", name = "_Shadow")]
+pub struct PyShadow {
+    state: Mutex<Option<RunState>>,
+    function: Py<PyAny>,
+}
+
+#[pymethods]
+impl PyShadow {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(state) = state else {
+            return Ok(());
+        };
+        match drive(py, state, self.function.bind(py)) {
+            Ok(_) => Ok(()),
+            // Every step failed: recorded, nothing to report.
+            Err(err) if err.is_instance_of::<PyException>(py) => Ok(()),
+            Err(err) => Err(err),
         }
     }
 }
@@ -496,6 +669,15 @@ impl PyRun {
     /// The result once the iteration ended, or ``AllAttemptsFailedError``.
     fn finish(&self, py: Python<'_>) -> PyResult<CallResult> {
         self.take()?.finish(py)
+    }
+
+    /// The caller gave up (a ``BaseException`` reached ``acall``): the attempt in flight is
+    /// recorded as cancelled and its reservation given back now, not when the run is
+    /// collected.
+    fn _cancel(&self) {
+        if let Some(state) = self.lock().as_mut() {
+            state.cancel();
+        }
     }
 
     /// The shadow run to start beside this one (once), or ``None``.
@@ -727,17 +909,20 @@ impl Output {
     #[new]
     #[pyo3(signature = (value, *, input_tokens = None, output_tokens = None, cost = None))]
     fn new(
+        py: Python<'_>,
         value: Py<PyAny>,
         input_tokens: Option<u64>,
         output_tokens: Option<u64>,
         cost: Option<f64>,
-    ) -> Output {
-        Output {
+    ) -> PyResult<Output> {
+        // NaN, infinite or negative: INVALID_ARGUMENT, decided by the core.
+        check_usage(None, cost).map_err(|e| to_py_err(py, &e))?;
+        Ok(Output {
             value,
             input_tokens,
             output_tokens,
             cost,
-        }
+        })
     }
 
     #[classmethod]
@@ -840,20 +1025,27 @@ impl Tracker {
     ///     input_tokens: Input tokens used.
     ///     output_tokens: Output tokens produced.
     ///     cost: The call's cost (else computed from the tokens and the variant's prices).
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: ``latency_ms`` or ``cost`` is NaN, infinite or negative;
+    ///         nothing is recorded and the tracker can still be reported.
     #[pyo3(signature = (*, latency_ms = None, input_tokens = None, output_tokens = None, cost = None))]
     fn success(
         &self,
+        py: Python<'_>,
         latency_ms: Option<f64>,
         input_tokens: Option<u64>,
         output_tokens: Option<u64>,
         cost: Option<f64>,
-    ) {
+    ) -> PyResult<()> {
+        check_usage(latency_ms, cost).map_err(|e| to_py_err(py, &e))?;
         self.lock().succeed(Usage {
             latency_ms,
             input_tokens,
             output_tokens,
             cost,
         });
+        Ok(())
     }
 
     /// The call failed.
@@ -868,7 +1060,9 @@ impl Tracker {
     ///     cost: The call's cost.
     ///
     /// Raises:
-    ///     InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind.
+    ///     InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind, or
+    ///         ``latency_ms`` or ``cost`` is NaN, infinite or negative; nothing is recorded and
+    ///         the tracker can still be reported.
     #[pyo3(signature = (kind_or_exception = None, *, latency_ms = None, input_tokens = None, output_tokens = None, cost = None))]
     fn error(
         &self,
@@ -879,21 +1073,12 @@ impl Tracker {
         output_tokens: Option<u64>,
         cost: Option<f64>,
     ) -> PyResult<()> {
+        check_usage(latency_ms, cost).map_err(|e| to_py_err(py, &e))?;
         let (kind, message) = match kind_or_exception {
             None => (ErrorKind::Other, None),
             Some(arg) => match arg.cast::<PyString>() {
                 Ok(text) => {
-                    let text = text.to_str()?;
-                    let kind = ErrorKind::parse(text).ok_or_else(|| {
-                        invalid_argument(
-                            py,
-                            format!(
-                                "unknown error kind {text:?}; expected one of timeout, \
-                                 rate_limit, server, content_policy, rejected, other, \
-                                 invalid_request"
-                            ),
-                        )
-                    })?;
+                    let kind = parse_error_kind(text.to_str()?).map_err(|e| to_py_err(py, &e))?;
                     (kind, None)
                 }
                 Err(_) => {

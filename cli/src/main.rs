@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod args;
 mod drill;
+mod signing;
 mod simulate;
 
 use std::io::{BufRead, Write};
@@ -99,6 +100,18 @@ const COMMANDS: &[Command] = &[
         details: drill::DETAILS,
         run: drill::run,
     },
+    Command {
+        name: "keygen",
+        usage: "keygen --out DIR         (writes DIR/flagrail.key, private, and DIR/flagrail.pub)",
+        details: signing::KEYGEN_DETAILS,
+        run: signing::keygen,
+    },
+    Command {
+        name: "sign",
+        usage: "sign --key flagrail.key FILE   (writes FILE.sig over FILE's exact bytes)",
+        details: signing::SIGN_DETAILS,
+        run: signing::sign,
+    },
 ];
 
 const KILL_DETAILS: &str = "  --flag F       the flag's own switch
@@ -112,6 +125,7 @@ the requested state is left alone (nothing written, exit 0). Exit 1 means nothin
 (refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".";
 
 const FOOTER: &str = "\
+FILE may be an http(s):// URL wherever a document is only read (not kill/unkill/sign).
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
 exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
 
@@ -174,7 +188,7 @@ impl From<Error> for Failure {
     }
 }
 
-type Outcome = Result<(), Failure>;
+pub type Outcome = Result<(), Failure>;
 
 /// Writes one line to stdout (see [`outln!`]).
 pub fn write_line(line: std::fmt::Arguments<'_>) -> Outcome {
@@ -248,6 +262,10 @@ fn help(topic: Option<&str>) -> Outcome {
 /// Reads a document file as a service would: a regular file (through symlinks), at most one
 /// byte more than the loader accepts, so `/dev/zero` or a FIFO is an error, not a hang.
 pub fn load(path: &str) -> Result<Document, Failure> {
+    if flagrail_sources::is_url(path) {
+        let bytes = flagrail_sources::fetch_bytes(path, flagrail_sources::HttpOptions::default())?;
+        return Ok(Document::from_slice(&bytes)?);
+    }
     use std::io::Read;
     let unreachable =
         |detail: String| Failure::failed(format!("{path}: {detail} [SOURCE_UNREACHABLE]"));

@@ -107,6 +107,14 @@ fn error_codes() -> Vec<&'static str> {
             source: String::new(),
             detail: String::new(),
         },
+        Error::SignatureInvalid {
+            source: String::new(),
+            detail: String::new(),
+        },
+        Error::NotRegularFile {
+            source: String::new(),
+            kind: String::new(),
+        },
         Error::InvalidArgument {
             message: String::new(),
         },
@@ -122,6 +130,8 @@ fn error_codes() -> Vec<&'static str> {
         .map(|err| match err {
             Error::InvalidDocument { .. }
             | Error::SourceUnreachable { .. }
+            | Error::SignatureInvalid { .. }
+            | Error::NotRegularFile { .. }
             | Error::InvalidArgument { .. }
             | Error::FlagNotFound { .. }
             | Error::AllAttemptsFailed { .. } => err.code(),

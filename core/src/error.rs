@@ -128,6 +128,12 @@ pub enum Error {
     InvalidDocument { problems: Vec<Problem> },
     /// A source (file, URL) could not be read.
     SourceUnreachable { source: String, detail: String },
+    /// A document whose detached ed25519 signature is missing, malformed or does not match
+    /// the configured key: treated like an invalid document (never goes live).
+    SignatureInvalid { source: String, detail: String },
+    /// The source path is not a regular file (a FIFO, a device, a directory …), even through
+    /// symlinks: it is never read, so it cannot block or exhaust the reader.
+    NotRegularFile { source: String, kind: String },
     /// An argument to an API call is out of its domain (for example `bucket(.., total = 0)`).
     InvalidArgument { message: String },
     /// `call` of a flag the live document does not have: there is no variant to call.
@@ -142,6 +148,8 @@ impl Error {
         match self {
             Error::InvalidDocument { .. } => "INVALID_DOCUMENT",
             Error::SourceUnreachable { .. } => "SOURCE_UNREACHABLE",
+            Error::SignatureInvalid { .. } => "SIGNATURE_INVALID",
+            Error::NotRegularFile { .. } => "NOT_REGULAR_FILE",
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::FlagNotFound { .. } => "FLAG_NOT_FOUND",
             Error::AllAttemptsFailed { .. } => "ALL_ATTEMPTS_FAILED",
@@ -185,6 +193,12 @@ impl fmt::Display for Error {
             }
             Error::SourceUnreachable { source, detail } => {
                 write!(f, "cannot read flag source {source}: {detail}")
+            }
+            Error::SignatureInvalid { source, detail } => {
+                write!(f, "flag document from {source} is not signed by the configured key: {detail}")
+            }
+            Error::NotRegularFile { source, kind } => {
+                write!(f, "flag source {source} is {kind}, not a regular file; it is not read")
             }
             Error::InvalidArgument { message } => write!(f, "{message}"),
             Error::FlagNotFound { flag } => {

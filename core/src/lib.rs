@@ -77,6 +77,6 @@ pub use evaluate::{
 };
 pub use hash::{bucket, HASH_VERSION, PERCENT_TOTAL};
 pub use live::{
-    Clock, EvalOptions, Evaluation, FileOptions, Flags, ManualClock, PinSource, ReloadEvent,
-    Status, SystemClock,
+    Clock, EvalOptions, Evaluation, ExternalSource, FileOptions, Flags, ManualClock, PinSource,
+    Poll, ReloadEvent, Status, SystemClock,
 };

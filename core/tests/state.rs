@@ -306,6 +306,61 @@ fn a_dropped_run_gives_its_reservation_back() {
     assert_eq!(flags.budget_states()[0]["spent"], 0.0);
 }
 
+#[test]
+fn a_cancelled_attempt_gives_its_reservation_back_at_once_and_is_recorded_as_cancelled() {
+    let (flags, _) = flags_at(json!({ "flags": { "chat": {
+        "variants": { "opus": { "max_tokens": 1000, "cost_per_1k_output_tokens": 0.5 },
+                      "human": { "ai": false } },
+        "default": "opus",
+        "fallback": ["human"],
+        "budgets": [{ "id": "cap", "max_cost": 1.0, "window": "1h", "action": { "serve": "human" } }]
+    } } }));
+    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&events);
+    flags.add_event_sink(Arc::new(CallbackSink(move |e: &Event| {
+        sink.lock().unwrap().push(e.clone())
+    })));
+    let user = json!({ "user_id": "u" });
+    let mut runs: Vec<_> = (0..2)
+        .map(|_| flags.start_run("chat", &user).unwrap())
+        .collect();
+    for run in &mut runs {
+        assert!(matches!(run.next_step(), Step::Call { .. }));
+    }
+    assert_eq!(
+        flags.evaluate("chat", &user, EvalOptions::default()).reason,
+        Reason::Budget
+    );
+    // Kept alive (as a traceback keeps a frame), yet the room is back.
+    runs[0].cancel();
+    runs[1].cancel();
+    assert_eq!(
+        flags.evaluate("chat", &user, EvalOptions::default()).reason,
+        Reason::Default
+    );
+    assert_eq!(
+        runs[0].next_step(),
+        Step::Exhausted,
+        "a cancelled run is over"
+    );
+    let outcomes: Vec<Value> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "outcome")
+        .cloned()
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes
+        .iter()
+        .all(|e| e["outcome"] == "cancelled" && e["error_kind"].is_null()));
+    assert!(
+        flags.metrics()["chat"].get("opus").is_none(),
+        "a cancellation feeds no metric"
+    );
+    assert_eq!(flags.budget_states()[0]["spent"], 0.0);
+}
+
 fn sticky_doc(extra_variants: Value) -> Value {
     let mut variants = json!({
         "stable": { "model": "s" },

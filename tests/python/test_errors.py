@@ -145,7 +145,8 @@ def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
 def test_a_directory_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as raised:
         Flags.from_file(tmp_path)
-    assert raised.value.code == "SOURCE_UNREACHABLE"
+    # A directory is never opened for reading (issue 14): named, not a generic read failure.
+    assert raised.value.code == "NOT_REGULAR_FILE"
 
 
 def test_poll_interval_must_be_positive(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def test_the_chain_tries_each_fallback_once_in_order_and_ends_on_the_non_ai_vari
     assert r.variant.id == "human" and r.variant["message"] == "Talk to a person"
     assert r.fallback_used and r.assigned == "a"
     assert kinds(r.attempts) == [("a", "server"), ("b", "server"), ("c", "server")]
-    assert all(a.error == "overloaded" and a.outcome == "error" for a in r.attempts)
+    assert all(a.error == "ProviderError: overloaded" and a.outcome == "error" for a in r.attempts)
 
 
 def test_a_later_success_serves_and_stops_the_chain() -> None:
@@ -197,7 +197,7 @@ def test_reject_moves_on_to_the_next_step() -> None:
     provider = FakeProvider(fail={"a": Reject("no citation")})
     r = flags.call("bot", USER, provider)
     assert r.variant.id == "b"
-    assert r.attempts[0].error_kind == "rejected" and r.attempts[0].error == "no citation"
+    assert r.attempts[0].error_kind == "rejected" and r.attempts[0].error == "Reject: no citation"
     assert not isinstance(Reject("x"), FlagrailError)
 
 
@@ -221,7 +221,7 @@ def test_all_attempts_failed_raises_with_the_attempts() -> None:
     assert isinstance(err, CallError) and isinstance(err, FlagrailError)
     assert err.code == "ALL_ATTEMPTS_FAILED" and err.flag == "bot"
     assert kinds(err.attempts) == [("a", "timeout"), ("b", "other")]
-    assert err.attempts[1].error == "bad json"
+    assert err.attempts[1].error == "ValueError: bad json"
     assert err.run_id is not None and len(err.run_id) == 32
     assert "2 attempts" in str(err)
 
@@ -531,7 +531,7 @@ def test_concurrent_calls_from_threads_are_all_counted() -> None:
 
 
 def test_concurrent_acalls_with_gather_are_all_counted() -> None:
-    doc = with_variant(chain_doc(), "a", timeout_ms=50)
+    doc = with_variant(chain_doc(), "a", timeout_ms=1000)
     flags = Flags.from_dict(doc)
     n = 400
 

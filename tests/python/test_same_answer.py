@@ -100,7 +100,7 @@ def test_an_interrupt_from_a_context_mapping_propagates(flags: Flags, interrupt:
         flags.explain("split", Raising(interrupt()))
 def padded(size: int) -> dict[str, Any]:
     """DOCUMENT with a description that makes its compact JSON text `size` bytes long."""
-    doc = json.loads(json.dumps(DOCUMENT))
+    doc: dict[str, Any] = json.loads(json.dumps(DOCUMENT))
     doc["flags"]["split"]["description"] = ""
     base = len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
     doc["flags"]["split"]["description"] = "d" * (size - base)

@@ -481,7 +481,7 @@ def test_acall_awaits_async_store_methods() -> None:
 
     flags.use_pin_store(Raising())
     r = asyncio.run(flags.acall("chat", convo(user, "c1"), ask))
-    assert r.value.startswith("answer of") and r.variant.reason != "STICKY"
+    assert r.value is not None and r.value.startswith("answer of") and r.variant.reason != "STICKY"
     assert flags.status()["sticky_store"]["last_error"] == "get: ConnectionError: async store down"
     sync_store = RecordingStore()
     flags.use_pin_store(sync_store)

@@ -7,6 +7,7 @@ Kept in sync with bindings-python/src/*.rs (whose ``///`` docs are the runtime d
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from os import PathLike
+from types import TracebackType
 from typing import Any, Generic, TypeVar, final, overload
 
 from flagrail._pins import PinStore
@@ -22,6 +23,10 @@ __all__ = [
     "bucket",
     "_after_fork_in_child",
     "_before_exit",
+    "_forget_call_threads",
+    "_stop_call_threads",
+    "_next_call_job",
+    "_Slot",
     "_reuses_results",
     "_Run",
     "HASH_VERSION",
@@ -60,6 +65,23 @@ def _before_exit() -> None:
     out of Python half-way (a fatal error in ``PyGILState_Release``). At exit, watchers stop
     attaching, and the ones already attached are given up to two seconds to finish.
     """
+
+def _forget_call_threads() -> None:
+    """Forgets the worker threads of sync ``call`` after ``fork()`` in the child (they did not
+    survive it). Registered by ``flagrail._call``; not meant to be called directly."""
+
+def _stop_call_threads() -> None:
+    """The interpreter is exiting: idle worker threads of sync ``call`` never attach to it
+    again. Registered with ``atexit`` by ``flagrail._call``; not meant to be called directly."""
+
+def _next_call_job(done: list[Any]) -> tuple[Callable[..., Any], tuple[Any, ...], _Slot | None] | None:
+    """The next job of a worker thread of sync ``call``, waited for with the GIL released, or
+    ``None`` when the worker has idled long enough. ``done`` is ``[]`` or the outcome of the
+    job just run, ``[slot, ok, value]``, emptied here. Not public API."""
+
+@final
+class _Slot:
+    """Where a worker reports the result of a job someone waits for. Not public API."""
 
 def _reuses_results() -> bool:
     """Whether ``Flags.variant`` hands out result objects nobody holds any more again (decided at
@@ -114,6 +136,59 @@ class Flags:
             SourceError: The file (or the events file) cannot be opened (code
                 ``SOURCE_UNREACHABLE``).
             DocumentError: The document is invalid; ``problems`` lists every problem.
+        """
+
+    @staticmethod
+    def from_url(
+        url: str,
+        *,
+        poll_interval: float = 5.0,
+        cache_path: str | PathLike[str] | None = None,
+        verify_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ca_file: str | PathLike[str] | None = None,
+        timeout: float = 10.0,
+        startup_timeout: float = 10.0,
+        events: str | PathLike[str] | None = None,
+    ) -> Flags:
+        """Loads a flag document from an HTTP(S) URL and polls it in the background.
+
+        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an
+        unchanged document costs a 304 and no parse. A new document is checked (signature,
+        when ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a
+        bad, truncated, oversized (over 16 MiB) or unsigned document, never replaces the live
+        one. Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
+        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has
+        the URL, ETag, last success and attempt, consecutive failures, staleness and the last
+        error with its code. The poller stops with ``close()`` (or ``with``) and restarts in
+        forked children.
+
+        Startup: the document is fetched before this returns. If that fails and
+        ``cache_path`` holds a valid copy (every good document is written there atomically),
+        the copy serves at once (``status()["remote"]["served_from_cache"]``) and polling goes
+        on. Without a usable cache, attempts go on for up to ``startup_timeout`` seconds, then
+        this raises.
+
+        Args:
+            url: ``http://`` or ``https://``; credentials in it are never shown.
+            poll_interval: Seconds between polls.
+            cache_path: A file that keeps the last good document for cold starts.
+            verify_key: The text of ``flagrail.pub``: documents must carry a detached ed25519
+                signature (``<url>.sig``, written by ``flagrail sign``) by this key.
+            headers: Sent with every request (e.g. ``{"Authorization": "Bearer …"}``); never
+                logged, never sent to another host on a redirect.
+            ca_file: A PEM file of CA certificates to trust instead of the bundled Mozilla
+                roots.
+            timeout: Seconds a response (headers and body) may take once connected; a stalled
+                server fails that poll (connecting has its own 5 s bound).
+            startup_timeout: Seconds to wait for a first document without a usable cache.
+            events: A JSON-lines file that every telemetry event is appended to.
+
+        Raises:
+            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it
+                is not signed by ``verify_key`` (``SIGNATURE_INVALID``).
+            DocumentError: The server's document is invalid and no cache could serve.
+            InvalidArgumentError: A bad URL, header, key, CA file or interval.
         """
 
     @staticmethod
@@ -228,6 +303,19 @@ class Flags:
         """Lifts a local kill of ``flag`` (every local kill when ``None``). A kill written in
         the document stays in force until a new document lifts it."""
 
+    def close(self) -> None:
+        """Stops the background watcher or poller; the last document keeps serving.
+        Idempotent. ``with Flags.from_file(...) as flags:`` closes at the end of the block."""
+
+    def __enter__(self) -> Flags: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        """Closes the handle (see ``close``); exceptions propagate."""
+
     def reload_if_changed(self) -> bool:
         """Checks a file source now and reloads it if it changed; returns whether a new
         document went live. Useful with ``reload=False``. A static source returns ``False``.
@@ -255,14 +343,22 @@ class Flags:
         report usage.
 
         A step without ``timeout_ms`` calls ``fn`` on this thread. A step with one runs it on a
-        shared daemon thread and waits at most that long; a Python function cannot be
-        cancelled, so a late one is abandoned (it runs to its end, its result is discarded)
-        and the chain moves on. Use ``acall`` when attempts must really be cancelled.
+        worker thread and waits at most that long; a Python function cannot be cancelled, so a
+        late one is abandoned (it runs to its end, its result is discarded) and the chain moves
+        on. Workers are capped per process (``FLAGRAIL_CALL_THREADS``, default 256): when every
+        one is busy with an attempt that outlived its timeout, the step fails at once with kind
+        ``timeout`` without calling ``fn``. Use ``acall`` when attempts must really be cancelled.
 
         When the flag's ``shadow`` draws its variant for this unit, ``fn`` is also called with
-        that variant (``is_shadow`` true) on a daemon thread, beside the chain: nothing waits
-        for it, and what it returns or raises never reaches the result (``CallResult.shadow``
-        names it). Both outcomes are recorded with the function's output, for comparison.
+        that variant (``is_shadow`` true) on a worker thread once the chain has ended: nothing
+        waits for it, and what it returns or raises never reaches the result
+        (``CallResult.shadow`` names it). Both outcomes are recorded with the function's
+        output, for comparison.
+
+        Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
+        (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
+        ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
+        ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
 
         Args:
             flag: The flag key.
@@ -291,9 +387,11 @@ class Flags:
 
         The same chain as ``call``; an attempt that reaches its ``timeout_ms`` is cancelled
         (its coroutine sees ``asyncio.CancelledError``) and the chain moves on. Cancelling the
-        awaiting task cancels the attempt in flight and ends the call. A shadow call runs as a
-        task of its own that nothing awaits. Pin store methods that return an awaitable are
-        awaited.
+        awaiting task cancels the attempt in flight and ends the call: the attempt is recorded
+        as cancelled and its budget reservation given back at once. A plain function is
+        accepted too; it runs on the event loop's thread, so its timeout is only noticed once
+        it returns. A shadow call runs as a task of its own, created once the served chain has
+        ended, that nothing awaits. Pin store methods that return an awaitable are awaited.
 
         Raises:
             FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
@@ -307,6 +405,20 @@ class Flags:
         flag: str,
         context: Mapping[str, object] | None,
         fn: Callable[[Variant], Awaitable[_T]],
+    ) -> Coroutine[Any, Any, CallResult[_T]]: ...
+    @overload
+    def acall(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        fn: Callable[[Variant], Output[_T]],
+    ) -> Coroutine[Any, Any, CallResult[_T]]: ...
+    @overload
+    def acall(
+        self,
+        flag: str,
+        context: Mapping[str, object] | None,
+        fn: Callable[[Variant], _T],
     ) -> Coroutine[Any, Any, CallResult[_T]]: ...
 
     def _start_run(
@@ -512,7 +624,7 @@ class CallResult(Generic[_T]):
     def __class_getitem__(cls, item: Any) -> Any: ...
 
     @property
-    def value(self) -> _T:
+    def value(self) -> _T | None:
         """What the function returned (unwrapped from ``Output``); ``None`` when a non-AI
         variant served without calling the function."""
 
@@ -650,6 +762,10 @@ class Tracker:
             input_tokens: Input tokens used.
             output_tokens: Output tokens produced.
             cost: The call's cost (else computed from the tokens and the variant's prices).
+
+        Raises:
+            InvalidArgumentError: ``latency_ms`` or ``cost`` is NaN, infinite or negative;
+                nothing is recorded and the tracker can still be reported.
         """
 
     def error(
@@ -673,7 +789,9 @@ class Tracker:
             cost: The call's cost.
 
         Raises:
-            InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind.
+            InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind, or
+                ``latency_ms`` or ``cost`` is NaN, infinite or negative; nothing is recorded and
+                the tracker can still be reported.
         """
 
 @final
@@ -693,6 +811,11 @@ class _Run:
 
     def finish(self) -> CallResult[Any]:
         """The result once the iteration ended, or ``AllAttemptsFailedError``."""
+
+    def _cancel(self) -> None:
+        """The caller gave up (a ``BaseException`` reached ``acall``): the attempt in flight is
+        recorded as cancelled and its reservation given back now, not when the run is
+        collected."""
 
     def _shadow(self) -> _Run | None:
         """The shadow run to start beside this one (once), or ``None``."""

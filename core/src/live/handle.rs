@@ -20,7 +20,7 @@ use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
 use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
-use crate::live::source::{Fingerprint, SourceKind};
+use crate::live::source::{ExternalSource, Fingerprint, SourceKind};
 use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
 use crate::time::{format_timestamp, Millis};
@@ -43,6 +43,8 @@ pub(super) struct Shared {
     /// overrides, which saves an atomic load on every call in the usual case (no local kills).
     pub(super) has_overrides: AtomicBool,
     pub(super) source: SourceKind,
+    /// The implementation of a [`SourceKind::External`] source.
+    pub(super) external: Option<Arc<dyn ExternalSource>>,
     pub(super) clock: Arc<dyn Clock>,
     // Lock-free (copy on write) rather than mutexes: a process may fork() while the reload
     // thread is updating these, and a mutex held at that instant would stay locked forever in
@@ -95,6 +97,7 @@ impl Flags {
                 overrides: ArcSwap::from_pointee(Overrides::default()),
                 has_overrides: AtomicBool::new(false),
                 source,
+                external: None,
                 clock,
                 state: ArcSwap::from_pointee(LoadState {
                     loaded_at: now,
@@ -351,7 +354,9 @@ impl Flags {
     /// Source, live revision, age, last error and local kills.
     pub fn status(&self) -> Status {
         let state = self.shared.state.load();
+        let now = self.shared.clock.now_millis();
         Status {
+            remote: self.shared.external.as_ref().map(|e| e.status_json(now)),
             source: self.shared.source.describe(),
             revision: self.shared.document.load().revision().to_string(),
             loaded_at: state.loaded_at,
@@ -363,7 +368,7 @@ impl Flags {
             overrides: Overrides::clone(&self.shared.overrides.load()),
             budgets: self.budget_states(),
             pins: self.shared.runtime.pins.len(),
-            now: self.shared.clock.now_millis(),
+            now,
         }
     }
 

@@ -4,6 +4,8 @@
 //! - [`overrides`]: local kills and tripped guardrails laid over the document;
 //! - [`source`]: where the document comes from (static, or a file) and how a file is read;
 //! - [`watch`]: loading a file into a handle and the thread that reloads it on change;
+//! - [`external`]: the hook for sources implemented outside the core (HTTP, in
+//!   `flagrail-sources`), whose poller thread the core owns;
 //! - [`snapshot`]: one consistent view for evaluations, the overlay it builds, and the owned
 //!   [`Evaluation`];
 //! - [`status`]: what `status()` reports, and its JSON as typed serde structs;
@@ -14,6 +16,7 @@
 //! Every `impl Flags` block of the crate is in this folder.
 
 pub mod clock;
+pub mod external;
 pub mod handle;
 pub mod overrides;
 pub mod run;
@@ -28,5 +31,8 @@ pub use handle::{Flags, ReloadEvent};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
 pub use snapshot::{EvalOptions, Evaluation, PinSource, Snapshot};
-pub use source::{FileOptions, SourceKind, DEFAULT_POLL_INTERVAL};
+pub use source::{
+    read_document, ExternalSource, FileOptions, Poll, SourceKind, DEFAULT_POLL_INTERVAL,
+    MAX_FILE_BYTES,
+};
 pub use status::{LoadFailure, Status, StatusReport};

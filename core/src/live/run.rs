@@ -644,6 +644,56 @@ impl Run {
         self.finish_attempt(Some(kind), message, usage);
     }
 
+    /// The caller gave up on the call while an attempt was in flight (a cancelled task, an
+    /// aborted `signal`, `KeyboardInterrupt`): the run ends here. Its reservation is given back
+    /// at once (not when the run is dropped, which a traceback can delay), and the attempt is
+    /// recorded as an `outcome` event with `"outcome": "cancelled"` and no error kind. It
+    /// feeds no metric, guardrail or budget: the variant did nothing wrong. Does nothing on a
+    /// run with no attempt in flight but give back a reservation.
+    pub fn cancel(&mut self) {
+        self.release_reservation();
+        self.output = None;
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        // No further step: the caller is gone.
+        self.position = self.chain.len();
+        let runtime = &self.flags.shared.runtime;
+        if !runtime.wants_events() {
+            return;
+        }
+        let (Some(flag), latency_ms) = (
+            self.evaluation.flag(),
+            current.started.elapsed().as_secs_f64() * 1000.0,
+        ) else {
+            return;
+        };
+        let Some(def) = flag.variants.get(current.variant) else {
+            return;
+        };
+        runtime.emit(&[json!({
+            "type": "outcome",
+            "time": format_timestamp(self.flags.now_millis()),
+            "run_id": &*self.run_id,
+            "flag": &*flag.key,
+            "variant": &*def.id,
+            "revision": self.evaluation.revision(),
+            "rule_id": self.evaluation.rule_id(),
+            "model": def.model.as_deref(),
+            "attempt": self.attempts.len() + 1,
+            "fallback": !self.shadow && Some(current.variant) != self.evaluation.variant_index,
+            "shadow": self.shadow,
+            "outcome": "cancelled",
+            "error_kind": Value::Null,
+            "latency_ms": latency_ms,
+            "input_tokens": Value::Null,
+            "output_tokens": Value::Null,
+            "cost": Value::Null,
+            "unit": runtime.unit_label(self.unit.as_deref()),
+            "segment": self.segment.as_deref(),
+        })]);
+    }
+
     fn remember(&self) {
         if let (Some(flag), Some(variant)) = (self.flag(), self.served) {
             self.flags.remember_run(

@@ -1,12 +1,20 @@
 //! Where the live document comes from: a fixed document, or a file that a background thread
-//! polls and reloads when it changes.
+//! polls and reloads when it changes; and how a document file is read safely
+//! ([`read_document`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::Read;
+
+use crate::document::Document;
+use crate::error::{Error, Problem, ProblemKind, Result};
+use serde_json::Value;
+
 use crate::live::clock::{Clock, SystemClock};
+use crate::time::Millis;
 
 /// How often a watched file is checked for changes. A change is live within one interval plus
 /// the time to compile it.
@@ -17,6 +25,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub enum SourceKind {
     Static,
     File(PathBuf),
+    /// A source implemented outside the core ([`crate::live::ExternalSource`]), by its
+    /// description (`url:https://…`).
+    External(String),
 }
 
 impl SourceKind {
@@ -24,8 +35,36 @@ impl SourceKind {
         match self {
             SourceKind::Static => "static".to_string(),
             SourceKind::File(path) => format!("file:{}", path.display()),
+            SourceKind::External(description) => description.clone(),
         }
     }
+}
+
+/// A source of documents that lives outside the core (the HTTP source of `flagrail-sources`),
+/// so that no network code links into the evaluation path. The core owns its poller thread
+/// (see [`crate::live::external`]): [`Flags::start_watching`](crate::live::Flags) spawns one
+/// that calls [`ExternalSource::run`].
+pub trait ExternalSource: Send + Sync + 'static {
+    /// What `status()["source"]` says, such as `url:https://cdn.example/flags.json`.
+    fn describe(&self) -> String;
+    /// Source-specific state, reported as `status()["remote"]`.
+    fn status_json(&self, now: Millis) -> Value;
+    /// Polls until `poll` says to stop. Runs on a thread of its own; called again on a new
+    /// thread after a restart (a forked child), so it must not reuse locks or connections a
+    /// previous run may have held at the fork.
+    fn run(&self, poll: &dyn Poll);
+}
+
+/// What the poller thread of an [`ExternalSource`] can do with the handle it feeds. The
+/// thread holds the handle weakly: it never keeps it alive.
+pub trait Poll {
+    /// Sleeps `duration` unless stopped first (the handle was closed, dropped or restarted);
+    /// returns `false` when the poller should stop.
+    fn sleep(&self, duration: Duration) -> bool;
+    /// Offers a fetched document, or the error that kept the source from getting one: a valid
+    /// document goes live; an error is recorded in the status and sent to the reload listeners,
+    /// and the live document stays. `None` when the poller should stop.
+    fn offer(&self, loaded: Result<Document>) -> Option<Result<String>>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,9 +111,125 @@ impl Default for FileOptions {
     }
 }
 
+/// The largest document file read: the loader's bound (`load::MAX_DOCUMENT_BYTES`, which this
+/// layer may not import; a test keeps the two equal).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|err| Error::SourceUnreachable {
+    read_document(path)
+}
+
+// Reading a document file without letting the path turn against the reader (issue 14).
+//
+// A watched path can be replaced by anything between two polls: a 1 GiB file, a symlink to
+// `/dev/zero`, a FIFO that blocks `open()` until a writer appears. So the path is checked
+// before it is opened (a regular file, after following symlinks, no larger than the bound),
+// opened without blocking, checked again through the open handle (the path may have been
+// swapped in between), and read up to the bound plus one byte: a file that grew past it is
+// rejected without reading the rest.
+
+fn unreachable(path: &Path, err: &std::io::Error) -> Error {
+    Error::SourceUnreachable {
         source: path.display().to_string(),
         detail: err.to_string(),
-    })
+    }
+}
+
+/// What a non-regular file is, for the error message.
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn check(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    if !meta.is_file() {
+        return Err(Error::NotRegularFile {
+            source: path.display().to_string(),
+            kind: kind_of(meta.file_type()).to_string(),
+        });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(path, meta.len()));
+    }
+    Ok(())
+}
+
+fn too_large(path: &Path, len: u64) -> Error {
+    Error::InvalidDocument {
+        problems: vec![Problem {
+            path: String::new(),
+            kind: ProblemKind::DocumentTooLarge,
+            message: format!(
+                "{} is {len} bytes or more; the limit is {MAX_FILE_BYTES} bytes (not read)",
+                path.display()
+            ),
+        }],
+    }
+}
+
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: if the path became a FIFO after the check, open() returns at once instead
+    // of waiting for a writer (regular files ignore the flag).
+    const O_NONBLOCK: i32 = 0o4000;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    File::open(path)
+}
+
+/// Reads a document file: regular files only (symlinks followed), at most
+/// [`MAX_FILE_BYTES`]. Errors: `SOURCE_UNREACHABLE` (missing, unreadable),
+/// `NOT_REGULAR_FILE`, `INVALID_DOCUMENT` with `DOCUMENT_TOO_LARGE`.
+pub fn read_document(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|err| unreachable(path, &err))?;
+    check(path, &meta)?;
+    let file = open_nonblocking(path).map_err(|err| unreachable(path, &err))?;
+    // The path may have been swapped between the check and the open: check what was opened.
+    let opened = file.metadata().map_err(|err| unreachable(path, &err))?;
+    check(path, &opened)?;
+    let mut bytes = Vec::with_capacity(opened.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| unreachable(path, &err))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_file_bound_is_the_loader_bound() {
+        assert_eq!(
+            super::MAX_FILE_BYTES,
+            crate::load::MAX_DOCUMENT_BYTES as u64
+        );
+    }
 }

@@ -21,6 +21,8 @@ pub struct LoadFailure {
 #[derive(Debug, Clone)]
 pub struct Status {
     pub source: String,
+    /// What an external source reports about itself (URL, ETag, last success …).
+    pub remote: Option<Value>,
     pub revision: String,
     /// When the live document was loaded.
     pub loaded_at: Millis,
@@ -75,6 +77,7 @@ impl Status {
             guardrails,
             budgets: self.budgets.clone(),
             sticky_pins: self.pins,
+            remote: self.remote.clone(),
         }
     }
 
@@ -101,6 +104,9 @@ pub struct StatusReport {
     /// Each budget's state, as [`crate::Flags::budget_states`] describes it.
     pub budgets: Vec<Value>,
     pub sticky_pins: usize,
+    /// What an external source reports about itself; always present (null for file and
+    /// static sources), so that every status has one shape.
+    pub remote: Option<Value>,
 }
 
 impl StatusReport {

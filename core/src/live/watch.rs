@@ -3,8 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
-use std::thread;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::document::Document;
@@ -39,6 +38,10 @@ impl Flags {
     /// previous watcher first. After `fork()` the child has no watcher thread: call this in the
     /// child to resume reloading there (the bindings do it automatically).
     pub fn start_watching(&self, interval: Duration) {
+        if let Some(external) = &self.shared.external {
+            self.start_polling(Arc::clone(external));
+            return;
+        }
         let SourceKind::File(_) = &self.shared.source else {
             return;
         };
@@ -48,16 +51,12 @@ impl Flags {
             .fetch_add(1, Ordering::SeqCst)
             + 1;
         self.shared.watching.store(true, Ordering::SeqCst);
-        let weak: Weak<Shared> = Arc::downgrade(&self.shared);
-        let spawned = thread::Builder::new()
-            .name("flagrail-reload".to_string())
-            .spawn(move || watch(weak, generation, interval));
-        if spawned.is_err() {
+        if !shared_watcher::watch(Arc::downgrade(&self.shared), generation, interval) {
             self.shared.watching.store(false, Ordering::SeqCst);
         }
     }
 
-    /// Stops the background watcher, if any.
+    /// Stops the background watcher or poller, if any.
     pub fn stop_watching(&self) {
         self.shared
             .watcher_generation
@@ -95,16 +94,168 @@ fn reload_if_changed(shared: &Arc<Shared>) -> Result<bool> {
     flags.apply(loaded).map(|_| true)
 }
 
-fn watch(shared: Weak<Shared>, generation: u64, interval: Duration) {
-    loop {
-        thread::sleep(interval);
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if shared.watcher_generation.load(Ordering::SeqCst) != generation {
-            return;
+/// One watcher thread for every watched file of the process (issue 13: a thread per handle
+/// meant 1,300 threads for 1,300 dropped Node handles).
+///
+/// The registry is copy-on-write behind an `ArcSwap`, not a mutex: a process may fork while
+/// the watcher thread updates it, and a mutex held at that instant would stay locked forever
+/// in the child. Threads do not survive `fork()`, so the thread is tied to the pid that
+/// started it: a child's first `start_watching` (the bindings call it after a fork) finds a
+/// different pid and starts its own thread.
+mod shared_watcher {
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    use std::sync::{Arc, OnceLock, Weak};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use arc_swap::{ArcSwap, ArcSwapOption};
+
+    use crate::live::handle::Shared;
+
+    /// The longest the thread sleeps: how soon it notices a registry emptied by drops.
+    const MAX_SLEEP: Duration = Duration::from_millis(250);
+
+    struct Entry {
+        shared: Weak<Shared>,
+        generation: u64,
+        interval: Duration,
+        /// When the next check is due, in nanoseconds since [`epoch`].
+        due: AtomicU64,
+    }
+
+    impl Entry {
+        fn live(&self) -> Option<Arc<Shared>> {
+            let shared = self.shared.upgrade()?;
+            (shared.watcher_generation.load(Ordering::SeqCst) == self.generation).then_some(shared)
         }
-        // Errors are recorded in the status and sent to listeners by `apply`.
-        let _ = reload_if_changed(&shared);
+    }
+
+    static REGISTRY: OnceLock<ArcSwap<Vec<Arc<Entry>>>> = OnceLock::new();
+    /// The pid whose watcher thread is running (0: none).
+    static RUNNING_IN: AtomicU32 = AtomicU32::new(0);
+    /// The running thread, to wake it when a handle is added.
+    static THREAD: ArcSwapOption<thread::Thread> = ArcSwapOption::const_empty();
+
+    fn registry() -> &'static ArcSwap<Vec<Arc<Entry>>> {
+        REGISTRY.get_or_init(|| ArcSwap::from_pointee(Vec::new()))
+    }
+
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    fn nanos(at: Instant) -> u64 {
+        at.saturating_duration_since(epoch()).as_nanos() as u64
+    }
+
+    /// Adds a handle (replacing its older registration); `false` when no thread could be
+    /// started.
+    pub(super) fn watch(shared: Weak<Shared>, generation: u64, interval: Duration) -> bool {
+        let entry = Arc::new(Entry {
+            shared,
+            generation,
+            interval,
+            due: AtomicU64::new(nanos(Instant::now() + interval)),
+        });
+        registry().rcu(|current| {
+            let mut next: Vec<Arc<Entry>> = current
+                .iter()
+                .filter(|e| !Weak::ptr_eq(&e.shared, &entry.shared) && e.live().is_some())
+                .cloned()
+                .collect();
+            next.push(Arc::clone(&entry));
+            next
+        });
+        ensure_thread()
+    }
+
+    fn ensure_thread() -> bool {
+        let pid = std::process::id();
+        let running = RUNNING_IN.load(Ordering::SeqCst);
+        if running == pid {
+            if let Some(thread) = THREAD.load_full() {
+                thread.unpark();
+            }
+            return true;
+        }
+        // No thread in this process (first use, or a forked child): start one.
+        if RUNNING_IN
+            .compare_exchange(running, pid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return true;
+        }
+        let spawned = thread::Builder::new()
+            .name("flagrail-reload".to_string())
+            .spawn(move || run(pid));
+        match spawned {
+            Ok(handle) => {
+                THREAD.store(Some(Arc::new(handle.thread().clone())));
+                true
+            }
+            Err(_) => {
+                RUNNING_IN.store(0, Ordering::SeqCst);
+                false
+            }
+        }
+    }
+
+    /// Called with an empty registry: the thread ends (no idle thread once every handle is
+    /// dropped or closed) unless a handle was added meanwhile. Returns whether to go on.
+    fn stay(pid: u32) -> bool {
+        if RUNNING_IN
+            .compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        // A `watch` between the emptiness check and the store above saw this thread running
+        // and only woke it: take the registration back on, unless a new thread already did.
+        !registry().load().is_empty()
+            && RUNNING_IN
+                .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+    }
+
+    fn run(pid: u32) {
+        loop {
+            if RUNNING_IN.load(Ordering::SeqCst) != pid {
+                return;
+            }
+            let entries = registry().load_full();
+            let mut dead = false;
+            let mut next_wake = Instant::now() + MAX_SLEEP;
+            for entry in entries.iter() {
+                let Some(shared) = entry.live() else {
+                    dead = true;
+                    continue;
+                };
+                let now = Instant::now();
+                if nanos(now) >= entry.due.load(Ordering::Relaxed) {
+                    // Errors are recorded in the status and sent to listeners by `apply`.
+                    let _ = super::reload_if_changed(&shared);
+                    entry
+                        .due
+                        .store(nanos(Instant::now() + entry.interval), Ordering::Relaxed);
+                }
+                drop(shared);
+                let due = epoch() + Duration::from_nanos(entry.due.load(Ordering::Relaxed));
+                next_wake = next_wake.min(due);
+            }
+            if dead {
+                registry().rcu(|current| {
+                    current
+                        .iter()
+                        .filter(|e| e.live().is_some())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                });
+            }
+            if registry().load().is_empty() && !stay(pid) {
+                return;
+            }
+            thread::park_timeout(next_wake.saturating_duration_since(Instant::now()));
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! layer keeps what they have *seen*. The call around the model that feeds it is
 //! [`crate::live::run`].
 
+pub mod attempt_text;
 pub mod budget;
 pub mod classify;
 pub mod events;
@@ -27,6 +28,7 @@ use crate::document::guardrail::Guardrail;
 use crate::document::{Flag, Variant};
 use crate::time::{format_timestamp, Millis};
 
+pub use attempt_text::{attempt_message, parse_error_kind, timeout_message};
 pub use classify::{classify, ErrorFacts, ErrorKind};
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
 pub use evidence::{check_feedback, check_usage};
