@@ -53,14 +53,21 @@ build-node-release:
 
 build: build-cli build-python build-node ## everything the tests need
 
-lint: ## rustfmt and clippy, warnings are errors
+# rustdoc with private items (maintainers read these docs): every link must resolve; a link
+# from a public item to a private one is allowed.
+lint: setup ## rustfmt, clippy, rustdoc, the layer check and the vector files; warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy -q --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" \
+		cargo doc -q --no-deps --workspace --document-private-items
+	$(VPY) tools/check_layers.py
+	$(VPY) tests/vectors/tools/gen_bucketing_vectors.py --check
+	$(VPY) tests/vectors/tools/gen_eval_vectors.py --check
 
 test-rust: ## Rust unit, vector, property and CLI tests
 	cargo test -q --workspace
 
-test-python: build-python ## pytest against the installed wheel
+test-python: build-python build-node ## pytest against the installed wheel (the fleet drill also runs Node processes)
 	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy.stubtest flagrail._flagrail
 	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy --strict bindings-python/python/flagrail tests/python
 	$(VPY) -m pytest -q tests/python

@@ -1,4 +1,4 @@
-// The evaluation benchmark of BENCHMARK.md, for Node: ns per `flags.variant('chat-model', {...})`
+// The evaluation benchmark of docs/benchmarks.md, for Node: ns per `flags.variant('chat-model', {...})`
 // including building the context object, peak RSS against an empty-loop baseline, and memory
 // over 10 million evaluations.
 //

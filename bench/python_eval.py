@@ -1,4 +1,4 @@
-"""The evaluation benchmark of BENCHMARK.md, for Python.
+"""The evaluation benchmark of docs/benchmarks.md, for Python.
 
 ns per ``flags.variant("chat-model", {...})`` including building the context dict and reading
 the variant id, peak RSS against an empty-loop baseline, and memory over 10 million evaluations.
@@ -6,10 +6,10 @@ the variant id, peak RSS against an empty-loop baseline, and memory over 10 mill
     make build-python-release build-pyo3-floor && .venv/bin/python bench/python_eval.py
     N=200000 REPS=7 MEM_EVALS=10000000 .venv/bin/python bench/python_eval.py
 
-Beside it, in the same passes, the PyO3 floor of BENCHMARK.md (bench/pyo3-floor: the cheapest
-PyO3 call that evaluates the scenario by hand), so that the ratio to what any PyO3 evaluator
-pays on this machine is measured in one run: BENCHMARK.md's floor is 102 ns and its target
-150 ns, a ratio of 1.47. Skipped, with a note, when that module is not installed.
+Beside it, in the same passes, the PyO3 floor of docs/benchmarks.md (bench/pyo3-floor: the
+cheapest PyO3 call that evaluates the scenario by hand), so that the ratio to what any PyO3
+evaluator pays on this machine is measured in one run: the benchmark brief's floor is 102 ns
+and its target 150 ns, a ratio of 1.47 (docs/benchmarks.md). Skipped, with a note, when that module is not installed.
 
 With ``FLAGRAIL_PLAIN_METHODS=1`` flagrail keeps PyO3's ``#[pymethods]`` entry points instead of
 the raw ones of bindings-python/src/fast.rs, and the result is named ``python_variant_plain_methods``:

@@ -5,7 +5,8 @@ core/src or of either binding crate, and no core module importing from a layer b
 It reads `use crate::…`, `use super::…`, `use self::…` statements and inline `crate::…` paths
 (comments and `#[cfg(test)] mod tests` blocks are skipped), resolves each path to the file that
 defines the item (following `pub use` re-exports, so `crate::live::Flags` counts as an import of
-the file that defines `Flags`, not of `live/mod.rs`), and then:
+the file that defines `Flags`, not of `live/mod.rs`; a folder's own re-exports of its files are
+names, not imports), and then:
 
 - fails on every strongly connected group of two or more files (an import cycle);
 - for core/src, fails when a module imports from a layer listed after its own in LAYERS
@@ -33,6 +34,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("load and tooling", ["load", "lint", "admin"]),
     ("binding boundary", ["codes"]),
 ]
+
+# Crates whose import cycles are printed as warnings instead of failing the check (for a crate
+# being untangled). Empty: every crate must be free of cycles.
+KNOWN_CYCLES: set[str] = set()
 
 CRATES: list[tuple[str, bool]] = [
     ("core/src", True),
@@ -101,6 +106,14 @@ def expand_use(tree: str) -> list[tuple[list[str], str]]:
     return out
 
 
+def is_below(path: list[str], module: tuple[str, ...]) -> bool:
+    """Whether `crate::…` path names something inside a child of `module`: a folder's `mod.rs`
+    re-exporting its own files (`pub use handle::Flags`) is a name, not a dependency, and users
+    of the name are resolved to the child that defines it."""
+    inner = path[1:]
+    return len(inner) > len(module) + 1 and tuple(inner[: len(module)]) == module
+
+
 class Crate:
     def __init__(self, src: Path) -> None:
         self.src = src
@@ -119,7 +132,9 @@ class Crate:
                     absolute = self.absolute(m, path)
                     if absolute is None:
                         continue
-                    used.append(absolute)
+                    facade = bool(stmt.group(1)) and is_below(absolute, m)
+                    if not facade:
+                        used.append(absolute)
                     if stmt.group(1) and bound and bound != "*":
                         reex[bound] = absolute
             body = re.sub(r"\buse\s+[^;]+;", " ", code)
@@ -222,6 +237,7 @@ def layer_of(module: tuple[str, ...]) -> int | None:
 
 def main() -> int:
     problems: list[str] = []
+    warnings: list[str] = []
     for rel, layered in CRATES:
         src = ROOT / rel
         if not src.is_dir():
@@ -230,7 +246,11 @@ def main() -> int:
         edges = crate.graph()
         for group in cycles(edges):
             inside = [f"{name(rel, a)} -> {name(rel, b)}" for a in group for b in sorted(edges[a]) if b in group]
-            problems.append(f"import cycle in {rel}: " + "; ".join(inside))
+            message = f"import cycle in {rel}: " + "; ".join(inside)
+            if rel in KNOWN_CYCLES:
+                warnings.append(f"warning (known, listed in KNOWN_CYCLES): {message}")
+            else:
+                problems.append(message)
         if not layered:
             continue
         for module in sorted(crate.files):
@@ -253,11 +273,14 @@ def main() -> int:
                         f"{name(rel, module)} ({LAYERS[rank][0]}) imports {name(rel, target)} "
                         f"({LAYERS[to][0]}), a layer above it"
                     )
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         return 1
-    print("check_layers: no import cycle; every core module imports only its layer or lower ones")
+    known = f" ({len(warnings)} known binding cycle(s) above)" if warnings else ""
+    print(f"check_layers: core/src has no import cycle and no upward import{known}")
     return 0
 
 

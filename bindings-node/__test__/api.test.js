@@ -14,7 +14,7 @@ const EXAMPLE = path.join(__dirname, '..', '..', 'examples', 'flags.json')
 const RAMP_START = Date.parse('2026-11-21T09:00:00Z')
 const DAY = 24 * 3600 * 1000
 
-/** The scenario of BENCHMARK.md plus flags that exercise the less common paths. */
+/** The scenario of docs/benchmarks.md plus flags that exercise the less common paths. */
 const DOCUMENT = {
   revision: 'test-1',
   segments: { staff: { attr: 'email', op: 'ends_with', value: '@acme.com' } },

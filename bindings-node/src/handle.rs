@@ -34,7 +34,8 @@ use flagrail_core::document::budget::BudgetRef;
 use flagrail_core::document::sticky::conversation_of;
 use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{
-    codes, At, Attr, Decision, Document, Evaluation, Flag, Flags, KillSource, Positional,
+    codes, Attr, Decision, Document, EvalOptions, Evaluation, Flag, Flags, KillSource, PinSource,
+    Positional,
 };
 use serde_json::{json, Value};
 
@@ -209,7 +210,7 @@ impl Handle {
             names: &flag.attributes,
             values,
         };
-        pack(&snapshot.evaluate(&flag.key, &ctx))
+        pack(&snapshot.evaluate(&*flag.key, &ctx, EvalOptions::default()))
     }
 
     /// Evaluates flag `index` of the acknowledged document (or, without an index, the flag
@@ -226,10 +227,12 @@ impl Handle {
         let (key, names) = resolve(&ack, index, key)?;
         let ctx = Positional { names, values };
         let snapshot = self.inner.snapshot();
-        let evaluation = match at {
-            Some(at) => snapshot.evaluate_owned_at(key, &ctx, At(millis(at))),
-            None => snapshot.evaluate_owned(key, &ctx),
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: PinSource::Memory,
         };
+        let decision = snapshot.evaluate(key, &ctx, options);
+        let evaluation = Evaluation::of_decision(&decision, key, snapshot.document_arc());
         Arc::ptr_eq(&evaluation.document, &ack).then_some(evaluation)
     }
 
@@ -253,7 +256,11 @@ impl Handle {
             names: &flag.attributes,
             values,
         };
-        let decision = snapshot.evaluate_index_pinned(index as usize, &ctx, pin, at.map(millis));
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: PinSource::Given(pin),
+        };
+        let decision = snapshot.evaluate(index as usize, &ctx, options);
         Some(unpacked(&decision))
     }
 
@@ -295,11 +302,11 @@ impl Handle {
         }
         let (key, names) = resolve(&ack, index, key)?;
         let ctx = Positional { names, values };
-        Some(match (pin, at) {
-            (Some(pin), at) => snapshot.explain_pinned(key, &ctx, pin, at.map(millis)),
-            (None, Some(at)) => snapshot.explain_at(key, &ctx, millis(at)),
-            (None, None) => snapshot.explain(key, &ctx),
-        })
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: pin.map_or(PinSource::Memory, PinSource::Given),
+        };
+        Some(snapshot.explain(key, &ctx, options).to_value())
     }
 
     /// The live document as JSON for the JS side's lookup tables: revision, reason names (in
@@ -421,22 +428,25 @@ fn resolve<'a>(
 mod tests {
     use super::*;
     use flagrail_core::evaluate::PinEffect;
+    use flagrail_core::Choice;
     use flagrail_core::Reason;
 
     fn decision(reason: Reason) -> Decision<'static> {
         Decision {
             flag: None,
-            flag_index: Some(0),
-            variant_index: Some(0),
-            reason,
-            rule_index: None,
-            bucket: None,
-            kill_source: None,
-            guardrail: None,
-            replaced_variant: None,
-            budget: None,
-            shadow: None,
-            pin: PinEffect::None,
+            choice: Choice {
+                flag_index: Some(0),
+                variant_index: Some(0),
+                reason,
+                rule_index: None,
+                bucket: None,
+                kill_source: None,
+                guardrail: None,
+                replaced_variant: None,
+                budget: None,
+                shadow: None,
+                pin: PinEffect::None,
+            },
         }
     }
 
@@ -471,10 +481,13 @@ mod tests {
     #[test]
     fn a_split_packs_variant_rule_bucket_and_shadow() {
         let d = Decision {
-            variant_index: Some(254),
-            rule_index: Some(254),
-            bucket: Some(u32::MAX),
-            shadow: Some(1),
+            choice: Choice {
+                variant_index: Some(254),
+                rule_index: Some(254),
+                bucket: Some(u32::MAX),
+                shadow: Some(1),
+                ..decision(Reason::Split).choice
+            },
             ..decision(Reason::Split)
         };
         let reason = Reason::Split.code().into();
@@ -488,7 +501,10 @@ mod tests {
     fn a_kill_packs_its_source_in_the_rule_field() {
         for source in KillSource::ALL {
             let d = Decision {
-                kill_source: Some(source),
+                choice: Choice {
+                    kill_source: Some(source),
+                    ..decision(Reason::Killed).choice
+                },
                 ..decision(Reason::Killed)
             };
             let (_, variant, rule, has_bucket, high, shadow) = fields(encode(&d));
@@ -500,23 +516,32 @@ mod tests {
     #[test]
     fn results_that_do_not_fit_are_wide_and_unpacked_whole() {
         let many_variants = Decision {
-            variant_index: Some(255),
+            choice: Choice {
+                variant_index: Some(255),
+                ..decision(Reason::Default).choice
+            },
             ..decision(Reason::Default)
         };
         assert_eq!(encode(&many_variants), WIDE);
         let rule_and_kill = Decision {
-            rule_index: Some(0),
-            kill_source: Some(KillSource::Flag),
+            choice: Choice {
+                rule_index: Some(0),
+                kill_source: Some(KillSource::Flag),
+                ..decision(Reason::Killed).choice
+            },
             ..decision(Reason::Killed)
         };
         assert_eq!(encode(&rule_and_kill), WIDE);
         let d = Decision {
-            variant_index: Some(300),
-            rule_index: Some(400),
-            bucket: Some(7),
-            kill_source: Some(KillSource::Budget),
-            shadow: Some(2),
-            pin: PinEffect::Write,
+            choice: Choice {
+                variant_index: Some(300),
+                rule_index: Some(400),
+                bucket: Some(7),
+                kill_source: Some(KillSource::Budget),
+                shadow: Some(2),
+                pin: PinEffect::Write,
+                ..decision(Reason::Killed).choice
+            },
             ..decision(Reason::Killed)
         };
         assert_eq!(
@@ -533,8 +558,11 @@ mod tests {
             ]
         );
         let none = Decision {
-            flag_index: None,
-            variant_index: None,
+            choice: Choice {
+                flag_index: None,
+                variant_index: None,
+                ..decision(Reason::FlagNotFound).choice
+            },
             ..decision(Reason::FlagNotFound)
         };
         assert_eq!(

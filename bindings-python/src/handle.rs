@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flagrail_core::live::Snapshot;
-use flagrail_core::{Document, Flags as CoreFlags, KillSource, Reason};
+use flagrail_core::{Document, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
@@ -299,7 +299,14 @@ impl Inner {
                             let read = PinStore::key_of(&flag_def.key, sticky, ctx)
                                 .map(|key| self.pins.read(py, &store, key));
                             let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                            let decision = snapshot.evaluate_index_pinned(index, ctx, pin, at);
+                            let decision = snapshot.evaluate(
+                                index,
+                                ctx,
+                                EvalOptions {
+                                    at,
+                                    pin: PinSource::Given(pin),
+                                },
+                            );
                             if let Some(read) = read.filter(|r| r.ok) {
                                 if let Some(write) = pin_write(&decision, read.key) {
                                     self.pins.write(py, &store, write);
@@ -308,10 +315,14 @@ impl Inner {
                             return Outcome::from(decision);
                         }
                     }
-                    Outcome::from(match at {
-                        None => snapshot.evaluate_index(index, ctx),
-                        Some(at) => snapshot.evaluate_index_at(index, ctx, at),
-                    })
+                    Outcome::from(snapshot.evaluate(
+                        index,
+                        ctx,
+                        EvalOptions {
+                            at,
+                            pin: PinSource::Memory,
+                        },
+                    ))
                 })?;
             if let Some(shared) = entry.fixed(py, &outcome)? {
                 return Ok(shared);
@@ -357,12 +368,27 @@ impl Inner {
                     let read =
                         PinStore::key_of(key, sticky, ctx).map(|k| self.pins.read(py, &store, k));
                     let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                    snapshot.explain_pinned(key, ctx, pin, at)
+                    snapshot
+                        .explain(
+                            key,
+                            ctx,
+                            EvalOptions {
+                                at,
+                                pin: PinSource::Given(pin),
+                            },
+                        )
+                        .to_value()
                 }
-                None => match at {
-                    None => snapshot.explain(key, ctx),
-                    Some(at) => snapshot.explain_at(key, ctx, at),
-                },
+                None => snapshot
+                    .explain(
+                        key,
+                        ctx,
+                        EvalOptions {
+                            at,
+                            pin: PinSource::Memory,
+                        },
+                    )
+                    .to_value(),
             })
         })?;
         to_python(py, &explanation)

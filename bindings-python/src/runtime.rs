@@ -229,7 +229,7 @@ impl RunState {
     /// bucket and revision.
     fn variant<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, Variant>> {
         let mut decision = self.run.evaluation().decision();
-        decision.variant_index = Some(index);
+        decision.choice.variant_index = Some(index);
         let id = self
             .cache
             .flag(py, self.flag_index)

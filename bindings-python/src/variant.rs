@@ -733,21 +733,24 @@ pub(crate) fn py_repr(py: Python<'_>, text: &str) -> PyResult<String> {
 mod tests {
     use super::*;
     use flagrail_core::evaluate::PinEffect;
+    use flagrail_core::Choice;
 
     fn decision(reason: Reason) -> Decision<'static> {
         Decision {
             flag: None,
-            flag_index: Some(3),
-            variant_index: Some(1),
-            reason,
-            rule_index: None,
-            bucket: None,
-            kill_source: None,
-            guardrail: None,
-            replaced_variant: None,
-            budget: None,
-            shadow: None,
-            pin: PinEffect::None,
+            choice: Choice {
+                flag_index: Some(3),
+                variant_index: Some(1),
+                reason,
+                rule_index: None,
+                bucket: None,
+                kill_source: None,
+                guardrail: None,
+                replaced_variant: None,
+                budget: None,
+                shadow: None,
+                pin: PinEffect::None,
+            },
         }
     }
 
@@ -758,7 +761,10 @@ mod tests {
         }
         for source in KillSource::ALL {
             let outcome = Outcome::from(Decision {
-                kill_source: Some(source),
+                choice: Choice {
+                    kill_source: Some(source),
+                    ..decision(Reason::Killed).choice
+                },
                 ..decision(Reason::Killed)
             });
             assert_eq!(outcome.kill_source(), Some(source));
@@ -771,12 +777,15 @@ mod tests {
     fn indices_bucket_shadow_and_budget_survive_packing() {
         let biggest = u32::MAX as usize - 1;
         let d = Decision {
-            flag_index: Some(biggest),
-            variant_index: Some(biggest),
-            rule_index: Some(biggest),
-            bucket: Some(u32::MAX),
-            shadow: Some(biggest),
-            budget: Some(BudgetRef::Document(DOCUMENT_BUDGET - 2)),
+            choice: Choice {
+                flag_index: Some(biggest),
+                variant_index: Some(biggest),
+                rule_index: Some(biggest),
+                bucket: Some(u32::MAX),
+                shadow: Some(biggest),
+                budget: Some(BudgetRef::Document(DOCUMENT_BUDGET - 2)),
+                ..decision(Reason::Split).choice
+            },
             ..decision(Reason::Split)
         };
         let outcome = Outcome::from(d);
@@ -795,7 +804,10 @@ mod tests {
 
         // A bucket of 0 is a bucket; no bucket is none.
         let zero = Outcome::from(Decision {
-            bucket: Some(0),
+            choice: Choice {
+                bucket: Some(0),
+                ..decision(Reason::Split).choice
+            },
             ..decision(Reason::Split)
         });
         assert_eq!(zero.bucket(), Some(0));
@@ -853,8 +865,11 @@ mod tests {
     fn a_shared_outcome_stores_and_loads_whole() {
         let first = Outcome::from(decision(Reason::Default));
         let second = Outcome::from(Decision {
-            bucket: Some(42),
-            rule_index: Some(2),
+            choice: Choice {
+                bucket: Some(42),
+                rule_index: Some(2),
+                ..decision(Reason::Split).choice
+            },
             ..decision(Reason::Split)
         });
         let shared = SharedOutcome::new(first);

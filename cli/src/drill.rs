@@ -12,6 +12,7 @@ use flagrail_core::live::ManualClock;
 use flagrail_core::live::{Step, Usage};
 use flagrail_core::runtime::{CallbackSink, ErrorKind, Event};
 use flagrail_core::time::{format_timestamp, parse_duration};
+use flagrail_core::EvalOptions;
 use flagrail_core::Flags;
 use serde_json::{json, Value};
 
@@ -202,7 +203,7 @@ pub fn run(args: &mut Args) -> Outcome {
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..requests.min(10_000) {
         context[&unit_attr] = Value::String(format!("user-{i}"));
-        let e = flags.evaluate(&flag, &context);
+        let e = flags.evaluate(&flag, &context, EvalOptions::default());
         *now_serving
             .entry(e.variant_id().unwrap_or("(none)").to_string())
             .or_default() += 1;

@@ -366,7 +366,7 @@ fn eval(args: &mut Args, explain: bool) -> Outcome {
     args.finish()?;
     let doc = load(&file)?;
     let output = if explain {
-        doc.explain(&flag, &context, &At(at), &NoOverlay)
+        doc.explain(&flag, &context, &At(at), &NoOverlay).to_value()
     } else {
         let decision = doc.evaluate(&flag, &context, &At(at), &NoOverlay);
         decision_json(&doc, &flag, &decision, default.as_deref())

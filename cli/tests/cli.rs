@@ -1,5 +1,6 @@
 //! The `flagrail` command, run as a process.
 
+use flagrail_core::EvalOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -190,7 +191,9 @@ fn kill_rewrites_atomically_audits_and_reaches_a_watching_process() {
     let flags = flagrail_core::Flags::from_file(&path).expect("valid");
     let ctx = json!({ "user_id": "user-5" });
     assert_ne!(
-        flags.evaluate("support-bot", &ctx).reason,
+        flags
+            .evaluate("support-bot", &ctx, EvalOptions::default())
+            .reason,
         flagrail_core::Reason::Killed
     );
 
@@ -212,14 +215,18 @@ fn kill_rewrites_atomically_audits_and_reaches_a_watching_process() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let start = Instant::now();
-    while flags.evaluate("support-bot", &ctx).reason != flagrail_core::Reason::Killed {
+    while flags
+        .evaluate("support-bot", &ctx, EvalOptions::default())
+        .reason
+        != flagrail_core::Reason::Killed
+    {
         assert!(
             start.elapsed() < Duration::from_secs(1),
             "the kill did not reach the watcher within 1 s"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let killed = flags.evaluate("support-bot", &ctx);
+    let killed = flags.evaluate("support-bot", &ctx, EvalOptions::default());
     assert_eq!(killed.variant_id(), Some("human"));
     let today = flagrail_core::time::format_date(flagrail_core::time::now_millis());
     let first = flagrail_core::admin::next_revision("2026-11-21.1", &today);

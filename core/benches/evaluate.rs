@@ -1,4 +1,4 @@
-//! The evaluation benchmark of shared/BENCHMARK.md for the Rust core.
+//! The evaluation benchmark of docs/benchmarks.md for the Rust core.
 //!
 //!   cargo bench -p flagrail-core --bench evaluate              # criterion + RESULT lines
 //!   N=200000 REPS=7 cargo bench -p flagrail-core --bench evaluate
@@ -11,6 +11,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::Criterion;
+use flagrail_core::EvalOptions;
 use flagrail_core::{Attr, Flags};
 
 const DOCUMENT: &str = r#"{
@@ -49,7 +50,7 @@ fn users(n: usize) -> Vec<(String, &'static str)> {
 fn evaluate_one(flags: &Flags, uid: &str, segment: &str) -> usize {
     let context = [("user_id", Attr::Str(uid)), ("segment", Attr::Str(segment))];
     let snapshot = flags.snapshot();
-    let decision = snapshot.evaluate("chat-model", &context);
+    let decision = snapshot.evaluate("chat-model", &context, EvalOptions::default());
     decision.variant_id().map_or(0, str::len)
 }
 
@@ -60,6 +61,7 @@ fn correctness(flags: &Flags, users: &[(String, &'static str)]) {
         let e = flags.evaluate(
             "chat-model",
             &[("user_id", Attr::Str(uid)), ("segment", Attr::Str(segment))],
+            EvalOptions::default(),
         );
         let id = e.variant_id().unwrap_or("");
         if *segment == "internal" {
@@ -91,7 +93,7 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The BENCHMARK.md protocol: correctness pass, warm-up pass, REPS timed passes, median.
+/// The protocol of docs/benchmarks.md: correctness pass, warm-up pass, REPS timed passes, median.
 fn protocol(flags: &Flags, users: &[(String, &'static str)], reps: usize) {
     correctness(flags, users);
     let pass = || {
@@ -138,7 +140,9 @@ fn main() {
             let (uid, segment) = &users[i % users.len()];
             i += 1;
             let context = [("user_id", Attr::Str(uid)), ("segment", Attr::Str(segment))];
-            snapshot.evaluate("chat-model", &context).variant_index
+            snapshot
+                .evaluate("chat-model", &context, EvalOptions::default())
+                .variant_index
         })
     });
     criterion.bench_function("evaluate chat-model (owned result)", |b| {
@@ -146,7 +150,9 @@ fn main() {
             let (uid, segment) = &users[i % users.len()];
             i += 1;
             let context = [("user_id", Attr::Str(uid)), ("segment", Attr::Str(segment))];
-            flags.evaluate("chat-model", &context).variant_index
+            flags
+                .evaluate("chat-model", &context, EvalOptions::default())
+                .variant_index
         })
     });
     criterion.final_summary();

@@ -10,7 +10,7 @@ use std::fmt;
 pub enum ProblemKind {
     /// The bytes are not JSON (the message carries line and column).
     InvalidJson,
-    /// The document is larger than [`crate::document::MAX_DOCUMENT_BYTES`].
+    /// The document is larger than [`crate::load::MAX_DOCUMENT_BYTES`].
     DocumentTooLarge,
     /// A field that this version does not know (often a typo).
     UnknownField,

@@ -1,7 +1,8 @@
 //! flagrail core: the decision engine behind the Python and Node packages and the CLI.
 //!
-//! The crate reads bottom-up, in layers. A module may use its own layer and the layers above
-//! it in this list, never one below (`make lint` checks it with `tools/check_layers.py`):
+//! The crate reads bottom-up, in layers. A module may use its own layer and the layers listed
+//! before it, never one listed after it (`make lint` checks this, and that no two files import
+//! each other in a circle, with `tools/check_layers.py`):
 //!
 //! 1. **primitives** — [`time`] (instants, durations, timestamps), [`hash`] (bucketing v1),
 //!    [`context`] (attributes of a caller), [`error`] (typed errors and codes), [`trace`]
@@ -23,6 +24,27 @@
 //!    [`Document`], every error with its path and code), [`lint`], [`admin`];
 //! 8. **binding boundary** — [`codes`]: the numbers both bindings use for reasons, kill
 //!    sources, error kinds, pin effects and run steps when they cross a language boundary.
+//!
+//! Where each decision is made:
+//!
+//! | decision | module |
+//! |---|---|
+//! | is this JSON a valid document, and every problem with its path | [`load`] |
+//! | which variant a context gets, and why (the seven steps, in order) | `evaluate/decide.rs` ([`Document::evaluate`]) |
+//! | the steps as `explain` reports them | [`evaluate::explain`] |
+//! | does a condition or segment match | [`condition`] |
+//! | which bucket a unit falls in (bucketing v1) | [`hash`] |
+//! | what percentage a ramp is at now | [`ramp`] |
+//! | is a budget exhausted for a scope | [`runtime::budget`] |
+//! | does a guardrail trip, go half-open, recover | [`runtime::guardrail`] (bounds in [`runtime::stats`]) |
+//! | is a conversation pin still live | [`runtime::sticky`] |
+//! | which kind an error is (`timeout`, `rate_limit`, …) | [`mod@runtime::classify`] |
+//! | which variant a call tries next, and when it stops | [`live::run`] |
+//! | when a changed file is reloaded | [`live::watch`] |
+//! | what `status()` reports | [`live::status`] |
+//! | the cache key of a served variant | [`cache_key`] |
+//! | what `flagrail lint` warns about | [`lint`] |
+//! | the numbers a value takes across a binding | [`codes`] |
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -44,14 +66,17 @@ pub mod load;
 pub mod ramp;
 pub mod runtime;
 pub mod time;
-pub mod trace;
+pub(crate) mod trace;
 
 pub use context::{Attr, Context, EmptyContext, Positional};
 pub use document::{Document, Flag, Variant};
 pub use error::{Error, Problem, ProblemKind, Result};
-pub use evaluate::{decision_json, At, Decision, KillSource, NoOverlay, Overlay, Reason};
+pub use evaluate::{
+    decision_json, At, Choice, Decision, DecisionReport, Explanation, FlagRef, KillSource,
+    NoOverlay, Overlay, Reason,
+};
 pub use hash::{bucket, HASH_VERSION, PERCENT_TOTAL};
 pub use live::{
-    Clock, Evaluation, ExternalSource, FileOptions, Flags, ManualClock, Poll, ReloadEvent, Status,
-    SystemClock,
+    Clock, EvalOptions, Evaluation, ExternalSource, FileOptions, Flags, ManualClock, PinSource,
+    Poll, ReloadEvent, Status, SystemClock,
 };

@@ -4,7 +4,6 @@ use serde_json::Value;
 
 /// Receives the steps of a decision. [`NoTrace`] drops them at compile time.
 pub trait Tracer {
-    const ENABLED: bool;
     /// Records a note; `make` runs only when tracing is enabled.
     fn note(&mut self, make: impl FnOnce() -> Value);
 }
@@ -14,7 +13,6 @@ pub trait Tracer {
 pub struct NoTrace;
 
 impl Tracer for NoTrace {
-    const ENABLED: bool = false;
     #[inline(always)]
     fn note(&mut self, _make: impl FnOnce() -> Value) {}
 }
@@ -26,7 +24,6 @@ pub struct Trace {
 }
 
 impl Tracer for Trace {
-    const ENABLED: bool = true;
     fn note(&mut self, make: impl FnOnce() -> Value) {
         self.notes.push(make());
     }

@@ -3,6 +3,7 @@
 // A counting allocator needs `unsafe impl GlobalAlloc`; the workspace denies unsafe elsewhere.
 #![allow(unsafe_code)]
 
+use flagrail_core::EvalOptions;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -65,7 +66,7 @@ fn evaluation_does_not_allocate() {
         })
         .collect();
     // Warm up thread-locals (arc-swap's debt list) outside the counted section.
-    let _ = flags.evaluate("support-bot", &contexts[0]);
+    let _ = flags.evaluate("support-bot", &contexts[0], EvalOptions::default());
 
     let mut served = 0usize;
     let counted = allocations_during(|| {
@@ -73,8 +74,18 @@ fn evaluation_does_not_allocate() {
             for flag in ["support-bot", "support-prompt", "support-temperature"] {
                 // Borrowed decision through a snapshot, and the owned result the bindings use.
                 let snapshot = flags.snapshot();
-                served += usize::from(snapshot.evaluate(flag, context).variant_id().is_some());
-                served += usize::from(flags.evaluate(flag, context).variant_id().is_some());
+                served += usize::from(
+                    snapshot
+                        .evaluate(flag, context, EvalOptions::default())
+                        .variant_id()
+                        .is_some(),
+                );
+                served += usize::from(
+                    flags
+                        .evaluate(flag, context, EvalOptions::default())
+                        .variant_id()
+                        .is_some(),
+                );
             }
         }
     });
@@ -88,7 +99,7 @@ fn evaluation_does_not_allocate() {
     let counted = allocations_during(|| {
         for i in 0..1000i64 {
             let context = [("user_id", Attr::Int(i))];
-            let _ = flags.evaluate("support-bot", &context);
+            let _ = flags.evaluate("support-bot", &context, EvalOptions::default());
         }
     });
     assert_eq!(counted, 0);

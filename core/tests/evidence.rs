@@ -7,6 +7,7 @@ use std::sync::Arc;
 use flagrail_core::live::ManualClock;
 use flagrail_core::live::{Step, Usage};
 use flagrail_core::time::parse_timestamp;
+use flagrail_core::EvalOptions;
 use flagrail_core::{Document, Flags, Reason};
 use serde_json::{json, Value};
 
@@ -36,7 +37,14 @@ fn serve(flags: &Flags, user: &str, usage: Usage) -> String {
 }
 
 fn tripped(flags: &Flags) -> bool {
-    flags.evaluate("bot", &json!({ "user_id": "probe" })).reason == Reason::Guardrail
+    flags
+        .evaluate(
+            "bot",
+            &json!({ "user_id": "probe" }),
+            EvalOptions::default(),
+        )
+        .reason
+        == Reason::Guardrail
 }
 
 #[test]

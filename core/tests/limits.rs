@@ -128,8 +128,9 @@ fn a_diamond_of_shared_segments_is_evaluated_once_per_segment() {
     .expect("valid");
     for (plan, variant) in [("pro", "b"), ("free", "a")] {
         let ctx = json!({ "plan": plan });
-        let explained =
-            document.explain("f", &ctx, &flagrail_core::At(0), &flagrail_core::NoOverlay);
+        let explained = document
+            .explain("f", &ctx, &flagrail_core::At(0), &flagrail_core::NoOverlay)
+            .to_value();
         assert_eq!(explained["variant"], variant, "{explained}");
         // One note per reference followed or remembered, one test: linear, not 2^40.
         let steps = explained["steps"].as_array().expect("steps");

@@ -1,5 +1,6 @@
 //! The live handle: hot reload from a file, last-known-good, local kills, status, threads.
 
+use flagrail_core::EvalOptions;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,17 +74,27 @@ fn file_changes_go_live_and_bad_documents_never_replace_good_ones() {
         sink.lock().expect("lock").push(line);
     });
     let ctx = json!({ "user_id": "u" });
-    assert_eq!(flags.evaluate("chat", &ctx).variant_id(), Some("old"));
+    assert_eq!(
+        flags
+            .evaluate("chat", &ctx, EvalOptions::default())
+            .variant_id(),
+        Some("old")
+    );
 
     write_atomically(&path, &document("r2", "new"));
     assert!(
         eventually(Duration::from_secs(5), || flags
-            .evaluate("chat", &ctx)
+            .evaluate("chat", &ctx, EvalOptions::default())
             .revision()
             == "r2"),
         "r2 never went live"
     );
-    assert_eq!(flags.evaluate("chat", &ctx).variant_id(), Some("new"));
+    assert_eq!(
+        flags
+            .evaluate("chat", &ctx, EvalOptions::default())
+            .variant_id(),
+        Some("new")
+    );
 
     // An in-place write of a broken document: r2 stays, the status says why.
     std::fs::write(&path, "{ \"flags\": { \"chat\": { \"variants\": {}, ").expect("write");
@@ -96,7 +107,12 @@ fn file_changes_go_live_and_bad_documents_never_replace_good_ones() {
     let failure = status.last_error.expect("error recorded");
     assert_eq!(failure.error.code(), "INVALID_DOCUMENT");
     assert_eq!(failure.error.problems()[0].code(), "INVALID_JSON");
-    assert_eq!(flags.evaluate("chat", &ctx).variant_id(), Some("new"));
+    assert_eq!(
+        flags
+            .evaluate("chat", &ctx, EvalOptions::default())
+            .variant_id(),
+        Some("new")
+    );
     assert!(status.rejected >= 1);
 
     // A valid document again clears the error.
@@ -147,28 +163,44 @@ fn local_kills_override_rules_and_lift_without_touching_the_document() {
     let flags = Flags::from_json(&document("r1", "new")).expect("valid");
     let ctx = json!({});
     flags.kill(Some("chat"), Some("bad answers"));
-    let e = flags.evaluate("chat", &ctx);
+    let e = flags.evaluate("chat", &ctx, EvalOptions::default());
     assert_eq!((e.variant_id(), e.reason), (Some("off"), Reason::Killed));
     assert_eq!(flags.status().overrides.flags.len(), 1);
     flags.unkill(Some("chat"));
-    assert_eq!(flags.evaluate("chat", &ctx).variant_id(), Some("new"));
+    assert_eq!(
+        flags
+            .evaluate("chat", &ctx, EvalOptions::default())
+            .variant_id(),
+        Some("new")
+    );
     flags.kill(None, None);
-    assert_eq!(flags.evaluate("chat", &ctx).reason, Reason::Killed);
+    assert_eq!(
+        flags.evaluate("chat", &ctx, EvalOptions::default()).reason,
+        Reason::Killed
+    );
     flags.unkill(None);
-    assert_eq!(flags.evaluate("chat", &ctx).reason, Reason::TargetingMatch);
+    assert_eq!(
+        flags.evaluate("chat", &ctx, EvalOptions::default()).reason,
+        Reason::TargetingMatch
+    );
     // A kill in the document is not lifted by a local unkill.
     let killed = document("r2", "new").replace("\"active\":false", "\"active\":true");
     flags.replace_json(&killed).expect("valid");
     flags.unkill(None);
-    assert_eq!(flags.evaluate("chat", &ctx).reason, Reason::Killed);
-    let explained = flags.explain("chat", &ctx);
+    assert_eq!(
+        flags.evaluate("chat", &ctx, EvalOptions::default()).reason,
+        Reason::Killed
+    );
+    let explained = flags
+        .explain("chat", &ctx, EvalOptions::default())
+        .to_value();
     assert_eq!(explained["kill_source"], json!("flag"));
 }
 
 #[test]
 fn unknown_flags_and_replacements() {
     let flags = Flags::from_json(&document("r1", "new")).expect("valid");
-    let e = flags.evaluate("missing", &json!({}));
+    let e = flags.evaluate("missing", &json!({}), EvalOptions::default());
     assert_eq!(
         (e.reason, e.variant_id(), e.flag_key()),
         (Reason::FlagNotFound, None, "missing")
@@ -193,10 +225,23 @@ fn ramps_follow_an_injected_clock() {
     .expect("valid");
     let flags = Flags::from_document_with_clock(doc, Arc::new(Arc::clone(&clock)));
     let ctx = json!({ "user_id": "someone" });
-    assert_eq!(flags.evaluate("f", &ctx).variant_id(), Some("a"));
+    assert_eq!(
+        flags
+            .evaluate("f", &ctx, EvalOptions::default())
+            .variant_id(),
+        Some("a")
+    );
     clock.set(2_000);
-    assert_eq!(flags.evaluate("f", &ctx).variant_id(), Some("b"));
-    assert_eq!(flags.evaluate_at("f", &ctx, 0).variant_id(), Some("a"));
+    assert_eq!(
+        flags
+            .evaluate("f", &ctx, EvalOptions::default())
+            .variant_id(),
+        Some("b")
+    );
+    assert_eq!(
+        flags.evaluate("f", &ctx, EvalOptions::at(0)).variant_id(),
+        Some("a")
+    );
 }
 
 /// 8 threads evaluate while the file is rewritten many times: every result belongs to one
@@ -225,7 +270,7 @@ fn threads_see_whole_revisions_during_reloads() {
                 let mut count = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let ctx = json!({ "user_id": format!("u{t}-{count}") });
-                    let e = flags.evaluate("chat", &ctx);
+                    let e = flags.evaluate("chat", &ctx, EvalOptions::default());
                     let revision: u32 = e.revision()[1..].parse().expect("rN");
                     let expected = if revision.is_multiple_of(2) {
                         "old"

@@ -301,7 +301,7 @@ fn evaluation_never_panics() {
             let d = doc.evaluate("f", &context, &at, &NoOverlay);
             assert_ne!(d.reason, Reason::FlagNotFound);
             assert!(d.variant_id().is_some());
-            let explained = doc.explain("f", &context, &at, &NoOverlay);
+            let explained = doc.explain("f", &context, &at, &NoOverlay).to_value();
             assert_eq!(
                 explained["variant"],
                 json!(d.variant_id()),

@@ -1,6 +1,7 @@
 //! The runtime around the call: fallback chains and their bounds, guardrails (trip, no trip,
 //! cooldown, half-open probe, halt and rollback of ramps), metrics, Prometheus text, events.
 
+use flagrail_core::EvalOptions;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -228,15 +229,22 @@ fn a_failing_variant_trips_its_fallback_guardrail_for_every_evaluation_at_once()
             Some("stable")
         );
     }
-    assert_eq!(flags.evaluate("bot", &ctx("x")).reason, Reason::Default);
+    assert_eq!(
+        flags
+            .evaluate("bot", &ctx("x"), EvalOptions::default())
+            .reason,
+        Reason::Default
+    );
     // The 20th trips it: the lower Wilson bound of 20/20 is far above 5 %.
     call_once(&flags, "u19", true);
-    let e = flags.evaluate("bot", &ctx("x"));
+    let e = flags.evaluate("bot", &ctx("x"), EvalOptions::default());
     assert_eq!(e.reason, Reason::Guardrail);
     assert_eq!(e.variant_id(), Some("stable"));
     assert_eq!(e.to_json(None)["replaced_variant"], "cand");
     assert_eq!(e.to_json(None)["guardrail"], "error_rate");
-    let explained = flags.explain("bot", &ctx("x"));
+    let explained = flags
+        .explain("bot", &ctx("x"), EvalOptions::default())
+        .to_value();
     let step = explained["steps"]
         .as_array()
         .unwrap()
@@ -270,7 +278,12 @@ fn a_failing_variant_trips_its_fallback_guardrail_for_every_evaluation_at_once()
     clock.advance(10 * 60 * 1000);
     let probes: Vec<String> = (0..2000)
         .map(|i| format!("p{i}"))
-        .filter(|u| flags.evaluate("bot", &ctx(u)).variant_id() == Some("cand"))
+        .filter(|u| {
+            flags
+                .evaluate("bot", &ctx(u), EvalOptions::default())
+                .variant_id()
+                == Some("cand")
+        })
         .collect();
     assert!(
         (150..250).contains(&probes.len()),
@@ -285,7 +298,12 @@ fn a_failing_variant_trips_its_fallback_guardrail_for_every_evaluation_at_once()
     for u in probes.iter().take(20) {
         assert_eq!(call_once(&flags, u, false).as_deref(), Some("cand"));
     }
-    assert_eq!(flags.evaluate("bot", &ctx("x")).reason, Reason::Default);
+    assert_eq!(
+        flags
+            .evaluate("bot", &ctx("x"), EvalOptions::default())
+            .reason,
+        Reason::Default
+    );
     assert!(flags.status().to_json()["guardrails"]
         .as_array()
         .unwrap()
@@ -312,7 +330,12 @@ fn a_failing_probe_trips_again() {
     clock.advance(10 * 60 * 1000 + 1);
     let probes: Vec<String> = (0..3000)
         .map(|i| format!("p{i}"))
-        .filter(|u| flags.evaluate("bot", &ctx(u)).variant_id() == Some("cand"))
+        .filter(|u| {
+            flags
+                .evaluate("bot", &ctx(u), EvalOptions::default())
+                .variant_id()
+                == Some("cand")
+        })
         .take(20)
         .collect();
     for u in &probes {
@@ -323,7 +346,9 @@ fn a_failing_probe_trips_again() {
         "tripped"
     );
     assert_eq!(
-        flags.evaluate("bot", &ctx(&probes[0])).variant_id(),
+        flags
+            .evaluate("bot", &ctx(&probes[0]), EvalOptions::default())
+            .variant_id(),
         Some("stable")
     );
 }
@@ -335,7 +360,12 @@ fn errors_below_the_wilson_bound_do_not_trip() {
     for i in 0..100 {
         call_once(&flags, &format!("u{i}"), i % 50 == 0);
     }
-    assert_eq!(flags.evaluate("bot", &ctx("x")).reason, Reason::Default);
+    assert_eq!(
+        flags
+            .evaluate("bot", &ctx("x"), EvalOptions::default())
+            .reason,
+        Reason::Default
+    );
     let m = flags.metrics();
     assert_eq!(m["bot"]["cand"]["requests"], 100);
     assert_eq!(m["bot"]["cand"]["errors"], 2);
@@ -351,7 +381,7 @@ fn a_kill_guardrail_kills_the_flag() {
     for i in 0..20 {
         call_once(&flags, &format!("u{i}"), true);
     }
-    let e = flags.evaluate("bot", &ctx("x"));
+    let e = flags.evaluate("bot", &ctx("x"), EvalOptions::default());
     assert_eq!(e.reason, Reason::Killed);
     assert_eq!(e.kill_source, Some(KillSource::Guardrail));
     assert_eq!(e.to_json(None)["kill_source"], "guardrail");
@@ -373,7 +403,7 @@ fn share_on_candidate(flags: &Flags) -> f64 {
     let on = (0..n)
         .filter(|i| {
             flags
-                .evaluate("bot", &ctx(&format!("user-{i}")))
+                .evaluate("bot", &ctx(&format!("user-{i}")), EvalOptions::default())
                 .variant_id()
                 == Some("cand")
         })
@@ -389,7 +419,11 @@ fn halt_freezes_a_ramp_at_the_trip_and_rollback_takes_it_to_zero() {
         let mut tripped = false;
         for i in 0..2000 {
             let user = format!("user-{i}");
-            if flags.evaluate("bot", &ctx(&user)).variant_id() == Some("cand") {
+            if flags
+                .evaluate("bot", &ctx(&user), EvalOptions::default())
+                .variant_id()
+                == Some("cand")
+            {
                 call_once(&flags, &user, true);
             }
             if !flags.status().to_json()["guardrails"]
@@ -407,7 +441,7 @@ fn halt_freezes_a_ramp_at_the_trip_and_rollback_takes_it_to_zero() {
         let share = share_on_candidate(&flags);
         assert!((share - expected_later).abs() < 0.01, "{action}: {share}");
         let held = (0..200).map(|i| format!("user-{i}")).find(|u| {
-            let e = flags.evaluate("bot", &ctx(u));
+            let e = flags.evaluate("bot", &ctx(u), EvalOptions::default());
             e.variant_id() != Some("cand") && e.guardrail.is_some()
         });
         assert!(
@@ -544,7 +578,12 @@ fn quality_feedback_trips_a_quality_guardrail() {
             .feedback(run.run_id(), None, Some(if i % 2 == 0 { 0.3 } else { 0.5 }))
             .unwrap();
     }
-    assert_eq!(flags.evaluate("bot", &ctx("x")).reason, Reason::Guardrail);
+    assert_eq!(
+        flags
+            .evaluate("bot", &ctx("x"), EvalOptions::default())
+            .reason,
+        Reason::Guardrail
+    );
 }
 
 #[test]
@@ -642,7 +681,12 @@ fn errors_of_the_request_fall_back_but_never_trip_a_guardrail() {
         assert_eq!(variant_id(&flags, variant), "stable");
         run.succeed(Usage::default());
     }
-    assert_eq!(flags.evaluate("bot", &ctx("x")).reason, Reason::Default);
+    assert_eq!(
+        flags
+            .evaluate("bot", &ctx("x"), EvalOptions::default())
+            .reason,
+        Reason::Default
+    );
     let cand = &flags.metrics()["bot"]["cand"];
     assert_eq!(cand["errors_by_kind"]["invalid_request"], 60);
     let samples = &cand["guardrails"]["error_rate"]["samples"];

@@ -1,6 +1,7 @@
 //! State that changes decisions: budgets (cost circuit breakers), sticky pins and shadow
 //! traffic, through the live handle and the runtime.
 
+use flagrail_core::EvalOptions;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -93,11 +94,13 @@ fn a_user_over_the_request_budget_is_downgraded_until_the_window_moves_on() {
     for _ in 0..3 {
         assert_eq!(call(&flags, "chat", &alice, Some(10)).0, "opus");
     }
-    let e = flags.evaluate("chat", &alice);
+    let e = flags.evaluate("chat", &alice, EvalOptions::default());
     assert_eq!((e.variant_id(), e.reason), (Some("haiku"), Reason::Budget));
     assert_eq!(e.to_json(None)["budget"], "per-user");
     assert_eq!(
-        flags.evaluate("chat", &json!({ "user_id": "bob" })).reason,
+        flags
+            .evaluate("chat", &json!({ "user_id": "bob" }), EvalOptions::default())
+            .reason,
         Reason::Default,
         "budgets per unit are independent"
     );
@@ -109,9 +112,19 @@ fn a_user_over_the_request_budget_is_downgraded_until_the_window_moves_on() {
     // One slot (1 min) short of the window the spend still counts; a full window later it has
     // left: restored.
     clock.advance(HOUR - 60_000 - 1);
-    assert_eq!(flags.evaluate("chat", &alice).reason, Reason::Budget);
+    assert_eq!(
+        flags
+            .evaluate("chat", &alice, EvalOptions::default())
+            .reason,
+        Reason::Budget
+    );
     clock.advance(60_001);
-    assert_eq!(flags.evaluate("chat", &alice).reason, Reason::Default);
+    assert_eq!(
+        flags
+            .evaluate("chat", &alice, EvalOptions::default())
+            .reason,
+        Reason::Default
+    );
     let kinds: Vec<String> = events
         .lock()
         .unwrap()
@@ -120,7 +133,9 @@ fn a_user_over_the_request_budget_is_downgraded_until_the_window_moves_on() {
         .map(|e| e["type"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(kinds, ["budget_exhausted", "budget_restored"]);
-    let explained = flags.explain("chat", &alice);
+    let explained = flags
+        .explain("chat", &alice, EvalOptions::default())
+        .to_value();
     assert!(explained["steps"]
         .as_array()
         .unwrap()
@@ -140,7 +155,7 @@ fn a_flag_over_its_cost_budget_serves_its_static_variant_and_status_shows_why() 
             Some(1000),
         );
     }
-    let e = flags.evaluate("chat", &json!({ "user_id": "new" }));
+    let e = flags.evaluate("chat", &json!({ "user_id": "new" }), EvalOptions::default());
     assert_eq!((e.variant_id(), e.reason), (Some("human"), Reason::Budget));
     let status = flags.status().to_json();
     let feature = status["budgets"]
@@ -179,12 +194,12 @@ fn the_daily_cap_kills_every_ai_flag_and_spares_static_ones() {
             Some(1000),
         );
     }
-    let e = flags.evaluate("chat", &json!({ "user_id": "x" }));
+    let e = flags.evaluate("chat", &json!({ "user_id": "x" }), EvalOptions::default());
     assert_eq!(e.reason, Reason::Killed);
     assert_eq!(e.kill_source, Some(KillSource::Budget));
     assert_eq!(e.variant_id(), Some("human"));
     assert_eq!(e.to_json(None)["budget"], "daily-cap");
-    let faq = flags.evaluate("static-only", &json!({}));
+    let faq = flags.evaluate("static-only", &json!({}), EvalOptions::default());
     assert_eq!(faq.reason, Reason::Default);
 }
 
@@ -274,13 +289,16 @@ fn a_dropped_run_gives_its_reservation_back() {
     let first = flags.start_run("chat", &user).unwrap();
     let second = flags.start_run("chat", &user).unwrap();
     assert_eq!(
-        flags.evaluate("chat", &user).reason,
+        flags.evaluate("chat", &user, EvalOptions::default()).reason,
         Reason::Budget,
         "two reservations of $0.50 fill the budget"
     );
     drop(first);
     drop(second);
-    assert_eq!(flags.evaluate("chat", &user).reason, Reason::Default);
+    assert_eq!(
+        flags.evaluate("chat", &user, EvalOptions::default()).reason,
+        Reason::Default
+    );
     // A failed attempt that reported no cost is charged nothing.
     let mut run = flags.start_run("chat", &user).unwrap();
     assert!(matches!(run.next_step(), Step::Call { .. }));
@@ -309,11 +327,17 @@ fn a_cancelled_attempt_gives_its_reservation_back_at_once_and_is_recorded_as_can
     for run in &mut runs {
         assert!(matches!(run.next_step(), Step::Call { .. }));
     }
-    assert_eq!(flags.evaluate("chat", &user).reason, Reason::Budget);
+    assert_eq!(
+        flags.evaluate("chat", &user, EvalOptions::default()).reason,
+        Reason::Budget
+    );
     // Kept alive (as a traceback keeps a frame), yet the room is back.
     runs[0].cancel();
     runs[1].cancel();
-    assert_eq!(flags.evaluate("chat", &user).reason, Reason::Default);
+    assert_eq!(
+        flags.evaluate("chat", &user, EvalOptions::default()).reason,
+        Reason::Default
+    );
     assert_eq!(
         runs[0].next_step(),
         Step::Exhausted,
@@ -365,7 +389,7 @@ fn unit_outside_half(flags: &Flags) -> String {
         .map(|i| format!("user-{i}"))
         .find(|u| {
             flags
-                .evaluate("chat", &json!({ "user_id": u }))
+                .evaluate("chat", &json!({ "user_id": u }), EvalOptions::default())
                 .variant_id()
                 == Some("stable")
         })
@@ -377,7 +401,7 @@ fn a_pin_holds_while_the_ramp_moves_and_expires_with_its_ttl() {
     let (flags, clock) = flags_at(sticky_doc(json!({})));
     let user = unit_outside_half(&flags);
     let conversation = json!({ "user_id": user, "conversation_id": "c1" });
-    let first = flags.evaluate("chat", &conversation);
+    let first = flags.evaluate("chat", &conversation, EvalOptions::default());
     assert_eq!(
         (first.variant_id(), first.reason),
         (Some("stable"), Reason::Split)
@@ -385,21 +409,21 @@ fn a_pin_holds_while_the_ramp_moves_and_expires_with_its_ttl() {
     // Later: the ramp is at 100 %; the conversation keeps its variant.
     clock.advance(HOUR - 1);
     let ramp_at_100 = t0() + 2 * HOUR;
-    let pinned = flags.evaluate_at("chat", &conversation, ramp_at_100);
+    let pinned = flags.evaluate("chat", &conversation, EvalOptions::at(ramp_at_100));
     assert_eq!(
         (pinned.variant_id(), pinned.reason),
         (Some("stable"), Reason::Sticky)
     );
     assert_eq!(pinned.rule_index, None);
-    let fresh = flags.evaluate_at(
+    let fresh = flags.evaluate(
         "chat",
         &json!({ "user_id": user, "conversation_id": "c2" }),
-        ramp_at_100,
+        EvalOptions::at(ramp_at_100),
     );
     assert_eq!(fresh.variant_id(), Some("candidate"));
     // The TTL runs from the first decision.
     clock.advance(1);
-    let expired = flags.evaluate_at("chat", &conversation, ramp_at_100);
+    let expired = flags.evaluate("chat", &conversation, EvalOptions::at(ramp_at_100));
     assert_eq!(
         (expired.variant_id(), expired.reason),
         (Some("candidate"), Reason::Split)
@@ -414,21 +438,33 @@ fn safety_beats_stickiness_kill_trip_and_a_variant_that_is_gone() {
         .map(|i| format!("user-{i}"))
         .find(|u| {
             flags
-                .evaluate("chat", &json!({ "user_id": u }))
+                .evaluate("chat", &json!({ "user_id": u }), EvalOptions::default())
                 .variant_id()
                 == Some("candidate")
         })
         .unwrap();
     let conversation = json!({ "user_id": user, "conversation_id": "c1" });
     assert_eq!(
-        flags.evaluate("chat", &conversation).variant_id(),
+        flags
+            .evaluate("chat", &conversation, EvalOptions::default())
+            .variant_id(),
         Some("candidate")
     );
     // A kill wins; when it lifts, the pin serves again.
     flags.kill(Some("chat"), Some("drill"));
-    assert_eq!(flags.evaluate("chat", &conversation).reason, Reason::Killed);
+    assert_eq!(
+        flags
+            .evaluate("chat", &conversation, EvalOptions::default())
+            .reason,
+        Reason::Killed
+    );
     flags.unkill(Some("chat"));
-    assert_eq!(flags.evaluate("chat", &conversation).reason, Reason::Sticky);
+    assert_eq!(
+        flags
+            .evaluate("chat", &conversation, EvalOptions::default())
+            .reason,
+        Reason::Sticky
+    );
     // A tripped guardrail on the pinned variant breaks the pin; the re-route is pinned.
     for i in 0..20 {
         let mut run = flags
@@ -442,7 +478,9 @@ fn safety_beats_stickiness_kill_trip_and_a_variant_that_is_gone() {
         }
     }
     // (explain reads the pin and writes nothing: look before the evaluation replaces it.)
-    let explained = flags.explain("chat", &conversation);
+    let explained = flags
+        .explain("chat", &conversation, EvalOptions::default())
+        .to_value();
     assert!(explained["steps"]
         .as_array()
         .unwrap()
@@ -451,13 +489,18 @@ fn safety_beats_stickiness_kill_trip_and_a_variant_that_is_gone() {
             && s["broken"]
                 .as_str()
                 .is_some_and(|b| b.contains("guardrail \"errors\""))));
-    let broken = flags.evaluate("chat", &conversation);
+    let broken = flags.evaluate("chat", &conversation, EvalOptions::default());
     assert_eq!(
         (broken.variant_id(), broken.reason),
         (Some("stable"), Reason::Guardrail)
     );
     // The re-routed variant is the conversation's pin from now on.
-    assert_eq!(flags.evaluate("chat", &conversation).reason, Reason::Sticky);
+    assert_eq!(
+        flags
+            .evaluate("chat", &conversation, EvalOptions::default())
+            .reason,
+        Reason::Sticky
+    );
     // A pin to a variant the new document no longer has is replaced.
     let (flags, _) = flags_at(sticky_doc(json!({ "extra": { "model": "x" } })));
     let pinned_to_extra = json!({ "flags": { "chat": {
@@ -465,14 +508,16 @@ fn safety_beats_stickiness_kill_trip_and_a_variant_that_is_gone() {
         "sticky": { "by": "conversation_id", "ttl": "1h" } } } });
     flags.replace(Document::from_value(pinned_to_extra).unwrap());
     assert_eq!(
-        flags.evaluate("chat", &conversation).variant_id(),
+        flags
+            .evaluate("chat", &conversation, EvalOptions::default())
+            .variant_id(),
         Some("extra")
     );
     let without_extra = json!({ "flags": { "chat": {
         "variants": { "stable": {} }, "default": "stable",
         "sticky": { "by": "conversation_id", "ttl": "1h" } } } });
     flags.replace(Document::from_value(without_extra).unwrap());
-    let replaced = flags.evaluate("chat", &conversation);
+    let replaced = flags.evaluate("chat", &conversation, EvalOptions::default());
     assert_eq!(
         (replaced.variant_id(), replaced.reason),
         (Some("stable"), Reason::Default)
@@ -503,7 +548,11 @@ fn shadows_are_drawn_by_their_own_salt_recorded_beside_the_served_run_and_capped
     let drawn: Vec<bool> = (0..400)
         .map(|i| {
             flags
-                .evaluate("chat", &json!({ "user_id": format!("u{i}") }))
+                .evaluate(
+                    "chat",
+                    &json!({ "user_id": format!("u{i}") }),
+                    EvalOptions::default(),
+                )
                 .shadow
                 .is_some()
         })
@@ -514,7 +563,11 @@ fn shadows_are_drawn_by_their_own_salt_recorded_beside_the_served_run_and_capped
     let again: Vec<bool> = (0..400)
         .map(|i| {
             other
-                .evaluate("chat", &json!({ "user_id": format!("u{i}") }))
+                .evaluate(
+                    "chat",
+                    &json!({ "user_id": format!("u{i}") }),
+                    EvalOptions::default(),
+                )
                 .shadow
                 .is_some()
         })
@@ -578,16 +631,27 @@ fn no_shadow_when_killed_or_when_the_candidate_is_served() {
     let (flags, _) = flags_at(shadow_doc(None));
     let user = (0..100)
         .map(|i| json!({ "user_id": format!("u{i}") }))
-        .find(|c| flags.evaluate("chat", c).shadow.is_some())
+        .find(|c| {
+            flags
+                .evaluate("chat", c, EvalOptions::default())
+                .shadow
+                .is_some()
+        })
         .unwrap();
     flags.kill(Some("chat"), None);
-    assert_eq!(flags.evaluate("chat", &user).shadow, None);
+    assert_eq!(
+        flags.evaluate("chat", &user, EvalOptions::default()).shadow,
+        None
+    );
     flags.unkill(None);
     let serves_candidate = json!({ "flags": { "chat": {
         "variants": { "stable": {}, "candidate": {} }, "default": "candidate",
         "shadow": { "variant": "candidate", "percent": 100 } } } });
     flags.replace(Document::from_value(serves_candidate).unwrap());
-    assert_eq!(flags.evaluate("chat", &user).shadow, None);
+    assert_eq!(
+        flags.evaluate("chat", &user, EvalOptions::default()).shadow,
+        None
+    );
 }
 
 #[test]

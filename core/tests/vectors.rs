@@ -2,6 +2,7 @@
 //! vector, named by its id. A custom harness, because the cases are data, not functions.
 //! `cargo test --test vectors -- FILTER` runs the cases whose id contains FILTER.
 
+use flagrail_core::EvalOptions;
 use std::path::{Path, PathBuf};
 
 use flagrail_core::cache_key::KeyPart;
@@ -179,7 +180,7 @@ fn run_case(
                 match str_field(step, "op") {
                     "evaluate" => {
                         let at = parse_timestamp(str_field(step, "at")).ok_or("bad at")?;
-                        let evaluation = flags.evaluate_at(flag, context, at);
+                        let evaluation = flags.evaluate(flag, context, EvalOptions::at(at));
                         let got = evaluation.to_json(step["default"].as_str());
                         for key in ["variant", "reason", "rule_id", "bucket"] {
                             check(&at_step(key), got[key].clone(), expected[key].clone())?;
@@ -221,7 +222,8 @@ fn run_case(
                 .map_err(|e| format!("document rejected: {e}"))?;
             let flag = str_field(case, "flag");
             let variant = str_field(case, "variant");
-            let evaluation = flags.evaluate(flag, &json!({ "pick": variant }));
+            let evaluation =
+                flags.evaluate(flag, &json!({ "pick": variant }), EvalOptions::default());
             check("variant", json!(evaluation.variant_id()), json!(variant))?;
             let payload_hash = doc
                 .flag(flag)

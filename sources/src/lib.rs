@@ -6,7 +6,7 @@
 //!
 //! This crate is the only one that links a network stack. The core's evaluation path never
 //! calls into it: a poller thread fetches, validates with the core and swaps the document in
-//! through [`flagrail_core::Flags::offer`].
+//! through [`flagrail_core::Poll::offer`].
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

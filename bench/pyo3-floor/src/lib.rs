@@ -1,10 +1,10 @@
 //! The floor that `bench/python_eval.py` reports beside `flags.variant`: the cheapest PyO3
 //! call that evaluates the bench scenario from the caller's dict, written by hand for exactly
 //! that scenario (the row "a PyO3 call that evaluates the whole scenario from that dict" of
-//! BENCHMARK.md's floors). No document, no rules engine, no result object: two dict reads, one
+//! the floors of docs/benchmarks.md). No document, no rules engine, no result object: two dict reads, one
 //! string compare, one bucket with the core's hash, an interned id back.
 //!
-//! It exists so that one run measures both: machines differ (BENCHMARK.md asks for ratios
+//! It exists so that one run measures both: machines differ (docs/benchmarks.md asks for ratios
 //! taken in one run), and this is what any PyO3 evaluator pays on the machine at hand.
 
 use pyo3::prelude::*;

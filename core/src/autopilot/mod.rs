@@ -2,7 +2,7 @@
 //!
 //! Given what a ramping candidate and its control collected in the live step (per unit of
 //! randomisation: counts, sums and sums of squares per metric), the step's hold time and the
-//! pre-committed [`AutopilotSpec`], [`decide`] says **promote**, **hold**, **roll back** (or
+//! pre-committed [`AutopilotSpec`], [`decide()`] says **promote**, **hold**, **roll back** (or
 //! **halt**, if the spec says so) or **revert** (maximum hold without proof), and returns the
 //! evidence with it ([`Verdict`], serialisable). The test is an anytime-valid confidence
 //! sequence, so looking every minute does not inflate false alarms, and a sample-ratio check

@@ -53,7 +53,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn action_str(&self) -> &'static str {
+    pub(crate) fn action_str(&self) -> &'static str {
         match self.action {
             BudgetAction::Kill => "kill",
             BudgetAction::Serve(_) => "serve",

@@ -39,7 +39,7 @@ impl Metric {
     }
 
     /// Whether the threshold is a floor (`min`) rather than a ceiling (`max`).
-    pub fn is_floor(self) -> bool {
+    pub(crate) fn is_floor(self) -> bool {
         matches!(self, Metric::Quality)
     }
 }
@@ -82,7 +82,7 @@ impl GuardAction {
 
 /// Share of the p95 guardrail: an attempt slower than the threshold counts as "bad", and the
 /// p95 is past the threshold when more than 5 % are bad.
-pub const P95_TAIL: f64 = 0.05;
+pub(crate) const P95_TAIL: f64 = 0.05;
 
 /// One guardrail of a flag, as compiled from the document.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ pub struct Guardrail {
 }
 
 /// Defaults of the optional guardrail fields (docs/flag-document.md lists them).
-pub const DEFAULT_WINDOW: Millis = 5 * 60 * 1000;
-pub const DEFAULT_MIN_SAMPLES: u64 = 20;
-pub const DEFAULT_COOLDOWN: Millis = 5 * 60 * 1000;
-pub const DEFAULT_PROBE_PERCENT: u32 = 10;
+pub(crate) const DEFAULT_WINDOW: Millis = 5 * 60 * 1000;
+pub(crate) const DEFAULT_MIN_SAMPLES: u64 = 20;
+pub(crate) const DEFAULT_COOLDOWN: Millis = 5 * 60 * 1000;
+pub(crate) const DEFAULT_PROBE_PERCENT: u32 = 10;

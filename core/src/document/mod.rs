@@ -156,7 +156,7 @@ impl Flag {
     }
 
     /// The variant served while this flag is killed.
-    pub fn kill_variant(&self) -> usize {
+    pub(crate) fn kill_variant(&self) -> usize {
         self.kill.serve.unwrap_or(self.default)
     }
 }
@@ -208,7 +208,7 @@ impl Variant {
 
     /// What a call of this variant reserves against a cost budget before it runs: its
     /// [`Variant::max_cost`], or 0 when it has none or calls no model.
-    pub fn reserved_cost(&self) -> f64 {
+    pub(crate) fn reserved_cost(&self) -> f64 {
         if self.ai {
             self.max_cost().unwrap_or(0.0)
         } else {
@@ -230,7 +230,11 @@ impl Variant {
 
     /// The cost of a call from its token counts and this variant's prices; `None` when a
     /// needed count or price is missing.
-    pub fn cost_of(&self, input_tokens: Option<u64>, output_tokens: Option<u64>) -> Option<f64> {
+    pub(crate) fn cost_of(
+        &self,
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+    ) -> Option<f64> {
         let mut total = 0.0;
         let mut priced = false;
         if let Some(tokens) = input_tokens {

@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use crate::document::budget::Budget;
 use crate::document::guardrail::GuardAction;
 use crate::document::Flag;
 use crate::hash::{scale, SaltedHasher, PERCENT_TOTAL};
-use crate::time::{format_timestamp, Millis};
+use crate::time::Millis;
 
 /// State of this process that changes decisions without touching the document: local kills,
 /// tripped guardrails, budgets and sticky pins. Every method is required, not defaulted: an
@@ -71,7 +69,7 @@ pub struct Trip {
 impl Trip {
     /// Whether a unit with this id is a probe at `now` (only while half-open).
     #[inline]
-    pub fn is_probe(&self, now: Millis, unit: Option<&str>) -> bool {
+    pub(crate) fn is_probe(&self, now: Millis, unit: Option<&str>) -> bool {
         if now < self.probe_from {
             return false;
         }
@@ -81,28 +79,15 @@ impl Trip {
         }
     }
 
-    pub fn is_half_open(&self, now: Millis) -> bool {
+    pub(crate) fn is_half_open(&self, now: Millis) -> bool {
         now >= self.probe_from
     }
 
     /// Whether this trip keeps units off `variant` (a `fallback` or `kill` trip of that
     /// variant): a chain or a re-route must not pick it.
-    pub fn takes_out(&self, variant: &str) -> bool {
+    pub(crate) fn takes_out(&self, variant: &str) -> bool {
         &*self.variant == variant
             && matches!(self.action, GuardAction::Fallback | GuardAction::Kill)
-    }
-
-    pub fn to_json(&self, flag: &str, now: Millis) -> Value {
-        json!({
-            "flag": flag,
-            "guardrail": &*self.guardrail,
-            "variant": &*self.variant,
-            "action": self.action.as_str(),
-            "since": format_timestamp(self.since),
-            "state": if self.is_half_open(now) { "half_open" } else { "tripped" },
-            "probe_from": format_timestamp(self.probe_from),
-            "probe_percent": self.probe_share as f64 / 1000.0,
-        })
     }
 }
 

@@ -10,107 +10,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::context::Context;
 use crate::document::budget::Budget;
 use crate::document::Document;
 use crate::error::{Error, Result};
-use crate::evaluate::{At, Trip};
+use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
-use crate::live::snapshot::{Evaluation, Snapshot};
+use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
 use crate::live::source::{ExternalSource, Fingerprint, SourceKind};
+use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
 use crate::time::{format_timestamp, Millis};
-
-/// The last failed load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadFailure {
-    pub at: Millis,
-    pub error: Error,
-}
-
-/// What [`Flags::status`] reports.
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub source: String,
-    /// What an external source reports about itself (URL, ETag, last success …).
-    pub remote: Option<Value>,
-    pub revision: String,
-    /// When the live document was loaded.
-    pub loaded_at: Millis,
-    /// When the source was last checked (successfully read or not).
-    pub last_check: Option<Millis>,
-    /// The most recent failure since the live document was loaded, if any.
-    pub last_error: Option<LoadFailure>,
-    pub reloads: u64,
-    pub rejected: u64,
-    pub watching: bool,
-    pub overrides: Overrides,
-    /// Each budget's state (see [`Flags::budget_states`]).
-    pub budgets: Vec<Value>,
-    /// Conversation pins held in memory.
-    pub pins: usize,
-    pub now: Millis,
-}
-
-impl Status {
-    /// Milliseconds since the live document was loaded.
-    pub fn age_millis(&self) -> Millis {
-        self.now - self.loaded_at
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut flags: Vec<_> = self.overrides.trips.iter().collect();
-        flags.sort_by(|a, b| a.0.cmp(b.0));
-        let trips: Vec<Value> = flags
-            .into_iter()
-            .flat_map(|(flag, trips)| trips.iter().map(|t| t.to_json(flag, self.now)))
-            .collect();
-        let kills: serde_json::Map<String, Value> = self
-            .overrides
-            .flags
-            .iter()
-            .map(|(flag, kill)| {
-                (
-                    flag.to_string(),
-                    json!({ "reason": kill.reason, "at": format_timestamp(kill.at) }),
-                )
-            })
-            .collect();
-        let mut status = json!({
-            "source": self.source,
-            "revision": self.revision,
-            "loaded_at": format_timestamp(self.loaded_at),
-            "age_seconds": self.age_millis() as f64 / 1000.0,
-            "last_check": self.last_check.map(format_timestamp),
-            "last_error": self.last_error.as_ref().map(|f| json!({
-                "at": format_timestamp(f.at),
-                "code": f.error.code(),
-                "message": f.error.to_string(),
-                "problems": f.error.problems().iter().map(|p| json!({
-                    "path": p.path, "code": p.code(), "message": p.message,
-                })).collect::<Vec<_>>(),
-            })),
-            "reloads": self.reloads,
-            "rejected": self.rejected,
-            "watching": self.watching,
-            "local_kills": {
-                "all": self.overrides.all.as_ref().map(|k| json!({
-                    "reason": k.reason, "at": format_timestamp(k.at),
-                })),
-                "flags": kills,
-            },
-            "guardrails": trips,
-            "budgets": self.budgets,
-            "sticky_pins": self.pins,
-        });
-        // Always present (null for file and static sources), so every status has one shape.
-        status["remote"] = self.remote.clone().unwrap_or(Value::Null);
-        status
-    }
-}
 
 /// What a reload did, for listeners (logging in the bindings).
 #[derive(Debug, Clone)]
@@ -355,26 +268,27 @@ impl Flags {
         }
     }
 
-    /// Evaluates a flag and returns an owned result. Never fails.
+    /// Evaluates `flag` (a key, or an index into the live document) for `ctx` into an owned
+    /// result (see [`Snapshot::evaluate`]; several evaluations that must see one document use
+    /// one [`Flags::snapshot`]). Never fails.
     #[inline]
-    pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Evaluation {
-        self.snapshot().evaluate_owned(flag, ctx)
+    pub fn evaluate<'k, C: Context + ?Sized>(
+        &self,
+        flag: impl Into<FlagRef<'k>>,
+        ctx: &C,
+        options: EvalOptions<'_>,
+    ) -> Evaluation {
+        self.snapshot().evaluate_owned(flag, ctx, options)
     }
 
-    /// Evaluates a flag as of instant `at` (ramps read `at` instead of the clock).
-    pub fn evaluate_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Evaluation {
-        self.snapshot().evaluate_owned_at(flag, ctx, At(at))
-    }
-
-    /// Evaluates with the steps that led to the decision, as JSON.
-    pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
-        let snapshot = self.snapshot();
-        snapshot.explain(flag, ctx)
-    }
-
-    /// `explain` as of instant `at`.
-    pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
-        self.snapshot().explain_at(flag, ctx, at)
+    /// Evaluates with the steps that led to the decision (see [`Snapshot::explain`]).
+    pub fn explain<'k, C: Context + ?Sized>(
+        &self,
+        flag: impl Into<FlagRef<'k>>,
+        ctx: &C,
+        options: EvalOptions<'_>,
+    ) -> Explanation {
+        self.snapshot().explain(flag, ctx, options)
     }
 
     /// Kills one flag (`Some`) or every flag (`None`) in this process, without touching the

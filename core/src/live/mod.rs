@@ -8,6 +8,7 @@
 //!   `flagrail-sources`), whose poller thread the core owns;
 //! - [`snapshot`]: one consistent view for evaluations, the overlay it builds, and the owned
 //!   [`Evaluation`];
+//! - [`status`]: what `status()` reports, and its JSON as typed serde structs;
 //! - [`run`]: the call around the model (fallback chains, budgets reserved and settled);
 //! - [`telemetry`]: event sinks, recorded attempts, feedback and metrics;
 //! - [`clock`]: where "now" comes from.
@@ -21,15 +22,17 @@ pub mod overrides;
 pub mod run;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use handle::{Flags, LoadFailure, ReloadEvent, Status};
+pub use handle::{Flags, ReloadEvent};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
-pub use snapshot::{Evaluation, LiveOverlay, PinSource, Snapshot};
+pub use snapshot::{EvalOptions, Evaluation, PinSource, Snapshot};
 pub use source::{
     read_document, ExternalSource, FileOptions, Poll, SourceKind, DEFAULT_POLL_INTERVAL,
     MAX_FILE_BYTES,
 };
+pub use status::{LoadFailure, Status, StatusReport};

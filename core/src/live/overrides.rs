@@ -17,7 +17,7 @@ pub struct LocalKill {
     pub at: Millis,
 }
 
-/// What this process overlays on the document: kills applied with [`Flags::kill`] and
+/// What this process overlays on the document: kills applied with [`crate::Flags::kill`] and
 /// tripped guardrails. Neither touches the document.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -49,7 +49,7 @@ impl Overlay for Overrides {
         }
         self.trips.get(flag).map_or(&[], Vec::as_slice)
     }
-    /// Budgets and pins are runtime state, not overrides: see [`crate::live::LiveOverlay`].
+    /// Budgets and pins are runtime state, not overrides: see [`crate::live::snapshot::LiveOverlay`].
     fn budget_exhausted(&self, _budget: &Budget, _scope: &str) -> bool {
         false
     }

@@ -20,7 +20,7 @@ use crate::document::budget::{Budget, BudgetRef, Measure};
 use crate::document::{Document, Flag};
 use crate::error::{Error, Result};
 use crate::evaluate::{budget_of, At};
-use crate::live::{Evaluation, Flags, PinSource, Snapshot};
+use crate::live::{EvalOptions, Evaluation, Flags, PinSource, Snapshot};
 use crate::runtime::budget::BudgetBook;
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::events::{EventBody, Exposure, Outcome};
@@ -128,7 +128,6 @@ pub struct Run {
     position: usize,
     ai_attempts: u32,
     max_attempts: u32,
-    started: Instant,
     deadline: Option<Instant>,
     current: Option<Current>,
     attempts: Vec<Attempt>,
@@ -257,7 +256,11 @@ impl Flags {
         let (evaluation, cost_scopes, reserved) = if budgeted {
             self.evaluate_and_reserve(snapshot, index, flag, ctx, pins)
         } else {
-            let evaluation = snapshot.evaluate_index_owned(index, flag, ctx, pins);
+            let options = EvalOptions {
+                at: None,
+                pin: pins,
+            };
+            let evaluation = snapshot.evaluate_owned(index, ctx, options);
             (evaluation, Vec::new(), None)
         };
         let (Some(flag_def), Some(assigned)) = (
@@ -294,7 +297,6 @@ impl Flags {
             position: 0,
             ai_attempts: 0,
             max_attempts: flag_def.max_attempts.unwrap_or(ai_steps).min(ai_steps),
-            started,
             deadline: flag_def
                 .max_total_ms
                 .map(|ms| started + Duration::from_millis(ms)),
@@ -327,7 +329,7 @@ impl Flags {
         let (evaluation, cost_scopes, reserved) = self.runtime().with_budgets(now, |book| {
             let decision = {
                 let overlay = snapshot.overlay_holding(book, pins);
-                doc.evaluate_index(index, ctx, &At(now), &overlay)
+                doc.evaluate(index, ctx, &At(now), &overlay)
             };
             let evaluation = Evaluation::of_decision(&decision, flag, doc);
             let (Some(flag_def), Some(assigned)) = (decision.flag, decision.variant_index) else {
@@ -375,7 +377,6 @@ impl Flags {
             position: 1,
             ai_attempts: 1,
             max_attempts: 1,
-            started,
             deadline: None,
             current: Some(Current {
                 variant: assigned,
@@ -496,7 +497,6 @@ impl Run {
             position: 0,
             ai_attempts: 0,
             max_attempts: 1,
-            started,
             deadline: flag
                 .max_total_ms
                 .map(|ms| started + Duration::from_millis(ms)),
@@ -822,11 +822,6 @@ impl Run {
             segment: self.segment.as_deref(),
         });
         runtime.emit(&[body.to_event()]);
-    }
-
-    /// Wall time since the run started, in milliseconds.
-    pub fn elapsed_ms(&self) -> f64 {
-        self.started.elapsed().as_secs_f64() * 1000.0
     }
 
     /// The run as JSON: run id, flag, assigned and served variants, attempts.

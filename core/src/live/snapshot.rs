@@ -7,11 +7,13 @@ use arc_swap::Guard;
 use serde_json::Value;
 
 use crate::context::Context;
-use crate::document::budget::{Budget, BudgetRef};
+use crate::document::budget::Budget;
 use crate::document::sticky::conversation_of;
 use crate::document::Document;
 use crate::evaluate::overlay::{PinEffect, PinLookup, Trip};
-use crate::evaluate::{decision_json, At, Decision, KillSource, Now, Overlay, Reason};
+use crate::evaluate::{
+    decision_json, At, Choice, Decision, Explanation, FlagRef, KillSource, Overlay, Reason,
+};
 use crate::live::clock::{Clock, ClockNow};
 use crate::live::overrides::Overrides;
 use crate::runtime::budget::BudgetBook;
@@ -28,12 +30,37 @@ pub struct Snapshot<'a> {
 }
 
 /// Where the pin of a sticky flag comes from for one evaluation.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub enum PinSource<'a> {
     /// The handle's in-memory store (the default).
+    #[default]
     Memory,
     /// A binding read the pin from its shared store: the stored variant id, if any.
     Given(Option<&'a str>),
+}
+
+/// How one evaluation runs: the options of [`Snapshot::evaluate`], [`Snapshot::explain`],
+/// [`crate::Flags::evaluate`] and [`crate::Flags::explain`]. The default reads the handle's
+/// clock and its in-memory pins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EvalOptions<'p> {
+    /// Evaluate as of this instant (tests, `--at`); `None` reads the handle's clock, and only
+    /// when a ramp needs it.
+    pub at: Option<Millis>,
+    /// Where a sticky flag's pin comes from. With [`PinSource::Memory`], `evaluate` writes or
+    /// removes the pin as the decision says; with [`PinSource::Given`] nothing is written and
+    /// the caller carries out `decision.pin` on its own store. `explain` never writes.
+    pub pin: PinSource<'p>,
+}
+
+impl EvalOptions<'_> {
+    /// Evaluate as of instant `at`.
+    pub fn at(at: Millis) -> Self {
+        EvalOptions {
+            at: Some(at),
+            ..EvalOptions::default()
+        }
+    }
 }
 
 /// How an evaluation reads budgets: locking the book per look (plain evaluation), or through a
@@ -45,7 +72,7 @@ pub(crate) enum BudgetAccess<'a> {
 
 /// What a live evaluation overlays on the document: the snapshot's local kills and trips, the
 /// runtime's budgets and the conversation pins.
-pub struct LiveOverlay<'s> {
+pub(crate) struct LiveOverlay<'s> {
     overrides: Option<&'s Overrides>,
     runtime: &'s Runtime,
     clock: &'s dyn Clock,
@@ -95,7 +122,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The overlay of this snapshot: local kills, trips, budgets, pins.
-    pub fn overlay(&self, pins: PinSource<'a>) -> LiveOverlay<'_> {
+    pub(crate) fn overlay<'s>(&'s self, pins: PinSource<'s>) -> LiveOverlay<'s> {
         LiveOverlay {
             overrides: self.overrides.as_deref().map(|o| &**o),
             runtime: self.runtime,
@@ -146,82 +173,44 @@ impl<'a> Snapshot<'a> {
         }
     }
 
-    /// Evaluates with the in-memory pins (written or removed as the decision says).
+    /// The snapshot's document, shared (for caches keyed by document).
+    pub fn document_arc(&self) -> &Arc<Document> {
+        &self.document
+    }
+
+    /// Evaluates `flag` (a key, or an index into [`Snapshot::document`]) for `ctx`: the one
+    /// evaluation entry point of the live handle. The decision borrows from the snapshot.
     #[inline]
-    fn decide<C: Context + ?Sized>(
+    pub fn evaluate<'k, C: Context + ?Sized>(
         &self,
-        flag: FlagAt<'_>,
+        flag: impl Into<FlagRef<'k>>,
         ctx: &C,
-        now: &impl Now,
+        options: EvalOptions<'_>,
     ) -> Decision<'_> {
-        let overlay = self.overlay(PinSource::Memory);
-        let decision = match flag {
-            FlagAt::Key(key) => self.document.evaluate(key, ctx, now, &overlay),
-            FlagAt::Index(index) => self.document.evaluate_index(index, ctx, now, &overlay),
+        let flag = flag.into();
+        let overlay = self.overlay(options.pin);
+        let decision = match options.at {
+            None => self
+                .document
+                .evaluate(flag, ctx, &ClockNow(self.clock), &overlay),
+            Some(at) => self.document.evaluate(flag, ctx, &At(at), &overlay),
         };
-        self.keep_pin(&decision, ctx);
+        if matches!(options.pin, PinSource::Memory) {
+            self.keep_pin(&decision, ctx);
+        }
         decision
     }
 
-    /// Evaluates with a pin a binding read from its own store: nothing is written; the caller
-    /// carries out `decision.pin` on that store.
-    #[inline]
-    pub fn evaluate_index_pinned<C: Context + ?Sized>(
+    /// [`Snapshot::evaluate`] with every step that led to the decision. Reads pins and
+    /// budgets; writes nothing.
+    pub fn explain<'k, C: Context + ?Sized>(
         &self,
-        flag_index: usize,
+        flag: impl Into<FlagRef<'k>>,
         ctx: &C,
-        pin: Option<&str>,
-        at: Option<Millis>,
-    ) -> Decision<'_> {
-        let overlay = self.overlay(PinSource::Given(pin));
-        match at {
-            None => self
-                .document
-                .evaluate_index(flag_index, ctx, &ClockNow(self.clock), &overlay),
-            Some(at) => self
-                .document
-                .evaluate_index(flag_index, ctx, &At(at), &overlay),
-        }
-    }
-
-    /// Evaluates as of instant `at`; the decision borrows from the snapshot.
-    #[inline]
-    pub fn evaluate_at<C: Context + ?Sized>(
-        &self,
-        flag: &str,
-        ctx: &C,
-        at: Millis,
-    ) -> Decision<'_> {
-        self.decide(FlagAt::Key(flag), ctx, &At(at))
-    }
-
-    /// `explain` against this snapshot's document (the one whose attributes a binding read).
-    /// Reads pins and budgets; writes nothing.
-    pub fn explain<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Value {
-        self.document.explain(
-            flag,
-            ctx,
-            &ClockNow(self.clock),
-            &self.overlay(PinSource::Memory),
-        )
-    }
-
-    /// `explain` as of instant `at`.
-    pub fn explain_at<C: Context + ?Sized>(&self, flag: &str, ctx: &C, at: Millis) -> Value {
-        self.document
-            .explain(flag, ctx, &At(at), &self.overlay(PinSource::Memory))
-    }
-
-    /// `explain` with a pin read from a binding's store.
-    pub fn explain_pinned<C: Context + ?Sized>(
-        &self,
-        flag: &str,
-        ctx: &C,
-        pin: Option<&str>,
-        at: Option<Millis>,
-    ) -> Value {
-        let overlay = self.overlay(PinSource::Given(pin));
-        match at {
+        options: EvalOptions<'_>,
+    ) -> Explanation {
+        let overlay = self.overlay(options.pin);
+        match options.at {
             None => self
                 .document
                 .explain(flag, ctx, &ClockNow(self.clock), &overlay),
@@ -229,93 +218,36 @@ impl<'a> Snapshot<'a> {
         }
     }
 
-    /// Evaluates the flag at `flag_index` of [`Snapshot::document`] (no second key lookup).
+    /// [`Snapshot::evaluate`] into an owned result that keeps the document alive.
     #[inline]
-    pub fn evaluate_index<C: Context + ?Sized>(&self, flag_index: usize, ctx: &C) -> Decision<'_> {
-        self.decide(FlagAt::Index(flag_index), ctx, &ClockNow(self.clock))
-    }
-
-    /// `evaluate_index` as of instant `at`.
-    #[inline]
-    pub fn evaluate_index_at<C: Context + ?Sized>(
+    pub(crate) fn evaluate_owned<'k, C: Context + ?Sized>(
         &self,
-        flag_index: usize,
+        flag: impl Into<FlagRef<'k>>,
         ctx: &C,
-        at: Millis,
-    ) -> Decision<'_> {
-        self.decide(FlagAt::Index(flag_index), ctx, &At(at))
-    }
-
-    /// The snapshot's document, shared (for caches keyed by document).
-    pub fn document_arc(&self) -> &Arc<Document> {
-        &self.document
-    }
-
-    /// Evaluates a flag against this snapshot; the decision borrows from it.
-    #[inline]
-    pub fn evaluate<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Decision<'_> {
-        self.decide(FlagAt::Key(flag), ctx, &ClockNow(self.clock))
-    }
-
-    /// Evaluates a flag and keeps the document alive in the result.
-    #[inline]
-    pub fn evaluate_owned<C: Context + ?Sized>(&self, flag: &str, ctx: &C) -> Evaluation {
-        self.evaluate_owned_at(flag, ctx, ClockNow(self.clock))
-    }
-
-    /// `evaluate_owned` with an explicit source of "now".
-    #[inline]
-    pub fn evaluate_owned_at<C: Context + ?Sized>(
-        &self,
-        flag: &str,
-        ctx: &C,
-        now: impl Now,
+        options: EvalOptions<'_>,
     ) -> Evaluation {
-        let decision = self.decide(FlagAt::Key(flag), ctx, &now);
-        Evaluation::of_decision(&decision, flag, &self.document)
-    }
-
-    /// Evaluates the flag at `flag_index` (named `flag`) into an owned result, with the pins of
-    /// `pins`: the memory store is read and written, a given pin only read.
-    pub(crate) fn evaluate_index_owned<C: Context + ?Sized>(
-        &self,
-        flag_index: usize,
-        flag: &str,
-        ctx: &C,
-        pins: PinSource<'_>,
-    ) -> Evaluation {
-        let decision = match pins {
-            PinSource::Memory => self.decide(FlagAt::Index(flag_index), ctx, &ClockNow(self.clock)),
-            PinSource::Given(pin) => self.evaluate_index_pinned(flag_index, ctx, pin, None),
-        };
+        let flag = flag.into();
+        let decision = self.evaluate(flag, ctx, options);
         Evaluation::of_decision(&decision, flag, &self.document)
     }
 }
 
-/// A flag named by key or by its index in the snapshot's document.
-#[derive(Clone, Copy)]
-enum FlagAt<'k> {
-    Key(&'k str),
-    Index(usize),
-}
-
-/// An owned evaluation result: compact indices into the document that made it.
+/// An owned evaluation result: the [`Choice`] (indices) and the document they index into.
+/// Its fields read through (`evaluation.reason`).
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     pub document: Arc<Document>,
-    pub flag_index: Option<usize>,
-    pub variant_index: Option<usize>,
-    pub rule_index: Option<usize>,
-    pub reason: Reason,
-    pub bucket: Option<u32>,
-    pub kill_source: Option<KillSource>,
-    pub guardrail: Option<usize>,
-    pub replaced_variant: Option<usize>,
-    pub budget: Option<BudgetRef>,
-    pub shadow: Option<usize>,
-    pub pin: PinEffect,
+    pub choice: Choice,
     /// The requested key when the flag does not exist.
     missing_flag: Option<Box<str>>,
+}
+
+impl std::ops::Deref for Evaluation {
+    type Target = Choice;
+    #[inline]
+    fn deref(&self) -> &Choice {
+        &self.choice
+    }
 }
 
 impl Evaluation {
@@ -334,43 +266,33 @@ impl Evaluation {
     ) -> Evaluation {
         Evaluation {
             document,
-            flag_index: Some(flag_index),
-            variant_index,
-            rule_index,
-            reason,
-            bucket,
-            kill_source,
-            guardrail: None,
-            replaced_variant: None,
-            budget: None,
-            shadow: None,
-            pin: PinEffect::None,
+            choice: Choice {
+                flag_index: Some(flag_index),
+                variant_index,
+                rule_index,
+                reason,
+                bucket,
+                kill_source,
+                ..Choice::NOT_FOUND
+            },
             missing_flag: None,
         }
     }
 
-    /// The owned form of a decision of `document`.
-    pub fn of_decision(
+    /// The owned form of a decision that `document` made for `flag`.
+    #[inline]
+    pub fn of_decision<'k>(
         decision: &Decision<'_>,
-        flag: &str,
+        flag: impl Into<FlagRef<'k>>,
         document: &Arc<Document>,
     ) -> Evaluation {
+        let missing_flag = match (decision.flag_index, flag.into()) {
+            (None, FlagRef::Key(key)) => Some(key.into()),
+            _ => None,
+        };
         Evaluation {
-            flag_index: decision.flag_index,
-            variant_index: decision.variant_index,
-            rule_index: decision.rule_index,
-            reason: decision.reason,
-            bucket: decision.bucket,
-            kill_source: decision.kill_source,
-            guardrail: decision.guardrail,
-            replaced_variant: decision.replaced_variant,
-            budget: decision.budget,
-            shadow: decision.shadow,
-            pin: decision.pin,
-            missing_flag: match decision.flag_index {
-                Some(_) => None,
-                None => Some(flag.into()),
-            },
+            choice: decision.choice,
+            missing_flag,
             document: Arc::clone(document),
         }
     }
@@ -386,17 +308,7 @@ impl Evaluation {
     pub fn decision(&self) -> Decision<'_> {
         Decision {
             flag: self.flag_index.map(|i| &self.document.flags[i]),
-            flag_index: self.flag_index,
-            variant_index: self.variant_index,
-            reason: self.reason,
-            rule_index: self.rule_index,
-            bucket: self.bucket,
-            kill_source: self.kill_source,
-            guardrail: self.guardrail,
-            replaced_variant: self.replaced_variant,
-            budget: self.budget,
-            shadow: self.shadow,
-            pin: self.pin,
+            choice: self.choice,
         }
     }
 
@@ -413,10 +325,6 @@ impl Evaluation {
         self.decision().payload()
     }
 
-    pub fn payload_arc(&self) -> Option<&Arc<Value>> {
-        self.decision().variant().map(|v| &v.payload)
-    }
-
     pub fn rule_id(&self) -> Option<&str> {
         self.decision().rule_id()
     }
@@ -425,7 +333,7 @@ impl Evaluation {
         self.document.revision()
     }
 
-    pub fn revision_arc(&self) -> &Arc<str> {
+    pub(crate) fn revision_arc(&self) -> &Arc<str> {
         self.document.revision_arc()
     }
 

@@ -92,7 +92,7 @@ pub(super) fn fingerprint(path: &Path) -> Option<Fingerprint> {
     })
 }
 
-/// Options for [`Flags::from_file_with`].
+/// Options for [`crate::Flags::from_file_with`].
 #[derive(Clone)]
 pub struct FileOptions {
     /// Watch the file and reload on change.

@@ -7,7 +7,7 @@
 //! [`crate::evaluate`]).
 //!
 //! Enforcement happens before the call: `call` checks and reserves under one lock — a request
-//! for a `max_requests` budget, the variant's estimated maximum cost ([`Variant::max_cost`]) for a
+//! for a `max_requests` budget, the variant's estimated maximum cost ([`crate::Variant::max_cost`]) for a
 //! `max_cost` budget — and reconciles with the actual cost when the attempt ends. So a burst of
 //! concurrent calls against a nearly spent budget overshoots by at most what the calls admitted
 //! last had reserved, and by nothing when the estimates hold.

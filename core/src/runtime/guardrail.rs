@@ -7,7 +7,7 @@
 //! cooldown it goes half-open: a `probe_percent` share of units (chosen by bucket, so a user
 //! does not flip back and forth) gets the undisturbed decision, and their outcomes decide —
 //! healthy (point estimate within the threshold over `min_samples`) closes it, a new trip
-//! restarts the cooldown. docs/guardrails.md states the rule with numbers.
+//! restarts the cooldown. docs/runtime.md ("Guardrails") states the rule with numbers.
 
 use crate::document::guardrail::{Guardrail, Metric, P95_TAIL};
 use crate::runtime::stats::{
@@ -285,7 +285,7 @@ mod tests {
             assert_eq!(at.verdict, Verdict::Trip, "n={n} k={k}");
         }
         // 20 samples, threshold 5 %: 3 errors (15 %, lower bound 5.2 %) trip, 2 (10 %, lower
-        // bound 2.8 %) do not — worked by hand in docs/guardrails.md.
+        // bound 2.8 %) do not — worked by hand in docs/runtime.md ("Guardrails").
         assert_eq!(first_tripping_count(20, 0.05), Some(3));
     }
 

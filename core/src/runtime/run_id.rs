@@ -30,8 +30,8 @@ pub fn reseed_run_ids() {
 
 /// A process-unique, hard-to-guess run id: 64 bits mixed from a random per-process seed and a
 /// counter (what makes it hard to guess), and 64 bits that carry the counter itself masked by
-/// a second seed (see [`run_number`]). Shown as 32 hex digits.
-pub fn new_run_key() -> u128 {
+/// a second seed (which `run_number` reads back). Shown as 32 hex digits.
+pub(crate) fn new_run_key() -> u128 {
     if !RUN_SEEDED.load(Ordering::Acquire) {
         reseed_run_ids();
     }
@@ -49,12 +49,12 @@ pub(crate) fn run_number(key: u128) -> u64 {
 }
 
 /// The text form of a run id.
-pub fn format_run_id(key: u128) -> Arc<str> {
+pub(crate) fn format_run_id(key: u128) -> Arc<str> {
     Arc::from(format!("{key:032x}"))
 }
 
 /// The run id of its text form (`None` for text that no run id has).
-pub fn parse_run_id(text: &str) -> Option<u128> {
+pub(crate) fn parse_run_id(text: &str) -> Option<u128> {
     if text.len() != 32 {
         return None;
     }

@@ -2,7 +2,7 @@
 //! latency histogram and rolling windows.
 //!
 //! Everything here is plain arithmetic over counters so that the same numbers come out of
-//! Rust, Python and Node, and so that docs/guardrails.md can state the rule exactly.
+//! Rust, Python and Node, and so that docs/runtime.md ("Guardrails") can state the rule exactly.
 
 use std::collections::VecDeque;
 

@@ -1,0 +1,209 @@
+//! What [`crate::Flags::status`] reports, and its JSON form as typed serde structs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::evaluate::Trip;
+use crate::live::overrides::{LocalKill, Overrides};
+use crate::time::{format_timestamp, Millis};
+
+/// The last failed load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub at: Millis,
+    pub error: Error,
+}
+
+/// What [`crate::Flags::status`] reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub source: String,
+    /// What an external source reports about itself (URL, ETag, last success …).
+    pub remote: Option<Value>,
+    pub revision: String,
+    /// When the live document was loaded.
+    pub loaded_at: Millis,
+    /// When the source was last checked (successfully read or not).
+    pub last_check: Option<Millis>,
+    /// The most recent failure since the live document was loaded, if any.
+    pub last_error: Option<LoadFailure>,
+    pub reloads: u64,
+    pub rejected: u64,
+    pub watching: bool,
+    pub overrides: Overrides,
+    /// Each budget's state (see [`crate::Flags::budget_states`]).
+    pub budgets: Vec<Value>,
+    /// Conversation pins held in memory.
+    pub pins: usize,
+    pub now: Millis,
+}
+
+impl Status {
+    /// Milliseconds since the live document was loaded.
+    pub fn age_millis(&self) -> Millis {
+        self.now - self.loaded_at
+    }
+
+    /// The report as typed serde values ([`StatusReport`]).
+    pub fn report(&self) -> StatusReport {
+        let mut flags: Vec<_> = self.overrides.trips.iter().collect();
+        flags.sort_by(|a, b| a.0.cmp(b.0));
+        let guardrails = flags
+            .into_iter()
+            .flat_map(|(flag, trips)| trips.iter().map(|t| TripReport::new(flag, t, self.now)))
+            .collect();
+        StatusReport {
+            source: self.source.clone(),
+            revision: self.revision.clone(),
+            loaded_at: format_timestamp(self.loaded_at),
+            age_seconds: self.age_millis() as f64 / 1000.0,
+            last_check: self.last_check.map(format_timestamp),
+            last_error: self.last_error.as_ref().map(ErrorReport::new),
+            reloads: self.reloads,
+            rejected: self.rejected,
+            watching: self.watching,
+            local_kills: LocalKillsReport {
+                all: self.overrides.all.as_ref().map(KillReport::new),
+                flags: self
+                    .overrides
+                    .flags
+                    .iter()
+                    .map(|(flag, kill)| (flag.to_string(), KillReport::new(kill)))
+                    .collect(),
+            },
+            guardrails,
+            budgets: self.budgets.clone(),
+            sticky_pins: self.pins,
+            remote: self.remote.clone(),
+        }
+    }
+
+    /// The report as JSON (the shape `status()` returns in both bindings and the CLI prints).
+    pub fn to_json(&self) -> Value {
+        self.report().to_value()
+    }
+}
+
+/// [`Status`] as JSON: keys in this order, nulls included.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    pub source: String,
+    pub revision: String,
+    pub loaded_at: String,
+    pub age_seconds: f64,
+    pub last_check: Option<String>,
+    pub last_error: Option<ErrorReport>,
+    pub reloads: u64,
+    pub rejected: u64,
+    pub watching: bool,
+    pub local_kills: LocalKillsReport,
+    pub guardrails: Vec<TripReport>,
+    /// Each budget's state, as [`crate::Flags::budget_states`] describes it.
+    pub budgets: Vec<Value>,
+    pub sticky_pins: usize,
+    /// What an external source reports about itself; always present (null for file and
+    /// static sources), so that every status has one shape.
+    pub remote: Option<Value>,
+}
+
+impl StatusReport {
+    pub fn to_value(&self) -> Value {
+        // Strings, numbers and JSON values under string keys: serde_json always accepts them,
+        // so the `Null` fallback is never taken.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The last failed load: when, its code and message, and every problem with its path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorReport {
+    pub at: String,
+    pub code: &'static str,
+    pub message: String,
+    pub problems: Vec<ProblemReport>,
+}
+
+impl ErrorReport {
+    fn new(failure: &LoadFailure) -> ErrorReport {
+        ErrorReport {
+            at: format_timestamp(failure.at),
+            code: failure.error.code(),
+            message: failure.error.to_string(),
+            problems: failure
+                .error
+                .problems()
+                .iter()
+                .map(|p| ProblemReport {
+                    path: p.path.clone(),
+                    code: p.code(),
+                    message: p.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProblemReport {
+    pub path: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Local kills: of every flag (`all`), and of single flags by key (sorted).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalKillsReport {
+    pub all: Option<KillReport>,
+    pub flags: BTreeMap<String, KillReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KillReport {
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+impl KillReport {
+    fn new(kill: &LocalKill) -> KillReport {
+        KillReport {
+            reason: kill.reason.clone(),
+            at: format_timestamp(kill.at),
+        }
+    }
+}
+
+/// A tripped (or half-open) guardrail as `status()` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TripReport {
+    pub flag: String,
+    pub guardrail: String,
+    pub variant: String,
+    pub action: &'static str,
+    pub since: String,
+    /// `tripped`, or `half_open` once the cooldown is over.
+    pub state: &'static str,
+    pub probe_from: String,
+    pub probe_percent: f64,
+}
+
+impl TripReport {
+    pub fn new(flag: &str, trip: &Trip, now: Millis) -> TripReport {
+        TripReport {
+            flag: flag.to_string(),
+            guardrail: trip.guardrail.to_string(),
+            variant: trip.variant.to_string(),
+            action: trip.action.as_str(),
+            since: format_timestamp(trip.since),
+            state: if trip.is_half_open(now) {
+                "half_open"
+            } else {
+                "tripped"
+            },
+            probe_from: format_timestamp(trip.probe_from),
+            probe_percent: trip.probe_share as f64 / 1000.0,
+        }
+    }
+}
