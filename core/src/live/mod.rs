@@ -15,6 +15,7 @@
 //!
 //! Every `impl Flags` block of the crate is in this folder.
 
+mod attempt;
 pub mod clock;
 pub mod external;
 pub mod handle;
