@@ -210,7 +210,9 @@ impl Handle {
             names: &flag.attributes,
             values,
         };
-        pack(&snapshot.evaluate(&*flag.key, &ctx, EvalOptions::default()))
+        // By index: the snapshot's document is the acknowledged one (checked above), so the
+        // index names the same flag without hashing its key on every call.
+        pack(&snapshot.evaluate(index as usize, &ctx, EvalOptions::default()))
     }
 
     /// Evaluates flag `index` of the acknowledged document (or, without an index, the flag
