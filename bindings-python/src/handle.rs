@@ -17,9 +17,9 @@ use flagrail_core::live::Snapshot;
 use flagrail_core::{Document, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 
-use crate::context::{with_declared, Source};
+use crate::context::{with_declared, with_selected, Source};
 use crate::convert::to_python;
 use crate::reuse;
 use crate::sticky::{pin_write, PinStore};
@@ -179,6 +179,27 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The result object of `outcome`: the shared one of a unit-independent outcome, a
+    /// reusable one nobody holds any more, or a new one.
+    #[inline(always)]
+    fn result_of<'py>(
+        &self,
+        py: Python<'py>,
+        outcome: Outcome,
+        flag_cache: &crate::variant::FlagCache,
+    ) -> PyResult<Bound<'py, Variant>> {
+        if let Some(shared) = self.fixed(py, &outcome)? {
+            return Ok(shared);
+        }
+        if let Some(reused) = self.reusable(py, &outcome)? {
+            return Ok(reused);
+        }
+        let id = flag_cache.variant_id(py, outcome.variant_index());
+        Bound::new(py, Variant::found(Arc::clone(&self.cache), outcome, id))
+    }
+}
+
 /// The unit-independent results of one flag, by [`fixed_slot`].
 type FixedResults = Box<[PyOnceLock<Py<Variant>>]>;
 
@@ -293,45 +314,127 @@ impl Inner {
             };
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
-                    // A sticky flag with the user's pin store: read, decide, write back.
-                    if let Some(sticky) = &flag_def.sticky {
-                        if let Some(store) = self.pins.custom() {
-                            let read = PinStore::key_of(&flag_def.key, sticky, ctx)
-                                .map(|key| self.pins.read(py, &store, key));
-                            let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                            let decision = snapshot.evaluate(
-                                index,
-                                ctx,
-                                EvalOptions {
-                                    at,
-                                    pin: PinSource::Given(pin),
-                                },
-                            );
-                            if let Some(read) = read.filter(|r| r.ok) {
-                                if let Some(write) = pin_write(&decision, read.key) {
-                                    self.pins.write(py, &store, write);
-                                }
-                            }
-                            return Outcome::from(decision);
+                    self.outcome_of(py, &snapshot, index, flag_def, ctx, at)
+                })?;
+            entry.result_of(py, outcome, flag_cache)
+        })
+    }
+
+    /// The decision for flag `index` of the snapshot's document (`flag_def`): with the user's
+    /// pin store, a sticky flag's pin is read, handed to the core and written back.
+    #[inline(always)]
+    fn outcome_of<C: flagrail_core::Context + ?Sized>(
+        &self,
+        py: Python<'_>,
+        snapshot: &Snapshot<'_>,
+        index: usize,
+        flag_def: &flagrail_core::Flag,
+        ctx: &C,
+        at: Option<i64>,
+    ) -> Outcome {
+        if let Some(sticky) = &flag_def.sticky {
+            if let Some(store) = self.pins.custom() {
+                let read = PinStore::key_of(&flag_def.key, sticky, ctx)
+                    .map(|key| self.pins.read(py, &store, key));
+                let pin = read.as_ref().and_then(|r| r.pin.as_deref());
+                let decision = snapshot.evaluate(
+                    index,
+                    ctx,
+                    EvalOptions {
+                        at,
+                        pin: PinSource::Given(pin),
+                    },
+                );
+                if let Some(read) = read.filter(|r| r.ok) {
+                    if let Some(write) = pin_write(&decision, read.key) {
+                        self.pins.write(py, &store, write);
+                    }
+                }
+                return Outcome::from(decision);
+            }
+        }
+        Outcome::from(snapshot.evaluate(
+            index,
+            ctx,
+            EvalOptions {
+                at,
+                pin: PinSource::Memory,
+            },
+        ))
+    }
+
+    /// Several flags for one context: the context is read once (only the attributes the
+    /// requested flags use), every flag is decided on one snapshot of the document, and the
+    /// results are those `variant` returns, by key in the order asked. `keys` `None`: every
+    /// flag of the live document, in document order. A key that names no flag gives a
+    /// `FLAG_NOT_FOUND` result (default `None`), as `variant` does.
+    pub(crate) fn variants<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        keys: Option<Vec<Bound<'py, PyString>>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let source = Source::from_arg(context)?;
+        let at = at.map(time::millis).transpose()?;
+        let snapshot = self.core.snapshot();
+        self.with_entry(py, &snapshot, |entry| {
+            let cache = &entry.cache;
+            let doc = &*cache.doc;
+            let wanted: Vec<(Bound<'py, PyString>, Option<usize>)> = match keys {
+                Some(keys) => keys
+                    .into_iter()
+                    .map(|key| {
+                        let index = entry.keys.get(&key).or_else(|| {
+                            let index = doc.flag_position(key.to_str().ok()?)?;
+                            entry.keys.remember(&key, index);
+                            Some(index)
+                        });
+                        (key, index)
+                    })
+                    .collect(),
+                None => (0..doc.flags().len())
+                    .filter_map(|index| {
+                        let key = cache.flag(py, index)?.key().bind(py).clone();
+                        Some((key, Some(index)))
+                    })
+                    .collect(),
+            };
+            let mut needed = vec![false; doc.attributes().len()];
+            for index in wanted.iter().filter_map(|(_, index)| *index) {
+                if let Some(flag) = doc.flags().get(index) {
+                    for &slot in &flag.attribute_slots {
+                        if let Some(needed) = needed.get_mut(slot) {
+                            *needed = true;
                         }
                     }
-                    Outcome::from(snapshot.evaluate(
-                        index,
-                        ctx,
-                        EvalOptions {
-                            at,
-                            pin: PinSource::Memory,
-                        },
-                    ))
-                })?;
-            if let Some(shared) = entry.fixed(py, &outcome)? {
-                return Ok(shared);
+                }
             }
-            if let Some(reused) = entry.reusable(py, &outcome)? {
-                return Ok(reused);
+            let names = doc.attributes();
+            let attr_keys = cache.attr_keys(py);
+            let outcomes = with_selected(source, names, attr_keys, &needed, |ctx| {
+                wanted
+                    .iter()
+                    .map(|(_, index)| {
+                        let found = index.and_then(|i| Some((i, doc.flags().get(i)?)));
+                        found.map(|(i, flag_def)| {
+                            self.outcome_of(py, &snapshot, i, flag_def, ctx, at)
+                        })
+                    })
+                    .collect::<Vec<Option<Outcome>>>()
+            })?;
+            let results = PyDict::new(py);
+            for ((key, index), outcome) in wanted.iter().zip(outcomes) {
+                let flag_cache = index.and_then(|i| cache.flag(py, i));
+                let result = match (outcome, flag_cache) {
+                    (Some(outcome), Some(flag_cache)) => {
+                        entry.result_of(py, outcome, flag_cache)?
+                    }
+                    _ => Bound::new(py, Variant::not_found(Arc::clone(&entry.cache), key, None))?,
+                };
+                results.set_item(key, result)?;
             }
-            let id = flag_cache.variant_id(py, outcome.variant_index());
-            Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id))
+            Ok(results)
         })
     }
 
