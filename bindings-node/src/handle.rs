@@ -215,6 +215,48 @@ impl Handle {
         pack(&snapshot.evaluate(index as usize, &ctx, EvalOptions::default()))
     }
 
+    /// Evaluates flags `indices` of the acknowledged document for one context whose `values`
+    /// follow [`Document::attributes`], on one snapshot (so on one revision), optionally at
+    /// instant `at`: the packed result of each flag in order, then the unpacked form of each
+    /// result that was [`WIDE`] (eight numbers each, see [`unpacked`]), in order. `None` when the live document is not the
+    /// acknowledged one, or an index is out of range.
+    pub fn decide_many(
+        &self,
+        indices: &[u32],
+        values: &[Attr<'_>],
+        at: Option<f64>,
+    ) -> Option<Vec<f64>> {
+        let snapshot = self.inner.snapshot();
+        let ack = self.ack.borrow();
+        if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
+            return None;
+        }
+        let ctx = Positional {
+            names: ack.attributes(),
+            values,
+        };
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: PinSource::Memory,
+        };
+        let mut packed = Vec::with_capacity(indices.len());
+        let mut wide = Vec::new();
+        for &index in indices {
+            let index = index as usize;
+            if index >= ack.flags().len() {
+                return None;
+            }
+            let decision = snapshot.evaluate(index, &ctx, options);
+            let number = encode(&decision);
+            if number == WIDE {
+                wide.extend(unpacked(&decision));
+            }
+            packed.push(number);
+        }
+        packed.extend(wide);
+        Some(packed)
+    }
+
     /// Evaluates flag `index` of the acknowledged document (or, without an index, the flag
     /// `key` with no attributes), optionally at instant `at`, as an owned result; `None` when
     /// the live document is not the acknowledged one.
@@ -325,6 +367,7 @@ impl Handle {
                 json!({
                     "key": &*flag.key,
                     "attributes": flag.attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
+                    "attribute_slots": &flag.attribute_slots,
                     "run_attributes": flag.run_attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
                     "variants": flag.variants.iter().map(|v| json!({
                         "id": &*v.id,
@@ -343,6 +386,7 @@ impl Handle {
             "revision": document.revision(),
             "reasons": codes::reason_names(),
             "kill_sources": codes::kill_source_names(),
+            "attributes": document.attributes().iter().map(|a| &**a).collect::<Vec<_>>(),
             "flags": flags,
         });
         *self.ack.borrow_mut() = document;

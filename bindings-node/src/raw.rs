@@ -545,6 +545,73 @@ unsafe extern "C" fn eval_list(env: napi_env, info: napi_callback_info) -> napi_
     })
 }
 
+/// `evalMany(slot, indices[], values[], at?)`: several flags of one handle for one context
+/// whose values follow the document's attribute union (`Flags.variants`, `Flags.all`). An
+/// array of numbers (see `Handle::decide_many`), or `null` when the tables are stale or the
+/// arguments unreadable.
+unsafe extern "C" fn eval_many(env: napi_env, info: napi_callback_info) -> napi_value {
+    let numbers = catch_unwind(AssertUnwindSafe(|| {
+        let [slot, indices, values, at] = unsafe { args::<4>(env, info) }?;
+        let mut slot_number = 0u32;
+        if unsafe { sys::napi_get_value_uint32(env, slot, &mut slot_number) } != Status::napi_ok {
+            return None;
+        }
+        let indices = unsafe { read_indices(env, indices) }?;
+        let owned = unsafe { read_array(env, values) }?;
+        let at = unsafe { get_at(env, at) };
+        let attrs: Vec<Attr<'_>> = owned.iter().map(JsAttr::attr).collect();
+        handle::get(slot_number)?.decide_many(&indices, &attrs, at)
+    }))
+    .ok()
+    .flatten();
+    let mut result = ptr::null_mut();
+    match numbers {
+        Some(numbers) => unsafe { number_array(env, &numbers) },
+        None => {
+            unsafe { sys::napi_get_null(env, &mut result) };
+            result
+        }
+    }
+}
+
+/// A JS array of non-negative integers (flag indices); `None` when it is not one.
+unsafe fn read_indices(env: napi_env, values: napi_value) -> Option<Vec<u32>> {
+    let mut len = 0u32;
+    if unsafe { sys::napi_get_array_length(env, values, &mut len) } != Status::napi_ok {
+        return None;
+    }
+    (0..len)
+        .map(|i| {
+            let item = unsafe { element(env, values, i) }?;
+            let mut index = 0u32;
+            (unsafe { sys::napi_get_value_uint32(env, item, &mut index) } == Status::napi_ok)
+                .then_some(index)
+        })
+        .collect()
+}
+
+/// `numbers` as a new JS array; null (`undefined` in JS) when Node-API fails.
+unsafe fn number_array(env: napi_env, numbers: &[f64]) -> napi_value {
+    let mut array = ptr::null_mut();
+    if unsafe { sys::napi_create_array_with_length(env, numbers.len(), &mut array) }
+        != Status::napi_ok
+    {
+        return ptr::null_mut();
+    }
+    for (i, number) in numbers.iter().enumerate() {
+        let mut value = ptr::null_mut();
+        let Ok(i) = u32::try_from(i) else {
+            return ptr::null_mut();
+        };
+        if unsafe { sys::napi_create_double(env, *number, &mut value) } != Status::napi_ok
+            || unsafe { sys::napi_set_element(env, array, i, value) } != Status::napi_ok
+        {
+            return ptr::null_mut();
+        }
+    }
+    array
+}
+
 /// Reads every element of a JS array of attribute values.
 unsafe fn read_array(env: napi_env, values: napi_value) -> Option<Vec<JsAttr<'static>>> {
     let mut len = 0u32;
@@ -626,6 +693,7 @@ pub fn register(exports: &mut Object<'_>) -> napi::Result<()> {
     exports.create_named_method("eval3", eval3)?;
     exports.create_named_method("eval4", eval4)?;
     exports.create_named_method("evalList", eval_list)?;
+    exports.create_named_method("evalMany", eval_many)?;
     Ok(())
 }
 
