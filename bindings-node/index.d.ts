@@ -71,6 +71,14 @@ export interface FileOptions {
   pollInterval?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
 }
 
 /** Options of `Flags.fromUrl`. */
@@ -101,6 +109,14 @@ export interface UrlOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
 }
 
 /** The second argument of the function given to `Flags.call`. */
@@ -405,6 +421,31 @@ export interface Status {
   sticky_store: StickyStoreStatus
   /** The state of the URL poller (`Flags.fromUrl`); `null` for file and static sources. */
   remote: RemoteStatus | null
+  /** Shared fleet state (`redis` option); null without it. */
+  fleet: FleetStatus | null
+}
+
+/**
+ * `Status.fleet`: the connection to the fleet's Redis. `mode` is `shared` while Redis answers
+ * and `local` while it does not (budgets enforced from this process's lease, then
+ * `limit / fleet_size`; docs/fleet.md).
+ */
+export interface FleetStatus {
+  redis: string
+  process: string
+  connected: boolean
+  mode: 'shared' | 'local'
+  since: string | null
+  last_error: string | null
+  disconnects: number
+  fleet_size: number
+  leased_scopes: number
+  pending_spend: number
+  pending_pin_writes: number
+  dropped_pin_writes: number
+  flushes: number
+  fleet_read_at: string | null
+  now: string
 }
 
 /** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */
@@ -689,6 +730,16 @@ export declare class Flags {
   metrics(): Metrics
   /** The metrics in the Prometheus text exposition format (`flagrail_requests_total{flag=…,variant=…} N`, …). */
   metricsText(): string
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up (counters summed, rates and means recomputed, latency quantiles the largest of
+   * any process), plus `$fleet`: `processes`, the fleet's guardrail states, `read_at`. Read
+   * by a background thread every second; no round trip. Throws `INVALID_ARGUMENT` without
+   * `redis`.
+   */
+  fleetMetrics(): Record<string, unknown>
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText(): string
   /**
    * Calls `listener` with every telemetry event of this `Flags`, synchronously before the call
    * that produced it returns. A listener that throws becomes a process warning. Returns a

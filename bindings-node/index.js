@@ -414,6 +414,14 @@ class Flags {
         throw err
       }
     }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
     return flags
   }
 
@@ -463,6 +471,14 @@ class Flags {
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
       } catch (err) {
         flags.close()
         throw err
@@ -737,9 +753,43 @@ class Flags {
     throw failure(result)
   }
 
-  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
+  /**
+   * Stops watching the file (or polling the URL) and, with `redis`, stops sharing state
+   * (spend is reported and leases given back first); the last document keeps serving.
+   * Idempotent.
+   */
   close() {
     native.close(this._slot)
+    native.fleetClose(this._slot)
+  }
+
+  /**
+   * Shares budgets, guardrails, metrics and pins through the Redis at `url` and installs the
+   * built-in Redis pin store (see index.d.ts, `FlagsOptions.redis`).
+   */
+  _shareState(url) {
+    if (typeof url !== 'string') throw invalidArgument('redis must be a string: redis://host:port/db or redis+cluster://host:port,...')
+    native.fleetAttach(this._slot, url)
+    const slot = this._slot
+    this.usePinStore({
+      get: (key) => native.fleetPinGet(slot, key),
+      set: (key, value, ttlSeconds) => native.fleetPinSet(slot, key, value, ttlSeconds),
+      delete: (key) => native.fleetPinDelete(slot, key),
+    })
+  }
+
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up, with `$fleet` (processes, the fleet's guardrail states). No round trip: the
+   * background thread reads them every second.
+   */
+  fleetMetrics() {
+    return JSON.parse(native.fleetMetrics(this._slot))
+  }
+
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText() {
+    return native.fleetMetricsText(this._slot)
   }
 
   /**

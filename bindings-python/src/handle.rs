@@ -9,7 +9,7 @@
 //! Evaluation keeps the GIL: it takes a couple of hundred nanoseconds, about what releasing and
 //! re-acquiring it would cost.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
     pub(crate) pins: PinStore,
+    /// Shared fleet state (`redis=URL`), if attached.
+    pub(crate) fleet: FleetSlot,
 }
 
 /// What the binding keeps per live document.
@@ -229,6 +231,7 @@ impl Inner {
             entry: ArcSwap::from_pointee(entry),
             poll_interval,
             pins: PinStore::default(),
+            fleet: FleetSlot::default(),
         }
     }
 
@@ -418,5 +421,35 @@ impl Inner {
         }
         // A run that started just before a reload: its own cache, used once.
         Arc::new(DocCache::new(py, Arc::clone(document)))
+    }
+}
+
+/// The fleet state of one handle, with the URL it was attached with (to attach again in a
+/// forked child).
+#[derive(Default)]
+pub(crate) struct FleetSlot(Mutex<Option<(String, Arc<flagrail_fleet::shared::FleetState>)>>);
+
+impl FleetSlot {
+    /// The slot itself, for attaching and for the fork handler.
+    pub(crate) fn slot(&self) -> &Mutex<Option<(String, Arc<flagrail_fleet::shared::FleetState>)>> {
+        &self.0
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<flagrail_fleet::shared::FleetState>> {
+        match self.0.lock() {
+            Ok(slot) => slot.as_ref().map(|(_, fleet)| Arc::clone(fleet)),
+            Err(poisoned) => poisoned.into_inner().as_ref().map(|(_, f)| Arc::clone(f)),
+        }
+    }
+
+    /// Stops sharing (reports spend, returns leases). Idempotent.
+    pub(crate) fn close(&self) {
+        let taken = match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some((_, fleet)) = taken {
+            fleet.close();
+        }
     }
 }

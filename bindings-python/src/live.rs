@@ -76,6 +76,7 @@ pub(crate) fn _after_fork_in_child() {
         if inner.core.is_watching() {
             inner.core.start_watching(inner.poll_interval);
         }
+        crate::fleet::after_fork(&inner);
     }
 }
 
@@ -223,19 +224,25 @@ impl Flags {
     ///     poll_interval: Seconds between checks of the file.
     ///     events: A JSON-lines file that every telemetry event is appended to (see
     ///         ``write_events``).
+    ///     redis: ``redis://host:port/db`` or ``redis+cluster://host:port,…``: share budgets,
+    ///         guardrails, metrics and sticky pins with every process (Python or Node) opened
+    ///         with the same Redis (see ``fleet_metrics`` and docs/fleet.md). Never waits for
+    ///         Redis: an unreachable one means local enforcement until it answers.
     ///
     /// Raises:
     ///     SourceError: The file (or the events file) cannot be opened (code
     ///         ``SOURCE_UNREACHABLE``).
     ///     DocumentError: The document is invalid; ``problems`` lists every problem.
+    ///     InvalidArgumentError: ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
     #[staticmethod]
-    #[pyo3(signature = (path, *, reload = true, poll_interval = None, events = None))]
+    #[pyo3(signature = (path, *, reload = true, poll_interval = None, events = None, redis = None))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         reload: bool,
         poll_interval: Option<f64>,
         events: Option<PathBuf>,
+        redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, poll_interval)?;
         let options = FileOptions {
@@ -249,6 +256,7 @@ impl Flags {
         write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach(py, &inner, redis)?;
         track(&inner);
         Ok(Flags { inner })
     }
@@ -284,6 +292,8 @@ impl Flags {
     ///         server fails that poll (connecting has its own 5 s bound).
     ///     startup_timeout: Seconds to wait for a first document without a usable cache.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     redis: Share budgets, guardrails, metrics and pins through this Redis (as in
+    ///         ``from_file``).
     ///
     /// Raises:
     ///     SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it is
@@ -293,7 +303,7 @@ impl Flags {
     #[staticmethod]
     #[pyo3(signature = (
         url, *, poll_interval = 5.0, cache_path = None, verify_key = None, headers = None,
-        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None
+        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None, redis = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_url(
@@ -307,6 +317,7 @@ impl Flags {
         timeout: f64,
         startup_timeout: f64,
         events: Option<PathBuf>,
+        redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, Some(poll_interval))?;
         let seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
@@ -338,6 +349,7 @@ impl Flags {
         write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach(py, &inner, redis)?;
         track(&inner);
         Ok(Flags { inner })
     }
@@ -532,8 +544,10 @@ impl Flags {
 
     /// Stops the background watcher or poller; the last document keeps serving. Idempotent.
     /// ``with Flags.from_file(...) as flags:`` closes at the end of the block.
-    fn close(&self) {
+    fn close(&self, py: Python<'_>) {
         self.inner.core.stop_watching();
+        let fleet = &self.inner.fleet;
+        py.detach(|| fleet.close());
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -549,7 +563,7 @@ impl Flags {
         traceback: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = (exc_type, exc_value, traceback);
-        self.close();
+        Python::attach(|py| self.close(py));
     }
 
     /// The revision of the live document.
@@ -710,6 +724,26 @@ impl Flags {
     /// ``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint.
     fn metrics_text(&self) -> String {
         self.inner.core.metrics_text()
+    }
+
+    /// The whole fleet's aggregates (a handle opened with ``redis=``): every process's
+    /// ``metrics()`` added up — counters summed, rates and means recomputed, latency
+    /// quantiles the largest of any process — plus ``"$fleet"``: ``processes``, the fleet's
+    /// guardrail states, ``read_at``. Read by the background thread every second; this call
+    /// makes no round trip.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: The handle was not opened with ``redis=``.
+    fn fleet_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::fleet::metrics(py, &self.inner)
+    }
+
+    /// ``fleet_metrics()`` in the Prometheus text format (``flagrail_fleet_*`` series).
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: The handle was not opened with ``redis=``.
+    fn fleet_metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        crate::fleet::metrics_text(py, &self.inner)
     }
 
     /// Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,

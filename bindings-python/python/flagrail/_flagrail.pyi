@@ -15,6 +15,7 @@ from flagrail._pins import PinStore
 __all__ = [
     "Flags",
     "Flag",
+    "RedisPinStore",
     "Variant",
     "CallResult",
     "Attempt",
@@ -119,6 +120,7 @@ class Flags:
         reload: bool = True,
         poll_interval: float | None = None,
         events: str | PathLike[str] | None = None,
+        redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from a JSON file and, unless ``reload=False``, watches it.
 
@@ -131,11 +133,16 @@ class Flags:
             poll_interval: Seconds between checks of the file.
             events: A JSON-lines file that every telemetry event is appended to (see
                 ``write_events``).
+            redis: ``redis://host:port/db`` or ``redis+cluster://host:port,…``: share budgets,
+                guardrails, metrics and sticky pins with every process (Python or Node) opened
+                with the same Redis (see ``fleet_metrics`` and docs/fleet.md). Never waits for
+                Redis: an unreachable one means local enforcement until it answers.
 
         Raises:
             SourceError: The file (or the events file) cannot be opened (code
                 ``SOURCE_UNREACHABLE``).
             DocumentError: The document is invalid; ``problems`` lists every problem.
+            InvalidArgumentError: ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
         """
 
     @staticmethod
@@ -150,24 +157,24 @@ class Flags:
         timeout: float = 10.0,
         startup_timeout: float = 10.0,
         events: str | PathLike[str] | None = None,
+        redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from an HTTP(S) URL and polls it in the background.
 
-        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an
-        unchanged document costs a 304 and no parse. A new document is checked (signature,
-        when ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a
-        bad, truncated, oversized (over 16 MiB) or unsigned document, never replaces the live
-        one. Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
-        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has
-        the URL, ETag, last success and attempt, consecutive failures, staleness and the last
-        error with its code. The poller stops with ``close()`` (or ``with``) and restarts in
-        forked children.
+        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged
+        document costs a 304 and no parse. A new document is checked (signature, when
+        ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a bad,
+        truncated, oversized (over 16 MiB) or unsigned document, never replaces the live one.
+        Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
+        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has the
+        URL, ETag, last success and attempt, consecutive failures, staleness and the last error
+        with its code. The poller stops with ``close()`` (or ``with``) and restarts in forked
+        children.
 
-        Startup: the document is fetched before this returns. If that fails and
-        ``cache_path`` holds a valid copy (every good document is written there atomically),
-        the copy serves at once (``status()["remote"]["served_from_cache"]``) and polling goes
-        on. Without a usable cache, attempts go on for up to ``startup_timeout`` seconds, then
-        this raises.
+        Startup: the document is fetched before this returns. If that fails and ``cache_path``
+        holds a valid copy (every good document is written there atomically), the copy serves
+        at once (``status()["remote"]["served_from_cache"]``) and polling goes on. Without a
+        usable cache, attempts go on for up to ``startup_timeout`` seconds, then this raises.
 
         Args:
             url: ``http://`` or ``https://``; credentials in it are never shown.
@@ -183,10 +190,12 @@ class Flags:
                 server fails that poll (connecting has its own 5 s bound).
             startup_timeout: Seconds to wait for a first document without a usable cache.
             events: A JSON-lines file that every telemetry event is appended to.
+            redis: Share budgets, guardrails, metrics and pins through this Redis (as in
+                ``from_file``).
 
         Raises:
-            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it
-                is not signed by ``verify_key`` (``SIGNATURE_INVALID``).
+            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it is
+                not signed by ``verify_key`` (``SIGNATURE_INVALID``).
             DocumentError: The server's document is invalid and no cache could serve.
             InvalidArgumentError: A bad URL, header, key, CA file or interval.
         """
@@ -463,6 +472,24 @@ class Flags:
     def metrics_text(self) -> str:
         """``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint."""
 
+    def fleet_metrics(self) -> dict[str, Any]:
+        """The whole fleet's aggregates (a handle opened with ``redis=``): every process's
+        ``metrics()`` added up — counters summed, rates and means recomputed, latency
+        quantiles the largest of any process — plus ``"$fleet"``: ``processes``, the fleet's
+        guardrail states, ``read_at``. Read by the background thread every second; this call
+        makes no round trip.
+
+        Raises:
+            InvalidArgumentError: The handle was not opened with ``redis=``.
+        """
+
+    def fleet_metrics_text(self) -> str:
+        """``fleet_metrics()`` in the Prometheus text format (``flagrail_fleet_*`` series).
+
+        Raises:
+            InvalidArgumentError: The handle was not opened with ``redis=``.
+        """
+
     def on_event(self, callback: Callable[[dict[str, Any]], object]) -> None:
         """Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,
         ``flag``, ``variant``, ``revision``, ``run_id`` …): exposures, outcomes, feedback and
@@ -490,6 +517,23 @@ class Flags:
     @property
     def revision(self) -> str:
         """The revision of the live document."""
+
+@final
+class RedisPinStore:
+    """The built-in Redis pin store a handle opened with ``redis=`` uses (installed for you; see
+    ``flagrail.PinStore`` for the protocol). ``get`` reads Redis with a 50 ms timeout and
+    raises ``ConnectionError`` while Redis is unreachable (the pin is then ignored and counted
+    in ``status()["sticky_store"]``); ``set`` and ``delete`` are queued and never wait.
+    """
+
+    def get(self, key: str) -> str | None:
+        """The pinned variant id at ``key``, or ``None``."""
+
+    def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Pins ``key`` to ``value`` for ``ttl_seconds`` (queued)."""
+
+    def delete(self, key: str) -> None:
+        """Removes the pin at ``key`` (queued)."""
 
 @final
 class Flag:
