@@ -14,7 +14,7 @@ NODE_ADDON := $(NODE_DIR)/flagrail.node
 MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin
 
 .PHONY: help demo test setup system-deps build build-cli build-cli-release build-python build-python-release \
-        build-node build-node-release build-pyo3-floor lint test-rust test-python test-node test-cross bench clean
+        build-node build-node-release build-pyo3-floor lint test-rust test-python test-node test-cross test-redis bench bench-redis-kill clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -67,13 +67,19 @@ lint: setup ## rustfmt, clippy, rustdoc, the layer check and the vector files; w
 test-rust: ## Rust unit, vector, property and CLI tests
 	cargo test -q --workspace
 
-test-python: build-python build-node ## pytest against the installed wheel (the fleet drill also runs Node processes)
+test-python: build-cli build-python build-node ## pytest against the installed wheel (the fleet drill also runs Node processes)
 	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy.stubtest flagrail._flagrail
 	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy --strict bindings-python/python/flagrail tests/python
 	$(VPY) -m pytest -q tests/python
 
-test-node: build-node ## node --test against the built addon
+test-node: build-cli build-node ## node --test against the built addon
 	cd $(NODE_DIR) && node --test __test__/*.test.js
+
+test-redis: build-cli build-python build-node ## the Redis source, push and CLI against a real redis-server and a 3-node cluster
+	cargo test -q -p flagrail-fleet
+	cargo test -q -p flagrail-cli --test redis
+	$(VPY) -m pytest -q tests/python/test_redis_source.py
+	cd $(NODE_DIR) && node --test __test__/redis_source.test.js
 
 test-cross: build-cli build-python build-node ## Rust, Python and Node agree on 100k contexts
 	$(VPY) -m pytest -q --tb=short tests/cross

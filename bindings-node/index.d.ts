@@ -103,6 +103,34 @@ export interface UrlOptions {
   events?: string | URL
 }
 
+/** Options of `Flags.fromRedis`. */
+export interface RedisOptions {
+  /** The key that holds the document (default `'flagrail:document'`). */
+  key?: string
+  /** Milliseconds between safety-net reads when no pub/sub message came (default 30000). */
+  pollIntervalMs?: number
+  /**
+   * A file that keeps the last good document (written atomically): served at startup when
+   * Redis cannot be reached, while the poller waits for it.
+   */
+  cachePath?: string | URL
+  /**
+   * The text of `flagrail.pub`: documents must carry a detached ed25519 signature by this key
+   * (`flagrail push` stores the `.sig` beside the document in Redis), or they never go live
+   * (`SIGNATURE_INVALID`).
+   */
+  verifyKey?: string
+  /** Milliseconds a Redis reply (and connecting) may take (default 1000). */
+  timeoutMs?: number
+  /**
+   * Milliseconds to wait for Redis at startup (default 5000); then the cache, or an empty
+   * document (revision `redis:waiting`), serves until Redis returns.
+   */
+  startupTimeoutMs?: number
+  /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
+  events?: string | URL
+}
+
 /** The second argument of the function given to `Flags.call`. */
 export interface CallOptions {
   /**
@@ -403,8 +431,11 @@ export interface Status {
   sticky_pins: number
   /** The pin store in use (see `Flags.usePinStore`). */
   sticky_store: StickyStoreStatus
-  /** The state of the URL poller (`Flags.fromUrl`); `null` for file and static sources. */
-  remote: RemoteStatus | null
+  /**
+   * The state of the URL poller (`Flags.fromUrl`) or of the Redis source (`Flags.fromRedis`,
+   * `kind: 'redis'`); `null` for file and static sources.
+   */
+  remote: RemoteStatus | RedisRemoteStatus | null
 }
 
 /** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */
@@ -432,6 +463,49 @@ export interface RemoteStatus {
     at: string
     code: ErrorCode
     /** `connect`, `timeout`, `http_status`, `too_large`, `truncated`, `redirects`, `tls`, `io`, `invalid_document`, `signature` or `cache_write`. */
+    kind: string
+    message: string
+  } | null
+}
+
+/** `Status.remote` of `Flags.fromRedis` (timestamps are RFC 3339). */
+export interface RedisRemoteStatus {
+  kind: 'redis'
+  /** The Redis URL without its password. */
+  url: string
+  key: string
+  /** The pub/sub channel every push announces itself on. */
+  channel: string
+  /** The last read reached Redis. */
+  connected: boolean
+  /** Subscribed to the channel (pushes arrive at once); otherwise only the poll and reconnects read. */
+  subscribed: boolean
+  /** The live document came from Redis (not the cache or the empty `redis:waiting` stand-in). */
+  document_loaded: boolean
+  /** Redis answered but holds no document at the key (nothing pushed yet, or deleted). */
+  key_missing: boolean
+  served_from_cache: boolean
+  /** The push counter of the live document (bumped by every push, kill and unkill). */
+  redis_revision: number | null
+  last_success: string | null
+  last_attempt: string | null
+  consecutive_failures: number
+  /** Seconds since the live document was last confirmed by Redis (or loaded from the cache). */
+  stale_seconds: number | null
+  cache_path: string | null
+  /** A verify key is configured: only signed documents go live. */
+  signed: boolean
+  poll_interval_seconds: number
+  reads: number
+  /** Pub/sub messages received. */
+  messages: number
+  documents: number
+  /** Successful (re)subscriptions. */
+  subscriptions: number
+  last_error: {
+    at: string
+    code: ErrorCode
+    /** `connect`, `command`, `invalid_document`, `signature` or `cache_write`. */
     kind: string
     message: string
   } | null
@@ -598,6 +672,29 @@ export declare class Flags {
    * @throws FlagrailError `SOURCE_UNREACHABLE`, `SIGNATURE_INVALID`, `INVALID_DOCUMENT` or `INVALID_ARGUMENT`.
    */
   static fromUrl(url: string | URL, options?: UrlOptions): Flags
+  /**
+   * Loads a flag document from a Redis key and follows every push at once.
+   *
+   * The document lives at `key`; `flagrail push` (and `flagrail kill` / `unkill` with
+   * `--redis`) writes it atomically and announces the new revision on the document's pub/sub
+   * channel. Every process subscribed to it re-reads the key as soon as the message arrives,
+   * right after every (re)subscription, and every `pollIntervalMs` as a safety net (pub/sub can
+   * drop messages). A new document is checked (signature, when `verifyKey` is given),
+   * validated and swapped in atomically; a bad or unsigned one never replaces the live one.
+   * `url` is `redis://host:port[/db]` or, for a Redis Cluster,
+   * `redis+cluster://host1:port1,host2:port2,...`: every key of one document shares one hash
+   * tag, so each write stays in one slot. `status().remote` says `kind: 'redis'`, whether the
+   * process is connected and subscribed, the push counter (`redis_revision`), last success,
+   * staleness and the last error with its code. The poller reconnects with backoff, never
+   * keeps the process alive, and stops with `close()`.
+   *
+   * Startup never throws because Redis is down: after `startupTimeoutMs` the cache serves, or
+   * else an empty document (revision `redis:waiting`: every flag answers the caller's
+   * default) until Redis returns and the real document loads. An empty key is treated the
+   * same way.
+   * @throws FlagrailError `INVALID_DOCUMENT` or `SIGNATURE_INVALID` when Redis holds an unusable document and no cache serves; `INVALID_ARGUMENT` for a bad URL, key or option.
+   */
+  static fromRedis(url: string | URL, options?: RedisOptions): Flags
   /**
    * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No

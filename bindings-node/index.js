@@ -472,6 +472,52 @@ class Flags {
   }
 
   /**
+   * Loads a flag document from a Redis key and follows every push at once (pub/sub, with a
+   * safety-net poll; see index.d.ts, `Flags.fromRedis`). Never throws because Redis is down:
+   * after `startupTimeoutMs` the cache or an empty document serves until Redis returns.
+   */
+  static fromRedis(url, options) {
+    const opts = options === undefined || options === null ? {} : options
+    if (url instanceof URL) url = url.href
+    if (typeof url !== 'string') throw invalidArgument('url must be a string or a URL')
+    const ms = (name, value, least) => {
+      if (value === undefined || value === null) return undefined
+      if (!Number.isInteger(value) || value < least || value > 0xffffffff) {
+        throw invalidArgument(`${name} must be a whole number of milliseconds >= ${least}`)
+      }
+      return value
+    }
+    const text = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (value instanceof URL) return require('node:url').fileURLToPath(value)
+      if (typeof value !== 'string') throw invalidArgument(`${name} must be a string`)
+      return value
+    }
+    if (opts.key !== undefined && opts.key !== null && (typeof opts.key !== 'string' || opts.key === '')) {
+      throw invalidArgument('key must be a non-empty string')
+    }
+    const flags = Flags._from(
+      native.loadRedis(url, {
+        key: opts.key === null ? undefined : opts.key,
+        pollIntervalMs: ms('pollIntervalMs', opts.pollIntervalMs, 1),
+        startupTimeoutMs: ms('startupTimeoutMs', opts.startupTimeoutMs, 0),
+        timeoutMs: ms('timeoutMs', opts.timeoutMs, 1),
+        cachePath: text('cachePath', opts.cachePath),
+        verifyKey: text('verifyKey', opts.verifyKey),
+      }),
+    )
+    if (opts.events !== undefined && opts.events !== null) {
+      try {
+        flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    return flags
+  }
+
+  /**
    * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.

@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod args;
 mod drill;
+mod redis;
 mod signing;
 mod simulate;
 
@@ -77,15 +78,29 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "kill",
-        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--force]",
+        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--force]
+  flagrail kill --redis URL [--key K] (--flag F | --all) --reason TEXT [--actor NAME] [--sign-key F]",
         details: KILL_DETAILS,
         run: kill_command,
     },
     Command {
         name: "unkill",
-        usage: "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--force]",
+        usage: "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--force]
+  flagrail unkill --redis URL [--key K] (--flag F | --all) [--reason TEXT] [--actor NAME] [--sign-key F]",
         details: KILL_DETAILS,
         run: unkill_command,
+    },
+    Command {
+        name: "push",
+        usage: redis::PUSH_USAGE,
+        details: redis::PUSH_DETAILS,
+        run: redis::push,
+    },
+    Command {
+        name: "status",
+        usage: redis::STATUS_USAGE,
+        details: redis::STATUS_DETAILS,
+        run: redis::status,
     },
     Command {
         name: "simulate",
@@ -122,7 +137,12 @@ const KILL_DETAILS: &str = "  --flag F       the flag's own switch
 The real file (through symlinks) is locked, only the changed values are rewritten, its mode and
 owner are kept, and one line is appended to <name>.audit.jsonl beside it. A switch already in
 the requested state is left alone (nothing written, exit 0). Exit 1 means nothing was changed
-(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".";
+(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".
+With --redis URL instead of FILE (and --key K, default flagrail:document), the document in
+Redis is changed by compare-and-set (re-read and retried if another write came first) and
+published at once; --sign-key flagrail.key re-signs a signed document (required for one),
+--verify-key F checks the stored one first, --audit-log F is the local audit log (default
+flagrail.audit.jsonl). The audit record also goes to the stream flagrail:{K}:audit.";
 
 const FOOTER: &str = "\
 FILE may be an http(s):// URL wherever a document is only read (not kill/unkill/sign).
@@ -442,6 +462,9 @@ fn unkill_command(args: &mut Args) -> Outcome {
 }
 
 fn kill(args: &mut Args, active: bool) -> Outcome {
+    if let Some(url) = args.option("--redis") {
+        return redis::kill(args, url, active);
+    }
     let flag = args.option("--flag");
     let all = args.flag("--all");
     let reason = args.option("--reason");
