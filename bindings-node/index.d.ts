@@ -71,6 +71,14 @@ export interface FileOptions {
   pollInterval?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * The text of `flagrail.pub`: the document must carry a detached ed25519 signature by this
+   * key in `<path>.sig` (written by `flagrail sign`). Every reload checks the pair: an unsigned
+   * or wrongly signed version is rejected (`SIGNATURE_INVALID` in `status()` and the
+   * `reload_rejected` event) and the live one stays; a document replaced before its `.sig`
+   * goes live once both match.
+   */
+  verifyKey?: string
 }
 
 /** Options of `Flags.fromUrl`. */
@@ -581,7 +589,7 @@ export declare class Flags {
   /**
    * Loads a flag document from a JSON file and, unless `reload` is false, watches it: a changed
    * file goes live within one poll interval.
-   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be read, `INVALID_DOCUMENT` (with `problems`) when it is invalid.
+   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be read, `INVALID_DOCUMENT` (with `problems`) when it is invalid, `SIGNATURE_INVALID` when `verifyKey` is given and `<path>.sig` does not match, `INVALID_ARGUMENT` for a bad `verifyKey`.
    */
   static fromFile(path: string | URL, options?: FileOptions): Flags
   /**

@@ -405,7 +405,12 @@ class Flags {
     }
     if (file instanceof URL) file = require('node:url').fileURLToPath(file)
     if (typeof file !== 'string') throw invalidArgument('path must be a string or a file: URL')
-    const flags = Flags._from(native.loadFile(file, reload, poll))
+    let verifyKey
+    if (opts.verifyKey !== undefined && opts.verifyKey !== null) {
+      if (typeof opts.verifyKey !== 'string') throw invalidArgument('verifyKey must be a string (the text of flagrail.pub)')
+      verifyKey = opts.verifyKey
+    }
+    const flags = Flags._from(native.loadFile(file, reload, poll, verifyKey))
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)

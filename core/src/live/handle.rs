@@ -20,7 +20,7 @@ use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
 use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
-use crate::live::source::{ExternalSource, Fingerprint, SourceKind};
+use crate::live::source::{DocumentVerifier, ExternalSource, Fingerprint, SourceKind};
 use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
 use crate::time::{format_timestamp, Millis};
@@ -45,6 +45,9 @@ pub(super) struct Shared {
     pub(super) source: SourceKind,
     /// The implementation of a [`SourceKind::External`] source.
     pub(super) external: Option<Arc<dyn ExternalSource>>,
+    /// The signature check of a signed file source: every version must carry a matching
+    /// `<path>.sig`.
+    pub(super) verifier: Option<Arc<dyn DocumentVerifier>>,
     pub(super) clock: Arc<dyn Clock>,
     // Lock-free (copy on write) rather than mutexes: a process may fork() while the reload
     // thread is updating these, and a mutex held at that instant would stay locked forever in
@@ -63,8 +66,12 @@ pub(crate) struct LoadState {
     pub(super) last_error: Option<LoadFailure>,
     pub(super) reloads: u64,
     pub(super) rejected: u64,
-    /// Identity of the file last read (mtime, length, inode) to skip unchanged files cheaply.
+    /// Identity of the file (and signature) last read (mtime, length, inode) to skip unchanged
+    /// files cheaply.
     pub(super) fingerprint: Option<Fingerprint>,
+    /// Since when a signature mismatch has been put down to a rewrite in progress (see
+    /// `watch::reload_if_changed`); `None` when none is.
+    pub(super) mismatch_deferred_since: Option<Millis>,
 }
 
 /// The live flags of a process: cheap to clone and to share between threads.
@@ -98,6 +105,7 @@ impl Flags {
                 has_overrides: AtomicBool::new(false),
                 source,
                 external: None,
+                verifier: None,
                 clock,
                 state: ArcSwap::from_pointee(LoadState {
                     loaded_at: now,
@@ -106,6 +114,7 @@ impl Flags {
                     reloads: 0,
                     rejected: 0,
                     fingerprint,
+                    mismatch_deferred_since: None,
                 }),
                 listeners: ArcSwap::from_pointee(Vec::new()),
                 watcher_generation: AtomicU64::new(0),
