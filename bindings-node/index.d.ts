@@ -726,5 +726,22 @@ export declare class Flags {
  */
 export declare function bucket(salt: string, unit: string | number | bigint, total?: number): number
 
+/** Where reload log lines go: anything with `info`, `warn` and `error` methods (`console`, pino, winston). */
+export interface Logger {
+  info(message: string): unknown
+  warn(message: string): unknown
+  error(message: string): unknown
+}
+
+/**
+ * Sends the log lines of reloads (file watcher, URL poller) to `logger`, as Python logs them to
+ * its `flagrail` logger, with the same levels and text: a refused document is an `error`, an
+ * unreadable source a `warning`, a new document `info`. They are written as they happen, not at
+ * the next call. The default writes `error` and `warn` to stderr (console) and `info` with
+ * NODE_DEBUG=flagrail; `null` silences them, `undefined` restores the default.
+ * @throws FlagrailError `INVALID_ARGUMENT` when `logger` lacks one of the three methods.
+ */
+export declare function setLogger(logger: Logger | null | undefined): void
+
 /** The bucketing algorithm version this build implements (docs/bucketing.md). */
 export declare const HASH_VERSION: number

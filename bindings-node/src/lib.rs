@@ -15,6 +15,7 @@ mod error;
 mod handle;
 mod raw;
 mod raw_call;
+pub mod reload_log;
 pub mod runtime;
 pub mod sources;
 
@@ -88,7 +89,7 @@ pub fn load_file(
         }
     }
     match Flags::from_file_with(&path, options) {
-        Ok(flags) => Either::A(handle::insert(flags)),
+        Ok(flags) => Either::A(reload_log::insert_watched(flags)),
         Err(error) => Either::B(load_failure(&error)),
     }
 }

@@ -92,45 +92,22 @@ fn log_reload(py: Python<'_>, source: &str, event: &ReloadEvent) -> PyResult<()>
     let logger = logger.bind(py);
     let extra = PyDict::new(py);
     extra.set_item("flagrail_source", source)?;
-    let kwargs = PyDict::new(py);
     match event {
         ReloadEvent::Applied { previous, revision } => {
             extra.set_item("flagrail_event", "reload_applied")?;
             extra.set_item("flagrail_revision", revision)?;
             extra.set_item("flagrail_previous_revision", previous)?;
-            kwargs.set_item("extra", extra)?;
-            logger.call_method(
-                "info",
-                (
-                    "flag document reloaded from %s: revision %s -> %s",
-                    source,
-                    previous,
-                    revision,
-                ),
-                Some(&kwargs),
-            )?;
         }
         ReloadEvent::Rejected { error } => {
             extra.set_item("flagrail_event", "reload_rejected")?;
             extra.set_item("flagrail_code", error.code())?;
-            kwargs.set_item("extra", extra)?;
-            // A document that does not validate is a failed change someone has to fix; an
-            // unreadable file is often transient (a deploy in progress).
-            let level = match error {
-                flagrail_core::Error::InvalidDocument { .. } => "error",
-                _ => "warning",
-            };
-            logger.call_method(
-                level,
-                (
-                    "flag document from %s rejected, the previous revision stays live: %s",
-                    source,
-                    error.to_string(),
-                ),
-                Some(&kwargs),
-            )?;
         }
     }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("extra", extra)?;
+    // Level and text are the core's, shared with Node.
+    let (level, message) = event.log_line(source);
+    logger.call_method(level.as_str(), ("%s", message), Some(&kwargs))?;
     Ok(())
 }
 

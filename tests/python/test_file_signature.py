@@ -7,6 +7,7 @@ kill. Keys and signatures are made by the CLI (``flagrail keygen`` / ``sign``)."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -94,8 +95,9 @@ def test_unsigned_wrong_key_tampered_and_older_signatures_are_refused_at_startup
 
 
 def test_a_document_replaced_before_its_signature_goes_live_only_with_it(
-    tmp_path: Path, keys: tuple[Path, str]
+    tmp_path: Path, keys: tuple[Path, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="flagrail")
     key, public = keys
     path = tmp_path / "flags.json"
     publish(path, "r1")
@@ -109,12 +111,18 @@ def test_a_document_replaced_before_its_signature_goes_live_only_with_it(
         assert status["last_error"]["code"] == "SIGNATURE_INVALID"
         assert flags.revision == "r1"
         assert flags.variant("chat", {"user_id": "u"})["rev"] == "r1"
-        rejected = [e for e in events if e["type"] == "reload_rejected"]
+        # Events reach the callback from the watcher thread, just after the status changes.
+        rejected = wait_until(lambda: [e for e in events if e["type"] == "reload_rejected"], 10, "the event")
         assert [e["code"] for e in rejected] == ["SIGNATURE_INVALID"]
+        (logged,) = wait_until(
+            lambda: [r for r in caplog.records if r.name == "flagrail" and r.levelno == logging.ERROR], 10, "the log"
+        )
+        assert logged.getMessage().endswith("[SIGNATURE_INVALID]")
 
         sign(path, key)
         wait_until(lambda: flags.revision == "r2", 10, "the signed pair")
         assert flags.status()["last_error"] is None
+        wait_until(lambda: len(events) == 2, 10, "the reload event")
         assert [e["type"] for e in events] == ["reload_rejected", "reload"]
 
 

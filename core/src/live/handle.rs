@@ -32,6 +32,56 @@ pub enum ReloadEvent {
     Rejected { error: Error },
 }
 
+/// How loud a reload is in a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// A new document went live.
+    Info,
+    /// The source could not be read: often transient (a deploy in progress).
+    Warning,
+    /// A document was refused (invalid, or not signed by the key): a failed change someone has
+    /// to fix, or someone writing where they should not.
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl ReloadEvent {
+    /// The log line of this event for a source described as `source`: one level and one text
+    /// for both bindings (Python's `flagrail` logger, Node's console), decided here.
+    pub fn log_line(&self, source: &str) -> (LogLevel, String) {
+        match self {
+            ReloadEvent::Applied { previous, revision } => (
+                LogLevel::Info,
+                format!("flag document reloaded from {source}: revision {previous} -> {revision}"),
+            ),
+            ReloadEvent::Rejected { error } => {
+                let level = match error {
+                    Error::InvalidDocument { .. } | Error::SignatureInvalid { .. } => {
+                        LogLevel::Error
+                    }
+                    _ => LogLevel::Warning,
+                };
+                (
+                    level,
+                    format!(
+                        "flag document from {source} rejected, the previous revision stays live: {error} [{}]",
+                        error.code()
+                    ),
+                )
+            }
+        }
+    }
+}
+
 type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
 
 pub(super) struct Shared {
@@ -202,14 +252,16 @@ impl Flags {
             }
             Err(error) => (Err(error.clone()), ReloadEvent::Rejected { error }),
         };
+        // The event first: a listener may push the news to another thread (Node's event loop)
+        // that then collects the queued events, and must find this one there.
+        self.emit_load_event(&event, now);
         for listener in self.shared.listeners.load().iter() {
             listener(&event);
         }
-        self.emit_load_event(&event, now);
         result
     }
 
-    /// The `reload` / `reload_rejected` event of a load (after the listeners).
+    /// The `reload` / `reload_rejected` event of a load (before the listeners).
     fn emit_load_event(&self, event: &ReloadEvent, now: Millis) {
         use crate::runtime::events::{EventBody, Reload, ReloadRejected};
         let runtime = &self.shared.runtime;

@@ -29,7 +29,7 @@ pub mod telemetry;
 pub mod watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use handle::{Flags, ReloadEvent};
+pub use handle::{Flags, LogLevel, ReloadEvent};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
 pub use snapshot::{EvalOptions, Evaluation, PinSource, Snapshot};
