@@ -230,6 +230,7 @@ impl Handle {
         let options = EvalOptions {
             at: at.map(millis),
             pin: PinSource::Memory,
+            forced: None,
         };
         let decision = snapshot.evaluate(key, &ctx, options);
         let evaluation = Evaluation::of_decision(&decision, key, snapshot.document_arc());
@@ -259,6 +260,7 @@ impl Handle {
         let options = EvalOptions {
             at: at.map(millis),
             pin: PinSource::Given(pin),
+            forced: None,
         };
         let decision = snapshot.evaluate(index as usize, &ctx, options);
         Some(unpacked(&decision))
@@ -305,6 +307,7 @@ impl Handle {
         let options = EvalOptions {
             at: at.map(millis),
             pin: pin.map_or(PinSource::Memory, PinSource::Given),
+            forced: None,
         };
         Some(snapshot.explain(key, &ctx, options).to_value())
     }
