@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flagrail_core::live::Snapshot;
-use flagrail_core::{Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason};
+use flagrail_core::{
+    Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;

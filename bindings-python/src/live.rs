@@ -431,11 +431,7 @@ impl Flags {
     /// Raises:
     ///     InvalidArgumentError: On entering, when the live document has no such flag or the
     ///         flag no such variant.
-    fn r#override(
-        &self,
-        flag: Bound<'_, PyString>,
-        variant: Bound<'_, PyString>,
-    ) -> Override {
+    fn r#override(&self, flag: Bound<'_, PyString>, variant: Bound<'_, PyString>) -> Override {
         Override::new(
             self.inner.core().clone(),
             Arc::clone(&self.inner.overrides),

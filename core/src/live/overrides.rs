@@ -302,7 +302,10 @@ mod tests {
         assert_eq!(e.rule_index, None);
         // Even a killed flag serves the forced variant: the test said which one it wants.
         flags.kill(Some("bot"), None);
-        assert_eq!(flags.evaluate("bot", ctx, options).variant_id(), Some("v2.2"));
+        assert_eq!(
+            flags.evaluate("bot", ctx, options).variant_id(),
+            Some("v2.2")
+        );
         assert_eq!(
             flags.evaluate("bot", ctx, EvalOptions::default()).reason,
             Reason::Killed
@@ -319,7 +322,10 @@ mod tests {
             pin: PinSource::Memory,
             at: None,
         };
-        assert_eq!(flags.evaluate("bot", ctx, options).variant_id(), Some("stable"));
+        assert_eq!(
+            flags.evaluate("bot", ctx, options).variant_id(),
+            Some("stable")
+        );
         assert_eq!(
             flags.evaluate("missing", ctx, options).reason,
             Reason::FlagNotFound
