@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod args;
+mod diff;
 mod drill;
 mod signing;
 mod simulate;
@@ -95,6 +96,12 @@ const COMMANDS: &[Command] = &[
         run: simulate::run,
     },
     Command {
+        name: "diff",
+        usage: diff::USAGE,
+        details: diff::DETAILS,
+        run: diff::run,
+    },
+    Command {
         name: "drill",
         usage: drill::USAGE,
         details: drill::DETAILS,
@@ -127,7 +134,8 @@ the requested state is left alone (nothing written, exit 0). Exit 1 means nothin
 const FOOTER: &str = "\
 FILE may be an http(s):// URL wherever a document is only read (not kill/unkill/sign).
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
-exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
+exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line,
+3 a dangerous change (diff, without --allow)";
 
 fn usage() -> String {
     let mut text = String::from(
@@ -153,6 +161,16 @@ impl Failure {
             code: 2,
             message: format!("{}\n\n{}", message.into(), usage()),
         }
+    }
+    /// A failure with its own exit code (`flagrail diff`: 3 for a dangerous change).
+    pub fn exit(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn message(&self) -> &str {
+        &self.message
     }
     pub fn failed(message: impl Into<String>) -> Failure {
         Failure {
@@ -262,9 +280,16 @@ fn help(topic: Option<&str>) -> Outcome {
 /// Reads a document file as a service would: a regular file (through symlinks), at most one
 /// byte more than the loader accepts, so `/dev/zero` or a FIFO is an error, not a hang.
 pub fn load(path: &str) -> Result<Document, Failure> {
+    Ok(Document::from_slice(&read_document_bytes(path)?)?)
+}
+
+/// The bytes of the document at `path` (a file or an http(s) URL), bounded like the loader.
+pub fn read_document_bytes(path: &str) -> Result<Vec<u8>, Failure> {
     if flagrail_sources::is_url(path) {
-        let bytes = flagrail_sources::fetch_bytes(path, flagrail_sources::HttpOptions::default())?;
-        return Ok(Document::from_slice(&bytes)?);
+        return Ok(flagrail_sources::fetch_bytes(
+            path,
+            flagrail_sources::HttpOptions::default(),
+        )?);
     }
     use std::io::Read;
     let unreachable =
@@ -278,7 +303,7 @@ pub fn load(path: &str) -> Result<Document, Failure> {
     file.take(flagrail_core::load::MAX_DOCUMENT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|err| unreachable(err.to_string()))?;
-    Ok(Document::from_slice(&bytes)?)
+    Ok(bytes)
 }
 
 pub fn parse_at(text: Option<String>) -> Result<Millis, Failure> {
