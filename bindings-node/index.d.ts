@@ -618,6 +618,27 @@ export declare class Flags {
    * @throws FlagrailError `INVALID_DOCUMENT` with every problem; `INVALID_ARGUMENT` when the object has no JSON form.
    */
   static fromObject(document: object): Flags
+  /**
+   * Flags for a test from a short mapping: `Flags.forTests({ 'support-bot': 'v2.2' })`. Each
+   * entry is one flag: a variant id (the flag's only variant, served to everyone), an object of
+   * variant ids to payloads with an optional `default` (the first variant otherwise), or a flag
+   * written in full (it has `variants`). The document's revision is `"for-tests"`.
+   * @throws FlagrailError `INVALID_ARGUMENT` when the mapping is not of that shape; `INVALID_DOCUMENT` when the document it makes is invalid.
+   */
+  static forTests(mapping: Record<string, string | Record<string, unknown>>): Flags
+  /**
+   * Runs `fn` with `variant` served for `flag` and returns what `fn` returns (its promise, for
+   * an async `fn`): `await flags.override('support-bot', 'v2.2', async () => { ... })`.
+   *
+   * Inside the scope `variant()`, `Flag.variant()` and `call()` of that flag serve the variant
+   * with reason `DEFAULT` whatever the context (kills, rules, pins and budgets do not apply; a
+   * call's fallbacks still do). The scope is an `AsyncLocalStorage`: it covers everything `fn`
+   * does, awaits and timers included, and nothing else, so concurrent tests or requests never
+   * see each other's overrides. Scopes nest (the innermost wins) and end when `fn` returns,
+   * throws or its promise settles. `explain` is not affected.
+   * @throws FlagrailError `INVALID_ARGUMENT` (before `fn` runs) when the live document has no such flag or the flag no such variant.
+   */
+  override<T>(flag: string, variant: string, fn: () => T): T
   /** The revision of the live document. */
   readonly revision: string
   /**

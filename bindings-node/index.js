@@ -19,6 +19,7 @@
 // attempt beside the chain, without waiting for it.
 
 const path = require('node:path')
+const { AsyncLocalStorage } = require('node:async_hooks')
 
 const ADDON = path.join(__dirname, 'flagrail.node')
 let native
@@ -32,6 +33,7 @@ try {
 // Native results that are not packed results (see src/handle.rs).
 const STALE = -1 // the live document is not the one our tables describe: refresh and retry
 const WIDE = -2 // does not fit the packed number: ask for the unpacked result
+const NOT_FORCED = -4 // evalForced: the live flag has no such variant (evaluate as usual)
 const LOW = 1048576 // 2^20: the packed bucket sits above this
 const SHADOW_BIT = 4294967296 // 2^32 above LOW (bit 52): a shadow was drawn
 const TARGET_SLOT = 16777216 // 2^24: a target is slot * 2^24 + flag index (see src/raw.rs)
@@ -437,6 +439,9 @@ class Flags {
     // onEvent listeners; null until the first one (then the native side queues events).
     this._listeners = null
     bySlot.set(slot, new WeakRef(this))
+    // Test overrides (`override`): an AsyncLocalStorage of Map<flag key, variant id>, created
+    // by the first override; until then evaluation looks at nothing else.
+    this._overrides = null
     released.register(this, slot)
   }
 
@@ -543,6 +548,21 @@ class Flags {
     return Flags._from(native.loadJson(text))
   }
 
+  /**
+   * Flags for a test from a short mapping (see index.d.ts, `Flags.forTests`):
+   * `Flags.forTests({ 'support-bot': 'v2.2' })`.
+   */
+  static forTests(mapping) {
+    let text
+    try {
+      text = JSON.stringify(mapping)
+    } catch (err) {
+      throw invalidArgument(`forTests: the mapping has no JSON form: ${err.message}`)
+    }
+    if (typeof text !== 'string') throw invalidArgument('forTests takes an object of flag key -> variant id or variants')
+    return Flags._from(native.loadForTests(text))
+  }
+
   /** Validates a flag document given as a plain object (as `JSON.parse` returns it). */
   static fromObject(document) {
     let text
@@ -561,6 +581,10 @@ class Flags {
    * value of a type no condition can use is ignored for matching.
    */
   variant(flag, context, defaultVariant, options) {
+    if (this._overrides !== null) {
+      const forced = this._forced(flag)
+      if (forced !== undefined) return forced
+    }
     // Fast path: a known flag, now, a context object: one native call, no allocation but the
     // result.
     if (options === undefined && context !== null && context !== undefined) {
@@ -579,6 +603,52 @@ class Flags {
       }
     }
     return this._evaluate(flag, context, defaultId(defaultVariant), optionsAt(options))
+  }
+
+  /**
+   * Runs `fn` with `variant` served for `flag` (see index.d.ts, `Flags.override`) and returns
+   * what `fn` returns. The scope is an AsyncLocalStorage: it covers everything `fn` does,
+   * awaits included, and nothing outside it, so concurrent tests and requests never see each
+   * other's overrides; it ends when `fn` returns or throws (for an async `fn`, its promise
+   * keeps the scope until it settles).
+   */
+  override(flag, variant, fn) {
+    if (typeof fn !== 'function') throw invalidArgument('override(flag, variant, fn): fn must be a function')
+    if (typeof variant !== 'string') throw invalidArgument('override(flag, variant, fn): variant must be a variant id')
+    const key = flagKey(flag)
+    const problem = native.checkOverride(this._slot, key, variant)
+    if (problem !== null) throw failure(problem)
+    if (this._overrides === null) this._overrides = new AsyncLocalStorage()
+    const next = new Map(this._overrides.getStore())
+    next.set(key, variant)
+    return this._overrides.run(next, fn)
+  }
+
+  /** The variant forced for `flag` in this async context, as a Variant, or undefined. */
+  _forced(flag) {
+    const store = this._overrides.getStore()
+    if (store === undefined) return undefined
+    const key = flagKey(flag)
+    const id = store.get(key)
+    if (id === undefined) return undefined
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = this._tables.byKey.get(key)
+      if (entry !== undefined) {
+        const packed = native.evalForced(this._slot, entry.index, id)
+        if (packed >= 0) return unpack(entry, packed, null)
+        if (packed === WIDE) return unpackWide(entry, native.takeWide(), null)
+        if (packed === NOT_FORCED) return undefined
+      }
+      this._refresh()
+    }
+    return undefined
+  }
+
+  /** The variant id an override forces for `key` in this async context, or undefined. */
+  _forcedId(key) {
+    if (this._overrides === null) return undefined
+    const store = this._overrides.getStore()
+    return store === undefined ? undefined : store.get(key)
   }
 
   /** The careful path: unknown flags, `at`, reloads, odd contexts. */
@@ -821,10 +891,12 @@ class Flags {
     let run = -1
     // A sticky flag with a custom pin store: { store, key } of the conversation's pin.
     let pinned = null
+    // A test override in this async context: the chain starts at its variant (careful loop).
+    const forced = this._forcedId(key)
     // Fast path: a known flag without a custom pin store and a context object, one raw native
     // call. Anything else (a throwing getter, stale tables, a pin store, a failure to report)
     // takes the careful loop below.
-    if (entry !== undefined && entry.direct && entry.start !== null && context !== null && context !== undefined) {
+    if (forced === undefined && entry !== undefined && entry.direct && entry.start !== null && context !== null && context !== undefined) {
       try {
         const started = entry.start(entry.target, context)
         if (started >= 0) run = started
@@ -841,8 +913,8 @@ class Flags {
       let started
       if (entry === undefined) {
         started = native.runStart(this._slot, -1, key, NO_VALUES, out)
-      } else if (entry.direct) {
-        started = native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out)
+      } else if (entry.direct || forced !== undefined) {
+        started = native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out, forced)
       } else {
         // Awaiting the store lets other calls run: this call gets its own result array.
         out = new Float64Array(3)

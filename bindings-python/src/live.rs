@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use flagrail_core::live::overrides::for_tests;
 use flagrail_core::live::DEFAULT_POLL_INTERVAL;
 use flagrail_core::{FileOptions, Flags as CoreFlags, ReloadEvent};
 use pyo3::prelude::*;
@@ -28,6 +29,7 @@ use pyo3::types::{PyDict, PyString};
 use crate::convert::{from_python, to_python};
 use crate::error::{invalid_argument, IntoPyResult};
 use crate::handle::Inner;
+use crate::overrides::Override;
 use crate::runtime::{self, CallResult, PyRun, Tracker};
 use crate::variant::{py_repr, Variant};
 
@@ -382,6 +384,54 @@ impl Flags {
         Ok(Flags {
             inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
         })
+    }
+
+    /// Flags for a test, from a short mapping: ``Flags.for_tests({"support-bot": "v2.2"})``.
+    ///
+    /// Each entry is one flag: a variant id (the flag's only variant, served to everyone), an
+    /// object of variant ids to payloads with an optional ``"default"`` (the first variant
+    /// otherwise), or a flag written in full (it has ``"variants"``). The document's revision
+    /// is ``"for-tests"``.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: The mapping is not of that shape.
+    ///     DocumentError: The document it makes is invalid (a default naming no variant …).
+    #[staticmethod]
+    #[pyo3(signature = (mapping, *, events = None))]
+    fn for_tests(
+        py: Python<'_>,
+        mapping: &Bound<'_, PyAny>,
+        events: Option<PathBuf>,
+    ) -> PyResult<Flags> {
+        let value = from_python(mapping).into_py_result(py)?;
+        let document = for_tests::document(&value).into_py_result(py)?;
+        let core = CoreFlags::from_value(document).into_py_result(py)?;
+        write_events(py, &core, events)?;
+        Ok(Flags {
+            inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
+        })
+    }
+
+    /// Serves ``variant`` for ``flag`` inside a ``with`` block, in this thread or asyncio task
+    /// only: ``with flags.override("support-bot", "v2.2"): ...``.
+    ///
+    /// Inside the block ``variant``, ``Flag.variant`` and ``call`` / ``acall`` of that flag
+    /// serve the variant with reason ``DEFAULT`` whatever the context (kills, rules, pins and
+    /// budgets do not apply; a ``call``'s fallbacks still do). Blocks nest (the innermost
+    /// wins), and leaving one restores what was in force before, also when it raised. Other
+    /// threads, and tasks not created inside the block, never see it. ``explain`` is not
+    /// affected.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: On entering, when the live document has no such flag or the
+    ///         flag no such variant.
+    fn r#override(&self, flag: Bound<'_, PyString>, variant: Bound<'_, PyString>) -> Override {
+        Override::new(
+            self.inner.core().clone(),
+            Arc::clone(&self.inner.overrides),
+            flag,
+            variant,
+        )
     }
 
     /// The variant of ``flag`` for ``context``.

@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod args;
+mod diff;
 mod drill;
 mod signing;
 mod simulate;
@@ -96,6 +97,12 @@ const COMMANDS: &[Command] = &[
         run: simulate::run,
     },
     Command {
+        name: "diff",
+        usage: diff::USAGE,
+        details: diff::DETAILS,
+        run: diff::run,
+    },
+    Command {
         name: "drill",
         usage: drill::USAGE,
         details: drill::DETAILS,
@@ -137,7 +144,8 @@ FILE may be an http(s):// URL wherever a document is only read (not kill/unkill/
 --verify-key PUB (flagrail.pub, or its text) wherever a document is only read: FILE is read
 only if FILE.sig (or URL.sig) is its signature by that key, else exit 1 [SIGNATURE_INVALID].
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
-exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
+exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line,
+3 a dangerous change (diff, without --allow)";
 
 fn usage() -> String {
     let mut text = String::from(
@@ -163,6 +171,16 @@ impl Failure {
             code: 2,
             message: format!("{}\n\n{}", message.into(), usage()),
         }
+    }
+    /// A failure with its own exit code (`flagrail diff`: 3 for a dangerous change).
+    pub fn exit(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn message(&self) -> &str {
+        &self.message
     }
     pub fn failed(message: impl Into<String>) -> Failure {
         Failure {
@@ -301,14 +319,19 @@ fn help(topic: Option<&str>) -> Outcome {
 /// With `--verify-key`, the document's detached signature (`FILE.sig`, `URL.sig`) is checked
 /// first, with the rules and codes of a service's source.
 pub fn load(path: &str) -> Result<Document, Failure> {
+    Ok(Document::from_slice(&read_document_bytes(path)?)?)
+}
+
+/// The bytes of the document at `path` (a file or an http(s) URL), bounded like the loader and,
+/// with `--verify-key`, checked against their detached signature first.
+pub fn read_document_bytes(path: &str) -> Result<Vec<u8>, Failure> {
     let verify_key = VERIFY_KEY.get();
     if flagrail_sources::is_url(path) {
         let options = flagrail_sources::HttpOptions {
             verify_key: verify_key.copied(),
             ..flagrail_sources::HttpOptions::default()
         };
-        let bytes = flagrail_sources::fetch_bytes(path, options)?;
-        return Ok(Document::from_slice(&bytes)?);
+        return Ok(flagrail_sources::fetch_bytes(path, options)?);
     }
     use std::io::Read;
     let unreachable =
@@ -326,7 +349,7 @@ pub fn load(path: &str) -> Result<Document, Failure> {
         let signature = flagrail_core::live::read_signature(Path::new(path))?;
         key.verify(path, &bytes, signature.as_deref())?;
     }
-    Ok(Document::from_slice(&bytes)?)
+    Ok(bytes)
 }
 
 pub fn parse_at(text: Option<String>) -> Result<Millis, Failure> {

@@ -15,6 +15,7 @@ from flagrail._pins import PinStore
 __all__ = [
     "Flags",
     "Flag",
+    "Override",
     "Variant",
     "CallResult",
     "Attempt",
@@ -225,6 +226,40 @@ class Flags:
             DocumentError: The document is invalid, or holds a value with no JSON form;
                 ``problems`` lists every problem.
             SourceError: The events file cannot be opened.
+        """
+
+    @staticmethod
+    def for_tests(
+        mapping: Mapping[str, str | Mapping[str, Any]],
+        *,
+        events: str | PathLike[str] | None = None,
+    ) -> Flags:
+        """Flags for a test, from a short mapping: ``Flags.for_tests({"support-bot": "v2.2"})``.
+
+        Each entry is one flag: a variant id (the flag's only variant, served to everyone), an
+        object of variant ids to payloads with an optional ``"default"`` (the first variant
+        otherwise), or a flag written in full (it has ``"variants"``). The document's revision
+        is ``"for-tests"``.
+
+        Raises:
+            InvalidArgumentError: The mapping is not of that shape.
+            DocumentError: The document it makes is invalid (a default naming no variant …).
+        """
+
+    def override(self, flag: str, variant: str) -> Override:
+        """Serves ``variant`` for ``flag`` inside a ``with`` block, in this thread or asyncio task
+        only: ``with flags.override("support-bot", "v2.2"): ...``.
+
+        Inside the block ``variant``, ``Flag.variant`` and ``call`` / ``acall`` of that flag
+        serve the variant with reason ``DEFAULT`` whatever the context (kills, rules, pins and
+        budgets do not apply; a ``call``'s fallbacks still do). Blocks nest (the innermost
+        wins), and leaving one restores what was in force before, also when it raised. Other
+        threads, and tasks not created inside the block, never see it. ``explain`` is not
+        affected.
+
+        Raises:
+            InvalidArgumentError: On entering, when the live document has no such flag or the
+                flag no such variant.
         """
 
     def variant(
@@ -499,6 +534,23 @@ class Flags:
     @property
     def revision(self) -> str:
         """The revision of the live document."""
+
+@final
+class Override:
+    """A context manager that serves ``variant`` for ``flag`` inside its ``with`` block, in this thread
+    or asyncio task only."""
+
+    def __enter__(self) -> Override:
+        """Opens the scope.
+
+        Raises:
+            InvalidArgumentError: The live document has no such flag, or the flag no such
+                variant.
+        """
+
+    def __exit__(self, *_exc: object) -> bool:
+        """Closes the scope, restoring what was in force before it, also when the block raised
+        (the exception propagates)."""
 
 @final
 class Flag:
