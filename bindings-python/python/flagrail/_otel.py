@@ -72,9 +72,8 @@ def _variant_attributes(variant: Variant, attributes: dict[str, Any]) -> None:
 
 
 class _Attempt:
-    """One call of the user's function: its span and when it started. A success ends it at
-    once; a failure or an attempt abandoned at its timeout is ended by the run's record of it
-    (error kind, latency), whichever of the function and the run comes first under the lock."""
+    """One call of the user's function: its span and when it started; the lock makes the
+    function's end and the run's end of it exclusive."""
 
     __slots__ = ("span", "start_ns", "lock", "ended_by_run")
 
@@ -82,14 +81,16 @@ class _Attempt:
         self.span = span
         self.start_ns = start_ns
         self.lock = threading.Lock()
-        # An attempt of the served chain whose function raised: the run's record of it (the
-        # error kind the core classified, its latency) labels and ends it.
+        # An attempt of the served chain: the run's record of it (outcome, the core's error
+        # kind, usage, latency) labels and ends it, so that an attempt abandoned at its
+        # timeout reads as a timeout even when its function returns later. A shadow's ends
+        # itself.
         self.ended_by_run = ended_by_run
 
     def succeed(self, value: Any) -> None:
         with self.lock:
             span = self.span
-            if not span.is_recording():
+            if self.ended_by_run or not span.is_recording():
                 return
             span.set_attribute("flagrail.outcome", "success")
             if isinstance(value, Output):
@@ -121,6 +122,12 @@ class _Attempt:
             if not span.is_recording():
                 return
             span.set_attribute("flagrail.outcome", record.outcome)
+            if record.input_tokens is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", record.input_tokens)
+            if record.output_tokens is not None:
+                span.set_attribute("gen_ai.usage.output_tokens", record.output_tokens)
+            if record.cost is not None:
+                span.set_attribute("flagrail.cost", record.cost)
             if record.error_kind is not None:
                 span.set_attribute("error.type", record.error_kind)
                 span.set_status(_api.Status(_api.StatusCode.ERROR, record.error or record.error_kind))
