@@ -364,6 +364,21 @@ function defaultId(defaultVariant) {
 const CONSTRUCT = Symbol('flagrail.construct')
 // The Flags of each native slot of this thread, held weakly: reload notices name a slot.
 const bySlot = new Map()
+
+// otel.js once loaded (null: @opentelemetry/api is missing, or FLAGRAIL_OTEL=0); undefined
+// until the first call.
+let otel
+function loadOtel() {
+  if (process.env.FLAGRAIL_OTEL === '0') return null
+  try {
+    return require('./otel.js').load()
+  } catch {
+    return null
+  }
+}
+
+// The core's OpenFeature reasons by reason code: [flag without rules, flag with rules].
+let openFeatureReasons = null
 // The native state of a Flags lives in a per-thread slot table; the slot is freed when its
 // Flags is collected.
 const released = new FinalizationRegistry((slot) => {
@@ -880,7 +895,16 @@ class Flags {
    * variant serves without calling `fn`. The core plans the chain and records every attempt;
    * this only runs `fn` and reports back.
    */
-  async call(flag, context, fn, callOptions) {
+  call(flag, context, fn, callOptions) {
+    // OpenTelemetry spans when @opentelemetry/api can be loaded (otel.js, resolved once on the
+    // first call); otherwise, or with FLAGRAIL_OTEL=0, the plain chain.
+    if (otel === undefined) otel = loadOtel()
+    if (otel === null) return this._call(flag, context, fn, callOptions)
+    return otel.traceCall(this, flag, context, fn, callOptions)
+  }
+
+  /** `call` without spans: the chain itself. */
+  async _call(flag, context, fn, callOptions) {
     if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
     const signal = callSignal(callOptions)
     // The caller gave up before anything started: nothing is evaluated or recorded.
@@ -1211,6 +1235,20 @@ class Flags {
       const at = this._listeners.indexOf(listener)
       if (at >= 0) this._listeners.splice(at, 1)
     }
+  }
+
+  /**
+   * The OpenFeature resolution reason of `variant` (for flagrail/openfeature and the spans;
+   * not public API): the core's table, where the default of a flag without rules is STATIC.
+   */
+  _openFeatureReason(variant) {
+    const tables = this._tables
+    const entry = tables.byKey.get(variant.flag)
+    const code = tables.reasons.indexOf(variant.reason)
+    // A variant of another revision than the tables': as a flag with rules (DEFAULT).
+    const hasRules = entry === undefined || tables.revision !== variant.revision || entry.ruleIds.length > 0
+    if (openFeatureReasons === null) openFeatureReasons = [native.openFeatureReasons(false), native.openFeatureReasons(true)]
+    return openFeatureReasons[hasRules ? 1 : 0][code] ?? 'UNKNOWN'
   }
 
   /** Dispatches the queued events to the listeners. */

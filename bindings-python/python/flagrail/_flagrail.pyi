@@ -608,6 +608,10 @@ class Variant:
         ``STICKY``, ``BUDGET``, ``TARGETING_MATCH``, ``SPLIT``, ``DEFAULT``."""
 
     @property
+    def _open_feature_reason(self) -> str:
+        """The OpenFeature resolution reason of this decision (not public API)."""
+
+    @property
     def rule_id(self) -> str | None:
         """The id of the rule that decided, or ``None`` (default, kill, unknown flag)."""
 
