@@ -21,12 +21,12 @@ use crate::args::Args;
 use crate::{warn, Failure, Outcome};
 
 pub const PUSH_USAGE: &str =
-    "push FILE --redis URL [--key K] [--verify-key F] [--actor NAME] [--audit-log F]";
+    "push FILE --redis URL [--redis-key K] [--verify-key PUB] [--actor NAME] [--audit-log F]";
 
 pub const PUSH_DETAILS: &str =
     "  --redis URL      redis://host:port[/db] or redis+cluster://host:port,host:port,...
-  --key K          the key of the document (default flagrail:document)
-  --verify-key F   flagrail.pub: FILE.sig must be a valid signature of FILE by this key
+  --redis-key K    the key of the document (default flagrail:document)
+  --verify-key PUB flagrail.pub (or its text): FILE.sig must be a valid signature of FILE by it
   --actor NAME     who pushes, for the audit records (default $USER)
   --audit-log F    the local audit log (default flagrail.audit.jsonl in the current directory)
 FILE is validated (and its signature verified with --verify-key) before anything is written.
@@ -35,7 +35,7 @@ atomic script sets the document, bumps the push counter, appends the audit recor
 stream flagrail:{K}:audit and publishes on flagrail:{K}:changed: every Flags.from_redis /
 fromRedis process reloads at once. See docs/fleet.md.";
 
-pub const STATUS_USAGE: &str = "status --redis URL [--key K]";
+pub const STATUS_USAGE: &str = "status --redis URL [--redis-key K]";
 
 pub const STATUS_DETAILS: &str =
     "Prints, as JSON, the document at the key (revision, size, validity, document-wide kill), the
@@ -56,8 +56,10 @@ fn read_text(path: &str) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|err| Failure::failed(format!("{path}: {err}")))
 }
 
-fn verify_key(path: Option<String>) -> Result<Option<VerifyKey>, Failure> {
-    path.map(|path| Ok(VerifyKey::parse(&read_text(&path)?)?))
+/// `--verify-key PUB` of a command that writes (kill, unkill: not consumed by `run`).
+fn verify_key(given: Option<String>) -> Result<Option<VerifyKey>, Failure> {
+    given
+        .map(|given| crate::read_verify_key(&given))
         .transpose()
 }
 
@@ -104,9 +106,10 @@ fn append_audit(log: &mut std::fs::File, path: &Path, record: &Value) -> Outcome
 pub fn push(args: &mut Args) -> Outcome {
     let url = args.required("--redis")?;
     let key = args
-        .option("--key")
+        .option("--redis-key")
         .unwrap_or_else(|| DEFAULT_DOCUMENT_KEY.to_string());
-    let verify_key = verify_key(args.option("--verify-key"))?;
+    // `run` consumed `--verify-key` (push only reads FILE, like validate).
+    let verify_key = crate::VERIFY_KEY.get().copied();
     let audit_path = PathBuf::from(
         args.option("--audit-log")
             .unwrap_or_else(|| DEFAULT_AUDIT_LOG.to_string()),
@@ -171,11 +174,11 @@ pub fn kill(args: &mut Args, url: String, active: bool) -> Outcome {
     let all = args.flag("--all");
     let reason = args.option("--reason");
     let key = args
-        .option("--key")
+        .option("--redis-key")
         .unwrap_or_else(|| DEFAULT_DOCUMENT_KEY.to_string());
     let verify_key = verify_key(args.option("--verify-key"))?;
     let signer = args
-        .option("--sign-key")
+        .option("--key")
         .map(|path| Ok::<_, Failure>(PrivateKey::parse(&read_text(&path)?)?))
         .transpose()?;
     let audit_path = PathBuf::from(
@@ -242,17 +245,25 @@ pub fn kill(args: &mut Args, url: String, active: bool) -> Outcome {
     Ok(())
 }
 
-/// `flagrail status --redis URL [--key K]`.
+/// `flagrail status --redis URL [--redis-key K]`.
 pub fn status(args: &mut Args) -> Outcome {
     let url = args.required("--redis")?;
     let key = args
-        .option("--key")
+        .option("--redis-key")
         .unwrap_or_else(|| DEFAULT_DOCUMENT_KEY.to_string());
     args.finish()?;
     let mut publisher = Publisher::open(&url, &key, Timeouts::default()).map_err(fleet_failure)?;
-    let status = publisher
+    let mut status = publisher
         .status(Timeouts::default())
         .map_err(fleet_failure)?;
+    // With `--verify-key` (consumed by `run`): whether the stored signature holds.
+    if let Some(key) = crate::VERIFY_KEY.get() {
+        let stored = publisher.read().map_err(fleet_failure)?;
+        status["signature_valid"] = Value::Bool(stored.document.as_deref().is_some_and(|bytes| {
+            key.verify(&publisher.shown(), bytes, stored.signature.as_deref())
+                .is_ok()
+        }));
+    }
     let text = serde_json::to_string_pretty(&status)
         .map_err(|err| Failure::failed(format!("cannot print the status: {err}")))?;
     outln!("{text}");

@@ -199,14 +199,17 @@ fn push_refuses_bad_and_badly_signed_documents_before_writing() {
     assert!(signed.status.success(), "{}", stderr(&signed));
     assert!(publisher.read().unwrap().signature.is_some());
 
+    let status = flagrail(
+        &dir,
+        &["status", "--redis", &url, "--verify-key", "flagrail.pub"],
+    );
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["signature_valid"], Value::Bool(true));
     // A signed document in Redis cannot be killed without re-signing it.
     let refused = flagrail(&dir, &["kill", "--redis", &url, "--all", "--reason", "r"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused).contains("--sign-key"),
-        "{}",
-        stderr(&refused)
-    );
+    assert!(stderr(&refused).contains("--key"), "{}", stderr(&refused));
     std::fs::write(dir.join("flagrail.key"), key.to_text()).unwrap();
     let resigned = flagrail(
         &dir,
@@ -217,7 +220,7 @@ fn push_refuses_bad_and_badly_signed_documents_before_writing() {
             "--all",
             "--reason",
             "r",
-            "--sign-key",
+            "--key",
             "flagrail.key",
             "--verify-key",
             "flagrail.pub",
