@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::{invalid, next_revision, rewrite_file, text_edit, KillOptions, Rewrite};
-use crate::autopilot::{fields_after, look, Decision, GovernedState, RampFields, Verdict};
+use crate::autopilot::{fields_after, look, GovernedState, RampFields, Verdict};
 use crate::document::{Action, Document};
 use crate::error::Result;
 use crate::time::{format_date, format_timestamp, Millis};
@@ -207,7 +207,7 @@ pub fn ramp_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autopilot::{Method, Reason, Samples};
+    use crate::autopilot::{Decision, Method, Reason, Samples};
 
     const DOC: &str = r#"{
   "revision": "r1",
