@@ -502,4 +502,50 @@ mod tests {
             vec![(format!("{P}.autopilot"), "WRONG_TYPE".to_string())]
         );
     }
+
+    #[test]
+    fn explain_and_status_show_where_the_autopilot_stands() {
+        let value = document(
+            json!({"holds": [{"min": "1h", "max": "6h"}],
+                   "metrics": [{"metric": "quality", "difference": 2}]}),
+            json!({}),
+        );
+        let doc = Document::from_value(value.clone()).expect("valid");
+        let at = crate::time::parse_timestamp("2026-12-01T11:00:00Z").unwrap_or(0);
+        let explained = doc
+            .explain(
+                "bot",
+                &json!({"user_id": "u1"}),
+                &crate::evaluate::At(at),
+                &crate::evaluate::NoOverlay,
+            )
+            .to_value();
+        let ramp_step = explained["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["step"] == "ramp"))
+            .cloned()
+            .expect("a ramp step");
+        let autopilot = &ramp_step["autopilot"];
+        assert_eq!(autopilot["state"], "governed");
+        assert_eq!(autopilot["step"], 0);
+        assert_eq!(autopilot["step_began"], "2026-12-01T09:00:00Z");
+        assert_eq!(autopilot["held_ms"], 7_200_000);
+        assert_eq!(autopilot["control"], "stable");
+
+        let flags = crate::Flags::from_value(value).expect("flags");
+        let status = flags.status().to_json();
+        let ramps = status["autopilot"].as_array().expect("autopilot in status");
+        assert_eq!(ramps.len(), 1);
+        assert_eq!(ramps[0]["flag"], "bot");
+        assert_eq!(ramps[0]["rule_id"], "canary");
+        assert_eq!(ramps[0]["candidate"], "v2");
+        assert_eq!(ramps[0]["state"], "governed");
+        // Beside the guardrails, in the status's key order.
+        let keys: Vec<&String> = status.as_object().expect("object").keys().collect();
+        let guardrails = keys.iter().position(|k| *k == "guardrails");
+        assert_eq!(
+            guardrails.map(|g| g + 1),
+            keys.iter().position(|k| *k == "autopilot")
+        );
+    }
 }
