@@ -22,7 +22,7 @@ pub const USAGE: &str = "report FILE --events EVENTS… --out report.html [--at 
 pub const DETAILS: &str = "  --events EVENTS…  events JSON-lines files
   --out PATH        the HTML file to write (self-contained: no network, no external library)
   --at TIME         the end of the report and the instant of the autopilot's current look
-                    (default: the last event, or now without events)
+                    (default: the last event or audit record, or now without either)
 The autopilot's written decisions and the kills come from <name>.audit.jsonl beside FILE.";
 
 /// Time bins of the metric charts.
@@ -509,6 +509,7 @@ pub fn run(args: &mut Args) -> Outcome {
         .iter()
         .map(|r| r.time_ms)
         .chain(log.notices.iter().map(|n| n.time_ms))
+        .chain(audit.iter().map(|r| r.time_ms))
         .max();
     let at = match at_text {
         Some(t) => parse_at(Some(t))?,

@@ -39,7 +39,7 @@ def rollout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("autopilot")
     subprocess.run(
         [sys.executable, str(REPO / "examples" / "demo_autopilot.py"), "--flagrail", str(CLI),
-         "--out", str(out), "--looks", "8", "--users", "300"],
+         "--out", str(out), "--looks", "9", "--users", "400"],
         check=True, capture_output=True, text=True, timeout=300,
     )
     return out
