@@ -10,6 +10,7 @@ VPY := $(VENV)/bin/python
 TARGET_DIR := target
 NODE_DIR := bindings-node
 NODE_ADDON := $(NODE_DIR)/flagrail.node
+NODE_MODULES := $(NODE_DIR)/node_modules/.installed
 # maturin must install into our venv even when another one is activated.
 MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin
 
@@ -19,13 +20,19 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-setup: system-deps $(VENV)/.installed ## create .venv with the Python dev tools
+setup: system-deps $(VENV)/.installed $(NODE_MODULES) ## create .venv with the Python dev tools, and the Node dev packages
 
 system-deps: ## redis-server, nginx, chromium, openssl via apt-get when missing (tests start them)
 	bash tools/install-system-deps.sh
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The Node tests' dev packages (OpenFeature server SDK, OpenTelemetry API + SDK), from the
+# committed lockfile; the published package itself depends on nothing.
+$(NODE_MODULES): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 build-cli: ## the flagrail command (debug, for tests)
@@ -72,7 +79,7 @@ test-python: build-python build-node build-cli ## pytest against the installed w
 	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy --strict bindings-python/python/flagrail tests/python
 	$(VPY) -m pytest -q tests/python
 
-test-node: build-node ## node --test against the built addon
+test-node: build-node $(NODE_MODULES) ## node --test against the built addon
 	cd $(NODE_DIR) && node --test __test__/*.test.js
 
 test-cross: build-cli build-python build-node ## Rust, Python and Node agree on 100k contexts

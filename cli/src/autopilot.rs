@@ -4,9 +4,10 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use flagrail_core::admin::{ramp_file, KillOptions, RampChange};
+use flagrail_core::admin::{ramp_file, DocumentSigner, KillOptions, RampChange};
 use flagrail_core::autopilot::events::{arm_evidence, Arms, EventLog};
 use flagrail_core::autopilot::{
     decide, look, Decision, GovernedState, MetricEvidence, Observation, RampLook, SrmTest, Verdict,
@@ -20,7 +21,7 @@ use crate::args::Args;
 use crate::{load, parse_at, warn, Failure, Outcome};
 
 pub const USAGE: &str = "autopilot FILE --events EVENTS… [--once] [--dry-run] [--json] [--at TIME]
-                   [--interval SECONDS] [--max-looks N] [--actor NAME] [--force]";
+                   [--interval SECONDS] [--max-looks N] [--actor NAME] [--key KEY] [--force]";
 
 pub const DETAILS: &str =
     "  --events EVENTS…  events JSON-lines files (what `call`, trackers and feedback write)
@@ -35,7 +36,8 @@ pub const DETAILS: &str =
   --interval S      seconds between looks (default 60)
   --max-looks N     stop after N looks (default: run until stopped)
   --actor NAME      who writes, for the audit log (default autopilot)
-  --force           as for kill: rewrite a read-only document
+  --key KEY         as for kill: the private key that re-signs a signed document (FILE.sig)
+  --force           as for kill: rewrite a read-only document, or a signed one without --key
 A decision is written only for a ramp the autopilot governs (paused_at at its live step's start);
 promote moves start and paused_at, halt sets paused_at, roll back and revert set rolled_back.
 Each write bumps the revision and appends the decision and its evidence to <name>.audit.jsonl.
@@ -225,6 +227,16 @@ pub fn run(args: &mut Args) -> Outcome {
     let dry_run = args.flag("--dry-run");
     let as_json = args.flag("--json");
     let force = args.flag("--force");
+    let signer = match args.option("--key") {
+        Some(key_path) => {
+            let text = std::fs::read_to_string(&key_path)
+                .map_err(|err| Failure::failed(format!("--key {key_path}: {err}")))?;
+            let key = flagrail_sources::PrivateKey::parse(&text)
+                .map_err(|err| Failure::usage(format!("--key {key_path}: {err}")))?;
+            Some(Arc::new(key) as Arc<dyn DocumentSigner>)
+        }
+        None => None,
+    };
     let fixed_at = args.option("--at");
     let interval = match args.option("--interval") {
         None => 60.0,
@@ -280,6 +292,7 @@ pub fn run(args: &mut Args) -> Outcome {
                 dry_run,
                 as_json,
                 force,
+                signer: signer.clone(),
                 actor: &actor,
             },
         )?;
@@ -298,6 +311,7 @@ struct LookOptions<'a> {
     dry_run: bool,
     as_json: bool,
     force: bool,
+    signer: Option<Arc<dyn DocumentSigner>>,
     actor: &'a str,
 }
 
@@ -337,7 +351,8 @@ fn one_look(
                     },
                     &KillOptions {
                         force: options.force,
-                        lock_wait: None,
+                        signer: options.signer.clone(),
+                        ..KillOptions::default()
                     },
                 )?;
                 for warning in &outcome.warnings {

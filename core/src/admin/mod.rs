@@ -21,12 +21,17 @@
 //!    directory, never through a symlink), given the document's owner and mode, flushed and
 //!    renamed over the real file. A read-only document, or one whose owner cannot be kept, is
 //!    refused unless the caller forces it.
-//! 6. One audit line is appended with a single `O_APPEND` write (the log is opened before the
+//! 6. A signed document (a `.sig` beside it) is re-signed with the caller's key
+//!    ([`KillOptions::signer`]) and its signature replaced right after it, the same way; without
+//!    a key, or with a signature the key did not make, the kill is refused unless forced (the
+//!    rules are in [`signed`]).
+//! 7. One audit line is appended with a single `O_APPEND` write (the log is opened before the
 //!    document is replaced, so a log that cannot be written stops the kill before it happens).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -37,9 +42,12 @@ use crate::time::{format_date, format_timestamp, Millis};
 
 mod files;
 mod ramp;
+pub mod signed;
 mod text_edit;
 
+pub use crate::live::source::lock_path;
 pub use ramp::{edit_ramp, ramp_file, RampChange, RampOutcome};
+pub use signed::DocumentSigner;
 
 /// How long a kill waits (by default) for another kill or unkill of the same document to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -62,14 +70,28 @@ pub struct KillChange<'a> {
     pub at: Millis,
 }
 
-/// How far a rewrite may go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How far a rewrite may go. Build it with `..KillOptions::default()` so that new options
+/// keep their defaults.
+#[derive(Clone, Default)]
 pub struct KillOptions {
     /// Rewrite a document that is read-only to the caller, or whose owner the caller cannot
-    /// keep. Its mode is kept either way.
+    /// keep (its mode is kept either way); rewrite a signed document without a key, or re-sign
+    /// one whose signature the key did not make (see [`signed`]).
     pub force: bool,
     /// How long to wait for the document's lock; `None` is [`LOCK_WAIT`].
     pub lock_wait: Option<Duration>,
+    /// The key that re-signs a signed document (`<path>.sig`), or signs an unsigned one.
+    pub signer: Option<Arc<dyn DocumentSigner>>,
+}
+
+impl std::fmt::Debug for KillOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KillOptions")
+            .field("force", &self.force)
+            .field("lock_wait", &self.lock_wait)
+            .field("signer", &self.signer.as_ref().map(|_| "<key>"))
+            .finish()
+    }
 }
 
 /// A kill switch as the document had it before the change.
@@ -94,6 +116,9 @@ pub struct KillOutcome {
     pub before: SwitchState,
     /// The real file that was (or would have been) rewritten.
     pub document: PathBuf,
+    /// The signature written beside the document (`None`: the document is not signed, or
+    /// nothing changed, or a forced kill left a stale one).
+    pub signature: Option<PathBuf>,
     pub audit_log: PathBuf,
     /// Things the caller should tell a person: a kill variant that still calls a model, a
     /// document-wide kill that keeps a flag killed, formatting that could not be kept.
@@ -292,15 +317,6 @@ pub fn audit_log_path(document: &Path) -> PathBuf {
     document.with_file_name(format!("{stem}.audit.jsonl"))
 }
 
-/// The lock file of a document file: `flags.json` → `.flags.json.lock`, beside it.
-pub fn lock_path(document: &Path) -> PathBuf {
-    let name = document
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "flags.json".to_string());
-    document.with_file_name(format!(".{name}.lock"))
-}
-
 fn not_a_file(path: &Path) -> Error {
     invalid(format!(
         "{}: not a regular file; a kill rewrites a regular file only",
@@ -337,17 +353,18 @@ pub fn kill_file(
                 warnings: edit.warnings,
             })
         },
-        |rewrite, real| {
+        |written| {
             json!({
                 "time": format_timestamp(change.at),
                 "action": if change.active { "kill" } else { "unkill" },
                 "flag": match change.target { Target::Flag(key) => key, Target::All => "*" },
                 "actor": change.actor,
                 "reason": change.reason,
-                "old_revision": rewrite.old_revision,
-                "new_revision": rewrite.new_revision,
+                "old_revision": written.rewrite.old_revision,
+                "new_revision": written.rewrite.new_revision,
                 "document": path.display().to_string(),
-                "file": real.display().to_string(),
+                "file": written.document.display().to_string(),
+                "signed": written.signature.is_some(),
             })
         },
     )?;
@@ -357,12 +374,13 @@ pub fn kill_file(
         new_revision: rewritten.rewrite.new_revision,
         before,
         document: rewritten.document,
+        signature: rewritten.signature,
         audit_log: rewritten.audit_log,
         warnings: rewritten.rewrite.warnings,
     })
 }
 
-/// A change to a document's text, made under the document's lock by [`rewrite_file`]'s caller.
+/// A change to a document's text, made under the document's lock for [`rewrite_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrite {
     /// `false`: nothing to write (no audit record either); `text` is then the input.
@@ -379,18 +397,20 @@ pub struct Rewritten {
     pub rewrite: Rewrite,
     /// The real file that was (or would have been) rewritten.
     pub document: PathBuf,
+    /// The signature written beside the document, when it is signed (see [`signed`]).
+    pub signature: Option<PathBuf>,
     pub audit_log: PathBuf,
 }
 
-/// The one audited, atomic rewrite of a document file that every administrative change uses
-/// (kill, unkill, the autopilot's decisions): steps 1–6 of the module documentation. `edit`
-/// gets the document's text as it is under the lock and returns the new text (which must
-/// load); `record` makes the audit line from the rewrite and the real path.
+/// The one audited, atomic, re-signed rewrite of a document file that every administrative
+/// change uses (kill, unkill, the autopilot's decisions): steps 1–7 of the module
+/// documentation. `edit` gets the document's text as it is under the lock and returns the new
+/// text; `record` makes the audit line once the document (and its signature) are written.
 pub fn rewrite_file(
     path: &Path,
     options: &KillOptions,
     edit: impl FnOnce(&str) -> Result<Rewrite>,
-    record: impl FnOnce(&Rewrite, &Path) -> Value,
+    record: impl FnOnce(&Rewritten) -> Value,
 ) -> Result<Rewritten> {
     let real = fs::canonicalize(path).map_err(|err| io_error(path, err))?;
     let first_look = fs::metadata(&real).map_err(|err| io_error(&real, err))?;
@@ -417,6 +437,7 @@ pub fn rewrite_file(
     let mut outcome = Rewritten {
         rewrite,
         document: real.clone(),
+        signature: None,
         audit_log: audit_log.clone(),
     };
     if !outcome.rewrite.changed {
@@ -427,6 +448,16 @@ pub fn rewrite_file(
     if !options.force {
         files::refuse_read_only(&real, &metadata)?;
     }
+    let signature_file = signed::signature_file(path, &real);
+    let signature = signed::plan(
+        &real,
+        &signature_file,
+        &text,
+        &outcome.rewrite.text,
+        options.signer.as_deref(),
+        options.force,
+        &mut outcome.rewrite.warnings,
+    )?;
     let audit = files::open_beside(&audit_log, files::Access::Append, &metadata)?;
     files::replace(
         &real,
@@ -435,9 +466,31 @@ pub fn rewrite_file(
         options.force,
         &mut outcome.rewrite.warnings,
     )?;
+    if let signed::SignaturePlan::Write(signature_text) = &signature {
+        // Right after the document, still under the lock: a verifying watcher that saw the new
+        // document with the old signature waits for the lock and reads the pair again.
+        let kept = fs::metadata(&signature_file).unwrap_or_else(|_| metadata.clone());
+        files::replace(
+            &signature_file,
+            signature_text.as_bytes(),
+            &kept,
+            options.force,
+            &mut outcome.rewrite.warnings,
+        )
+        .map_err(|err| {
+            io_error(
+                &signature_file,
+                format!(
+                    "{err}; the document WAS rewritten (revision {} -> {}) but not re-signed: processes that verify signatures keep the previous revision until `flagrail sign` is run on it",
+                    outcome.rewrite.old_revision, outcome.rewrite.new_revision
+                ),
+            )
+        })?;
+        outcome.signature = Some(signature_file.clone());
+    }
 
     // One write of one line with O_APPEND: concurrent writers never interleave within a line.
-    let mut line = record(&outcome.rewrite, &real).to_string();
+    let mut line = record(&outcome).to_string();
     line.push('\n');
     (&audit).write_all(line.as_bytes()).map_err(|err| {
         io_error(

@@ -33,6 +33,8 @@ pub struct RampOutcome {
     /// The fields written.
     pub fields: RampFields,
     pub document: PathBuf,
+    /// The signature written beside a signed document.
+    pub signature: Option<PathBuf>,
     pub audit_log: PathBuf,
     pub warnings: Vec<String>,
 }
@@ -174,7 +176,8 @@ pub fn ramp_file(
             fields = written;
             Ok(rewrite)
         },
-        |rewrite, real| {
+        |written| {
+            let rewrite = &written.rewrite;
             json!({
                 "time": format_timestamp(change.at),
                 "action": "autopilot",
@@ -188,7 +191,8 @@ pub fn ramp_file(
                 "old_revision": rewrite.old_revision,
                 "new_revision": rewrite.new_revision,
                 "document": path.display().to_string(),
-                "file": real.display().to_string(),
+                "file": written.document.display().to_string(),
+                "signed": written.signature.is_some(),
                 "evidence": change.verdict,
             })
         },
@@ -199,6 +203,7 @@ pub fn ramp_file(
         new_revision: rewritten.rewrite.new_revision,
         fields,
         document: rewritten.document,
+        signature: rewritten.signature,
         audit_log: rewritten.audit_log,
         warnings: rewritten.rewrite.warnings,
     })
