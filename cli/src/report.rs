@@ -494,7 +494,7 @@ pub fn run(args: &mut Args) -> Outcome {
     args.finish()?;
     if redis.is_some() {
         return Err(Failure::failed(format!(
-            "--redis: reading the fleet's metrics from Redis is not available yet; pass --events files [{}]",
+            "--redis: not available yet: the fleet's metrics in Redis are per-request totals per variant since each process started, not the per-unit values of the live step that the autopilot's test needs; pass --events files [{}]",
             crate::autopilot::REDIS_NOT_YET
         )));
     }
