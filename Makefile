@@ -74,7 +74,7 @@ lint: setup ## rustfmt, clippy, rustdoc, the layer check and the vector files; w
 test-rust: ## Rust unit, vector, property and CLI tests
 	cargo test -q --workspace
 
-test-python: build-cli build-python build-node ## pytest against the installed wheel (the fleet drill also runs Node processes)
+test-python: build-python build-node build-cli ## pytest against the installed wheel (the fleet drill also runs Node processes; the report test runs the CLI)
 	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy.stubtest flagrail._flagrail
 	MYPY_CACHE_DIR=$(VENV)/.mypy_cache $(VPY) -m mypy --strict bindings-python/python/flagrail tests/python
 	$(VPY) -m pytest -q tests/python

@@ -433,6 +433,8 @@ export interface Status {
   local_kills: { all: LocalKill | null; flags: { [flag: string]: LocalKill } }
   /** Guardrails tripped in this process (tripped, or half-open and probing). */
   guardrails: GuardrailTrip[]
+  /** The ramps an autopilot governs, where each stands (docs/autopilot.md). */
+  autopilot: AutopilotRamp[]
   /** Every budget of the live document: document-wide ones, each flag's, then shadow caps. */
   budgets: BudgetState[]
   /** Conversation pins held in the in-memory store. */
@@ -517,6 +519,24 @@ export interface RedisRemoteStatus {
     kind: string
     message: string
   } | null
+}
+
+/** A ramp in `Status.autopilot` (and `explain`'s ramp step, without flag, rule and candidate). */
+export interface AutopilotRamp {
+  flag: string
+  rule_id: string
+  /** The ramped variant. */
+  candidate: string
+  /** `governed`: held at its step by the autopilot; `paused_by_hand`: halted, or paused by a person. */
+  state: 'not_started' | 'governed' | 'paused_by_hand' | 'rolled_back' | 'complete' | 'scheduled'
+  step: number | null
+  percent: number
+  /** When the live step began (RFC 3339); set `paused_at` to it to hand a paused ramp back. */
+  step_began: string | null
+  held_ms: number | null
+  control: string
+  min_hold_ms: number | null
+  max_hold_ms: number | null
 }
 
 /** A tripped guardrail in `Status.guardrails`. */
