@@ -37,6 +37,7 @@ from ._flagrail import _after_fork_in_child, _before_exit
 from ._pins import PinStore
 from .exceptions import (
     AllAttemptsFailedError,
+    CallDepthError,
     CallError,
     DocumentError,
     FlagNotFoundError,
@@ -51,6 +52,7 @@ __all__ = [
     "HASH_VERSION",
     "AllAttemptsFailedError",
     "Attempt",
+    "CallDepthError",
     "CallError",
     "CallResult",
     "DocumentError",
