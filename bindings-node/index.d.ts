@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'FLAG_NOT_FOUND'
   | 'ALL_ATTEMPTS_FAILED'
+  | 'CALL_DEPTH_EXCEEDED'
 
 /** Why an attempt failed (the same strings in Rust, Python and Node). */
 export type ErrorKind =
@@ -811,7 +812,11 @@ export declare class Flags {
    * @throws FlagrailError `FLAG_NOT_FOUND` (rejects) for an unknown flag;
    *   `ALL_ATTEMPTS_FAILED` (an `AllAttemptsFailedError`, with `attempts` and `runId`) when
    *   every step failed and none serves without a model; `INVALID_ARGUMENT` for a `signal`
-   *   that is not an AbortSignal. Rejects with `signal.reason` when `control.signal` aborts.
+   *   that is not an AbortSignal; `CALL_DEPTH_EXCEEDED` for a call made synchronously (before
+   *   its first `await`) from inside the `fn` of more than 100 enclosing calls, the core's limit,
+   *   the same as Python's (a programming error: nothing is recorded for it, and every
+   *   enclosing call rejects with it, its attempt recorded as cancelled). Rejects with
+   *   `signal.reason` when `control.signal` aborts.
    */
   call<T>(
     flag: string,

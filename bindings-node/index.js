@@ -956,6 +956,15 @@ class Flags {
     // The caller gave up before anything started: nothing is evaluated or recorded.
     if (signal !== undefined && signal.aborted) throw signal.reason
     const key = flagKey(flag)
+    // Made from inside the function of too many enclosing calls: the core's error, before
+    // anything is evaluated or recorded.
+    if (callDepth >= MAX_CALL_DEPTH) {
+      try {
+        native.enterCall(key, callDepth)
+      } catch (err) {
+        rethrow(err)
+      }
+    }
     let out = OUT
     let entry = this._tables.byKey.get(key)
     let run = -1
@@ -1059,10 +1068,18 @@ class Flags {
         let failed = false
         try {
           if (signal !== undefined) value = await withSignal(fn, variant, options, timeoutMs, signal)
-          else value = timeoutMs < 0 ? await fn(variant, options) : await withTimeout(fn, variant, options, timeoutMs)
+          else value = timeoutMs < 0 ? await invoke(fn, variant, options) : await withTimeout(fn, variant, options, timeoutMs)
         } catch (err) {
           failed = true
           thrown = err
+        }
+        if (failed && isCallDepthError(thrown)) {
+          // A programming error, not the model's: the attempt is recorded as cancelled (its
+          // reservation given back) and every enclosing call ends with the same error.
+          ended = true
+          native.runCancel(run)
+          if (this._listeners !== null) this._drain()
+          throw thrown
         }
         if (value === ABORTED) {
           // The caller's signal: the core records the attempt as cancelled and gives its
@@ -1462,6 +1479,33 @@ class CallOptions {
   }
 }
 
+// How many `call`s are running their `fn` synchronously on this thread right now: a `call`
+// made before the first `await` of another call's `fn` nests on the JS stack, and past the
+// core's limit it fails with CALL_DEPTH_EXCEEDED instead of a stack overflow recorded as the
+// model's error. (A call made after an `await` starts on a fresh stack: it is not nested.)
+let callDepth = 0
+const MAX_CALL_DEPTH = native.maxCallDepth()
+
+/** Whether a thrown value is the CALL_DEPTH_EXCEEDED of a nested call (any value: a revoked
+ * Proxy throws on every operation, and is not one). */
+function isCallDepthError(err) {
+  try {
+    return err instanceof FlagrailError && err.code === 'CALL_DEPTH_EXCEEDED'
+  } catch {
+    return false
+  }
+}
+
+/** Calls the user's `fn` for one attempt, counting the nesting of calls on this stack. */
+function invoke(fn, variant, options) {
+  callDepth++
+  try {
+    return fn(variant, options)
+  } finally {
+    callDepth--
+  }
+}
+
 /**
  * Runs `fn` and settles with its outcome or, at `timeoutMs`, with TIMED_OUT (aborting the
  * signal), whichever comes first: a function that ignores its signal still ends the attempt on
@@ -1475,7 +1519,7 @@ function withTimeout(fn, variant, options, timeoutMs) {
     }, timeoutMs)
     let pending
     try {
-      pending = fn(variant, options)
+      pending = invoke(fn, variant, options)
     } catch (err) {
       clearTimeout(timer)
       reject(err)
@@ -1518,7 +1562,7 @@ function withSignal(fn, variant, options, timeoutMs, signal) {
     const done = () => signal.removeEventListener('abort', onAbort)
     let pending
     try {
-      pending = timeoutMs < 0 ? fn(variant, options) : withTimeout(fn, variant, options, timeoutMs)
+      pending = timeoutMs < 0 ? invoke(fn, variant, options) : withTimeout(fn, variant, options, timeoutMs)
     } catch (err) {
       done()
       reject(err)

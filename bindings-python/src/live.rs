@@ -723,7 +723,8 @@ impl Flags {
     /// Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
     /// (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
     /// ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
-    /// ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
+    /// ``call`` nested more than 100 deep on one thread raises ``CallDepthError`` (a
+    /// ``RecursionError``, code ``CALL_DEPTH_EXCEEDED``; the limit is the core's, as in Node).
     ///
     /// Args:
     ///     flag: The flag key.
@@ -759,6 +760,8 @@ impl Flags {
     ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
     ///     AllAttemptsFailedError: Every step failed and none was non-AI (code
     ///         ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+    ///     CallDepthError: ``acall`` nested more than 100 deep in one task (an ``acall``
+    ///         awaited inside the function of another; code ``CALL_DEPTH_EXCEEDED``).
     #[pyo3(signature = (flag, context, r#fn))]
     fn acall<'py>(
         slf: &Bound<'py, Self>,

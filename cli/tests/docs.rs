@@ -125,6 +125,10 @@ fn error_codes() -> Vec<&'static str> {
             flag: String::new(),
             attempts: 0,
         },
+        Error::CallTooDeep {
+            flag: String::new(),
+            limit: 0,
+        },
     ];
     all.iter()
         .map(|err| match err {
@@ -134,7 +138,8 @@ fn error_codes() -> Vec<&'static str> {
             | Error::NotRegularFile { .. }
             | Error::InvalidArgument { .. }
             | Error::FlagNotFound { .. }
-            | Error::AllAttemptsFailed { .. } => err.code(),
+            | Error::AllAttemptsFailed { .. }
+            | Error::CallTooDeep { .. } => err.code(),
         })
         .collect()
 }

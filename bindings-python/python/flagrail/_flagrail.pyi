@@ -27,6 +27,8 @@ __all__ = [
     "_forget_call_threads",
     "_stop_call_threads",
     "_next_call_job",
+    "_enter_call",
+    "_MAX_CALL_DEPTH",
     "_Slot",
     "_reuses_results",
     "_Run",
@@ -39,6 +41,13 @@ _T_co = TypeVar("_T_co", covariant=True)
 
 __version__: str
 HASH_VERSION: int
+_MAX_CALL_DEPTH: int
+
+def _enter_call(flag: str, depth: int) -> int:
+    """Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep.
+
+    Not public API.
+    """
 """The bucketing algorithm version (docs/bucketing.md); a change is a new version."""
 
 def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
@@ -457,7 +466,8 @@ class Flags:
         Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
         (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
         ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
-        ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
+        ``call`` nested more than 100 deep on one thread raises ``CallDepthError`` (a
+        ``RecursionError``, code ``CALL_DEPTH_EXCEEDED``; the limit is the core's, as in Node).
 
         Args:
             flag: The flag key.
@@ -496,6 +506,8 @@ class Flags:
             FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
             AllAttemptsFailedError: Every step failed and none was non-AI (code
                 ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+            CallDepthError: ``acall`` nested more than 100 deep in one task (an ``acall``
+                awaited inside the function of another; code ``CALL_DEPTH_EXCEEDED``).
         """
 
     @overload
