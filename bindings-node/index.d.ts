@@ -71,6 +71,14 @@ export interface FileOptions {
   pollInterval?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * The text of `flagrail.pub`: the document must carry a detached ed25519 signature by this
+   * key in `<path>.sig` (written by `flagrail sign`). Every reload checks the pair: an unsigned
+   * or wrongly signed version is rejected (`SIGNATURE_INVALID` in `status()` and the
+   * `reload_rejected` event) and the live one stays; a document replaced before its `.sig`
+   * goes live once both match.
+   */
+  verifyKey?: string
 }
 
 /** Options of `Flags.fromUrl`. */
@@ -581,7 +589,7 @@ export declare class Flags {
   /**
    * Loads a flag document from a JSON file and, unless `reload` is false, watches it: a changed
    * file goes live within one poll interval.
-   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be read, `INVALID_DOCUMENT` (with `problems`) when it is invalid.
+   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be read, `INVALID_DOCUMENT` (with `problems`) when it is invalid, `SIGNATURE_INVALID` when `verifyKey` is given and `<path>.sig` does not match, `INVALID_ARGUMENT` for a bad `verifyKey`.
    */
   static fromFile(path: string | URL, options?: FileOptions): Flags
   /**
@@ -610,6 +618,27 @@ export declare class Flags {
    * @throws FlagrailError `INVALID_DOCUMENT` with every problem; `INVALID_ARGUMENT` when the object has no JSON form.
    */
   static fromObject(document: object): Flags
+  /**
+   * Flags for a test from a short mapping: `Flags.forTests({ 'support-bot': 'v2.2' })`. Each
+   * entry is one flag: a variant id (the flag's only variant, served to everyone), an object of
+   * variant ids to payloads with an optional `default` (the first variant otherwise), or a flag
+   * written in full (it has `variants`). The document's revision is `"for-tests"`.
+   * @throws FlagrailError `INVALID_ARGUMENT` when the mapping is not of that shape; `INVALID_DOCUMENT` when the document it makes is invalid.
+   */
+  static forTests(mapping: Record<string, string | Record<string, unknown>>): Flags
+  /**
+   * Runs `fn` with `variant` served for `flag` and returns what `fn` returns (its promise, for
+   * an async `fn`): `await flags.override('support-bot', 'v2.2', async () => { ... })`.
+   *
+   * Inside the scope `variant()`, `Flag.variant()` and `call()` of that flag serve the variant
+   * with reason `DEFAULT` whatever the context (kills, rules, pins and budgets do not apply; a
+   * call's fallbacks still do). The scope is an `AsyncLocalStorage`: it covers everything `fn`
+   * does, awaits and timers included, and nothing else, so concurrent tests or requests never
+   * see each other's overrides. Scopes nest (the innermost wins) and end when `fn` returns,
+   * throws or its promise settles. `explain` is not affected.
+   * @throws FlagrailError `INVALID_ARGUMENT` (before `fn` runs) when the live document has no such flag or the flag no such variant.
+   */
+  override<T>(flag: string, variant: string, fn: () => T): T
   /** The revision of the live document. */
   readonly revision: string
   /**
@@ -717,6 +746,23 @@ export declare class Flags {
  * salt or unit with a lone surrogate (it has no UTF-8 form, docs/bucketing.md §2).
  */
 export declare function bucket(salt: string, unit: string | number | bigint, total?: number): number
+
+/** Where reload log lines go: anything with `info`, `warn` and `error` methods (`console`, pino, winston). */
+export interface Logger {
+  info(message: string): unknown
+  warn(message: string): unknown
+  error(message: string): unknown
+}
+
+/**
+ * Sends the log lines of reloads (file watcher, URL poller) to `logger`, as Python logs them to
+ * its `flagrail` logger, with the same levels and text: a refused document is an `error`, an
+ * unreadable source a `warning`, a new document `info`. They are written as they happen, not at
+ * the next call. The default writes `error` and `warn` to stderr (console) and `info` with
+ * NODE_DEBUG=flagrail; `null` silences them, `undefined` restores the default.
+ * @throws FlagrailError `INVALID_ARGUMENT` when `logger` lacks one of the three methods.
+ */
+export declare function setLogger(logger: Logger | null | undefined): void
 
 /** The bucketing algorithm version this build implements (docs/bucketing.md). */
 export declare const HASH_VERSION: number

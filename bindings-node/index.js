@@ -19,6 +19,7 @@
 // attempt beside the chain, without waiting for it.
 
 const path = require('node:path')
+const { AsyncLocalStorage } = require('node:async_hooks')
 
 const ADDON = path.join(__dirname, 'flagrail.node')
 let native
@@ -32,6 +33,7 @@ try {
 // Native results that are not packed results (see src/handle.rs).
 const STALE = -1 // the live document is not the one our tables describe: refresh and retry
 const WIDE = -2 // does not fit the packed number: ask for the unpacked result
+const NOT_FORCED = -4 // evalForced: the live flag has no such variant (evaluate as usual)
 const LOW = 1048576 // 2^20: the packed bucket sits above this
 const SHADOW_BIT = 4294967296 // 2^32 above LOW (bit 52): a shadow was drawn
 const TARGET_SLOT = 16777216 // 2^24: a target is slot * 2^24 + flag index (see src/raw.rs)
@@ -360,6 +362,8 @@ function defaultId(defaultVariant) {
 }
 
 const CONSTRUCT = Symbol('flagrail.construct')
+// The Flags of each native slot of this thread, held weakly: reload notices name a slot.
+const bySlot = new Map()
 
 // otel.js once loaded (null: @opentelemetry/api is missing, or FLAGRAIL_OTEL=0); undefined
 // until the first call.
@@ -377,7 +381,60 @@ function loadOtel() {
 let openFeatureReasons = null
 // The native state of a Flags lives in a per-thread slot table; the slot is freed when its
 // Flags is collected.
-const released = new FinalizationRegistry((slot) => native.release(slot))
+const released = new FinalizationRegistry((slot) => {
+  bySlot.delete(slot)
+  native.release(slot)
+})
+
+// Where reloads are logged: the core's level and text, as Python logs them to its `flagrail`
+// logger. Refusals (`error`) and unreadable sources (`warning`) go to stderr; a document that
+// went live (`info`) shows with NODE_DEBUG=flagrail. `setLogger` replaces it.
+const debugLog = require('node:util').debuglog('flagrail')
+const CONSOLE_LOGGER = {
+  info: (message) => debugLog('%s', message),
+  warn: (message) => console.warn(message),
+  error: (message) => console.error(message),
+}
+let reloadLogger = CONSOLE_LOGGER
+const LOG_METHOD = { info: 'info', warning: 'warn', error: 'error' }
+
+/**
+ * Sends reload log lines to `logger` (an object with `info`, `warn` and `error` methods, such
+ * as `console` or a pino/winston logger), or nowhere with `null`. The default writes refusals
+ * and unreadable sources to stderr, and successful reloads with NODE_DEBUG=flagrail.
+ */
+function setLogger(logger) {
+  if (logger === null) {
+    reloadLogger = null
+    return
+  }
+  if (logger === undefined) {
+    reloadLogger = CONSOLE_LOGGER
+    return
+  }
+  for (const method of ['info', 'warn', 'error']) {
+    if (typeof logger?.[method] !== 'function') {
+      throw invalidArgument(`setLogger(logger): logger.${method} must be a function (or pass null to silence)`)
+    }
+  }
+  reloadLogger = logger
+}
+
+// The core's watcher and poller threads push each reload here as it happens (a weak
+// thread-safe function: it never keeps the process alive). Logged at once, and the handle's
+// queued `reload` / `reload_rejected` events go to its onEvent listeners without waiting for
+// the next call.
+native.onReloadNotice((notice) => {
+  if (reloadLogger !== null) {
+    try {
+      reloadLogger[LOG_METHOD[notice.level] ?? 'warn'](notice.message)
+    } catch (err) {
+      process.emitWarning(`flagrail: the reload logger threw: ${describeError(err)}`, { code: 'FLAGRAIL_LOGGER' })
+    }
+  }
+  const flags = bySlot.get(notice.slot)?.deref()
+  if (flags !== undefined && flags._listeners !== null) flags._drain()
+})
 
 /**
  * The live feature flags of a process. Create one per document at startup and share it.
@@ -396,6 +453,10 @@ class Flags {
     this._tables = new Tables(native.tables(slot), slot, false)
     // onEvent listeners; null until the first one (then the native side queues events).
     this._listeners = null
+    bySlot.set(slot, new WeakRef(this))
+    // Test overrides (`override`): an AsyncLocalStorage of Map<flag key, variant id>, created
+    // by the first override; until then evaluation looks at nothing else.
+    this._overrides = null
     released.register(this, slot)
   }
 
@@ -420,7 +481,12 @@ class Flags {
     }
     if (file instanceof URL) file = require('node:url').fileURLToPath(file)
     if (typeof file !== 'string') throw invalidArgument('path must be a string or a file: URL')
-    const flags = Flags._from(native.loadFile(file, reload, poll))
+    let verifyKey
+    if (opts.verifyKey !== undefined && opts.verifyKey !== null) {
+      if (typeof opts.verifyKey !== 'string') throw invalidArgument('verifyKey must be a string (the text of flagrail.pub)')
+      verifyKey = opts.verifyKey
+    }
+    const flags = Flags._from(native.loadFile(file, reload, poll, verifyKey))
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -497,6 +563,21 @@ class Flags {
     return Flags._from(native.loadJson(text))
   }
 
+  /**
+   * Flags for a test from a short mapping (see index.d.ts, `Flags.forTests`):
+   * `Flags.forTests({ 'support-bot': 'v2.2' })`.
+   */
+  static forTests(mapping) {
+    let text
+    try {
+      text = JSON.stringify(mapping)
+    } catch (err) {
+      throw invalidArgument(`forTests: the mapping has no JSON form: ${err.message}`)
+    }
+    if (typeof text !== 'string') throw invalidArgument('forTests takes an object of flag key -> variant id or variants')
+    return Flags._from(native.loadForTests(text))
+  }
+
   /** Validates a flag document given as a plain object (as `JSON.parse` returns it). */
   static fromObject(document) {
     let text
@@ -515,6 +596,10 @@ class Flags {
    * value of a type no condition can use is ignored for matching.
    */
   variant(flag, context, defaultVariant, options) {
+    if (this._overrides !== null) {
+      const forced = this._forced(flag)
+      if (forced !== undefined) return forced
+    }
     // Fast path: a known flag, now, a context object: one native call, no allocation but the
     // result.
     if (options === undefined && context !== null && context !== undefined) {
@@ -533,6 +618,52 @@ class Flags {
       }
     }
     return this._evaluate(flag, context, defaultId(defaultVariant), optionsAt(options))
+  }
+
+  /**
+   * Runs `fn` with `variant` served for `flag` (see index.d.ts, `Flags.override`) and returns
+   * what `fn` returns. The scope is an AsyncLocalStorage: it covers everything `fn` does,
+   * awaits included, and nothing outside it, so concurrent tests and requests never see each
+   * other's overrides; it ends when `fn` returns or throws (for an async `fn`, its promise
+   * keeps the scope until it settles).
+   */
+  override(flag, variant, fn) {
+    if (typeof fn !== 'function') throw invalidArgument('override(flag, variant, fn): fn must be a function')
+    if (typeof variant !== 'string') throw invalidArgument('override(flag, variant, fn): variant must be a variant id')
+    const key = flagKey(flag)
+    const problem = native.checkOverride(this._slot, key, variant)
+    if (problem !== null) throw failure(problem)
+    if (this._overrides === null) this._overrides = new AsyncLocalStorage()
+    const next = new Map(this._overrides.getStore())
+    next.set(key, variant)
+    return this._overrides.run(next, fn)
+  }
+
+  /** The variant forced for `flag` in this async context, as a Variant, or undefined. */
+  _forced(flag) {
+    const store = this._overrides.getStore()
+    if (store === undefined) return undefined
+    const key = flagKey(flag)
+    const id = store.get(key)
+    if (id === undefined) return undefined
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = this._tables.byKey.get(key)
+      if (entry !== undefined) {
+        const packed = native.evalForced(this._slot, entry.index, id)
+        if (packed >= 0) return unpack(entry, packed, null)
+        if (packed === WIDE) return unpackWide(entry, native.takeWide(), null)
+        if (packed === NOT_FORCED) return undefined
+      }
+      this._refresh()
+    }
+    return undefined
+  }
+
+  /** The variant id an override forces for `key` in this async context, or undefined. */
+  _forcedId(key) {
+    if (this._overrides === null) return undefined
+    const store = this._overrides.getStore()
+    return store === undefined ? undefined : store.get(key)
   }
 
   /** The careful path: unknown flags, `at`, reloads, odd contexts. */
@@ -784,10 +915,12 @@ class Flags {
     let run = -1
     // A sticky flag with a custom pin store: { store, key } of the conversation's pin.
     let pinned = null
+    // A test override in this async context: the chain starts at its variant (careful loop).
+    const forced = this._forcedId(key)
     // Fast path: a known flag without a custom pin store and a context object, one raw native
     // call. Anything else (a throwing getter, stale tables, a pin store, a failure to report)
     // takes the careful loop below.
-    if (entry !== undefined && entry.direct && entry.start !== null && context !== null && context !== undefined) {
+    if (forced === undefined && entry !== undefined && entry.direct && entry.start !== null && context !== null && context !== undefined) {
       try {
         const started = entry.start(entry.target, context)
         if (started >= 0) run = started
@@ -804,8 +937,8 @@ class Flags {
       let started
       if (entry === undefined) {
         started = native.runStart(this._slot, -1, key, NO_VALUES, out)
-      } else if (entry.direct) {
-        started = native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out)
+      } else if (entry.direct || forced !== undefined) {
+        started = native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out, forced)
       } else {
         // Awaiting the store lets other calls run: this call gets its own result array.
         out = new Float64Array(3)
@@ -1636,4 +1769,4 @@ function bucket(salt, unit, total) {
 /** The bucketing algorithm version this build implements (docs/bucketing.md). */
 const HASH_VERSION = native.HASH_VERSION
 
-module.exports = { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, HASH_VERSION }
+module.exports = { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, setLogger, HASH_VERSION }

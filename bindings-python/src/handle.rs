@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flagrail_core::live::Snapshot;
-use flagrail_core::{Document, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason};
+use flagrail_core::{
+    Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 
 use crate::context::{with_declared, Source};
 use crate::convert::to_python;
+use crate::overrides::OverrideScopes;
 use crate::reuse;
 use crate::sticky::{pin_write, PinStore};
 use crate::time;
@@ -33,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
     pub(crate) pins: PinStore,
+    /// Test overrides open in some thread or task (`flags.override`).
+    pub(crate) overrides: Arc<OverrideScopes>,
 }
 
 /// What the binding keeps per live document.
@@ -229,6 +234,7 @@ impl Inner {
             entry: ArcSwap::from_pointee(entry),
             poll_interval,
             pins: PinStore::default(),
+            overrides: Arc::default(),
         }
     }
 
@@ -273,6 +279,7 @@ impl Inner {
     ) -> PyResult<Bound<'py, Variant>> {
         let source = Source::from_arg(context)?;
         let at = at.map(time::millis).transpose()?;
+        let forced = self.overrides.forced(py, flag)?;
         let snapshot = self.core.snapshot();
         self.with_entry(py, &snapshot, |entry| {
             let cache = &entry.cache;
@@ -291,6 +298,22 @@ impl Inner {
                     Variant::not_found(Arc::clone(&entry.cache), flag, default),
                 );
             };
+            // A test override (`flags.override`) serves its variant whatever the context; the
+            // shared results of `fixed` are not used, so they never hold an overridden one.
+            if let Some(variant) = forced.as_ref().map(|v| v.to_str()).transpose()? {
+                if flag_def.variant_position(variant).is_some() {
+                    let options = EvalOptions {
+                        forced: Some(variant),
+                        ..EvalOptions::default()
+                    };
+                    let outcome = Outcome::from(snapshot.evaluate(index, &EmptyContext, options));
+                    if let Some(reused) = entry.reusable(py, &outcome)? {
+                        return Ok(reused);
+                    }
+                    let id = flag_cache.variant_id(py, outcome.variant_index());
+                    return Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id));
+                }
+            }
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
                     // A sticky flag with the user's pin store: read, decide, write back.
@@ -305,6 +328,7 @@ impl Inner {
                                 EvalOptions {
                                     at,
                                     pin: PinSource::Given(pin),
+                                    forced: None,
                                 },
                             );
                             if let Some(read) = read.filter(|r| r.ok) {
@@ -321,6 +345,7 @@ impl Inner {
                         EvalOptions {
                             at,
                             pin: PinSource::Memory,
+                            forced: None,
                         },
                     ))
                 })?;
@@ -375,6 +400,7 @@ impl Inner {
                             EvalOptions {
                                 at,
                                 pin: PinSource::Given(pin),
+                                forced: None,
                             },
                         )
                         .to_value()
@@ -386,6 +412,7 @@ impl Inner {
                         EvalOptions {
                             at,
                             pin: PinSource::Memory,
+                            forced: None,
                         },
                     )
                     .to_value(),

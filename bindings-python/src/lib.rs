@@ -21,6 +21,7 @@ mod ffi;
 mod handle;
 mod hash;
 mod live;
+mod overrides;
 mod reuse;
 mod runtime;
 mod sticky;
@@ -33,6 +34,7 @@ mod workers;
 fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::Flags>()?;
     m.add_class::<live::Flag>()?;
+    m.add_class::<overrides::Override>()?;
     m.add_class::<variant::Variant>()?;
     m.add_class::<runtime::CallResult>()?;
     m.add_class::<runtime::Attempt>()?;

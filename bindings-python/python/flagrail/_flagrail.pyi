@@ -15,6 +15,7 @@ from flagrail._pins import PinStore
 __all__ = [
     "Flags",
     "Flag",
+    "Override",
     "Variant",
     "CallResult",
     "Attempt",
@@ -119,6 +120,7 @@ class Flags:
         reload: bool = True,
         poll_interval: float | None = None,
         events: str | PathLike[str] | None = None,
+        verify_key: str | None = None,
     ) -> Flags:
         """Loads a flag document from a JSON file and, unless ``reload=False``, watches it.
 
@@ -131,11 +133,19 @@ class Flags:
             poll_interval: Seconds between checks of the file.
             events: A JSON-lines file that every telemetry event is appended to (see
                 ``write_events``).
+            verify_key: The text of ``flagrail.pub``: the document must carry a detached
+                ed25519 signature by this key in ``<path>.sig`` (written by ``flagrail sign``).
+                Every reload checks the pair: an unsigned or wrongly signed version is rejected
+                (``SIGNATURE_INVALID`` in ``status()`` and the ``reload_rejected`` event) and the
+                live one stays; a document replaced before its ``.sig`` goes live once both
+                match.
 
         Raises:
             SourceError: The file (or the events file) cannot be opened (code
-                ``SOURCE_UNREACHABLE``).
+                ``SOURCE_UNREACHABLE``), or it is not signed by ``verify_key``
+                (``SIGNATURE_INVALID``).
             DocumentError: The document is invalid; ``problems`` lists every problem.
+            InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``.
         """
 
     @staticmethod
@@ -216,6 +226,40 @@ class Flags:
             DocumentError: The document is invalid, or holds a value with no JSON form;
                 ``problems`` lists every problem.
             SourceError: The events file cannot be opened.
+        """
+
+    @staticmethod
+    def for_tests(
+        mapping: Mapping[str, str | Mapping[str, Any]],
+        *,
+        events: str | PathLike[str] | None = None,
+    ) -> Flags:
+        """Flags for a test, from a short mapping: ``Flags.for_tests({"support-bot": "v2.2"})``.
+
+        Each entry is one flag: a variant id (the flag's only variant, served to everyone), an
+        object of variant ids to payloads with an optional ``"default"`` (the first variant
+        otherwise), or a flag written in full (it has ``"variants"``). The document's revision
+        is ``"for-tests"``.
+
+        Raises:
+            InvalidArgumentError: The mapping is not of that shape.
+            DocumentError: The document it makes is invalid (a default naming no variant …).
+        """
+
+    def override(self, flag: str, variant: str) -> Override:
+        """Serves ``variant`` for ``flag`` inside a ``with`` block, in this thread or asyncio task
+        only: ``with flags.override("support-bot", "v2.2"): ...``.
+
+        Inside the block ``variant``, ``Flag.variant`` and ``call`` / ``acall`` of that flag
+        serve the variant with reason ``DEFAULT`` whatever the context (kills, rules, pins and
+        budgets do not apply; a ``call``'s fallbacks still do). Blocks nest (the innermost
+        wins), and leaving one restores what was in force before, also when it raised. Other
+        threads, and tasks not created inside the block, never see it. ``explain`` is not
+        affected.
+
+        Raises:
+            InvalidArgumentError: On entering, when the live document has no such flag or the
+                flag no such variant.
         """
 
     def variant(
@@ -490,6 +534,23 @@ class Flags:
     @property
     def revision(self) -> str:
         """The revision of the live document."""
+
+@final
+class Override:
+    """A context manager that serves ``variant`` for ``flag`` inside its ``with`` block, in this thread
+    or asyncio task only."""
+
+    def __enter__(self) -> Override:
+        """Opens the scope.
+
+        Raises:
+            InvalidArgumentError: The live document has no such flag, or the flag no such
+                variant.
+        """
+
+    def __exit__(self, *_exc: object) -> bool:
+        """Closes the scope, restoring what was in force before it, also when the block raised
+        (the exception propagates)."""
 
 @final
 class Flag:

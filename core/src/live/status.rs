@@ -23,6 +23,8 @@ pub struct Status {
     pub source: String,
     /// What an external source reports about itself (URL, ETag, last success …).
     pub remote: Option<Value>,
+    /// What the shared fleet state reports (connection, fallback), when attached.
+    pub fleet: Option<Value>,
     pub revision: String,
     /// When the live document was loaded.
     pub loaded_at: Millis,
@@ -78,6 +80,7 @@ impl Status {
             budgets: self.budgets.clone(),
             sticky_pins: self.pins,
             remote: self.remote.clone(),
+            fleet: self.fleet.clone(),
         }
     }
 
@@ -107,6 +110,9 @@ pub struct StatusReport {
     /// What an external source reports about itself; always present (null for file and
     /// static sources), so that every status has one shape.
     pub remote: Option<Value>,
+    /// What the shared fleet state reports (`connected`, `mode`, …); always present (null
+    /// when the handle does not share state through Redis).
+    pub fleet: Option<Value>,
 }
 
 impl StatusReport {
