@@ -71,6 +71,14 @@ export interface FileOptions {
   pollInterval?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * The text of `flagrail.pub`: the document must carry a detached ed25519 signature by this
+   * key in `<path>.sig` (written by `flagrail sign`). Every reload checks the pair: an unsigned
+   * or wrongly signed version is rejected (`SIGNATURE_INVALID` in `status()` and the
+   * `reload_rejected` event) and the live one stays; a document replaced before its `.sig`
+   * goes live once both match.
+   */
+  verifyKey?: string
 }
 
 /** Options of `Flags.fromUrl`. */
@@ -581,7 +589,7 @@ export declare class Flags {
   /**
    * Loads a flag document from a JSON file and, unless `reload` is false, watches it: a changed
    * file goes live within one poll interval.
-   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be read, `INVALID_DOCUMENT` (with `problems`) when it is invalid.
+   * @throws FlagrailError `SOURCE_UNREACHABLE` when the file cannot be read, `INVALID_DOCUMENT` (with `problems`) when it is invalid, `SIGNATURE_INVALID` when `verifyKey` is given and `<path>.sig` does not match, `INVALID_ARGUMENT` for a bad `verifyKey`.
    */
   static fromFile(path: string | URL, options?: FileOptions): Flags
   /**
@@ -738,6 +746,23 @@ export declare class Flags {
  * salt or unit with a lone surrogate (it has no UTF-8 form, docs/bucketing.md §2).
  */
 export declare function bucket(salt: string, unit: string | number | bigint, total?: number): number
+
+/** Where reload log lines go: anything with `info`, `warn` and `error` methods (`console`, pino, winston). */
+export interface Logger {
+  info(message: string): unknown
+  warn(message: string): unknown
+  error(message: string): unknown
+}
+
+/**
+ * Sends the log lines of reloads (file watcher, URL poller) to `logger`, as Python logs them to
+ * its `flagrail` logger, with the same levels and text: a refused document is an `error`, an
+ * unreadable source a `warning`, a new document `info`. They are written as they happen, not at
+ * the next call. The default writes `error` and `warn` to stderr (console) and `info` with
+ * NODE_DEBUG=flagrail; `null` silences them, `undefined` restores the default.
+ * @throws FlagrailError `INVALID_ARGUMENT` when `logger` lacks one of the three methods.
+ */
+export declare function setLogger(logger: Logger | null | undefined): void
 
 /** The bucketing algorithm version this build implements (docs/bucketing.md). */
 export declare const HASH_VERSION: number

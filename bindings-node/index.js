@@ -362,9 +362,64 @@ function defaultId(defaultVariant) {
 }
 
 const CONSTRUCT = Symbol('flagrail.construct')
+// The Flags of each native slot of this thread, held weakly: reload notices name a slot.
+const bySlot = new Map()
 // The native state of a Flags lives in a per-thread slot table; the slot is freed when its
 // Flags is collected.
-const released = new FinalizationRegistry((slot) => native.release(slot))
+const released = new FinalizationRegistry((slot) => {
+  bySlot.delete(slot)
+  native.release(slot)
+})
+
+// Where reloads are logged: the core's level and text, as Python logs them to its `flagrail`
+// logger. Refusals (`error`) and unreadable sources (`warning`) go to stderr; a document that
+// went live (`info`) shows with NODE_DEBUG=flagrail. `setLogger` replaces it.
+const debugLog = require('node:util').debuglog('flagrail')
+const CONSOLE_LOGGER = {
+  info: (message) => debugLog('%s', message),
+  warn: (message) => console.warn(message),
+  error: (message) => console.error(message),
+}
+let reloadLogger = CONSOLE_LOGGER
+const LOG_METHOD = { info: 'info', warning: 'warn', error: 'error' }
+
+/**
+ * Sends reload log lines to `logger` (an object with `info`, `warn` and `error` methods, such
+ * as `console` or a pino/winston logger), or nowhere with `null`. The default writes refusals
+ * and unreadable sources to stderr, and successful reloads with NODE_DEBUG=flagrail.
+ */
+function setLogger(logger) {
+  if (logger === null) {
+    reloadLogger = null
+    return
+  }
+  if (logger === undefined) {
+    reloadLogger = CONSOLE_LOGGER
+    return
+  }
+  for (const method of ['info', 'warn', 'error']) {
+    if (typeof logger?.[method] !== 'function') {
+      throw invalidArgument(`setLogger(logger): logger.${method} must be a function (or pass null to silence)`)
+    }
+  }
+  reloadLogger = logger
+}
+
+// The core's watcher and poller threads push each reload here as it happens (a weak
+// thread-safe function: it never keeps the process alive). Logged at once, and the handle's
+// queued `reload` / `reload_rejected` events go to its onEvent listeners without waiting for
+// the next call.
+native.onReloadNotice((notice) => {
+  if (reloadLogger !== null) {
+    try {
+      reloadLogger[LOG_METHOD[notice.level] ?? 'warn'](notice.message)
+    } catch (err) {
+      process.emitWarning(`flagrail: the reload logger threw: ${describeError(err)}`, { code: 'FLAGRAIL_LOGGER' })
+    }
+  }
+  const flags = bySlot.get(notice.slot)?.deref()
+  if (flags !== undefined && flags._listeners !== null) flags._drain()
+})
 
 /**
  * The live feature flags of a process. Create one per document at startup and share it.
@@ -386,6 +441,7 @@ class Flags {
     // Test overrides (`override`): an AsyncLocalStorage of Map<flag key, variant id>, created
     // by the first override; until then evaluation looks at nothing else.
     this._overrides = null
+    bySlot.set(slot, new WeakRef(this))
     released.register(this, slot)
   }
 
@@ -410,7 +466,12 @@ class Flags {
     }
     if (file instanceof URL) file = require('node:url').fileURLToPath(file)
     if (typeof file !== 'string') throw invalidArgument('path must be a string or a file: URL')
-    const flags = Flags._from(native.loadFile(file, reload, poll))
+    let verifyKey
+    if (opts.verifyKey !== undefined && opts.verifyKey !== null) {
+      if (typeof opts.verifyKey !== 'string') throw invalidArgument('verifyKey must be a string (the text of flagrail.pub)')
+      verifyKey = opts.verifyKey
+    }
+    const flags = Flags._from(native.loadFile(file, reload, poll, verifyKey))
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -1670,4 +1731,4 @@ function bucket(salt, unit, total) {
 /** The bucketing algorithm version this build implements (docs/bucketing.md). */
 const HASH_VERSION = native.HASH_VERSION
 
-module.exports = { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, HASH_VERSION }
+module.exports = { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, setLogger, HASH_VERSION }

@@ -15,6 +15,7 @@ mod error;
 mod handle;
 mod raw;
 mod raw_call;
+pub mod reload_log;
 pub mod runtime;
 pub mod sources;
 
@@ -83,12 +84,14 @@ pub fn load_bytes(bytes: Uint8ArraySlice<'_>) -> Either<u32, LoadFailure> {
     }
 }
 
-/// Loads flags from a file, watching it for changes when `reload` is set.
+/// Loads flags from a file, watching it for changes when `reload` is set; with `verify_key`
+/// (the text of `flagrail.pub`) every version must carry a matching `<path>.sig`.
 #[napi(catch_unwind)]
 pub fn load_file(
     path: String,
     reload: bool,
     poll_interval_ms: Option<u32>,
+    verify_key: Option<String>,
 ) -> Either<u32, LoadFailure> {
     let mut options = FileOptions {
         reload,
@@ -97,8 +100,14 @@ pub fn load_file(
     if let Some(ms) = poll_interval_ms {
         options.poll_interval = Duration::from_millis(u64::from(ms.max(1)));
     }
+    if let Some(text) = verify_key {
+        match flagrail_sources::VerifyKey::parse(&text) {
+            Ok(key) => options.verifier = Some(std::sync::Arc::new(key)),
+            Err(error) => return Either::B(load_failure(&error)),
+        }
+    }
     match Flags::from_file_with(&path, options) {
-        Ok(flags) => Either::A(handle::insert(flags)),
+        Ok(flags) => Either::A(reload_log::insert_watched(flags)),
         Err(error) => Either::B(load_failure(&error)),
     }
 }

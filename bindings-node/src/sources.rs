@@ -56,7 +56,7 @@ fn options(given: UrlOptions) -> Result<HttpOptions, flagrail_core::Error> {
 #[napi(catch_unwind)]
 pub fn load_url(url: String, given: UrlOptions) -> Either<u32, LoadFailure> {
     match options(given).and_then(|options| flagrail_sources::from_url(&url, options)) {
-        Ok(flags) => Either::A(crate::handle::insert(flags)),
+        Ok(flags) => Either::A(crate::reload_log::insert_watched(flags)),
         Err(error) => Either::B(load_failure(&error)),
     }
 }

@@ -94,45 +94,22 @@ fn log_reload(py: Python<'_>, source: &str, event: &ReloadEvent) -> PyResult<()>
     let logger = logger.bind(py);
     let extra = PyDict::new(py);
     extra.set_item("flagrail_source", source)?;
-    let kwargs = PyDict::new(py);
     match event {
         ReloadEvent::Applied { previous, revision } => {
             extra.set_item("flagrail_event", "reload_applied")?;
             extra.set_item("flagrail_revision", revision)?;
             extra.set_item("flagrail_previous_revision", previous)?;
-            kwargs.set_item("extra", extra)?;
-            logger.call_method(
-                "info",
-                (
-                    "flag document reloaded from %s: revision %s -> %s",
-                    source,
-                    previous,
-                    revision,
-                ),
-                Some(&kwargs),
-            )?;
         }
         ReloadEvent::Rejected { error } => {
             extra.set_item("flagrail_event", "reload_rejected")?;
             extra.set_item("flagrail_code", error.code())?;
-            kwargs.set_item("extra", extra)?;
-            // A document that does not validate is a failed change someone has to fix; an
-            // unreadable file is often transient (a deploy in progress).
-            let level = match error {
-                flagrail_core::Error::InvalidDocument { .. } => "error",
-                _ => "warning",
-            };
-            logger.call_method(
-                level,
-                (
-                    "flag document from %s rejected, the previous revision stays live: %s",
-                    source,
-                    error.to_string(),
-                ),
-                Some(&kwargs),
-            )?;
         }
     }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("extra", extra)?;
+    // Level and text are the core's, shared with Node.
+    let (level, message) = event.log_line(source);
+    logger.call_method(level.as_str(), ("%s", message), Some(&kwargs))?;
     Ok(())
 }
 
@@ -225,24 +202,41 @@ impl Flags {
     ///     poll_interval: Seconds between checks of the file.
     ///     events: A JSON-lines file that every telemetry event is appended to (see
     ///         ``write_events``).
+    ///     verify_key: The text of ``flagrail.pub``: the document must carry a detached
+    ///         ed25519 signature by this key in ``<path>.sig`` (written by ``flagrail sign``).
+    ///         Every reload checks the pair: an unsigned or wrongly signed version is rejected
+    ///         (``SIGNATURE_INVALID`` in ``status()`` and the ``reload_rejected`` event) and the
+    ///         live one stays; a document replaced before its ``.sig`` goes live once both
+    ///         match.
     ///
     /// Raises:
     ///     SourceError: The file (or the events file) cannot be opened (code
-    ///         ``SOURCE_UNREACHABLE``).
+    ///         ``SOURCE_UNREACHABLE``), or it is not signed by ``verify_key``
+    ///         (``SIGNATURE_INVALID``).
     ///     DocumentError: The document is invalid; ``problems`` lists every problem.
+    ///     InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``.
     #[staticmethod]
-    #[pyo3(signature = (path, *, reload = true, poll_interval = None, events = None))]
+    #[pyo3(signature = (
+        path, *, reload = true, poll_interval = None, events = None, verify_key = None
+    ))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         reload: bool,
         poll_interval: Option<f64>,
         events: Option<PathBuf>,
+        verify_key: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, poll_interval)?;
+        let verifier = verify_key
+            .map(flagrail_sources::VerifyKey::parse)
+            .transpose()
+            .into_py_result(py)?
+            .map(|key| Arc::new(key) as Arc<dyn flagrail_core::live::DocumentVerifier>);
         let options = FileOptions {
             reload,
             poll_interval: interval,
+            verifier,
             ..FileOptions::default()
         };
         let core = py

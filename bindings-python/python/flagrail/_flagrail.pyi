@@ -120,6 +120,7 @@ class Flags:
         reload: bool = True,
         poll_interval: float | None = None,
         events: str | PathLike[str] | None = None,
+        verify_key: str | None = None,
     ) -> Flags:
         """Loads a flag document from a JSON file and, unless ``reload=False``, watches it.
 
@@ -132,11 +133,19 @@ class Flags:
             poll_interval: Seconds between checks of the file.
             events: A JSON-lines file that every telemetry event is appended to (see
                 ``write_events``).
+            verify_key: The text of ``flagrail.pub``: the document must carry a detached
+                ed25519 signature by this key in ``<path>.sig`` (written by ``flagrail sign``).
+                Every reload checks the pair: an unsigned or wrongly signed version is rejected
+                (``SIGNATURE_INVALID`` in ``status()`` and the ``reload_rejected`` event) and the
+                live one stays; a document replaced before its ``.sig`` goes live once both
+                match.
 
         Raises:
             SourceError: The file (or the events file) cannot be opened (code
-                ``SOURCE_UNREACHABLE``).
+                ``SOURCE_UNREACHABLE``), or it is not signed by ``verify_key``
+                (``SIGNATURE_INVALID``).
             DocumentError: The document is invalid; ``problems`` lists every problem.
+            InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``.
         """
 
     @staticmethod

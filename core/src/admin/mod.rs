@@ -20,12 +20,17 @@
 //!    directory, never through a symlink), given the document's owner and mode, flushed and
 //!    renamed over the real file. A read-only document, or one whose owner cannot be kept, is
 //!    refused unless the caller forces it.
-//! 6. One audit line is appended with a single `O_APPEND` write (the log is opened before the
+//! 6. A signed document (a `.sig` beside it) is re-signed with the caller's key
+//!    ([`KillOptions::signer`]) and its signature replaced right after it, the same way; without
+//!    a key, or with a signature the key did not make, the kill is refused unless forced (the
+//!    rules are in [`signed`]).
+//! 7. One audit line is appended with a single `O_APPEND` write (the log is opened before the
 //!    document is replaced, so a log that cannot be written stops the kill before it happens).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -35,7 +40,11 @@ use crate::error::{Error, Result};
 use crate::time::{format_date, format_timestamp, Millis};
 
 mod files;
+pub mod signed;
 mod text_edit;
+
+pub use crate::live::source::lock_path;
+pub use signed::DocumentSigner;
 
 /// How long a kill waits (by default) for another kill or unkill of the same document to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -58,14 +67,28 @@ pub struct KillChange<'a> {
     pub at: Millis,
 }
 
-/// How far a rewrite may go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How far a rewrite may go. Build it with `..KillOptions::default()` so that new options
+/// keep their defaults.
+#[derive(Clone, Default)]
 pub struct KillOptions {
     /// Rewrite a document that is read-only to the caller, or whose owner the caller cannot
-    /// keep. Its mode is kept either way.
+    /// keep (its mode is kept either way); rewrite a signed document without a key, or re-sign
+    /// one whose signature the key did not make (see [`signed`]).
     pub force: bool,
     /// How long to wait for the document's lock; `None` is [`LOCK_WAIT`].
     pub lock_wait: Option<Duration>,
+    /// The key that re-signs a signed document (`<path>.sig`), or signs an unsigned one.
+    pub signer: Option<Arc<dyn DocumentSigner>>,
+}
+
+impl std::fmt::Debug for KillOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KillOptions")
+            .field("force", &self.force)
+            .field("lock_wait", &self.lock_wait)
+            .field("signer", &self.signer.as_ref().map(|_| "<key>"))
+            .finish()
+    }
 }
 
 /// A kill switch as the document had it before the change.
@@ -90,6 +113,9 @@ pub struct KillOutcome {
     pub before: SwitchState,
     /// The real file that was (or would have been) rewritten.
     pub document: PathBuf,
+    /// The signature written beside the document (`None`: the document is not signed, or
+    /// nothing changed, or a forced kill left a stale one).
+    pub signature: Option<PathBuf>,
     pub audit_log: PathBuf,
     /// Things the caller should tell a person: a kill variant that still calls a model, a
     /// document-wide kill that keeps a flag killed, formatting that could not be kept.
@@ -288,15 +314,6 @@ pub fn audit_log_path(document: &Path) -> PathBuf {
     document.with_file_name(format!("{stem}.audit.jsonl"))
 }
 
-/// The lock file of a document file: `flags.json` → `.flags.json.lock`, beside it.
-pub fn lock_path(document: &Path) -> PathBuf {
-    let name = document
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "flags.json".to_string());
-    document.with_file_name(format!(".{name}.lock"))
-}
-
 fn not_a_file(path: &Path) -> Error {
     invalid(format!(
         "{}: not a regular file; a kill rewrites a regular file only",
@@ -346,6 +363,7 @@ pub fn kill_file(
         new_revision: edit.new_revision,
         before: edit.before,
         document: real.clone(),
+        signature: None,
         audit_log: audit_log.clone(),
         warnings: edit.warnings,
     };
@@ -355,6 +373,16 @@ pub fn kill_file(
     if !options.force {
         files::refuse_read_only(&real, &metadata)?;
     }
+    let signature_file = signed::signature_file(path, &real);
+    let signature = signed::plan(
+        &real,
+        &signature_file,
+        &text,
+        &edit.text,
+        options.signer.as_deref(),
+        options.force,
+        &mut outcome.warnings,
+    )?;
     let audit = files::open_beside(&audit_log, files::Access::Append, &metadata)?;
     files::replace(
         &real,
@@ -363,6 +391,28 @@ pub fn kill_file(
         options.force,
         &mut outcome.warnings,
     )?;
+    if let signed::SignaturePlan::Write(signature_text) = &signature {
+        // Right after the document, still under the lock: a verifying watcher that saw the new
+        // document with the old signature waits for the lock and reads the pair again.
+        let kept = fs::metadata(&signature_file).unwrap_or_else(|_| metadata.clone());
+        files::replace(
+            &signature_file,
+            signature_text.as_bytes(),
+            &kept,
+            options.force,
+            &mut outcome.warnings,
+        )
+        .map_err(|err| {
+            io_error(
+                &signature_file,
+                format!(
+                    "{err}; the document WAS rewritten (revision {} -> {}) but not re-signed: processes that verify signatures keep the previous revision until `flagrail sign` is run on it",
+                    outcome.old_revision, outcome.new_revision
+                ),
+            )
+        })?;
+        outcome.signature = Some(signature_file.clone());
+    }
 
     let record = json!({
         "time": format_timestamp(change.at),
@@ -374,6 +424,7 @@ pub fn kill_file(
         "new_revision": outcome.new_revision,
         "document": path.display().to_string(),
         "file": real.display().to_string(),
+        "signed": outcome.signature.is_some(),
     });
     // One write of one line with O_APPEND: concurrent writers never interleave within a line.
     let mut line = record.to_string();
