@@ -16,11 +16,16 @@ fn fleet_of(slot: u32) -> Result<Arc<FleetState>, JsError> {
     })
 }
 
-/// Shares the handle's state through the Redis at `url` (never waits for Redis).
+/// Shares the handle's state through the Redis at `url` (never waits for Redis); the keys
+/// carry the hash tag of `document_key` (default `flagrail:document`).
 #[napi(catch_unwind)]
-pub fn fleet_attach(slot: u32, url: String) -> Result<(), JsError> {
+pub fn fleet_attach(slot: u32, url: String, document_key: Option<String>) -> Result<(), JsError> {
     let handle = handle(slot)?;
-    let fleet = FleetState::attach(&handle.inner, &url, FleetOptions::default())
+    let mut options = FleetOptions::default();
+    if let Some(key) = document_key {
+        options.document_key = key;
+    }
+    let fleet = FleetState::attach(&handle.inner, &url, options)
         .map_err(|error| core_error(&flagrail_core::Error::from(error)))?;
     *handle.fleet.borrow_mut() = Some(fleet);
     Ok(())

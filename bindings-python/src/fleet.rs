@@ -14,14 +14,34 @@ use crate::handle::Inner;
 
 /// Attaches fleet state at `url` to `inner` and installs the Redis pin store.
 pub(crate) fn attach(py: Python<'_>, inner: &Arc<Inner>, url: Option<&str>) -> PyResult<()> {
+    attach_keyed(
+        py,
+        inner,
+        url,
+        flagrail_fleet::connection::DEFAULT_DOCUMENT_KEY,
+    )
+}
+
+/// [`attach`] with the keys under the hash tag of `document_key` (a `from_redis` handle's
+/// document key).
+pub(crate) fn attach_keyed(
+    py: Python<'_>,
+    inner: &Arc<Inner>,
+    url: Option<&str>,
+    document_key: &str,
+) -> PyResult<()> {
     let Some(url) = url else {
         return Ok(());
     };
-    let fleet = FleetState::attach(&inner.core, url, FleetOptions::default())
+    let options = FleetOptions {
+        document_key: document_key.to_string(),
+        ..FleetOptions::default()
+    };
+    let fleet = FleetState::attach(&inner.core, url, options.clone())
         .map_err(flagrail_core::Error::from)
         .into_py_result(py)?;
     if let Ok(mut slot) = inner.fleet.slot().lock() {
-        *slot = Some((url.to_string(), fleet));
+        *slot = Some((url.to_string(), options, fleet));
     }
     let store = Py::new(
         py,
@@ -39,14 +59,14 @@ pub(crate) fn after_fork(inner: &Arc<Inner>) {
         Ok(mut slot) => slot.take(),
         Err(_) => return,
     };
-    let Some((url, parent)) = previous else {
+    let Some((url, options, parent)) = previous else {
         return;
     };
     std::mem::forget(parent);
     inner.core.share_state(None);
-    if let Ok(fleet) = FleetState::attach(&inner.core, &url, FleetOptions::default()) {
+    if let Ok(fleet) = FleetState::attach(&inner.core, &url, options.clone()) {
         if let Ok(mut slot) = inner.fleet.slot().try_lock() {
-            *slot = Some((url, fleet));
+            *slot = Some((url, options, fleet));
         }
     }
 }
