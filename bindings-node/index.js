@@ -364,6 +364,21 @@ function defaultId(defaultVariant) {
 const CONSTRUCT = Symbol('flagrail.construct')
 // The Flags of each native slot of this thread, held weakly: reload notices name a slot.
 const bySlot = new Map()
+
+// otel.js once loaded (null: @opentelemetry/api is missing, or FLAGRAIL_OTEL=0); undefined
+// until the first call.
+let otel
+function loadOtel() {
+  if (process.env.FLAGRAIL_OTEL === '0') return null
+  try {
+    return require('./otel.js').load()
+  } catch {
+    return null
+  }
+}
+
+// The core's OpenFeature reasons by reason code: [flag without rules, flag with rules].
+let openFeatureReasons = null
 // The native state of a Flags lives in a per-thread slot table; the slot is freed when its
 // Flags is collected.
 const released = new FinalizationRegistry((slot) => {
@@ -438,10 +453,10 @@ class Flags {
     this._tables = new Tables(native.tables(slot), slot, false)
     // onEvent listeners; null until the first one (then the native side queues events).
     this._listeners = null
+    bySlot.set(slot, new WeakRef(this))
     // Test overrides (`override`): an AsyncLocalStorage of Map<flag key, variant id>, created
     // by the first override; until then evaluation looks at nothing else.
     this._overrides = null
-    bySlot.set(slot, new WeakRef(this))
     released.register(this, slot)
   }
 
@@ -524,6 +539,52 @@ class Flags {
         verifyKey: text('verifyKey', opts.verifyKey),
         caFile: text('caFile', opts.caFile),
         headers,
+      }),
+    )
+    if (opts.events !== undefined && opts.events !== null) {
+      try {
+        flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    return flags
+  }
+
+  /**
+   * Loads a flag document from a Redis key and follows every push at once (pub/sub, with a
+   * safety-net poll; see index.d.ts, `Flags.fromRedis`). Never throws because Redis is down:
+   * after `startupTimeoutMs` the cache or an empty document serves until Redis returns.
+   */
+  static fromRedis(url, options) {
+    const opts = options === undefined || options === null ? {} : options
+    if (url instanceof URL) url = url.href
+    if (typeof url !== 'string') throw invalidArgument('url must be a string or a URL')
+    const ms = (name, value, least) => {
+      if (value === undefined || value === null) return undefined
+      if (!Number.isInteger(value) || value < least || value > 0xffffffff) {
+        throw invalidArgument(`${name} must be a whole number of milliseconds >= ${least}`)
+      }
+      return value
+    }
+    const text = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (value instanceof URL) return require('node:url').fileURLToPath(value)
+      if (typeof value !== 'string') throw invalidArgument(`${name} must be a string`)
+      return value
+    }
+    if (opts.key !== undefined && opts.key !== null && (typeof opts.key !== 'string' || opts.key === '')) {
+      throw invalidArgument('key must be a non-empty string')
+    }
+    const flags = Flags._from(
+      native.loadRedis(url, {
+        key: opts.key === null ? undefined : opts.key,
+        pollIntervalMs: ms('pollIntervalMs', opts.pollIntervalMs, 1),
+        startupTimeoutMs: ms('startupTimeoutMs', opts.startupTimeoutMs, 0),
+        timeoutMs: ms('timeoutMs', opts.timeoutMs, 1),
+        cachePath: text('cachePath', opts.cachePath),
+        verifyKey: text('verifyKey', opts.verifyKey),
       }),
     )
     if (opts.events !== undefined && opts.events !== null) {
@@ -880,12 +941,30 @@ class Flags {
    * variant serves without calling `fn`. The core plans the chain and records every attempt;
    * this only runs `fn` and reports back.
    */
-  async call(flag, context, fn, callOptions) {
+  call(flag, context, fn, callOptions) {
+    // OpenTelemetry spans when @opentelemetry/api can be loaded (otel.js, resolved once on the
+    // first call); otherwise, or with FLAGRAIL_OTEL=0, the plain chain.
+    if (otel === undefined) otel = loadOtel()
+    if (otel === null) return this._call(flag, context, fn, callOptions)
+    return otel.traceCall(this, flag, context, fn, callOptions)
+  }
+
+  /** `call` without spans: the chain itself. */
+  async _call(flag, context, fn, callOptions) {
     if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
     const signal = callSignal(callOptions)
     // The caller gave up before anything started: nothing is evaluated or recorded.
     if (signal !== undefined && signal.aborted) throw signal.reason
     const key = flagKey(flag)
+    // Made from inside the function of too many enclosing calls: the core's error, before
+    // anything is evaluated or recorded.
+    if (callDepth >= MAX_CALL_DEPTH) {
+      try {
+        native.enterCall(key, callDepth)
+      } catch (err) {
+        rethrow(err)
+      }
+    }
     let out = OUT
     let entry = this._tables.byKey.get(key)
     let run = -1
@@ -989,10 +1068,18 @@ class Flags {
         let failed = false
         try {
           if (signal !== undefined) value = await withSignal(fn, variant, options, timeoutMs, signal)
-          else value = timeoutMs < 0 ? await fn(variant, options) : await withTimeout(fn, variant, options, timeoutMs)
+          else value = timeoutMs < 0 ? await invoke(fn, variant, options) : await withTimeout(fn, variant, options, timeoutMs)
         } catch (err) {
           failed = true
           thrown = err
+        }
+        if (failed && isCallDepthError(thrown)) {
+          // A programming error, not the model's: the attempt is recorded as cancelled (its
+          // reservation given back) and every enclosing call ends with the same error.
+          ended = true
+          native.runCancel(run)
+          if (this._listeners !== null) this._drain()
+          throw thrown
         }
         if (value === ABORTED) {
           // The caller's signal: the core records the attempt as cancelled and gives its
@@ -1213,6 +1300,20 @@ class Flags {
     }
   }
 
+  /**
+   * The OpenFeature resolution reason of `variant` (for flagrail/openfeature and the spans;
+   * not public API): the core's table, where the default of a flag without rules is STATIC.
+   */
+  _openFeatureReason(variant) {
+    const tables = this._tables
+    const entry = tables.byKey.get(variant.flag)
+    const code = tables.reasons.indexOf(variant.reason)
+    // A variant of another revision than the tables': as a flag with rules (DEFAULT).
+    const hasRules = entry === undefined || tables.revision !== variant.revision || entry.ruleIds.length > 0
+    if (openFeatureReasons === null) openFeatureReasons = [native.openFeatureReasons(false), native.openFeatureReasons(true)]
+    return openFeatureReasons[hasRules ? 1 : 0][code] ?? 'UNKNOWN'
+  }
+
   /** Dispatches the queued events to the listeners. */
   _drain() {
     const text = native.takeEvents(this._slot)
@@ -1378,6 +1479,33 @@ class CallOptions {
   }
 }
 
+// How many `call`s are running their `fn` synchronously on this thread right now: a `call`
+// made before the first `await` of another call's `fn` nests on the JS stack, and past the
+// core's limit it fails with CALL_DEPTH_EXCEEDED instead of a stack overflow recorded as the
+// model's error. (A call made after an `await` starts on a fresh stack: it is not nested.)
+let callDepth = 0
+const MAX_CALL_DEPTH = native.maxCallDepth()
+
+/** Whether a thrown value is the CALL_DEPTH_EXCEEDED of a nested call (any value: a revoked
+ * Proxy throws on every operation, and is not one). */
+function isCallDepthError(err) {
+  try {
+    return err instanceof FlagrailError && err.code === 'CALL_DEPTH_EXCEEDED'
+  } catch {
+    return false
+  }
+}
+
+/** Calls the user's `fn` for one attempt, counting the nesting of calls on this stack. */
+function invoke(fn, variant, options) {
+  callDepth++
+  try {
+    return fn(variant, options)
+  } finally {
+    callDepth--
+  }
+}
+
 /**
  * Runs `fn` and settles with its outcome or, at `timeoutMs`, with TIMED_OUT (aborting the
  * signal), whichever comes first: a function that ignores its signal still ends the attempt on
@@ -1391,7 +1519,7 @@ function withTimeout(fn, variant, options, timeoutMs) {
     }, timeoutMs)
     let pending
     try {
-      pending = fn(variant, options)
+      pending = invoke(fn, variant, options)
     } catch (err) {
       clearTimeout(timer)
       reject(err)
@@ -1434,7 +1562,7 @@ function withSignal(fn, variant, options, timeoutMs, signal) {
     const done = () => signal.removeEventListener('abort', onAbort)
     let pending
     try {
-      pending = timeoutMs < 0 ? fn(variant, options) : withTimeout(fn, variant, options, timeoutMs)
+      pending = timeoutMs < 0 ? invoke(fn, variant, options) : withTimeout(fn, variant, options, timeoutMs)
     } catch (err) {
       done()
       reject(err)

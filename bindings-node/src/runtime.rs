@@ -122,6 +122,13 @@ pub fn error_kinds() -> Vec<&'static str> {
     flagrail_core::codes::error_kind_names()
 }
 
+/// The OpenFeature resolution reasons in reason-code order, for a flag with rules or without
+/// (`flagrail/openfeature` and the OpenTelemetry spans read them; the core's table).
+#[napi(catch_unwind)]
+pub fn open_feature_reasons(flag_has_rules: bool) -> Vec<&'static str> {
+    flagrail_core::codes::open_feature_reason_names(flag_has_rules)
+}
+
 /// The kind (its code) of a failed attempt, from what the JS error says about itself.
 #[napi(catch_unwind)]
 pub fn classify_error(

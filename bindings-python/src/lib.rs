@@ -49,6 +49,8 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(workers::_stop_call_threads, m)?)?;
     m.add_function(wrap_pyfunction!(workers::_next_call_job, m)?)?;
     m.add_function(wrap_pyfunction!(reuse::_reuses_results, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_enter_call, m)?)?;
+    m.add("_MAX_CALL_DEPTH", flagrail_core::live::MAX_CALL_DEPTH)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;
     reuse::init(m.py())?;

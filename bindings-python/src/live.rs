@@ -338,6 +338,100 @@ impl Flags {
         Ok(Flags { inner })
     }
 
+    /// Loads a flag document from a Redis key and follows every push at once.
+    ///
+    /// The document lives at ``key``; ``flagrail push`` (and ``flagrail kill`` / ``unkill``
+    /// with ``--redis``) writes it atomically and announces the new revision on the
+    /// document's pub/sub channel. Every process subscribed to it re-reads the key as soon as
+    /// the message arrives, right after every (re)subscription, and every ``poll_interval``
+    /// seconds as a safety net (pub/sub can drop messages). A new document is checked
+    /// (signature, when ``verify_key`` is given: the signature lives at a sibling key),
+    /// validated and swapped in atomically; a bad or unsigned one never replaces the live
+    /// one. ``url`` is ``redis://host:port[/db]`` or, for a Redis Cluster,
+    /// ``redis+cluster://host1:port1,host2:port2,...``: every key of one document shares one
+    /// hash tag, so each write stays in one slot. ``status()["remote"]`` says ``kind:
+    /// "redis"``, whether the process is connected and subscribed, the push counter
+    /// (``redis_revision``), last success, staleness and the last error with its code. The
+    /// poller reconnects with backoff, stops with ``close()`` (or ``with``) and restarts in
+    /// forked children.
+    ///
+    /// Startup never fails because Redis is down: after ``startup_timeout`` seconds without
+    /// an answer, the cache (``cache_path``) serves, or else an empty document (revision
+    /// ``redis:waiting``: every flag answers the caller's default) until Redis returns and the
+    /// real document loads. An empty key is treated the same way (nothing pushed yet).
+    ///
+    /// Args:
+    ///     url: ``redis://`` or ``redis+cluster://``; a password in it is never shown.
+    ///     key: The key that holds the document.
+    ///     poll_interval: Seconds between safety-net reads.
+    ///     cache_path: A file that keeps the last good document for cold starts.
+    ///     verify_key: The text of ``flagrail.pub``: documents must carry a detached ed25519
+    ///         signature by this key (``flagrail push`` stores the ``.sig`` beside the
+    ///         document).
+    ///     timeout: Seconds a Redis reply (and connecting) may take.
+    ///     startup_timeout: Seconds to wait for Redis before serving the cache or the empty
+    ///         document.
+    ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///
+    /// Raises:
+    ///     DocumentError: Redis holds an invalid document and no cache could serve.
+    ///     SourceError: Redis holds a document not signed by ``verify_key``
+    ///         (``SIGNATURE_INVALID``) and no cache could serve.
+    ///     InvalidArgumentError: A bad URL, key, verify key or interval.
+    #[staticmethod]
+    #[pyo3(signature = (
+        url, *, key = "flagrail:document", poll_interval = 30.0, cache_path = None,
+        verify_key = None, timeout = 1.0, startup_timeout = 5.0, events = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_redis(
+        py: Python<'_>,
+        url: &str,
+        key: &str,
+        poll_interval: f64,
+        cache_path: Option<PathBuf>,
+        verify_key: Option<&str>,
+        timeout: f64,
+        startup_timeout: f64,
+        events: Option<PathBuf>,
+    ) -> PyResult<Flags> {
+        let interval = self::poll_interval(py, Some(poll_interval))?;
+        let seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
+            Ok(d) if !(name == "timeout" && d.is_zero()) => Ok(d),
+            _ => Err(invalid_argument(
+                py,
+                format!("{name} must be a number of seconds > 0, got {value}"),
+            )),
+        };
+        let startup = seconds("startup_timeout", startup_timeout)?;
+        let reply_timeout = seconds("timeout", timeout)?;
+        let verify_key = verify_key
+            .map(flagrail_sources::VerifyKey::parse)
+            .transpose()
+            .into_py_result(py)?;
+        let options = flagrail_fleet::RedisOptions {
+            key: key.to_string(),
+            poll_interval: interval,
+            cache_path,
+            verify_key,
+            timeouts: flagrail_fleet::Timeouts {
+                connect: reply_timeout,
+                read: reply_timeout,
+                write: reply_timeout,
+            },
+            startup_timeout: startup,
+            ..flagrail_fleet::RedisOptions::default()
+        };
+        let core = py
+            .detach(|| flagrail_fleet::from_redis(url, options))
+            .into_py_result(py)?;
+        write_events(py, &core, events)?;
+        listen(&core);
+        let inner = Arc::new(Inner::new(py, core, interval));
+        track(&inner);
+        Ok(Flags { inner })
+    }
+
     /// Loads a flag document from JSON text (no reloading).
     ///
     /// Args:
@@ -488,7 +582,8 @@ impl Flags {
 
     /// Source, live revision, its age, the last reload error (with ``code`` and every
     /// problem's ``path``), reload counters, whether the file is watched, local kills, tripped
-    /// guardrails, every budget's state (``budgets``), the pins held in memory
+    /// guardrails, the ramps an autopilot governs (``autopilot``: state, step, percent, when
+    /// the step began), every budget's state (``budgets``), the pins held in memory
     /// (``sticky_pins``) and the pin store (``sticky_store``: ``kind`` ``"memory"`` or
     /// ``"custom"``, ``errors`` it raised since the process started, ``last_error``).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -628,7 +723,8 @@ impl Flags {
     /// Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
     /// (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
     /// ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
-    /// ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
+    /// ``call`` nested more than 100 deep on one thread raises ``CallDepthError`` (a
+    /// ``RecursionError``, code ``CALL_DEPTH_EXCEEDED``; the limit is the core's, as in Node).
     ///
     /// Args:
     ///     flag: The flag key.
@@ -664,6 +760,8 @@ impl Flags {
     ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
     ///     AllAttemptsFailedError: Every step failed and none was non-AI (code
     ///         ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+    ///     CallDepthError: ``acall`` nested more than 100 deep in one task (an ``acall``
+    ///         awaited inside the function of another; code ``CALL_DEPTH_EXCEEDED``).
     #[pyo3(signature = (flag, context, r#fn))]
     fn acall<'py>(
         slf: &Bound<'py, Self>,

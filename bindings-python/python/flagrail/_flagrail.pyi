@@ -27,6 +27,8 @@ __all__ = [
     "_forget_call_threads",
     "_stop_call_threads",
     "_next_call_job",
+    "_enter_call",
+    "_MAX_CALL_DEPTH",
     "_Slot",
     "_reuses_results",
     "_Run",
@@ -39,6 +41,13 @@ _T_co = TypeVar("_T_co", covariant=True)
 
 __version__: str
 HASH_VERSION: int
+_MAX_CALL_DEPTH: int
+
+def _enter_call(flag: str, depth: int) -> int:
+    """Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep.
+
+    Not public API.
+    """
 """The bucketing algorithm version (docs/bucketing.md); a change is a new version."""
 
 def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
@@ -202,6 +211,60 @@ class Flags:
         """
 
     @staticmethod
+    def from_redis(
+        url: str,
+        *,
+        key: str = "flagrail:document",
+        poll_interval: float = 30.0,
+        cache_path: str | PathLike[str] | None = None,
+        verify_key: str | None = None,
+        timeout: float = 1.0,
+        startup_timeout: float = 5.0,
+        events: str | PathLike[str] | None = None,
+    ) -> Flags:
+        """Loads a flag document from a Redis key and follows every push at once.
+
+        The document lives at ``key``; ``flagrail push`` (and ``flagrail kill`` / ``unkill``
+        with ``--redis``) writes it atomically and announces the new revision on the
+        document's pub/sub channel. Every process subscribed to it re-reads the key as soon
+        as the message arrives, right after every (re)subscription, and every
+        ``poll_interval`` seconds as a safety net (pub/sub can drop messages). A new document
+        is checked (signature, when ``verify_key`` is given: the signature lives at a sibling
+        key), validated and swapped in atomically; a bad or unsigned one never replaces the
+        live one. ``url`` is ``redis://host:port[/db]`` or, for a Redis Cluster,
+        ``redis+cluster://host1:port1,host2:port2,...``: every key of one document shares one
+        hash tag, so each write stays in one slot. ``status()["remote"]`` says ``kind:
+        "redis"``, whether the process is connected and subscribed, the push counter
+        (``redis_revision``), last success, staleness and the last error with its code. The
+        poller reconnects with backoff, stops with ``close()`` (or ``with``) and restarts in
+        forked children.
+
+        Startup never fails because Redis is down: after ``startup_timeout`` seconds without
+        an answer, the cache (``cache_path``) serves, or else an empty document (revision
+        ``redis:waiting``: every flag answers the caller's default) until Redis returns and
+        the real document loads. An empty key is treated the same way (nothing pushed yet).
+
+        Args:
+            url: ``redis://`` or ``redis+cluster://``; a password in it is never shown.
+            key: The key that holds the document.
+            poll_interval: Seconds between safety-net reads.
+            cache_path: A file that keeps the last good document for cold starts.
+            verify_key: The text of ``flagrail.pub``: documents must carry a detached ed25519
+                signature by this key (``flagrail push`` stores the ``.sig`` beside the
+                document).
+            timeout: Seconds a Redis reply (and connecting) may take.
+            startup_timeout: Seconds to wait for Redis before serving the cache or the empty
+                document.
+            events: A JSON-lines file that every telemetry event is appended to.
+
+        Raises:
+            DocumentError: Redis holds an invalid document and no cache could serve.
+            SourceError: Redis holds a document not signed by ``verify_key``
+                (``SIGNATURE_INVALID``) and no cache could serve.
+            InvalidArgumentError: A bad URL, key, verify key or interval.
+        """
+
+    @staticmethod
     def from_json(text: str, *, events: str | PathLike[str] | None = None) -> Flags:
         """Loads a flag document from JSON text (no reloading).
 
@@ -306,7 +369,8 @@ class Flags:
     def status(self) -> dict[str, Any]:
         """Source, live revision, its age, the last reload error (with ``code`` and every
         problem's ``path``), reload counters, whether the file is watched, local kills, tripped
-        guardrails, every budget's state (``budgets``), the pins held in memory
+        guardrails, the ramps an autopilot governs (``autopilot``: state, step, percent, when
+        the step began), every budget's state (``budgets``), the pins held in memory
         (``sticky_pins``) and the pin store (``sticky_store``: ``kind`` ``"memory"`` or
         ``"custom"``, ``errors`` it raised since the process started, ``last_error``)."""
 
@@ -402,7 +466,8 @@ class Flags:
         Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
         (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
         ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
-        ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
+        ``call`` nested more than 100 deep on one thread raises ``CallDepthError`` (a
+        ``RecursionError``, code ``CALL_DEPTH_EXCEEDED``; the limit is the core's, as in Node).
 
         Args:
             flag: The flag key.
@@ -441,6 +506,8 @@ class Flags:
             FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
             AllAttemptsFailedError: Every step failed and none was non-AI (code
                 ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+            CallDepthError: ``acall`` nested more than 100 deep in one task (an ``acall``
+                awaited inside the function of another; code ``CALL_DEPTH_EXCEEDED``).
         """
 
     @overload
@@ -606,6 +673,10 @@ class Variant:
     def reason(self) -> str:
         """Why this variant was chosen: one of ``FLAG_NOT_FOUND``, ``KILLED``, ``GUARDRAIL``,
         ``STICKY``, ``BUDGET``, ``TARGETING_MATCH``, ``SPLIT``, ``DEFAULT``."""
+
+    @property
+    def _open_feature_reason(self) -> str:
+        """The OpenFeature resolution reason of this decision (not public API)."""
 
     @property
     def rule_id(self) -> str | None:
