@@ -718,6 +718,9 @@ class Flags {
     if (id === undefined) return undefined
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = this._tables.byKey.get(key)
+      // Not in our tables: a reload since they were read may have added it (refresh once), or
+      // removed it (evaluate as usual).
+      if (entry === undefined && attempt > 0) return undefined
       if (entry !== undefined) {
         const packed = native.evalForced(this._slot, entry.index, id)
         if (packed >= 0) return unpack(entry, packed, null)
