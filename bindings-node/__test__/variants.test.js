@@ -129,3 +129,14 @@ test('a reload between calls is seen by the next call', () => {
   flags.kill('static')
   assert.equal(flags.variants({}, ['static']).static.reason, 'KILLED')
 })
+
+test('a test override applies to variants and all', () => {
+  const flags = Flags.fromObject(DOCUMENT)
+  const ctx = { user_id: 'u-1', plan: 'free' }
+  flags.override('by-plan', 'treatment', () => {
+    assert.equal(flags.variants(ctx, ['by-plan', 'static'])['by-plan'].id, 'treatment')
+    assert.equal(flags.all(ctx)['by-plan'].id, 'treatment')
+    assert.equal(flags.all(ctx).static.id, 'control')
+  })
+  assert.equal(flags.variants(ctx, ['by-plan'])['by-plan'].id, 'control')
+})

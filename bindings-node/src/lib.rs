@@ -12,15 +12,19 @@
 )]
 
 mod error;
+pub mod fleet;
 mod handle;
 mod raw;
 mod raw_call;
+pub mod reload_log;
 pub mod runtime;
 pub mod sources;
 
 use std::time::Duration;
 
 use flagrail_core::cache_key::KeyPart;
+use flagrail_core::live::overrides::for_tests;
+use flagrail_core::live::overrides::forced::check_forced;
 use flagrail_core::{Document, FileOptions, Flags};
 use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Uint8ArraySlice, Unknown};
 use napi::JsString;
@@ -55,6 +59,22 @@ pub fn load_json(text: String) -> Either<u32, LoadFailure> {
     }
 }
 
+/// Loads the flags of a test from the short mapping of `Flags.forTests` (JSON text; see
+/// `flagrail_core::live::overrides::for_tests`): the handle's slot, or why it was rejected.
+#[napi(catch_unwind)]
+pub fn load_for_tests(text: String) -> Either<u32, LoadFailure> {
+    let built = serde_json::from_str(&text)
+        .map_err(|e| flagrail_core::Error::InvalidArgument {
+            message: format!("forTests: the mapping is not JSON: {e}"),
+        })
+        .and_then(|mapping| for_tests::document(&mapping))
+        .and_then(Flags::from_value);
+    match built {
+        Ok(flags) => Either::A(handle::insert(flags)),
+        Err(error) => Either::B(load_failure(&error)),
+    }
+}
+
 /// Loads flags from JSON bytes (a `Buffer` or `Uint8Array`): invalid UTF-8 is rejected with its
 /// position, as the CLI and Python reject it, instead of being decoded with U+FFFD in JS.
 #[napi(catch_unwind)]
@@ -65,12 +85,14 @@ pub fn load_bytes(bytes: Uint8ArraySlice<'_>) -> Either<u32, LoadFailure> {
     }
 }
 
-/// Loads flags from a file, watching it for changes when `reload` is set.
+/// Loads flags from a file, watching it for changes when `reload` is set; with `verify_key`
+/// (the text of `flagrail.pub`) every version must carry a matching `<path>.sig`.
 #[napi(catch_unwind)]
 pub fn load_file(
     path: String,
     reload: bool,
     poll_interval_ms: Option<u32>,
+    verify_key: Option<String>,
 ) -> Either<u32, LoadFailure> {
     let mut options = FileOptions {
         reload,
@@ -79,10 +101,29 @@ pub fn load_file(
     if let Some(ms) = poll_interval_ms {
         options.poll_interval = Duration::from_millis(u64::from(ms.max(1)));
     }
+    if let Some(text) = verify_key {
+        match flagrail_sources::VerifyKey::parse(&text) {
+            Ok(key) => options.verifier = Some(std::sync::Arc::new(key)),
+            Err(error) => return Either::B(load_failure(&error)),
+        }
+    }
     match Flags::from_file_with(&path, options) {
-        Ok(flags) => Either::A(handle::insert(flags)),
+        Ok(flags) => Either::A(reload_log::insert_watched(flags)),
         Err(error) => Either::B(load_failure(&error)),
     }
+}
+
+/// How deep `call` may nest (the core's limit, the same as Python's).
+#[napi(catch_unwind)]
+pub fn max_call_depth() -> u32 {
+    flagrail_core::live::MAX_CALL_DEPTH
+}
+
+/// The next nesting depth of a `call` of `flag` made at `depth`, or the core's
+/// `CALL_DEPTH_EXCEEDED` error (index.js calls this only at the limit).
+#[napi(catch_unwind)]
+pub fn enter_call(flag: String, depth: u32) -> Result<u32, JsError> {
+    flagrail_core::live::enter_call(&flag, depth).map_err(|err| core_error(&err))
 }
 
 /// Frees a handle whose `Flags` object was collected.
@@ -104,6 +145,27 @@ pub fn eval_key(slot: u32, key: String, at: Option<f64>) -> Result<f64, JsError>
     Ok(handle(slot)?
         .evaluate_full(None, &key, &[], at)
         .map_or(STALE, |e| encode_evaluation(&e)))
+}
+
+/// Checks a test override (`flags.override(key, variant, fn)`) against the live document: the
+/// failure (`INVALID_ARGUMENT`, naming the flag or the variant) or `null`.
+#[napi(catch_unwind)]
+pub fn check_override(
+    slot: u32,
+    key: String,
+    variant: String,
+) -> Result<Option<LoadFailure>, JsError> {
+    let document = handle(slot)?.inner.document();
+    Ok(check_forced(&document, &key, &variant)
+        .err()
+        .map(|e| load_failure(&e)))
+}
+
+/// Flag `index` of the JS tables with `variant` forced by a test override: the packed result,
+/// `STALE`, `WIDE`, or `-4` when the flag has no such variant.
+#[napi(catch_unwind)]
+pub fn eval_forced(slot: u32, index: u32, variant: String) -> Result<f64, JsError> {
+    Ok(handle(slot)?.decide_forced(index, &variant))
 }
 
 /// The unpacked form of the last result of this thread that did not fit the packed number

@@ -9,18 +9,21 @@
 //! Evaluation keeps the GIL: it takes a couple of hundred nanoseconds, about what releasing and
 //! re-acquiring it would cost.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flagrail_core::live::Snapshot;
-use flagrail_core::{Document, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason};
+use flagrail_core::{
+    Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
 
 use crate::context::{with_declared, with_selected, Source};
 use crate::convert::to_python;
+use crate::overrides::OverrideScopes;
 use crate::reuse;
 use crate::sticky::{pin_write, PinStore};
 use crate::time;
@@ -33,6 +36,10 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
     pub(crate) pins: PinStore,
+    /// Shared fleet state (`redis=URL`), if attached.
+    pub(crate) fleet: FleetSlot,
+    /// Test overrides open in some thread or task (`flags.override`).
+    pub(crate) overrides: Arc<OverrideScopes>,
 }
 
 /// What the binding keeps per live document.
@@ -250,6 +257,8 @@ impl Inner {
             entry: ArcSwap::from_pointee(entry),
             poll_interval,
             pins: PinStore::default(),
+            fleet: FleetSlot::default(),
+            overrides: Arc::default(),
         }
     }
 
@@ -294,6 +303,7 @@ impl Inner {
     ) -> PyResult<Bound<'py, Variant>> {
         let source = Source::from_arg(context)?;
         let at = at.map(time::millis).transpose()?;
+        let forced = self.overrides.forced(py, flag)?;
         let snapshot = self.core.snapshot();
         self.with_entry(py, &snapshot, |entry| {
             let cache = &entry.cache;
@@ -312,6 +322,13 @@ impl Inner {
                     Variant::not_found(Arc::clone(&entry.cache), flag, default),
                 );
             };
+            if let Some(forced) = &forced {
+                let result =
+                    forced_result(py, entry, &snapshot, index, flag_def, flag_cache, forced)?;
+                if let Some(result) = result {
+                    return Ok(result);
+                }
+            }
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
                     self.outcome_of(py, &snapshot, index, flag_def, ctx, at)
@@ -343,6 +360,7 @@ impl Inner {
                     EvalOptions {
                         at,
                         pin: PinSource::Given(pin),
+                        forced: None,
                     },
                 );
                 if let Some(read) = read.filter(|r| r.ok) {
@@ -359,6 +377,7 @@ impl Inner {
             EvalOptions {
                 at,
                 pin: PinSource::Memory,
+                forced: None,
             },
         ))
     }
@@ -426,6 +445,20 @@ impl Inner {
             let results = PyDict::new(py);
             for ((key, index), outcome) in wanted.iter().zip(outcomes) {
                 let flag_cache = index.and_then(|i| cache.flag(py, i));
+                // A test override open for this flag, as in `variant`.
+                if let (Some(index), Some(flag_cache)) = (*index, flag_cache) {
+                    if let (Some(flag_def), Some(forced)) =
+                        (doc.flags().get(index), self.overrides.forced(py, key)?)
+                    {
+                        let result = forced_result(
+                            py, entry, &snapshot, index, flag_def, flag_cache, &forced,
+                        )?;
+                        if let Some(result) = result {
+                            results.set_item(key, result)?;
+                            continue;
+                        }
+                    }
+                }
                 let result = match (outcome, flag_cache) {
                     (Some(outcome), Some(flag_cache)) => {
                         entry.result_of(py, outcome, flag_cache)?
@@ -478,6 +511,7 @@ impl Inner {
                             EvalOptions {
                                 at,
                                 pin: PinSource::Given(pin),
+                                forced: None,
                             },
                         )
                         .to_value()
@@ -489,6 +523,7 @@ impl Inner {
                         EvalOptions {
                             at,
                             pin: PinSource::Memory,
+                            forced: None,
                         },
                     )
                     .to_value(),
@@ -496,6 +531,35 @@ impl Inner {
         })?;
         to_python(py, &explanation)
     }
+}
+
+/// A test override (`flags.override`) of flag `index` serves its variant whatever the
+/// context; `None` when the overriding id names no variant of the flag. The shared results of
+/// `fixed` are not used, so they never hold an overridden one.
+#[cold]
+fn forced_result<'py>(
+    py: Python<'py>,
+    entry: &Entry,
+    snapshot: &Snapshot<'_>,
+    index: usize,
+    flag_def: &flagrail_core::Flag,
+    flag_cache: &crate::variant::FlagCache,
+    forced: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, Variant>>> {
+    let variant = forced.to_str()?;
+    if flag_def.variant_position(variant).is_none() {
+        return Ok(None);
+    }
+    let options = EvalOptions {
+        forced: Some(variant),
+        ..EvalOptions::default()
+    };
+    let outcome = Outcome::from(snapshot.evaluate(index, &EmptyContext, options));
+    if let Some(reused) = entry.reusable(py, &outcome)? {
+        return Ok(Some(reused));
+    }
+    let id = flag_cache.variant_id(py, outcome.variant_index());
+    Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id)).map(Some)
 }
 
 /// For `runtime.rs` (`call`, trackers, events).
@@ -521,5 +585,44 @@ impl Inner {
         }
         // A run that started just before a reload: its own cache, used once.
         Arc::new(DocCache::new(py, Arc::clone(document)))
+    }
+}
+
+/// A fleet attachment: URL and options (to attach again in a forked child) and the state.
+pub(crate) type FleetEntry = (
+    String,
+    flagrail_fleet::shared::FleetOptions,
+    Arc<flagrail_fleet::shared::FleetState>,
+);
+
+/// The fleet state of one handle (`redis=URL`), if attached.
+#[derive(Default)]
+pub(crate) struct FleetSlot(Mutex<Option<FleetEntry>>);
+
+impl FleetSlot {
+    /// The slot itself, for attaching and for the fork handler.
+    pub(crate) fn slot(&self) -> &Mutex<Option<FleetEntry>> {
+        &self.0
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<flagrail_fleet::shared::FleetState>> {
+        match self.0.lock() {
+            Ok(slot) => slot.as_ref().map(|(_, _, fleet)| Arc::clone(fleet)),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .as_ref()
+                .map(|(_, _, f)| Arc::clone(f)),
+        }
+    }
+
+    /// Stops sharing (reports spend, returns leases). Idempotent.
+    pub(crate) fn close(&self) {
+        let taken = match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some((_, _, fleet)) = taken {
+            fleet.close();
+        }
     }
 }

@@ -12,7 +12,12 @@ macro_rules! outln {
 }
 
 mod args;
+mod autopilot;
+mod diff;
 mod drill;
+mod forensics;
+mod redis;
+mod report;
 mod signing;
 mod simulate;
 
@@ -77,15 +82,29 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "kill",
-        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--force]",
+        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY] [--force]
+  flagrail kill --redis URL [--redis-key K] (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY]",
         details: KILL_DETAILS,
         run: kill_command,
     },
     Command {
         name: "unkill",
-        usage: "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--force]",
+        usage: "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY] [--force]
+  flagrail unkill --redis URL [--redis-key K] (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY]",
         details: KILL_DETAILS,
         run: unkill_command,
+    },
+    Command {
+        name: "push",
+        usage: redis::PUSH_USAGE,
+        details: redis::PUSH_DETAILS,
+        run: redis::push,
+    },
+    Command {
+        name: "status",
+        usage: redis::STATUS_USAGE,
+        details: redis::STATUS_DETAILS,
+        run: redis::status,
     },
     Command {
         name: "simulate",
@@ -95,10 +114,34 @@ const COMMANDS: &[Command] = &[
         run: simulate::run,
     },
     Command {
+        name: "diff",
+        usage: diff::USAGE,
+        details: diff::DETAILS,
+        run: diff::run,
+    },
+    Command {
         name: "drill",
         usage: drill::USAGE,
         details: drill::DETAILS,
         run: drill::run,
+    },
+    Command {
+        name: "autopilot",
+        usage: autopilot::USAGE,
+        details: autopilot::DETAILS,
+        run: autopilot::run,
+    },
+    Command {
+        name: "forensics",
+        usage: forensics::USAGE,
+        details: forensics::DETAILS,
+        run: forensics::run,
+    },
+    Command {
+        name: "report",
+        usage: report::USAGE,
+        details: report::DETAILS,
+        run: report::run,
     },
     Command {
         name: "keygen",
@@ -118,16 +161,31 @@ const KILL_DETAILS: &str = "  --flag F       the flag's own switch
   --all          the document-wide switch: every flag serves its kill variant
   --reason TEXT  why, written to the switch and the audit log (required for kill)
   --actor NAME   who acts, for the audit log (default $USER)
-  --force        rewrite a read-only document, or one whose owner cannot be kept
-The real file (through symlinks) is locked, only the changed values are rewritten, its mode and
+  --key KEY      the private key (flagrail.key) that re-signs a signed document: FILE.sig is
+                 replaced right after FILE, under the same lock
+  --force        rewrite a read-only document, or one whose owner cannot be kept; kill a
+                 signed document without --key (its old .sig stays: processes that verify
+                 keep the previous revision), or re-sign one whose .sig the key did not make
+A signed document (FILE.sig beside it) is refused without --key: the kill would not reach the
+processes that verify signatures. With --key, its signature must be the key's signature of the
+current FILE (else refused: another key, or an unsigned edit). An unsigned FILE killed with
+--key is signed. The real file (through symlinks) is locked, only the changed values are rewritten, its mode and
 owner are kept, and one line is appended to <name>.audit.jsonl beside it. A switch already in
 the requested state is left alone (nothing written, exit 0). Exit 1 means nothing was changed
-(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".";
+(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".
+With --redis URL instead of FILE (and --redis-key K, default flagrail:document), the document
+in Redis is changed by compare-and-set (re-read and retried if another write came first) and
+published at once; --key flagrail.key re-signs a signed document (required for one),
+--verify-key F checks the stored one first, --audit-log F is the local audit log (default
+flagrail.audit.jsonl). The audit record also goes to the stream flagrail:{K}:audit.";
 
 const FOOTER: &str = "\
 FILE may be an http(s):// URL wherever a document is only read (not kill/unkill/sign).
+--verify-key PUB (flagrail.pub, or its text) wherever a document is only read: FILE is read
+only if FILE.sig (or URL.sig) is its signature by that key, else exit 1 [SIGNATURE_INVALID].
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
-exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
+exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line,
+3 a dangerous change (diff, without --allow)";
 
 fn usage() -> String {
     let mut text = String::from(
@@ -153,6 +211,16 @@ impl Failure {
             code: 2,
             message: format!("{}\n\n{}", message.into(), usage()),
         }
+    }
+    /// A failure with its own exit code (`flagrail diff`: 3 for a dangerous change).
+    pub fn exit(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn message(&self) -> &str {
+        &self.message
     }
     pub fn failed(message: impl Into<String>) -> Failure {
         Failure {
@@ -240,7 +308,33 @@ fn run(args: &mut Args) -> Outcome {
     if args.flag("--help") || args.flag("-h") {
         return help(Some(command.name));
     }
+    if !WRITERS.contains(&command.name) {
+        if let Some(key) = args.option("--verify-key") {
+            let key = read_verify_key(&key)?;
+            // Set once, before the command runs: `run` is called once per process.
+            let _ = VERIFY_KEY.set(key);
+        }
+    }
     (command.run)(args)
+}
+
+/// Commands that write documents or keys: `--verify-key` means nothing to them (kill and
+/// unkill take the private `--key`).
+const WRITERS: &[&str] = &["kill", "unkill", "sign", "keygen"];
+
+/// The `--verify-key` of this invocation: every document [`load`] reads must be signed by it.
+static VERIFY_KEY: std::sync::OnceLock<flagrail_sources::VerifyKey> = std::sync::OnceLock::new();
+
+/// `--verify-key PUB`: the path of a `flagrail.pub`, or its text (`ed25519:…`).
+fn read_verify_key(given: &str) -> Result<flagrail_sources::VerifyKey, Failure> {
+    let text = if given.trim_start().starts_with("ed25519:") {
+        given.to_string()
+    } else {
+        std::fs::read_to_string(given)
+            .map_err(|err| Failure::usage(format!("--verify-key {given}: {err}")))?
+    };
+    flagrail_sources::VerifyKey::parse(&text)
+        .map_err(|err| Failure::usage(format!("--verify-key {given}: {err}")))
 }
 
 fn help(topic: Option<&str>) -> Outcome {
@@ -261,10 +355,23 @@ fn help(topic: Option<&str>) -> Outcome {
 
 /// Reads a document file as a service would: a regular file (through symlinks), at most one
 /// byte more than the loader accepts, so `/dev/zero` or a FIFO is an error, not a hang.
+///
+/// With `--verify-key`, the document's detached signature (`FILE.sig`, `URL.sig`) is checked
+/// first, with the rules and codes of a service's source.
 pub fn load(path: &str) -> Result<Document, Failure> {
+    Ok(Document::from_slice(&read_document_bytes(path)?)?)
+}
+
+/// The bytes of the document at `path` (a file or an http(s) URL), bounded like the loader and,
+/// with `--verify-key`, checked against their detached signature first.
+pub fn read_document_bytes(path: &str) -> Result<Vec<u8>, Failure> {
+    let verify_key = VERIFY_KEY.get();
     if flagrail_sources::is_url(path) {
-        let bytes = flagrail_sources::fetch_bytes(path, flagrail_sources::HttpOptions::default())?;
-        return Ok(Document::from_slice(&bytes)?);
+        let options = flagrail_sources::HttpOptions {
+            verify_key: verify_key.copied(),
+            ..flagrail_sources::HttpOptions::default()
+        };
+        return Ok(flagrail_sources::fetch_bytes(path, options)?);
     }
     use std::io::Read;
     let unreachable =
@@ -278,7 +385,11 @@ pub fn load(path: &str) -> Result<Document, Failure> {
     file.take(flagrail_core::load::MAX_DOCUMENT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|err| unreachable(err.to_string()))?;
-    Ok(Document::from_slice(&bytes)?)
+    if let Some(key) = verify_key {
+        let signature = flagrail_core::live::read_signature(Path::new(path))?;
+        key.verify(path, &bytes, signature.as_deref())?;
+    }
+    Ok(bytes)
 }
 
 pub fn parse_at(text: Option<String>) -> Result<Millis, Failure> {
@@ -442,10 +553,24 @@ fn unkill_command(args: &mut Args) -> Outcome {
 }
 
 fn kill(args: &mut Args, active: bool) -> Outcome {
+    if let Some(url) = args.option("--redis") {
+        return redis::kill(args, url, active);
+    }
     let flag = args.option("--flag");
     let all = args.flag("--all");
     let reason = args.option("--reason");
     let force = args.flag("--force");
+    let signer = match args.option("--key") {
+        Some(key_path) => {
+            let text = std::fs::read_to_string(&key_path)
+                .map_err(|err| Failure::failed(format!("--key {key_path}: {err}")))?;
+            let key = flagrail_sources::PrivateKey::parse(&text)
+                .map_err(|err| Failure::usage(format!("--key {key_path}: {err}")))?;
+            Some(std::sync::Arc::new(key)
+                as std::sync::Arc<dyn flagrail_core::admin::DocumentSigner>)
+        }
+        None => None,
+    };
     let actor = args
         .option("--actor")
         .or_else(|| std::env::var("USER").ok())
@@ -479,7 +604,8 @@ fn kill(args: &mut Args, active: bool) -> Outcome {
         },
         &KillOptions {
             force,
-            lock_wait: None,
+            signer,
+            ..KillOptions::default()
         },
     )?;
     for warning in &outcome.warnings {
@@ -527,5 +653,8 @@ fn kill(args: &mut Args, active: bool) -> Outcome {
         format_timestamp(at),
         outcome.audit_log.display()
     );
+    if let Some(signature) = &outcome.signature {
+        outln!("signed: {}", signature.display());
+    }
     Ok(())
 }

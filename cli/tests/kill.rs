@@ -446,8 +446,8 @@ fn a_kill_that_cannot_get_the_lock_changes_nothing() {
             at: flagrail_core::time::now_millis(),
         },
         &flagrail_core::admin::KillOptions {
-            force: false,
             lock_wait: Some(std::time::Duration::from_millis(50)),
+            ..flagrail_core::admin::KillOptions::default()
         },
     )
     .expect_err("the lock is held");
@@ -546,4 +546,73 @@ fn another_users_document_is_refused_unless_forced() {
     let after = std::fs::metadata(&path).expect("meta");
     assert_eq!((after.uid(), after.mode() & 0o7777), (65534, 0o666));
     assert!(load(&path).kill().active);
+}
+
+/// A signed document: `kill` without `--key` refuses (the kill would not reach processes that
+/// verify), `--key` re-signs it so that `validate --verify-key` (and every verifying source)
+/// accepts the new revision, and `--force` without a key writes it but says verifying processes
+/// will reject it.
+#[test]
+fn a_signed_document_is_re_signed_with_key_and_refused_without() {
+    let path = temp_copy("signed");
+    let dir = path.parent().expect("dir").to_path_buf();
+    let keys = dir.join("keys");
+    let out = flagrail(&["keygen", "--out", text(&keys)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (private, public) = (keys.join("flagrail.key"), keys.join("flagrail.pub"));
+    let out = flagrail(&["sign", "--key", text(&private), text(&path)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let verify = |path: &Path| flagrail(&["validate", text(path), "--verify-key", text(&public)]);
+    assert!(verify(&path).status.success());
+    let before = std::fs::read(&path).expect("read");
+
+    let out = flagrail(&["kill", text(&path), "--all", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--key flagrail.key"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+
+    let out = flagrail(&[
+        "kill",
+        text(&path),
+        "--all",
+        "--reason",
+        "outage",
+        "--key",
+        text(&private),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("signed: "), "{}", stdout(&out));
+    assert!(verify(&path).status.success(), "{}", stderr(&verify(&path)));
+    assert!(load(&path).kill().active);
+
+    let out = flagrail(&["unkill", text(&path), "--all", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("REJECT"), "{}", stderr(&out));
+    let rejected = verify(&path);
+    assert_eq!(rejected.status.code(), Some(1));
+    assert!(
+        stderr(&rejected).contains("[SIGNATURE_INVALID]"),
+        "{}",
+        stderr(&rejected)
+    );
+    // The public key's text works as well as its file.
+    let public_text = std::fs::read_to_string(&public).expect("pub");
+    let out = flagrail(&["sign", "--key", text(&private), text(&path)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = flagrail(&[
+        "eval",
+        text(&path),
+        "--flag",
+        "support-bot",
+        "--verify-key",
+        public_text.trim(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A key that does not parse is a usage error.
+    let out = flagrail(&["validate", text(&path), "--verify-key", "ed25519:zz"]);
+    assert_eq!(out.status.code(), Some(2));
 }

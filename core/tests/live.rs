@@ -257,6 +257,7 @@ fn threads_see_whole_revisions_during_reloads() {
             poll_interval: Duration::from_millis(5),
             clock: Arc::new(SystemClock),
             reload: true,
+            verifier: None,
         },
     )
     .expect("valid");

@@ -9,14 +9,8 @@ use std::path::{Path, PathBuf};
 
 use flagrail_core::Error;
 
-use crate::signature::SIGNATURE_SUFFIX;
-
-/// `flags.json` → `flags.json.sig`.
-pub fn signature_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(SIGNATURE_SUFFIX);
-    PathBuf::from(name)
-}
+/// `flags.json` → `flags.json.sig` (the core's rule, shared by file sources and caches).
+pub use flagrail_core::live::signature_path;
 
 /// Reads a cached document with the same guards as a watched file.
 pub fn read(path: &Path) -> Result<Vec<u8>, Error> {

@@ -13,17 +13,20 @@
 //! document invalidates it, which is the point.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use flagrail_core::admin::DocumentSigner;
+use flagrail_core::live::DocumentVerifier;
 use flagrail_core::Error;
 
 const PUBLIC_PREFIX: &str = "ed25519:";
 const PRIVATE_PREFIX: &str = "ed25519-private:";
 const SIGNATURE_PREFIX: &str = "ed25519:";
 
-/// The longest signature file read: one line, generously.
-pub const MAX_SIGNATURE_BYTES: usize = 1024;
+/// The longest signature file read: one line, generously (the core's bound for `.sig` files,
+/// used for `<url>.sig` too).
+pub const MAX_SIGNATURE_BYTES: usize = flagrail_core::live::MAX_SIGNATURE_BYTES as usize;
 
 /// The suffix of a detached signature next to its document (`flags.json.sig`).
-pub const SIGNATURE_SUFFIX: &str = ".sig";
+pub use flagrail_core::live::SIGNATURE_SUFFIX;
 
 /// A key that signs documents (the private half; never logged: `Debug` hides it).
 pub struct PrivateKey(SigningKey);
@@ -159,6 +162,27 @@ impl VerifyKey {
         self.0.verify(document, &signature).map_err(|_| {
             rejected("the signature does not match these bytes under the configured key (a different key, a changed document, or a signature of another revision)")
         })
+    }
+}
+
+/// A file source given a verify key checks every version of the document with it (the core
+/// reads `<path>.sig` and calls this).
+impl DocumentVerifier for VerifyKey {
+    fn verify(&self, source: &str, document: &[u8], signature: Option<&[u8]>) -> Result<(), Error> {
+        VerifyKey::verify(self, source, document, signature)
+    }
+}
+
+/// `flagrail kill --key` re-signs the rewritten document with this.
+impl DocumentSigner for PrivateKey {
+    fn sign(&self, document: &[u8]) -> String {
+        PrivateKey::sign(self, document)
+    }
+
+    fn has_signed(&self, document: &[u8], signature: &[u8]) -> bool {
+        self.verify_key()
+            .verify("", document, Some(signature))
+            .is_ok()
     }
 }
 

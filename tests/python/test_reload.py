@@ -112,6 +112,9 @@ def test_reloads_are_logged(flags_file: Path, caplog: pytest.LogCaptureFixture) 
     (rejected,) = wait_until(lambda: records(logging.ERROR), LIVE_WITHIN, "the rejection log record")
     message = rejected.getMessage()
     assert "rejected" in message and "flags.chat.default" in message and "UNKNOWN_VARIANT" in message
+    # The core's text, the one Node logs too (bindings-node/__test__/reload_log.test.js).
+    assert message.startswith(f"flag document from file:{flags_file} rejected, the previous revision stays live: ")
+    assert message.endswith("[INVALID_DOCUMENT]")
     assert rejected.flagrail_code == "INVALID_DOCUMENT"  # type: ignore[attr-defined]
 
     flags_file.unlink()

@@ -168,3 +168,13 @@ def test_results_kept_by_the_caller_are_never_rewritten(flags: Flags) -> None:
     for context, results in zip(CONTEXTS[:40], kept):
         for key, result in results.items():
             assert same(result, flags.variant(key, context))
+
+
+def test_a_test_override_applies_to_variants_and_all() -> None:
+    flags = Flags.from_dict(DOCUMENT)
+    ctx = {"user_id": "u-1", "plan": "free"}
+    with flags.override("by-plan", "treatment"):
+        assert flags.variants(ctx, ["by-plan", "static"])["by-plan"].id == "treatment"
+        assert flags.all(ctx)["by-plan"].id == "treatment"
+        assert flags.all(ctx)["static"].id == "control"
+    assert flags.variants(ctx, ["by-plan"])["by-plan"].id == "control"

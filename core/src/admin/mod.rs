@@ -1,4 +1,5 @@
-//! Administrative rewrites of a flag document file: the kill switch and its audit trail.
+//! Administrative rewrites of a flag document file: the kill switch, the autopilot's ramp
+//! decisions, and their audit trail.
 //!
 //! A kill is a flag flip, not a redeploy: the document is rewritten atomically with a bumped
 //! revision, so every process watching the file picks it up within one poll interval, and a
@@ -20,12 +21,17 @@
 //!    directory, never through a symlink), given the document's owner and mode, flushed and
 //!    renamed over the real file. A read-only document, or one whose owner cannot be kept, is
 //!    refused unless the caller forces it.
-//! 6. One audit line is appended with a single `O_APPEND` write (the log is opened before the
+//! 6. A signed document (a `.sig` beside it) is re-signed with the caller's key
+//!    ([`KillOptions::signer`]) and its signature replaced right after it, the same way; without
+//!    a key, or with a signature the key did not make, the kill is refused unless forced (the
+//!    rules are in [`signed`]).
+//! 7. One audit line is appended with a single `O_APPEND` write (the log is opened before the
 //!    document is replaced, so a log that cannot be written stops the kill before it happens).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -35,7 +41,13 @@ use crate::error::{Error, Result};
 use crate::time::{format_date, format_timestamp, Millis};
 
 mod files;
+mod ramp;
+pub mod signed;
 mod text_edit;
+
+pub use crate::live::source::lock_path;
+pub use ramp::{edit_ramp, ramp_file, RampChange, RampOutcome};
+pub use signed::DocumentSigner;
 
 /// How long a kill waits (by default) for another kill or unkill of the same document to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -58,14 +70,28 @@ pub struct KillChange<'a> {
     pub at: Millis,
 }
 
-/// How far a rewrite may go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How far a rewrite may go. Build it with `..KillOptions::default()` so that new options
+/// keep their defaults.
+#[derive(Clone, Default)]
 pub struct KillOptions {
     /// Rewrite a document that is read-only to the caller, or whose owner the caller cannot
-    /// keep. Its mode is kept either way.
+    /// keep (its mode is kept either way); rewrite a signed document without a key, or re-sign
+    /// one whose signature the key did not make (see [`signed`]).
     pub force: bool,
     /// How long to wait for the document's lock; `None` is [`LOCK_WAIT`].
     pub lock_wait: Option<Duration>,
+    /// The key that re-signs a signed document (`<path>.sig`), or signs an unsigned one.
+    pub signer: Option<Arc<dyn DocumentSigner>>,
+}
+
+impl std::fmt::Debug for KillOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KillOptions")
+            .field("force", &self.force)
+            .field("lock_wait", &self.lock_wait)
+            .field("signer", &self.signer.as_ref().map(|_| "<key>"))
+            .finish()
+    }
 }
 
 /// A kill switch as the document had it before the change.
@@ -90,6 +116,9 @@ pub struct KillOutcome {
     pub before: SwitchState,
     /// The real file that was (or would have been) rewritten.
     pub document: PathBuf,
+    /// The signature written beside the document (`None`: the document is not signed, or
+    /// nothing changed, or a forced kill left a stale one).
+    pub signature: Option<PathBuf>,
     pub audit_log: PathBuf,
     /// Things the caller should tell a person: a kill variant that still calls a model, a
     /// document-wide kill that keeps a flag killed, formatting that could not be kept.
@@ -288,15 +317,6 @@ pub fn audit_log_path(document: &Path) -> PathBuf {
     document.with_file_name(format!("{stem}.audit.jsonl"))
 }
 
-/// The lock file of a document file: `flags.json` → `.flags.json.lock`, beside it.
-pub fn lock_path(document: &Path) -> PathBuf {
-    let name = document
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "flags.json".to_string());
-    document.with_file_name(format!(".{name}.lock"))
-}
-
 fn not_a_file(path: &Path) -> Error {
     invalid(format!(
         "{}: not a regular file; a kill rewrites a regular file only",
@@ -318,6 +338,80 @@ pub fn kill_file(
     change: &KillChange<'_>,
     options: &KillOptions,
 ) -> Result<KillOutcome> {
+    let mut before = SwitchState::default();
+    let rewritten = rewrite_file(
+        path,
+        options,
+        |text| {
+            let edit = edit_kill(text, change)?;
+            before = edit.before;
+            Ok(Rewrite {
+                changed: edit.changed,
+                text: edit.text,
+                old_revision: edit.old_revision,
+                new_revision: edit.new_revision,
+                warnings: edit.warnings,
+            })
+        },
+        |written| {
+            json!({
+                "time": format_timestamp(change.at),
+                "action": if change.active { "kill" } else { "unkill" },
+                "flag": match change.target { Target::Flag(key) => key, Target::All => "*" },
+                "actor": change.actor,
+                "reason": change.reason,
+                "old_revision": written.rewrite.old_revision,
+                "new_revision": written.rewrite.new_revision,
+                "document": path.display().to_string(),
+                "file": written.document.display().to_string(),
+                "signed": written.signature.is_some(),
+            })
+        },
+    )?;
+    Ok(KillOutcome {
+        changed: rewritten.rewrite.changed,
+        old_revision: rewritten.rewrite.old_revision,
+        new_revision: rewritten.rewrite.new_revision,
+        before,
+        document: rewritten.document,
+        signature: rewritten.signature,
+        audit_log: rewritten.audit_log,
+        warnings: rewritten.rewrite.warnings,
+    })
+}
+
+/// A change to a document's text, made under the document's lock for [`rewrite_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// `false`: nothing to write (no audit record either); `text` is then the input.
+    pub changed: bool,
+    pub text: String,
+    pub old_revision: String,
+    pub new_revision: String,
+    pub warnings: Vec<String>,
+}
+
+/// What [`rewrite_file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    pub rewrite: Rewrite,
+    /// The real file that was (or would have been) rewritten.
+    pub document: PathBuf,
+    /// The signature written beside the document, when it is signed (see [`signed`]).
+    pub signature: Option<PathBuf>,
+    pub audit_log: PathBuf,
+}
+
+/// The one audited, atomic, re-signed rewrite of a document file that every administrative
+/// change uses (kill, unkill, the autopilot's decisions): steps 1–7 of the module
+/// documentation. `edit` gets the document's text as it is under the lock and returns the new
+/// text; `record` makes the audit line once the document (and its signature) are written.
+pub fn rewrite_file(
+    path: &Path,
+    options: &KillOptions,
+    edit: impl FnOnce(&str) -> Result<Rewrite>,
+    record: impl FnOnce(&Rewritten) -> Value,
+) -> Result<Rewritten> {
     let real = fs::canonicalize(path).map_err(|err| io_error(path, err))?;
     let first_look = fs::metadata(&real).map_err(|err| io_error(&real, err))?;
     // Before anything is created beside it: no lock file next to a device or a FIFO.
@@ -338,52 +432,72 @@ pub fn kill_file(
         return Err(not_a_file(&real));
     }
     let text = files::read_document(&real)?;
-    let edit = edit_kill(&text, change)?;
+    let rewrite = edit(&text)?;
     let audit_log = audit_log_path(&real);
-    let mut outcome = KillOutcome {
-        changed: edit.changed,
-        old_revision: edit.old_revision,
-        new_revision: edit.new_revision,
-        before: edit.before,
+    let mut outcome = Rewritten {
+        rewrite,
         document: real.clone(),
+        signature: None,
         audit_log: audit_log.clone(),
-        warnings: edit.warnings,
     };
-    if !edit.changed {
+    if !outcome.rewrite.changed {
         return Ok(outcome);
     }
+    // What is written is what every loader will read: it must load.
+    Document::from_json(&outcome.rewrite.text)?;
     if !options.force {
         files::refuse_read_only(&real, &metadata)?;
     }
+    let signature_file = signed::signature_file(path, &real);
+    let signature = signed::plan(
+        &real,
+        &signature_file,
+        &text,
+        &outcome.rewrite.text,
+        options.signer.as_deref(),
+        options.force,
+        &mut outcome.rewrite.warnings,
+    )?;
     let audit = files::open_beside(&audit_log, files::Access::Append, &metadata)?;
     files::replace(
         &real,
-        edit.text.as_bytes(),
+        outcome.rewrite.text.as_bytes(),
         &metadata,
         options.force,
-        &mut outcome.warnings,
+        &mut outcome.rewrite.warnings,
     )?;
+    if let signed::SignaturePlan::Write(signature_text) = &signature {
+        // Right after the document, still under the lock: a verifying watcher that saw the new
+        // document with the old signature waits for the lock and reads the pair again.
+        let kept = fs::metadata(&signature_file).unwrap_or_else(|_| metadata.clone());
+        files::replace(
+            &signature_file,
+            signature_text.as_bytes(),
+            &kept,
+            options.force,
+            &mut outcome.rewrite.warnings,
+        )
+        .map_err(|err| {
+            io_error(
+                &signature_file,
+                format!(
+                    "{err}; the document WAS rewritten (revision {} -> {}) but not re-signed: processes that verify signatures keep the previous revision until `flagrail sign` is run on it",
+                    outcome.rewrite.old_revision, outcome.rewrite.new_revision
+                ),
+            )
+        })?;
+        outcome.signature = Some(signature_file.clone());
+    }
 
-    let record = json!({
-        "time": format_timestamp(change.at),
-        "action": if change.active { "kill" } else { "unkill" },
-        "flag": match change.target { Target::Flag(key) => key, Target::All => "*" },
-        "actor": change.actor,
-        "reason": change.reason,
-        "old_revision": outcome.old_revision,
-        "new_revision": outcome.new_revision,
-        "document": path.display().to_string(),
-        "file": real.display().to_string(),
-    });
     // One write of one line with O_APPEND: concurrent writers never interleave within a line.
-    let mut line = record.to_string();
+    let mut line = record(&outcome).to_string();
     line.push('\n');
     (&audit).write_all(line.as_bytes()).map_err(|err| {
         io_error(
             &audit_log,
             format!(
                 "{err}; the document WAS rewritten (revision {} -> {}) but this record is missing: {line}",
-                outcome.old_revision, outcome.new_revision
+                outcome.rewrite.old_revision, outcome.rewrite.new_revision
             ),
         )
     })?;

@@ -20,7 +20,7 @@ use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
 use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
-use crate::live::source::{ExternalSource, Fingerprint, SourceKind};
+use crate::live::source::{DocumentVerifier, ExternalSource, Fingerprint, SourceKind};
 use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
 use crate::time::{format_timestamp, Millis};
@@ -32,9 +32,59 @@ pub enum ReloadEvent {
     Rejected { error: Error },
 }
 
+/// How loud a reload is in a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// A new document went live.
+    Info,
+    /// The source could not be read: often transient (a deploy in progress).
+    Warning,
+    /// A document was refused (invalid, or not signed by the key): a failed change someone has
+    /// to fix, or someone writing where they should not.
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl ReloadEvent {
+    /// The log line of this event for a source described as `source`: one level and one text
+    /// for both bindings (Python's `flagrail` logger, Node's console), decided here.
+    pub fn log_line(&self, source: &str) -> (LogLevel, String) {
+        match self {
+            ReloadEvent::Applied { previous, revision } => (
+                LogLevel::Info,
+                format!("flag document reloaded from {source}: revision {previous} -> {revision}"),
+            ),
+            ReloadEvent::Rejected { error } => {
+                let level = match error {
+                    Error::InvalidDocument { .. } | Error::SignatureInvalid { .. } => {
+                        LogLevel::Error
+                    }
+                    _ => LogLevel::Warning,
+                };
+                (
+                    level,
+                    format!(
+                        "flag document from {source} rejected, the previous revision stays live: {error} [{}]",
+                        error.code()
+                    ),
+                )
+            }
+        }
+    }
+}
+
 type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
 
-pub(super) struct Shared {
+pub(crate) struct Shared {
     pub(super) document: ArcSwap<Document>,
     /// Outcomes, guardrail windows and event sinks of the runtime around the call.
     pub(super) runtime: Runtime,
@@ -45,6 +95,9 @@ pub(super) struct Shared {
     pub(super) source: SourceKind,
     /// The implementation of a [`SourceKind::External`] source.
     pub(super) external: Option<Arc<dyn ExternalSource>>,
+    /// The signature check of a signed file source: every version must carry a matching
+    /// `<path>.sig`.
+    pub(super) verifier: Option<Arc<dyn DocumentVerifier>>,
     pub(super) clock: Arc<dyn Clock>,
     // Lock-free (copy on write) rather than mutexes: a process may fork() while the reload
     // thread is updating these, and a mutex held at that instant would stay locked forever in
@@ -63,14 +116,18 @@ pub(crate) struct LoadState {
     pub(super) last_error: Option<LoadFailure>,
     pub(super) reloads: u64,
     pub(super) rejected: u64,
-    /// Identity of the file last read (mtime, length, inode) to skip unchanged files cheaply.
+    /// Identity of the file (and signature) last read (mtime, length, inode) to skip unchanged
+    /// files cheaply.
     pub(super) fingerprint: Option<Fingerprint>,
+    /// Since when a signature mismatch has been put down to a rewrite in progress (see
+    /// `watch::reload_if_changed`); `None` when none is.
+    pub(super) mismatch_deferred_since: Option<Millis>,
 }
 
 /// The live flags of a process: cheap to clone and to share between threads.
 #[derive(Clone)]
 pub struct Flags {
-    pub(super) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Flags {
@@ -98,6 +155,7 @@ impl Flags {
                 has_overrides: AtomicBool::new(false),
                 source,
                 external: None,
+                verifier: None,
                 clock,
                 state: ArcSwap::from_pointee(LoadState {
                     loaded_at: now,
@@ -106,6 +164,7 @@ impl Flags {
                     reloads: 0,
                     rejected: 0,
                     fingerprint,
+                    mismatch_deferred_since: None,
                 }),
                 listeners: ArcSwap::from_pointee(Vec::new()),
                 watcher_generation: AtomicU64::new(0),
@@ -193,14 +252,16 @@ impl Flags {
             }
             Err(error) => (Err(error.clone()), ReloadEvent::Rejected { error }),
         };
+        // The event first: a listener may push the news to another thread (Node's event loop)
+        // that then collects the queued events, and must find this one there.
+        self.emit_load_event(&event, now);
         for listener in self.shared.listeners.load().iter() {
             listener(&event);
         }
-        self.emit_load_event(&event, now);
         result
     }
 
-    /// The `reload` / `reload_rejected` event of a load (after the listeners).
+    /// The `reload` / `reload_rejected` event of a load (before the listeners).
     fn emit_load_event(&self, event: &ReloadEvent, now: Millis) {
         use crate::runtime::events::{EventBody, Reload, ReloadRejected};
         let runtime = &self.shared.runtime;
@@ -357,6 +418,7 @@ impl Flags {
         let now = self.shared.clock.now_millis();
         Status {
             remote: self.shared.external.as_ref().map(|e| e.status_json(now)),
+            fleet: self.fleet_status(now),
             source: self.shared.source.describe(),
             revision: self.shared.document.load().revision().to_string(),
             loaded_at: state.loaded_at,
@@ -368,6 +430,7 @@ impl Flags {
             overrides: Overrides::clone(&self.shared.overrides.load()),
             budgets: self.budget_states(),
             pins: self.shared.runtime.pins.len(),
+            autopilot: crate::live::status::autopilot_ramps(&self.shared.document.load(), now),
             now,
         }
     }

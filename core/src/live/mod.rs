@@ -2,7 +2,8 @@
 //! - [`handle`]: the shared handle — the document behind an `ArcSwap`, local kills, reload
 //!   listeners, status, evaluation entry points;
 //! - [`overrides`]: local kills and tripped guardrails laid over the document;
-//! - [`source`]: where the document comes from (static, or a file) and how a file is read;
+//! - [`source`]: where the document comes from (static, or a file), how a file is read, and
+//!   the signature check of a signed file;
 //! - [`watch`]: loading a file into a handle and the thread that reloads it on change;
 //! - [`external`]: the hook for sources implemented outside the core (HTTP, in
 //!   `flagrail-sources`), whose poller thread the core owns;
@@ -11,6 +12,7 @@
 //! - [`status`]: what `status()` reports, and its JSON as typed serde structs;
 //! - [`run`]: the call around the model (fallback chains, budgets reserved and settled);
 //! - [`telemetry`]: event sinks, recorded attempts, feedback and metrics;
+//! - [`fleet`]: what a fleet sharing state through Redis needs of the handle;
 //! - [`clock`]: where "now" comes from.
 //!
 //! Every `impl Flags` block of the crate is in this folder.
@@ -18,6 +20,7 @@
 mod attempt;
 pub mod clock;
 pub mod external;
+pub mod fleet;
 pub mod handle;
 pub mod overrides;
 pub mod run;
@@ -27,13 +30,16 @@ pub mod status;
 pub mod telemetry;
 pub mod watch;
 
+pub use attempt::{enter_call, MAX_CALL_DEPTH};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use handle::{Flags, ReloadEvent};
+pub use fleet::WeakFlags;
+pub use handle::{Flags, LogLevel, ReloadEvent};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
 pub use snapshot::{EvalOptions, Evaluation, PinSource, Snapshot};
 pub use source::{
-    read_document, ExternalSource, FileOptions, Poll, SourceKind, DEFAULT_POLL_INTERVAL,
-    MAX_FILE_BYTES,
+    lock_path, read_document, read_signature, read_signature_file, signature_path,
+    DocumentVerifier, ExternalSource, FileOptions, Poll, SourceKind, DEFAULT_POLL_INTERVAL,
+    MAX_FILE_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX,
 };
 pub use status::{LoadFailure, Status, StatusReport};

@@ -6,10 +6,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::document::Document;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::live::handle::{Flags, LoadState, Shared};
-use crate::live::source::{fingerprint, read_file, FileOptions, SourceKind};
+use crate::live::source::{
+    fingerprint, load_file, rewrite_in_progress, FileOptions, Fingerprint, SourceKind,
+};
+use crate::time::Millis;
+
+/// The longest a signature mismatch is put down to a rewrite in progress (a kill that has
+/// replaced the document but not yet its `.sig`) before it is reported: a writer that died
+/// holding the lock must not hide a bad pair for ever.
+const REWRITE_GRACE_MILLIS: Millis = 5_000;
 
 impl Flags {
     /// Loads a file, watching it for changes.
@@ -17,11 +24,18 @@ impl Flags {
         Self::from_file_with(path, FileOptions::default())
     }
 
+    /// Loads a file with options: watching, poll interval, clock, and a signature check
+    /// ([`FileOptions::verifier`]: the document must carry a matching `<path>.sig`, or this
+    /// fails with `SIGNATURE_INVALID`).
     pub fn from_file_with(path: impl AsRef<Path>, options: FileOptions) -> Result<Flags> {
         let path = path.as_ref().to_path_buf();
-        let before = fingerprint(&path);
-        let document = Document::from_slice(&read_file(&path)?)?;
-        let flags = Flags::new(document, SourceKind::File(path), options.clock, before);
+        let before = fingerprint(&path, options.verifier.is_some());
+        let document = load_file(&path, options.verifier.as_deref())?;
+        let mut flags = Flags::new(document, SourceKind::File(path), options.clock, before);
+        // Just created: this is the only reference.
+        if let Some(shared) = Arc::get_mut(&mut flags.shared) {
+            shared.verifier = options.verifier;
+        }
         if options.reload {
             flags.start_watching(options.poll_interval);
         }
@@ -74,7 +88,9 @@ fn reload_if_changed(shared: &Arc<Shared>) -> Result<bool> {
     let SourceKind::File(path) = &shared.source else {
         return Ok(false);
     };
-    let current = fingerprint(path);
+    let signed = shared.verifier.is_some();
+    // Taken before reading: a change during the read shows at the next check.
+    let current = fingerprint(path, signed);
     if current.is_some() && current == shared.state.load().fingerprint {
         let now = shared.clock.now_millis();
         shared.state.rcu(|state| LoadState {
@@ -90,8 +106,41 @@ fn reload_if_changed(shared: &Arc<Shared>) -> Result<bool> {
     let flags = Flags {
         shared: Arc::clone(shared),
     };
-    let loaded = read_file(path).and_then(|bytes| Document::from_slice(&bytes));
+    let loaded = load_file(path, shared.verifier.as_deref());
+    if matches!(loaded, Err(Error::SignatureInvalid { .. })) && pair_in_flux(shared, path, current)
+    {
+        // Not a verdict yet: look at the pair again at the next check.
+        return Ok(false);
+    }
+    shared.state.rcu(|state| LoadState {
+        mismatch_deferred_since: None,
+        ..LoadState::clone(state)
+    });
     flags.apply(loaded).map(|_| true)
+}
+
+/// Whether a signature mismatch is a pair caught half-written rather than a bad pair: the
+/// document or its `.sig` changed while they were read, or a rewrite (`flagrail kill`) holds
+/// the document's lock between replacing the two. Then nothing is reported and the fingerprint
+/// is forgotten, so the next check reads the pair again; the live document stays either way.
+/// Bounded by [`REWRITE_GRACE_MILLIS`].
+fn pair_in_flux(shared: &Shared, path: &Path, read: Option<Fingerprint>) -> bool {
+    let now = shared.clock.now_millis();
+    let changed = fingerprint(path, true) != read;
+    if !changed && !rewrite_in_progress(path) {
+        return false;
+    }
+    let since = shared.state.load().mismatch_deferred_since.unwrap_or(now);
+    if now.saturating_sub(since) > REWRITE_GRACE_MILLIS {
+        return false;
+    }
+    shared.state.rcu(|state| LoadState {
+        fingerprint: None,
+        last_check: Some(now),
+        mismatch_deferred_since: Some(since),
+        ..LoadState::clone(state)
+    });
+    true
 }
 
 /// One watcher thread for every watched file of the process (issue 13: a thread per handle
