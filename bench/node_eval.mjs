@@ -134,6 +134,54 @@ result({
   split_percent: Object.fromEntries(Object.entries(shares).map(([k, v]) => [k, round(v, 2)])),
 })
 
+// Three flags for one request (BENCHMARK.md: `variants` within 1.5x one `variant`): the
+// scenario's flag plus two more of the same shape (other keys, so other buckets), read with one
+// `variants(context, keys)` call, against one `variant` and three `variant` calls on the same
+// handle, interleaved pass by pass.
+{
+  const three = Flags.fromObject({
+    revision: 'bench-3',
+    flags: { 'chat-model': DOCUMENT.flags['chat-model'], 'prompt': DOCUMENT.flags['chat-model'], 'temperature': DOCUMENT.flags['chat-model'] },
+  })
+  const keys = ['chat-model', 'prompt', 'temperature']
+  const one = () => {
+    for (let i = 0; i < N; i++) sink += three.variant('chat-model', { user_id: ids[i], segment: segments[i] }).id.length
+  }
+  const separate = () => {
+    for (let i = 0; i < N; i++) {
+      const ctx = { user_id: ids[i], segment: segments[i] }
+      sink += three.variant('chat-model', ctx).id.length + three.variant('prompt', ctx).id.length + three.variant('temperature', ctx).id.length
+    }
+  }
+  const many = () => {
+    for (let i = 0; i < N; i++) {
+      const r = three.variants({ user_id: ids[i], segment: segments[i] }, keys)
+      sink += r['chat-model'].id.length + r.prompt.id.length + r.temperature.id.length
+    }
+  }
+  for (const pass of [one, separate, many]) pass()
+  const reps = { one: [], separate: [], many: [] }
+  for (let r = 0; r < REPS; r++) {
+    for (const [name, pass] of [['one', one], ['separate', separate], ['many', many]]) {
+      const start = nowNs()
+      pass()
+      reps[name].push((nowNs() - start) / N)
+    }
+  }
+  const m = Object.fromEntries(Object.entries(reps).map(([k, v]) => [k, median(v)]))
+  result({
+    name: 'node_variants_three',
+    clock: CLOCK,
+    ns_per_request: round(m.many),
+    reps: reps.many.map((x) => round(x)),
+    one_variant_ns: round(m.one),
+    three_variant_calls_ns: round(m.separate),
+    ratio_to_one_variant: round(m.many / m.one, 2),
+    target_ratio: 1.5,
+    n: N,
+  })
+}
+
 // Memory flatness: RSS sampled every million evaluations; growth is measured from the second
 // sample on (the first million warms up the heap and the allocator).
 const samples = []

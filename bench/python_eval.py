@@ -142,6 +142,65 @@ def empty_loop() -> int:
     return sink
 
 
+def three_flags() -> None:
+    """Three flags for one request (BENCHMARK.md: ``variants`` within 1.5x one ``variant``).
+
+    The scenario's flag plus two more of the same shape (other keys, so other buckets), read
+    with one ``variants(context, keys)`` call, against one ``variant`` and three ``variant``
+    calls on the same handle, interleaved pass by pass.
+    """
+    from flagrail import Flags
+
+    same = DOCUMENT["flags"]["chat-model"]  # type: ignore[index]
+    three = Flags.from_dict({"revision": "bench-3", "flags": {"chat-model": same, "prompt": same, "temperature": same}})
+    keys = ["chat-model", "prompt", "temperature"]
+    variant, variants = three.variant, three.variants
+
+    def one() -> int:
+        sink = 0
+        for uid, seg in USERS:
+            v = variant("chat-model", {"user_id": uid, "segment": seg})
+            sink += len(v.id)
+        return sink
+
+    def separate() -> int:
+        sink = 0
+        for uid, seg in USERS:
+            ctx = {"user_id": uid, "segment": seg}
+            a, b, c = variant("chat-model", ctx), variant("prompt", ctx), variant("temperature", ctx)
+            sink += len(a.id) + len(b.id) + len(c.id)
+        return sink
+
+    def many() -> int:
+        sink = 0
+        for uid, seg in USERS:
+            r = variants({"user_id": uid, "segment": seg}, keys)
+            sink += len(r["chat-model"].id) + len(r["prompt"].id) + len(r["temperature"].id)
+        return sink
+
+    passes = {"one": one, "separate": separate, "many": many}
+    for one_pass in passes.values():
+        one_pass()
+    reps: dict[str, list[float]] = {name: [] for name in passes}
+    for _ in range(REPS):
+        for name, one_pass in passes.items():
+            reps[name].append(timed_once(one_pass))
+    m = {name: median(r) for name, r in reps.items()}
+    result(
+        {
+            "name": "python_variants_three",
+            "clock": CLOCK,
+            "ns_per_request": round(m["many"], 1),
+            "reps": [round(r, 1) for r in reps["many"]],
+            "one_variant_ns": round(m["one"], 1),
+            "three_variant_calls_ns": round(m["separate"], 1),
+            "ratio_to_one_variant": round(m["many"] / m["one"], 2),
+            "target_ratio": 1.5,
+            "n": N,
+        }
+    )
+
+
 def main() -> None:
     if MODE == "baseline":
         reps = timed(empty_loop)
@@ -234,6 +293,8 @@ def main() -> None:
                 "n": N,
             }
         )
+
+    three_flags()
 
     # Memory flatness: RSS sampled every million evaluations; growth is measured from the
     # second sample on (the first million warms up the allocator).

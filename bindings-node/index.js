@@ -122,6 +122,14 @@ function readAttr(context, name) {
   }
 }
 
+/** `keys` without repeats, in first-seen order (the array itself when it has none). */
+function distinct(keys) {
+  for (let i = 1; i < keys.length; i++) {
+    if (keys.lastIndexOf(keys[i], i - 1) !== -1) return [...new Set(keys)]
+  }
+  return keys
+}
+
 function readValues(context, names) {
   const values = new Array(names.length)
   const readable = context !== null && context !== undefined
@@ -893,7 +901,7 @@ class Flags {
       if (typeof list[i] !== 'string') throw invalidArgument(`variants: keys[${i}] must be a string flag key, got ${typeof list[i]}`)
     }
     // Each flag once (a repeated key is decided once, as in Python).
-    return this._variants(context, list.length > 1 ? [...new Set(list)] : list, optionsAt(options))
+    return this._variants(context, distinct(list), optionsAt(options))
   }
 
   /**
@@ -914,7 +922,7 @@ class Flags {
       const forced = this._overrides === null ? null : list.map((key) => this._forced(key))
       const names = tables.attributes
       const values = new Array(names.length)
-      const read = new Uint8Array(names.length)
+      const read = new Array(names.length)
       const readable = context !== null && context !== undefined
       const direct = []
       for (let i = 0; i < entries.length; i++) {
@@ -923,8 +931,8 @@ class Flags {
         direct.push(entry.index)
         if (!readable) continue
         for (const slot of entry.attributeSlots) {
-          if (read[slot] === 0) {
-            read[slot] = 1
+          if (read[slot] !== true) {
+            read[slot] = true
             values[slot] = readAttr(context, names[slot])
           }
         }
@@ -957,8 +965,9 @@ class Flags {
           // A sticky flag with a custom pin store: read, decide and write its pin one at a time.
           variant = this._evaluatePinned(entry, context, null, at) ?? this._evaluate(key, context, null, at)
         }
-        // Defined rather than assigned: a flag may be called `__proto__`.
-        Object.defineProperty(results, key, { value: variant, enumerable: true, writable: true, configurable: true })
+        // A flag may be called `__proto__`: defined, not assigned (which would set the prototype).
+        if (key === '__proto__') Object.defineProperty(results, key, { value: variant, enumerable: true, writable: true, configurable: true })
+        else results[key] = variant
       }
       return results
     }

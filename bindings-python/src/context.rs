@@ -260,30 +260,57 @@ pub(crate) fn with_selected<'py, R>(
     source: Source<'_, 'py>,
     names: &[Box<str>],
     keys: &[Py<PyString>],
-    needed: &[bool],
+    needed: &dyn Fn(usize) -> bool,
     evaluate: impl FnOnce(&Positional<'_, '_>) -> R,
 ) -> PyResult<R> {
+    // A small union (the usual document) lives on the stack: no allocation per call.
+    const INLINE: usize = 8;
+    if names.len() <= INLINE {
+        let mut held: [Option<Bound<'py, PyAny>>; INLINE] = [const { None }; INLINE];
+        read_selected(source, keys, needed, &mut held[..names.len()])?;
+        let mut attrs: [Attr<'_>; INLINE] = [const { Attr::Missing }; INLINE];
+        for (attr, held) in attrs.iter_mut().zip(&held) {
+            set_attr(attr, held);
+        }
+        return Ok(evaluate(&Positional {
+            names,
+            values: &attrs[..names.len()],
+        }));
+    }
     let mut held: Vec<Option<Bound<'py, PyAny>>> = vec![None; names.len()];
+    read_selected(source, keys, needed, &mut held)?;
+    let mut attrs: Vec<Attr<'_>> = held.iter().map(|_| Attr::Missing).collect();
+    for (attr, held) in attrs.iter_mut().zip(&held) {
+        set_attr(attr, held);
+    }
+    Ok(evaluate(&Positional {
+        names,
+        values: &attrs,
+    }))
+}
+
+/// [`read_declared`] for the keys whose position `needed` accepts.
+fn read_selected<'py>(
+    source: Source<'_, 'py>,
+    keys: &[Py<PyString>],
+    needed: &dyn Fn(usize) -> bool,
+    out: &mut [Option<Bound<'py, PyAny>>],
+) -> PyResult<()> {
+    let selected = keys
+        .iter()
+        .zip(out.iter_mut())
+        .enumerate()
+        .filter(|(slot, _)| needed(*slot));
     match source {
         Source::Empty => {}
         Source::Dict(dict) => {
-            for ((key, held), _) in keys
-                .iter()
-                .zip(held.iter_mut())
-                .zip(needed)
-                .filter(|(_, n)| **n)
-            {
+            for (_, (key, held)) in selected {
                 *held = ffi::dict_get(dict, key.bind(dict.py()));
             }
         }
         Source::Mapping(mapping) => {
             let py = mapping.py();
-            for ((key, held), _) in keys
-                .iter()
-                .zip(held.iter_mut())
-                .zip(needed)
-                .filter(|(_, n)| **n)
-            {
+            for (_, (key, held)) in selected {
                 match mapping.get_item(key.bind(py)) {
                     Ok(value) => *held = Some(value),
                     // As in `read_declared`: an `Exception` is "absent", anything else stops.
@@ -293,12 +320,5 @@ pub(crate) fn with_selected<'py, R>(
             }
         }
     }
-    let mut attrs: Vec<Attr<'_>> = held.iter().map(|_| Attr::Missing).collect();
-    for (attr, held) in attrs.iter_mut().zip(&held) {
-        set_attr(attr, held);
-    }
-    Ok(evaluate(&Positional {
-        names,
-        values: &attrs,
-    }))
+    Ok(())
 }

@@ -419,37 +419,45 @@ impl Inner {
                     })
                     .collect(),
             };
-            let mut needed = vec![false; doc.attributes().len()];
+            // The union slots the requested flags read: a bit mask for up to 64 attributes
+            // (no allocation), a list beyond.
+            let union = doc.attributes().len();
+            let mut mask = 0u64;
+            let mut wide_mask: Vec<bool> = Vec::new();
+            if union > 64 {
+                wide_mask = vec![false; union];
+            }
             for index in wanted.iter().filter_map(|(_, index)| *index) {
-                if let Some(flag) = doc.flags().get(index) {
-                    for &slot in &flag.attribute_slots {
-                        if let Some(needed) = needed.get_mut(slot) {
-                            *needed = true;
-                        }
+                for &slot in doc
+                    .flags()
+                    .get(index)
+                    .map_or(&[][..], |f| &f.attribute_slots[..])
+                {
+                    match wide_mask.get_mut(slot) {
+                        Some(needed) => *needed = true,
+                        None if slot < 64 => mask |= 1 << slot,
+                        None => {}
                     }
                 }
             }
+            let needed = |slot: usize| match wide_mask.get(slot) {
+                Some(needed) => *needed,
+                None => slot < 64 && mask & (1 << slot) != 0,
+            };
             let names = doc.attributes();
             let attr_keys = cache.attr_keys(py);
-            let outcomes = with_selected(source, names, attr_keys, &needed, |ctx| {
-                wanted
-                    .iter()
-                    .map(|(_, index)| {
-                        let found = index.and_then(|i| Some((i, doc.flags().get(i)?)));
-                        found.map(|(i, flag_def)| {
-                            self.outcome_of(py, &snapshot, i, flag_def, ctx, at)
-                        })
-                    })
-                    .collect::<Vec<Option<Outcome>>>()
-            })?;
             let results = PyDict::new(py);
-            for ((key, index), outcome) in wanted.iter().zip(outcomes) {
-                let flag_cache = index.and_then(|i| cache.flag(py, i));
-                // A test override open for this flag, as in `variant`.
-                if let (Some(index), Some(flag_cache)) = (*index, flag_cache) {
-                    if let (Some(flag_def), Some(forced)) =
-                        (doc.flags().get(index), self.overrides.forced(py, key)?)
-                    {
+            with_selected(source, names, attr_keys, &needed, |ctx| -> PyResult<()> {
+                for (key, index) in &wanted {
+                    let found =
+                        index.and_then(|i| Some((i, doc.flags().get(i)?, cache.flag(py, i)?)));
+                    let Some((index, flag_def, flag_cache)) = found else {
+                        let missing = Variant::not_found(Arc::clone(&entry.cache), key, None);
+                        results.set_item(key, Bound::new(py, missing)?)?;
+                        continue;
+                    };
+                    // A test override open for this flag, as in `variant`.
+                    if let Some(forced) = self.overrides.forced(py, key)? {
                         let result = forced_result(
                             py, entry, &snapshot, index, flag_def, flag_cache, &forced,
                         )?;
@@ -458,15 +466,11 @@ impl Inner {
                             continue;
                         }
                     }
+                    let outcome = self.outcome_of(py, &snapshot, index, flag_def, ctx, at);
+                    results.set_item(key, entry.result_of(py, outcome, flag_cache)?)?;
                 }
-                let result = match (outcome, flag_cache) {
-                    (Some(outcome), Some(flag_cache)) => {
-                        entry.result_of(py, outcome, flag_cache)?
-                    }
-                    _ => Bound::new(py, Variant::not_found(Arc::clone(&entry.cache), key, None))?,
-                };
-                results.set_item(key, result)?;
-            }
+                Ok(())
+            })??;
             Ok(results)
         })
     }

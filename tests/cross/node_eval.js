@@ -44,6 +44,12 @@ for (const entry of manifest) {
         }
       }
     }
+    // `variants` (the context read once for several flags) must give the same answer.
+    const many = flags.variants(request.context, [request.flag], { at: request.at })[request.flag]
+    if (many.id !== v.id || many.reason !== v.reason || many.ruleId !== v.ruleId || many.bucket !== v.bucket) {
+      failures++
+      if (failures <= 5) process.stderr.write(`variants() differs from variant() for ${line}\n`)
+    }
     out.push(JSON.stringify(result))
   }
 }

@@ -309,9 +309,15 @@ def rust(doc: Doc, lines: str) -> list[tuple[Any, ...]]:
 def python(doc: Doc, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     flags = flagrail.Flags.from_file(str(doc.path), reload=False)
     out = []
+    differing = 0
     for request in batch:
         v = flags.variant(request["flag"], request["context"], at=request["at"])
         out.append((v.id, v.reason, v.rule_id, v.bucket))
+        # `variants` (the context read once for several flags) must give the same answer; with
+        # node_eval.js checking the same, both languages' `variants` agree with the CLI too.
+        many = flags.variants(request["context"], [request["flag"]], at=request["at"])[request["flag"]]
+        differing += (many.id, many.reason, many.rule_id, many.bucket) != out[-1]
+    assert differing == 0, f"variants() differs from variant() for {differing} requests"
     return out
 
 
