@@ -7,6 +7,8 @@ bounded poll; nothing asserts on wall-clock time.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +19,15 @@ from redis_server import RedisServer
 
 PYTHON = 4
 NODE = 4
+CLI = fleet_redis.REPO / "target" / "debug" / "flagrail"
+
+
+def cli_metrics(url: str, *extra: str) -> str:
+    if not CLI.exists():
+        raise RuntimeError("target/debug/flagrail is missing: run `make build-cli`")
+    done = subprocess.run([str(CLI), "metrics", "--redis", url, *extra], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def wait_until(what: str, check: Callable[[], bool], seconds: float = 15.0) -> None:
@@ -54,6 +65,15 @@ def test_a_fleet_of_python_and_node_processes_shares_budgets_guardrails_and_pins
             lambda: all(r["new"] == 0 for r in ask_all(workers, "probe 50")),
         )
         assert all(r["new"] == 0 for r in ask_all(workers, "probe 200"))
+
+        # The fleet's metrics from outside any process: all 64 failures, the trip.
+        wait_until(
+            "flagrail metrics --redis adds up every process",
+            lambda: json.loads(cli_metrics(server.url, "--json")).get("candidate", {}).get("new", {}).get("errors") == 64,
+        )
+        text = cli_metrics(server.url)
+        assert 'flagrail_fleet_guardrail_state{flag="candidate",variant="new",guardrail="errors"} 1' in text
+        assert f"flagrail_fleet_processes {PYTHON + NODE}" in text
 
         # Pins written from Python are honoured from Node (and the other way round).
         first = workers[0].ask("pins 20")
