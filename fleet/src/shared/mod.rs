@@ -118,6 +118,9 @@ struct Inner {
     view: Mutex<FleetView>,
     stop: AtomicBool,
     flushes: AtomicU64,
+    /// The background thread, woken when a lease runs low (so a refill does not wait for the
+    /// next tick).
+    worker: std::sync::OnceLock<std::thread::Thread>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,7 +154,13 @@ impl SharedState for Hook {
         lock(&self.0.leases).exhausted(budget, scope, now)
     }
     fn budget_charge(&self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
-        lock(&self.0.leases).charge(budget, scope, amount, now);
+        let wake = lock(&self.0.leases).charge(budget, scope, amount, now);
+        if wake {
+            // Once per lease and refill: the refill starts now rather than at the next tick.
+            if let Some(worker) = self.0.worker.get() {
+                worker.unpark();
+            }
+        }
     }
     fn budget_reserve(&self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         lock(&self.0.leases).reserve(budget, scope, amount, now);
@@ -269,6 +278,7 @@ impl FleetState {
             view: Mutex::new(FleetView::default()),
             stop: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
+            worker: std::sync::OnceLock::new(),
         });
         flags.share_state(Some(Arc::new(Hook(Arc::clone(&inner)))));
         let weak = flags.downgrade();
@@ -284,6 +294,7 @@ impl FleetState {
                     detail: error.to_string(),
                 })?
         };
+        let _ = inner.worker.set(worker.thread().clone());
         Ok(Arc::new(FleetState {
             inner,
             flags: weak,
