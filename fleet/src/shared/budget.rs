@@ -354,7 +354,9 @@ impl Leases {
             .values()
             .flat_map(|s| s.values())
             .map(|l| l.unreported)
-            .sum()
+            .sum::<f64>()
+            // An empty sum is -0.0: report 0.
+            + 0.0
     }
 
     pub fn scopes(&self) -> usize {
