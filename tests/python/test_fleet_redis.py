@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -129,4 +130,55 @@ def test_redis_killed_mid_traffic_costs_no_exception_and_no_spend(tmp_path: Path
     finally:
         for worker in workers:
             worker.stop()
+        server.stop()
+
+
+FORK_CHILD = r"""
+import json, os, sys, time
+from flagrail import Flags
+
+flags = Flags.from_file(sys.argv[1], redis=sys.argv[2])
+time.sleep(0.3)
+parent = flags.status()["fleet"]["process"]
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    for _ in range(200):
+        fleet = flags.status()["fleet"]
+        if fleet["connected"]:
+            break
+        time.sleep(0.05)
+    r = flags.call("chat", {"user_id": "forked"}, lambda v: v.id)
+    flags.close()
+    os.write(write, json.dumps({"process": fleet["process"], "connected": fleet["connected"],
+                                "served": r.variant.id}).encode())
+    os._exit(0)
+os.close(write)
+child = json.loads(os.read(read, 65536))
+os.waitpid(pid, 0)
+print(json.dumps({"parent": parent, "child": child}))
+flags.close()
+"""
+
+
+def test_a_forked_child_joins_the_fleet_as_a_new_process(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        document = tmp_path / "flags.json"
+        document.write_text(json.dumps(fleet_redis.DOCUMENT))
+        done = subprocess.run(
+            [sys.executable, "-c", FORK_CHILD, str(document), server.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["child"]["connected"] is True
+        assert report["child"]["process"] != report["parent"], "the child must not reuse the parent's leases"
+        assert report["child"]["served"] == "opus"
+        # The child's call reached Redis (reported on close) under its own process.
+        assert fleet_redis.fleet_spend(server, "forked") == 1
+    finally:
         server.stop()
