@@ -233,12 +233,12 @@ impl Leases {
         if connected
             && budget.measure == Measure::Requests
             && lease.room() <= 0.0
-            && lease.fleet_room.is_some()
             && lease.fleet_spent < lease.limit
         {
-            // This request was downgraded only because this process's lease ran dry while
-            // the fleet had not spent its limit (the rest is in leases, or a refill is on its
-            // way): counting it would spend room the fleet never served. Requests downgraded
+            // This request was downgraded only because this process's lease (or its first
+            // credit) ran dry while the fleet, as last heard, had not spent its limit (the rest
+            // is in leases, or a refill is on its way): counting it would spend room the fleet
+            // never served. Requests downgraded
             // once the fleet's spend reached the limit, or while Redis is unreachable, count,
             // as in one process.
             lease.dirty = true;
