@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'FLAG_NOT_FOUND'
   | 'ALL_ATTEMPTS_FAILED'
+  | 'CALL_DEPTH_EXCEEDED'
 
 /** Why an attempt failed (the same strings in Rust, Python and Node). */
 export type ErrorKind =
@@ -79,6 +80,13 @@ export interface FileOptions {
    * goes live once both match.
    */
   verifyKey?: string
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
 }
 
 /** Options of `Flags.fromUrl`. */
@@ -109,6 +117,14 @@ export interface UrlOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
 }
 
 /** Options of `Flags.fromRedis`. */
@@ -137,6 +153,11 @@ export interface RedisOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * Share budgets, guardrails, metrics and sticky pins through this Redis (as in
+   * `FileOptions.redis`; usually `url` again). The shared keys carry `key`'s hash tag.
+   */
+  redis?: string
 }
 
 /** The second argument of the function given to `Flags.call`. */
@@ -433,6 +454,8 @@ export interface Status {
   local_kills: { all: LocalKill | null; flags: { [flag: string]: LocalKill } }
   /** Guardrails tripped in this process (tripped, or half-open and probing). */
   guardrails: GuardrailTrip[]
+  /** The ramps an autopilot governs, where each stands (docs/autopilot.md). */
+  autopilot: AutopilotRamp[]
   /** Every budget of the live document: document-wide ones, each flag's, then shadow caps. */
   budgets: BudgetState[]
   /** Conversation pins held in the in-memory store. */
@@ -444,6 +467,31 @@ export interface Status {
    * `kind: 'redis'`); `null` for file and static sources.
    */
   remote: RemoteStatus | RedisRemoteStatus | null
+  /** Shared fleet state (`redis` option); null without it. */
+  fleet: FleetStatus | null
+}
+
+/**
+ * `Status.fleet`: the connection to the fleet's Redis. `mode` is `shared` while Redis answers
+ * and `local` while it does not (budgets enforced from this process's lease, then
+ * `limit / fleet_size`; docs/fleet.md).
+ */
+export interface FleetStatus {
+  redis: string
+  process: string
+  connected: boolean
+  mode: 'shared' | 'local'
+  since: string | null
+  last_error: string | null
+  disconnects: number
+  fleet_size: number
+  leased_scopes: number
+  pending_spend: number
+  pending_pin_writes: number
+  dropped_pin_writes: number
+  flushes: number
+  fleet_read_at: string | null
+  now: string
 }
 
 /** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */
@@ -517,6 +565,24 @@ export interface RedisRemoteStatus {
     kind: string
     message: string
   } | null
+}
+
+/** A ramp in `Status.autopilot` (and `explain`'s ramp step, without flag, rule and candidate). */
+export interface AutopilotRamp {
+  flag: string
+  rule_id: string
+  /** The ramped variant. */
+  candidate: string
+  /** `governed`: held at its step by the autopilot; `paused_by_hand`: halted, or paused by a person. */
+  state: 'not_started' | 'governed' | 'paused_by_hand' | 'rolled_back' | 'complete' | 'scheduled'
+  step: number | null
+  percent: number
+  /** When the live step began (RFC 3339); set `paused_at` to it to hand a paused ramp back. */
+  step_began: string | null
+  held_ms: number | null
+  control: string
+  min_hold_ms: number | null
+  max_hold_ms: number | null
 }
 
 /** A tripped guardrail in `Status.guardrails`. */
@@ -791,7 +857,11 @@ export declare class Flags {
    * @throws FlagrailError `FLAG_NOT_FOUND` (rejects) for an unknown flag;
    *   `ALL_ATTEMPTS_FAILED` (an `AllAttemptsFailedError`, with `attempts` and `runId`) when
    *   every step failed and none serves without a model; `INVALID_ARGUMENT` for a `signal`
-   *   that is not an AbortSignal. Rejects with `signal.reason` when `control.signal` aborts.
+   *   that is not an AbortSignal; `CALL_DEPTH_EXCEEDED` for a call made synchronously (before
+   *   its first `await`) from inside the `fn` of more than 100 enclosing calls, the core's limit,
+   *   the same as Python's (a programming error: nothing is recorded for it, and every
+   *   enclosing call rejects with it, its attempt recorded as cancelled). Rejects with
+   *   `signal.reason` when `control.signal` aborts.
    */
   call<T>(
     flag: string,
@@ -815,6 +885,16 @@ export declare class Flags {
   metrics(): Metrics
   /** The metrics in the Prometheus text exposition format (`flagrail_requests_total{flag=…,variant=…} N`, …). */
   metricsText(): string
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up (counters summed, rates and means recomputed, latency quantiles the largest of
+   * any process), plus `$fleet`: `processes`, the fleet's guardrail states, `read_at`. Read
+   * by a background thread every second; no round trip. Throws `INVALID_ARGUMENT` without
+   * `redis`.
+   */
+  fleetMetrics(): Record<string, unknown>
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText(): string
   /**
    * Calls `listener` with every telemetry event of this `Flags`, synchronously before the call
    * that produced it returns. A listener that throws becomes a process warning. Returns a

@@ -30,6 +30,10 @@ function load() {
   const { Output } = require('./index.js')
   const tracer = api.trace.getTracer('flagrail', version)
   const ERROR = api.SpanStatusCode.ERROR
+  // What the global provider delegates to until an SDK is registered (the API's shared no-op
+  // provider): while it is, every span would be non-recording and a call runs untraced.
+  const NO_SDK = new api.ProxyTracerProvider().getDelegate()
+  const withoutSdk = () => api.trace.getTracerProvider().getDelegate() === NO_SDK
 
   function variantAttributes(variant, attributes) {
     const payload = variant.payload
@@ -168,6 +172,7 @@ function load() {
   }
 
   async function traceCall(flags, flag, context, fn, callOptions) {
+    if (withoutSdk()) return flags._call(flag, context, fn, callOptions)
     const runSpan = tracer.startSpan(`flagrail.call ${flag}`, {
       attributes: { 'feature_flag.key': String(flag), 'feature_flag.provider.name': PROVIDER_NAME },
     })

@@ -12,9 +12,12 @@ macro_rules! outln {
 }
 
 mod args;
+mod autopilot;
 mod diff;
 mod drill;
+mod forensics;
 mod redis;
+mod report;
 mod signing;
 mod simulate;
 
@@ -121,6 +124,24 @@ const COMMANDS: &[Command] = &[
         usage: drill::USAGE,
         details: drill::DETAILS,
         run: drill::run,
+    },
+    Command {
+        name: "autopilot",
+        usage: autopilot::USAGE,
+        details: autopilot::DETAILS,
+        run: autopilot::run,
+    },
+    Command {
+        name: "forensics",
+        usage: forensics::USAGE,
+        details: forensics::DETAILS,
+        run: forensics::run,
+    },
+    Command {
+        name: "report",
+        usage: report::USAGE,
+        details: report::DETAILS,
+        run: report::run,
     },
     Command {
         name: "keygen",

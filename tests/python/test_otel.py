@@ -254,7 +254,14 @@ def test_without_opentelemetry_call_stays_the_native_method() -> None:
     env = dict(os.environ, FLAGRAIL_OTEL="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["method_descriptor", "False"]
-    # With it installed, the package still imports nothing from it until the first call.
-    code = "import sys, flagrail\nprint('opentelemetry.trace' in sys.modules)\n"
+    # With it installed, the package imports nothing from it until the first call, which
+    # (no SDK registered in that process) runs untraced with the same result.
+    code = (
+        "import sys, flagrail\n"
+        "before = 'opentelemetry.trace' in sys.modules\n"
+        "flags = flagrail.Flags.from_dict({'revision': 'r', 'flags': {'f': {'variants': {'a': {}}, 'default': 'a'}}})\n"
+        "r = flags.call('f', {}, lambda v: 'ok')\n"
+        "print(before, 'opentelemetry.trace' in sys.modules, r.value, r.variant.id)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False"]
+    assert out.stdout.split() == ["False", "True", "ok", "a"]

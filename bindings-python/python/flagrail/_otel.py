@@ -54,6 +54,22 @@ def _load() -> Any:
     return _tracer
 
 
+_UNKNOWN = object()
+
+
+def _without_sdk() -> bool:
+    """No tracer provider registered yet: every span would be non-recording, so the call runs
+    untraced. Checked on every call (an app may register its provider after the first one),
+    so it reads the API's global directly: ``get_tracer_provider()`` consults the process
+    environment each time, which costs more than the rest of this wrapper. Should a future
+    API rename that global, the public function decides instead."""
+    _load()
+    registered = getattr(_api, "_TRACER_PROVIDER", _UNKNOWN)
+    if registered is _UNKNOWN:
+        return type(_api.get_tracer_provider()) is _api.ProxyTracerProvider
+    return registered is None
+
+
 def _variant_attributes(variant: Variant, attributes: dict[str, Any]) -> None:
     """The GenAI request attributes a variant's payload knows."""
     payload = variant.payload
@@ -303,6 +319,8 @@ def install() -> None:
 
     @functools.wraps(native_call)
     def call(self: Flags, flag: str, context: Any, fn: Callable[..., Any]) -> Any:
+        if _without_sdk():
+            return native_call(self, flag, context, fn)
         run_span = _run_span(flag)
         if not run_span.is_recording():
             return native_call(self, flag, context, fn)
@@ -321,6 +339,8 @@ def install() -> None:
 
     @functools.wraps(native_acall)
     async def acall(self: Flags, flag: str, context: Any, fn: Callable[..., Any]) -> Any:
+        if _without_sdk():
+            return await native_acall(self, flag, context, fn)
         run_span = _run_span(flag)
         if not run_span.is_recording():
             return await native_acall(self, flag, context, fn)
