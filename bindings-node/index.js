@@ -19,6 +19,7 @@
 // attempt beside the chain, without waiting for it.
 
 const path = require('node:path')
+const { AsyncLocalStorage } = require('node:async_hooks')
 
 const ADDON = path.join(__dirname, 'flagrail.node')
 let native
@@ -32,6 +33,7 @@ try {
 // Native results that are not packed results (see src/handle.rs).
 const STALE = -1 // the live document is not the one our tables describe: refresh and retry
 const WIDE = -2 // does not fit the packed number: ask for the unpacked result
+const NOT_FORCED = -4 // evalForced: the live flag has no such variant (evaluate as usual)
 const LOW = 1048576 // 2^20: the packed bucket sits above this
 const SHADOW_BIT = 4294967296 // 2^32 above LOW (bit 52): a shadow was drawn
 const TARGET_SLOT = 16777216 // 2^24: a target is slot * 2^24 + flag index (see src/raw.rs)
@@ -362,6 +364,21 @@ function defaultId(defaultVariant) {
 const CONSTRUCT = Symbol('flagrail.construct')
 // The Flags of each native slot of this thread, held weakly: reload notices name a slot.
 const bySlot = new Map()
+
+// otel.js once loaded (null: @opentelemetry/api is missing, or FLAGRAIL_OTEL=0); undefined
+// until the first call.
+let otel
+function loadOtel() {
+  if (process.env.FLAGRAIL_OTEL === '0') return null
+  try {
+    return require('./otel.js').load()
+  } catch {
+    return null
+  }
+}
+
+// The core's OpenFeature reasons by reason code: [flag without rules, flag with rules].
+let openFeatureReasons = null
 // The native state of a Flags lives in a per-thread slot table; the slot is freed when its
 // Flags is collected.
 const released = new FinalizationRegistry((slot) => {
@@ -437,6 +454,9 @@ class Flags {
     // onEvent listeners; null until the first one (then the native side queues events).
     this._listeners = null
     bySlot.set(slot, new WeakRef(this))
+    // Test overrides (`override`): an AsyncLocalStorage of Map<flag key, variant id>, created
+    // by the first override; until then evaluation looks at nothing else.
+    this._overrides = null
     released.register(this, slot)
   }
 
@@ -470,6 +490,14 @@ class Flags {
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
       } catch (err) {
         flags.close()
         throw err
@@ -529,6 +557,68 @@ class Flags {
         throw err
       }
     }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    return flags
+  }
+
+  /**
+   * Loads a flag document from a Redis key and follows every push at once (pub/sub, with a
+   * safety-net poll; see index.d.ts, `Flags.fromRedis`). Never throws because Redis is down:
+   * after `startupTimeoutMs` the cache or an empty document serves until Redis returns.
+   */
+  static fromRedis(url, options) {
+    const opts = options === undefined || options === null ? {} : options
+    if (url instanceof URL) url = url.href
+    if (typeof url !== 'string') throw invalidArgument('url must be a string or a URL')
+    const ms = (name, value, least) => {
+      if (value === undefined || value === null) return undefined
+      if (!Number.isInteger(value) || value < least || value > 0xffffffff) {
+        throw invalidArgument(`${name} must be a whole number of milliseconds >= ${least}`)
+      }
+      return value
+    }
+    const text = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (value instanceof URL) return require('node:url').fileURLToPath(value)
+      if (typeof value !== 'string') throw invalidArgument(`${name} must be a string`)
+      return value
+    }
+    if (opts.key !== undefined && opts.key !== null && (typeof opts.key !== 'string' || opts.key === '')) {
+      throw invalidArgument('key must be a non-empty string')
+    }
+    const flags = Flags._from(
+      native.loadRedis(url, {
+        key: opts.key === null ? undefined : opts.key,
+        pollIntervalMs: ms('pollIntervalMs', opts.pollIntervalMs, 1),
+        startupTimeoutMs: ms('startupTimeoutMs', opts.startupTimeoutMs, 0),
+        timeoutMs: ms('timeoutMs', opts.timeoutMs, 1),
+        cachePath: text('cachePath', opts.cachePath),
+        verifyKey: text('verifyKey', opts.verifyKey),
+      }),
+    )
+    if (opts.events !== undefined && opts.events !== null) {
+      try {
+        flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis, opts.key === null ? undefined : opts.key)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
     return flags
   }
 
@@ -541,6 +631,21 @@ class Flags {
     if (text instanceof Uint8Array) return Flags._from(native.loadBytes(text))
     if (typeof text !== 'string') throw invalidArgument('fromJson takes the document as a string or a Buffer')
     return Flags._from(native.loadJson(text))
+  }
+
+  /**
+   * Flags for a test from a short mapping (see index.d.ts, `Flags.forTests`):
+   * `Flags.forTests({ 'support-bot': 'v2.2' })`.
+   */
+  static forTests(mapping) {
+    let text
+    try {
+      text = JSON.stringify(mapping)
+    } catch (err) {
+      throw invalidArgument(`forTests: the mapping has no JSON form: ${err.message}`)
+    }
+    if (typeof text !== 'string') throw invalidArgument('forTests takes an object of flag key -> variant id or variants')
+    return Flags._from(native.loadForTests(text))
   }
 
   /** Validates a flag document given as a plain object (as `JSON.parse` returns it). */
@@ -561,6 +666,10 @@ class Flags {
    * value of a type no condition can use is ignored for matching.
    */
   variant(flag, context, defaultVariant, options) {
+    if (this._overrides !== null) {
+      const forced = this._forced(flag)
+      if (forced !== undefined) return forced
+    }
     // Fast path: a known flag, now, a context object: one native call, no allocation but the
     // result.
     if (options === undefined && context !== null && context !== undefined) {
@@ -579,6 +688,55 @@ class Flags {
       }
     }
     return this._evaluate(flag, context, defaultId(defaultVariant), optionsAt(options))
+  }
+
+  /**
+   * Runs `fn` with `variant` served for `flag` (see index.d.ts, `Flags.override`) and returns
+   * what `fn` returns. The scope is an AsyncLocalStorage: it covers everything `fn` does,
+   * awaits included, and nothing outside it, so concurrent tests and requests never see each
+   * other's overrides; it ends when `fn` returns or throws (for an async `fn`, its promise
+   * keeps the scope until it settles).
+   */
+  override(flag, variant, fn) {
+    if (typeof fn !== 'function') throw invalidArgument('override(flag, variant, fn): fn must be a function')
+    if (typeof variant !== 'string') throw invalidArgument('override(flag, variant, fn): variant must be a variant id')
+    const key = flagKey(flag)
+    const problem = native.checkOverride(this._slot, key, variant)
+    if (problem !== null) throw failure(problem)
+    if (this._overrides === null) this._overrides = new AsyncLocalStorage()
+    const next = new Map(this._overrides.getStore())
+    next.set(key, variant)
+    return this._overrides.run(next, fn)
+  }
+
+  /** The variant forced for `flag` in this async context, as a Variant, or undefined. */
+  _forced(flag) {
+    const store = this._overrides.getStore()
+    if (store === undefined) return undefined
+    const key = flagKey(flag)
+    const id = store.get(key)
+    if (id === undefined) return undefined
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = this._tables.byKey.get(key)
+      // Not in our tables: a reload since they were read may have added it (refresh once), or
+      // removed it (evaluate as usual).
+      if (entry === undefined && attempt > 0) return undefined
+      if (entry !== undefined) {
+        const packed = native.evalForced(this._slot, entry.index, id)
+        if (packed >= 0) return unpack(entry, packed, null)
+        if (packed === WIDE) return unpackWide(entry, native.takeWide(), null)
+        if (packed === NOT_FORCED) return undefined
+      }
+      this._refresh()
+    }
+    return undefined
+  }
+
+  /** The variant id an override forces for `key` in this async context, or undefined. */
+  _forcedId(key) {
+    if (this._overrides === null) return undefined
+    const store = this._overrides.getStore()
+    return store === undefined ? undefined : store.get(key)
   }
 
   /** The careful path: unknown flags, `at`, reloads, odd contexts. */
@@ -798,9 +956,43 @@ class Flags {
     throw failure(result)
   }
 
-  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
+  /**
+   * Stops watching the file (or polling the URL) and, with `redis`, stops sharing state
+   * (spend is reported and leases given back first); the last document keeps serving.
+   * Idempotent.
+   */
   close() {
     native.close(this._slot)
+    native.fleetClose(this._slot)
+  }
+
+  /**
+   * Shares budgets, guardrails, metrics and pins through the Redis at `url` and installs the
+   * built-in Redis pin store (see index.d.ts, `FlagsOptions.redis`).
+   */
+  _shareState(url, documentKey) {
+    if (typeof url !== 'string') throw invalidArgument('redis must be a string: redis://host:port/db or redis+cluster://host:port,...')
+    native.fleetAttach(this._slot, url, documentKey)
+    const slot = this._slot
+    this.usePinStore({
+      get: (key) => native.fleetPinGet(slot, key),
+      set: (key, value, ttlSeconds) => native.fleetPinSet(slot, key, value, ttlSeconds),
+      delete: (key) => native.fleetPinDelete(slot, key),
+    })
+  }
+
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up, with `$fleet` (processes, the fleet's guardrail states). No round trip: the
+   * background thread reads them every second.
+   */
+  fleetMetrics() {
+    return JSON.parse(native.fleetMetrics(this._slot))
+  }
+
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText() {
+    return native.fleetMetricsText(this._slot)
   }
 
   /**
@@ -810,7 +1002,16 @@ class Flags {
    * variant serves without calling `fn`. The core plans the chain and records every attempt;
    * this only runs `fn` and reports back.
    */
-  async call(flag, context, fn, callOptions) {
+  call(flag, context, fn, callOptions) {
+    // OpenTelemetry spans when @opentelemetry/api can be loaded (otel.js, resolved once on the
+    // first call); otherwise, or with FLAGRAIL_OTEL=0, the plain chain.
+    if (otel === undefined) otel = loadOtel()
+    if (otel === null) return this._call(flag, context, fn, callOptions)
+    return otel.traceCall(this, flag, context, fn, callOptions)
+  }
+
+  /** `call` without spans: the chain itself. */
+  async _call(flag, context, fn, callOptions) {
     if (typeof fn !== 'function') throw invalidArgument('call(flag, context, fn): fn must be a function')
     const signal = callSignal(callOptions)
     // The caller gave up before anything started: nothing is evaluated or recorded.
@@ -830,10 +1031,12 @@ class Flags {
     let run = -1
     // A sticky flag with a custom pin store: { store, key } of the conversation's pin.
     let pinned = null
+    // A test override in this async context: the chain starts at its variant (careful loop).
+    const forced = this._forcedId(key)
     // Fast path: a known flag without a custom pin store and a context object, one raw native
     // call. Anything else (a throwing getter, stale tables, a pin store, a failure to report)
     // takes the careful loop below.
-    if (entry !== undefined && entry.direct && entry.start !== null && context !== null && context !== undefined) {
+    if (forced === undefined && entry !== undefined && entry.direct && entry.start !== null && context !== null && context !== undefined) {
       try {
         const started = entry.start(entry.target, context)
         if (started >= 0) run = started
@@ -850,8 +1053,8 @@ class Flags {
       let started
       if (entry === undefined) {
         started = native.runStart(this._slot, -1, key, NO_VALUES, out)
-      } else if (entry.direct) {
-        started = native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out)
+      } else if (entry.direct || forced !== undefined) {
+        started = native.runStart(this._slot, entry.index, undefined, readValues(context, entry.runAttributes), out, forced)
       } else {
         // Awaiting the store lets other calls run: this call gets its own result array.
         out = new Float64Array(3)
@@ -1156,6 +1359,20 @@ class Flags {
       const at = this._listeners.indexOf(listener)
       if (at >= 0) this._listeners.splice(at, 1)
     }
+  }
+
+  /**
+   * The OpenFeature resolution reason of `variant` (for flagrail/openfeature and the spans;
+   * not public API): the core's table, where the default of a flag without rules is STATIC.
+   */
+  _openFeatureReason(variant) {
+    const tables = this._tables
+    const entry = tables.byKey.get(variant.flag)
+    const code = tables.reasons.indexOf(variant.reason)
+    // A variant of another revision than the tables': as a flag with rules (DEFAULT).
+    const hasRules = entry === undefined || tables.revision !== variant.revision || entry.ruleIds.length > 0
+    if (openFeatureReasons === null) openFeatureReasons = [native.openFeatureReasons(false), native.openFeatureReasons(true)]
+    return openFeatureReasons[hasRules ? 1 : 0][code] ?? 'UNKNOWN'
   }
 
   /** Dispatches the queued events to the listeners. */

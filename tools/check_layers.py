@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("evaluate", ["evaluate"]),
     ("runtime state", ["runtime"]),
     ("live", ["live"]),
-    ("load and tooling", ["load", "lint", "admin"]),
+    ("load and tooling", ["load", "lint", "admin", "review"]),
     ("binding boundary", ["codes"]),
 ]
 

@@ -34,8 +34,8 @@ use flagrail_core::document::budget::BudgetRef;
 use flagrail_core::document::sticky::conversation_of;
 use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{
-    codes, Attr, Decision, Document, EvalOptions, Evaluation, Flag, Flags, KillSource, PinSource,
-    Positional,
+    codes, Attr, Decision, Document, EmptyContext, EvalOptions, Evaluation, Flag, Flags,
+    KillSource, PinSource, Positional,
 };
 use serde_json::{json, Value};
 
@@ -49,6 +49,8 @@ pub const STALE: f64 = -1.0;
 pub const WIDE: f64 = -2.0;
 /// Returned by a raw callback that could not run (unreadable arguments, a caught panic).
 pub const FAILED: f64 = -3.0;
+/// `evalForced`: the override names a variant the live flag does not have.
+pub const NOT_FORCED: f64 = -4.0;
 
 /// Bits below the bucket in a packed result.
 const LOW_BITS: u32 = 20;
@@ -178,6 +180,8 @@ pub struct Handle {
     /// Events waiting for the JS listeners (`onEvent`), as JSON text; installed as an event
     /// sink on first use (see `crate::runtime`).
     pub events: OnceCell<Arc<Mutex<Vec<String>>>>,
+    /// Shared fleet state (`{ redis: URL }`), if attached (see `crate::fleet`).
+    pub fleet: RefCell<Option<Arc<flagrail_fleet::shared::FleetState>>>,
 }
 
 impl Handle {
@@ -187,6 +191,7 @@ impl Handle {
             inner,
             ack,
             events: OnceCell::new(),
+            fleet: RefCell::new(None),
         }
     }
 
@@ -213,6 +218,28 @@ impl Handle {
         pack(&snapshot.evaluate(&*flag.key, &ctx, EvalOptions::default()))
     }
 
+    /// Flag `index` of the acknowledged document with `variant` forced by a test override
+    /// (`flags.override`): packed like [`Handle::decide`], `STALE`, or [`NOT_FORCED`] when the
+    /// flag has no such variant (then it is evaluated as usual).
+    pub fn decide_forced(&self, index: u32, variant: &str) -> f64 {
+        let snapshot = self.inner.snapshot();
+        let ack = self.ack.borrow();
+        if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
+            return STALE;
+        }
+        let Some(flag) = ack.flags().get(index as usize) else {
+            return STALE;
+        };
+        if flag.variant_position(variant).is_none() {
+            return NOT_FORCED;
+        }
+        let options = EvalOptions {
+            forced: Some(variant),
+            ..EvalOptions::default()
+        };
+        pack(&snapshot.evaluate(index as usize, &EmptyContext, options))
+    }
+
     /// Evaluates flag `index` of the acknowledged document (or, without an index, the flag
     /// `key` with no attributes), optionally at instant `at`, as an owned result; `None` when
     /// the live document is not the acknowledged one.
@@ -230,6 +257,7 @@ impl Handle {
         let options = EvalOptions {
             at: at.map(millis),
             pin: PinSource::Memory,
+            forced: None,
         };
         let decision = snapshot.evaluate(key, &ctx, options);
         let evaluation = Evaluation::of_decision(&decision, key, snapshot.document_arc());
@@ -259,6 +287,7 @@ impl Handle {
         let options = EvalOptions {
             at: at.map(millis),
             pin: PinSource::Given(pin),
+            forced: None,
         };
         let decision = snapshot.evaluate(index as usize, &ctx, options);
         Some(unpacked(&decision))
@@ -305,6 +334,7 @@ impl Handle {
         let options = EvalOptions {
             at: at.map(millis),
             pin: pin.map_or(PinSource::Memory, PinSource::Given),
+            forced: None,
         };
         Some(snapshot.explain(key, &ctx, options).to_value())
     }

@@ -12,6 +12,7 @@
 )]
 
 mod error;
+pub mod fleet;
 mod handle;
 mod raw;
 mod raw_call;
@@ -22,6 +23,8 @@ pub mod sources;
 use std::time::Duration;
 
 use flagrail_core::cache_key::KeyPart;
+use flagrail_core::live::overrides::for_tests;
+use flagrail_core::live::overrides::forced::check_forced;
 use flagrail_core::{Document, FileOptions, Flags};
 use napi::bindgen_prelude::{BigInt, Either, Either3, Object, Uint8ArraySlice, Unknown};
 use napi::JsString;
@@ -51,6 +54,22 @@ pub fn init(mut exports: Object<'_>) -> napi::Result<()> {
 #[napi(catch_unwind)]
 pub fn load_json(text: String) -> Either<u32, LoadFailure> {
     match Flags::from_json(&text) {
+        Ok(flags) => Either::A(handle::insert(flags)),
+        Err(error) => Either::B(load_failure(&error)),
+    }
+}
+
+/// Loads the flags of a test from the short mapping of `Flags.forTests` (JSON text; see
+/// `flagrail_core::live::overrides::for_tests`): the handle's slot, or why it was rejected.
+#[napi(catch_unwind)]
+pub fn load_for_tests(text: String) -> Either<u32, LoadFailure> {
+    let built = serde_json::from_str(&text)
+        .map_err(|e| flagrail_core::Error::InvalidArgument {
+            message: format!("forTests: the mapping is not JSON: {e}"),
+        })
+        .and_then(|mapping| for_tests::document(&mapping))
+        .and_then(Flags::from_value);
+    match built {
         Ok(flags) => Either::A(handle::insert(flags)),
         Err(error) => Either::B(load_failure(&error)),
     }
@@ -126,6 +145,27 @@ pub fn eval_key(slot: u32, key: String, at: Option<f64>) -> Result<f64, JsError>
     Ok(handle(slot)?
         .evaluate_full(None, &key, &[], at)
         .map_or(STALE, |e| encode_evaluation(&e)))
+}
+
+/// Checks a test override (`flags.override(key, variant, fn)`) against the live document: the
+/// failure (`INVALID_ARGUMENT`, naming the flag or the variant) or `null`.
+#[napi(catch_unwind)]
+pub fn check_override(
+    slot: u32,
+    key: String,
+    variant: String,
+) -> Result<Option<LoadFailure>, JsError> {
+    let document = handle(slot)?.inner.document();
+    Ok(check_forced(&document, &key, &variant)
+        .err()
+        .map(|e| load_failure(&e)))
+}
+
+/// Flag `index` of the JS tables with `variant` forced by a test override: the packed result,
+/// `STALE`, `WIDE`, or `-4` when the flag has no such variant.
+#[napi(catch_unwind)]
+pub fn eval_forced(slot: u32, index: u32, variant: String) -> Result<f64, JsError> {
+    Ok(handle(slot)?.decide_forced(index, &variant))
 }
 
 /// The unpacked form of the last result of this thread that did not fit the packed number

@@ -122,6 +122,13 @@ pub fn error_kinds() -> Vec<&'static str> {
     flagrail_core::codes::error_kind_names()
 }
 
+/// The OpenFeature resolution reasons in reason-code order, for a flag with rules or without
+/// (`flagrail/openfeature` and the OpenTelemetry spans read them; the core's table).
+#[napi(catch_unwind)]
+pub fn open_feature_reasons(flag_has_rules: bool) -> Vec<&'static str> {
+    flagrail_core::codes::open_feature_reason_names(flag_has_rules)
+}
+
 /// The kind (its code) of a failed attempt, from what the JS error says about itself.
 #[napi(catch_unwind)]
 pub fn classify_error(
@@ -190,7 +197,8 @@ fn kind_of(code: u32) -> Result<ErrorKind, JsError> {
 /// Starts a `call` of flag `index` of the acknowledged document (or, with `index` -1, of
 /// `key`, which the JS tables lack) with the values of the flag's run attributes: the run's
 /// slot, `STALE` when the JS tables are out of date, or `FLAG_NOT_FOUND`. A started run
-/// writes `[packed evaluation, packed first step]` to `out`.
+/// writes `[packed evaluation, packed first step]` to `out`. `forced`: the variant a test
+/// override forces for this flag, if any.
 #[napi(catch_unwind)]
 pub fn run_start(
     slot: u32,
@@ -198,6 +206,7 @@ pub fn run_start(
     key: Option<String>,
     values: Unknown<'_>,
     mut out: Float64ArraySlice<'_>,
+    forced: Option<String>,
 ) -> Result<Either<f64, LoadFailure>, JsError> {
     let handle = crate::handle(slot)?;
     let ack = handle.acknowledged();
@@ -225,7 +234,19 @@ pub fn run_start(
         names: &flag.run_attributes,
         values: &values,
     };
-    match handle.inner.start_run_in(&snapshot, &flag.key, &ctx) {
+    // A test override (`flags.override`) in the caller's async context: the chain starts at
+    // its variant.
+    let started = match forced.as_deref() {
+        Some(variant) => handle.inner.start_run_forced(
+            &snapshot,
+            &flag.key,
+            &ctx,
+            PinSource::Memory,
+            Some(variant),
+        ),
+        None => handle.inner.start_run_in(&snapshot, &flag.key, &ctx),
+    };
+    match started {
         Ok(mut run) => {
             let step = encode_step(run.next_step());
             write_out(&mut out, &[encode_evaluation(run.evaluation()), step]);

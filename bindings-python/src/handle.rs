@@ -9,18 +9,21 @@
 //! Evaluation keeps the GIL: it takes a couple of hundred nanoseconds, about what releasing and
 //! re-acquiring it would cost.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flagrail_core::live::Snapshot;
-use flagrail_core::{Document, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason};
+use flagrail_core::{
+    Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 
 use crate::context::{with_declared, Source};
 use crate::convert::to_python;
+use crate::overrides::OverrideScopes;
 use crate::reuse;
 use crate::sticky::{pin_write, PinStore};
 use crate::time;
@@ -33,6 +36,10 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
     pub(crate) pins: PinStore,
+    /// Shared fleet state (`redis=URL`), if attached.
+    pub(crate) fleet: FleetSlot,
+    /// Test overrides open in some thread or task (`flags.override`).
+    pub(crate) overrides: Arc<OverrideScopes>,
 }
 
 /// What the binding keeps per live document.
@@ -229,6 +236,8 @@ impl Inner {
             entry: ArcSwap::from_pointee(entry),
             poll_interval,
             pins: PinStore::default(),
+            fleet: FleetSlot::default(),
+            overrides: Arc::default(),
         }
     }
 
@@ -273,6 +282,7 @@ impl Inner {
     ) -> PyResult<Bound<'py, Variant>> {
         let source = Source::from_arg(context)?;
         let at = at.map(time::millis).transpose()?;
+        let forced = self.overrides.forced(py, flag)?;
         let snapshot = self.core.snapshot();
         self.with_entry(py, &snapshot, |entry| {
             let cache = &entry.cache;
@@ -291,6 +301,22 @@ impl Inner {
                     Variant::not_found(Arc::clone(&entry.cache), flag, default),
                 );
             };
+            // A test override (`flags.override`) serves its variant whatever the context; the
+            // shared results of `fixed` are not used, so they never hold an overridden one.
+            if let Some(variant) = forced.as_ref().map(|v| v.to_str()).transpose()? {
+                if flag_def.variant_position(variant).is_some() {
+                    let options = EvalOptions {
+                        forced: Some(variant),
+                        ..EvalOptions::default()
+                    };
+                    let outcome = Outcome::from(snapshot.evaluate(index, &EmptyContext, options));
+                    if let Some(reused) = entry.reusable(py, &outcome)? {
+                        return Ok(reused);
+                    }
+                    let id = flag_cache.variant_id(py, outcome.variant_index());
+                    return Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id));
+                }
+            }
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
                     // A sticky flag with the user's pin store: read, decide, write back.
@@ -305,6 +331,7 @@ impl Inner {
                                 EvalOptions {
                                     at,
                                     pin: PinSource::Given(pin),
+                                    forced: None,
                                 },
                             );
                             if let Some(read) = read.filter(|r| r.ok) {
@@ -321,6 +348,7 @@ impl Inner {
                         EvalOptions {
                             at,
                             pin: PinSource::Memory,
+                            forced: None,
                         },
                     ))
                 })?;
@@ -375,6 +403,7 @@ impl Inner {
                             EvalOptions {
                                 at,
                                 pin: PinSource::Given(pin),
+                                forced: None,
                             },
                         )
                         .to_value()
@@ -386,6 +415,7 @@ impl Inner {
                         EvalOptions {
                             at,
                             pin: PinSource::Memory,
+                            forced: None,
                         },
                     )
                     .to_value(),
@@ -418,5 +448,44 @@ impl Inner {
         }
         // A run that started just before a reload: its own cache, used once.
         Arc::new(DocCache::new(py, Arc::clone(document)))
+    }
+}
+
+/// A fleet attachment: URL and options (to attach again in a forked child) and the state.
+pub(crate) type FleetEntry = (
+    String,
+    flagrail_fleet::shared::FleetOptions,
+    Arc<flagrail_fleet::shared::FleetState>,
+);
+
+/// The fleet state of one handle (`redis=URL`), if attached.
+#[derive(Default)]
+pub(crate) struct FleetSlot(Mutex<Option<FleetEntry>>);
+
+impl FleetSlot {
+    /// The slot itself, for attaching and for the fork handler.
+    pub(crate) fn slot(&self) -> &Mutex<Option<FleetEntry>> {
+        &self.0
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<flagrail_fleet::shared::FleetState>> {
+        match self.0.lock() {
+            Ok(slot) => slot.as_ref().map(|(_, _, fleet)| Arc::clone(fleet)),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .as_ref()
+                .map(|(_, _, f)| Arc::clone(f)),
+        }
+    }
+
+    /// Stops sharing (reports spend, returns leases). Idempotent.
+    pub(crate) fn close(&self) {
+        let taken = match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some((_, _, fleet)) = taken {
+            fleet.close();
+        }
     }
 }

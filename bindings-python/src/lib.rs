@@ -18,9 +18,11 @@ mod convert;
 mod error;
 mod fast;
 mod ffi;
+mod fleet;
 mod handle;
 mod hash;
 mod live;
+mod overrides;
 mod reuse;
 mod runtime;
 mod sticky;
@@ -33,6 +35,7 @@ mod workers;
 fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::Flags>()?;
     m.add_class::<live::Flag>()?;
+    m.add_class::<overrides::Override>()?;
     m.add_class::<variant::Variant>()?;
     m.add_class::<runtime::CallResult>()?;
     m.add_class::<runtime::Attempt>()?;
@@ -40,6 +43,7 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::Tracker>()?;
     m.add_class::<runtime::PyRun>()?;
     m.add_class::<workers::PySlot>()?;
+    m.add_class::<fleet::RedisPins>()?;
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;

@@ -120,7 +120,16 @@ pub(crate) fn start(
         (Pins::Auto, Some(sticky)) => inner.pins().custom().map(|store| (sticky, store)),
         _ => None,
     };
+    // A test override in this context (`flags.override`): the chain starts at its variant.
+    let forced = inner.overrides.forced(py, flag)?;
+    let forced = forced.as_ref().map(|v| v.to_str()).transpose()?;
     let (run, pending_pin) = with_declared(source, &flag_def.run_attributes, &keys, |ctx| {
+        if forced.is_some_and(|v| flag_def.variant_position(v).is_some()) {
+            return Ok((
+                core.start_run_forced(&snapshot, key, ctx, PinSource::Memory, forced)?,
+                None,
+            ));
+        }
         match (pins, store) {
             (Pins::Auto, Some((sticky, store))) => {
                 let read =

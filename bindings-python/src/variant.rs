@@ -501,6 +501,19 @@ impl Variant {
         reason_str(py, self.outcome().reason()).clone()
     }
 
+    /// The OpenFeature resolution reason of this decision (``flagrail.openfeature`` and the
+    /// OpenTelemetry spans read it; not public API): the core's table, where the default of a
+    /// flag without rules reads ``STATIC``.
+    #[getter]
+    fn _open_feature_reason(&self) -> &'static str {
+        let outcome = self.outcome();
+        let has_rules = outcome
+            .flag_index()
+            .and_then(|index| self.cache.doc.flags().get(index))
+            .is_none_or(|flag| !flag.rules.is_empty());
+        flagrail_core::codes::open_feature_reason(outcome.reason(), has_rules)
+    }
+
     /// The id of the rule that decided, or ``None`` (default, kill, unknown flag).
     #[getter]
     fn rule_id(&self, py: Python<'_>) -> Option<Py<PyString>> {

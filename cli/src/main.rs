@@ -12,7 +12,12 @@ macro_rules! outln {
 }
 
 mod args;
+mod autopilot;
+mod diff;
 mod drill;
+mod forensics;
+mod redis;
+mod report;
 mod signing;
 mod simulate;
 
@@ -77,16 +82,29 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "kill",
-        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY] [--force]",
+        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY] [--force]
+  flagrail kill --redis URL [--redis-key K] (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY]",
         details: KILL_DETAILS,
         run: kill_command,
     },
     Command {
         name: "unkill",
-        usage:
-            "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY] [--force]",
+        usage: "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY] [--force]
+  flagrail unkill --redis URL [--redis-key K] (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY]",
         details: KILL_DETAILS,
         run: unkill_command,
+    },
+    Command {
+        name: "push",
+        usage: redis::PUSH_USAGE,
+        details: redis::PUSH_DETAILS,
+        run: redis::push,
+    },
+    Command {
+        name: "status",
+        usage: redis::STATUS_USAGE,
+        details: redis::STATUS_DETAILS,
+        run: redis::status,
     },
     Command {
         name: "simulate",
@@ -96,10 +114,34 @@ const COMMANDS: &[Command] = &[
         run: simulate::run,
     },
     Command {
+        name: "diff",
+        usage: diff::USAGE,
+        details: diff::DETAILS,
+        run: diff::run,
+    },
+    Command {
         name: "drill",
         usage: drill::USAGE,
         details: drill::DETAILS,
         run: drill::run,
+    },
+    Command {
+        name: "autopilot",
+        usage: autopilot::USAGE,
+        details: autopilot::DETAILS,
+        run: autopilot::run,
+    },
+    Command {
+        name: "forensics",
+        usage: forensics::USAGE,
+        details: forensics::DETAILS,
+        run: forensics::run,
+    },
+    Command {
+        name: "report",
+        usage: report::USAGE,
+        details: report::DETAILS,
+        run: report::run,
     },
     Command {
         name: "keygen",
@@ -130,14 +172,20 @@ current FILE (else refused: another key, or an unsigned edit). An unsigned FILE 
 --key is signed. The real file (through symlinks) is locked, only the changed values are rewritten, its mode and
 owner are kept, and one line is appended to <name>.audit.jsonl beside it. A switch already in
 the requested state is left alone (nothing written, exit 0). Exit 1 means nothing was changed
-(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".";
+(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".
+With --redis URL instead of FILE (and --redis-key K, default flagrail:document), the document
+in Redis is changed by compare-and-set (re-read and retried if another write came first) and
+published at once; --key flagrail.key re-signs a signed document (required for one),
+--verify-key F checks the stored one first, --audit-log F is the local audit log (default
+flagrail.audit.jsonl). The audit record also goes to the stream flagrail:{K}:audit.";
 
 const FOOTER: &str = "\
 FILE may be an http(s):// URL wherever a document is only read (not kill/unkill/sign).
 --verify-key PUB (flagrail.pub, or its text) wherever a document is only read: FILE is read
 only if FILE.sig (or URL.sig) is its signature by that key, else exit 1 [SIGNATURE_INVALID].
 TIME is RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21); the default is now.
-exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line";
+exit codes: 0 ok, 1 invalid document or failed operation, 2 bad command line,
+3 a dangerous change (diff, without --allow)";
 
 fn usage() -> String {
     let mut text = String::from(
@@ -163,6 +211,16 @@ impl Failure {
             code: 2,
             message: format!("{}\n\n{}", message.into(), usage()),
         }
+    }
+    /// A failure with its own exit code (`flagrail diff`: 3 for a dangerous change).
+    pub fn exit(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn message(&self) -> &str {
+        &self.message
     }
     pub fn failed(message: impl Into<String>) -> Failure {
         Failure {
@@ -301,14 +359,19 @@ fn help(topic: Option<&str>) -> Outcome {
 /// With `--verify-key`, the document's detached signature (`FILE.sig`, `URL.sig`) is checked
 /// first, with the rules and codes of a service's source.
 pub fn load(path: &str) -> Result<Document, Failure> {
+    Ok(Document::from_slice(&read_document_bytes(path)?)?)
+}
+
+/// The bytes of the document at `path` (a file or an http(s) URL), bounded like the loader and,
+/// with `--verify-key`, checked against their detached signature first.
+pub fn read_document_bytes(path: &str) -> Result<Vec<u8>, Failure> {
     let verify_key = VERIFY_KEY.get();
     if flagrail_sources::is_url(path) {
         let options = flagrail_sources::HttpOptions {
             verify_key: verify_key.copied(),
             ..flagrail_sources::HttpOptions::default()
         };
-        let bytes = flagrail_sources::fetch_bytes(path, options)?;
-        return Ok(Document::from_slice(&bytes)?);
+        return Ok(flagrail_sources::fetch_bytes(path, options)?);
     }
     use std::io::Read;
     let unreachable =
@@ -326,7 +389,7 @@ pub fn load(path: &str) -> Result<Document, Failure> {
         let signature = flagrail_core::live::read_signature(Path::new(path))?;
         key.verify(path, &bytes, signature.as_deref())?;
     }
-    Ok(Document::from_slice(&bytes)?)
+    Ok(bytes)
 }
 
 pub fn parse_at(text: Option<String>) -> Result<Millis, Failure> {
@@ -490,6 +553,9 @@ fn unkill_command(args: &mut Args) -> Outcome {
 }
 
 fn kill(args: &mut Args, active: bool) -> Outcome {
+    if let Some(url) = args.option("--redis") {
+        return redis::kill(args, url, active);
+    }
     let flag = args.option("--flag");
     let all = args.flag("--all");
     let reason = args.option("--reason");

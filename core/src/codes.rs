@@ -136,6 +136,42 @@ pub fn error_kind_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// The OpenFeature resolution reason of a decision, the one table both OpenFeature providers
+/// (and the OpenTelemetry `feature_flag.result.reason` attribute) read, so that a decision
+/// reads the same from every language.
+///
+/// OpenFeature's standard reasons where one means the same thing: an unknown flag is `ERROR`
+/// (the provider adds the `FLAG_NOT_FOUND` error code), a kill is `DISABLED`, a rule that
+/// matched is `TARGETING_MATCH`, a split or ramp is `SPLIT`, and the default is `DEFAULT`, or
+/// `STATIC` when the flag has no rules at all (no context could have changed the answer).
+/// Decisions OpenFeature has no word for keep flagrail's own name, as the specification allows
+/// ("or some other string"): `STICKY` (a conversation's pin), `BUDGET` (a budget's downgrade)
+/// and `GUARDRAIL` (a tripped guardrail re-routed to the fallback). `CACHED` is not used for
+/// pins: it means "not evaluated now", and a pin is checked on every evaluation.
+#[inline]
+pub const fn open_feature_reason(reason: Reason, flag_has_rules: bool) -> &'static str {
+    match reason {
+        Reason::FlagNotFound => "ERROR",
+        Reason::Killed => "DISABLED",
+        Reason::Guardrail => "GUARDRAIL",
+        Reason::Sticky => "STICKY",
+        Reason::Budget => "BUDGET",
+        Reason::TargetingMatch => "TARGETING_MATCH",
+        Reason::Split => "SPLIT",
+        Reason::Default if flag_has_rules => "DEFAULT",
+        Reason::Default => "STATIC",
+    }
+}
+
+/// [`open_feature_reason`] for every reason in code order (`names[code]`), for a flag with
+/// rules or without: a binding's lookup table.
+pub fn open_feature_reason_names(flag_has_rules: bool) -> Vec<&'static str> {
+    (0..=u8::MAX)
+        .map_while(Reason::from_code)
+        .map(|reason| open_feature_reason(reason, flag_has_rules))
+        .collect()
+}
+
 /// Step kinds in the low two bits of a step code.
 pub const STEP_EXHAUSTED: u64 = 0;
 pub const STEP_CALL: u64 = 1;
@@ -205,6 +241,30 @@ mod tests {
         assert_eq!(Reason::from_code(u8::MAX), None);
         let names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(reason_names(), names);
+    }
+
+    #[test]
+    fn open_feature_reasons_use_the_standard_names_where_they_exist() {
+        let with_rules = open_feature_reason_names(true);
+        let without_rules = open_feature_reason_names(false);
+        assert_eq!(with_rules.len(), Reason::ALL.len());
+        for reason in Reason::ALL {
+            let code = usize::from(reason.code());
+            assert_eq!(with_rules[code], open_feature_reason(reason, true));
+            // Only the default depends on whether the flag has rules.
+            let same = reason != Reason::Default;
+            assert_eq!(with_rules[code] == without_rules[code], same, "{reason}");
+        }
+        assert_eq!(open_feature_reason(Reason::Killed, true), "DISABLED");
+        assert_eq!(open_feature_reason(Reason::FlagNotFound, false), "ERROR");
+        assert_eq!(open_feature_reason(Reason::Split, true), "SPLIT");
+        assert_eq!(
+            open_feature_reason(Reason::TargetingMatch, true),
+            "TARGETING_MATCH"
+        );
+        assert_eq!(open_feature_reason(Reason::Default, true), "DEFAULT");
+        assert_eq!(open_feature_reason(Reason::Default, false), "STATIC");
+        assert_eq!(open_feature_reason(Reason::Sticky, true), "STICKY");
     }
 
     #[test]

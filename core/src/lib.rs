@@ -21,7 +21,8 @@
 //! 6. **live** — [`live`]: the shared, hot-swappable handle ([`Flags`]): sources and reload,
 //!    snapshots, the call around the model ([`live::run`]) and telemetry;
 //! 7. **load and tooling** — [`load`] (a JSON document becomes a validated, compiled
-//!    [`Document`], every error with its path and code), [`lint`], [`admin`];
+//!    [`Document`], every error with its path and code), [`lint`], [`admin`], [`review`]
+//!    (what a new document changes and whom it moves: `flagrail diff`);
 //! 8. **binding boundary** — [`codes`]: the numbers both bindings use for reasons, kill
 //!    sources, error kinds, pin effects and run steps when they cross a language boundary.
 //!
@@ -44,6 +45,7 @@
 //! | what `status()` reports | [`live::status`] |
 //! | the cache key of a served variant | [`cache_key`] |
 //! | what `flagrail lint` warns about | [`lint`] |
+//! | what a new document changes, whom it moves, and whether that needs approval | [`review`] |
 //! | the numbers a value takes across a binding | [`codes`] |
 #![cfg_attr(
     not(test),
@@ -64,6 +66,7 @@ pub mod lint;
 pub mod live;
 pub mod load;
 pub mod ramp;
+pub mod review;
 pub mod runtime;
 pub mod time;
 pub(crate) mod trace;

@@ -10,6 +10,8 @@
 //!   operation stays in one cluster slot;
 //! - [`source`]: the flag document as a Redis key, pushed atomically and announced on a
 //!   pub/sub channel, with a slow poll as a safety net;
+//! - [`push`]: writing the document (`flagrail push`, and `kill` / `unkill` / `status` with
+//!   `--redis`): one Lua script per write, compare-and-set for kills, an audit stream;
 //! - [`shared`]: the state a fleet shares (budgets, guardrails, metrics, pins);
 //! - [`testing`]: starting a throwaway redis-server or 3-node Redis Cluster on loopback for
 //!   tests (never used by the library itself).
@@ -22,8 +24,11 @@
 )]
 
 pub mod connection;
+pub mod push;
 pub mod shared;
 pub mod source;
 pub mod testing;
 
 pub use connection::{Backoff, FleetError, KeySpace, RedisConnection, RedisUrl, Timeouts};
+pub use push::Publisher;
+pub use source::{from_redis, RedisOptions, RedisSource};

@@ -51,6 +51,7 @@ def test_public_names() -> None:
         "Flags",
         "InvalidArgumentError",
         "Output",
+        "Override",
         "PinStore",
         "Problem",
         "Reject",

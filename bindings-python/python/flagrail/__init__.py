@@ -28,6 +28,7 @@ from ._flagrail import (
     Flag,
     Flags,
     Output,
+    Override,
     Tracker,
     Variant,
     __version__,
@@ -62,6 +63,7 @@ __all__ = [
     "Flags",
     "InvalidArgumentError",
     "Output",
+    "Override",
     "PinStore",
     "Problem",
     "Reject",
@@ -81,3 +83,14 @@ if hasattr(_os, "register_at_fork"):
 # Reload watchers are Rust threads that attach to Python to log; at exit they stop attaching
 # before the interpreter finalizes under them.
 _atexit.register(_before_exit)
+
+# OpenTelemetry spans around `call` / `acall` (flagrail/_otel.py) when the API is installed:
+# found here without importing it, imported on the first call. Without it (or with
+# FLAGRAIL_OTEL=0) `call` stays the native method.
+if _os.environ.get("FLAGRAIL_OTEL") != "0":
+    import importlib.util as _importlib_util
+
+    if _importlib_util.find_spec("opentelemetry") is not None:
+        from . import _otel
+
+        _otel.install()

@@ -84,7 +84,7 @@ impl ReloadEvent {
 
 type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
 
-pub(super) struct Shared {
+pub(crate) struct Shared {
     pub(super) document: ArcSwap<Document>,
     /// Outcomes, guardrail windows and event sinks of the runtime around the call.
     pub(super) runtime: Runtime,
@@ -127,7 +127,7 @@ pub(crate) struct LoadState {
 /// The live flags of a process: cheap to clone and to share between threads.
 #[derive(Clone)]
 pub struct Flags {
-    pub(super) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Flags {
@@ -418,6 +418,7 @@ impl Flags {
         let now = self.shared.clock.now_millis();
         Status {
             remote: self.shared.external.as_ref().map(|e| e.status_json(now)),
+            fleet: self.fleet_status(now),
             source: self.shared.source.describe(),
             revision: self.shared.document.load().revision().to_string(),
             loaded_at: state.loaded_at,
@@ -429,6 +430,7 @@ impl Flags {
             overrides: Overrides::clone(&self.shared.overrides.load()),
             budgets: self.budget_states(),
             pins: self.shared.runtime.pins.len(),
+            autopilot: crate::live::status::autopilot_ramps(&self.shared.document.load(), now),
             now,
         }
     }

@@ -12,6 +12,7 @@
 //! - [`status`]: what `status()` reports, and its JSON as typed serde structs;
 //! - [`run`]: the call around the model (fallback chains, budgets reserved and settled);
 //! - [`telemetry`]: event sinks, recorded attempts, feedback and metrics;
+//! - [`fleet`]: what a fleet sharing state through Redis needs of the handle;
 //! - [`clock`]: where "now" comes from.
 //!
 //! Every `impl Flags` block of the crate is in this folder.
@@ -19,6 +20,7 @@
 mod attempt;
 pub mod clock;
 pub mod external;
+pub mod fleet;
 pub mod handle;
 pub mod overrides;
 pub mod run;
@@ -30,6 +32,7 @@ pub mod watch;
 
 pub use attempt::{enter_call, MAX_CALL_DEPTH};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use fleet::WeakFlags;
 pub use handle::{Flags, LogLevel, ReloadEvent};
 pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};

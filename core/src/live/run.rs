@@ -166,19 +166,36 @@ impl Flags {
         ctx: &C,
         pins: PinSource<'_>,
     ) -> Result<Run> {
+        self.start_run_forced(snapshot, flag, ctx, pins, None)
+    }
+
+    /// [`Flags::start_run_with`] under a test override: `forced` is the variant the binding's
+    /// override scope forces for this flag (see [`crate::live::overrides::forced`]). The chain
+    /// starts at that variant, with no budget reserved; its fallbacks still back it up.
+    pub fn start_run_forced<C: Context + ?Sized>(
+        &self,
+        snapshot: &Snapshot<'_>,
+        flag: &str,
+        ctx: &C,
+        pins: PinSource<'_>,
+        forced: Option<&str>,
+    ) -> Result<Run> {
         let doc = snapshot.document();
         let Some(index) = doc.flag_position(flag) else {
             return Err(Error::FlagNotFound {
                 flag: flag.to_string(),
             });
         };
-        let budgeted = !doc.flags()[index].budgets.is_empty() || !doc.budgets().is_empty();
+        let forced = forced.filter(|v| doc.flags()[index].variant_position(v).is_some());
+        let budgeted = forced.is_none()
+            && (!doc.flags()[index].budgets.is_empty() || !doc.budgets().is_empty());
         let (evaluation, cost_scopes, reserved) = if budgeted {
             self.evaluate_and_reserve(snapshot, index, flag, ctx, pins)
         } else {
             let options = EvalOptions {
                 at: None,
                 pin: pins,
+                forced,
             };
             let evaluation = snapshot.evaluate_owned(index, ctx, options);
             (evaluation, Vec::new(), None)

@@ -15,7 +15,7 @@ use crate::evaluate::{
     decision_json, At, Choice, Decision, Explanation, FlagRef, KillSource, Overlay, Reason,
 };
 use crate::live::clock::{Clock, ClockNow};
-use crate::live::overrides::Overrides;
+use crate::live::overrides::{forced, Overrides};
 use crate::runtime::budget::BudgetBook;
 use crate::runtime::Runtime;
 use crate::time::Millis;
@@ -51,6 +51,9 @@ pub struct EvalOptions<'p> {
     /// removes the pin as the decision says; with [`PinSource::Given`] nothing is written and
     /// the caller carries out `decision.pin` on its own store. `explain` never writes.
     pub pin: PinSource<'p>,
+    /// A test override in force for this flag (see [`crate::live::overrides::forced`]): the
+    /// variant to serve instead of deciding. `None` (the default) decides as usual.
+    pub forced: Option<&'p str>,
 }
 
 impl EvalOptions<'_> {
@@ -188,6 +191,11 @@ impl<'a> Snapshot<'a> {
         options: EvalOptions<'_>,
     ) -> Decision<'_> {
         let flag = flag.into();
+        if let Some(variant) = options.forced {
+            if let Some(decision) = forced::decide(&self.document, flag, variant) {
+                return decision;
+            }
+        }
         let overlay = self.overlay(options.pin);
         let decision = match options.at {
             None => self

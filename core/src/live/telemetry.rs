@@ -228,6 +228,7 @@ impl Flags {
         let changes_trips = transitions
             .iter()
             .any(|(_, _, t)| matches!(t, Transition::Tripped(_) | Transition::Recovered(_)));
+        self.offer_trips_to_fleet(flag, &transitions);
         if changes_trips {
             let trips = self.active_trips(&flag.key);
             self.publish_trips(&flag.key, trips);
@@ -276,7 +277,7 @@ impl Flags {
     }
 
     /// Every trip of a flag's guardrails, as evaluation reads them.
-    fn active_trips(&self, flag_key: &Arc<str>) -> Vec<Trip> {
+    pub(crate) fn active_trips(&self, flag_key: &Arc<str>) -> Vec<Trip> {
         let state = self.shared.runtime.lock();
         let mut trips: Vec<Trip> = state
             .guards
@@ -385,6 +386,20 @@ impl Flags {
             status.rejected,
             &mut text,
         );
+        if let Some(fleet) = &status.fleet {
+            // Only with shared state: whether this process reaches the fleet's Redis now (0
+            // means it enforces budgets locally; docs/fleet.md, "When Redis is down").
+            let connected = fleet.get("connected").and_then(Value::as_bool) == Some(true);
+            text.push_str(
+                "# HELP flagrail_fleet_connected Whether shared fleet state (Redis) is reachable from this process.\n\
+                 # TYPE flagrail_fleet_connected gauge\n",
+            );
+            text.push_str(if connected {
+                "flagrail_fleet_connected 1\n"
+            } else {
+                "flagrail_fleet_connected 0\n"
+            });
+        }
         text
     }
 }

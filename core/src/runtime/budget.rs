@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::document::budget::Budget;
+use crate::runtime::shared::SharedHook;
 use crate::time::{format_duration, Millis};
 
 /// Slots per window: the resolution of a window is `window / SLOTS`.
@@ -229,6 +230,10 @@ pub struct BudgetBook {
     budgets: FxHashMap<Arc<str>, BudgetState>,
     /// Transitions not yet turned into events.
     pending: Vec<BudgetTransition>,
+    /// The fleet's view of every budget, when the handle shares state
+    /// ([`crate::runtime::shared`]): told of every charge and reservation, and asked at every
+    /// look (from memory: its leases).
+    pub(crate) shared: SharedHook,
 }
 
 impl BudgetBook {
@@ -247,15 +252,19 @@ impl BudgetBook {
     /// Whether `budget` is exhausted for `scope` at `now` (records a transition when that
     /// changed since the last look).
     pub fn is_exhausted(&mut self, budget: &Budget, scope: &str, now: Millis) -> bool {
+        let fleet_exhausted = self
+            .shared
+            .get()
+            .is_some_and(|fleet| fleet.budget_exhausted(budget, scope, now));
         let state = self.state(budget);
-        if !state.scopes.contains_key(scope) {
+        if !fleet_exhausted && !state.scopes.contains_key(scope) {
             // Nothing spent or reserved (limits are positive): do not track a scope for a look.
             return false;
         }
         let Some(ledger) = state.ledger(scope, now) else {
             return false;
         };
-        let exhausted = ledger.spent + ledger.reserved >= budget.limit;
+        let exhausted = fleet_exhausted || ledger.spent + ledger.reserved >= budget.limit;
         let changed = exhausted != ledger.exhausted;
         ledger.exhausted = exhausted;
         let (spent, reserved) = (ledger.spent, ledger.reserved);
@@ -280,6 +289,9 @@ impl BudgetBook {
                 ledger.add(now, slot_length, amount);
             }
             state.touch(scope, now);
+            if let Some(fleet) = self.shared.get() {
+                fleet.budget_charge(budget, scope, amount, now);
+            }
         }
         self.is_exhausted(budget, scope, now);
     }
@@ -292,6 +304,9 @@ impl BudgetBook {
                 ledger.reserved += amount;
             }
             state.touch(scope, now);
+            if let Some(fleet) = self.shared.get() {
+                fleet.budget_reserve(budget, scope, amount, now);
+            }
             self.is_exhausted(budget, scope, now);
         }
     }
@@ -301,6 +316,9 @@ impl BudgetBook {
         if amount > 0.0 {
             if let Some(ledger) = self.state(budget).ledger(scope, now) {
                 ledger.reserved = (ledger.reserved - amount).max(0.0);
+            }
+            if let Some(fleet) = self.shared.get() {
+                fleet.budget_release(budget, scope, amount, now);
             }
         }
     }

@@ -171,6 +171,19 @@ impl GuardState {
         self.trip
     }
 
+    /// Lays a trip the fleet decided over this state (`None`: the fleet closed it). Returns
+    /// whether anything changed. The windows are cleared on a change, as for a local trip or
+    /// recovery: evidence from before it says nothing about the variant after it.
+    pub fn set_fleet_trip(&mut self, trip: Option<(Millis, Millis)>) -> bool {
+        if self.trip == trip {
+            return false;
+        }
+        self.trip = trip;
+        self.probing = false;
+        self.clear();
+        true
+    }
+
     fn clear(&mut self) {
         self.window.clear();
         self.recent.clear();

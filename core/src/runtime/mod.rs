@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod guardrail;
 pub mod metrics;
 pub mod run_id;
+pub mod shared;
 pub mod stats;
 pub mod sticky;
 
@@ -127,6 +128,8 @@ pub(crate) struct RuntimeState {
     pub(crate) metrics: MetricsStore,
     pub(crate) guards: FxHashMap<GuardKey, GuardEntry>,
     pub(crate) runs: RecentRuns,
+    /// The fleet, when the handle shares state: told of every guardrail observation.
+    pub(crate) shared: shared::SharedHook,
 }
 
 /// The mutable state of a handle's runtime: aggregates, guardrail windows, recent runs and
@@ -187,6 +190,18 @@ impl Runtime {
         };
         self.emit_budget_transitions(transitions, now);
         result
+    }
+
+    /// Shares this handle's budgets and guardrail evidence with a fleet (`None`: stop
+    /// sharing; every process then enforces on its own book again).
+    pub(crate) fn set_shared(&self, hook: shared::SharedHook) {
+        self.budgets().shared = hook.clone();
+        self.lock().shared = hook;
+    }
+
+    /// The fleet hook, if any.
+    pub(crate) fn shared(&self) -> shared::SharedHook {
+        self.lock().shared.clone()
     }
 
     /// Turns budget transitions into `budget_exhausted` / `budget_restored` events.
@@ -284,5 +299,8 @@ pub(crate) fn observe(
     // A reloaded document may have changed the threshold or the action: read the new one.
     entry.config = guardrail.clone();
     let transition = entry.state.observe(guardrail, now, observation);
+    if let Some(fleet) = state.shared.get() {
+        fleet.guardrail_observed(&flag.key, variant, guardrail, observation, now);
+    }
     (transition != Transition::None).then(|| (Arc::clone(variant), guardrail.clone(), transition))
 }

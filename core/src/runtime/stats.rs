@@ -162,7 +162,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, other: &Tally) {
+    /// Adds another tally's counts (a fleet sums the tallies of its processes).
+    pub fn add(&mut self, other: &Tally) {
         self.n += other.n;
         self.bad += other.bad;
         self.sum += other.sum;

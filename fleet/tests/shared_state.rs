@@ -1,0 +1,323 @@
+//! Shared fleet state against a real redis-server (and a local 3-node Redis Cluster): budget
+//! leases under concurrent load, a guardrail tripped on fleet totals, pins, metrics, and
+//! Redis killed mid-traffic. Several handles in one test process stand for the processes of
+//! a fleet: each attaches its own `FleetState` (its own process id, leases and thread).
+//!
+//! Every wait is a bounded poll (no wall-clock assertion): a condition is awaited for at most
+//! a few seconds and the test fails if it never holds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flagrail_core::live::{Step, Usage};
+use flagrail_core::runtime::ErrorKind;
+use flagrail_core::{Flags, Reason};
+use flagrail_fleet::shared::budget::lease_size;
+use flagrail_fleet::shared::{FleetOptions, FleetState};
+use flagrail_fleet::testing::{RedisCluster, RedisServer};
+use serde_json::{json, Value};
+
+const LIMIT: usize = 100;
+const PROCESSES: usize = 4;
+
+fn document() -> Value {
+    json!({ "revision": "fleet-1",
+        "flags": {
+            "chat": {
+                "variants": {
+                    "opus": { "model": "opus" },
+                    "haiku": { "model": "haiku" },
+                    "human": { "ai": false }
+                },
+                "default": "opus",
+                "budgets": [ { "id": "per-user", "per": "user_id", "max_requests": LIMIT,
+                               "window": "1h", "action": { "serve": "haiku" } } ]
+            },
+            "candidate": {
+                "variants": { "new": { "model": "new" }, "old": { "model": "old" } },
+                "default": "new",
+                "fallback": ["old"],
+                "guardrails": [ { "id": "errors", "metric": "error_rate", "max": 0.05,
+                                  "min_samples": 20, "action": "fallback", "variants": ["new"] } ]
+            }
+        }
+    })
+}
+
+fn fleet(url: &str, n: usize) -> Vec<(Flags, Arc<FleetState>)> {
+    (0..n)
+        .map(|_| {
+            let flags = Flags::from_json(&document().to_string()).unwrap();
+            let state = FleetState::attach(&flags, url, FleetOptions::default()).unwrap();
+            (flags, state)
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One call of `chat` for `user`: whether the budget let it through (not BUDGET).
+fn served(flags: &Flags, user: &str) -> bool {
+    let ctx = json!({ "user_id": user });
+    let mut run = flags.start_run("chat", &ctx).unwrap();
+    let admitted = run.evaluation().reason != Reason::Budget;
+    if let Step::Call { .. } = run.next_step() {
+        run.succeed(Usage::default());
+    }
+    admitted
+}
+
+fn budget_bound() -> usize {
+    let budget = Flags::from_json(&document().to_string())
+        .unwrap()
+        .document()
+        .flags()[0]
+        .budgets[0]
+        .clone();
+    PROCESSES
+        * lease_size(
+            &budget,
+            flagrail_fleet::shared::budget::DEFAULT_LEASE_FRACTION,
+        ) as usize
+}
+
+fn budget_under_load(url: &str) {
+    let fleet = fleet(url, PROCESSES);
+    wait_until("every process connected", Duration::from_secs(10), || {
+        fleet.iter().all(|(_, s)| s.is_connected())
+    });
+    let served_total = Arc::new(AtomicUsize::new(0));
+    // 2,000 calls of one user spread over 4 processes × 2 threads, in bursts with short
+    // pauses so that leases are refilled while the load goes on.
+    thread::scope(|scope| {
+        for (flags, _) in &fleet {
+            for _ in 0..2 {
+                let served_total = Arc::clone(&served_total);
+                scope.spawn(move || {
+                    for burst in 0..25 {
+                        for _ in 0..10 {
+                            if served(flags, "alice") {
+                                served_total.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        if burst % 5 == 4 {
+                            thread::sleep(Duration::from_millis(60));
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let served_total = served_total.load(Ordering::Relaxed);
+    let bound = budget_bound();
+    assert!(
+        served_total <= LIMIT + bound,
+        "served {served_total} > limit {LIMIT} + bound {bound}"
+    );
+    assert!(served_total >= 1, "nothing served");
+    // Every call is reported, served or downgraded (a downgraded request still counts, as in
+    // one process): once every process has closed, the fleet's spend is exactly the calls.
+    for (_, state) in &fleet {
+        state.close();
+    }
+    assert_eq!(fleet_spend(url, "alice"), 2_000.0);
+}
+
+/// The fleet's spend of the `chat/per-user` budget for `user`, read straight from Redis.
+fn fleet_spend(url: &str, user: &str) -> f64 {
+    let url = flagrail_fleet::RedisUrl::parse(url).unwrap();
+    let mut connection = flagrail_fleet::connection::connect(&url, Default::default()).unwrap();
+    let key = flagrail_fleet::KeySpace::new("flagrail:document")
+        .unwrap()
+        .sibling(&format!("budget:chat/per-user:{user}"));
+    let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query(&mut connection)
+        .unwrap();
+    fields
+        .iter()
+        .filter(|(k, _)| k.starts_with("s:"))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_per_user_budget_holds_across_the_fleet_within_one_lease_per_process() {
+    let server = RedisServer::start().expect("redis-server");
+    budget_under_load(&server.url());
+}
+
+#[test]
+fn a_per_user_budget_holds_on_a_redis_cluster() {
+    let cluster = RedisCluster::start().expect("redis cluster");
+    budget_under_load(&cluster.url());
+}
+
+fn fail_candidate(flags: &Flags, unit: usize) -> bool {
+    let ctx = json!({ "user_id": format!("u{unit}") });
+    let mut run = flags.start_run("candidate", &ctx).unwrap();
+    let assigned_new = run.evaluation().variant_id() == Some("new");
+    if let Step::Call { variant, .. } = run.next_step() {
+        if run.evaluation().document.flags()[1].variants[variant]
+            .id
+            .as_ref()
+            == "new"
+        {
+            run.fail(ErrorKind::Server, Some("server error"), Usage::default());
+            if let Step::Call { .. } = run.next_step() {
+                run.succeed(Usage::default());
+            }
+        } else {
+            run.succeed(Usage::default());
+        }
+    }
+    assigned_new
+}
+
+#[test]
+fn a_guardrail_trips_on_fleet_totals_that_no_process_sees_alone() {
+    let server = RedisServer::start().expect("redis-server");
+    let fleet = fleet(&server.url(), PROCESSES);
+    wait_until("every process connected", Duration::from_secs(10), || {
+        fleet.iter().all(|(_, s)| s.is_connected())
+    });
+    // 8 failures per process: below min_samples (20) in each, 32 across the fleet.
+    for (i, (flags, _)) in fleet.iter().enumerate() {
+        for j in 0..8 {
+            assert!(fail_candidate(flags, i * 100 + j), "served before the trip");
+        }
+        assert_eq!(
+            flags.guardrail_trip("candidate", "new", "errors"),
+            None,
+            "tripped alone"
+        );
+    }
+    wait_until(
+        "every process follows the fleet's trip",
+        Duration::from_secs(10),
+        || {
+            fleet
+                .iter()
+                .all(|(f, _)| f.guardrail_trip("candidate", "new", "errors").is_some())
+        },
+    );
+    for (flags, _) in &fleet {
+        for unit in 1000..1050 {
+            let e = flags.evaluate(
+                "candidate",
+                &json!({ "user_id": format!("u{unit}") }),
+                Default::default(),
+            );
+            assert_eq!(e.variant_id(), Some("old"), "served the tripped candidate");
+        }
+    }
+    // Each process publishes its metrics every second: the fleet's view adds them up.
+    wait_until(
+        "fleet metrics add up every process's failures",
+        Duration::from_secs(5),
+        || {
+            let merged = fleet[0].1.fleet_metrics();
+            merged["$fleet"]["processes"] == PROCESSES && merged["candidate"]["new"]["errors"] == 32
+        },
+    );
+    assert!(fleet[0].1.fleet_metrics_text().contains(
+        "flagrail_fleet_guardrail_state{flag=\"candidate\",variant=\"new\",guardrail=\"errors\"} 1"
+    ));
+}
+
+#[test]
+fn pins_written_by_one_process_are_read_by_another() {
+    let server = RedisServer::start().expect("redis-server");
+    let fleet = fleet(&server.url(), 2);
+    wait_until("connected", Duration::from_secs(10), || {
+        fleet.iter().all(|(_, s)| s.is_connected())
+    });
+    fleet[0].1.pin_set("flagrail/pin/chat/c1", "haiku", 60.0);
+    wait_until(
+        "the pin is visible from the other process",
+        Duration::from_secs(5),
+        || {
+            fleet[1]
+                .1
+                .pin_get("flagrail/pin/chat/c1")
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("haiku")
+        },
+    );
+    fleet[1].1.pin_delete("flagrail/pin/chat/c1");
+    wait_until("the pin is gone", Duration::from_secs(5), || {
+        fleet[0].1.pin_get("flagrail/pin/chat/c1").ok() == Some(None)
+    });
+}
+
+#[test]
+fn redis_down_mid_traffic_falls_back_locally_and_reconciles_spend() {
+    let mut server = RedisServer::start().expect("redis-server");
+    let fleet = fleet(&server.url(), 2);
+    wait_until("connected", Duration::from_secs(10), || {
+        fleet.iter().all(|(_, s)| s.is_connected())
+    });
+    wait_until("fleet size seen", Duration::from_secs(5), || {
+        fleet.iter().all(|(f, _)| {
+            f.status()
+                .fleet
+                .as_ref()
+                .is_some_and(|s| s["fleet_size"] == 2)
+        })
+    });
+    for _ in 0..10 {
+        assert!(served(&fleet[0].0, "bob"));
+        // Slower than the lease refills (every 50 ms): never short of a lease.
+        thread::sleep(Duration::from_millis(120));
+    }
+    server.stop();
+    wait_until("local mode", Duration::from_secs(10), || {
+        fleet.iter().all(|(_, s)| !s.is_connected())
+    });
+    let status = fleet[0].0.status().to_json();
+    assert_eq!(status["fleet"]["mode"], "local");
+    assert!(fleet[0]
+        .0
+        .metrics_text()
+        .contains("flagrail_fleet_connected 0"));
+    // Local enforcement: what is left of the lease, then limit / fleet size per process.
+    let mut offline = 0;
+    for _ in 0..200 {
+        if served(&fleet[0].0, "bob") {
+            offline += 1;
+        }
+    }
+    assert!(
+        offline > 0,
+        "the process kept serving from its lease and local share"
+    );
+    assert!(
+        offline <= LIMIT / 2 + budget_bound(),
+        "offline served {offline}"
+    );
+    server.restart().expect("restart");
+    wait_until("reconnected", Duration::from_secs(20), || {
+        fleet.iter().all(|(_, s)| s.is_connected())
+    });
+    wait_until("offline spend flushed", Duration::from_secs(10), || {
+        fleet[0]
+            .0
+            .status()
+            .fleet
+            .as_ref()
+            .is_some_and(|s| s["pending_spend"] == 0.0)
+    });
+    // The restarted server lost its data (no persistence): the fleet's spend is now what was
+    // reported after it came back, which includes every call made while it was down.
+    assert!(fleet_spend(&server.url(), "bob") >= 200.0);
+}
