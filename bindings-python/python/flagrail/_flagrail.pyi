@@ -407,10 +407,14 @@ class Flags:
 
     def _begin(
         self, flag: str, context: Mapping[str, object] | None
-    ) -> tuple[_Run, _Run | None] | tuple[None, tuple[Any, str]]:
-        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
-        ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
-        store (then ``_start_run`` with what it returned)."""
+    ) -> (
+        tuple[_Run, _Run | None, tuple[Variant, float | None] | None]
+        | tuple[None, tuple[Any, str], None]
+    ):
+        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None, first
+        step)``, the first step being what ``next(run)`` would give (``(variant, timeout)`` or
+        ``None``); or ``(None, (store, key), None)`` when the pin of ``flag`` must first be
+        read from the user's store (then ``_start_run`` with what it returned)."""
 
     def _pin_store_error(self, method: str, exc: BaseException) -> None:
         """Counts an exception a pin store method raised in ``acall`` (not public API)."""
