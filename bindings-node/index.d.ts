@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'FLAG_NOT_FOUND'
   | 'ALL_ATTEMPTS_FAILED'
+  | 'CALL_DEPTH_EXCEEDED'
 
 /** Why an attempt failed (the same strings in Rust, Python and Node). */
 export type ErrorKind =
@@ -79,6 +80,13 @@ export interface FileOptions {
    * goes live once both match.
    */
   verifyKey?: string
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
 }
 
 /** Options of `Flags.fromUrl`. */
@@ -109,6 +117,47 @@ export interface UrlOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
+}
+
+/** Options of `Flags.fromRedis`. */
+export interface RedisOptions {
+  /** The key that holds the document (default `'flagrail:document'`). */
+  key?: string
+  /** Milliseconds between safety-net reads when no pub/sub message came (default 30000). */
+  pollIntervalMs?: number
+  /**
+   * A file that keeps the last good document (written atomically): served at startup when
+   * Redis cannot be reached, while the poller waits for it.
+   */
+  cachePath?: string | URL
+  /**
+   * The text of `flagrail.pub`: documents must carry a detached ed25519 signature by this key
+   * (`flagrail push` stores the `.sig` beside the document in Redis), or they never go live
+   * (`SIGNATURE_INVALID`).
+   */
+  verifyKey?: string
+  /** Milliseconds a Redis reply (and connecting) may take (default 1000). */
+  timeoutMs?: number
+  /**
+   * Milliseconds to wait for Redis at startup (default 5000); then the cache, or an empty
+   * document (revision `redis:waiting`), serves until Redis returns.
+   */
+  startupTimeoutMs?: number
+  /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
+  events?: string | URL
+  /**
+   * Share budgets, guardrails, metrics and sticky pins through this Redis (as in
+   * `FileOptions.redis`; usually `url` again). The shared keys carry `key`'s hash tag.
+   */
+  redis?: string
 }
 
 /** The second argument of the function given to `Flags.call`. */
@@ -405,14 +454,44 @@ export interface Status {
   local_kills: { all: LocalKill | null; flags: { [flag: string]: LocalKill } }
   /** Guardrails tripped in this process (tripped, or half-open and probing). */
   guardrails: GuardrailTrip[]
+  /** The ramps an autopilot governs, where each stands (docs/autopilot.md). */
+  autopilot: AutopilotRamp[]
   /** Every budget of the live document: document-wide ones, each flag's, then shadow caps. */
   budgets: BudgetState[]
   /** Conversation pins held in the in-memory store. */
   sticky_pins: number
   /** The pin store in use (see `Flags.usePinStore`). */
   sticky_store: StickyStoreStatus
-  /** The state of the URL poller (`Flags.fromUrl`); `null` for file and static sources. */
-  remote: RemoteStatus | null
+  /**
+   * The state of the URL poller (`Flags.fromUrl`) or of the Redis source (`Flags.fromRedis`,
+   * `kind: 'redis'`); `null` for file and static sources.
+   */
+  remote: RemoteStatus | RedisRemoteStatus | null
+  /** Shared fleet state (`redis` option); null without it. */
+  fleet: FleetStatus | null
+}
+
+/**
+ * `Status.fleet`: the connection to the fleet's Redis. `mode` is `shared` while Redis answers
+ * and `local` while it does not (budgets enforced from this process's lease, then
+ * `limit / fleet_size`; docs/fleet.md).
+ */
+export interface FleetStatus {
+  redis: string
+  process: string
+  connected: boolean
+  mode: 'shared' | 'local'
+  since: string | null
+  last_error: string | null
+  disconnects: number
+  fleet_size: number
+  leased_scopes: number
+  pending_spend: number
+  pending_pin_writes: number
+  dropped_pin_writes: number
+  flushes: number
+  fleet_read_at: string | null
+  now: string
 }
 
 /** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */
@@ -443,6 +522,67 @@ export interface RemoteStatus {
     kind: string
     message: string
   } | null
+}
+
+/** `Status.remote` of `Flags.fromRedis` (timestamps are RFC 3339). */
+export interface RedisRemoteStatus {
+  kind: 'redis'
+  /** The Redis URL without its password. */
+  url: string
+  key: string
+  /** The pub/sub channel every push announces itself on. */
+  channel: string
+  /** The last read reached Redis. */
+  connected: boolean
+  /** Subscribed to the channel (pushes arrive at once); otherwise only the poll and reconnects read. */
+  subscribed: boolean
+  /** The live document came from Redis (not the cache or the empty `redis:waiting` stand-in). */
+  document_loaded: boolean
+  /** Redis answered but holds no document at the key (nothing pushed yet, or deleted). */
+  key_missing: boolean
+  served_from_cache: boolean
+  /** The push counter of the live document (bumped by every push, kill and unkill). */
+  redis_revision: number | null
+  last_success: string | null
+  last_attempt: string | null
+  consecutive_failures: number
+  /** Seconds since the live document was last confirmed by Redis (or loaded from the cache). */
+  stale_seconds: number | null
+  cache_path: string | null
+  /** A verify key is configured: only signed documents go live. */
+  signed: boolean
+  poll_interval_seconds: number
+  reads: number
+  /** Pub/sub messages received. */
+  messages: number
+  documents: number
+  /** Successful (re)subscriptions. */
+  subscriptions: number
+  last_error: {
+    at: string
+    code: ErrorCode
+    /** `connect`, `command`, `invalid_document`, `signature` or `cache_write`. */
+    kind: string
+    message: string
+  } | null
+}
+
+/** A ramp in `Status.autopilot` (and `explain`'s ramp step, without flag, rule and candidate). */
+export interface AutopilotRamp {
+  flag: string
+  rule_id: string
+  /** The ramped variant. */
+  candidate: string
+  /** `governed`: held at its step by the autopilot; `paused_by_hand`: halted, or paused by a person. */
+  state: 'not_started' | 'governed' | 'paused_by_hand' | 'rolled_back' | 'complete' | 'scheduled'
+  step: number | null
+  percent: number
+  /** When the live step began (RFC 3339); set `paused_at` to it to hand a paused ramp back. */
+  step_began: string | null
+  held_ms: number | null
+  control: string
+  min_hold_ms: number | null
+  max_hold_ms: number | null
 }
 
 /** A tripped guardrail in `Status.guardrails`. */
@@ -607,6 +747,29 @@ export declare class Flags {
    */
   static fromUrl(url: string | URL, options?: UrlOptions): Flags
   /**
+   * Loads a flag document from a Redis key and follows every push at once.
+   *
+   * The document lives at `key`; `flagrail push` (and `flagrail kill` / `unkill` with
+   * `--redis`) writes it atomically and announces the new revision on the document's pub/sub
+   * channel. Every process subscribed to it re-reads the key as soon as the message arrives,
+   * right after every (re)subscription, and every `pollIntervalMs` as a safety net (pub/sub can
+   * drop messages). A new document is checked (signature, when `verifyKey` is given),
+   * validated and swapped in atomically; a bad or unsigned one never replaces the live one.
+   * `url` is `redis://host:port[/db]` or, for a Redis Cluster,
+   * `redis+cluster://host1:port1,host2:port2,...`: every key of one document shares one hash
+   * tag, so each write stays in one slot. `status().remote` says `kind: 'redis'`, whether the
+   * process is connected and subscribed, the push counter (`redis_revision`), last success,
+   * staleness and the last error with its code. The poller reconnects with backoff, never
+   * keeps the process alive, and stops with `close()`.
+   *
+   * Startup never throws because Redis is down: after `startupTimeoutMs` the cache serves, or
+   * else an empty document (revision `redis:waiting`: every flag answers the caller's
+   * default) until Redis returns and the real document loads. An empty key is treated the
+   * same way.
+   * @throws FlagrailError `INVALID_DOCUMENT` or `SIGNATURE_INVALID` when Redis holds an unusable document and no cache serves; `INVALID_ARGUMENT` for a bad URL, key or option.
+   */
+  static fromRedis(url: string | URL, options?: RedisOptions): Flags
+  /**
    * Parses and validates a flag document from JSON text, or from its UTF-8 bytes (a `Buffer` or
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.
@@ -694,7 +857,11 @@ export declare class Flags {
    * @throws FlagrailError `FLAG_NOT_FOUND` (rejects) for an unknown flag;
    *   `ALL_ATTEMPTS_FAILED` (an `AllAttemptsFailedError`, with `attempts` and `runId`) when
    *   every step failed and none serves without a model; `INVALID_ARGUMENT` for a `signal`
-   *   that is not an AbortSignal. Rejects with `signal.reason` when `control.signal` aborts.
+   *   that is not an AbortSignal; `CALL_DEPTH_EXCEEDED` for a call made synchronously (before
+   *   its first `await`) from inside the `fn` of more than 100 enclosing calls, the core's limit,
+   *   the same as Python's (a programming error: nothing is recorded for it, and every
+   *   enclosing call rejects with it, its attempt recorded as cancelled). Rejects with
+   *   `signal.reason` when `control.signal` aborts.
    */
   call<T>(
     flag: string,
@@ -718,6 +885,16 @@ export declare class Flags {
   metrics(): Metrics
   /** The metrics in the Prometheus text exposition format (`flagrail_requests_total{flag=…,variant=…} N`, …). */
   metricsText(): string
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up (counters summed, rates and means recomputed, latency quantiles the largest of
+   * any process), plus `$fleet`: `processes`, the fleet's guardrail states, `read_at`. Read
+   * by a background thread every second; no round trip. Throws `INVALID_ARGUMENT` without
+   * `redis`.
+   */
+  fleetMetrics(): Record<string, unknown>
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText(): string
   /**
    * Calls `listener` with every telemetry event of this `Flags`, synchronously before the call
    * that produced it returns. A listener that throws becomes a process warning. Returns a

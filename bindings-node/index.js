@@ -495,6 +495,14 @@ class Flags {
         throw err
       }
     }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
     return flags
   }
 
@@ -544,6 +552,68 @@ class Flags {
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    return flags
+  }
+
+  /**
+   * Loads a flag document from a Redis key and follows every push at once (pub/sub, with a
+   * safety-net poll; see index.d.ts, `Flags.fromRedis`). Never throws because Redis is down:
+   * after `startupTimeoutMs` the cache or an empty document serves until Redis returns.
+   */
+  static fromRedis(url, options) {
+    const opts = options === undefined || options === null ? {} : options
+    if (url instanceof URL) url = url.href
+    if (typeof url !== 'string') throw invalidArgument('url must be a string or a URL')
+    const ms = (name, value, least) => {
+      if (value === undefined || value === null) return undefined
+      if (!Number.isInteger(value) || value < least || value > 0xffffffff) {
+        throw invalidArgument(`${name} must be a whole number of milliseconds >= ${least}`)
+      }
+      return value
+    }
+    const text = (name, value) => {
+      if (value === undefined || value === null) return undefined
+      if (value instanceof URL) return require('node:url').fileURLToPath(value)
+      if (typeof value !== 'string') throw invalidArgument(`${name} must be a string`)
+      return value
+    }
+    if (opts.key !== undefined && opts.key !== null && (typeof opts.key !== 'string' || opts.key === '')) {
+      throw invalidArgument('key must be a non-empty string')
+    }
+    const flags = Flags._from(
+      native.loadRedis(url, {
+        key: opts.key === null ? undefined : opts.key,
+        pollIntervalMs: ms('pollIntervalMs', opts.pollIntervalMs, 1),
+        startupTimeoutMs: ms('startupTimeoutMs', opts.startupTimeoutMs, 0),
+        timeoutMs: ms('timeoutMs', opts.timeoutMs, 1),
+        cachePath: text('cachePath', opts.cachePath),
+        verifyKey: text('verifyKey', opts.verifyKey),
+      }),
+    )
+    if (opts.events !== undefined && opts.events !== null) {
+      try {
+        flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis, opts.key === null ? undefined : opts.key)
       } catch (err) {
         flags.close()
         throw err
@@ -648,6 +718,9 @@ class Flags {
     if (id === undefined) return undefined
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = this._tables.byKey.get(key)
+      // Not in our tables: a reload since they were read may have added it (refresh once), or
+      // removed it (evaluate as usual).
+      if (entry === undefined && attempt > 0) return undefined
       if (entry !== undefined) {
         const packed = native.evalForced(this._slot, entry.index, id)
         if (packed >= 0) return unpack(entry, packed, null)
@@ -883,9 +956,43 @@ class Flags {
     throw failure(result)
   }
 
-  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
+  /**
+   * Stops watching the file (or polling the URL) and, with `redis`, stops sharing state
+   * (spend is reported and leases given back first); the last document keeps serving.
+   * Idempotent.
+   */
   close() {
     native.close(this._slot)
+    native.fleetClose(this._slot)
+  }
+
+  /**
+   * Shares budgets, guardrails, metrics and pins through the Redis at `url` and installs the
+   * built-in Redis pin store (see index.d.ts, `FlagsOptions.redis`).
+   */
+  _shareState(url, documentKey) {
+    if (typeof url !== 'string') throw invalidArgument('redis must be a string: redis://host:port/db or redis+cluster://host:port,...')
+    native.fleetAttach(this._slot, url, documentKey)
+    const slot = this._slot
+    this.usePinStore({
+      get: (key) => native.fleetPinGet(slot, key),
+      set: (key, value, ttlSeconds) => native.fleetPinSet(slot, key, value, ttlSeconds),
+      delete: (key) => native.fleetPinDelete(slot, key),
+    })
+  }
+
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up, with `$fleet` (processes, the fleet's guardrail states). No round trip: the
+   * background thread reads them every second.
+   */
+  fleetMetrics() {
+    return JSON.parse(native.fleetMetrics(this._slot))
+  }
+
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText() {
+    return native.fleetMetricsText(this._slot)
   }
 
   /**
@@ -910,6 +1017,15 @@ class Flags {
     // The caller gave up before anything started: nothing is evaluated or recorded.
     if (signal !== undefined && signal.aborted) throw signal.reason
     const key = flagKey(flag)
+    // Made from inside the function of too many enclosing calls: the core's error, before
+    // anything is evaluated or recorded.
+    if (callDepth >= MAX_CALL_DEPTH) {
+      try {
+        native.enterCall(key, callDepth)
+      } catch (err) {
+        rethrow(err)
+      }
+    }
     let out = OUT
     let entry = this._tables.byKey.get(key)
     let run = -1
@@ -1013,10 +1129,18 @@ class Flags {
         let failed = false
         try {
           if (signal !== undefined) value = await withSignal(fn, variant, options, timeoutMs, signal)
-          else value = timeoutMs < 0 ? await fn(variant, options) : await withTimeout(fn, variant, options, timeoutMs)
+          else value = timeoutMs < 0 ? await invoke(fn, variant, options) : await withTimeout(fn, variant, options, timeoutMs)
         } catch (err) {
           failed = true
           thrown = err
+        }
+        if (failed && isCallDepthError(thrown)) {
+          // A programming error, not the model's: the attempt is recorded as cancelled (its
+          // reservation given back) and every enclosing call ends with the same error.
+          ended = true
+          native.runCancel(run)
+          if (this._listeners !== null) this._drain()
+          throw thrown
         }
         if (value === ABORTED) {
           // The caller's signal: the core records the attempt as cancelled and gives its
@@ -1416,6 +1540,33 @@ class CallOptions {
   }
 }
 
+// How many `call`s are running their `fn` synchronously on this thread right now: a `call`
+// made before the first `await` of another call's `fn` nests on the JS stack, and past the
+// core's limit it fails with CALL_DEPTH_EXCEEDED instead of a stack overflow recorded as the
+// model's error. (A call made after an `await` starts on a fresh stack: it is not nested.)
+let callDepth = 0
+const MAX_CALL_DEPTH = native.maxCallDepth()
+
+/** Whether a thrown value is the CALL_DEPTH_EXCEEDED of a nested call (any value: a revoked
+ * Proxy throws on every operation, and is not one). */
+function isCallDepthError(err) {
+  try {
+    return err instanceof FlagrailError && err.code === 'CALL_DEPTH_EXCEEDED'
+  } catch {
+    return false
+  }
+}
+
+/** Calls the user's `fn` for one attempt, counting the nesting of calls on this stack. */
+function invoke(fn, variant, options) {
+  callDepth++
+  try {
+    return fn(variant, options)
+  } finally {
+    callDepth--
+  }
+}
+
 /**
  * Runs `fn` and settles with its outcome or, at `timeoutMs`, with TIMED_OUT (aborting the
  * signal), whichever comes first: a function that ignores its signal still ends the attempt on
@@ -1429,7 +1580,7 @@ function withTimeout(fn, variant, options, timeoutMs) {
     }, timeoutMs)
     let pending
     try {
-      pending = fn(variant, options)
+      pending = invoke(fn, variant, options)
     } catch (err) {
       clearTimeout(timer)
       reject(err)
@@ -1472,7 +1623,7 @@ function withSignal(fn, variant, options, timeoutMs, signal) {
     const done = () => signal.removeEventListener('abort', onAbort)
     let pending
     try {
-      pending = timeoutMs < 0 ? fn(variant, options) : withTimeout(fn, variant, options, timeoutMs)
+      pending = timeoutMs < 0 ? invoke(fn, variant, options) : withTimeout(fn, variant, options, timeoutMs)
     } catch (err) {
       done()
       reject(err)

@@ -68,3 +68,17 @@ REMOTE=$(mktemp -d)
 trap 'rm -rf "$DRILL" "$REMOTE"' EXIT
 cp $EXAMPLE "$REMOTE/flags.json"
 $PY examples/demo_remote.py "$REMOTE" "$FLAGRAIL"
+
+say "10. The autopilot: two candidates ramp on evidence; one reaches 100 %, the other is rolled back"
+# A deterministic simulated rollout (examples/demo_autopilot.py): the real document decides who
+# gets the candidate, `flagrail autopilot --once --at T` looks every 10 simulated minutes and
+# writes its decisions through the audited rewrite; then `flagrail report` draws it all.
+$PY examples/demo_autopilot.py --flagrail $FLAGRAIL --out examples/out/autopilot
+printf '$ flagrail forensics --events examples/out/autopilot/events.jsonl --flag ticket-summary --variant candidate --summary\n'
+$FLAGRAIL forensics --events examples/out/autopilot/events.jsonl --flag ticket-summary --variant candidate --summary
+if [ -f examples/out/events-python.jsonl ]; then
+  printf '\nThe runtime demo (step 6): the runs the halted candidate served, and its report\n'
+  run $FLAGRAIL forensics --events examples/out/events-python.jsonl --flag support-assistant --variant candidate --summary
+  run $FLAGRAIL report examples/out/rollout.json --events examples/out/events-python.jsonl --out examples/out/rollout-report.html
+fi
+echo "open examples/out/autopilot/report.html in a browser"

@@ -253,3 +253,42 @@ describe('call: a shadow never runs before the served answer', () => {
     assert.deepEqual(order, ['served starts', 'served ends', 'call resolved', 'shadow starts'])
   })
 })
+
+describe('call: nesting past the core limit is a programming error', () => {
+  test('a call made synchronously inside fn, 101 deep, rejects with CALL_DEPTH_EXCEEDED, recorded as cancelled', async () => {
+    const flags = Flags.fromObject({ flags: { bot: { variants: { a: {} }, default: 'a' } } })
+    const outcomes = []
+    flags.onEvent((e) => {
+      if (e.type === 'outcome') outcomes.push(e)
+    })
+    let depth = 0
+    const nest = () => {
+      depth++
+      return flags.call('bot', USER, nest).then((r) => r.value)
+    }
+    await assert.rejects(nest(), (err) => {
+      assert.ok(err instanceof FlagrailError, String(err))
+      assert.equal(err.code, 'CALL_DEPTH_EXCEEDED')
+      assert.match(err.message, /nested more than 100 deep/)
+      return true
+    })
+    assert.equal(depth, 101)
+    // The 100 enclosing calls each ended with it: one cancelled attempt each, no error counted.
+    assert.equal(outcomes.length, 100)
+    assert.deepEqual([...new Set(outcomes.map((e) => e.outcome))], ['cancelled'])
+    assert.equal(flags.metrics().bot?.a?.errors ?? 0, 0)
+  })
+
+  test('calls side by side, or after an await, are not nested', async () => {
+    const flags = Flags.fromObject({ flags: { bot: { variants: { a: {} }, default: 'a' } } })
+    const results = await Promise.all(Array.from({ length: 300 }, () => flags.call('bot', USER, async (v) => v.id)))
+    assert.equal(results.length, 300)
+    let depth = 0
+    const chain = async () => {
+      await sleep(0)
+      if (++depth >= 150) return 'bottom'
+      return (await flags.call('bot', USER, chain)).value
+    }
+    assert.equal(await chain(), 'bottom')
+  })
+})

@@ -180,6 +180,8 @@ pub struct Handle {
     /// Events waiting for the JS listeners (`onEvent`), as JSON text; installed as an event
     /// sink on first use (see `crate::runtime`).
     pub events: OnceCell<Arc<Mutex<Vec<String>>>>,
+    /// Shared fleet state (`{ redis: URL }`), if attached (see `crate::fleet`).
+    pub fleet: RefCell<Option<Arc<flagrail_fleet::shared::FleetState>>>,
 }
 
 impl Handle {
@@ -189,6 +191,7 @@ impl Handle {
             inner,
             ack,
             events: OnceCell::new(),
+            fleet: RefCell::new(None),
         }
     }
 

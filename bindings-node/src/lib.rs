@@ -12,6 +12,7 @@
 )]
 
 mod error;
+pub mod fleet;
 mod handle;
 mod raw;
 mod raw_call;
@@ -110,6 +111,19 @@ pub fn load_file(
         Ok(flags) => Either::A(reload_log::insert_watched(flags)),
         Err(error) => Either::B(load_failure(&error)),
     }
+}
+
+/// How deep `call` may nest (the core's limit, the same as Python's).
+#[napi(catch_unwind)]
+pub fn max_call_depth() -> u32 {
+    flagrail_core::live::MAX_CALL_DEPTH
+}
+
+/// The next nesting depth of a `call` of `flag` made at `depth`, or the core's
+/// `CALL_DEPTH_EXCEEDED` error (index.js calls this only at the limit).
+#[napi(catch_unwind)]
+pub fn enter_call(flag: String, depth: u32) -> Result<u32, JsError> {
+    flagrail_core::live::enter_call(&flag, depth).map_err(|err| core_error(&err))
 }
 
 /// Frees a handle whose `Flags` object was collected.

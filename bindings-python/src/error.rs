@@ -17,6 +17,7 @@ static SOURCE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static INVALID_ARGUMENT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static FLAG_NOT_FOUND_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ALL_ATTEMPTS_FAILED_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static CALL_DEPTH_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PROBLEM: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Converts a core error into the matching `flagrail` exception.
@@ -54,6 +55,7 @@ fn build(
         CoreError::AllAttemptsFailed { .. } => {
             ("AllAttemptsFailedError", &ALL_ATTEMPTS_FAILED_ERROR)
         }
+        CoreError::CallTooDeep { .. } => ("CallDepthError", &CALL_DEPTH_ERROR),
     };
     let class = cell.import(py, EXCEPTIONS, class)?;
     let kwargs = PyDict::new(py);
@@ -72,7 +74,9 @@ fn build(
         | CoreError::NotRegularFile { source, .. } => {
             kwargs.set_item("source", source.as_str())?;
         }
-        CoreError::FlagNotFound { flag } | CoreError::AllAttemptsFailed { flag, .. } => {
+        CoreError::FlagNotFound { flag }
+        | CoreError::AllAttemptsFailed { flag, .. }
+        | CoreError::CallTooDeep { flag, .. } => {
             kwargs.set_item("flag", flag.as_str())?;
         }
         CoreError::InvalidArgument { .. } => {}

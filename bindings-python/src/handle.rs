@@ -9,7 +9,7 @@
 //! Evaluation keeps the GIL: it takes a couple of hundred nanoseconds, about what releasing and
 //! re-acquiring it would cost.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
     pub(crate) pins: PinStore,
+    /// Shared fleet state (`redis=URL`), if attached.
+    pub(crate) fleet: FleetSlot,
     /// Test overrides open in some thread or task (`flags.override`).
     pub(crate) overrides: Arc<OverrideScopes>,
 }
@@ -234,6 +236,7 @@ impl Inner {
             entry: ArcSwap::from_pointee(entry),
             poll_interval,
             pins: PinStore::default(),
+            fleet: FleetSlot::default(),
             overrides: Arc::default(),
         }
     }
@@ -445,5 +448,44 @@ impl Inner {
         }
         // A run that started just before a reload: its own cache, used once.
         Arc::new(DocCache::new(py, Arc::clone(document)))
+    }
+}
+
+/// A fleet attachment: URL and options (to attach again in a forked child) and the state.
+pub(crate) type FleetEntry = (
+    String,
+    flagrail_fleet::shared::FleetOptions,
+    Arc<flagrail_fleet::shared::FleetState>,
+);
+
+/// The fleet state of one handle (`redis=URL`), if attached.
+#[derive(Default)]
+pub(crate) struct FleetSlot(Mutex<Option<FleetEntry>>);
+
+impl FleetSlot {
+    /// The slot itself, for attaching and for the fork handler.
+    pub(crate) fn slot(&self) -> &Mutex<Option<FleetEntry>> {
+        &self.0
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<flagrail_fleet::shared::FleetState>> {
+        match self.0.lock() {
+            Ok(slot) => slot.as_ref().map(|(_, _, fleet)| Arc::clone(fleet)),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .as_ref()
+                .map(|(_, _, f)| Arc::clone(f)),
+        }
+    }
+
+    /// Stops sharing (reports spend, returns leases). Idempotent.
+    pub(crate) fn close(&self) {
+        let taken = match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some((_, _, fleet)) = taken {
+            fleet.close();
+        }
     }
 }

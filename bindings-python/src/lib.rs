@@ -18,6 +18,7 @@ mod convert;
 mod error;
 mod fast;
 mod ffi;
+mod fleet;
 mod handle;
 mod hash;
 mod live;
@@ -42,6 +43,7 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::Tracker>()?;
     m.add_class::<runtime::PyRun>()?;
     m.add_class::<workers::PySlot>()?;
+    m.add_class::<fleet::RedisPins>()?;
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
@@ -49,6 +51,8 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(workers::_stop_call_threads, m)?)?;
     m.add_function(wrap_pyfunction!(workers::_next_call_job, m)?)?;
     m.add_function(wrap_pyfunction!(reuse::_reuses_results, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_enter_call, m)?)?;
+    m.add("_MAX_CALL_DEPTH", flagrail_core::live::MAX_CALL_DEPTH)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;
     reuse::init(m.py())?;

@@ -78,6 +78,7 @@ pub(crate) fn _after_fork_in_child() {
         if inner.core.is_watching() {
             inner.core.start_watching(inner.poll_interval);
         }
+        crate::fleet::after_fork(&inner);
     }
 }
 
@@ -208,16 +209,22 @@ impl Flags {
     ///         (``SIGNATURE_INVALID`` in ``status()`` and the ``reload_rejected`` event) and the
     ///         live one stays; a document replaced before its ``.sig`` goes live once both
     ///         match.
+    ///     redis: ``redis://host:port/db`` or ``redis+cluster://host:port,…``: share budgets,
+    ///         guardrails, metrics and sticky pins with every process (Python or Node) opened
+    ///         with the same Redis (see ``fleet_metrics`` and docs/fleet.md). Never waits for
+    ///         Redis: an unreachable one means local enforcement until it answers.
     ///
     /// Raises:
     ///     SourceError: The file (or the events file) cannot be opened (code
     ///         ``SOURCE_UNREACHABLE``), or it is not signed by ``verify_key``
     ///         (``SIGNATURE_INVALID``).
     ///     DocumentError: The document is invalid; ``problems`` lists every problem.
-    ///     InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``.
+    ///     InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``, or
+    ///         ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
     #[staticmethod]
     #[pyo3(signature = (
-        path, *, reload = true, poll_interval = None, events = None, verify_key = None
+        path, *, reload = true, poll_interval = None, events = None, verify_key = None,
+        redis = None
     ))]
     fn from_file(
         py: Python<'_>,
@@ -226,6 +233,7 @@ impl Flags {
         poll_interval: Option<f64>,
         events: Option<PathBuf>,
         verify_key: Option<&str>,
+        redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, poll_interval)?;
         let verifier = verify_key
@@ -245,6 +253,7 @@ impl Flags {
         write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach(py, &inner, redis)?;
         track(&inner);
         Ok(Flags { inner })
     }
@@ -280,6 +289,8 @@ impl Flags {
     ///         server fails that poll (connecting has its own 5 s bound).
     ///     startup_timeout: Seconds to wait for a first document without a usable cache.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     redis: Share budgets, guardrails, metrics and pins through this Redis (as in
+    ///         ``from_file``).
     ///
     /// Raises:
     ///     SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it is
@@ -289,7 +300,7 @@ impl Flags {
     #[staticmethod]
     #[pyo3(signature = (
         url, *, poll_interval = 5.0, cache_path = None, verify_key = None, headers = None,
-        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None
+        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None, redis = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_url(
@@ -303,6 +314,7 @@ impl Flags {
         timeout: f64,
         startup_timeout: f64,
         events: Option<PathBuf>,
+        redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, Some(poll_interval))?;
         let seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
@@ -334,6 +346,106 @@ impl Flags {
         write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach(py, &inner, redis)?;
+        track(&inner);
+        Ok(Flags { inner })
+    }
+
+    /// Loads a flag document from a Redis key and follows every push at once.
+    ///
+    /// The document lives at ``key``; ``flagrail push`` (and ``flagrail kill`` / ``unkill``
+    /// with ``--redis``) writes it atomically and announces the new revision on the
+    /// document's pub/sub channel. Every process subscribed to it re-reads the key as soon as
+    /// the message arrives, right after every (re)subscription, and every ``poll_interval``
+    /// seconds as a safety net (pub/sub can drop messages). A new document is checked
+    /// (signature, when ``verify_key`` is given: the signature lives at a sibling key),
+    /// validated and swapped in atomically; a bad or unsigned one never replaces the live
+    /// one. ``url`` is ``redis://host:port[/db]`` or, for a Redis Cluster,
+    /// ``redis+cluster://host1:port1,host2:port2,...``: every key of one document shares one
+    /// hash tag, so each write stays in one slot. ``status()["remote"]`` says ``kind:
+    /// "redis"``, whether the process is connected and subscribed, the push counter
+    /// (``redis_revision``), last success, staleness and the last error with its code. The
+    /// poller reconnects with backoff, stops with ``close()`` (or ``with``) and restarts in
+    /// forked children.
+    ///
+    /// Startup never fails because Redis is down: after ``startup_timeout`` seconds without
+    /// an answer, the cache (``cache_path``) serves, or else an empty document (revision
+    /// ``redis:waiting``: every flag answers the caller's default) until Redis returns and the
+    /// real document loads. An empty key is treated the same way (nothing pushed yet).
+    ///
+    /// Args:
+    ///     url: ``redis://`` or ``redis+cluster://``; a password in it is never shown.
+    ///     key: The key that holds the document.
+    ///     poll_interval: Seconds between safety-net reads.
+    ///     cache_path: A file that keeps the last good document for cold starts.
+    ///     verify_key: The text of ``flagrail.pub``: documents must carry a detached ed25519
+    ///         signature by this key (``flagrail push`` stores the ``.sig`` beside the
+    ///         document).
+    ///     timeout: Seconds a Redis reply (and connecting) may take.
+    ///     startup_timeout: Seconds to wait for Redis before serving the cache or the empty
+    ///         document.
+    ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     redis: Share budgets, guardrails, metrics and sticky pins through this Redis (as
+    ///         in ``from_file``; usually ``url`` again). The shared keys carry ``key``'s hash
+    ///         tag.
+    ///
+    /// Raises:
+    ///     DocumentError: Redis holds an invalid document and no cache could serve.
+    ///     SourceError: Redis holds a document not signed by ``verify_key``
+    ///         (``SIGNATURE_INVALID``) and no cache could serve.
+    ///     InvalidArgumentError: A bad URL, key, verify key or interval.
+    #[staticmethod]
+    #[pyo3(signature = (
+        url, *, key = "flagrail:document", poll_interval = 30.0, cache_path = None,
+        verify_key = None, timeout = 1.0, startup_timeout = 5.0, events = None, redis = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_redis(
+        py: Python<'_>,
+        url: &str,
+        key: &str,
+        poll_interval: f64,
+        cache_path: Option<PathBuf>,
+        verify_key: Option<&str>,
+        timeout: f64,
+        startup_timeout: f64,
+        events: Option<PathBuf>,
+        redis: Option<&str>,
+    ) -> PyResult<Flags> {
+        let interval = self::poll_interval(py, Some(poll_interval))?;
+        let seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
+            Ok(d) if !(name == "timeout" && d.is_zero()) => Ok(d),
+            _ => Err(invalid_argument(
+                py,
+                format!("{name} must be a number of seconds > 0, got {value}"),
+            )),
+        };
+        let startup = seconds("startup_timeout", startup_timeout)?;
+        let reply_timeout = seconds("timeout", timeout)?;
+        let verify_key = verify_key
+            .map(flagrail_sources::VerifyKey::parse)
+            .transpose()
+            .into_py_result(py)?;
+        let options = flagrail_fleet::RedisOptions {
+            key: key.to_string(),
+            poll_interval: interval,
+            cache_path,
+            verify_key,
+            timeouts: flagrail_fleet::Timeouts {
+                connect: reply_timeout,
+                read: reply_timeout,
+                write: reply_timeout,
+            },
+            startup_timeout: startup,
+            ..flagrail_fleet::RedisOptions::default()
+        };
+        let core = py
+            .detach(|| flagrail_fleet::from_redis(url, options))
+            .into_py_result(py)?;
+        write_events(py, &core, events)?;
+        listen(&core);
+        let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach_keyed(py, &inner, redis, key)?;
         track(&inner);
         Ok(Flags { inner })
     }
@@ -488,7 +600,8 @@ impl Flags {
 
     /// Source, live revision, its age, the last reload error (with ``code`` and every
     /// problem's ``path``), reload counters, whether the file is watched, local kills, tripped
-    /// guardrails, every budget's state (``budgets``), the pins held in memory
+    /// guardrails, the ramps an autopilot governs (``autopilot``: state, step, percent, when
+    /// the step began), every budget's state (``budgets``), the pins held in memory
     /// (``sticky_pins``) and the pin store (``sticky_store``: ``kind`` ``"memory"`` or
     /// ``"custom"``, ``errors`` it raised since the process started, ``last_error``).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -576,8 +689,10 @@ impl Flags {
 
     /// Stops the background watcher or poller; the last document keeps serving. Idempotent.
     /// ``with Flags.from_file(...) as flags:`` closes at the end of the block.
-    fn close(&self) {
+    fn close(&self, py: Python<'_>) {
         self.inner.core.stop_watching();
+        let fleet = &self.inner.fleet;
+        py.detach(|| fleet.close());
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -593,7 +708,7 @@ impl Flags {
         traceback: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = (exc_type, exc_value, traceback);
-        self.close();
+        Python::attach(|py| self.close(py));
     }
 
     /// The revision of the live document.
@@ -628,7 +743,8 @@ impl Flags {
     /// Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
     /// (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
     /// ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
-    /// ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
+    /// ``call`` nested more than 100 deep on one thread raises ``CallDepthError`` (a
+    /// ``RecursionError``, code ``CALL_DEPTH_EXCEEDED``; the limit is the core's, as in Node).
     ///
     /// Args:
     ///     flag: The flag key.
@@ -664,6 +780,8 @@ impl Flags {
     ///     FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
     ///     AllAttemptsFailedError: Every step failed and none was non-AI (code
     ///         ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+    ///     CallDepthError: ``acall`` nested more than 100 deep in one task (an ``acall``
+    ///         awaited inside the function of another; code ``CALL_DEPTH_EXCEEDED``).
     #[pyo3(signature = (flag, context, r#fn))]
     fn acall<'py>(
         slf: &Bound<'py, Self>,
@@ -754,6 +872,26 @@ impl Flags {
     /// ``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint.
     fn metrics_text(&self) -> String {
         self.inner.core.metrics_text()
+    }
+
+    /// The whole fleet's aggregates (a handle opened with ``redis=``): every process's
+    /// ``metrics()`` added up — counters summed, rates and means recomputed, latency
+    /// quantiles the largest of any process — plus ``"$fleet"``: ``processes``, the fleet's
+    /// guardrail states, ``read_at``. Read by the background thread every second; this call
+    /// makes no round trip.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: The handle was not opened with ``redis=``.
+    fn fleet_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::fleet::metrics(py, &self.inner)
+    }
+
+    /// ``fleet_metrics()`` in the Prometheus text format (``flagrail_fleet_*`` series).
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: The handle was not opened with ``redis=``.
+    fn fleet_metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        crate::fleet::metrics_text(py, &self.inner)
     }
 
     /// Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,

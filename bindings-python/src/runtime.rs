@@ -406,32 +406,26 @@ fn describe(exc: &Bound<'_, PyAny>, timeout_ms: Option<u64>) -> (ErrorKind, Stri
     (kind, text)
 }
 
-/// How deep `Flags.call` may nest on one thread (a call made from inside the function of
-/// another): each level holds about 12 KB of C stack, and CPython's own recursion limit
-/// counts Python frames only, so without a limit of its own a deep nesting overflows the C
-/// stack (near 650 levels on an 8 MB stack) instead of raising.
-pub(crate) const MAX_NESTED_CALLS: u32 = 100;
-
 thread_local! {
+    /// How deep `Flags.call` is nested on this thread (the C stack it uses grows with it).
     static CALL_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// One level of `Flags.call` nesting on this thread, given back when dropped.
+/// One level of `Flags.call` nesting on this thread, given back when dropped; past the core's
+/// `MAX_CALL_DEPTH`, `CallDepthError` (a `RecursionError`, code `CALL_DEPTH_EXCEEDED`).
 struct Nesting;
 
 impl Nesting {
-    fn enter() -> PyResult<Nesting> {
-        CALL_DEPTH.with(|depth| {
-            let now = depth.get();
-            if now >= MAX_NESTED_CALLS {
-                return Err(PyRecursionError::new_err(format!(
-                    "Flags.call nested more than {MAX_NESTED_CALLS} deep (a call made from \
-                     inside the function of another call) on this thread"
-                )));
+    fn enter(py: Python<'_>, flag: &Bound<'_, PyString>) -> PyResult<Nesting> {
+        let depth = CALL_DEPTH.with(std::cell::Cell::get);
+        // `to_str` borrows (abi3 on 3.10+): nothing is allocated on the way in.
+        match flagrail_core::live::enter_call(flag.to_str().unwrap_or_default(), depth) {
+            Ok(next) => {
+                CALL_DEPTH.with(|d| d.set(next));
+                Ok(Nesting)
             }
-            depth.set(now + 1);
-            Ok(Nesting)
-        })
+            Err(err) => Err(crate::error::to_py_err(py, &err)),
+        }
     }
 }
 
@@ -450,7 +444,7 @@ pub(crate) fn call<'py>(
     context: Option<&Bound<'py, PyAny>>,
     function: &Bound<'py, PyAny>,
 ) -> PyResult<CallResult> {
-    let _nesting = Nesting::enter()?;
+    let _nesting = Nesting::enter(py, flag)?;
     let mut state = start(inner, py, flag, context, Pins::Auto)?;
     let shadow = state.take_shadow();
     let mut result = drive(py, state, function);
@@ -595,6 +589,13 @@ impl PyShadow {
             Err(err) => Err(err),
         }
     }
+}
+
+/// Raises the core's `CallDepthError` when an `acall` at `depth` would nest too deep; the next
+/// depth otherwise. Used by ``flagrail._call.acall``; not public API.
+#[pyfunction]
+pub(crate) fn _enter_call(py: Python<'_>, flag: &str, depth: u32) -> PyResult<u32> {
+    flagrail_core::live::enter_call(flag, depth).map_err(|err| crate::error::to_py_err(py, &err))
 }
 
 /// `Flags.acall`: the coroutine of `flagrail._call.acall`, which starts the run when awaited.

@@ -82,6 +82,39 @@ impl Args {
         None
     }
 
+    /// Every value of a repeatable option: `--name a b --name c` (values run to the next
+    /// `--option`).
+    pub fn values(&mut self, name: &str) -> Vec<String> {
+        let mut values = Vec::new();
+        let mut i = 0;
+        while i < self.items.len() {
+            if self.items[i].as_deref() == Some(name) {
+                self.items[i] = None;
+                i += 1;
+                while let Some(slot) = self.items.get_mut(i) {
+                    match slot.as_deref() {
+                        Some(value) if !value.starts_with("--") => {
+                            values.extend(slot.take());
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                continue;
+            }
+            if let Some(value) = self.items[i]
+                .as_deref()
+                .and_then(|item| item.strip_prefix(name))
+                .and_then(|rest| rest.strip_prefix('='))
+            {
+                values.push(value.to_string());
+                self.items[i] = None;
+            }
+            i += 1;
+        }
+        values
+    }
+
     pub fn required(&mut self, name: &str) -> Result<String, Failure> {
         self.option(name)
             .ok_or_else(|| Failure::usage(format!("missing {name}")))

@@ -251,17 +251,12 @@ pub fn run(args: &mut Args) -> Outcome {
                 continue;
             }
             outln!(
-                "request {n:>6}: {} {} on {} at {} ({} {}: observed {:.4}, bound {:.4}, threshold {}, {} samples) → {}",
+                "request {n:>6}: {} {} on {} at {} ({}) → {}",
                 e["type"].as_str().unwrap_or(""),
                 e["guardrail"].as_str().unwrap_or(""),
                 e["variant"].as_str().unwrap_or(""),
                 e["time"].as_str().unwrap_or(""),
-                e["metric"].as_str().unwrap_or(""),
-                if e["metric"] == "quality" { "upper" } else { "lower" },
-                e["observed"].as_f64().unwrap_or(f64::NAN),
-                e["bound"].as_f64().unwrap_or(f64::NAN),
-                e["threshold"],
-                e["samples"],
+                reading_text(e),
                 e["action"].as_str().unwrap_or(""),
             );
         }
@@ -300,4 +295,54 @@ pub fn run(args: &mut Args) -> Outcome {
         return Err(Failure::failed("--expect-trip: no guardrail tripped"));
     }
     Ok(())
+}
+
+/// A guardrail event's reading in words. A p95 guardrail counts the calls slower than its
+/// threshold and trips when that share is proven above 5 %: its `observed` and `bound` are
+/// shares of calls, not milliseconds, so they are printed as such (printing them beside the
+/// threshold in ms, as error rates are, read like a latency of 1.0 against 6000 ms).
+fn reading_text(e: &Value) -> String {
+    let observed = e["observed"].as_f64().unwrap_or(f64::NAN);
+    let bound = e["bound"].as_f64().unwrap_or(f64::NAN);
+    let metric = e["metric"].as_str().unwrap_or("");
+    if metric == "p95_latency_ms" {
+        return format!(
+            "p95_latency_ms: {:.1} % of {} calls slower than {} ms, 95 % lower bound {:.1} %; the p95 is past the threshold above 5 %",
+            observed * 100.0,
+            e["samples"],
+            e["threshold"],
+            bound * 100.0
+        );
+    }
+    format!(
+        "{metric} {}: observed {observed:.4}, bound {bound:.4}, threshold {}, {} samples",
+        if metric == "quality" {
+            "upper"
+        } else {
+            "lower"
+        },
+        e["threshold"],
+        e["samples"],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_p95_reading_is_a_share_of_slow_calls_not_a_latency() {
+        let trip = serde_json::json!({"metric": "p95_latency_ms", "threshold": 6000.0,
+            "samples": 20, "observed": 1.0, "bound": 0.8389});
+        assert_eq!(
+            reading_text(&trip),
+            "p95_latency_ms: 100.0 % of 20 calls slower than 6000.0 ms, 95 % lower bound 83.9 %; the p95 is past the threshold above 5 %"
+        );
+        let errors = serde_json::json!({"metric": "error_rate", "threshold": 0.03,
+            "samples": 67, "observed": 0.0746, "bound": 0.0323});
+        assert_eq!(
+            reading_text(&errors),
+            "error_rate lower: observed 0.0746, bound 0.0323, threshold 0.03, 67 samples"
+        );
+    }
 }

@@ -12,8 +12,12 @@ macro_rules! outln {
 }
 
 mod args;
+mod autopilot;
 mod diff;
 mod drill;
+mod forensics;
+mod redis;
+mod report;
 mod signing;
 mod simulate;
 
@@ -78,16 +82,29 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "kill",
-        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY] [--force]",
+        usage: "kill FILE (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY] [--force]
+  flagrail kill --redis URL [--redis-key K] (--flag F | --all) --reason TEXT [--actor NAME] [--key KEY]",
         details: KILL_DETAILS,
         run: kill_command,
     },
     Command {
         name: "unkill",
-        usage:
-            "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY] [--force]",
+        usage: "unkill FILE (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY] [--force]
+  flagrail unkill --redis URL [--redis-key K] (--flag F | --all) [--reason TEXT] [--actor NAME] [--key KEY]",
         details: KILL_DETAILS,
         run: unkill_command,
+    },
+    Command {
+        name: "push",
+        usage: redis::PUSH_USAGE,
+        details: redis::PUSH_DETAILS,
+        run: redis::push,
+    },
+    Command {
+        name: "status",
+        usage: redis::STATUS_USAGE,
+        details: redis::STATUS_DETAILS,
+        run: redis::status,
     },
     Command {
         name: "simulate",
@@ -107,6 +124,24 @@ const COMMANDS: &[Command] = &[
         usage: drill::USAGE,
         details: drill::DETAILS,
         run: drill::run,
+    },
+    Command {
+        name: "autopilot",
+        usage: autopilot::USAGE,
+        details: autopilot::DETAILS,
+        run: autopilot::run,
+    },
+    Command {
+        name: "forensics",
+        usage: forensics::USAGE,
+        details: forensics::DETAILS,
+        run: forensics::run,
+    },
+    Command {
+        name: "report",
+        usage: report::USAGE,
+        details: report::DETAILS,
+        run: report::run,
     },
     Command {
         name: "keygen",
@@ -137,7 +172,12 @@ current FILE (else refused: another key, or an unsigned edit). An unsigned FILE 
 --key is signed. The real file (through symlinks) is locked, only the changed values are rewritten, its mode and
 owner are kept, and one line is appended to <name>.audit.jsonl beside it. A switch already in
 the requested state is left alone (nothing written, exit 0). Exit 1 means nothing was changed
-(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".";
+(refused or failed). Warnings go to stderr. See docs/runbook.md, \"Kill the flag\".
+With --redis URL instead of FILE (and --redis-key K, default flagrail:document), the document
+in Redis is changed by compare-and-set (re-read and retried if another write came first) and
+published at once; --key flagrail.key re-signs a signed document (required for one),
+--verify-key F checks the stored one first, --audit-log F is the local audit log (default
+flagrail.audit.jsonl). The audit record also goes to the stream flagrail:{K}:audit.";
 
 const FOOTER: &str = "\
 FILE may be an http(s):// URL wherever a document is only read (not kill/unkill/sign).
@@ -513,6 +553,9 @@ fn unkill_command(args: &mut Args) -> Outcome {
 }
 
 fn kill(args: &mut Args, active: bool) -> Outcome {
+    if let Some(url) = args.option("--redis") {
+        return redis::kill(args, url, active);
+    }
     let flag = args.option("--flag");
     let all = args.flag("--all");
     let reason = args.option("--reason");

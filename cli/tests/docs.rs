@@ -125,6 +125,10 @@ fn error_codes() -> Vec<&'static str> {
             flag: String::new(),
             attempts: 0,
         },
+        Error::CallTooDeep {
+            flag: String::new(),
+            limit: 0,
+        },
     ];
     all.iter()
         .map(|err| match err {
@@ -134,7 +138,8 @@ fn error_codes() -> Vec<&'static str> {
             | Error::NotRegularFile { .. }
             | Error::InvalidArgument { .. }
             | Error::FlagNotFound { .. }
-            | Error::AllAttemptsFailed { .. } => err.code(),
+            | Error::AllAttemptsFailed { .. }
+            | Error::CallTooDeep { .. } => err.code(),
         })
         .collect()
 }
@@ -321,6 +326,36 @@ fn schema_fields_match_the_loader() {
             &defs["ramp"],
             flag(json!({ "rules": [ { "ramp": ramp_extra } ] })),
             "flags.f.rules[0].ramp.zzz",
+        ),
+        (
+            "autopilot",
+            &defs["autopilot"],
+            flag(json!({ "rules": [ { "ramp": {
+                "variant": "b", "baseline": "a", "start": "2026-11-21", "paused_at": "2026-11-21",
+                "steps": [ { "percent": 1, "hold": "1h" }, { "percent": 100 } ],
+                "autopilot": { "holds": [ { "min": "1h", "max": "2h" } ],
+                               "metrics": [ { "metric": "quality", "difference": 1 } ], "zzz": 1 } } } ] })),
+            "flags.f.rules[0].ramp.autopilot.zzz",
+        ),
+        (
+            "autopilot hold",
+            &defs["autopilotHold"],
+            flag(json!({ "rules": [ { "ramp": {
+                "variant": "b", "baseline": "a", "start": "2026-11-21", "paused_at": "2026-11-21",
+                "steps": [ { "percent": 1, "hold": "1h" }, { "percent": 100 } ],
+                "autopilot": { "holds": [ { "min": "1h", "max": "2h", "zzz": 1 } ],
+                               "metrics": [ { "metric": "quality", "difference": 1 } ] } } } ] })),
+            "flags.f.rules[0].ramp.autopilot.holds[0].zzz",
+        ),
+        (
+            "autopilot metric",
+            &defs["autopilotMetric"],
+            flag(json!({ "rules": [ { "ramp": {
+                "variant": "b", "baseline": "a", "start": "2026-11-21", "paused_at": "2026-11-21",
+                "steps": [ { "percent": 1, "hold": "1h" }, { "percent": 100 } ],
+                "autopilot": { "holds": [ { "min": "1h", "max": "2h" } ],
+                               "metrics": [ { "metric": "quality", "difference": 1, "zzz": 1 } ] } } } ] })),
+            "flags.f.rules[0].ramp.autopilot.metrics[0].zzz",
         ),
         (
             "ramp step",

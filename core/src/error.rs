@@ -140,6 +140,10 @@ pub enum Error {
     FlagNotFound { flag: String },
     /// Every step of a fallback chain failed and none was a non-AI variant.
     AllAttemptsFailed { flag: String, attempts: usize },
+    /// `call` of `flag` nested more than `limit` deep (made from inside the function of
+    /// another call): a programming error, raised before anything is recorded
+    /// ([`crate::live::enter_call`]).
+    CallTooDeep { flag: String, limit: u32 },
 }
 
 impl Error {
@@ -153,6 +157,7 @@ impl Error {
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::FlagNotFound { .. } => "FLAG_NOT_FOUND",
             Error::AllAttemptsFailed { .. } => "ALL_ATTEMPTS_FAILED",
+            Error::CallTooDeep { .. } => "CALL_DEPTH_EXCEEDED",
         }
     }
 
@@ -208,6 +213,10 @@ impl fmt::Display for Error {
                 f,
                 "every step of the fallback chain of \"{flag}\" failed ({attempts} attempt{}) and none serves without a model",
                 if *attempts == 1 { "" } else { "s" }
+            ),
+            Error::CallTooDeep { flag, limit } => write!(
+                f,
+                "call of \"{flag}\" nested more than {limit} deep (a call made from inside the function of another call): a programming error, nothing was recorded"
             ),
         }
     }

@@ -29,6 +29,9 @@ pub struct Ramp {
     pub paused_at: Option<Millis>,
     /// Rolled back to 0 %: nobody is in the ramp, whatever the schedule says.
     pub rolled_back: bool,
+    /// The statistical gate that moves this ramp (`autopilot` in the document). Evaluation
+    /// never reads it: the autopilot acts by rewriting `start`, `paused_at` and `rolled_back`.
+    pub autopilot: Option<Box<crate::autopilot::AutopilotSpec>>,
 }
 
 /// Where a ramp stands at one instant.
@@ -128,6 +131,7 @@ mod tests {
             steps,
             paused_at: None,
             rolled_back: false,
+            autopilot: None,
         }
     }
 

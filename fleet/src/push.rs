@@ -225,7 +225,7 @@ impl Publisher {
             if stored.signature.is_some() && signer.is_none() {
                 return Err(FleetError::Core(Error::InvalidArgument {
                     message: format!(
-                        "the document at {} is signed: pass --key flagrail.key to re-sign it after the change (unsigned, verifying processes would reject it)",
+                        "the document at {} is signed: pass the private key (--key flagrail.key on the command line) to re-sign it after the change (unsigned, verifying processes would reject it)",
                         self.shown()
                     ),
                 }));

@@ -20,7 +20,7 @@ from typing import Any, Optional, assert_type
 
 import pytest
 
-from flagrail import CallResult, Flags, InvalidArgumentError, Output, Reject, Variant
+from flagrail import CallDepthError, CallResult, Flags, InvalidArgumentError, Output, Reject, Variant
 
 USER = {"user_id": "u-1"}
 
@@ -111,9 +111,11 @@ def test_nested_calls_past_the_limit_raise_recursion_error_instead_of_crashing()
     out = run_script(
         """
         import sys
-        from flagrail import Flags
+        from flagrail import CallDepthError, Flags
         sys.setrecursionlimit(100_000)
         flags = Flags.from_dict({"flags": {"bot": {"variants": {"a": {}}, "default": "a"}}})
+        outcomes = []
+        flags.on_event(lambda e: outcomes.append(e) if e["type"] == "outcome" else None)
         depth = 0
         def nest(v):
             global depth
@@ -121,12 +123,44 @@ def test_nested_calls_past_the_limit_raise_recursion_error_instead_of_crashing()
             return flags.call("bot", {"user_id": "u"}, nest).value
         try:
             nest(None)
-        except RecursionError as e:
-            print("RecursionError", depth, e)
+        except CallDepthError as e:
+            assert isinstance(e, RecursionError)
+            # Every enclosing call ended with it: attempts recorded as cancelled, no error.
+            kinds = {o["outcome"] for o in outcomes}
+            print("CallDepthError", e.code, depth, len(outcomes), kinds, e)
         """
     )
-    assert out.startswith("RecursionError 101 "), out
-    assert "100" in out
+    assert out.startswith("CallDepthError CALL_DEPTH_EXCEEDED 101 100 {'cancelled'} "), out
+    assert "nested more than 100 deep" in out
+
+
+def test_nested_acalls_past_the_same_limit_raise_call_depth_error() -> None:
+    flags = Flags.from_dict({"flags": {"bot": {"variants": {"a": {}}, "default": "a"}}})
+    depth = 0
+
+    async def nest(v: Variant) -> str | None:
+        nonlocal depth
+        depth += 1
+        return (await flags.acall("bot", USER, nest)).value
+
+    with pytest.raises(CallDepthError) as raised:
+        asyncio.run(nest(flags.variant("bot", USER)))
+    assert isinstance(raised.value, RecursionError)
+    assert raised.value.code == "CALL_DEPTH_EXCEEDED" and raised.value.flag == "bot"
+    assert depth == 101
+    # Nothing was counted against the variant (the attempts are cancelled, not failed).
+    assert flags.metrics().get("bot", {}).get("a", {}).get("errors", 0) == 0
+
+    # Concurrent acalls of one task group are side by side, not nested: no limit between them.
+    async def many() -> list[str | None]:
+        async def leaf(v: Variant) -> str | None:
+            await asyncio.sleep(0)
+            return v.id
+
+        results = await asyncio.gather(*(flags.acall("bot", USER, leaf) for _ in range(300)))
+        return [r.value for r in results]
+
+    assert asyncio.run(many()) == ["a"] * 300
 
 
 def test_a_cancelled_acall_gives_its_budget_back_at_once_and_is_recorded() -> None:

@@ -38,6 +38,7 @@ from ._flagrail import _after_fork_in_child, _before_exit
 from ._pins import PinStore
 from .exceptions import (
     AllAttemptsFailedError,
+    CallDepthError,
     CallError,
     DocumentError,
     FlagNotFoundError,
@@ -52,6 +53,7 @@ __all__ = [
     "HASH_VERSION",
     "AllAttemptsFailedError",
     "Attempt",
+    "CallDepthError",
     "CallError",
     "CallResult",
     "DocumentError",

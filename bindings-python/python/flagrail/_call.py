@@ -33,7 +33,9 @@ import threading
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
 
-from ._flagrail import _forget_call_threads, _next_call_job, _stop_call_threads
+from contextvars import ContextVar
+
+from ._flagrail import _MAX_CALL_DEPTH, _enter_call, _forget_call_threads, _next_call_job, _stop_call_threads
 
 if TYPE_CHECKING:
     from ._flagrail import CallResult, Flags, Variant, _Run
@@ -155,8 +157,25 @@ async def _write_pin(flags: Flags, store: Any, effect: tuple[Any, ...]) -> None:
         flags._pin_store_error(method, exc)
 
 
+# How deep ``acall`` is nested in this task (an ``acall`` awaited inside the function of
+# another): a context variable, because awaiting does not nest on the C stack as ``call`` does,
+# and concurrent tasks of one thread are not nested in each other.
+_DEPTH: ContextVar[int] = ContextVar("flagrail_acall_depth", default=0)
+
+
 async def acall(flags: Flags, flag: str, context: Any, fn: _Fn) -> CallResult[Any]:
     """The chain of ``Flags.acall``: the core plans, this loop awaits."""
+    depth = _DEPTH.get()
+    if depth >= _MAX_CALL_DEPTH:
+        _enter_call(flag, depth)  # the core's CallDepthError, before anything is recorded
+    token = _DEPTH.set(depth + 1)
+    try:
+        return await _chain(flags, flag, context, fn)
+    finally:
+        _DEPTH.reset(token)
+
+
+async def _chain(flags: Flags, flag: str, context: Any, fn: _Fn) -> CallResult[Any]:
     # One crossing in the common case: the run and its shadow, if any.
     begun = flags._begin(flag, context)
     if begun[0] is None:

@@ -16,6 +16,7 @@ __all__ = [
     "Flags",
     "Flag",
     "Override",
+    "RedisPinStore",
     "Variant",
     "CallResult",
     "Attempt",
@@ -27,6 +28,8 @@ __all__ = [
     "_forget_call_threads",
     "_stop_call_threads",
     "_next_call_job",
+    "_enter_call",
+    "_MAX_CALL_DEPTH",
     "_Slot",
     "_reuses_results",
     "_Run",
@@ -39,6 +42,13 @@ _T_co = TypeVar("_T_co", covariant=True)
 
 __version__: str
 HASH_VERSION: int
+_MAX_CALL_DEPTH: int
+
+def _enter_call(flag: str, depth: int) -> int:
+    """Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep.
+
+    Not public API.
+    """
 """The bucketing algorithm version (docs/bucketing.md); a change is a new version."""
 
 def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
@@ -121,6 +131,7 @@ class Flags:
         poll_interval: float | None = None,
         events: str | PathLike[str] | None = None,
         verify_key: str | None = None,
+        redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from a JSON file and, unless ``reload=False``, watches it.
 
@@ -139,13 +150,18 @@ class Flags:
                 (``SIGNATURE_INVALID`` in ``status()`` and the ``reload_rejected`` event) and the
                 live one stays; a document replaced before its ``.sig`` goes live once both
                 match.
+            redis: ``redis://host:port/db`` or ``redis+cluster://host:port,…``: share budgets,
+                guardrails, metrics and sticky pins with every process (Python or Node) opened
+                with the same Redis (see ``fleet_metrics`` and docs/fleet.md). Never waits for
+                Redis: an unreachable one means local enforcement until it answers.
 
         Raises:
             SourceError: The file (or the events file) cannot be opened (code
                 ``SOURCE_UNREACHABLE``), or it is not signed by ``verify_key``
                 (``SIGNATURE_INVALID``).
             DocumentError: The document is invalid; ``problems`` lists every problem.
-            InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``.
+            InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``, or
+                ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
         """
 
     @staticmethod
@@ -160,24 +176,24 @@ class Flags:
         timeout: float = 10.0,
         startup_timeout: float = 10.0,
         events: str | PathLike[str] | None = None,
+        redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from an HTTP(S) URL and polls it in the background.
 
-        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an
-        unchanged document costs a 304 and no parse. A new document is checked (signature,
-        when ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a
-        bad, truncated, oversized (over 16 MiB) or unsigned document, never replaces the live
-        one. Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
-        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has
-        the URL, ETag, last success and attempt, consecutive failures, staleness and the last
-        error with its code. The poller stops with ``close()`` (or ``with``) and restarts in
-        forked children.
+        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged
+        document costs a 304 and no parse. A new document is checked (signature, when
+        ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a bad,
+        truncated, oversized (over 16 MiB) or unsigned document, never replaces the live one.
+        Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
+        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has the
+        URL, ETag, last success and attempt, consecutive failures, staleness and the last error
+        with its code. The poller stops with ``close()`` (or ``with``) and restarts in forked
+        children.
 
-        Startup: the document is fetched before this returns. If that fails and
-        ``cache_path`` holds a valid copy (every good document is written there atomically),
-        the copy serves at once (``status()["remote"]["served_from_cache"]``) and polling goes
-        on. Without a usable cache, attempts go on for up to ``startup_timeout`` seconds, then
-        this raises.
+        Startup: the document is fetched before this returns. If that fails and ``cache_path``
+        holds a valid copy (every good document is written there atomically), the copy serves
+        at once (``status()["remote"]["served_from_cache"]``) and polling goes on. Without a
+        usable cache, attempts go on for up to ``startup_timeout`` seconds, then this raises.
 
         Args:
             url: ``http://`` or ``https://``; credentials in it are never shown.
@@ -193,12 +209,72 @@ class Flags:
                 server fails that poll (connecting has its own 5 s bound).
             startup_timeout: Seconds to wait for a first document without a usable cache.
             events: A JSON-lines file that every telemetry event is appended to.
+            redis: Share budgets, guardrails, metrics and pins through this Redis (as in
+                ``from_file``).
 
         Raises:
-            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it
-                is not signed by ``verify_key`` (``SIGNATURE_INVALID``).
+            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it is
+                not signed by ``verify_key`` (``SIGNATURE_INVALID``).
             DocumentError: The server's document is invalid and no cache could serve.
             InvalidArgumentError: A bad URL, header, key, CA file or interval.
+        """
+
+    @staticmethod
+    def from_redis(
+        url: str,
+        *,
+        key: str = "flagrail:document",
+        poll_interval: float = 30.0,
+        cache_path: str | PathLike[str] | None = None,
+        verify_key: str | None = None,
+        timeout: float = 1.0,
+        startup_timeout: float = 5.0,
+        events: str | PathLike[str] | None = None,
+        redis: str | None = None,
+    ) -> Flags:
+        """Loads a flag document from a Redis key and follows every push at once.
+
+        The document lives at ``key``; ``flagrail push`` (and ``flagrail kill`` / ``unkill``
+        with ``--redis``) writes it atomically and announces the new revision on the
+        document's pub/sub channel. Every process subscribed to it re-reads the key as soon as
+        the message arrives, right after every (re)subscription, and every ``poll_interval``
+        seconds as a safety net (pub/sub can drop messages). A new document is checked
+        (signature, when ``verify_key`` is given: the signature lives at a sibling key),
+        validated and swapped in atomically; a bad or unsigned one never replaces the live
+        one. ``url`` is ``redis://host:port[/db]`` or, for a Redis Cluster,
+        ``redis+cluster://host1:port1,host2:port2,...``: every key of one document shares one
+        hash tag, so each write stays in one slot. ``status()["remote"]`` says ``kind:
+        "redis"``, whether the process is connected and subscribed, the push counter
+        (``redis_revision``), last success, staleness and the last error with its code. The
+        poller reconnects with backoff, stops with ``close()`` (or ``with``) and restarts in
+        forked children.
+
+        Startup never fails because Redis is down: after ``startup_timeout`` seconds without
+        an answer, the cache (``cache_path``) serves, or else an empty document (revision
+        ``redis:waiting``: every flag answers the caller's default) until Redis returns and the
+        real document loads. An empty key is treated the same way (nothing pushed yet).
+
+        Args:
+            url: ``redis://`` or ``redis+cluster://``; a password in it is never shown.
+            key: The key that holds the document.
+            poll_interval: Seconds between safety-net reads.
+            cache_path: A file that keeps the last good document for cold starts.
+            verify_key: The text of ``flagrail.pub``: documents must carry a detached ed25519
+                signature by this key (``flagrail push`` stores the ``.sig`` beside the
+                document).
+            timeout: Seconds a Redis reply (and connecting) may take.
+            startup_timeout: Seconds to wait for Redis before serving the cache or the empty
+                document.
+            events: A JSON-lines file that every telemetry event is appended to.
+            redis: Share budgets, guardrails, metrics and sticky pins through this Redis (as
+                in ``from_file``; usually ``url`` again). The shared keys carry ``key``'s hash
+                tag.
+
+        Raises:
+            DocumentError: Redis holds an invalid document and no cache could serve.
+            SourceError: Redis holds a document not signed by ``verify_key``
+                (``SIGNATURE_INVALID``) and no cache could serve.
+            InvalidArgumentError: A bad URL, key, verify key or interval.
         """
 
     @staticmethod
@@ -306,7 +382,8 @@ class Flags:
     def status(self) -> dict[str, Any]:
         """Source, live revision, its age, the last reload error (with ``code`` and every
         problem's ``path``), reload counters, whether the file is watched, local kills, tripped
-        guardrails, every budget's state (``budgets``), the pins held in memory
+        guardrails, the ramps an autopilot governs (``autopilot``: state, step, percent, when
+        the step began), every budget's state (``budgets``), the pins held in memory
         (``sticky_pins``) and the pin store (``sticky_store``: ``kind`` ``"memory"`` or
         ``"custom"``, ``errors`` it raised since the process started, ``last_error``)."""
 
@@ -402,7 +479,8 @@ class Flags:
         Programming errors are not model outcomes: an ``async`` ``fn`` raises ``TypeError``
         (use ``acall``), a ``RecursionError`` or a ``BaseException`` (``KeyboardInterrupt``)
         ends the call at once (the attempt is recorded as cancelled, feeding no metric), and
-        ``call`` nested more than 100 deep on one thread raises ``RecursionError``.
+        ``call`` nested more than 100 deep on one thread raises ``CallDepthError`` (a
+        ``RecursionError``, code ``CALL_DEPTH_EXCEEDED``; the limit is the core's, as in Node).
 
         Args:
             flag: The flag key.
@@ -441,6 +519,8 @@ class Flags:
             FlagNotFoundError: The live document has no such flag (code ``FLAG_NOT_FOUND``).
             AllAttemptsFailedError: Every step failed and none was non-AI (code
                 ``ALL_ATTEMPTS_FAILED``); ``attempts`` lists them.
+            CallDepthError: ``acall`` nested more than 100 deep in one task (an ``acall``
+                awaited inside the function of another; code ``CALL_DEPTH_EXCEEDED``).
         """
 
     @overload
@@ -507,6 +587,24 @@ class Flags:
     def metrics_text(self) -> str:
         """``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint."""
 
+    def fleet_metrics(self) -> dict[str, Any]:
+        """The whole fleet's aggregates (a handle opened with ``redis=``): every process's
+        ``metrics()`` added up — counters summed, rates and means recomputed, latency
+        quantiles the largest of any process — plus ``"$fleet"``: ``processes``, the fleet's
+        guardrail states, ``read_at``. Read by the background thread every second; this call
+        makes no round trip.
+
+        Raises:
+            InvalidArgumentError: The handle was not opened with ``redis=``.
+        """
+
+    def fleet_metrics_text(self) -> str:
+        """``fleet_metrics()`` in the Prometheus text format (``flagrail_fleet_*`` series).
+
+        Raises:
+            InvalidArgumentError: The handle was not opened with ``redis=``.
+        """
+
     def on_event(self, callback: Callable[[dict[str, Any]], object]) -> None:
         """Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,
         ``flag``, ``variant``, ``revision``, ``run_id`` …): exposures, outcomes, feedback and
@@ -551,6 +649,23 @@ class Override:
     def __exit__(self, *_exc: object) -> bool:
         """Closes the scope, restoring what was in force before it, also when the block raised
         (the exception propagates)."""
+
+@final
+class RedisPinStore:
+    """The built-in Redis pin store a handle opened with ``redis=`` uses (installed for you; see
+    ``flagrail.PinStore`` for the protocol). ``get`` reads Redis with a 50 ms timeout and
+    raises ``ConnectionError`` while Redis is unreachable (the pin is then ignored and counted
+    in ``status()["sticky_store"]``); ``set`` and ``delete`` are queued and never wait.
+    """
+
+    def get(self, key: str) -> str | None:
+        """The pinned variant id at ``key``, or ``None``."""
+
+    def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Pins ``key`` to ``value`` for ``ttl_seconds`` (queued)."""
+
+    def delete(self, key: str) -> None:
+        """Removes the pin at ``key`` (queued)."""
 
 @final
 class Flag:

@@ -12,7 +12,8 @@ reading a flag never does.
     ├── InvalidArgumentError (ValueError)  INVALID_ARGUMENT
     └── CallError                     .flag
         ├── FlagNotFoundError (LookupError)  FLAG_NOT_FOUND
-        └── AllAttemptsFailedError    ALL_ATTEMPTS_FAILED, .attempts, .run_id
+        ├── AllAttemptsFailedError    ALL_ATTEMPTS_FAILED, .attempts, .run_id
+        └── CallDepthError (RecursionError)  CALL_DEPTH_EXCEEDED
 
 ``Reject`` is not an error of flagrail: the function given to ``Flags.call`` raises it to say
 "not good enough", and the call moves on to the next step of the fallback chain.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllAttemptsFailedError",
+    "CallDepthError",
     "CallError",
     "DocumentError",
     "FlagNotFoundError",
@@ -122,6 +124,15 @@ class FlagNotFoundError(CallError, LookupError):
     (``Flags.variant`` never raises; it reports ``FLAG_NOT_FOUND`` as the reason instead.)"""
 
     default_code = "FLAG_NOT_FOUND"
+
+
+class CallDepthError(CallError, RecursionError):
+    """``call`` / ``acall`` nested more than 100 deep (a call made from inside the function of
+    another; the limit is the core's, the same in Node). A programming error, never a model
+    outcome: raised before anything is evaluated or recorded, and every enclosing call ends
+    with it (as with any ``RecursionError``) instead of moving to its next step."""
+
+    default_code = "CALL_DEPTH_EXCEEDED"
 
 
 class AllAttemptsFailedError(CallError):

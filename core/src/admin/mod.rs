@@ -1,4 +1,5 @@
-//! Administrative rewrites of a flag document file: the kill switch and its audit trail.
+//! Administrative rewrites of a flag document file: the kill switch, the autopilot's ramp
+//! decisions, and their audit trail.
 //!
 //! A kill is a flag flip, not a redeploy: the document is rewritten atomically with a bumped
 //! revision, so every process watching the file picks it up within one poll interval, and a
@@ -40,10 +41,12 @@ use crate::error::{Error, Result};
 use crate::time::{format_date, format_timestamp, Millis};
 
 mod files;
+mod ramp;
 pub mod signed;
 mod text_edit;
 
 pub use crate::live::source::lock_path;
+pub use ramp::{edit_ramp, ramp_file, RampChange, RampOutcome};
 pub use signed::DocumentSigner;
 
 /// How long a kill waits (by default) for another kill or unkill of the same document to finish.
@@ -335,6 +338,80 @@ pub fn kill_file(
     change: &KillChange<'_>,
     options: &KillOptions,
 ) -> Result<KillOutcome> {
+    let mut before = SwitchState::default();
+    let rewritten = rewrite_file(
+        path,
+        options,
+        |text| {
+            let edit = edit_kill(text, change)?;
+            before = edit.before;
+            Ok(Rewrite {
+                changed: edit.changed,
+                text: edit.text,
+                old_revision: edit.old_revision,
+                new_revision: edit.new_revision,
+                warnings: edit.warnings,
+            })
+        },
+        |written| {
+            json!({
+                "time": format_timestamp(change.at),
+                "action": if change.active { "kill" } else { "unkill" },
+                "flag": match change.target { Target::Flag(key) => key, Target::All => "*" },
+                "actor": change.actor,
+                "reason": change.reason,
+                "old_revision": written.rewrite.old_revision,
+                "new_revision": written.rewrite.new_revision,
+                "document": path.display().to_string(),
+                "file": written.document.display().to_string(),
+                "signed": written.signature.is_some(),
+            })
+        },
+    )?;
+    Ok(KillOutcome {
+        changed: rewritten.rewrite.changed,
+        old_revision: rewritten.rewrite.old_revision,
+        new_revision: rewritten.rewrite.new_revision,
+        before,
+        document: rewritten.document,
+        signature: rewritten.signature,
+        audit_log: rewritten.audit_log,
+        warnings: rewritten.rewrite.warnings,
+    })
+}
+
+/// A change to a document's text, made under the document's lock for [`rewrite_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// `false`: nothing to write (no audit record either); `text` is then the input.
+    pub changed: bool,
+    pub text: String,
+    pub old_revision: String,
+    pub new_revision: String,
+    pub warnings: Vec<String>,
+}
+
+/// What [`rewrite_file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    pub rewrite: Rewrite,
+    /// The real file that was (or would have been) rewritten.
+    pub document: PathBuf,
+    /// The signature written beside the document, when it is signed (see [`signed`]).
+    pub signature: Option<PathBuf>,
+    pub audit_log: PathBuf,
+}
+
+/// The one audited, atomic, re-signed rewrite of a document file that every administrative
+/// change uses (kill, unkill, the autopilot's decisions): steps 1–7 of the module
+/// documentation. `edit` gets the document's text as it is under the lock and returns the new
+/// text; `record` makes the audit line once the document (and its signature) are written.
+pub fn rewrite_file(
+    path: &Path,
+    options: &KillOptions,
+    edit: impl FnOnce(&str) -> Result<Rewrite>,
+    record: impl FnOnce(&Rewritten) -> Value,
+) -> Result<Rewritten> {
     let real = fs::canonicalize(path).map_err(|err| io_error(path, err))?;
     let first_look = fs::metadata(&real).map_err(|err| io_error(&real, err))?;
     // Before anything is created beside it: no lock file next to a device or a FIFO.
@@ -355,21 +432,19 @@ pub fn kill_file(
         return Err(not_a_file(&real));
     }
     let text = files::read_document(&real)?;
-    let edit = edit_kill(&text, change)?;
+    let rewrite = edit(&text)?;
     let audit_log = audit_log_path(&real);
-    let mut outcome = KillOutcome {
-        changed: edit.changed,
-        old_revision: edit.old_revision,
-        new_revision: edit.new_revision,
-        before: edit.before,
+    let mut outcome = Rewritten {
+        rewrite,
         document: real.clone(),
         signature: None,
         audit_log: audit_log.clone(),
-        warnings: edit.warnings,
     };
-    if !edit.changed {
+    if !outcome.rewrite.changed {
         return Ok(outcome);
     }
+    // What is written is what every loader will read: it must load.
+    Document::from_json(&outcome.rewrite.text)?;
     if !options.force {
         files::refuse_read_only(&real, &metadata)?;
     }
@@ -378,18 +453,18 @@ pub fn kill_file(
         &real,
         &signature_file,
         &text,
-        &edit.text,
+        &outcome.rewrite.text,
         options.signer.as_deref(),
         options.force,
-        &mut outcome.warnings,
+        &mut outcome.rewrite.warnings,
     )?;
     let audit = files::open_beside(&audit_log, files::Access::Append, &metadata)?;
     files::replace(
         &real,
-        edit.text.as_bytes(),
+        outcome.rewrite.text.as_bytes(),
         &metadata,
         options.force,
-        &mut outcome.warnings,
+        &mut outcome.rewrite.warnings,
     )?;
     if let signed::SignaturePlan::Write(signature_text) = &signature {
         // Right after the document, still under the lock: a verifying watcher that saw the new
@@ -400,41 +475,29 @@ pub fn kill_file(
             signature_text.as_bytes(),
             &kept,
             options.force,
-            &mut outcome.warnings,
+            &mut outcome.rewrite.warnings,
         )
         .map_err(|err| {
             io_error(
                 &signature_file,
                 format!(
                     "{err}; the document WAS rewritten (revision {} -> {}) but not re-signed: processes that verify signatures keep the previous revision until `flagrail sign` is run on it",
-                    outcome.old_revision, outcome.new_revision
+                    outcome.rewrite.old_revision, outcome.rewrite.new_revision
                 ),
             )
         })?;
         outcome.signature = Some(signature_file.clone());
     }
 
-    let record = json!({
-        "time": format_timestamp(change.at),
-        "action": if change.active { "kill" } else { "unkill" },
-        "flag": match change.target { Target::Flag(key) => key, Target::All => "*" },
-        "actor": change.actor,
-        "reason": change.reason,
-        "old_revision": outcome.old_revision,
-        "new_revision": outcome.new_revision,
-        "document": path.display().to_string(),
-        "file": real.display().to_string(),
-        "signed": outcome.signature.is_some(),
-    });
     // One write of one line with O_APPEND: concurrent writers never interleave within a line.
-    let mut line = record.to_string();
+    let mut line = record(&outcome).to_string();
     line.push('\n');
     (&audit).write_all(line.as_bytes()).map_err(|err| {
         io_error(
             &audit_log,
             format!(
                 "{err}; the document WAS rewritten (revision {} -> {}) but this record is missing: {line}",
-                outcome.old_revision, outcome.new_revision
+                outcome.rewrite.old_revision, outcome.rewrite.new_revision
             ),
         )
     })?;

@@ -354,3 +354,68 @@ pub(super) fn kill_in_place(
     edits.insert(&root, &root_inserts)?;
     edits.apply()
 }
+
+/// Offsets of the elements of the array that opens at `open`.
+fn array_items(text: &str, open: usize) -> Option<Vec<usize>> {
+    let b = text.as_bytes();
+    if b.get(open) != Some(&b'[') {
+        return None;
+    }
+    let mut items = Vec::new();
+    let mut j = skip_ws(b, open + 1);
+    if b.get(j) == Some(&b']') {
+        return Some(items);
+    }
+    loop {
+        items.push(j);
+        j = skip_ws(b, value_end(b, j)?);
+        match b.get(j)? {
+            b',' => j = skip_ws(b, j + 1),
+            b']' => return Some(items),
+            _ => return None,
+        }
+    }
+}
+
+/// Sets members of the `ramp` of rule `rule_index` of flag `flag` (values are JSON text) and
+/// the revision, keeping the rest of the text as it is; `None` when the text has a shape this
+/// editor does not handle (the caller then re-serializes).
+pub(super) fn ramp_in_place(
+    text: &str,
+    flag: &str,
+    rule_index: usize,
+    fields: &[(&str, String)],
+    new_revision: &str,
+) -> Option<String> {
+    let start = text.strip_prefix('\u{feff}').map_or(0, |_| 3);
+    let root = object_at(text, skip_ws(text.as_bytes(), start))?;
+    let mut edits = Edits {
+        text,
+        newline: if text.contains("\r\n") { "\r\n" } else { "\n" },
+        list: Vec::new(),
+    };
+    let flags = object_at(text, root.members[root.member("flags")?].value_start)?;
+    let flag = object_at(text, flags.members[flags.member(flag)?].value_start)?;
+    let rules = array_items(text, flag.members[flag.member("rules")?].value_start)?;
+    let rule = object_at(text, *rules.get(rule_index)?)?;
+    let ramp = object_at(text, rule.members[rule.member("ramp")?].value_start)?;
+    let mut inserts: Vec<(&str, String)> = Vec::new();
+    for (key, value) in fields {
+        match ramp.member(key) {
+            Some(i) => {
+                let m = &ramp.members[i];
+                edits.replace(m.value_start, m.value_end, value.clone());
+            }
+            None => inserts.push((key, value.clone())),
+        }
+    }
+    edits.insert(&ramp, &inserts)?;
+    match root.member("revision") {
+        Some(i) => {
+            let m = &root.members[i];
+            edits.replace(m.value_start, m.value_end, json_string(new_revision));
+        }
+        None => edits.insert(&root, &[("revision", json_string(new_revision))])?,
+    }
+    edits.apply()
+}

@@ -10,9 +10,13 @@
 //! its guarantees.
 //!
 //! Pure: no I/O and no clock; the caller passes the hold time in. [`sim`] runs simulated
-//! rollouts through the same code (seeded, reproducible).
+//! rollouts through the same code (seeded, reproducible). [`events`] turns events JSON lines
+//! into runs and per-unit arm evidence; [`look`] and [`fields_after`] read and move a ramp
+//! through its own fields (`start`, `paused_at`, `rolled_back`).
 
 mod decide;
+pub mod events;
+mod govern;
 pub mod sim;
 mod spec;
 pub mod stats;
@@ -21,6 +25,7 @@ pub use decide::{
     decide, decide_with, sample_ratio_check, ArmEvidence, ArmSummary, Decision, Method,
     MetricEvidence, MetricStatus, Observation, Reason, Samples, Scale, Side, SrmCheck, Verdict,
 };
+pub use govern::{fields_after, look, GovernedState, RampFields, RampLook};
 pub use spec::{
     AutopilotSpec, Better, HoldWindow, Limit, MetricLimit, RegressionAction, SpecProblem, SrmTest,
     DEFAULT_ALPHA, DEFAULT_SRM_P_VALUE,

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::autopilot::look;
 use crate::context::{Attr, Context};
 use crate::document::budget::{Budget, BudgetAction, BudgetRef};
 use crate::document::guardrail::GuardAction;
@@ -538,6 +539,8 @@ impl Document {
                 "paused": position.paused, "rolled_back": position.rolled_back,
                 "next_step_at": position.next_step_at.map(format_timestamp),
                 "bucket": bucket, "in_ramp": Ramp::includes(bucket, milli_percent),
+                // Where the autopilot stands (null without one): shown beside guardrails.
+                "autopilot": ramp.autopilot.as_deref().map(|spec| look(ramp, spec, at)),
             })
         });
         if Ramp::includes(bucket, milli_percent) {

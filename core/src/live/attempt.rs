@@ -5,9 +5,30 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::runtime::classify::ErrorKind;
 use crate::runtime::evidence::{accepted_measure, check_usage};
+
+/// How deep calls may nest: a `call` (or `acall`) made from inside the function of another.
+/// The same in every language. In Python each synchronous level holds about 12 KB of C stack
+/// and CPython's recursion limit counts Python frames only, so without a bound of its own a
+/// deep nesting overflows the stack (near 650 levels on 8 MB) instead of raising; no real
+/// chain nests more than a few levels.
+pub const MAX_CALL_DEPTH: u32 = 100;
+
+/// The depth of a call made at `depth` (0: not inside another call's function), or
+/// `CALL_DEPTH_EXCEEDED` past [`MAX_CALL_DEPTH`]. A programming error, never a model outcome:
+/// the bindings raise it before anything is evaluated or recorded, and the enclosing calls
+/// end with it instead of treating it as a failed attempt.
+pub fn enter_call(flag: &str, depth: u32) -> Result<u32> {
+    if depth >= MAX_CALL_DEPTH {
+        return Err(Error::CallTooDeep {
+            flag: flag.to_string(),
+            limit: MAX_CALL_DEPTH,
+        });
+    }
+    Ok(depth + 1)
+}
 
 /// What the binding does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,5 +108,22 @@ impl Attempt {
             "output_tokens": self.output_tokens,
             "cost": self.cost,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_nest_up_to_the_limit_and_no_further() {
+        assert_eq!(enter_call("f", 0).unwrap(), 1);
+        assert_eq!(enter_call("f", MAX_CALL_DEPTH - 1).unwrap(), MAX_CALL_DEPTH);
+        let err = enter_call("f", MAX_CALL_DEPTH).unwrap_err();
+        assert_eq!(err.code(), "CALL_DEPTH_EXCEEDED");
+        assert!(
+            err.to_string().contains("\"f\" nested more than 100 deep"),
+            "{err}"
+        );
     }
 }

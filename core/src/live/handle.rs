@@ -430,6 +430,7 @@ impl Flags {
             overrides: Overrides::clone(&self.shared.overrides.load()),
             budgets: self.budget_states(),
             pins: self.shared.runtime.pins.len(),
+            autopilot: crate::live::status::autopilot_ramps(&self.shared.document.load(), now),
             now,
         }
     }

@@ -30,6 +30,7 @@ pub mod status;
 pub mod telemetry;
 pub mod watch;
 
+pub use attempt::{enter_call, MAX_CALL_DEPTH};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fleet::WeakFlags;
 pub use handle::{Flags, LogLevel, ReloadEvent};

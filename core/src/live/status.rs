@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::autopilot::{look, RampLook};
+use crate::document::{Action, Document};
 use crate::error::Error;
 use crate::evaluate::Trip;
 use crate::live::overrides::{LocalKill, Overrides};
@@ -40,6 +42,8 @@ pub struct Status {
     pub budgets: Vec<Value>,
     /// Conversation pins held in memory.
     pub pins: usize,
+    /// Every ramp of the live document that an autopilot governs, where it stands now.
+    pub autopilot: Vec<AutopilotReport>,
     pub now: Millis,
 }
 
@@ -77,6 +81,7 @@ impl Status {
                     .collect(),
             },
             guardrails,
+            autopilot: self.autopilot.clone(),
             budgets: self.budgets.clone(),
             sticky_pins: self.pins,
             remote: self.remote.clone(),
@@ -104,6 +109,8 @@ pub struct StatusReport {
     pub watching: bool,
     pub local_kills: LocalKillsReport,
     pub guardrails: Vec<TripReport>,
+    /// The autopilot ramps: the slow statistical gate beside the guardrails' fast stop.
+    pub autopilot: Vec<AutopilotReport>,
     /// Each budget's state, as [`crate::Flags::budget_states`] describes it.
     pub budgets: Vec<Value>,
     pub sticky_pins: usize,
@@ -121,6 +128,43 @@ impl StatusReport {
         // so the `Null` fallback is never taken.
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+/// An autopilot ramp as `status()` reports it: the flag and rule, the candidate, and where
+/// the autopilot stands ([`RampLook`]: state, step, percent, when the step began, holds).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AutopilotReport {
+    pub flag: String,
+    pub rule_id: String,
+    pub candidate: String,
+    #[serde(flatten)]
+    pub look: RampLook,
+}
+
+/// Every autopilot ramp of `document` at `now`.
+pub fn autopilot_ramps(document: &Document, now: Millis) -> Vec<AutopilotReport> {
+    let mut out = Vec::new();
+    for flag in document.flags() {
+        for rule in &flag.rules {
+            let Action::Ramp(ramp) = &rule.action else {
+                continue;
+            };
+            let Some(spec) = ramp.autopilot.as_deref() else {
+                continue;
+            };
+            out.push(AutopilotReport {
+                flag: flag.key.to_string(),
+                rule_id: rule.id.to_string(),
+                candidate: flag
+                    .variants
+                    .get(ramp.variant)
+                    .map(|v| v.id.to_string())
+                    .unwrap_or_default(),
+                look: look(ramp, spec, now),
+            });
+        }
+    }
+    out
 }
 
 /// The last failed load: when, its code and message, and every problem with its path.

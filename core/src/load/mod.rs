@@ -7,9 +7,11 @@
 //! One file per part of the document: [`read`] holds the one field reader (paths, wrong
 //! types, required and optional fields) and the scalar readers every part uses; [`suggest`] the
 //! did-you-mean hint; then `document` (top level, kill switches), `segments`, `condition`,
-//! `flag` (variants, fallback), `rules` (rules, splits, percentages), `ramp`, `guardrail` and
+//! `flag` (variants, fallback), `rules` (rules, splits, percentages), `ramp` (and its
+//! `autopilot`), `guardrail` and
 //! `state` (sticky, budgets, shadow).
 
+mod autopilot;
 mod condition;
 mod cost;
 mod document;
@@ -34,6 +36,7 @@ use crate::document::{Action, Document, Flag, KillSwitch};
 use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::time::Millis;
 
+pub use autopilot::{AUTOPILOT_METRICS, DEFAULT_MIN_UNITS_PER_ARM};
 pub use json::MAX_JSON_DEPTH;
 
 /// Documents larger than this are rejected before parsing (a runaway generator, a wrong file).

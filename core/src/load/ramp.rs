@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::autopilot::RampShape;
 use super::flag::VariantNames;
 use super::read::index;
 use super::Loader;
@@ -15,6 +16,7 @@ const RAMP_FIELDS: &[&str] = &[
     "steps",
     "paused_at",
     "rolled_back",
+    "autopilot",
 ];
 
 impl Loader {
@@ -129,6 +131,30 @@ impl Loader {
             });
             begins = begins.saturating_add(hold.unwrap_or(0));
         }
+        let autopilot = match ramp.get("autopilot") {
+            None => Some(None),
+            Some(block) => {
+                let shape = RampShape {
+                    variants,
+                    flag,
+                    candidate: variant,
+                    baseline,
+                    baseline_path: ramp.path_of("baseline"),
+                };
+                let spec = self.autopilot(&ramp.path_of("autopilot"), block, &shape);
+                // The autopilot moves the ramp; the clock alone must not. A paused ramp holds
+                // its live step until the autopilot promotes it (docs/autopilot.md).
+                if paused_at.is_none() && !rolled_back && !ramp.has("paused_at") {
+                    self.report(
+                        &ramp.path_of("paused_at"),
+                        ProblemKind::MissingField,
+                        "a ramp with an \"autopilot\" advances only when the autopilot promotes it: set \"paused_at\" (for a new ramp, to its \"start\")",
+                    );
+                    return None;
+                }
+                spec.map(|spec| Some(Box::new(spec)))
+            }
+        };
         if !ok {
             return None;
         }
@@ -139,6 +165,7 @@ impl Loader {
             steps,
             paused_at,
             rolled_back,
+            autopilot: autopilot?,
         })
     }
 }

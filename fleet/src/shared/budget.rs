@@ -377,7 +377,7 @@ impl Leases {
 
 /// Reports spend and grants a lease, atomically (one key: one slot).
 ///
-/// KEYS[1] the budget/scope hash. ARGV: process id, current slot, slots per window, limit,
+/// `KEYS[1]`: the budget/scope hash. ARGV: process id, current slot, slots per window, limit,
 /// spend to report, lease wanted, now (ms), lease TTL (ms), key TTL (ms).
 /// Returns `{spent, grant, room_after}` as strings (Lua numbers would be truncated).
 pub(crate) const LEASE_SCRIPT: &str = r"

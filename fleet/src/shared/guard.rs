@@ -146,7 +146,7 @@ pub fn decide(
 
 /// Compare-and-set of a guardrail's fleet state.
 ///
-/// KEYS[1] the state hash. ARGV: expected version, since ('' closes), probe_from, epoch, TTL
+/// `KEYS[1]`: the state hash. ARGV: expected version, since ('' closes), probe_from, epoch, TTL
 /// (ms). Returns 1 when written, 0 when another process changed it first.
 pub(crate) const GUARD_CAS_SCRIPT: &str = r"
 local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')

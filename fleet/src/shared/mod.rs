@@ -17,7 +17,7 @@
 //! legal there.
 //!
 //! **Redis down or slow.** Commands time out ([`crate::Timeouts`]) and the connection is
-//! re-opened with backoff ([`crate::Reconnecting`]); meanwhile `status()["fleet"]` says
+//! re-opened with backoff ([`crate::connection::Reconnecting`]); meanwhile `status()["fleet"]` says
 //! `"mode": "local"` and `flagrail_fleet_connected` is 0, budgets are enforced locally (a
 //! process's remaining lease, then `limit / fleet size` per scope), guardrails trip on this
 //! process's own evidence, pins are read from nobody (a miss), and nothing is lost: spend,

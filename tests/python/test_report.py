@@ -1,0 +1,160 @@
+"""`flagrail report` in a real headless browser (Debian's chromium).
+
+A short deterministic rollout (examples/demo_autopilot.py: the real document decides who gets
+the candidate, `flagrail autopilot` decides and writes) produces events, an audit log and a
+report. Chromium then loads the report from disk: no console or JavaScript errors, every SVG
+series the report drew is in the rendered DOM with the series the story needs, and a screenshot
+is not blank (decoded here with zlib, no imaging library).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = REPO / "target" / "debug" / "flagrail"
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError("chromium is missing: `make system-deps` installs it")
+
+
+@pytest.fixture(scope="module")
+def rollout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not CLI.exists():
+        raise RuntimeError("target/debug/flagrail is missing: run `make build-cli`")
+    out = tmp_path_factory.mktemp("autopilot")
+    subprocess.run(
+        [sys.executable, str(REPO / "examples" / "demo_autopilot.py"), "--flagrail", str(CLI),
+         "--out", str(out), "--looks", "9", "--users", "400"],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    return out
+
+
+def browser(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={out / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
+         *args, (out / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_the_rollout_promoted_one_candidate_and_rolled_back_the_other(rollout: Path) -> None:
+    records = [json.loads(line) for line in (rollout / "autopilot.audit.jsonl").read_text().splitlines()]
+    decisions = [(r["flag"], r["decision"], r["step"]) for r in records if r["action"] == "autopilot"]
+    assert ("ticket-summary", "roll_back", 0) in decisions
+    assert [d for d in decisions if d[0] == "support-assistant"][:2] == [
+        ("support-assistant", "promote", 0), ("support-assistant", "promote", 1)]
+    # Every written decision carries its evidence: samples per arm and each metric's interval.
+    for record in records:
+        evidence = record["evidence"]
+        assert evidence["samples"]["candidate"] >= 50
+        assert all(m["interval"] is not None for m in evidence["metrics"])
+
+
+def test_the_report_renders_without_errors_and_with_every_series(rollout: Path) -> None:
+    html = (rollout / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html, "the report must not fetch anything"
+    drawn = re.findall(r'data-series="([^"]+)"', html)
+    result = browser(rollout, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines()
+               if "CONSOLE" in line or "Uncaught" in line or "SyntaxError" in line]
+    assert console == []
+    dom = result.stdout
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body is not None
+    assert 'data-js-errors="0"' in body.group(1), body.group(1)
+    # The page's own script counted the series the browser parsed: all of those written.
+    count = re.search(r'data-series-count="(\d+)"', body.group(1))
+    assert count is not None and int(count.group(1)) == len(drawn) > 0
+
+    def series_of(flag: str) -> set[str]:
+        section = re.search(rf'<section data-flag="{flag}">(.*?)</section>', dom, re.S)
+        assert section is not None, flag
+        return set(re.findall(r'data-series="([^"]+)"', section.group(1)))
+
+    assistant = series_of("support-assistant")
+    for expected in ["ramp:canary", "decision", "limit:quality", "limit:latency_ms", "limit:cost"]:
+        assert expected in assistant, (expected, sorted(assistant))
+    for metric in ["quality", "error_rate", "latency_ms", "cost"]:
+        for variant in ["stable", "candidate"]:
+            assert f"metric:{metric}:{variant}" in assistant
+            assert f"interval:{metric}:{variant}" in assistant
+    summary = series_of("ticket-summary")
+    assert {"ramp:canary", "decision", "limit:quality", "metric:quality:candidate"} <= summary
+
+
+def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and unfiltered rows of an 8-bit RGB or RGBA PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, chunk = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = chunk
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6), (depth, colour)
+    bpp = 3 if colour == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    rows: list[bytes] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        kind = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = previous[i]
+            c = previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line[i] for i in range(stride) if i % bpp < 3))
+        previous = line
+    return width, height, rows
+
+
+def test_a_screenshot_is_not_blank(rollout: Path) -> None:
+    shot = rollout / "report.png"
+    result = browser(rollout, f"--screenshot={shot}", "--window-size=900,1200", "--hide-scrollbars")
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    width, height, rows = png_pixels(shot.read_bytes())
+    assert (width, height) == (900, 1200)
+    grey = [sum(row[i:i + 3]) / 3 for row in rows[::4] for i in range(0, len(row), 12)]
+    mean = sum(grey) / len(grey)
+    variance = sum((g - mean) ** 2 for g in grey) / len(grey)
+    ink = sum(g < 200 for g in grey) / len(grey)
+    # A blank page has no variance; the charts, lines and text give plenty.
+    assert variance > 100, variance
+    assert 0.01 < ink < 0.6, ink
+    # Colour: the variants' lines are drawn in colour, not only black on white.
+    coloured = sum(1 for row in rows[::4] for i in range(0, len(row), 3)
+                   if max(row[i:i + 3]) - min(row[i:i + 3]) > 60)
+    assert coloured > 200, coloured
