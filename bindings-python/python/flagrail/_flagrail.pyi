@@ -728,7 +728,9 @@ class Variant:
 
     @property
     def _open_feature_reason(self) -> str:
-        """The OpenFeature resolution reason of this decision (not public API)."""
+        """The OpenFeature resolution reason of this decision (``flagrail.openfeature`` and the
+        OpenTelemetry spans read it; not public API): the core's table, where the default of a
+        flag without rules reads ``STATIC``."""
 
     @property
     def rule_id(self) -> str | None:
