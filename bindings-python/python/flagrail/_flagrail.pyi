@@ -4,7 +4,7 @@ Kept in sync with bindings-python/src/*.rs (whose ``///`` docs are the runtime d
 ``python -m mypy.stubtest flagrail._flagrail``, which ``make test-python`` runs.
 """
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from os import PathLike
 from types import TracebackType
@@ -358,6 +358,41 @@ class Flags:
             default: The id to report when the flag does not exist.
             at: Evaluate as of this instant (an aware datetime or an RFC 3339 string) instead
                 of now: for simulations of ramps.
+        """
+
+    def variants(
+        self,
+        context: Mapping[str, object] | None,
+        keys: Iterable[str],
+        *,
+        at: datetime | str | None = None,
+    ) -> dict[str, Variant]:
+        """Several flags for one context, the context read once: ``{key: Variant}`` in the order
+        of ``keys``.
+
+        Each result is the one ``variant(key, context)`` returns, and every flag is decided on
+        the same document revision (a reload cannot land between two of them). Only the
+        attributes the requested flags use are read from ``context``. A key that names no flag
+        gives a ``FLAG_NOT_FOUND`` result whose ``id`` is ``None``; a repeated key appears once.
+
+        Args:
+            context: The request's attributes, as for ``variant``.
+            keys: The flag keys (a list, tuple or other iterable of str; not a single str).
+            at: Evaluate as of this instant, as for ``variant``.
+
+        Raises:
+            TypeError: ``keys`` is a str, or holds something that is not a str.
+        """
+
+    def all(
+        self, context: Mapping[str, object] | None = None, *, at: datetime | str | None = None
+    ) -> dict[str, Variant]:
+        """Every flag of the live document for one context, the context read once:
+        ``{key: Variant}`` in document order (see ``variants``).
+
+        Args:
+            context: The request's attributes, as for ``variant``.
+            at: Evaluate as of this instant, as for ``variant``.
         """
 
     def flag(self, key: str) -> Flag:
