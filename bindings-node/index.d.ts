@@ -811,6 +811,17 @@ export declare class Flags {
    * and a context value of a type no condition can use is ignored for matching.
    */
   variant(flag: string, context?: Context | null, defaultVariant?: string | null, options?: EvaluateOptions): Variant
+  /**
+   * Several flags for one context, the context read once: `{ [key]: Variant }` in the order of
+   * `keys`. Each result is the one `variant(key, context)` returns, and every flag is decided on
+   * the same document revision. Only the attributes the requested flags use are read from
+   * `context`. A key that names no flag gives a `FLAG_NOT_FOUND` result whose `id` is `null`; a
+   * repeated key appears once.
+   * @throws FlagrailError `INVALID_ARGUMENT` when `keys` is a string or holds a non-string.
+   */
+  variants(context: Context | null | undefined, keys: Iterable<string>, options?: EvaluateOptions): Record<string, Variant>
+  /** Every flag of the live document for one context, the context read once, in document order (see `variants`). */
+  all(context?: Context | null, options?: EvaluateOptions): Record<string, Variant>
   /** A handle bound to one flag key: `const chat = flags.flag('support-bot'); chat.variant(user)`. */
   flag(key: string): Flag
   /** How `flag` is decided for `context`, step by step (each condition with the value it saw). */

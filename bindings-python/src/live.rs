@@ -22,6 +22,7 @@ use std::time::Duration;
 use flagrail_core::live::overrides::for_tests;
 use flagrail_core::live::DEFAULT_POLL_INTERVAL;
 use flagrail_core::{FileOptions, Flags as CoreFlags, ReloadEvent};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
@@ -572,6 +573,67 @@ impl Flags {
         self.inner.variant(py, flag, context, default, at)
     }
 
+    /// Several flags for one context, the context read once: ``{key: Variant}`` in the order
+    /// of ``keys``.
+    ///
+    /// Each result is the one ``variant(key, context)`` returns, and every flag is decided on
+    /// the same document revision (a reload cannot land between two of them). Only the
+    /// attributes the requested flags use are read from ``context``. A key that names no flag
+    /// gives a ``FLAG_NOT_FOUND`` result whose ``id`` is ``None``; a repeated key appears once.
+    ///
+    /// Args:
+    ///     context: The request's attributes, as for ``variant``.
+    ///     keys: The flag keys (a list, tuple or other iterable of str; not a single str).
+    ///     at: Evaluate as of this instant, as for ``variant``.
+    ///
+    /// Raises:
+    ///     TypeError: ``keys`` is a str, or holds something that is not a str.
+    #[pyo3(signature = (context, keys, *, at = None))]
+    fn variants<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        keys: &Bound<'py, PyAny>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if keys.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "keys must be an iterable of flag keys, not a single str (use variant())",
+            ));
+        }
+        let keys = keys
+            .try_iter()?
+            .map(|key| {
+                key?.cast_into::<PyString>().map_err(|e| {
+                    PyTypeError::new_err(format!(
+                        "keys must hold str flag keys, not {}",
+                        e.into_inner()
+                            .get_type()
+                            .name()
+                            .map_or_else(|_| "an object".to_string(), |n| n.to_string())
+                    ))
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.inner.variants(py, context, Some(keys), at)
+    }
+
+    /// Every flag of the live document for one context, the context read once:
+    /// ``{key: Variant}`` in document order (see ``variants``).
+    ///
+    /// Args:
+    ///     context: The request's attributes, as for ``variant``.
+    ///     at: Evaluate as of this instant, as for ``variant``.
+    #[pyo3(signature = (context = None, *, at = None))]
+    fn all<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.inner.variants(py, context, None, at)
+    }
+
     /// A handle bound to one flag key: ``chat = flags.flag("support-bot")`` then
     /// ``chat.variant(user)``. The flag does not have to exist (yet).
     fn flag(&self, key: Bound<'_, PyString>) -> Flag {
@@ -630,18 +692,24 @@ impl Flags {
         self.inner.pins.install(store.filter(|s| !s.is_none()))
     }
 
-    /// Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
-    /// ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
-    /// store (then ``_start_run`` with what it returned).
+    /// Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None, first
+    /// step)``, the first step being what ``next(run)`` would give (``(variant, timeout)`` or
+    /// ``None``); or ``(None, (store, key), None)`` when the pin of ``flag`` must first be
+    /// read from the user's store (then ``_start_run`` with what it returned).
+    #[allow(clippy::type_complexity)]
     fn _begin<'py>(
         &self,
         py: Python<'py>,
         flag: &Bound<'py, PyString>,
         context: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Option<PyRun>, Option<Py<PyAny>>)> {
+    ) -> PyResult<(
+        Option<PyRun>,
+        Option<Py<PyAny>>,
+        Option<(Bound<'py, Variant>, Option<f64>)>,
+    )> {
         if let Some(lookup) = runtime::pin_lookup(&self.inner, py, flag, context)? {
             let lookup = lookup.into_pyobject(py)?.into_any().unbind();
-            return Ok((None, Some(lookup)));
+            return Ok((None, Some(lookup), None));
         }
         let run = PyRun::new(runtime::start(
             &self.inner,
@@ -654,7 +722,9 @@ impl Flags {
             Some(shadow) => Some(Py::new(py, shadow)?.into_any()),
             None => None,
         };
-        Ok((Some(run), shadow))
+        // The first step in the same crossing: a second one costs more than the step.
+        let first = run.step(py)?;
+        Ok((Some(run), shadow, first))
     }
 
     /// Counts an exception a pin store method raised in ``acall`` (not public API).

@@ -4,7 +4,7 @@ Kept in sync with bindings-python/src/*.rs (whose ``///`` docs are the runtime d
 ``python -m mypy.stubtest flagrail._flagrail``, which ``make test-python`` runs.
 """
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from os import PathLike
 from types import TracebackType
@@ -360,6 +360,41 @@ class Flags:
                 of now: for simulations of ramps.
         """
 
+    def variants(
+        self,
+        context: Mapping[str, object] | None,
+        keys: Iterable[str],
+        *,
+        at: datetime | str | None = None,
+    ) -> dict[str, Variant]:
+        """Several flags for one context, the context read once: ``{key: Variant}`` in the order
+        of ``keys``.
+
+        Each result is the one ``variant(key, context)`` returns, and every flag is decided on
+        the same document revision (a reload cannot land between two of them). Only the
+        attributes the requested flags use are read from ``context``. A key that names no flag
+        gives a ``FLAG_NOT_FOUND`` result whose ``id`` is ``None``; a repeated key appears once.
+
+        Args:
+            context: The request's attributes, as for ``variant``.
+            keys: The flag keys (a list, tuple or other iterable of str; not a single str).
+            at: Evaluate as of this instant, as for ``variant``.
+
+        Raises:
+            TypeError: ``keys`` is a str, or holds something that is not a str.
+        """
+
+    def all(
+        self, context: Mapping[str, object] | None = None, *, at: datetime | str | None = None
+    ) -> dict[str, Variant]:
+        """Every flag of the live document for one context, the context read once:
+        ``{key: Variant}`` in document order (see ``variants``).
+
+        Args:
+            context: The request's attributes, as for ``variant``.
+            at: Evaluate as of this instant, as for ``variant``.
+        """
+
     def flag(self, key: str) -> Flag:
         """A handle bound to one flag key: ``chat = flags.flag("support-bot")`` then
         ``chat.variant(user)``. The flag does not have to exist (yet)."""
@@ -407,10 +442,14 @@ class Flags:
 
     def _begin(
         self, flag: str, context: Mapping[str, object] | None
-    ) -> tuple[_Run, _Run | None] | tuple[None, tuple[Any, str]]:
-        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
-        ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
-        store (then ``_start_run`` with what it returned)."""
+    ) -> (
+        tuple[_Run, _Run | None, tuple[Variant, float | None] | None]
+        | tuple[None, tuple[Any, str], None]
+    ):
+        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None, first
+        step)``, the first step being what ``next(run)`` would give (``(variant, timeout)`` or
+        ``None``); or ``(None, (store, key), None)`` when the pin of ``flag`` must first be
+        read from the user's store (then ``_start_run`` with what it returned)."""
 
     def _pin_store_error(self, method: str, exc: BaseException) -> None:
         """Counts an exception a pin store method raised in ``acall`` (not public API)."""
@@ -724,7 +763,9 @@ class Variant:
 
     @property
     def _open_feature_reason(self) -> str:
-        """The OpenFeature resolution reason of this decision (not public API)."""
+        """The OpenFeature resolution reason of this decision (``flagrail.openfeature`` and the
+        OpenTelemetry spans read it; not public API): the core's table, where the default of a
+        flag without rules reads ``STATIC``."""
 
     @property
     def rule_id(self) -> str | None:
