@@ -532,6 +532,24 @@ mod tests {
         assert_eq!(autopilot["held_ms"], 7_200_000);
         assert_eq!(autopilot["control"], "stable");
 
+        // A ramp without an autopilot explains as before: no `autopilot` key.
+        let plain =
+            Document::from_value(document(json!({}), json!({"autopilot": null}))).expect("valid");
+        let explained = plain
+            .explain(
+                "bot",
+                &json!({"user_id": "u1"}),
+                &crate::evaluate::At(at),
+                &crate::evaluate::NoOverlay,
+            )
+            .to_value();
+        let ramp_step = explained["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["step"] == "ramp"))
+            .cloned()
+            .expect("a ramp step");
+        assert_eq!(ramp_step.get("autopilot"), None, "{ramp_step}");
+
         let flags = crate::Flags::from_value(value).expect("flags");
         let status = flags.status().to_json();
         let ramps = status["autopilot"].as_array().expect("autopilot in status");
