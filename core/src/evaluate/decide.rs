@@ -541,7 +541,7 @@ impl Document {
                 "bucket": bucket, "in_ramp": Ramp::includes(bucket, milli_percent),
             });
             // Where the autopilot of an autopilot ramp stands (the key is absent otherwise).
-            if let (Some(spec), Value::Object(fields)) = (ramp.autopilot.as_deref(), &mut note) {
+            if let (Some(spec), Value::Object(fields)) = (flag.autopilot_of(ramp), &mut note) {
                 fields.insert(
                     "autopilot".into(),
                     serde_json::to_value(look(ramp, spec, at)).unwrap_or(Value::Null),

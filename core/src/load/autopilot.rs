@@ -421,7 +421,7 @@ mod tests {
         let Action::Ramp(ramp) = &doc.flags()[0].rules[0].action else {
             panic!("not a ramp");
         };
-        let spec = ramp.autopilot.as_deref().expect("autopilot");
+        let spec = doc.flags()[0].autopilot_of(ramp).expect("autopilot");
         assert_eq!(spec.control, "stable");
         assert_eq!(spec.holds[0].min, 1_800_000);
         assert_eq!(spec.min_units_per_arm, 100);
