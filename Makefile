@@ -11,11 +11,13 @@ TARGET_DIR := target
 NODE_DIR := bindings-node
 NODE_ADDON := $(NODE_DIR)/flagrail.node
 NODE_MODULES := $(NODE_DIR)/node_modules/.installed
+DIST := dist
 # maturin must install into our venv even when another one is activated.
 MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin
 
 .PHONY: help demo test setup system-deps build build-cli build-cli-release build-python build-python-release \
-        build-node build-node-release build-pyo3-floor lint test-rust test-python test-node test-cross test-redis bench bench-redis-kill clean
+        build-node build-node-release build-pyo3-floor lint test-rust test-python test-node test-cross test-redis bench bench-redis-kill clean \
+        dist test-dist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -91,12 +93,26 @@ test-redis: build-cli build-python build-node ## the Redis source, push and CLI 
 test-cross: build-cli build-python build-node ## Rust, Python and Node agree on 100k contexts
 	$(VPY) -m pytest -q --tb=short tests/cross
 
-test: setup ## every test: lint, Rust, Python, Node, cross-language
+test: setup ## every test: lint, Rust, Python, Node, cross-language, release packages
 	$(MAKE) lint
 	$(MAKE) test-rust
 	$(MAKE) test-python
 	$(MAKE) test-node
 	$(MAKE) test-cross
+	$(MAKE) test-dist
+
+# Release packages (docs/ecosystem.md, "Release packages"). The wheel is abi3 (CPython >= 3.10),
+# stripped, and tagged with the lowest manylinux its symbols allow (maturin's auditwheel check
+# fails the build on a non-compliant library). The npm tarball is packed from a staging copy
+# with the release, stripped addon (bindings-node/scripts/pack.js), never the debug build of
+# bindings-node/.
+dist: setup ## dist/: a manylinux wheel (maturin build --release) and an npm tarball with the release, stripped addon
+	rm -rf $(DIST)
+	$(MATURIN) build --quiet --release --strip --auditwheel check -i $(VPY) --out $(DIST)
+	node $(NODE_DIR)/scripts/pack.js $(DIST)
+
+test-dist: dist ## install dist/ into a clean venv and a scratch npm project (local files only) and run the README quickstarts there
+	$(VPY) -m pytest -q tests/dist
 
 demo: setup build-cli-release build-python build-node ## the main demo on examples/flags.json
 	bash examples/demo.sh
@@ -112,9 +128,9 @@ bench: setup build-python-release build-pyo3-floor build-node-release ## ns per 
 	node bench/node_eval.mjs
 	node bench/node_call.mjs
 
-bench-redis-kill: setup build-cli build-python build-node ## kill propagation over Redis to 16 processes (8 Python, 8 Node): p50/p99
+bench-redis-kill: setup build-cli-release build-python-release build-node-release ## kill propagation over Redis to 16 processes (8 Python, 8 Node): p50/p99
 	$(VPY) bench/redis_kill_propagation.py
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(NODE_DIR)/*.node bindings-python/python/flagrail/*.so
+	rm -rf $(VENV) $(DIST) $(NODE_DIR)/*.node bindings-python/python/flagrail/*.so

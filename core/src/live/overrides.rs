@@ -73,7 +73,7 @@ impl Overlay for Overrides {
 /// - a forced variant the live document no longer has (a reload removed it) is ignored, and the
 ///   flag is evaluated as usual.
 ///
-/// [`check_forced`] is what the bindings call when a scope opens, so that a typo fails the
+/// [`check_forced`](crate::live::overrides::forced::check_forced) is what the bindings call when a scope opens, so that a typo fails the
 /// test at once instead of silently evaluating as usual.
 pub mod forced {
     use crate::document::Document;

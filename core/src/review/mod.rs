@@ -6,7 +6,7 @@
 //!
 //! Three parts:
 //!
-//! - [`changes`] — the structural differences per flag (variants, payloads, default, rules,
+//! - [`changes()`] — the structural differences per flag (variants, payloads, default, rules,
 //!   ramps, kill switch, salt and `bucket_by`, other fields) and per segment, read from the
 //!   JSON of both documents;
 //! - movement — every unit of the population is evaluated against both documents with the
