@@ -80,6 +80,13 @@ export interface FileOptions {
    * goes live once both match.
    */
   verifyKey?: string
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
 }
 
 /** Options of `Flags.fromUrl`. */
@@ -110,6 +117,14 @@ export interface UrlOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
+   * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
+   * same Redis (see `Flags.fleetMetrics` and docs/fleet.md). Never waits for Redis: an
+   * unreachable one means local enforcement until it answers (`status().fleet.mode`).
+   * Throws `REDIS_URL_INVALID` for a URL that is not a Redis URL.
+   */
+  redis?: string
 }
 
 /** Options of `Flags.fromRedis`. */
@@ -138,6 +153,11 @@ export interface RedisOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /**
+   * Share budgets, guardrails, metrics and sticky pins through this Redis (as in
+   * `FileOptions.redis`; usually `url` again). The shared keys carry `key`'s hash tag.
+   */
+  redis?: string
 }
 
 /** The second argument of the function given to `Flags.call`. */
@@ -447,6 +467,31 @@ export interface Status {
    * `kind: 'redis'`); `null` for file and static sources.
    */
   remote: RemoteStatus | RedisRemoteStatus | null
+  /** Shared fleet state (`redis` option); null without it. */
+  fleet: FleetStatus | null
+}
+
+/**
+ * `Status.fleet`: the connection to the fleet's Redis. `mode` is `shared` while Redis answers
+ * and `local` while it does not (budgets enforced from this process's lease, then
+ * `limit / fleet_size`; docs/fleet.md).
+ */
+export interface FleetStatus {
+  redis: string
+  process: string
+  connected: boolean
+  mode: 'shared' | 'local'
+  since: string | null
+  last_error: string | null
+  disconnects: number
+  fleet_size: number
+  leased_scopes: number
+  pending_spend: number
+  pending_pin_writes: number
+  dropped_pin_writes: number
+  flushes: number
+  fleet_read_at: string | null
+  now: string
 }
 
 /** `Status.remote`: what the URL source knows (timestamps are RFC 3339). */
@@ -765,6 +810,17 @@ export declare class Flags {
    * and a context value of a type no condition can use is ignored for matching.
    */
   variant(flag: string, context?: Context | null, defaultVariant?: string | null, options?: EvaluateOptions): Variant
+  /**
+   * Several flags for one context, the context read once: `{ [key]: Variant }` in the order of
+   * `keys`. Each result is the one `variant(key, context)` returns, and every flag is decided on
+   * the same document revision. Only the attributes the requested flags use are read from
+   * `context`. A key that names no flag gives a `FLAG_NOT_FOUND` result whose `id` is `null`; a
+   * repeated key appears once.
+   * @throws FlagrailError `INVALID_ARGUMENT` when `keys` is a string or holds a non-string.
+   */
+  variants(context: Context | null | undefined, keys: Iterable<string>, options?: EvaluateOptions): Record<string, Variant>
+  /** Every flag of the live document for one context, the context read once, in document order (see `variants`). */
+  all(context?: Context | null, options?: EvaluateOptions): Record<string, Variant>
   /** A handle bound to one flag key: `const chat = flags.flag('support-bot'); chat.variant(user)`. */
   flag(key: string): Flag
   /** How `flag` is decided for `context`, step by step (each condition with the value it saw). */
@@ -840,6 +896,16 @@ export declare class Flags {
   metrics(): Metrics
   /** The metrics in the Prometheus text exposition format (`flagrail_requests_total{flag=…,variant=…} N`, …). */
   metricsText(): string
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up (counters summed, rates and means recomputed, latency quantiles the largest of
+   * any process), plus `$fleet`: `processes`, the fleet's guardrail states, `read_at`. Read
+   * by a background thread every second; no round trip. Throws `INVALID_ARGUMENT` without
+   * `redis`.
+   */
+  fleetMetrics(): Record<string, unknown>
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText(): string
   /**
    * Calls `listener` with every telemetry event of this `Flags`, synchronously before the call
    * that produced it returns. A listener that throws becomes a process warning. Returns a

@@ -177,6 +177,8 @@ class Tables {
     this.revision = data.revision
     this.reasons = data.reasons
     this.killSources = data.kill_sources
+    // Every attribute any flag reads, each once (`variants()` reads a context into this order).
+    this.attributes = data.attributes
     this.byKey = new Map()
     data.flags.forEach((flag, index) => {
       this.byKey.set(flag.key, {
@@ -185,6 +187,8 @@ class Tables {
         target: slot * TARGET_SLOT + index,
         index,
         attributes: flag.attributes,
+        // Where each of `attributes` sits in the document's `attributes`.
+        attributeSlots: flag.attribute_slots,
         // What a `call` or a tracker reads: the attributes plus the unit and the segment label.
         runAttributes: flag.run_attributes,
         start: starter(flag.run_attributes),
@@ -495,6 +499,14 @@ class Flags {
         throw err
       }
     }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
     return flags
   }
 
@@ -549,6 +561,14 @@ class Flags {
         throw err
       }
     }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
     return flags
   }
 
@@ -590,6 +610,14 @@ class Flags {
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
+      } catch (err) {
+        flags.close()
+        throw err
+      }
+    }
+    if (opts.redis !== undefined && opts.redis !== null) {
+      try {
+        flags._shareState(opts.redis, opts.key === null ? undefined : opts.key)
       } catch (err) {
         flags.close()
         throw err
@@ -849,6 +877,94 @@ class Flags {
     for (const entry of this._tables.byKey.values()) entry.direct = !custom || entry.ttlSeconds === null
   }
 
+  /**
+   * Several flags for one context, the context read once: an object `{ [key]: Variant }` in
+   * the order of `keys`. Each result is the one `variant(key, context)` returns, and every flag
+   * is decided on the same document revision (a reload cannot land between two of them). Only
+   * the attributes the requested flags use are read from `context`. A key that names no flag
+   * gives a FLAG_NOT_FOUND result whose `id` is null; a repeated key appears once.
+   */
+  variants(context, keys, options) {
+    if (typeof keys === 'string' || keys === null || keys === undefined || typeof keys[Symbol.iterator] !== 'function') {
+      throw invalidArgument('variants: keys must be an array (or other iterable) of flag keys, not a single string (use variant())')
+    }
+    const list = Array.isArray(keys) ? keys : [...keys]
+    for (let i = 0; i < list.length; i++) {
+      if (typeof list[i] !== 'string') throw invalidArgument(`variants: keys[${i}] must be a string flag key, got ${typeof list[i]}`)
+    }
+    // Each flag once (a repeated key is decided once, as in Python).
+    return this._variants(context, list.length > 1 ? [...new Set(list)] : list, optionsAt(options))
+  }
+
+  /**
+   * Every flag of the live document for one context, the context read once: `{ [key]: Variant }`
+   * in document order (see `variants`).
+   */
+  all(context, options) {
+    return this._variants(context, null, optionsAt(options))
+  }
+
+  _variants(context, keys, at) {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const tables = this._tables
+      const list = keys === null ? [...tables.byKey.keys()] : keys
+      const entries = list.map((key) => tables.byKey.get(key))
+      // Test overrides open in this async context serve their variant, as in `variant()`; the
+      // flags they cover are not evaluated (no pin written for them).
+      const forced = this._overrides === null ? null : list.map((key) => this._forced(key))
+      const names = tables.attributes
+      const values = new Array(names.length)
+      const read = new Uint8Array(names.length)
+      const readable = context !== null && context !== undefined
+      const direct = []
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]
+        if (entry === undefined || !entry.direct || (forced !== null && forced[i] !== undefined)) continue
+        direct.push(entry.index)
+        if (!readable) continue
+        for (const slot of entry.attributeSlots) {
+          if (read[slot] === 0) {
+            read[slot] = 1
+            values[slot] = readAttr(context, names[slot])
+          }
+        }
+      }
+      const numbers = native.evalMany(this._slot, direct, values, at)
+      if (numbers === null || numbers === undefined) {
+        this._refresh()
+        continue
+      }
+      const results = {}
+      let next = 0
+      let wide = direct.length
+      for (let i = 0; i < list.length; i++) {
+        const key = list[i]
+        const entry = entries[i]
+        let variant
+        if (forced !== null && forced[i] !== undefined) {
+          variant = forced[i]
+        } else if (entry === undefined) {
+          variant = new Variant(key, null, null, 'FLAG_NOT_FOUND', null, null, tables.revision, null, null, null, false, null)
+        } else if (entry.direct) {
+          const packed = numbers[next++]
+          if (packed === WIDE) {
+            variant = unpackWide(entry, numbers.slice(wide, wide + 8), null)
+            wide += 8
+          } else {
+            variant = unpack(entry, packed, null)
+          }
+        } else {
+          // A sticky flag with a custom pin store: read, decide and write its pin one at a time.
+          variant = this._evaluatePinned(entry, context, null, at) ?? this._evaluate(key, context, null, at)
+        }
+        // Defined rather than assigned: a flag may be called `__proto__`.
+        Object.defineProperty(results, key, { value: variant, enumerable: true, writable: true, configurable: true })
+      }
+      return results
+    }
+    return {}
+  }
+
   /** A handle bound to one flag key: `flags.flag('support-bot').variant(user)`. */
   flag(key) {
     return new Flag(this, key)
@@ -932,9 +1048,43 @@ class Flags {
     throw failure(result)
   }
 
-  /** Stops watching the file (or polling the URL); the last document keeps serving. Idempotent. */
+  /**
+   * Stops watching the file (or polling the URL) and, with `redis`, stops sharing state
+   * (spend is reported and leases given back first); the last document keeps serving.
+   * Idempotent.
+   */
   close() {
     native.close(this._slot)
+    native.fleetClose(this._slot)
+  }
+
+  /**
+   * Shares budgets, guardrails, metrics and pins through the Redis at `url` and installs the
+   * built-in Redis pin store (see index.d.ts, `FlagsOptions.redis`).
+   */
+  _shareState(url, documentKey) {
+    if (typeof url !== 'string') throw invalidArgument('redis must be a string: redis://host:port/db or redis+cluster://host:port,...')
+    native.fleetAttach(this._slot, url, documentKey)
+    const slot = this._slot
+    this.usePinStore({
+      get: (key) => native.fleetPinGet(slot, key),
+      set: (key, value, ttlSeconds) => native.fleetPinSet(slot, key, value, ttlSeconds),
+      delete: (key) => native.fleetPinDelete(slot, key),
+    })
+  }
+
+  /**
+   * The whole fleet's aggregates (a `Flags` opened with `redis`): every process's `metrics()`
+   * added up, with `$fleet` (processes, the fleet's guardrail states). No round trip: the
+   * background thread reads them every second.
+   */
+  fleetMetrics() {
+    return JSON.parse(native.fleetMetrics(this._slot))
+  }
+
+  /** `fleetMetrics()` in the Prometheus text format (`flagrail_fleet_*` series). */
+  fleetMetricsText() {
+    return native.fleetMetricsText(this._slot)
   }
 
   /**

@@ -180,6 +180,8 @@ pub struct Handle {
     /// Events waiting for the JS listeners (`onEvent`), as JSON text; installed as an event
     /// sink on first use (see `crate::runtime`).
     pub events: OnceCell<Arc<Mutex<Vec<String>>>>,
+    /// Shared fleet state (`{ redis: URL }`), if attached (see `crate::fleet`).
+    pub fleet: RefCell<Option<Arc<flagrail_fleet::shared::FleetState>>>,
 }
 
 impl Handle {
@@ -189,6 +191,7 @@ impl Handle {
             inner,
             ack,
             events: OnceCell::new(),
+            fleet: RefCell::new(None),
         }
     }
 
@@ -212,7 +215,52 @@ impl Handle {
             names: &flag.attributes,
             values,
         };
-        pack(&snapshot.evaluate(&*flag.key, &ctx, EvalOptions::default()))
+        // By index: the snapshot's document is the acknowledged one (checked above), so the
+        // index names the same flag without hashing its key on every call.
+        pack(&snapshot.evaluate(index as usize, &ctx, EvalOptions::default()))
+    }
+
+    /// Evaluates flags `indices` of the acknowledged document for one context whose `values`
+    /// follow [`Document::attributes`], on one snapshot (so on one revision), optionally at
+    /// instant `at`: the packed result of each flag in order, then the unpacked form of each
+    /// result that was [`WIDE`] (eight numbers each, see [`unpacked`]), in order. `None` when the live document is not the
+    /// acknowledged one, or an index is out of range.
+    pub fn decide_many(
+        &self,
+        indices: &[u32],
+        values: &[Attr<'_>],
+        at: Option<f64>,
+    ) -> Option<Vec<f64>> {
+        let snapshot = self.inner.snapshot();
+        let ack = self.ack.borrow();
+        if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
+            return None;
+        }
+        let ctx = Positional {
+            names: ack.attributes(),
+            values,
+        };
+        let options = EvalOptions {
+            at: at.map(millis),
+            pin: PinSource::Memory,
+            forced: None,
+        };
+        let mut packed = Vec::with_capacity(indices.len());
+        let mut wide = Vec::new();
+        for &index in indices {
+            let index = index as usize;
+            if index >= ack.flags().len() {
+                return None;
+            }
+            let decision = snapshot.evaluate(index, &ctx, options);
+            let number = encode(&decision);
+            if number == WIDE {
+                wide.extend(unpacked(&decision));
+            }
+            packed.push(number);
+        }
+        packed.extend(wide);
+        Some(packed)
     }
 
     /// Flag `index` of the acknowledged document with `variant` forced by a test override
@@ -350,6 +398,7 @@ impl Handle {
                 json!({
                     "key": &*flag.key,
                     "attributes": flag.attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
+                    "attribute_slots": &flag.attribute_slots,
                     "run_attributes": flag.run_attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
                     "variants": flag.variants.iter().map(|v| json!({
                         "id": &*v.id,
@@ -368,6 +417,7 @@ impl Handle {
             "revision": document.revision(),
             "reasons": codes::reason_names(),
             "kill_sources": codes::kill_source_names(),
+            "attributes": document.attributes().iter().map(|a| &**a).collect::<Vec<_>>(),
             "flags": flags,
         });
         *self.ack.borrow_mut() = document;

@@ -12,6 +12,7 @@
 )]
 
 mod error;
+pub mod fleet;
 mod handle;
 mod raw;
 mod raw_call;

@@ -250,3 +250,55 @@ fn read_declared<'py>(
     }
     Ok(())
 }
+
+/// Reads the attributes of `keys` whose `needed` flag is set from `source` (the others stay
+/// missing) and runs `evaluate` with them as one core context named by `names`: how
+/// `variants()` and `all()` convert a context once for several flags (`names` and `keys` are
+/// the document's attribute union, `needed` marks the requested flags' share of it). Fails like
+/// [`with_declared`].
+pub(crate) fn with_selected<'py, R>(
+    source: Source<'_, 'py>,
+    names: &[Box<str>],
+    keys: &[Py<PyString>],
+    needed: &[bool],
+    evaluate: impl FnOnce(&Positional<'_, '_>) -> R,
+) -> PyResult<R> {
+    let mut held: Vec<Option<Bound<'py, PyAny>>> = vec![None; names.len()];
+    match source {
+        Source::Empty => {}
+        Source::Dict(dict) => {
+            for ((key, held), _) in keys
+                .iter()
+                .zip(held.iter_mut())
+                .zip(needed)
+                .filter(|(_, n)| **n)
+            {
+                *held = ffi::dict_get(dict, key.bind(dict.py()));
+            }
+        }
+        Source::Mapping(mapping) => {
+            let py = mapping.py();
+            for ((key, held), _) in keys
+                .iter()
+                .zip(held.iter_mut())
+                .zip(needed)
+                .filter(|(_, n)| **n)
+            {
+                match mapping.get_item(key.bind(py)) {
+                    Ok(value) => *held = Some(value),
+                    // As in `read_declared`: an `Exception` is "absent", anything else stops.
+                    Err(error) if error.is_instance_of::<PyException>(py) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+    }
+    let mut attrs: Vec<Attr<'_>> = held.iter().map(|_| Attr::Missing).collect();
+    for (attr, held) in attrs.iter_mut().zip(&held) {
+        set_attr(attr, held);
+    }
+    Ok(evaluate(&Positional {
+        names,
+        values: &attrs,
+    }))
+}

@@ -9,7 +9,7 @@
 //! Evaluation keeps the GIL: it takes a couple of hundred nanoseconds, about what releasing and
 //! re-acquiring it would cost.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -19,9 +19,9 @@ use flagrail_core::{
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 
-use crate::context::{with_declared, Source};
+use crate::context::{with_declared, with_selected, Source};
 use crate::convert::to_python;
 use crate::overrides::OverrideScopes;
 use crate::reuse;
@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     /// The user's pin store of sticky flags, if one is installed (`use_pin_store`).
     pub(crate) pins: PinStore,
+    /// Shared fleet state (`redis=URL`), if attached.
+    pub(crate) fleet: FleetSlot,
     /// Test overrides open in some thread or task (`flags.override`).
     pub(crate) overrides: Arc<OverrideScopes>,
 }
@@ -184,6 +186,27 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The result object of `outcome`: the shared one of a unit-independent outcome, a
+    /// reusable one nobody holds any more, or a new one.
+    #[inline(always)]
+    fn result_of<'py>(
+        &self,
+        py: Python<'py>,
+        outcome: Outcome,
+        flag_cache: &crate::variant::FlagCache,
+    ) -> PyResult<Bound<'py, Variant>> {
+        if let Some(shared) = self.fixed(py, &outcome)? {
+            return Ok(shared);
+        }
+        if let Some(reused) = self.reusable(py, &outcome)? {
+            return Ok(reused);
+        }
+        let id = flag_cache.variant_id(py, outcome.variant_index());
+        Bound::new(py, Variant::found(Arc::clone(&self.cache), outcome, id))
+    }
+}
+
 /// The unit-independent results of one flag, by [`fixed_slot`].
 type FixedResults = Box<[PyOnceLock<Py<Variant>>]>;
 
@@ -234,6 +257,7 @@ impl Inner {
             entry: ArcSwap::from_pointee(entry),
             poll_interval,
             pins: PinStore::default(),
+            fleet: FleetSlot::default(),
             overrides: Arc::default(),
         }
     }
@@ -298,65 +322,152 @@ impl Inner {
                     Variant::not_found(Arc::clone(&entry.cache), flag, default),
                 );
             };
-            // A test override (`flags.override`) serves its variant whatever the context; the
-            // shared results of `fixed` are not used, so they never hold an overridden one.
-            if let Some(variant) = forced.as_ref().map(|v| v.to_str()).transpose()? {
-                if flag_def.variant_position(variant).is_some() {
-                    let options = EvalOptions {
-                        forced: Some(variant),
-                        ..EvalOptions::default()
-                    };
-                    let outcome = Outcome::from(snapshot.evaluate(index, &EmptyContext, options));
-                    if let Some(reused) = entry.reusable(py, &outcome)? {
-                        return Ok(reused);
-                    }
-                    let id = flag_cache.variant_id(py, outcome.variant_index());
-                    return Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id));
+            if let Some(forced) = &forced {
+                let result =
+                    forced_result(py, entry, &snapshot, index, flag_def, flag_cache, forced)?;
+                if let Some(result) = result {
+                    return Ok(result);
                 }
             }
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
-                    // A sticky flag with the user's pin store: read, decide, write back.
-                    if let Some(sticky) = &flag_def.sticky {
-                        if let Some(store) = self.pins.custom() {
-                            let read = PinStore::key_of(&flag_def.key, sticky, ctx)
-                                .map(|key| self.pins.read(py, &store, key));
-                            let pin = read.as_ref().and_then(|r| r.pin.as_deref());
-                            let decision = snapshot.evaluate(
-                                index,
-                                ctx,
-                                EvalOptions {
-                                    at,
-                                    pin: PinSource::Given(pin),
-                                    forced: None,
-                                },
-                            );
-                            if let Some(read) = read.filter(|r| r.ok) {
-                                if let Some(write) = pin_write(&decision, read.key) {
-                                    self.pins.write(py, &store, write);
-                                }
-                            }
-                            return Outcome::from(decision);
+                    self.outcome_of(py, &snapshot, index, flag_def, ctx, at)
+                })?;
+            entry.result_of(py, outcome, flag_cache)
+        })
+    }
+
+    /// The decision for flag `index` of the snapshot's document (`flag_def`): with the user's
+    /// pin store, a sticky flag's pin is read, handed to the core and written back.
+    #[inline(always)]
+    fn outcome_of<C: flagrail_core::Context + ?Sized>(
+        &self,
+        py: Python<'_>,
+        snapshot: &Snapshot<'_>,
+        index: usize,
+        flag_def: &flagrail_core::Flag,
+        ctx: &C,
+        at: Option<i64>,
+    ) -> Outcome {
+        if let Some(sticky) = &flag_def.sticky {
+            if let Some(store) = self.pins.custom() {
+                let read = PinStore::key_of(&flag_def.key, sticky, ctx)
+                    .map(|key| self.pins.read(py, &store, key));
+                let pin = read.as_ref().and_then(|r| r.pin.as_deref());
+                let decision = snapshot.evaluate(
+                    index,
+                    ctx,
+                    EvalOptions {
+                        at,
+                        pin: PinSource::Given(pin),
+                        forced: None,
+                    },
+                );
+                if let Some(read) = read.filter(|r| r.ok) {
+                    if let Some(write) = pin_write(&decision, read.key) {
+                        self.pins.write(py, &store, write);
+                    }
+                }
+                return Outcome::from(decision);
+            }
+        }
+        Outcome::from(snapshot.evaluate(
+            index,
+            ctx,
+            EvalOptions {
+                at,
+                pin: PinSource::Memory,
+                forced: None,
+            },
+        ))
+    }
+
+    /// Several flags for one context: the context is read once (only the attributes the
+    /// requested flags use), every flag is decided on one snapshot of the document, and the
+    /// results are those `variant` returns, by key in the order asked. `keys` `None`: every
+    /// flag of the live document, in document order. A key that names no flag gives a
+    /// `FLAG_NOT_FOUND` result (default `None`), as `variant` does.
+    pub(crate) fn variants<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        keys: Option<Vec<Bound<'py, PyString>>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let source = Source::from_arg(context)?;
+        let at = at.map(time::millis).transpose()?;
+        let snapshot = self.core.snapshot();
+        self.with_entry(py, &snapshot, |entry| {
+            let cache = &entry.cache;
+            let doc = &*cache.doc;
+            let wanted: Vec<(Bound<'py, PyString>, Option<usize>)> = match keys {
+                Some(keys) => keys
+                    .into_iter()
+                    .map(|key| {
+                        let index = entry.keys.get(&key).or_else(|| {
+                            let index = doc.flag_position(key.to_str().ok()?)?;
+                            entry.keys.remember(&key, index);
+                            Some(index)
+                        });
+                        (key, index)
+                    })
+                    .collect(),
+                None => (0..doc.flags().len())
+                    .filter_map(|index| {
+                        let key = cache.flag(py, index)?.key().bind(py).clone();
+                        Some((key, Some(index)))
+                    })
+                    .collect(),
+            };
+            let mut needed = vec![false; doc.attributes().len()];
+            for index in wanted.iter().filter_map(|(_, index)| *index) {
+                if let Some(flag) = doc.flags().get(index) {
+                    for &slot in &flag.attribute_slots {
+                        if let Some(needed) = needed.get_mut(slot) {
+                            *needed = true;
                         }
                     }
-                    Outcome::from(snapshot.evaluate(
-                        index,
-                        ctx,
-                        EvalOptions {
-                            at,
-                            pin: PinSource::Memory,
-                            forced: None,
-                        },
-                    ))
-                })?;
-            if let Some(shared) = entry.fixed(py, &outcome)? {
-                return Ok(shared);
+                }
             }
-            if let Some(reused) = entry.reusable(py, &outcome)? {
-                return Ok(reused);
+            let names = doc.attributes();
+            let attr_keys = cache.attr_keys(py);
+            let outcomes = with_selected(source, names, attr_keys, &needed, |ctx| {
+                wanted
+                    .iter()
+                    .map(|(_, index)| {
+                        let found = index.and_then(|i| Some((i, doc.flags().get(i)?)));
+                        found.map(|(i, flag_def)| {
+                            self.outcome_of(py, &snapshot, i, flag_def, ctx, at)
+                        })
+                    })
+                    .collect::<Vec<Option<Outcome>>>()
+            })?;
+            let results = PyDict::new(py);
+            for ((key, index), outcome) in wanted.iter().zip(outcomes) {
+                let flag_cache = index.and_then(|i| cache.flag(py, i));
+                // A test override open for this flag, as in `variant`.
+                if let (Some(index), Some(flag_cache)) = (*index, flag_cache) {
+                    if let (Some(flag_def), Some(forced)) =
+                        (doc.flags().get(index), self.overrides.forced(py, key)?)
+                    {
+                        let result = forced_result(
+                            py, entry, &snapshot, index, flag_def, flag_cache, &forced,
+                        )?;
+                        if let Some(result) = result {
+                            results.set_item(key, result)?;
+                            continue;
+                        }
+                    }
+                }
+                let result = match (outcome, flag_cache) {
+                    (Some(outcome), Some(flag_cache)) => {
+                        entry.result_of(py, outcome, flag_cache)?
+                    }
+                    _ => Bound::new(py, Variant::not_found(Arc::clone(&entry.cache), key, None))?,
+                };
+                results.set_item(key, result)?;
             }
-            let id = flag_cache.variant_id(py, outcome.variant_index());
-            Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id))
+            Ok(results)
         })
     }
 
@@ -422,6 +533,35 @@ impl Inner {
     }
 }
 
+/// A test override (`flags.override`) of flag `index` serves its variant whatever the
+/// context; `None` when the overriding id names no variant of the flag. The shared results of
+/// `fixed` are not used, so they never hold an overridden one.
+#[cold]
+fn forced_result<'py>(
+    py: Python<'py>,
+    entry: &Entry,
+    snapshot: &Snapshot<'_>,
+    index: usize,
+    flag_def: &flagrail_core::Flag,
+    flag_cache: &crate::variant::FlagCache,
+    forced: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, Variant>>> {
+    let variant = forced.to_str()?;
+    if flag_def.variant_position(variant).is_none() {
+        return Ok(None);
+    }
+    let options = EvalOptions {
+        forced: Some(variant),
+        ..EvalOptions::default()
+    };
+    let outcome = Outcome::from(snapshot.evaluate(index, &EmptyContext, options));
+    if let Some(reused) = entry.reusable(py, &outcome)? {
+        return Ok(Some(reused));
+    }
+    let id = flag_cache.variant_id(py, outcome.variant_index());
+    Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id)).map(Some)
+}
+
 /// For `runtime.rs` (`call`, trackers, events).
 impl Inner {
     pub(crate) fn core(&self) -> &CoreFlags {
@@ -445,5 +585,44 @@ impl Inner {
         }
         // A run that started just before a reload: its own cache, used once.
         Arc::new(DocCache::new(py, Arc::clone(document)))
+    }
+}
+
+/// A fleet attachment: URL and options (to attach again in a forked child) and the state.
+pub(crate) type FleetEntry = (
+    String,
+    flagrail_fleet::shared::FleetOptions,
+    Arc<flagrail_fleet::shared::FleetState>,
+);
+
+/// The fleet state of one handle (`redis=URL`), if attached.
+#[derive(Default)]
+pub(crate) struct FleetSlot(Mutex<Option<FleetEntry>>);
+
+impl FleetSlot {
+    /// The slot itself, for attaching and for the fork handler.
+    pub(crate) fn slot(&self) -> &Mutex<Option<FleetEntry>> {
+        &self.0
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<flagrail_fleet::shared::FleetState>> {
+        match self.0.lock() {
+            Ok(slot) => slot.as_ref().map(|(_, _, fleet)| Arc::clone(fleet)),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .as_ref()
+                .map(|(_, _, f)| Arc::clone(f)),
+        }
+    }
+
+    /// Stops sharing (reports spend, returns leases). Idempotent.
+    pub(crate) fn close(&self) {
+        let taken = match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some((_, _, fleet)) = taken {
+            fleet.close();
+        }
     }
 }

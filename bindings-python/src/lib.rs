@@ -18,6 +18,7 @@ mod convert;
 mod error;
 mod fast;
 mod ffi;
+mod fleet;
 mod handle;
 mod hash;
 mod live;
@@ -42,6 +43,7 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::Tracker>()?;
     m.add_class::<runtime::PyRun>()?;
     m.add_class::<workers::PySlot>()?;
+    m.add_class::<fleet::RedisPins>()?;
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;

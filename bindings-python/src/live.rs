@@ -22,6 +22,7 @@ use std::time::Duration;
 use flagrail_core::live::overrides::for_tests;
 use flagrail_core::live::DEFAULT_POLL_INTERVAL;
 use flagrail_core::{FileOptions, Flags as CoreFlags, ReloadEvent};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
@@ -78,6 +79,7 @@ pub(crate) fn _after_fork_in_child() {
         if inner.core.is_watching() {
             inner.core.start_watching(inner.poll_interval);
         }
+        crate::fleet::after_fork(&inner);
     }
 }
 
@@ -208,16 +210,22 @@ impl Flags {
     ///         (``SIGNATURE_INVALID`` in ``status()`` and the ``reload_rejected`` event) and the
     ///         live one stays; a document replaced before its ``.sig`` goes live once both
     ///         match.
+    ///     redis: ``redis://host:port/db`` or ``redis+cluster://host:port,…``: share budgets,
+    ///         guardrails, metrics and sticky pins with every process (Python or Node) opened
+    ///         with the same Redis (see ``fleet_metrics`` and docs/fleet.md). Never waits for
+    ///         Redis: an unreachable one means local enforcement until it answers.
     ///
     /// Raises:
     ///     SourceError: The file (or the events file) cannot be opened (code
     ///         ``SOURCE_UNREACHABLE``), or it is not signed by ``verify_key``
     ///         (``SIGNATURE_INVALID``).
     ///     DocumentError: The document is invalid; ``problems`` lists every problem.
-    ///     InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``.
+    ///     InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``, or
+    ///         ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
     #[staticmethod]
     #[pyo3(signature = (
-        path, *, reload = true, poll_interval = None, events = None, verify_key = None
+        path, *, reload = true, poll_interval = None, events = None, verify_key = None,
+        redis = None
     ))]
     fn from_file(
         py: Python<'_>,
@@ -226,6 +234,7 @@ impl Flags {
         poll_interval: Option<f64>,
         events: Option<PathBuf>,
         verify_key: Option<&str>,
+        redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, poll_interval)?;
         let verifier = verify_key
@@ -245,6 +254,7 @@ impl Flags {
         write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach(py, &inner, redis)?;
         track(&inner);
         Ok(Flags { inner })
     }
@@ -280,6 +290,8 @@ impl Flags {
     ///         server fails that poll (connecting has its own 5 s bound).
     ///     startup_timeout: Seconds to wait for a first document without a usable cache.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     redis: Share budgets, guardrails, metrics and pins through this Redis (as in
+    ///         ``from_file``).
     ///
     /// Raises:
     ///     SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it is
@@ -289,7 +301,7 @@ impl Flags {
     #[staticmethod]
     #[pyo3(signature = (
         url, *, poll_interval = 5.0, cache_path = None, verify_key = None, headers = None,
-        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None
+        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None, redis = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_url(
@@ -303,6 +315,7 @@ impl Flags {
         timeout: f64,
         startup_timeout: f64,
         events: Option<PathBuf>,
+        redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, Some(poll_interval))?;
         let seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
@@ -334,6 +347,7 @@ impl Flags {
         write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach(py, &inner, redis)?;
         track(&inner);
         Ok(Flags { inner })
     }
@@ -372,6 +386,9 @@ impl Flags {
     ///     startup_timeout: Seconds to wait for Redis before serving the cache or the empty
     ///         document.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     redis: Share budgets, guardrails, metrics and sticky pins through this Redis (as
+    ///         in ``from_file``; usually ``url`` again). The shared keys carry ``key``'s hash
+    ///         tag.
     ///
     /// Raises:
     ///     DocumentError: Redis holds an invalid document and no cache could serve.
@@ -381,7 +398,7 @@ impl Flags {
     #[staticmethod]
     #[pyo3(signature = (
         url, *, key = "flagrail:document", poll_interval = 30.0, cache_path = None,
-        verify_key = None, timeout = 1.0, startup_timeout = 5.0, events = None
+        verify_key = None, timeout = 1.0, startup_timeout = 5.0, events = None, redis = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_redis(
@@ -394,6 +411,7 @@ impl Flags {
         timeout: f64,
         startup_timeout: f64,
         events: Option<PathBuf>,
+        redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, Some(poll_interval))?;
         let seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
@@ -428,6 +446,7 @@ impl Flags {
         write_events(py, &core, events)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
+        crate::fleet::attach_keyed(py, &inner, redis, key)?;
         track(&inner);
         Ok(Flags { inner })
     }
@@ -554,6 +573,67 @@ impl Flags {
         self.inner.variant(py, flag, context, default, at)
     }
 
+    /// Several flags for one context, the context read once: ``{key: Variant}`` in the order
+    /// of ``keys``.
+    ///
+    /// Each result is the one ``variant(key, context)`` returns, and every flag is decided on
+    /// the same document revision (a reload cannot land between two of them). Only the
+    /// attributes the requested flags use are read from ``context``. A key that names no flag
+    /// gives a ``FLAG_NOT_FOUND`` result whose ``id`` is ``None``; a repeated key appears once.
+    ///
+    /// Args:
+    ///     context: The request's attributes, as for ``variant``.
+    ///     keys: The flag keys (a list, tuple or other iterable of str; not a single str).
+    ///     at: Evaluate as of this instant, as for ``variant``.
+    ///
+    /// Raises:
+    ///     TypeError: ``keys`` is a str, or holds something that is not a str.
+    #[pyo3(signature = (context, keys, *, at = None))]
+    fn variants<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        keys: &Bound<'py, PyAny>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if keys.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "keys must be an iterable of flag keys, not a single str (use variant())",
+            ));
+        }
+        let keys = keys
+            .try_iter()?
+            .map(|key| {
+                key?.cast_into::<PyString>().map_err(|e| {
+                    PyTypeError::new_err(format!(
+                        "keys must hold str flag keys, not {}",
+                        e.into_inner()
+                            .get_type()
+                            .name()
+                            .map_or_else(|_| "an object".to_string(), |n| n.to_string())
+                    ))
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.inner.variants(py, context, Some(keys), at)
+    }
+
+    /// Every flag of the live document for one context, the context read once:
+    /// ``{key: Variant}`` in document order (see ``variants``).
+    ///
+    /// Args:
+    ///     context: The request's attributes, as for ``variant``.
+    ///     at: Evaluate as of this instant, as for ``variant``.
+    #[pyo3(signature = (context = None, *, at = None))]
+    fn all<'py>(
+        &self,
+        py: Python<'py>,
+        context: Option<&Bound<'py, PyAny>>,
+        at: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.inner.variants(py, context, None, at)
+    }
+
     /// A handle bound to one flag key: ``chat = flags.flag("support-bot")`` then
     /// ``chat.variant(user)``. The flag does not have to exist (yet).
     fn flag(&self, key: Bound<'_, PyString>) -> Flag {
@@ -612,18 +692,24 @@ impl Flags {
         self.inner.pins.install(store.filter(|s| !s.is_none()))
     }
 
-    /// Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
-    /// ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
-    /// store (then ``_start_run`` with what it returned).
+    /// Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None, first
+    /// step)``, the first step being what ``next(run)`` would give (``(variant, timeout)`` or
+    /// ``None``); or ``(None, (store, key), None)`` when the pin of ``flag`` must first be
+    /// read from the user's store (then ``_start_run`` with what it returned).
+    #[allow(clippy::type_complexity)]
     fn _begin<'py>(
         &self,
         py: Python<'py>,
         flag: &Bound<'py, PyString>,
         context: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Option<PyRun>, Option<Py<PyAny>>)> {
+    ) -> PyResult<(
+        Option<PyRun>,
+        Option<Py<PyAny>>,
+        Option<(Bound<'py, Variant>, Option<f64>)>,
+    )> {
         if let Some(lookup) = runtime::pin_lookup(&self.inner, py, flag, context)? {
             let lookup = lookup.into_pyobject(py)?.into_any().unbind();
-            return Ok((None, Some(lookup)));
+            return Ok((None, Some(lookup), None));
         }
         let run = PyRun::new(runtime::start(
             &self.inner,
@@ -636,7 +722,9 @@ impl Flags {
             Some(shadow) => Some(Py::new(py, shadow)?.into_any()),
             None => None,
         };
-        Ok((Some(run), shadow))
+        // The first step in the same crossing: a second one costs more than the step.
+        let first = run.step(py)?;
+        Ok((Some(run), shadow, first))
     }
 
     /// Counts an exception a pin store method raised in ``acall`` (not public API).
@@ -671,8 +759,10 @@ impl Flags {
 
     /// Stops the background watcher or poller; the last document keeps serving. Idempotent.
     /// ``with Flags.from_file(...) as flags:`` closes at the end of the block.
-    fn close(&self) {
+    fn close(&self, py: Python<'_>) {
         self.inner.core.stop_watching();
+        let fleet = &self.inner.fleet;
+        py.detach(|| fleet.close());
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -688,7 +778,7 @@ impl Flags {
         traceback: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = (exc_type, exc_value, traceback);
-        self.close();
+        Python::attach(|py| self.close(py));
     }
 
     /// The revision of the live document.
@@ -852,6 +942,26 @@ impl Flags {
     /// ``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint.
     fn metrics_text(&self) -> String {
         self.inner.core.metrics_text()
+    }
+
+    /// The whole fleet's aggregates (a handle opened with ``redis=``): every process's
+    /// ``metrics()`` added up — counters summed, rates and means recomputed, latency
+    /// quantiles the largest of any process — plus ``"$fleet"``: ``processes``, the fleet's
+    /// guardrail states, ``read_at``. Read by the background thread every second; this call
+    /// makes no round trip.
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: The handle was not opened with ``redis=``.
+    fn fleet_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::fleet::metrics(py, &self.inner)
+    }
+
+    /// ``fleet_metrics()`` in the Prometheus text format (``flagrail_fleet_*`` series).
+    ///
+    /// Raises:
+    ///     InvalidArgumentError: The handle was not opened with ``redis=``.
+    fn fleet_metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        crate::fleet::metrics_text(py, &self.inner)
     }
 
     /// Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,

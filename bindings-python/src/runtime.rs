@@ -623,6 +623,22 @@ impl PyRun {
         self.lock().as_mut()?.take_shadow()
     }
 
+    /// The next step of the chain: the variant to call and its timeout in seconds, or `None`
+    /// when the chain has ended (`__next__`, and the first step that `Flags._begin` returns).
+    pub(crate) fn step<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, Variant>, Option<f64>)>> {
+        let mut guard = self.lock();
+        let Some(state) = guard.as_mut() else {
+            return Ok(None);
+        };
+        Ok(match state.next(py)? {
+            Next::Call(v, t) => Some((v, t.map(|ms| ms as f64 / 1000.0))),
+            Next::Done => None,
+        })
+    }
+
     pub(crate) fn new(state: RunState) -> PyRun {
         PyRun {
             state: Mutex::new(Some(state)),
@@ -652,14 +668,7 @@ impl PyRun {
         &self,
         py: Python<'py>,
     ) -> PyResult<Option<(Bound<'py, Variant>, Option<f64>)>> {
-        let mut guard = self.lock();
-        let Some(state) = guard.as_mut() else {
-            return Ok(None);
-        };
-        Ok(match state.next(py)? {
-            Next::Call(v, t) => Some((v, t.map(|ms| ms as f64 / 1000.0))),
-            Next::Done => None,
-        })
+        self.step(py)
     }
 
     /// The attempt in flight returned ``value``: the result.

@@ -34,6 +34,9 @@ pub(crate) struct DocCache {
     pub(crate) doc: Arc<Document>,
     revision: Py<PyString>,
     flags: Box<[PyOnceLock<FlagCache>]>,
+    /// `Document::attributes` (every flag's, each once) as interned Python strings: the
+    /// context lookup keys of `variants()` and `all()`, created on first use.
+    attr_keys: PyOnceLock<Box<[Py<PyString>]>>,
 }
 
 /// Python objects for one flag of a document.
@@ -56,6 +59,11 @@ struct Payload {
 }
 
 impl FlagCache {
+    /// The flag's key, interned.
+    pub(crate) fn key(&self) -> &Py<PyString> {
+        &self.key
+    }
+
     /// The interned id of variant `index` (`None` for an index that does not exist, which a
     /// decision never produces).
     #[inline]
@@ -73,8 +81,20 @@ impl DocCache {
         DocCache {
             revision: PyString::new(py, doc.revision()).unbind(),
             flags,
+            attr_keys: PyOnceLock::new(),
             doc,
         }
+    }
+
+    /// `Document::attributes` as interned Python strings.
+    pub(crate) fn attr_keys(&self, py: Python<'_>) -> &[Py<PyString>] {
+        self.attr_keys.get_or_init(py, || {
+            self.doc
+                .attributes()
+                .iter()
+                .map(|name| PyString::intern(py, name).unbind())
+                .collect()
+        })
     }
 
     /// The Python objects of flag `index`, created on first use.

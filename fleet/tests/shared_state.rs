@@ -185,7 +185,17 @@ fn fail_candidate(flags: &Flags, unit: usize) -> bool {
 #[test]
 fn a_guardrail_trips_on_fleet_totals_that_no_process_sees_alone() {
     let server = RedisServer::start().expect("redis-server");
-    let fleet = fleet(&server.url(), PROCESSES);
+    guardrail_on_fleet_totals(&server.url());
+}
+
+#[test]
+fn a_guardrail_trips_on_fleet_totals_on_a_redis_cluster() {
+    let cluster = RedisCluster::start().expect("redis cluster");
+    guardrail_on_fleet_totals(&cluster.url());
+}
+
+fn guardrail_on_fleet_totals(url: &str) {
+    let fleet = fleet(url, PROCESSES);
     wait_until("every process connected", Duration::from_secs(10), || {
         fleet.iter().all(|(_, s)| s.is_connected())
     });

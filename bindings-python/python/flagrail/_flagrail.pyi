@@ -4,7 +4,7 @@ Kept in sync with bindings-python/src/*.rs (whose ``///`` docs are the runtime d
 ``python -m mypy.stubtest flagrail._flagrail``, which ``make test-python`` runs.
 """
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from os import PathLike
 from types import TracebackType
@@ -16,6 +16,7 @@ __all__ = [
     "Flags",
     "Flag",
     "Override",
+    "RedisPinStore",
     "Variant",
     "CallResult",
     "Attempt",
@@ -130,6 +131,7 @@ class Flags:
         poll_interval: float | None = None,
         events: str | PathLike[str] | None = None,
         verify_key: str | None = None,
+        redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from a JSON file and, unless ``reload=False``, watches it.
 
@@ -148,13 +150,18 @@ class Flags:
                 (``SIGNATURE_INVALID`` in ``status()`` and the ``reload_rejected`` event) and the
                 live one stays; a document replaced before its ``.sig`` goes live once both
                 match.
+            redis: ``redis://host:port/db`` or ``redis+cluster://host:port,…``: share budgets,
+                guardrails, metrics and sticky pins with every process (Python or Node) opened
+                with the same Redis (see ``fleet_metrics`` and docs/fleet.md). Never waits for
+                Redis: an unreachable one means local enforcement until it answers.
 
         Raises:
             SourceError: The file (or the events file) cannot be opened (code
                 ``SOURCE_UNREACHABLE``), or it is not signed by ``verify_key``
                 (``SIGNATURE_INVALID``).
             DocumentError: The document is invalid; ``problems`` lists every problem.
-            InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``.
+            InvalidArgumentError: ``verify_key`` is not the text of a ``flagrail.pub``, or
+                ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
         """
 
     @staticmethod
@@ -169,24 +176,24 @@ class Flags:
         timeout: float = 10.0,
         startup_timeout: float = 10.0,
         events: str | PathLike[str] | None = None,
+        redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from an HTTP(S) URL and polls it in the background.
 
-        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an
-        unchanged document costs a 304 and no parse. A new document is checked (signature,
-        when ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a
-        bad, truncated, oversized (over 16 MiB) or unsigned document, never replaces the live
-        one. Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
-        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has
-        the URL, ETag, last success and attempt, consecutive failures, staleness and the last
-        error with its code. The poller stops with ``close()`` (or ``with``) and restarts in
-        forked children.
+        Each poll is a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged
+        document costs a 304 and no parse. A new document is checked (signature, when
+        ``verify_key`` is given), validated and swapped in atomically; a failed poll, or a bad,
+        truncated, oversized (over 16 MiB) or unsigned document, never replaces the live one.
+        Failures back off exponentially with full jitter (up to 30 s; ``Retry-After`` is
+        honoured); the first success returns to ``poll_interval``. ``status()["remote"]`` has the
+        URL, ETag, last success and attempt, consecutive failures, staleness and the last error
+        with its code. The poller stops with ``close()`` (or ``with``) and restarts in forked
+        children.
 
-        Startup: the document is fetched before this returns. If that fails and
-        ``cache_path`` holds a valid copy (every good document is written there atomically),
-        the copy serves at once (``status()["remote"]["served_from_cache"]``) and polling goes
-        on. Without a usable cache, attempts go on for up to ``startup_timeout`` seconds, then
-        this raises.
+        Startup: the document is fetched before this returns. If that fails and ``cache_path``
+        holds a valid copy (every good document is written there atomically), the copy serves
+        at once (``status()["remote"]["served_from_cache"]``) and polling goes on. Without a
+        usable cache, attempts go on for up to ``startup_timeout`` seconds, then this raises.
 
         Args:
             url: ``http://`` or ``https://``; credentials in it are never shown.
@@ -202,10 +209,12 @@ class Flags:
                 server fails that poll (connecting has its own 5 s bound).
             startup_timeout: Seconds to wait for a first document without a usable cache.
             events: A JSON-lines file that every telemetry event is appended to.
+            redis: Share budgets, guardrails, metrics and pins through this Redis (as in
+                ``from_file``).
 
         Raises:
-            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it
-                is not signed by ``verify_key`` (``SIGNATURE_INVALID``).
+            SourceError: No document could be fetched in time (``SOURCE_UNREACHABLE``) or it is
+                not signed by ``verify_key`` (``SIGNATURE_INVALID``).
             DocumentError: The server's document is invalid and no cache could serve.
             InvalidArgumentError: A bad URL, header, key, CA file or interval.
         """
@@ -221,17 +230,18 @@ class Flags:
         timeout: float = 1.0,
         startup_timeout: float = 5.0,
         events: str | PathLike[str] | None = None,
+        redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from a Redis key and follows every push at once.
 
         The document lives at ``key``; ``flagrail push`` (and ``flagrail kill`` / ``unkill``
         with ``--redis``) writes it atomically and announces the new revision on the
-        document's pub/sub channel. Every process subscribed to it re-reads the key as soon
-        as the message arrives, right after every (re)subscription, and every
-        ``poll_interval`` seconds as a safety net (pub/sub can drop messages). A new document
-        is checked (signature, when ``verify_key`` is given: the signature lives at a sibling
-        key), validated and swapped in atomically; a bad or unsigned one never replaces the
-        live one. ``url`` is ``redis://host:port[/db]`` or, for a Redis Cluster,
+        document's pub/sub channel. Every process subscribed to it re-reads the key as soon as
+        the message arrives, right after every (re)subscription, and every ``poll_interval``
+        seconds as a safety net (pub/sub can drop messages). A new document is checked
+        (signature, when ``verify_key`` is given: the signature lives at a sibling key),
+        validated and swapped in atomically; a bad or unsigned one never replaces the live
+        one. ``url`` is ``redis://host:port[/db]`` or, for a Redis Cluster,
         ``redis+cluster://host1:port1,host2:port2,...``: every key of one document shares one
         hash tag, so each write stays in one slot. ``status()["remote"]`` says ``kind:
         "redis"``, whether the process is connected and subscribed, the push counter
@@ -241,8 +251,8 @@ class Flags:
 
         Startup never fails because Redis is down: after ``startup_timeout`` seconds without
         an answer, the cache (``cache_path``) serves, or else an empty document (revision
-        ``redis:waiting``: every flag answers the caller's default) until Redis returns and
-        the real document loads. An empty key is treated the same way (nothing pushed yet).
+        ``redis:waiting``: every flag answers the caller's default) until Redis returns and the
+        real document loads. An empty key is treated the same way (nothing pushed yet).
 
         Args:
             url: ``redis://`` or ``redis+cluster://``; a password in it is never shown.
@@ -256,6 +266,9 @@ class Flags:
             startup_timeout: Seconds to wait for Redis before serving the cache or the empty
                 document.
             events: A JSON-lines file that every telemetry event is appended to.
+            redis: Share budgets, guardrails, metrics and sticky pins through this Redis (as
+                in ``from_file``; usually ``url`` again). The shared keys carry ``key``'s hash
+                tag.
 
         Raises:
             DocumentError: Redis holds an invalid document and no cache could serve.
@@ -347,6 +360,41 @@ class Flags:
                 of now: for simulations of ramps.
         """
 
+    def variants(
+        self,
+        context: Mapping[str, object] | None,
+        keys: Iterable[str],
+        *,
+        at: datetime | str | None = None,
+    ) -> dict[str, Variant]:
+        """Several flags for one context, the context read once: ``{key: Variant}`` in the order
+        of ``keys``.
+
+        Each result is the one ``variant(key, context)`` returns, and every flag is decided on
+        the same document revision (a reload cannot land between two of them). Only the
+        attributes the requested flags use are read from ``context``. A key that names no flag
+        gives a ``FLAG_NOT_FOUND`` result whose ``id`` is ``None``; a repeated key appears once.
+
+        Args:
+            context: The request's attributes, as for ``variant``.
+            keys: The flag keys (a list, tuple or other iterable of str; not a single str).
+            at: Evaluate as of this instant, as for ``variant``.
+
+        Raises:
+            TypeError: ``keys`` is a str, or holds something that is not a str.
+        """
+
+    def all(
+        self, context: Mapping[str, object] | None = None, *, at: datetime | str | None = None
+    ) -> dict[str, Variant]:
+        """Every flag of the live document for one context, the context read once:
+        ``{key: Variant}`` in document order (see ``variants``).
+
+        Args:
+            context: The request's attributes, as for ``variant``.
+            at: Evaluate as of this instant, as for ``variant``.
+        """
+
     def flag(self, key: str) -> Flag:
         """A handle bound to one flag key: ``chat = flags.flag("support-bot")`` then
         ``chat.variant(user)``. The flag does not have to exist (yet)."""
@@ -394,10 +442,14 @@ class Flags:
 
     def _begin(
         self, flag: str, context: Mapping[str, object] | None
-    ) -> tuple[_Run, _Run | None] | tuple[None, tuple[Any, str]]:
-        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
-        ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
-        store (then ``_start_run`` with what it returned)."""
+    ) -> (
+        tuple[_Run, _Run | None, tuple[Variant, float | None] | None]
+        | tuple[None, tuple[Any, str], None]
+    ):
+        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None, first
+        step)``, the first step being what ``next(run)`` would give (``(variant, timeout)`` or
+        ``None``); or ``(None, (store, key), None)`` when the pin of ``flag`` must first be
+        read from the user's store (then ``_start_run`` with what it returned)."""
 
     def _pin_store_error(self, method: str, exc: BaseException) -> None:
         """Counts an exception a pin store method raised in ``acall`` (not public API)."""
@@ -574,6 +626,24 @@ class Flags:
     def metrics_text(self) -> str:
         """``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint."""
 
+    def fleet_metrics(self) -> dict[str, Any]:
+        """The whole fleet's aggregates (a handle opened with ``redis=``): every process's
+        ``metrics()`` added up — counters summed, rates and means recomputed, latency
+        quantiles the largest of any process — plus ``"$fleet"``: ``processes``, the fleet's
+        guardrail states, ``read_at``. Read by the background thread every second; this call
+        makes no round trip.
+
+        Raises:
+            InvalidArgumentError: The handle was not opened with ``redis=``.
+        """
+
+    def fleet_metrics_text(self) -> str:
+        """``fleet_metrics()`` in the Prometheus text format (``flagrail_fleet_*`` series).
+
+        Raises:
+            InvalidArgumentError: The handle was not opened with ``redis=``.
+        """
+
     def on_event(self, callback: Callable[[dict[str, Any]], object]) -> None:
         """Calls ``callback(event)`` with every telemetry event (a dict with ``type``, ``time``,
         ``flag``, ``variant``, ``revision``, ``run_id`` …): exposures, outcomes, feedback and
@@ -618,6 +688,23 @@ class Override:
     def __exit__(self, *_exc: object) -> bool:
         """Closes the scope, restoring what was in force before it, also when the block raised
         (the exception propagates)."""
+
+@final
+class RedisPinStore:
+    """The built-in Redis pin store a handle opened with ``redis=`` uses (installed for you; see
+    ``flagrail.PinStore`` for the protocol). ``get`` reads Redis with a 50 ms timeout and
+    raises ``ConnectionError`` while Redis is unreachable (the pin is then ignored and counted
+    in ``status()["sticky_store"]``); ``set`` and ``delete`` are queued and never wait.
+    """
+
+    def get(self, key: str) -> str | None:
+        """The pinned variant id at ``key``, or ``None``."""
+
+    def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Pins ``key`` to ``value`` for ``ttl_seconds`` (queued)."""
+
+    def delete(self, key: str) -> None:
+        """Removes the pin at ``key`` (queued)."""
 
 @final
 class Flag:
@@ -676,7 +763,9 @@ class Variant:
 
     @property
     def _open_feature_reason(self) -> str:
-        """The OpenFeature resolution reason of this decision (not public API)."""
+        """The OpenFeature resolution reason of this decision (``flagrail.openfeature`` and the
+        OpenTelemetry spans read it; not public API): the core's table, where the default of a
+        flag without rules reads ``STATIC``."""
 
     @property
     def rule_id(self) -> str | None:

@@ -32,6 +32,9 @@ pub struct Document {
     pub(crate) segments: Vec<Segment>,
     /// Document-wide budgets (`budgets` at the top): they watch every flag.
     pub(crate) budgets: Vec<Budget>,
+    /// Every attribute any flag reads: the union of each flag's `attributes`, in document
+    /// order then first-use order (see [`Flag::attribute_slots`]).
+    pub(crate) attributes: Vec<Box<str>>,
     /// The document as loaded (for tooling that rewrites it, such as `flagrail kill`).
     pub(crate) source: Arc<serde_json::Value>,
 }
@@ -54,6 +57,12 @@ impl Document {
     /// All flags in document order.
     pub fn flags(&self) -> &[Flag] {
         &self.flags
+    }
+
+    /// Every context attribute any flag of the document reads, each once: what a binding
+    /// converts to evaluate all flags (or several) for one context.
+    pub fn attributes(&self) -> &[Box<str>] {
+        &self.attributes
     }
 
     /// A flag by key.
@@ -114,6 +123,9 @@ pub struct Flag {
     /// `attributes` plus what a `call` reads for telemetry: the unit (`bucket_by`) and the
     /// `segment` label.
     pub run_attributes: Vec<Box<str>>,
+    /// Where each of `attributes` sits in [`Document::attributes`]: a binding that evaluates
+    /// several flags for one context converts the union once and reads each flag's share.
+    pub attribute_slots: Vec<usize>,
     /// Variants tried, in order, after the assigned one fails (`fallback`).
     pub fallback: Vec<usize>,
     /// Bound on model calls (AI attempts) per `call`, the assigned one included.

@@ -179,6 +179,7 @@ impl Loader {
             variants,
             attributes: Vec::new(),
             run_attributes: Vec::new(),
+            attribute_slots: Vec::new(),
             fallback,
             max_attempts,
             max_total_ms,

@@ -202,6 +202,20 @@ impl Parts {
             }
             flag.run_attributes = run_attributes;
         }
+        let mut attributes: Vec<Box<str>> = Vec::new();
+        let mut slot_of: FxHashMap<Box<str>, usize> = FxHashMap::default();
+        for flag in &mut self.flags {
+            flag.attribute_slots = flag
+                .attributes
+                .iter()
+                .map(|name| {
+                    *slot_of.entry(name.clone()).or_insert_with(|| {
+                        attributes.push(name.clone());
+                        attributes.len() - 1
+                    })
+                })
+                .collect();
+        }
         let flag_index: FxHashMap<Box<str>, usize> = self
             .flags
             .iter()
@@ -215,6 +229,7 @@ impl Parts {
             flag_index,
             segments: self.segments,
             budgets: self.budgets,
+            attributes,
             source: Arc::new(source),
         }
     }
@@ -254,5 +269,35 @@ impl Document {
     /// as [`Document::from_slice`] for every document a value can hold.
     pub fn from_value(value: serde_json::Value) -> Result<Document> {
         from_value(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attribute_union_holds_every_flags_attributes_once() {
+        let document = Document::from_json(
+            r#"{"flags": {
+                "a": {"bucket_by": "user_id", "variants": {"x": {}, "y": {}}, "default": "x",
+                      "rules": [{"when": {"attr": "plan", "op": "eq", "value": "pro"}, "serve": "y"},
+                                {"split": [{"variant": "x", "percent": 50}, {"variant": "y", "percent": 50}]}]},
+                "b": {"bucket_by": "org_id", "variants": {"x": {}}, "default": "x",
+                      "rules": [{"when": {"attr": "plan", "op": "eq", "value": "pro"}, "serve": "x"},
+                                {"split": [{"variant": "x", "percent": 100}]}]},
+                "c": {"variants": {"x": {}}, "default": "x"}
+            }}"#,
+        )
+        .unwrap();
+        let union: Vec<&str> = document.attributes().iter().map(|a| &**a).collect();
+        assert_eq!(union, ["plan", "user_id", "org_id"]);
+        for flag in document.flags() {
+            assert_eq!(flag.attribute_slots.len(), flag.attributes.len());
+            for (name, &slot) in flag.attributes.iter().zip(&flag.attribute_slots) {
+                assert_eq!(&document.attributes()[slot], name, "flag {}", flag.key);
+            }
+        }
+        assert!(document.flags()[2].attribute_slots.is_empty());
     }
 }

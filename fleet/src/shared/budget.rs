@@ -61,6 +61,8 @@ pub(crate) struct Lease {
     pub dirty: bool,
     /// The lease was given back because the scope went idle.
     pub returned: bool,
+    /// The background thread was woken for this lease since its last request (wake once).
+    pub woken: bool,
     pub limit: f64,
     pub lease_size: f64,
 }
@@ -148,6 +150,7 @@ impl Leases {
                 last_used: now,
                 dirty: true,
                 returned: false,
+                woken: false,
                 limit: budget.limit,
                 lease_size: size,
             };
@@ -217,19 +220,28 @@ impl Leases {
         lease.offline_spent + lease.reserved.max(0.0) >= share
     }
 
-    fn spend(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
+    /// Spends `amount`; returns whether the background thread should be woken now (the lease
+    /// just fell below half, or this is a new scope, and it was not woken for it yet).
+    fn spend(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) -> bool {
+        let connected = self.connected;
         let Some(lease) = self.lease_mut(budget, scope, now) else {
-            return;
+            return false;
         };
         let from_lease = amount.min(lease.allowance.max(0.0));
         lease.allowance -= amount;
         lease.offline_spent += amount - from_lease;
         lease.unreported += amount;
         lease.dirty = true;
+        let wake = connected
+            && !lease.woken
+            && (lease.granted_at.is_none() || lease.room() < lease.lease_size / 2.0);
+        lease.woken |= wake;
+        wake
     }
 
-    pub fn charge(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
-        self.spend(budget, scope, amount, now);
+    /// Counts a charge; returns whether to wake the background thread (see `spend`).
+    pub fn charge(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) -> bool {
+        self.spend(budget, scope, amount, now)
     }
 
     pub fn reserve(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
@@ -287,6 +299,7 @@ impl Leases {
                 });
                 lease.unreported = 0.0;
                 lease.dirty = false;
+                lease.woken = false;
             }
         }
         requests
@@ -341,7 +354,9 @@ impl Leases {
             .values()
             .flat_map(|s| s.values())
             .map(|l| l.unreported)
-            .sum()
+            .sum::<f64>()
+            // An empty sum is -0.0: report 0.
+            + 0.0
     }
 
     pub fn scopes(&self) -> usize {
@@ -377,7 +392,7 @@ impl Leases {
 
 /// Reports spend and grants a lease, atomically (one key: one slot).
 ///
-/// KEYS[1] the budget/scope hash. ARGV: process id, current slot, slots per window, limit,
+/// `KEYS[1]`: the budget/scope hash. ARGV: process id, current slot, slots per window, limit,
 /// spend to report, lease wanted, now (ms), lease TTL (ms), key TTL (ms).
 /// Returns `{spent, grant, room_after}` as strings (Lua numbers would be truncated).
 pub(crate) const LEASE_SCRIPT: &str = r"

@@ -1,0 +1,180 @@
+"""`Flags.variants(context, keys)` and `Flags.all(context)`: several flags for one context."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from flagrail import Flags
+
+SPLIT = [
+    {"variant": "control", "percent": 50},
+    {"variant": "treatment", "percent": 50},
+]
+
+
+def flag(**extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "bucket_by": "user_id",
+        "variants": {"control": {"n": 1}, "treatment": {"n": 2}},
+        "default": "control",
+        "rules": [{"id": "split", "split": SPLIT}],
+    }
+    body.update(extra)
+    return body
+
+
+DOCUMENT: dict[str, Any] = {
+    "revision": "r1",
+    "flags": {
+        "by-user": flag(),
+        "by-plan": flag(
+            rules=[
+                {"id": "pro", "when": {"attr": "plan", "op": "eq", "value": "pro"}, "serve": "treatment"}
+            ]
+        ),
+        "by-org": flag(bucket_by="org_id"),
+        "static": flag(rules=[]),
+    },
+}
+
+CONTEXTS: list[dict[str, object]] = [
+    {"user_id": f"u-{i}", "plan": "pro" if i % 3 == 0 else "free", "org_id": i % 7}
+    for i in range(300)
+]
+
+
+@pytest.fixture(scope="module")
+def flags() -> Flags:
+    return Flags.from_dict(DOCUMENT)
+
+
+def same(a: Any, b: Any) -> bool:
+    return (a.flag, a.id, a.reason, a.rule_id, a.bucket, a.revision) == (
+        b.flag,
+        b.id,
+        b.reason,
+        b.rule_id,
+        b.bucket,
+        b.revision,
+    )
+
+
+def test_variants_agree_with_variant_for_every_context(flags: Flags) -> None:
+    keys = ["by-user", "by-plan", "by-org", "static"]
+    for context in CONTEXTS:
+        results = flags.variants(context, keys)
+        assert list(results) == keys
+        for key in keys:
+            assert same(results[key], flags.variant(key, context)), (key, context)
+
+
+def test_all_is_every_flag_in_document_order(flags: Flags) -> None:
+    for context in CONTEXTS[:50]:
+        results = flags.all(context)
+        assert list(results) == ["by-user", "by-plan", "by-org", "static"]
+        for key, result in results.items():
+            assert same(result, flags.variant(key, context))
+
+
+def test_unknown_keys_are_not_found_and_repeats_appear_once(flags: Flags) -> None:
+    results = flags.variants({"user_id": "u-1"}, ("nope", "by-user", "nope"))
+    assert list(results) == ["nope", "by-user"]
+    assert results["nope"].id is None
+    assert results["nope"].reason == "FLAG_NOT_FOUND"
+    assert results["by-user"].reason == "SPLIT"
+
+
+def test_only_the_requested_flags_attributes_are_read(flags: Flags) -> None:
+    reads: list[str] = []
+
+    class Spy:
+        def __init__(self, data: dict[str, object]) -> None:
+            self.data = data
+
+        def __getitem__(self, key: str) -> object:
+            reads.append(key)
+            return self.data[key]
+
+        def __iter__(self) -> Any:  # pragma: no cover - not read
+            return iter(self.data)
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+    import collections.abc
+
+    collections.abc.Mapping.register(Spy)
+    spy = Spy({"user_id": "u-1", "plan": "pro", "org_id": 3})
+    flags.variants(spy, ["by-plan"])  # type: ignore[arg-type]
+    assert reads == ["plan"]
+    reads.clear()
+    flags.variants(spy, ["by-plan", "by-user", "by-user"])  # type: ignore[arg-type]
+    assert sorted(reads) == ["plan", "user_id"]
+    reads.clear()
+    flags.all(spy)  # type: ignore[arg-type]
+    assert sorted(reads) == ["org_id", "plan", "user_id"]
+
+
+def test_an_empty_or_missing_context(flags: Flags) -> None:
+    assert flags.all(None)["static"].reason == "DEFAULT"
+    assert flags.variants({}, []) == {}
+    assert flags.all()["by-user"].id == "control"
+
+
+def test_keys_must_be_an_iterable_of_str(flags: Flags) -> None:
+    with pytest.raises(TypeError, match="not a single str"):
+        flags.variants({}, "by-user")
+    with pytest.raises(TypeError, match="str flag keys"):
+        flags.variants({}, ["by-user", 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="context must be a dict"):
+        flags.variants(3, ["by-user"])  # type: ignore[arg-type]
+
+
+def test_at_is_passed_to_every_flag() -> None:
+    ramp = {
+        "revision": "ramps",
+        "flags": {
+            "ramped": {
+                "bucket_by": "user_id",
+                "variants": {"old": {}, "new": {}},
+                "default": "old",
+                "rules": [
+                    {
+                        "id": "ramp",
+                        "ramp": {
+                            "variant": "new",
+                            "baseline": "old",
+                            "start": "2026-11-21T09:00:00Z",
+                            "steps": [{"percent": 100}],
+                        },
+                    }
+                ],
+            }
+        },
+    }
+    flags = Flags.from_dict(ramp)
+    before = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    after = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    ctx = {"user_id": "u-1"}
+    assert flags.variants(ctx, ["ramped"], at=before)["ramped"].id == "old"
+    assert flags.variants(ctx, ["ramped"], at=after)["ramped"].id == "new"
+
+
+def test_results_kept_by_the_caller_are_never_rewritten(flags: Flags) -> None:
+    kept = [flags.variants(c, ["by-user", "by-plan"]) for c in CONTEXTS[:40]]
+    for context, results in zip(CONTEXTS[:40], kept):
+        for key, result in results.items():
+            assert same(result, flags.variant(key, context))
+
+
+def test_a_test_override_applies_to_variants_and_all() -> None:
+    flags = Flags.from_dict(DOCUMENT)
+    ctx = {"user_id": "u-1", "plan": "free"}
+    with flags.override("by-plan", "treatment"):
+        assert flags.variants(ctx, ["by-plan", "static"])["by-plan"].id == "treatment"
+        assert flags.all(ctx)["by-plan"].id == "treatment"
+        assert flags.all(ctx)["static"].id == "control"
+    assert flags.variants(ctx, ["by-plan"])["by-plan"].id == "control"
