@@ -128,7 +128,7 @@ bench: setup build-python-release build-pyo3-floor build-node-release ## ns per 
 	node bench/node_eval.mjs
 	node bench/node_call.mjs
 
-bench-redis-kill: setup build-cli build-python build-node ## kill propagation over Redis to 16 processes (8 Python, 8 Node): p50/p99
+bench-redis-kill: setup build-cli-release build-python-release build-node-release ## kill propagation over Redis to 16 processes (8 Python, 8 Node): p50/p99
 	$(VPY) bench/redis_kill_propagation.py
 
 clean:

@@ -14,7 +14,8 @@ state. Two latencies per process and round:
 Printed: p50 / p99 / max over all samples of each, and a RESULT line.
 Target (issue 16): p99 <= 100 ms on loopback.
 
-Run: `make build-cli build-python build-node && .venv/bin/python bench/redis_kill_propagation.py`
+Run: `make build-cli-release build-python-release build-node-release && .venv/bin/python
+bench/redis_kill_propagation.py`
 (bounded: --rounds, default 30, and 20 s per round at most; needs redis-server).
 """
 
@@ -37,7 +38,11 @@ sys.path.insert(0, str(REPO / "tests" / "python"))
 
 from redis_server import RedisServer  # noqa: E402
 
-CLI = REPO / "target" / "debug" / "flagrail"
+# The release CLI when built (make build-cli-release), else the debug one.
+CLI = next(
+    (path for path in (REPO / "target" / "release" / "flagrail", REPO / "target" / "debug" / "flagrail") if path.exists()),
+    REPO / "target" / "debug" / "flagrail",
+)
 AUDIT = "flagrail:{flagrail:document}:audit"
 
 PYTHON_WATCHER = """
@@ -159,7 +164,7 @@ def main() -> None:
                     process.kill()
                     process.wait()
     print()
-    print(f"kill propagation over Redis to {args.python} Python + {args.node} Node processes, {args.rounds} rounds, {len(from_cli)} samples")
+    print(f"kill propagation over Redis to {args.python} Python + {args.node} Node processes, {args.rounds} rounds, {len(from_cli)} samples; CLI {CLI.relative_to(REPO)}")
     for name, values in (("from the CLI start", from_cli), ("from the write (ms clock)", from_write)):
         print(
             f"  {name:26s}: p50 {statistics.median(values):6.1f} ms   p99 {percentile(values, 99):6.1f} ms   max {max(values):6.1f} ms"

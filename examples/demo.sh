@@ -81,4 +81,11 @@ if [ -f examples/out/events-python.jsonl ]; then
   run $FLAGRAIL forensics --events examples/out/events-python.jsonl --flag support-assistant --variant candidate --summary
   run $FLAGRAIL report examples/out/rollout.json --events examples/out/events-python.jsonl --out examples/out/rollout-report.html
 fi
+
+say "11. A fleet on Redis: two processes (Python and Node) share one budget, and a kill reaches both"
+# A throwaway redis-server on 127.0.0.1 holds the document (flagrail push --redis) and the shared
+# state (redis=URL): budget leases, guardrail counts, metrics, pins (docs/fleet.md).
+$PY examples/demo_fleet.py "$FLAGRAIL"
+
+echo
 echo "open examples/out/autopilot/report.html in a browser"

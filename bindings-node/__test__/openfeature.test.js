@@ -56,8 +56,9 @@ afterEach(async () => {
 })
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-async function waitFor(predicate, what) {
-  for (let i = 0; i < 500; i++) {
+async function waitFor(predicate, what, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
     const value = predicate()
     if (value) return value
     await sleep(10)
@@ -250,4 +251,50 @@ test('metadata and bad arguments', () => {
   assert.equal(provider.flags, flags)
   assert.throws(() => new FlagrailProvider('flags.json'), TypeError)
   assert.throws(() => new FlagrailProvider(flags, { fields: { 'support-bot': '' } }), TypeError)
+})
+
+test('a URL source whose polls fail is Stale, and Ready again once one succeeds', async () => {
+  // The server is a child process: fromUrl blocks this thread until the first document.
+  const net = require('node:net')
+  const { spawn } = require('node:child_process')
+  const port = await new Promise((resolve, reject) => {
+    const probe = net.createServer()
+    probe.listen(0, '127.0.0.1', () => {
+      const { port: free } = probe.address()
+      probe.close(() => resolve(free))
+    })
+    probe.on('error', reject)
+  })
+  const body = JSON.stringify(document('u1'))
+  const serve = () => {
+    const child = spawn(
+      process.execPath,
+      ['-e', `require('node:http').createServer((q, s) => { s.setHeader('content-type', 'application/json'); s.end(${JSON.stringify(body)}) }).listen(${port}, '127.0.0.1', () => console.log('up'))`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    return new Promise((resolve) => child.stdout.once('data', () => resolve(child)))
+  }
+  let server = await serve()
+  const flags = Flags.fromUrl(`http://127.0.0.1:${port}/flags.json`, { pollIntervalMs: 20 })
+  try {
+    const seen = []
+    for (const event of [ProviderEvents.Stale, ProviderEvents.Ready]) {
+      OpenFeature.addHandler(event, (details) => seen.push([event, details]))
+    }
+    const client = await clientFor(new FlagrailProvider(flags, { statusIntervalMs: 10 }))
+    await waitFor(() => seen.length > 0, 'ready')
+    seen.length = 0
+    server.kill()
+    await new Promise((resolve) => server.once('exit', resolve))
+    const [, stale] = await waitFor(() => seen.find(([e]) => e === ProviderEvents.Stale), 'stale')
+    assert.equal(stale.errorCode, ErrorCode.GENERAL)
+    assert.equal(client.providerStatus, ProviderStatus.STALE)
+    assert.equal(await client.getStringValue('dark-mode', 'x'), 'on') // the last good document serves
+    server = await serve()
+    await waitFor(() => seen.find(([e]) => e === ProviderEvents.Ready), 'ready again')
+    assert.equal(client.providerStatus, ProviderStatus.READY)
+  } finally {
+    flags.close()
+    server.kill()
+  }
 })

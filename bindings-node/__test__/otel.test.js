@@ -217,3 +217,22 @@ test('FLAGRAIL_OTEL=0 keeps call plain: @opentelemetry/api is never loaded', () 
     assert.equal(out.stdout.trim(), expected)
   }
 })
+
+test('a shadow attempt is an attempt span of the run', async () => {
+  const flags = botFlags({ shadow: { variant: 'b', percent: 100, max_cost_per_hour: 5 } })
+  const r = await flags.call('bot', { user_id: 'u1' }, async (v) => `answer ${v.id}`)
+  assert.equal(r.shadow, 'b')
+  // The shadow starts on a later turn of the event loop, after the call settled.
+  let attempts = []
+  for (let i = 0; i < 1000 && attempts.length < 2; i++) {
+    await sleep(10)
+    attempts = exporter.getFinishedSpans().filter((s) => s.name === 'flagrail.attempt bot')
+  }
+  assert.equal(attempts.length, 2)
+  const run = exporter.getFinishedSpans().find((s) => s.name === 'flagrail.call bot')
+  const shadow = attempts.find((s) => s.attributes['flagrail.shadow'] === true)
+  const served = attempts.find((s) => s.attributes['flagrail.shadow'] === false)
+  assert.equal(shadow.attributes['feature_flag.result.variant'], 'b')
+  assert.equal(served.attributes['feature_flag.result.variant'], 'a')
+  assert.ok(attempts.every((s) => parentOf(s) === run.spanContext().spanId))
+})

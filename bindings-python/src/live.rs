@@ -703,18 +703,24 @@ impl Flags {
         self.inner.pins.install(store.filter(|s| !s.is_none()))
     }
 
-    /// Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
-    /// ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
-    /// store (then ``_start_run`` with what it returned).
+    /// Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None, first
+    /// step)``, the first step being what ``next(run)`` would give (``(variant, timeout)`` or
+    /// ``None``); or ``(None, (store, key), None)`` when the pin of ``flag`` must first be
+    /// read from the user's store (then ``_start_run`` with what it returned).
+    #[allow(clippy::type_complexity)]
     fn _begin<'py>(
         &self,
         py: Python<'py>,
         flag: &Bound<'py, PyString>,
         context: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Option<PyRun>, Option<Py<PyAny>>)> {
+    ) -> PyResult<(
+        Option<PyRun>,
+        Option<Py<PyAny>>,
+        Option<(Bound<'py, Variant>, Option<f64>)>,
+    )> {
         if let Some(lookup) = runtime::pin_lookup(&self.inner, py, flag, context)? {
             let lookup = lookup.into_pyobject(py)?.into_any().unbind();
-            return Ok((None, Some(lookup)));
+            return Ok((None, Some(lookup), None));
         }
         let run = PyRun::new(runtime::start(
             &self.inner,
@@ -727,7 +733,9 @@ impl Flags {
             Some(shadow) => Some(Py::new(py, shadow)?.into_any()),
             None => None,
         };
-        Ok((Some(run), shadow))
+        // The first step in the same crossing: a second one costs more than the step.
+        let first = run.step(py)?;
+        Ok((Some(run), shadow, first))
     }
 
     /// Counts an exception a pin store method raised in ``acall`` (not public API).

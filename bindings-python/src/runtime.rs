@@ -591,8 +591,8 @@ impl PyShadow {
     }
 }
 
-/// Raises the core's `CallDepthError` when an `acall` at `depth` would nest too deep; the next
-/// depth otherwise. Used by ``flagrail._call.acall``; not public API.
+/// Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep;
+/// the next depth otherwise. Not public API.
 #[pyfunction]
 pub(crate) fn _enter_call(py: Python<'_>, flag: &str, depth: u32) -> PyResult<u32> {
     flagrail_core::live::enter_call(flag, depth).map_err(|err| crate::error::to_py_err(py, &err))
@@ -621,6 +621,22 @@ impl PyRun {
     /// The shadow run to start beside this one (once), or `None`.
     pub(crate) fn take_shadow(&self) -> Option<PyRun> {
         self.lock().as_mut()?.take_shadow()
+    }
+
+    /// The next step of the chain: the variant to call and its timeout in seconds, or `None`
+    /// when the chain has ended (`__next__`, and the first step that `Flags._begin` returns).
+    pub(crate) fn step<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, Variant>, Option<f64>)>> {
+        let mut guard = self.lock();
+        let Some(state) = guard.as_mut() else {
+            return Ok(None);
+        };
+        Ok(match state.next(py)? {
+            Next::Call(v, t) => Some((v, t.map(|ms| ms as f64 / 1000.0))),
+            Next::Done => None,
+        })
     }
 
     pub(crate) fn new(state: RunState) -> PyRun {
@@ -652,14 +668,7 @@ impl PyRun {
         &self,
         py: Python<'py>,
     ) -> PyResult<Option<(Bound<'py, Variant>, Option<f64>)>> {
-        let mut guard = self.lock();
-        let Some(state) = guard.as_mut() else {
-            return Ok(None);
-        };
-        Ok(match state.next(py)? {
-            Next::Call(v, t) => Some((v, t.map(|ms| ms as f64 / 1000.0))),
-            Next::Done => None,
-        })
+        self.step(py)
     }
 
     /// The attempt in flight returned ``value``: the result.

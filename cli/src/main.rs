@@ -15,6 +15,7 @@ mod args;
 mod autopilot;
 mod diff;
 mod drill;
+mod fleet_metrics;
 mod forensics;
 mod redis;
 mod report;
@@ -105,6 +106,12 @@ const COMMANDS: &[Command] = &[
         usage: redis::STATUS_USAGE,
         details: redis::STATUS_DETAILS,
         run: redis::status,
+    },
+    Command {
+        name: "metrics",
+        usage: fleet_metrics::METRICS_USAGE,
+        details: fleet_metrics::METRICS_DETAILS,
+        run: fleet_metrics::metrics,
     },
     Command {
         name: "simulate",

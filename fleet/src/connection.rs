@@ -588,6 +588,38 @@ impl Reconnecting {
         &mut self,
         command: impl FnOnce(&mut RedisConnection) -> RedisResult<T>,
     ) -> Result<T> {
+        let mut command = Some(command);
+        self.attempt(&mut |connection| match command.take() {
+            Some(command) => command(connection),
+            None => Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "a command runs once",
+            ))),
+        })
+    }
+
+    /// [`Reconnecting::run`] for a command that may run twice: a connection that was open
+    /// may have died since its last use (Redis restarted, an idle timeout), so the first
+    /// connection failure on it is retried once on a fresh connection, and a Redis that is
+    /// back answers now rather than after a backoff.
+    pub fn run_retrying<T>(
+        &mut self,
+        mut command: impl FnMut(&mut RedisConnection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let had_connection = self.connection.is_some();
+        match self.attempt(&mut command) {
+            Err(error) if had_connection && error.is_unavailable() => {
+                self.retry_at = None;
+                self.attempt(&mut command)
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn attempt<T>(
+        &mut self,
+        command: &mut impl FnMut(&mut RedisConnection) -> RedisResult<T>,
+    ) -> Result<T> {
         if self.connection.is_none() {
             if let Some(retry_at) = self.retry_at {
                 if Instant::now() < retry_at {

@@ -228,7 +228,7 @@ impl RedisSource {
     /// and validation.
     fn read(&self, commands: &mut Reconnecting) -> Result<Read, Failure> {
         let (document, signature, revision): Fetched = commands
-            .run(|connection| {
+            .run_retrying(|connection| {
                 redis::cmd("MGET")
                     .arg(self.keys.document())
                     .arg(self.keys.signature())
@@ -323,10 +323,13 @@ impl RedisSource {
                 self.record_success(at, |s| s.key_missing = true);
             }
             Ok(Read::Unchanged { revision }) => {
+                // The live document is Redis's (perhaps it came from the cache first).
                 self.record_success(at, |s| {
                     s.key_missing = false;
                     s.confirmed_at = Some(at);
                     s.revision = revision.or(s.revision);
+                    s.document_loaded = true;
+                    s.served_from_cache = false;
                 });
             }
             Ok(Read::New {
@@ -457,8 +460,19 @@ impl RedisSource {
         poll: &dyn Poll,
         next_poll: &mut Instant,
     ) -> Option<bool> {
-        let Ok(mut connection) = connect_one_node(&self.url, self.options.timeouts) else {
-            return Some(false);
+        let mut connection = match connect_one_node(&self.url, self.options.timeouts) {
+            Ok(connection) => connection,
+            Err(error) => {
+                // Shown in the status at once; not sent to the reload listeners (that happens
+                // for the reads, which the backoff paces).
+                let at = self.options.clock.now_millis();
+                let failure = self.failure(error);
+                self.update(|s| {
+                    s.connected = false;
+                    s.last_error = Some((at, failure.clone()));
+                });
+                return Some(false);
+            }
         };
         let mut pubsub = connection.as_pubsub();
         if pubsub.subscribe(self.keys.channel()).is_err()
@@ -481,6 +495,8 @@ impl RedisSource {
             match pubsub.get_message() {
                 Ok(_) => {
                     self.update(|s| s.messages += 1);
+                    // A message means Redis is up: no reason to wait out a backoff.
+                    commands.retry_now();
                     self.reload(commands, poll)?;
                     *next_poll = Instant::now() + self.options.poll_interval;
                 }

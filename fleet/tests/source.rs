@@ -403,6 +403,48 @@ fn a_cached_copy_serves_while_redis_is_down() {
     let flags = from_redis(&server.url(), cached).unwrap();
     assert_eq!(flags.document().revision(), "r1-cached");
     assert_eq!(remote(&flags)["served_from_cache"], json!(true));
+    assert_eq!(remote(&flags)["document_loaded"], json!(false));
+    // Redis returns (empty: no persistence) and the same document is pushed again: the live
+    // document is now confirmed by Redis, not only by the cache.
+    server.restart().unwrap();
+    let mut publisher = Publisher::open(&server.url(), KEY, Timeouts::default()).unwrap();
+    push(&mut publisher, &document("r1-cached"));
+    wait_for("Redis to confirm the cached document", || {
+        remote(&flags)["document_loaded"] == json!(true)
+    });
+    assert_eq!(remote(&flags)["served_from_cache"], json!(false));
     drop(flags);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn redis_lost_mid_run_keeps_serving_says_so_and_recovers() {
+    let mut server = RedisServer::start().unwrap();
+    let mut publisher = Publisher::open(&server.url(), KEY, Timeouts::default()).unwrap();
+    push(&mut publisher, &document("r1"));
+    let flags = from_redis(&server.url(), options()).unwrap();
+    wait_for("the subscription", || {
+        remote(&flags)["subscribed"] == json!(true)
+    });
+
+    server.stop();
+    wait_for("the status to say Redis is gone", || {
+        let status = remote(&flags);
+        status["subscribed"] == json!(false) && status["connected"] == json!(false)
+    });
+    assert_eq!(
+        remote(&flags)["last_error"]["kind"],
+        json!("connect"),
+        "{}",
+        remote(&flags)
+    );
+    assert_eq!(flags.document().revision(), "r1");
+
+    server.restart().unwrap();
+    let mut publisher = Publisher::open(&server.url(), KEY, Timeouts::default()).unwrap();
+    push(&mut publisher, &document("r2-after"));
+    wait_for("the push after Redis returned", || {
+        flags.document().revision() == "r2-after"
+    });
+    assert_eq!(remote(&flags)["connected"], json!(true));
 }

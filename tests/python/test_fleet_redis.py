@@ -7,6 +7,9 @@ bounded poll; nothing asserts on wall-clock time.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +20,15 @@ from redis_server import RedisServer
 
 PYTHON = 4
 NODE = 4
+CLI = fleet_redis.REPO / "target" / "debug" / "flagrail"
+
+
+def cli_metrics(url: str, *extra: str) -> str:
+    if not CLI.exists():
+        raise RuntimeError("target/debug/flagrail is missing: run `make build-cli`")
+    done = subprocess.run([str(CLI), "metrics", "--redis", url, *extra], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def wait_until(what: str, check: Callable[[], bool], seconds: float = 15.0) -> None:
@@ -55,6 +67,15 @@ def test_a_fleet_of_python_and_node_processes_shares_budgets_guardrails_and_pins
         )
         assert all(r["new"] == 0 for r in ask_all(workers, "probe 200"))
 
+        # The fleet's metrics from outside any process: all 64 failures, the trip.
+        wait_until(
+            "flagrail metrics --redis adds up every process",
+            lambda: json.loads(cli_metrics(server.url, "--json")).get("candidate", {}).get("new", {}).get("errors") == 64,
+        )
+        text = cli_metrics(server.url)
+        assert 'flagrail_fleet_guardrail_state{flag="candidate",variant="new",guardrail="errors"} 1' in text
+        assert f"flagrail_fleet_processes {PYTHON + NODE}" in text
+
         # Pins written from Python are honoured from Node (and the other way round).
         first = workers[0].ask("pins 20")
         assert set(first["reasons"]) <= {"SPLIT", "STICKY"}
@@ -66,9 +87,11 @@ def test_a_fleet_of_python_and_node_processes_shares_budgets_guardrails_and_pins
             assert worker.ask("pins 20")["variants"] == first["variants"], worker.kind
         assert len(set(first["variants"])) == 2, "the split should use both variants"
 
-        # Every call was reported: once every process has closed, Redis holds all 2,000.
+        # Every call was reported, served or downgraded, except those downgraded only for want
+        # of a lease while the fleet had room: once every process has closed, they add up.
+        denied = sum(s["denied_for_lease"] for s in fleet_states(workers))
         ask_all(workers, "close")
-        assert fleet_redis.fleet_spend(server, "alice") == 2_000
+        assert fleet_redis.fleet_spend(server, "alice") + denied == 2_000
     finally:
         for worker in workers:
             worker.stop()
@@ -109,4 +132,55 @@ def test_redis_killed_mid_traffic_costs_no_exception_and_no_spend(tmp_path: Path
     finally:
         for worker in workers:
             worker.stop()
+        server.stop()
+
+
+FORK_CHILD = r"""
+import json, os, sys, time
+from flagrail import Flags
+
+flags = Flags.from_file(sys.argv[1], redis=sys.argv[2])
+time.sleep(0.3)
+parent = flags.status()["fleet"]["process"]
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    for _ in range(200):
+        fleet = flags.status()["fleet"]
+        if fleet["connected"]:
+            break
+        time.sleep(0.05)
+    r = flags.call("chat", {"user_id": "forked"}, lambda v: v.id)
+    flags.close()
+    os.write(write, json.dumps({"process": fleet["process"], "connected": fleet["connected"],
+                                "served": r.variant.id}).encode())
+    os._exit(0)
+os.close(write)
+child = json.loads(os.read(read, 65536))
+os.waitpid(pid, 0)
+print(json.dumps({"parent": parent, "child": child}))
+flags.close()
+"""
+
+
+def test_a_forked_child_joins_the_fleet_as_a_new_process(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        document = tmp_path / "flags.json"
+        document.write_text(json.dumps(fleet_redis.DOCUMENT))
+        done = subprocess.run(
+            [sys.executable, "-c", FORK_CHILD, str(document), server.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["child"]["connected"] is True
+        assert report["child"]["process"] != report["parent"], "the child must not reuse the parent's leases"
+        assert report["child"]["served"] == "opus"
+        # The child's call reached Redis (reported on close) under its own process.
+        assert fleet_redis.fleet_spend(server, "forked") == 1
+    finally:
         server.stop()

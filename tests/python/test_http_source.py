@@ -9,6 +9,7 @@ wrong in status(), and recover on the next good answer.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import ssl
@@ -207,6 +208,7 @@ class Stub:
         self.body = doc("r1")
         self.etag = '"r1"'
         self.requests = 0
+        self.accept_encoding: list[str] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -226,6 +228,7 @@ class Stub:
 
             def do_GET(self) -> None:
                 stub.requests += 1
+                stub.accept_encoding.append(self.headers.get("Accept-Encoding", ""))
                 mode = stub.mode
                 if self.path.endswith(".sig"):
                     self.send(404)
@@ -262,6 +265,12 @@ class Stub:
                     self.send(200, b'{"revision": "x", "flags": [}', {"ETag": '"bad"'})
                 elif mode == "redirect-loop":
                     self.send(302, headers={"Location": self.path})
+                elif mode == "gzip":
+                    self.send(200, gzip.compress(stub.body), {"ETag": stub.etag, "Content-Encoding": "gzip"})
+                elif mode == "gzip-bomb":
+                    # 17 MiB of spaces in about 17 KiB: the bound applies after decoding.
+                    bomb = gzip.compress(b" " * (17 * 1024 * 1024))
+                    self.send(200, bomb, {"ETag": '"bomb"', "Content-Encoding": "gzip"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -321,6 +330,22 @@ def test_a_bad_answer_keeps_the_last_good_document(stub: Stub, mode: str, code: 
         stub.serve("r2")
         wait_until(lambda: flags.revision == "r2", 20, "recovery")
         assert remote(flags)["consecutive_failures"] == 0
+
+
+def test_gzip_bodies_are_decoded_and_bounded_after_decoding(stub: Stub) -> None:
+    stub.body, stub.etag, stub.mode = doc("r-gz"), '"gz"', "gzip"
+    flags = Flags.from_url(stub.url(), poll_interval=0.05)
+    try:
+        assert flags.revision == "r-gz"
+        assert all("gzip" in accepted for accepted in stub.accept_encoding)
+        stub.mode = "gzip-bomb"
+        error = wait_until(lambda: remote(flags)["last_error"], 20, "the bomb's rejection")
+        assert error["code"] == "INVALID_DOCUMENT" and error["kind"] == "too_large", error
+        assert flags.revision == "r-gz"
+        stub.serve("r-back")
+        wait_until(lambda: flags.revision == "r-back", 20, "recovery")
+    finally:
+        flags.close()
 
 
 def make_ca(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:

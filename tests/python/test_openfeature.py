@@ -5,7 +5,9 @@ document, and ``track`` forwarded to feedback."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import socketserver
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -250,3 +252,55 @@ def test_metadata_and_bad_arguments(flags: Flags) -> None:
         FlagrailProvider("flags.json")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         FlagrailProvider(flags, fields={"support-bot": ""})
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def _serve(port: int, body: bytes) -> _Server:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = _Server(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_failing_url_source_is_stale_once_and_ready_when_it_answers_again() -> None:
+    body = json.dumps(document("u1")).encode()
+    server = _serve(0, body)
+    port = server.server_address[1]
+    stale: list[EventDetails] = []
+    ready: list[EventDetails] = []
+    flags = Flags.from_url(f"http://127.0.0.1:{port}/flags.json", poll_interval=0.02)
+    try:
+        api.add_handler(ProviderEvent.PROVIDER_STALE, stale.append)
+        api.add_handler(ProviderEvent.PROVIDER_READY, ready.append)
+        client = client_for(FlagrailProvider(flags, status_interval=0.01))
+        wait_until(lambda: ready, 5, "ready")
+        ready.clear()
+        server.shutdown()
+        server.server_close()
+        wait_until(lambda: flags.status()["remote"]["consecutive_failures"] >= 3, 20, "failed polls")
+        assert len(stale) == 1  # one event for the outage, not one per failed poll
+        assert stale[0].error_code == ErrorCode.GENERAL
+        assert stale[0].metadata["code"] == "SOURCE_UNREACHABLE"
+        assert client.get_provider_status() == ProviderStatus.STALE
+        assert client.get_string_value("dark-mode", "x") == "on"  # the last good document serves
+        server = _serve(port, body)
+        # Nothing reloads (the same document): the next evaluations notice the recovery.
+        wait_until(lambda: client.get_string_value("dark-mode", "x") == "on" and ready, 20, "ready again")
+        assert client.get_provider_status() == ProviderStatus.READY
+    finally:
+        flags.close()
+        server.shutdown()
+        server.server_close()

@@ -265,3 +265,33 @@ def test_without_opentelemetry_call_stays_the_native_method() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True", "ok", "a"]
+
+
+def test_a_shadow_attempt_is_an_attempt_span_of_the_run() -> None:
+    flags = Flags.from_dict(doc(shadow={"variant": "b", "percent": 100, "max_cost_per_hour": 5.0}))
+    done = threading.Event()
+
+    def fn(v: Variant) -> str:
+        if v.is_shadow:
+            done.set()
+        return f"answer {v.id}"
+
+    r = flags.call("bot", {"user_id": "u1"}, fn)
+    assert r.shadow == "b"
+    assert done.wait(10)
+
+    def both() -> list[ReadableSpan] | None:
+        found = [s for s in EXPORTER.get_finished_spans() if s.name == "flagrail.attempt bot"]
+        return found if len(found) == 2 else None
+
+    deadline = time.monotonic() + 10
+    attempts = both()
+    while attempts is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        attempts = both()
+    assert attempts is not None
+    run = [s for s in EXPORTER.get_finished_spans() if s.name == "flagrail.call bot"][0]
+    by_shadow = {attrs(s)["flagrail.shadow"]: s for s in attempts}
+    assert attrs(by_shadow[True])["feature_flag.result.variant"] == "b"
+    assert attrs(by_shadow[False])["feature_flag.result.variant"] == "a"
+    assert all(s.parent is not None and s.parent.span_id == run.context.span_id for s in attempts)

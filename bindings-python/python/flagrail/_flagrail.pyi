@@ -45,10 +45,8 @@ HASH_VERSION: int
 _MAX_CALL_DEPTH: int
 
 def _enter_call(flag: str, depth: int) -> int:
-    """Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep.
-
-    Not public API.
-    """
+    """Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep;
+    the next depth otherwise. Not public API."""
 """The bucketing algorithm version (docs/bucketing.md); a change is a new version."""
 
 def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
@@ -442,10 +440,14 @@ class Flags:
 
     def _begin(
         self, flag: str, context: Mapping[str, object] | None
-    ) -> tuple[_Run, _Run | None] | tuple[None, tuple[Any, str]]:
-        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None)``, or
-        ``(None, (store, key))`` when the pin of ``flag`` must first be read from the user's
-        store (then ``_start_run`` with what it returned)."""
+    ) -> (
+        tuple[_Run, _Run | None, tuple[Variant, float | None] | None]
+        | tuple[None, tuple[Any, str], None]
+    ):
+        """Begins ``acall`` in one crossing (not public API): ``(run, shadow run or None, first
+        step)``, the first step being what ``next(run)`` would give (``(variant, timeout)`` or
+        ``None``); or ``(None, (store, key), None)`` when the pin of ``flag`` must first be
+        read from the user's store (then ``_start_run`` with what it returned)."""
 
     def _pin_store_error(self, method: str, exc: BaseException) -> None:
         """Counts an exception a pin store method raised in ``acall`` (not public API)."""
@@ -759,7 +761,9 @@ class Variant:
 
     @property
     def _open_feature_reason(self) -> str:
-        """The OpenFeature resolution reason of this decision (not public API)."""
+        """The OpenFeature resolution reason of this decision (``flagrail.openfeature`` and the
+        OpenTelemetry spans read it; not public API): the core's table, where the default of a
+        flag without rules reads ``STATIC``."""
 
     @property
     def rule_id(self) -> str | None:

@@ -30,8 +30,10 @@ How a flagrail decision reads through OpenFeature (the same in the Node provider
   carry one;
 * a document that goes live emits ``PROVIDER_CONFIGURATION_CHANGED`` (after
   ``PROVIDER_READY`` when the provider was stale); a rejected reload (the source unreadable or
-  the new document invalid, the last good one still serving) emits ``PROVIDER_STALE`` with
-  error code ``PARSE_ERROR`` for an invalid document, ``GENERAL`` otherwise;
+  the new document invalid, the last good one still serving) emits ``PROVIDER_STALE`` once,
+  with error code ``PARSE_ERROR`` for an invalid document, ``GENERAL`` otherwise; a URL source
+  that answers again without a new document emits ``PROVIDER_READY`` (noticed by an
+  evaluation, at most every ``status_interval`` seconds while stale);
 * ``track(name, context, TrackingEventDetails(value, {"run_id": ...}))`` forwards to
   ``Flags.feedback``: the value is the ``score`` (-1..1), or the ``quality`` (0..1) for an
   event named ``"quality"``; ``score`` / ``quality`` attributes set either explicitly.
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
@@ -105,6 +108,9 @@ class FlagrailProvider(AbstractProvider):
             itself.
         targeting_key_attribute: The context attribute the targeting key is passed as
             (default ``user_id``, flagrail's default ``bucket_by``).
+        status_interval: While the provider is stale, how often (seconds) an evaluation reads
+            ``flags.status()`` to see whether the source recovered without a new document (a
+            URL answering again): then ``PROVIDER_READY``.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class FlagrailProvider(AbstractProvider):
         *,
         fields: Mapping[str, str] | None = None,
         targeting_key_attribute: str = "user_id",
+        status_interval: float = 1.0,
     ) -> None:
         super().__init__()
         if not isinstance(flags, Flags):
@@ -127,9 +134,13 @@ class FlagrailProvider(AbstractProvider):
         self._flags = flags
         self._fields = checked
         self._unit = targeting_key_attribute
+        if not isinstance(status_interval, (int, float)) or not status_interval > 0:
+            raise TypeError("status_interval must be a positive number of seconds")
         self._lock = threading.Lock()
         self._listening = False
         self._stale = False
+        self._status_interval = float(status_interval)
+        self._next_check = 0.0
 
     @property
     def flags(self) -> Flags:
@@ -173,7 +184,12 @@ class FlagrailProvider(AbstractProvider):
             )
         elif kind == "reload_rejected":
             with self._lock:
+                # One event when the provider turns stale; a URL source reports every failed
+                # poll.
+                if self._stale:
+                    return
                 self._stale = True
+                self._next_check = time.monotonic() + self._status_interval
             code = ErrorCode.PARSE_ERROR if event.get("code") in _PARSE_CODES else ErrorCode.GENERAL
             self._emit(
                 ProviderEvent.PROVIDER_STALE,
@@ -183,6 +199,24 @@ class FlagrailProvider(AbstractProvider):
                     metadata={"revision": event["revision"], "code": str(event.get("code", ""))},
                 ),
             )
+
+    def _check_recovery(self) -> None:
+        """While stale: has the source recovered without a new document? (A URL source whose
+        polls succeed again: the live document is confirmed, nothing reloads.)"""
+        with self._lock:
+            now = time.monotonic()
+            if not self._stale or now < self._next_check:
+                return
+            self._next_check = now + self._status_interval
+        status = self._flags.status()
+        remote = status.get("remote")
+        if remote is None or remote.get("consecutive_failures", 1) != 0:
+            return
+        with self._lock:
+            if not self._stale:
+                return
+            self._stale = False
+        self._emit(ProviderEvent.PROVIDER_READY, ProviderEventDetails(metadata={"revision": status["revision"]}))
 
     def _context(self, evaluation_context: EvaluationContext | None) -> dict[str, Any]:
         if evaluation_context is None:
@@ -200,6 +234,8 @@ class FlagrailProvider(AbstractProvider):
         evaluation_context: EvaluationContext | None,
         read: Callable[[Variant], _T],
     ) -> FlagResolutionDetails[_T]:
+        if self._stale:
+            self._check_recovery()
         variant = self._flags.variant(flag_key, self._context(evaluation_context))
         metadata: dict[str, bool | int | float | str] = {
             "revision": variant.revision,

@@ -161,6 +161,35 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return 1
 ";
 
+/// Adds tallies to their buckets (one script: a Cluster connection has no pipelines, and
+/// every bucket key is in the fleet's slot).
+///
+/// `KEYS[i]`: a bucket hash. ARGV, five per key: n, bad, sum, sum of squares, TTL (ms).
+pub(crate) const TALLY_SCRIPT: &str = r"
+for i = 1, #KEYS do
+  local b = (i - 1) * 5
+  redis.call('HINCRBY', KEYS[i], 'n', ARGV[b + 1])
+  redis.call('HINCRBY', KEYS[i], 'bad', ARGV[b + 2])
+  redis.call('HINCRBYFLOAT', KEYS[i], 'sum', ARGV[b + 3])
+  redis.call('HINCRBYFLOAT', KEYS[i], 'sq', ARGV[b + 4])
+  redis.call('PEXPIRE', KEYS[i], ARGV[b + 5])
+end
+return 1
+";
+
+/// Sums the buckets given as KEYS: returns `{n, bad, sum, sq}` as strings.
+pub(crate) const SUM_SCRIPT: &str = r"
+local n, bad, sum, sq = 0, 0, 0, 0
+for i = 1, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], 'n', 'bad', 'sum', 'sq')
+  n = n + (tonumber(v[1]) or 0)
+  bad = bad + (tonumber(v[2]) or 0)
+  sum = sum + (tonumber(v[3]) or 0)
+  sq = sq + (tonumber(v[4]) or 0)
+end
+return {tostring(n), tostring(bad), tostring(sum), tostring(sq)}
+";
+
 /// Parses the fields of a state hash (`HGETALL`).
 pub fn parse_state(fields: &FxHashMap<String, String>) -> FleetGuard {
     let get = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());

@@ -87,6 +87,18 @@ const ALIVE_MS: Millis = 15_000;
 /// How long the state of a guardrail outlives its last change.
 const GUARD_STATE_TTL_MS: Millis = 24 * 3_600_000;
 
+/// Heartbeat and metrics of one process, and the fleet's of both, in one round trip (no
+/// pipelines: a Cluster connection has none; both keys are in one slot).
+///
+/// `KEYS[1]` processes, `KEYS[2]` metrics. ARGV: process id, now (ms), metrics entry, TTL (ms).
+const HEARTBEAT_SCRIPT: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+";
+
 /// The connection's state, for status.
 #[derive(Debug, Default)]
 struct Link {
@@ -118,6 +130,9 @@ struct Inner {
     view: Mutex<FleetView>,
     stop: AtomicBool,
     flushes: AtomicU64,
+    /// The background thread, woken when a lease runs low (so a refill does not wait for the
+    /// next tick).
+    worker: std::sync::OnceLock<std::thread::Thread>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,7 +166,13 @@ impl SharedState for Hook {
         lock(&self.0.leases).exhausted(budget, scope, now)
     }
     fn budget_charge(&self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
-        lock(&self.0.leases).charge(budget, scope, amount, now);
+        let wake = lock(&self.0.leases).charge(budget, scope, amount, now);
+        if wake {
+            // Once per lease and refill: the refill starts now rather than at the next tick.
+            if let Some(worker) = self.0.worker.get() {
+                worker.unpark();
+            }
+        }
     }
     fn budget_reserve(&self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         lock(&self.0.leases).reserve(budget, scope, amount, now);
@@ -194,9 +215,14 @@ impl Inner {
     fn status_json(&self, now: Millis) -> Value {
         let connected = self.connected.load(Ordering::Acquire);
         let link = lock(&self.link);
-        let (pending_spend, scopes, fleet_size) = {
+        let (pending_spend, scopes, fleet_size, denied_for_lease) = {
             let leases = lock(&self.leases);
-            (leases.pending_spend(), leases.scopes(), leases.fleet_size)
+            (
+                leases.pending_spend(),
+                leases.scopes(),
+                leases.fleet_size,
+                leases.denied_for_lease(),
+            )
         };
         let (queued_pins, dropped_pins) = {
             let pins = lock(&self.pins);
@@ -216,6 +242,7 @@ impl Inner {
             "fleet_size": fleet_size,
             "leased_scopes": scopes,
             "pending_spend": pending_spend,
+            "denied_for_lease": denied_for_lease,
             "pending_pin_writes": queued_pins,
             "dropped_pin_writes": dropped_pins,
             "flushes": self.flushes.load(Ordering::Relaxed),
@@ -269,6 +296,7 @@ impl FleetState {
             view: Mutex::new(FleetView::default()),
             stop: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
+            worker: std::sync::OnceLock::new(),
         });
         flags.share_state(Some(Arc::new(Hook(Arc::clone(&inner)))));
         let weak = flags.downgrade();
@@ -284,6 +312,7 @@ impl FleetState {
                     detail: error.to_string(),
                 })?
         };
+        let _ = inner.worker.set(worker.thread().clone());
         Ok(Arc::new(FleetState {
             inner,
             flags: weak,
@@ -419,6 +448,9 @@ struct Worker {
     connection: Reconnecting,
     lease_script: redis::Script,
     cas_script: redis::Script,
+    tally_script: redis::Script,
+    sum_script: redis::Script,
+    heartbeat_script: redis::Script,
     last_guard: Option<Instant>,
     last_heartbeat: Option<Instant>,
 }
@@ -431,6 +463,9 @@ impl Worker {
             connection,
             lease_script: redis::Script::new(budget::LEASE_SCRIPT),
             cas_script: redis::Script::new(guard::GUARD_CAS_SCRIPT),
+            tally_script: redis::Script::new(guard::TALLY_SCRIPT),
+            sum_script: redis::Script::new(guard::SUM_SCRIPT),
+            heartbeat_script: redis::Script::new(HEARTBEAT_SCRIPT),
             last_guard: None,
             last_heartbeat: None,
         }
@@ -621,39 +656,29 @@ impl Worker {
             (pending.take(), std::mem::take(&mut pending.offers))
         };
         if !tallies.is_empty() {
-            let mut pipe = redis::pipe();
+            let script = self.tally_script.clone();
+            let mut invocation = script.prepare_invoke();
             for (flag, variant, guardrail, tally) in &tallies {
                 let Some(config) = Self::guard_config(&document, flag, guardrail) else {
                     continue;
                 };
                 let bucket = guard::bucket_ms(config);
-                let key = self.inner.keys.sibling(&format!(
+                invocation.key(self.inner.keys.sibling(&format!(
                     "{}:b:{bucket}:{}",
                     guard::guard_key(flag, variant, guardrail),
                     now.div_euclid(bucket)
-                ));
-                pipe.cmd("HINCRBY").arg(&key).arg("n").arg(tally.n).ignore();
-                pipe.cmd("HINCRBY")
-                    .arg(&key)
-                    .arg("bad")
+                )));
+                invocation
+                    .arg(tally.n)
                     .arg(tally.bad)
-                    .ignore();
-                pipe.cmd("HINCRBYFLOAT")
-                    .arg(&key)
-                    .arg("sum")
                     .arg(tally.sum)
-                    .ignore();
-                pipe.cmd("HINCRBYFLOAT")
-                    .arg(&key)
-                    .arg("sq")
                     .arg(tally.sum_of_squares)
-                    .ignore();
-                pipe.cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(config.window + 2 * bucket)
-                    .ignore();
+                    .arg(config.window + 2 * bucket);
             }
-            if self.run_command(now, |c| pipe.query::<()>(c)).is_none() {
+            if self
+                .run_command(now, |c| invocation.invoke::<i64>(c))
+                .is_none()
+            {
                 lock(&self.inner.tallies).restore(tallies);
                 lock(&self.inner.tallies).offers.extend(offers);
                 return;
@@ -765,35 +790,27 @@ impl Worker {
         let last = now.div_euclid(bucket);
         let mut total = Tally::default();
         if first <= last {
-            let mut pipe = redis::pipe();
+            let script = self.sum_script.clone();
+            let mut invocation = script.prepare_invoke();
             for number in first..=last {
-                let key = self
-                    .inner
-                    .keys
-                    .sibling(&format!("{prefix}:b:{bucket}:{number}"));
-                pipe.cmd("HMGET")
-                    .arg(key)
-                    .arg("n")
-                    .arg("bad")
-                    .arg("sum")
-                    .arg("sq");
+                invocation.key(
+                    self.inner
+                        .keys
+                        .sibling(&format!("{prefix}:b:{bucket}:{number}")),
+                );
             }
-            let rows: Vec<Vec<Option<String>>> = self.run_command(now, |c| pipe.query(c))?;
-            for row in rows {
-                let field = |i: usize| {
-                    row.get(i)
-                        .cloned()
-                        .flatten()
-                        .and_then(|s| s.parse::<f64>().ok())
-                        .unwrap_or(0.0)
-                };
-                total.add(&Tally {
-                    n: field(0) as u64,
-                    bad: field(1) as u64,
-                    sum: field(2),
-                    sum_of_squares: field(3),
-                });
-            }
+            let sums: Vec<String> = self.run_command(now, |c| invocation.invoke(c))?;
+            let field = |i: usize| {
+                sums.get(i)
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            total = Tally {
+                n: field(0) as u64,
+                bad: field(1) as u64,
+                sum: field(2),
+                sum_of_squares: field(3),
+            };
         }
         if let Some(next) = guard::decide(config, &state, &total, now) {
             if self.write_guard_state(&state_key, state.version, &next, now) {
@@ -835,36 +852,31 @@ impl Worker {
         let metrics_key = self.inner.keys.sibling("metrics");
         let process = self.inner.process_id.clone();
         let entry = json!({ "at": now, "metrics": flags.metrics(), "guardrails": lock(&self.inner.view).guardrails }).to_string();
-        let replies: Option<(FxHashMap<String, String>, FxHashMap<String, String>)> = self
-            .run_command(now, |c| {
-                redis::pipe()
-                    .cmd("HSET")
-                    .arg(&processes_key)
-                    .arg(&process)
-                    .arg(now)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&processes_key)
-                    .arg(metrics::METRICS_MAX_AGE_MS)
-                    .ignore()
-                    .cmd("HSET")
-                    .arg(&metrics_key)
-                    .arg(&process)
-                    .arg(&entry)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&metrics_key)
-                    .arg(metrics::METRICS_MAX_AGE_MS)
-                    .ignore()
-                    .cmd("HGETALL")
-                    .arg(&processes_key)
-                    .cmd("HGETALL")
-                    .arg(&metrics_key)
-                    .query(c)
-            });
-        let Some((processes, entries)) = replies else {
+        let script = self.heartbeat_script.clone();
+        let replies: Option<Vec<Vec<String>>> = self.run_command(now, |c| {
+            script
+                .key(&processes_key)
+                .key(&metrics_key)
+                .arg(&process)
+                .arg(now)
+                .arg(&entry)
+                .arg(metrics::METRICS_MAX_AGE_MS)
+                .invoke(c)
+        });
+        let Some(replies) = replies else {
             return;
         };
+        let pairs = |i: usize| -> FxHashMap<String, String> {
+            replies
+                .get(i)
+                .map(|flat| {
+                    flat.chunks(2)
+                        .filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (processes, entries) = (pairs(0), pairs(1));
         let alive = processes
             .values()
             .filter_map(|at| at.parse::<Millis>().ok())
@@ -880,16 +892,15 @@ impl Worker {
             })
             .map(|(p, _)| p)
             .collect();
-        if !stale.is_empty() {
-            let mut pipe = redis::pipe();
-            for p in &stale {
-                pipe.cmd("HDEL")
+        for p in stale {
+            let p = p.clone();
+            self.run_command(now, |c| {
+                redis::cmd("HDEL")
                     .arg(&processes_key)
-                    .arg(p.as_str())
-                    .ignore();
-                pipe.cmd("HDEL").arg(&metrics_key).arg(p.as_str()).ignore();
-            }
-            self.run_command(now, |c| pipe.query::<()>(c));
+                    .arg(&p)
+                    .query::<()>(c)?;
+                redis::cmd("HDEL").arg(&metrics_key).arg(&p).query::<()>(c)
+            });
         }
         let (merged, count) = merge_entries(entries.values(), now);
         let mut view = lock(&self.inner.view);
