@@ -99,7 +99,7 @@ pub fn decide_all(
             let Action::Ramp(ramp) = &rule.action else {
                 continue;
             };
-            let Some(spec) = ramp.autopilot.as_deref() else {
+            let Some(spec) = flag.autopilot_of(ramp) else {
                 continue;
             };
             let candidate = flag.variants[ramp.variant].id.to_string();

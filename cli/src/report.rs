@@ -589,7 +589,7 @@ fn render(doc: &Document, log: &EventLog, audit: &[AuditRecord], at: Millis, fil
         let mut limits = Vec::new();
         for rule in &flag.rules {
             if let Action::Ramp(ramp) = &rule.action {
-                if let Some(spec) = ramp.autopilot.as_deref() {
+                if let Some(spec) = flag.autopilot_of(ramp) {
                     let candidate = flag.variants[ramp.variant].id.to_string();
                     for m in &spec.metrics {
                         limits.push((

@@ -29,9 +29,12 @@ pub struct Ramp {
     pub paused_at: Option<Millis>,
     /// Rolled back to 0 %: nobody is in the ramp, whatever the schedule says.
     pub rolled_back: bool,
-    /// The statistical gate that moves this ramp (`autopilot` in the document). Evaluation
-    /// never reads it: the autopilot acts by rewriting `start`, `paused_at` and `rolled_back`.
-    pub autopilot: Option<Box<crate::autopilot::AutopilotSpec>>,
+    /// The statistical gate that moves this ramp (`autopilot` in the document): its place in
+    /// the flag's `autopilots`, plus one (see `Flag::autopilot_of`). An index, not the spec, so
+    /// that it fits the padding after `rolled_back` and the rules evaluation walks keep their
+    /// size. Evaluation never reads it: the autopilot acts by rewriting `start`, `paused_at`
+    /// and `rolled_back`.
+    pub autopilot: Option<std::num::NonZeroU32>,
 }
 
 /// Where a ramp stands at one instant.

@@ -74,7 +74,7 @@ pub fn edit_ramp(text: &str, change: &RampChange<'_>) -> Result<(Rewrite, RampFi
                 change.flag, change.rule_id
             ))
         })?;
-    let Some(spec) = ramp.autopilot.as_deref() else {
+    let Some(spec) = flag.autopilot_of(ramp) else {
         return Err(invalid(format!(
             "the ramp \"{}\" of flag \"{}\" has no autopilot",
             change.rule_id, change.flag
@@ -298,7 +298,7 @@ mod tests {
         };
         let seen = look(
             ramp,
-            ramp.autopilot.as_deref().expect("spec"),
+            doc.flags()[0].autopilot_of(ramp).expect("spec"),
             change.at + 1,
         );
         assert_eq!((seen.state, seen.step), (GovernedState::Governed, Some(1)));

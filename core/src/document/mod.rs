@@ -142,6 +142,8 @@ pub struct Flag {
     pub shadow: Option<Shadow>,
     /// Whether any variant calls a model (a document-wide `kill` budget stops these flags).
     pub has_ai: bool,
+    /// The autopilots of this flag's ramps, in rule order (`Ramp::autopilot` points here).
+    pub autopilots: Vec<crate::autopilot::AutopilotSpec>,
 }
 
 /// A flag's `shadow` section.
@@ -159,6 +161,15 @@ pub struct Shadow {
 }
 
 impl Flag {
+    /// The autopilot of one of this flag's ramps, if it has one.
+    pub fn autopilot_of(
+        &self,
+        ramp: &crate::ramp::Ramp,
+    ) -> Option<&crate::autopilot::AutopilotSpec> {
+        let place = ramp.autopilot?.get() as usize - 1;
+        self.autopilots.get(place)
+    }
+
     pub fn variant(&self, id: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| &*v.id == id)
     }

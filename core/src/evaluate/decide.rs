@@ -533,15 +533,21 @@ impl Document {
         };
         trace.note(|| {
             let position = ramp.position(at);
-            json!({
+            let mut note = json!({
                 "step": "ramp", "rule_id": &*rule.id, "at": format_timestamp(at),
                 "percent": milli_percent as f64 / 1000.0, "step_index": position.step,
                 "paused": position.paused, "rolled_back": position.rolled_back,
                 "next_step_at": position.next_step_at.map(format_timestamp),
                 "bucket": bucket, "in_ramp": Ramp::includes(bucket, milli_percent),
-                // Where the autopilot stands (null without one): shown beside guardrails.
-                "autopilot": ramp.autopilot.as_deref().map(|spec| look(ramp, spec, at)),
-            })
+            });
+            // Where the autopilot of an autopilot ramp stands (the key is absent otherwise).
+            if let (Some(spec), Value::Object(fields)) = (flag.autopilot_of(ramp), &mut note) {
+                fields.insert(
+                    "autopilot".into(),
+                    serde_json::to_value(look(ramp, spec, at)).unwrap_or(Value::Null),
+                );
+            }
+            note
         });
         if Ramp::includes(bucket, milli_percent) {
             Some((ramp.variant, Reason::Split, Some(bucket)))

@@ -149,7 +149,7 @@ pub fn autopilot_ramps(document: &Document, now: Millis) -> Vec<AutopilotReport>
             let Action::Ramp(ramp) = &rule.action else {
                 continue;
             };
-            let Some(spec) = ramp.autopilot.as_deref() else {
+            let Some(spec) = flag.autopilot_of(ramp) else {
                 continue;
             };
             out.push(AutopilotReport {

@@ -421,7 +421,7 @@ mod tests {
         let Action::Ramp(ramp) = &doc.flags()[0].rules[0].action else {
             panic!("not a ramp");
         };
-        let spec = ramp.autopilot.as_deref().expect("autopilot");
+        let spec = doc.flags()[0].autopilot_of(ramp).expect("autopilot");
         assert_eq!(spec.control, "stable");
         assert_eq!(spec.holds[0].min, 1_800_000);
         assert_eq!(spec.min_units_per_arm, 100);
@@ -531,6 +531,24 @@ mod tests {
         assert_eq!(autopilot["step_began"], "2026-12-01T09:00:00Z");
         assert_eq!(autopilot["held_ms"], 7_200_000);
         assert_eq!(autopilot["control"], "stable");
+
+        // A ramp without an autopilot explains as before: no `autopilot` key.
+        let plain =
+            Document::from_value(document(json!({}), json!({"autopilot": null}))).expect("valid");
+        let explained = plain
+            .explain(
+                "bot",
+                &json!({"user_id": "u1"}),
+                &crate::evaluate::At(at),
+                &crate::evaluate::NoOverlay,
+            )
+            .to_value();
+        let ramp_step = explained["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["step"] == "ramp"))
+            .cloned()
+            .expect("a ramp step");
+        assert_eq!(ramp_step.get("autopilot"), None, "{ramp_step}");
 
         let flags = crate::Flags::from_value(value).expect("flags");
         let status = flags.status().to_json();

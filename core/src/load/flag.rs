@@ -72,6 +72,9 @@ impl Loader {
         value: &Value,
         segments: &SegmentNames<'_>,
     ) -> Option<Flag> {
+        // The autopilots of this flag's ramps collect here (a flag that failed to load may
+        // have left some behind).
+        self.autopilots.clear();
         if key.is_empty() {
             self.report(
                 path,
@@ -188,6 +191,7 @@ impl Loader {
             budgets,
             shadow,
             has_ai,
+            autopilots: std::mem::take(&mut self.autopilots),
         })
     }
 

@@ -99,6 +99,7 @@ fn compile(value: Value, inexact_numbers: FxHashSet<String>) -> Result<Document>
         problems: Vec::new(),
         inexact_numbers,
         segment_depths: Vec::new(),
+        autopilots: Vec::new(),
     };
     let compiled = loader.document(&value);
     match compiled {
@@ -147,6 +148,8 @@ struct Loader {
     inexact_numbers: FxHashSet<String>,
     /// Each segment's depth in levels of conditions, references followed (0 while unknown).
     segment_depths: Vec<usize>,
+    /// The autopilots of the ramps of the flag being read (moved into its `Flag`).
+    autopilots: Vec<crate::autopilot::AutopilotSpec>,
 }
 
 impl Loader {

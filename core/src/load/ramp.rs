@@ -152,7 +152,13 @@ impl Loader {
                     );
                     return None;
                 }
-                spec.map(|spec| Some(Box::new(spec)))
+                spec.and_then(|spec| {
+                    self.autopilots.push(spec);
+                    u32::try_from(self.autopilots.len())
+                        .ok()
+                        .and_then(std::num::NonZeroU32::new)
+                        .map(Some)
+                })
             }
         };
         if !ok {
