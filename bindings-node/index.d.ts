@@ -487,6 +487,7 @@ export interface FleetStatus {
   fleet_size: number
   leased_scopes: number
   pending_spend: number
+  denied_for_lease: number
   pending_pin_writes: number
   dropped_pin_writes: number
   flushes: number

@@ -591,8 +591,8 @@ impl PyShadow {
     }
 }
 
-/// Raises the core's `CallDepthError` when an `acall` at `depth` would nest too deep; the next
-/// depth otherwise. Used by ``flagrail._call.acall``; not public API.
+/// Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep;
+/// the next depth otherwise. Not public API.
 #[pyfunction]
 pub(crate) fn _enter_call(py: Python<'_>, flag: &str, depth: u32) -> PyResult<u32> {
     flagrail_core::live::enter_call(flag, depth).map_err(|err| crate::error::to_py_err(py, &err))

@@ -41,6 +41,7 @@ def test_public_names() -> None:
     assert set(flagrail.__all__) == {
         "HASH_VERSION",
         "AllAttemptsFailedError",
+        "CallDepthError",
         "Attempt",
         "CallError",
         "CallResult",

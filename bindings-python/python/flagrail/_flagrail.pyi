@@ -45,10 +45,8 @@ HASH_VERSION: int
 _MAX_CALL_DEPTH: int
 
 def _enter_call(flag: str, depth: int) -> int:
-    """Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep.
-
-    Not public API.
-    """
+    """Raises the core's ``CallDepthError`` when an ``acall`` at ``depth`` would nest too deep;
+    the next depth otherwise. Not public API."""
 """The bucketing algorithm version (docs/bucketing.md); a change is a new version."""
 
 def bucket(salt: str, unit: str | int, total: int = 100000) -> int:

@@ -63,6 +63,8 @@ pub(crate) struct Lease {
     pub returned: bool,
     /// The background thread was woken for this lease since its last request (wake once).
     pub woken: bool,
+    /// Requests downgraded because the lease ran dry while the fleet had room (not counted).
+    pub denied_for_lease: f64,
     pub limit: f64,
     pub lease_size: f64,
 }
@@ -151,6 +153,7 @@ impl Leases {
                 dirty: true,
                 returned: false,
                 woken: false,
+                denied_for_lease: 0.0,
                 limit: budget.limit,
                 lease_size: size,
             };
@@ -227,6 +230,21 @@ impl Leases {
         let Some(lease) = self.lease_mut(budget, scope, now) else {
             return false;
         };
+        if connected
+            && budget.measure == Measure::Requests
+            && lease.room() <= 0.0
+            && lease.fleet_spent < lease.limit
+        {
+            // This request was downgraded only because this process's lease (or its first
+            // credit) ran dry while the fleet, as last heard, had not spent its limit (the rest
+            // is in leases, or a refill is on its way): counting it would spend room the fleet
+            // never served. Requests downgraded
+            // once the fleet's spend reached the limit, or while Redis is unreachable, count,
+            // as in one process.
+            lease.dirty = true;
+            lease.denied_for_lease += amount;
+            return false;
+        }
         let from_lease = amount.min(lease.allowance.max(0.0));
         lease.allowance -= amount;
         lease.offline_spent += amount - from_lease;
@@ -356,6 +374,16 @@ impl Leases {
             .map(|l| l.unreported)
             .sum::<f64>()
             // An empty sum is -0.0: report 0.
+            + 0.0
+    }
+
+    /// Requests downgraded for want of a lease while the fleet had room (status).
+    pub fn denied_for_lease(&self) -> f64 {
+        self.by_budget
+            .values()
+            .flat_map(|s| s.values())
+            .map(|l| l.denied_for_lease)
+            .sum::<f64>()
             + 0.0
     }
 
@@ -509,6 +537,40 @@ mod tests {
         // 5 of credit, then 100 / 4 = 25 as the local share.
         assert_eq!(admitted, 30);
         assert_eq!(leases.pending_spend(), 30.0);
+    }
+
+    #[test]
+    fn a_request_downgraded_for_want_of_a_lease_is_not_counted_while_the_fleet_has_room() {
+        let b = requests(100.0);
+        let mut leases = Leases::new(0.05);
+        leases.connected = true;
+        leases.charge(&b, "u", 1.0, 0);
+        let sent = leases.take_requests(0, &windows());
+        let room = LeaseGrant {
+            spent: 1.0,
+            grant: 1.0,
+            room_after: 50.0,
+        };
+        leases.granted(&sent[0], room, 1);
+        leases.charge(&b, "u", 1.0, 2);
+        assert!(leases.exhausted(&b, "u", 3));
+        leases.charge(&b, "u", 1.0, 3);
+        assert_eq!(
+            leases.pending_spend(),
+            1.0,
+            "the downgraded request is not reported"
+        );
+        assert_eq!(leases.denied_for_lease(), 1.0);
+        // With the fleet exhausted, a downgraded request counts, as in one process.
+        let sent = leases.take_requests(4, &windows());
+        let none = LeaseGrant {
+            spent: 100.0,
+            grant: 0.0,
+            room_after: 0.0,
+        };
+        leases.granted(&sent[0], none, 5);
+        leases.charge(&b, "u", 1.0, 6);
+        assert_eq!(leases.pending_spend(), 1.0);
     }
 
     #[test]

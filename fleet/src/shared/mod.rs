@@ -215,9 +215,14 @@ impl Inner {
     fn status_json(&self, now: Millis) -> Value {
         let connected = self.connected.load(Ordering::Acquire);
         let link = lock(&self.link);
-        let (pending_spend, scopes, fleet_size) = {
+        let (pending_spend, scopes, fleet_size, denied_for_lease) = {
             let leases = lock(&self.leases);
-            (leases.pending_spend(), leases.scopes(), leases.fleet_size)
+            (
+                leases.pending_spend(),
+                leases.scopes(),
+                leases.fleet_size,
+                leases.denied_for_lease(),
+            )
         };
         let (queued_pins, dropped_pins) = {
             let pins = lock(&self.pins);
@@ -237,6 +242,7 @@ impl Inner {
             "fleet_size": fleet_size,
             "leased_scopes": scopes,
             "pending_spend": pending_spend,
+            "denied_for_lease": denied_for_lease,
             "pending_pin_writes": queued_pins,
             "dropped_pin_writes": dropped_pins,
             "flushes": self.flushes.load(Ordering::Relaxed),
