@@ -269,7 +269,7 @@ fn timeline(view: &FlagView<'_>, frame: &Frame, doc: &Document) -> String {
         out,
         r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">"#
     );
-    frame.axes(&mut out, "share of the ramp's runs on the candidate (%)");
+    frame.axes(&mut out, "share of the runs on the candidate (%)");
     let flag = doc.flag(view.key);
     let mut colour = 0;
     for rule in flag.iter().flat_map(|f| f.rules.iter()) {
@@ -279,11 +279,13 @@ fn timeline(view: &FlagView<'_>, frame: &Frame, doc: &Document) -> String {
         let Some(candidate) = flag.and_then(|f| f.variants.get(ramp.variant)) else {
             continue;
         };
+        // With a baseline, the ramp decides for both arms; without one, the units outside
+        // the ramp fall through to other rules, so the share is of all the flag's runs.
         let ramp_runs: Vec<&Run> = view
             .runs
             .iter()
             .copied()
-            .filter(|r| r.rule_id.as_deref() == Some(&*rule.id))
+            .filter(|r| ramp.baseline.is_none() || r.rule_id.as_deref() == Some(&*rule.id))
             .collect();
         let share = binned(&ramp_runs, frame.t0, frame.t1, |r| {
             Some(if r.variant.as_deref() == Some(&*candidate.id) {
@@ -609,7 +611,7 @@ fn render(doc: &Document, log: &EventLog, audit: &[AuditRecord], at: Millis, fil
             .chain(notices.iter().map(|n| n.0))
             .min()
             .unwrap_or(at - 3_600_000)
-            .min(at - 60_000);
+            .min(at - 1_000);
         let frame = Frame {
             t0,
             t1: at,

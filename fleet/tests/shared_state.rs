@@ -251,7 +251,17 @@ fn guardrail_on_fleet_totals(url: &str) {
 #[test]
 fn pins_written_by_one_process_are_read_by_another() {
     let server = RedisServer::start().expect("redis-server");
-    let fleet = fleet(&server.url(), 2);
+    pins_shared(&server.url());
+}
+
+#[test]
+fn pins_written_by_one_process_are_read_by_another_on_a_redis_cluster() {
+    let cluster = RedisCluster::start().expect("redis cluster");
+    pins_shared(&cluster.url());
+}
+
+fn pins_shared(url: &str) {
+    let fleet = fleet(url, 2);
     wait_until("connected", Duration::from_secs(10), || {
         fleet.iter().all(|(_, s)| s.is_connected())
     });
@@ -273,6 +283,49 @@ fn pins_written_by_one_process_are_read_by_another() {
     wait_until("the pin is gone", Duration::from_secs(5), || {
         fleet[0].1.pin_get("flagrail/pin/chat/c1").ok() == Some(None)
     });
+}
+
+#[test]
+fn metrics_add_up_every_process_of_the_fleet() {
+    let server = RedisServer::start().expect("redis-server");
+    metrics_merged(&server.url());
+}
+
+#[test]
+fn metrics_add_up_every_process_of_the_fleet_on_a_redis_cluster() {
+    let cluster = RedisCluster::start().expect("redis cluster");
+    metrics_merged(&cluster.url());
+}
+
+/// Each process serves a different number of requests; any process reads the fleet's sum.
+fn metrics_merged(url: &str) {
+    let fleet = fleet(url, 3);
+    wait_until("connected", Duration::from_secs(10), || {
+        fleet.iter().all(|(_, s)| s.is_connected())
+    });
+    let mut expected = 0u64;
+    for (index, (flags, _)) in fleet.iter().enumerate() {
+        for call in 0..(index + 1) * 5 {
+            served(flags, &format!("m{index}-{call}"));
+            expected += 1;
+        }
+    }
+    for (_, state) in &fleet {
+        wait_until(
+            "every process reads the fleet's total",
+            Duration::from_secs(10),
+            || {
+                let merged = state.fleet_metrics();
+                merged["$fleet"]["processes"] == json!(3)
+                    && merged["chat"]["opus"]["requests"] == json!(expected)
+            },
+        );
+    }
+    let text = fleet[0].1.fleet_metrics_text();
+    assert!(
+        text.contains("flagrail_fleet_processes 3"),
+        "the Prometheus text names the fleet's size:\n{text}"
+    );
 }
 
 #[test]
