@@ -26,7 +26,7 @@
 //! evaluating, and the JS side fetches new tables and retries. Keeping the `Arc` (not just an
 //! address) also rules out a freed document's address being reused by the next one.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -177,6 +177,9 @@ pub struct Handle {
     /// The document the JS tables were built from (see the module docs). A `RefCell` is
     /// enough: handles live in a per-thread table, so only their own JS thread touches them.
     ack: RefCell<Arc<Document>>,
+    /// The core's id of `ack` (`Flags::document_id`): while it is the live id, [`Handle::decide`]
+    /// evaluates on `ack` without loading the core's document.
+    ack_id: Cell<u64>,
     /// Events waiting for the JS listeners (`onEvent`), as JSON text; installed as an event
     /// sink on first use (see `crate::runtime`).
     pub events: OnceCell<Arc<Mutex<Vec<String>>>>,
@@ -186,10 +189,13 @@ pub struct Handle {
 
 impl Handle {
     fn new(inner: Flags) -> Handle {
-        let ack = RefCell::new(inner.document());
+        let (ack_id, ack) = inner.document_and_id();
+        let ack = RefCell::new(ack);
+        let ack_id = Cell::new(ack_id);
         Handle {
             inner,
             ack,
+            ack_id,
             events: OnceCell::new(),
             fleet: RefCell::new(None),
         }
@@ -203,11 +209,13 @@ impl Handle {
     /// Evaluates flag `index` of the acknowledged document now, or returns `STALE`.
     #[inline]
     pub fn decide(&self, index: u32, values: &[Attr<'_>]) -> f64 {
-        let snapshot = self.inner.snapshot();
-        let ack = self.ack.borrow();
-        if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
+        // The id check stands for comparing the live document with `ack`: a snapshot over `ack`
+        // then skips loading the core's document (an atomic read-modify-write pair per call).
+        if self.inner.document_id() != self.ack_id.get() {
             return STALE;
         }
+        let ack = self.ack.borrow();
+        let snapshot = self.inner.snapshot_of(&ack);
         let Some(flag) = ack.flags().get(index as usize) else {
             return STALE;
         };
@@ -390,7 +398,7 @@ impl Handle {
     /// flag's, then the document's: budget codes index them), the shadow variant's index and
     /// the sticky TTL. Acknowledges that document.
     pub fn tables(&self) -> String {
-        let document = self.inner.document();
+        let (id, document) = self.inner.document_and_id();
         let flags: Vec<Value> = document
             .flags()
             .iter()
@@ -421,6 +429,7 @@ impl Handle {
             "flags": flags,
         });
         *self.ack.borrow_mut() = document;
+        self.ack_id.set(id);
         tables.to_string()
     }
 }

@@ -44,6 +44,9 @@ pub(crate) struct Inner {
 
 /// What the binding keeps per live document.
 struct Entry {
+    /// The core's id of the document (`Flags::document_id`), or [`UNKNOWN_ID`]: while it is
+    /// the live id, `variant` evaluates on this entry's document without loading the core's.
+    document_id: u64,
     /// The objects results share (ids, payloads …); every `Variant` holds it.
     cache: Arc<DocCache>,
     /// Results that do not depend on the unit (a `serve` rule, the default, a kill), created
@@ -97,8 +100,12 @@ impl KeySlots {
     }
 }
 
+/// No document has id 0 (the core numbers them from 1): an entry built from a snapshot, whose
+/// id is not known, is never taken for the live document by `Inner::with_live`.
+const UNKNOWN_ID: u64 = 0;
+
 impl Entry {
-    fn new(py: Python<'_>, document: Arc<Document>) -> Entry {
+    fn new(py: Python<'_>, document: Arc<Document>, document_id: u64) -> Entry {
         let fixed = document.flags().iter().map(|_| PyOnceLock::new()).collect();
         let reusable = document
             .flags()
@@ -106,6 +113,7 @@ impl Entry {
             .map(|flag| flag.variants.iter().map(|_| reuse::Pool::new()).collect())
             .collect();
         Entry {
+            document_id,
             cache: Arc::new(DocCache::new(py, document)),
             fixed,
             keys: KeySlots::new(),
@@ -251,7 +259,8 @@ fn fixed_slot(doc: &Document, outcome: &Outcome) -> Option<(usize, usize)> {
 
 impl Inner {
     pub(crate) fn new(py: Python<'_>, core: CoreFlags, poll_interval: Duration) -> Inner {
-        let entry = Entry::new(py, core.document());
+        let (id, document) = core.document_and_id();
+        let entry = Entry::new(py, document, id);
         Inner {
             core,
             entry: ArcSwap::from_pointee(entry),
@@ -265,7 +274,7 @@ impl Inner {
     #[cold]
     fn refresh(&self, py: Python<'_>, snapshot: &Snapshot<'_>) -> Arc<Entry> {
         let document = Arc::clone(snapshot.document_arc());
-        let fresh = Arc::new(Entry::new(py, document));
+        let fresh = Arc::new(Entry::new(py, document, UNKNOWN_ID));
         // Concurrent refreshes may store in any order; a stale store only costs another
         // refresh on the next call.
         self.entry.store(Arc::clone(&fresh));
@@ -291,6 +300,37 @@ impl Inner {
         }
     }
 
+    /// Runs `f` with the entry of the live document and a snapshot over that document. The
+    /// usual call reads the core's document id and the entry, and nothing else: the snapshot
+    /// borrows the entry's document instead of loading the core's (an atomic
+    /// read-modify-write pair less per call).
+    #[inline]
+    fn with_live<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Entry, &Snapshot<'_>) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let live_id = self.core.document_id();
+        let guard = self.entry.load();
+        if guard.document_id == live_id {
+            let snapshot = self.core.snapshot_of(&guard.cache.doc);
+            return f(&guard, &snapshot);
+        }
+        drop(guard);
+        let fresh = self.refresh_live(py);
+        let snapshot = self.core.snapshot_of(&fresh.cache.doc);
+        f(&fresh, &snapshot)
+    }
+
+    #[cold]
+    fn refresh_live(&self, py: Python<'_>) -> Arc<Entry> {
+        let (id, document) = self.core.document_and_id();
+        let fresh = Arc::new(Entry::new(py, document, id));
+        // As in `refresh`: a stale store only costs another refresh.
+        self.entry.store(Arc::clone(&fresh));
+        fresh
+    }
+
     /// One evaluation: the hot path of the package (entered from `fast.rs`).
     #[inline]
     pub(crate) fn variant<'py>(
@@ -304,8 +344,7 @@ impl Inner {
         let source = Source::from_arg(context)?;
         let at = at.map(time::millis).transpose()?;
         let forced = self.overrides.forced(py, flag)?;
-        let snapshot = self.core.snapshot();
-        self.with_entry(py, &snapshot, |entry| {
+        self.with_live(py, |entry, snapshot| {
             let cache = &entry.cache;
             let index = entry.keys.get(flag).or_else(|| {
                 // A key that is not valid UTF-8 (lone surrogates) cannot name a flag.
@@ -324,14 +363,14 @@ impl Inner {
             };
             if let Some(forced) = &forced {
                 let result =
-                    forced_result(py, entry, &snapshot, index, flag_def, flag_cache, forced)?;
+                    forced_result(py, entry, snapshot, index, flag_def, flag_cache, forced)?;
                 if let Some(result) = result {
                     return Ok(result);
                 }
             }
             let outcome =
                 with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
-                    self.outcome_of(py, &snapshot, index, flag_def, ctx, at)
+                    self.outcome_of(py, snapshot, index, flag_def, ctx, at)
                 })?;
             entry.result_of(py, outcome, flag_cache)
         })

@@ -310,3 +310,45 @@ fn threads_see_whole_revisions_during_reloads() {
     flags.stop_watching();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The document id lets a binding keep the live document between calls: it names exactly one
+/// document of one handle and changes with every applied replacement (not with a rejected
+/// one), and a snapshot over the kept document decides like a loaded one, local kills included.
+#[test]
+fn document_ids_name_one_live_document_and_snapshots_over_a_kept_document_decide_alike() {
+    let flags = Flags::from_json(&document("r1", "new")).expect("valid");
+    let other = Flags::from_json(&document("r1", "new")).expect("valid");
+    let (id, kept) = flags.document_and_id();
+    assert_eq!(id, flags.document_id());
+    assert_eq!(kept.revision(), "r1");
+    assert_ne!(id, other.document_id(), "ids are unique across handles");
+    assert_ne!(id, 0, "0 is never an id (bindings use it for 'unknown')");
+
+    let ctx: [(&str, flagrail_core::Attr<'_>); 0] = [];
+    let decide = |snapshot: flagrail_core::live::Snapshot<'_>| {
+        let d = snapshot.evaluate("chat", &ctx, EvalOptions::default());
+        (d.variant_id().map(str::to_string), d.reason)
+    };
+    assert_eq!(decide(flags.snapshot_of(&kept)), decide(flags.snapshot()));
+    flags.kill(Some("chat"), None);
+    assert_eq!(
+        decide(flags.snapshot_of(&kept)),
+        (Some("off".to_string()), Reason::Killed),
+        "a kept document still sees the handle's local kills"
+    );
+    assert_eq!(decide(flags.snapshot_of(&kept)), decide(flags.snapshot()));
+    flags.unkill(Some("chat"));
+
+    assert!(flags.replace_json("{ not json").is_err());
+    assert_eq!(
+        flags.document_id(),
+        id,
+        "a rejected document changes nothing"
+    );
+    flags.replace_json(&document("r2", "old")).expect("valid");
+    let (new_id, new_doc) = flags.document_and_id();
+    assert_ne!(new_id, id, "a replacement changes the id");
+    assert_eq!(flags.document_id(), new_id);
+    assert_eq!(new_doc.revision(), "r2");
+    assert_eq!(decide(flags.snapshot()).0.as_deref(), Some("old"));
+}

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
-use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
+use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot, SnapshotDocument};
 use crate::live::source::{DocumentVerifier, ExternalSource, Fingerprint, SourceKind};
 use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
@@ -84,8 +84,18 @@ impl ReloadEvent {
 
 type Listener = Arc<dyn Fn(&ReloadEvent) + Send + Sync>;
 
+/// Numbers every document installed in any handle of this process, so that one id names one
+/// document of one handle (see [`Flags::document_id`]).
+static DOCUMENT_IDS: AtomicU64 = AtomicU64::new(1);
+
+fn next_document_id() -> u64 {
+    DOCUMENT_IDS.fetch_add(1, Ordering::Relaxed)
+}
+
 pub(crate) struct Shared {
     pub(super) document: ArcSwap<Document>,
+    /// The id of `document` (see [`Flags::document_id`]); written after each swap.
+    pub(super) document_id: AtomicU64,
     /// Outcomes, guardrail windows and event sinks of the runtime around the call.
     pub(super) runtime: Runtime,
     pub(super) overrides: ArcSwap<Overrides>,
@@ -151,6 +161,7 @@ impl Flags {
             shared: Arc::new(Shared {
                 runtime: Runtime::default(),
                 document: ArcSwap::from_pointee(document),
+                document_id: AtomicU64::new(next_document_id()),
                 overrides: ArcSwap::from_pointee(Overrides::default()),
                 has_overrides: AtomicBool::new(false),
                 source,
@@ -217,6 +228,11 @@ impl Flags {
             Ok(document) => {
                 let revision = document.revision().to_string();
                 let previous = self.shared.document.swap(Arc::new(document));
+                // Release, after the swap: whoever reads the new id reads the new document
+                // (see `document_and_id`).
+                self.shared
+                    .document_id
+                    .store(next_document_id(), Ordering::Release);
                 self.shared.state.rcu(|state| LoadState {
                     last_check: Some(now),
                     loaded_at: now,
@@ -313,11 +329,44 @@ impl Flags {
         self.shared.document.load_full()
     }
 
+    /// The id of the live document: changed by every replacement, and never given to another
+    /// document of any handle in this process. A plain atomic read: a binding that keeps the
+    /// live document between calls ([`Flags::document_and_id`]) checks with it that the
+    /// document is still live, then evaluates on it with [`Flags::snapshot_of`] — without
+    /// [`Flags::snapshot`]'s load of the shared pointer, whose read-modify-write pair (taking
+    /// and returning a slot) costs about as much as deciding a flag.
+    #[inline]
+    pub fn document_id(&self) -> u64 {
+        // Acquire pairs with the Release in `apply`.
+        self.shared.document_id.load(Ordering::Acquire)
+    }
+
+    /// The live document and its id ([`Flags::document_id`]). The id is read first, so the
+    /// document is never older than the id says: if a replacement lands in between, the id
+    /// is already stale and the caller's next comparison with [`Flags::document_id`] fails.
+    pub fn document_and_id(&self) -> (u64, Arc<Document>) {
+        let id = self.document_id();
+        (id, self.shared.document.load_full())
+    }
+
     /// A consistent view for several evaluations: one document, one set of overrides.
     #[inline]
     pub fn snapshot(&self) -> Snapshot<'_> {
+        self.snapshot_over(SnapshotDocument::Loaded(self.shared.document.load()))
+    }
+
+    /// [`Flags::snapshot`] over `document`, a live document the caller keeps: read with
+    /// [`Flags::document_and_id`], and checked against [`Flags::document_id`] just before.
+    /// (Any other document is evaluated as given, with this handle's kills and state.)
+    #[inline]
+    pub fn snapshot_of<'a>(&'a self, document: &'a Arc<Document>) -> Snapshot<'a> {
+        self.snapshot_over(SnapshotDocument::Kept(document))
+    }
+
+    #[inline(always)]
+    fn snapshot_over<'a>(&'a self, document: SnapshotDocument<'a>) -> Snapshot<'a> {
         Snapshot {
-            document: self.shared.document.load(),
+            document,
             // Acquire pairs with the Release in `kill`: a kill is visible to the next evaluation.
             overrides: self
                 .shared

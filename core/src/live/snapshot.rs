@@ -22,11 +22,30 @@ use crate::time::Millis;
 
 /// A consistent view of the live flags (see [`crate::Flags::snapshot`]).
 pub struct Snapshot<'a> {
-    pub(super) document: Guard<Arc<Document>>,
+    pub(super) document: SnapshotDocument<'a>,
     /// `None` when no local kill was in force at the snapshot.
     pub(super) overrides: Option<Guard<Arc<Overrides>>>,
     pub(super) clock: &'a dyn Clock,
     pub(super) runtime: &'a Runtime,
+}
+
+/// The document of a snapshot: loaded from the handle, or one the caller keeps (see
+/// [`crate::Flags::snapshot_of`]).
+pub(super) enum SnapshotDocument<'a> {
+    Loaded(Guard<Arc<Document>>),
+    Kept(&'a Arc<Document>),
+}
+
+impl std::ops::Deref for SnapshotDocument<'_> {
+    type Target = Arc<Document>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Arc<Document> {
+        match self {
+            SnapshotDocument::Loaded(guard) => guard,
+            SnapshotDocument::Kept(document) => document,
+        }
+    }
 }
 
 /// Where the pin of a sticky flag comes from for one evaluation.
