@@ -9,6 +9,7 @@
 //! Evaluation keeps the GIL: it takes a couple of hundred nanoseconds, about what releasing and
 //! re-acquiring it would cost.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use flagrail_core::live::Snapshot;
 use flagrail_core::{
     Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
 };
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
@@ -40,6 +42,16 @@ pub(crate) struct Inner {
     pub(crate) fleet: FleetSlot,
     /// Test overrides open in some thread or task (`flags.override`).
     pub(crate) overrides: Arc<OverrideScopes>,
+}
+
+thread_local! {
+    /// The entries this thread evaluated on most recently, most recent first (see
+    /// [`Inner::with_live`]). Two, so that a thread alternating between two handles finds
+    /// both. Found by document id, which names one document of one handle in the process, so
+    /// an entry is never taken for another handle's or a replaced document. The cost: after a
+    /// reload, a thread keeps the replaced document's entry (and its Python objects) until its
+    /// next evaluations of other documents push it out, or the thread ends.
+    static RECENT_ENTRIES: RefCell<[Option<Arc<Entry>>; 2]> = const { RefCell::new([None, None]) };
 }
 
 /// What the binding keeps per live document.
@@ -300,10 +312,12 @@ impl Inner {
         }
     }
 
-    /// Runs `f` with the entry of the live document and a snapshot over that document. The
-    /// usual call reads the core's document id and the entry, and nothing else: the snapshot
-    /// borrows the entry's document instead of loading the core's (an atomic
-    /// read-modify-write pair less per call).
+    /// Runs `f` with the entry of the live document and a snapshot over that document.
+    ///
+    /// The usual call reads the core's document id and this thread's [`RECENT_ENTRIES`], and
+    /// nothing else: the snapshot borrows the entry's document instead of loading the core's,
+    /// and the entry is not loaded from `self.entry` either — each of those loads is an atomic
+    /// read-modify-write pair (taking and returning a slot), about as costly as the decision.
     #[inline]
     fn with_live<R>(
         &self,
@@ -311,15 +325,59 @@ impl Inner {
         f: impl FnOnce(&Entry, &Snapshot<'_>) -> PyResult<R>,
     ) -> PyResult<R> {
         let live_id = self.core.document_id();
-        let guard = self.entry.load();
-        if guard.document_id == live_id {
-            let snapshot = self.core.snapshot_of(&guard.cache.doc);
-            return f(&guard, &snapshot);
+        let mut f = Some(f);
+        let hit = RECENT_ENTRIES.try_with(|recent| {
+            // Borrowed for writing only by `with_live_slow`, never while Python code runs; a
+            // failed borrow just takes the slow path.
+            let recent = recent.try_borrow().ok()?;
+            let entry = recent.iter().flatten().find(|e| e.document_id == live_id)?;
+            let f = f.take()?;
+            Some(f(entry, &self.core.snapshot_of(&entry.cache.doc)))
+        });
+        if let Ok(Some(result)) = hit {
+            return result;
         }
-        drop(guard);
-        let fresh = self.refresh_live(py);
-        let snapshot = self.core.snapshot_of(&fresh.cache.doc);
-        f(&fresh, &snapshot)
+        match f {
+            Some(f) => self.with_live_slow(py, live_id, f),
+            // `f` is only taken on a hit, which returned above.
+            None => Err(PyRuntimeError::new_err(
+                "flagrail: internal error (entry cache)",
+            )),
+        }
+    }
+
+    /// [`Inner::with_live`] when this thread has no entry of the live document: the handle's
+    /// entry (refreshed if stale), remembered as this thread's most recent.
+    #[cold]
+    #[inline(never)]
+    fn with_live_slow<R>(
+        &self,
+        py: Python<'_>,
+        live_id: u64,
+        f: impl FnOnce(&Entry, &Snapshot<'_>) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let entry = {
+            let guard = self.entry.load();
+            if guard.document_id == live_id {
+                Arc::clone(&guard)
+            } else {
+                drop(guard);
+                self.refresh_live(py)
+            }
+        };
+        let evicted = RECENT_ENTRIES
+            .try_with(|recent| {
+                let mut recent = recent.try_borrow_mut().ok()?;
+                let evicted = recent[1].take();
+                recent[1] = recent[0].replace(Arc::clone(&entry));
+                evicted
+            })
+            .ok()
+            .flatten();
+        // Dropped after the borrow ends (it frees Python objects).
+        drop(evicted);
+        let snapshot = self.core.snapshot_of(&entry.cache.doc);
+        f(&entry, &snapshot)
     }
 
     #[cold]

@@ -87,7 +87,32 @@ impl Pool {
         if !ENABLED.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let objects = self.0.get_or_try_init(py, || -> PyResult<_> {
+        // The filled pool read inline; filling it (once per document, flag and variant) out
+        // of line.
+        let objects = match self.0.get(py) {
+            Some(objects) => objects,
+            None => self.fill(py, cache, outcome, id)?,
+        };
+        for object in objects {
+            let object = object.bind(py);
+            // The invariant (see the module docs): only an object whose one reference is ours.
+            if is_only_reference(object.as_any()) && object.get().reuse_for(outcome) {
+                return Ok(Some(object.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fill(
+        &self,
+        py: Python<'_>,
+        cache: &Arc<DocCache>,
+        outcome: &Outcome,
+        id: impl FnOnce() -> Py<PyAny>,
+    ) -> PyResult<&[Py<Variant>; PER_VARIANT]> {
+        self.0.get_or_try_init(py, || -> PyResult<_> {
             let id = id();
             let mut objects = Vec::with_capacity(PER_VARIANT);
             for _ in 0..PER_VARIANT {
@@ -97,14 +122,6 @@ impl Pool {
             objects
                 .try_into()
                 .map_err(|_| PyRuntimeError::new_err("reusable results"))
-        })?;
-        for object in objects {
-            let object = object.bind(py);
-            // The invariant (see the module docs): only an object whose one reference is ours.
-            if is_only_reference(object.as_any()) && object.get().reuse_for(outcome) {
-                return Ok(Some(object.clone()));
-            }
-        }
-        Ok(None)
+        })
     }
 }

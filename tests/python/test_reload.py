@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,43 @@ def test_dropping_the_handle_stops_its_watcher(flags_file: Path) -> None:
     gc.collect()
     wait_until(lambda: watchers() == 0, LIVE_WITHIN, "the watcher thread to exit")
     assert threading.active_count() == python_threads
+
+
+def test_handles_evaluated_in_turn_on_one_thread_each_serve_their_own_live_revision(tmp_path: Path) -> None:
+    # Each thread keeps the documents it evaluated on last (bindings-python/src/handle.rs,
+    # RECENT_ENTRIES): three handles in turn on one thread, reloads of one of them, and a
+    # flag read from inside another's context lookup must each still see their own document.
+    paths = [tmp_path / f"flags{i}.json" for i in range(3)]
+    for i, path in enumerate(paths):
+        write_atomic(path, json.dumps(chat_document(f"h{i}-r1")))
+    handles = [Flags.from_file(path, reload=False) for path in paths]
+    for round_ in range(2, 5):
+        for i, flags in enumerate(handles):
+            assert flags.variant("chat")["rev"] == f"h{i}-r{round_ - 1}"
+        for i, path in enumerate(paths):
+            write_atomic(path, json.dumps(chat_document(f"h{i}-r{round_}", served="candidate")))
+        assert handles[1].reload_if_changed() is True
+        assert (handles[1].variant("chat").id, handles[1].variant("chat")["rev"]) == ("candidate", f"h1-r{round_}")
+        assert handles[0].reload_if_changed() is True
+        assert handles[2].reload_if_changed() is True
+
+    class Nested(Mapping[str, Any]):
+        """A context whose lookups evaluate another handle's flag (a re-entrant call)."""
+
+        def __getitem__(self, key: str) -> Any:
+            return handles[2].variant("chat")["rev"]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    write_atomic(paths[0], json.dumps({**chat_document("h0-nested"), "flags": {"chat": {
+        "variants": {"control": {"rev": "h0-nested"}, "candidate": {"rev": "h0-nested"}},
+        "default": "control",
+        "rules": [{"id": "r", "when": {"attr": "who", "op": "eq", "value": "h2-r4"}, "serve": "candidate"}],
+    }}}))
+    assert handles[0].reload_if_changed() is True
+    v = handles[0].variant("chat", Nested())
+    assert (v.id, v["rev"]) == ("candidate", "h0-nested")

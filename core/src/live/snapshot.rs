@@ -169,11 +169,17 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Carries out a decision's pin effect on the in-memory store.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn keep_pin<C: Context + ?Sized>(&self, decision: &Decision<'_>, ctx: &C) {
+        // The usual decision has nothing to keep: checked inline, the rest out of line.
         if matches!(decision.pin, PinEffect::None | PinEffect::Keep) {
             return;
         }
+        self.write_pin(decision, ctx);
+    }
+
+    #[inline(never)]
+    fn write_pin<C: Context + ?Sized>(&self, decision: &Decision<'_>, ctx: &C) {
         let (Some(flag), Some(sticky)) =
             (decision.flag, decision.flag.and_then(|f| f.sticky.as_ref()))
         else {
