@@ -10,6 +10,7 @@
 //! re-acquiring it would cost.
 
 use std::cell::RefCell;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub(crate) struct Inner {
     /// Test overrides open in some thread or task (`flags.override`).
     pub(crate) overrides: Arc<OverrideScopes>,
 }
+
+/// A snapshot over a document an [`Entry`] keeps (see [`Inner::with_live`]).
+type KeptSnapshot<'a> = Snapshot<'a, &'a Arc<Document>>;
 
 thread_local! {
     /// The entries this thread evaluated on most recently, most recent first (see
@@ -322,7 +326,7 @@ impl Inner {
     fn with_live<R>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&Entry, &Snapshot<'_>) -> PyResult<R>,
+        f: impl FnOnce(&Entry, &KeptSnapshot<'_>) -> PyResult<R>,
     ) -> PyResult<R> {
         let live_id = self.core.document_id();
         let mut f = Some(f);
@@ -354,7 +358,7 @@ impl Inner {
         &self,
         py: Python<'_>,
         live_id: u64,
-        f: impl FnOnce(&Entry, &Snapshot<'_>) -> PyResult<R>,
+        f: impl FnOnce(&Entry, &KeptSnapshot<'_>) -> PyResult<R>,
     ) -> PyResult<R> {
         let entry = {
             let guard = self.entry.load();
@@ -437,10 +441,10 @@ impl Inner {
     /// The decision for flag `index` of the snapshot's document (`flag_def`): with the user's
     /// pin store, a sticky flag's pin is read, handed to the core and written back.
     #[inline(always)]
-    fn outcome_of<C: flagrail_core::Context + ?Sized>(
+    fn outcome_of<C: flagrail_core::Context + ?Sized, D: Deref<Target = Arc<Document>>>(
         &self,
         py: Python<'_>,
-        snapshot: &Snapshot<'_>,
+        snapshot: &Snapshot<'_, D>,
         index: usize,
         flag_def: &flagrail_core::Flag,
         ctx: &C,
@@ -638,10 +642,10 @@ impl Inner {
 /// context; `None` when the overriding id names no variant of the flag. The shared results of
 /// `fixed` are not used, so they never hold an overridden one.
 #[cold]
-fn forced_result<'py>(
+fn forced_result<'py, D: Deref<Target = Arc<Document>>>(
     py: Python<'py>,
     entry: &Entry,
-    snapshot: &Snapshot<'_>,
+    snapshot: &Snapshot<'_, D>,
     index: usize,
     flag_def: &flagrail_core::Flag,
     flag_cache: &crate::variant::FlagCache,

@@ -324,11 +324,13 @@ fn document_ids_name_one_live_document_and_snapshots_over_a_kept_document_decide
     assert_ne!(id, other.document_id(), "ids are unique across handles");
     assert_ne!(id, 0, "0 is never an id (bindings use it for 'unknown')");
 
-    let ctx: [(&str, flagrail_core::Attr<'_>); 0] = [];
-    let decide = |snapshot: flagrail_core::live::Snapshot<'_>| {
+    fn decide<D: std::ops::Deref<Target = Arc<flagrail_core::Document>>>(
+        snapshot: flagrail_core::live::Snapshot<'_, D>,
+    ) -> (Option<String>, Reason) {
+        let ctx: [(&str, flagrail_core::Attr<'_>); 0] = [];
         let d = snapshot.evaluate("chat", &ctx, EvalOptions::default());
         (d.variant_id().map(str::to_string), d.reason)
-    };
+    }
     assert_eq!(decide(flags.snapshot_of(&kept)), decide(flags.snapshot()));
     flags.kill(Some("chat"), None);
     assert_eq!(

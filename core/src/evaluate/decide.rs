@@ -69,7 +69,8 @@ impl Document {
     /// `now` read only if a ramp needs it and `local` laid over the document. Never fails: an
     /// unknown flag (or an index out of range) gives `FLAG_NOT_FOUND`.
     // Always inlined: a call returns the 128-byte decision through memory and copies it again
-    // (60 instructions per evaluation when LLVM's partitioning left it out of line).
+    // (60 instructions per evaluation in the Python binding when LLVM's partitioning left it
+    // out of line).
     #[inline(always)]
     pub fn evaluate<'d, 'k, C: Context + ?Sized>(
         &'d self,

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
-use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot, SnapshotDocument};
+use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
 use crate::live::source::{DocumentVerifier, ExternalSource, Fingerprint, SourceKind};
 use crate::live::status::{LoadFailure, Status};
 use crate::runtime::Runtime;
@@ -352,19 +352,22 @@ impl Flags {
     /// A consistent view for several evaluations: one document, one set of overrides.
     #[inline]
     pub fn snapshot(&self) -> Snapshot<'_> {
-        self.snapshot_over(SnapshotDocument::Loaded(self.shared.document.load()))
+        self.snapshot_over(self.shared.document.load())
     }
 
     /// [`Flags::snapshot`] over `document`, a live document the caller keeps: read with
     /// [`Flags::document_and_id`], and checked against [`Flags::document_id`] just before.
     /// (Any other document is evaluated as given, with this handle's kills and state.)
     #[inline]
-    pub fn snapshot_of<'a>(&'a self, document: &'a Arc<Document>) -> Snapshot<'a> {
-        self.snapshot_over(SnapshotDocument::Kept(document))
+    pub fn snapshot_of<'a>(
+        &'a self,
+        document: &'a Arc<Document>,
+    ) -> Snapshot<'a, &'a Arc<Document>> {
+        self.snapshot_over(document)
     }
 
     #[inline(always)]
-    fn snapshot_over<'a>(&'a self, document: SnapshotDocument<'a>) -> Snapshot<'a> {
+    fn snapshot_over<D>(&self, document: D) -> Snapshot<'_, D> {
         Snapshot {
             document,
             // Acquire pairs with the Release in `kill`: a kill is visible to the next evaluation.

@@ -1,6 +1,7 @@
 //! A consistent view of the live flags for one or several evaluations, and the owned result of
 //! one evaluation.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use arc_swap::Guard;
@@ -21,31 +22,16 @@ use crate::runtime::Runtime;
 use crate::time::Millis;
 
 /// A consistent view of the live flags (see [`crate::Flags::snapshot`]).
-pub struct Snapshot<'a> {
-    pub(super) document: SnapshotDocument<'a>,
+///
+/// `D` holds the document: a guard loaded from the handle ([`crate::Flags::snapshot`]), or a
+/// reference to one the caller keeps ([`crate::Flags::snapshot_of`]). A type parameter rather
+/// than an enum, so that neither kind pays a branch on every use of the document.
+pub struct Snapshot<'a, D = Guard<Arc<Document>>> {
+    pub(super) document: D,
     /// `None` when no local kill was in force at the snapshot.
     pub(super) overrides: Option<Guard<Arc<Overrides>>>,
     pub(super) clock: &'a dyn Clock,
     pub(super) runtime: &'a Runtime,
-}
-
-/// The document of a snapshot: loaded from the handle, or one the caller keeps (see
-/// [`crate::Flags::snapshot_of`]).
-pub(super) enum SnapshotDocument<'a> {
-    Loaded(Guard<Arc<Document>>),
-    Kept(&'a Arc<Document>),
-}
-
-impl std::ops::Deref for SnapshotDocument<'_> {
-    type Target = Arc<Document>;
-
-    #[inline(always)]
-    fn deref(&self) -> &Arc<Document> {
-        match self {
-            SnapshotDocument::Loaded(guard) => guard,
-            SnapshotDocument::Kept(document) => document,
-        }
-    }
 }
 
 /// Where the pin of a sticky flag comes from for one evaluation.
@@ -138,7 +124,7 @@ impl Overlay for LiveOverlay<'_> {
     }
 }
 
-impl<'a> Snapshot<'a> {
+impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
     pub fn document(&self) -> &Document {
         &self.document
     }
@@ -169,17 +155,11 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Carries out a decision's pin effect on the in-memory store.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn keep_pin<C: Context + ?Sized>(&self, decision: &Decision<'_>, ctx: &C) {
-        // The usual decision has nothing to keep: checked inline, the rest out of line.
         if matches!(decision.pin, PinEffect::None | PinEffect::Keep) {
             return;
         }
-        self.write_pin(decision, ctx);
-    }
-
-    #[inline(never)]
-    fn write_pin<C: Context + ?Sized>(&self, decision: &Decision<'_>, ctx: &C) {
         let (Some(flag), Some(sticky)) =
             (decision.flag, decision.flag.and_then(|f| f.sticky.as_ref()))
         else {
