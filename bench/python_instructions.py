@@ -53,7 +53,7 @@ def main() -> None:
             sink = 0
             for uid, seg in users:
                 v = flags.variant("chat-model", {"user_id": uid, "segment": seg})
-                sink += len(v.id)
+                sink += len(v.id or "")
             return sink
 
     else:
