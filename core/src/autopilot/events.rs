@@ -82,6 +82,8 @@ struct Line {
     segment: Option<String>,
     #[serde(default)]
     shadow: bool,
+    /// `"read"` for the exposure of a plain read (no run to join), `"run"` or absent otherwise.
+    source: Option<String>,
     attempt: Option<u64>,
     outcome: Option<String>,
     error_kind: Option<String>,
@@ -116,6 +118,8 @@ impl EventLog {
             return false;
         };
         match event.kind.as_str() {
+            // A plain read's exposure has no run (and no outcome): nothing to join.
+            "exposure" if event.source.as_deref() == Some("read") => true,
             "exposure" => {
                 let (Some(run_id), Some(flag)) = (event.run_id, event.flag) else {
                     return false;
