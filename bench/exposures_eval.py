@@ -42,7 +42,7 @@ DOCUMENT = {
 passes = int(sys.argv[1])
 on = len(sys.argv) > 2 and sys.argv[2] == "on"
 if on:
-    flags = Flags.from_dict(DOCUMENT, exposures={"window": 3600.0, "sample": 1.0})  # type: ignore[call-arg]
+    flags = Flags.from_dict(DOCUMENT, exposures={"window": 3600.0, "sample": 1.0})
     seen = [0]
 
     def count(event: object) -> None:

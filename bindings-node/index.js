@@ -437,7 +437,8 @@ function setLogger(logger) {
 // queued `reload` / `reload_rejected` events go to its onEvent listeners without waiting for
 // the next call.
 native.onReloadNotice((notice) => {
-  if (reloadLogger !== null) {
+  // Level `events`: queued events (a read's exposure) to hand to listeners, nothing to log.
+  if (reloadLogger !== null && notice.level !== 'events') {
     try {
       reloadLogger[LOG_METHOD[notice.level] ?? 'warn'](notice.message)
     } catch (err) {
@@ -447,6 +448,45 @@ native.onReloadNotice((notice) => {
   const flags = bySlot.get(notice.slot)?.deref()
   if (flags !== undefined && flags._listeners !== null) flags._drain()
 })
+
+const EXPOSURE_OPTIONS = ['windowMs', 'sample', 'maxKeys']
+
+/**
+ * Turns on exposures of plain reads for a new handle from a loader's `exposures` option
+ * (`true`: the defaults; an object: `windowMs`, `sample`, `maxKeys`; see index.d.ts). The core
+ * validates the values; a bad option closes the handle and throws INVALID_ARGUMENT.
+ */
+function enableExposures(flags, exposures) {
+  if (exposures === undefined || exposures === null || exposures === false) return flags
+  const values = [undefined, undefined, undefined]
+  if (exposures !== true) {
+    if (typeof exposures !== 'object' || Array.isArray(exposures)) {
+      flags.close()
+      throw invalidArgument('exposures must be an object ({ windowMs, sample, maxKeys }), true or null')
+    }
+    for (const name of Object.keys(exposures)) {
+      const slot = EXPOSURE_OPTIONS.indexOf(name)
+      if (slot < 0) {
+        flags.close()
+        throw invalidArgument(`exposures: unknown option ${JSON.stringify(name)} (expected windowMs, sample, maxKeys)`)
+      }
+      const value = exposures[name]
+      if (value === undefined || value === null) continue
+      if (typeof value !== 'number') {
+        flags.close()
+        throw invalidArgument(`exposures: ${name} must be a number`)
+      }
+      values[slot] = value
+    }
+  }
+  try {
+    native.enableExposures(flags._slot, values[0], values[1], values[2])
+  } catch (err) {
+    flags.close()
+    rethrow(err)
+  }
+  return flags
+}
 
 /**
  * The live feature flags of a process. Create one per document at startup and share it.
@@ -499,6 +539,7 @@ class Flags {
       verifyKey = opts.verifyKey
     }
     const flags = Flags._from(native.loadFile(file, reload, poll, verifyKey))
+    enableExposures(flags, opts.exposures)
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -561,6 +602,7 @@ class Flags {
         headers,
       }),
     )
+    enableExposures(flags, opts.exposures)
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -615,6 +657,7 @@ class Flags {
         verifyKey: text('verifyKey', opts.verifyKey),
       }),
     )
+    enableExposures(flags, opts.exposures)
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -639,17 +682,18 @@ class Flags {
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.
    */
-  static fromJson(text) {
-    if (text instanceof Uint8Array) return Flags._from(native.loadBytes(text))
+  static fromJson(text, options) {
+    const exposures = options === undefined || options === null ? undefined : options.exposures
+    if (text instanceof Uint8Array) return enableExposures(Flags._from(native.loadBytes(text)), exposures)
     if (typeof text !== 'string') throw invalidArgument('fromJson takes the document as a string or a Buffer')
-    return Flags._from(native.loadJson(text))
+    return enableExposures(Flags._from(native.loadJson(text)), exposures)
   }
 
   /**
    * Flags for a test from a short mapping (see index.d.ts, `Flags.forTests`):
    * `Flags.forTests({ 'support-bot': 'v2.2' })`.
    */
-  static forTests(mapping) {
+  static forTests(mapping, options) {
     let text
     try {
       text = JSON.stringify(mapping)
@@ -657,11 +701,12 @@ class Flags {
       throw invalidArgument(`forTests: the mapping has no JSON form: ${err.message}`)
     }
     if (typeof text !== 'string') throw invalidArgument('forTests takes an object of flag key -> variant id or variants')
-    return Flags._from(native.loadForTests(text))
+    const exposures = options === undefined || options === null ? undefined : options.exposures
+    return enableExposures(Flags._from(native.loadForTests(text)), exposures)
   }
 
   /** Validates a flag document given as a plain object (as `JSON.parse` returns it). */
-  static fromObject(document) {
+  static fromObject(document, options) {
     let text
     try {
       text = JSON.stringify(document)
@@ -669,7 +714,8 @@ class Flags {
       throw invalidArgument(`the document has no JSON form: ${err.message}`)
     }
     if (typeof text !== 'string') throw invalidArgument('fromObject takes the document as an object')
-    return Flags._from(native.loadJson(text))
+    const exposures = options === undefined || options === null ? undefined : options.exposures
+    return enableExposures(Flags._from(native.loadJson(text)), exposures)
   }
 
   /**
