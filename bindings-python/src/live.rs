@@ -230,9 +230,10 @@ impl Flags {
     ///         ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
     #[staticmethod]
     #[pyo3(signature = (
-        path, *, reload = true, poll_interval = None, events = None, exposures = None, verify_key = None,
-        redis = None
+        path, *, reload = true, poll_interval = None, events = None, exposures = None,
+        verify_key = None, redis = None
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
