@@ -179,8 +179,12 @@ function starter(names) {
 
 /** The JS side of one document: ids and frozen payloads the packed results index into. */
 class Tables {
-  /** `custom`: a custom pin store is in use, so sticky flags skip the native fast path. */
-  constructor(text, slot, custom) {
+  /**
+   * `custom`: a custom pin store is in use, so sticky flags skip the native fast path.
+   * `exposing`: the handle has exposures on, so reads also take the unit and the segment label
+   * (the flag's run attributes, which start with its attributes).
+   */
+  constructor(text, slot, custom, exposing) {
     const data = JSON.parse(text)
     this.revision = data.revision
     this.reasons = data.reasons
@@ -195,12 +199,15 @@ class Tables {
         target: slot * TARGET_SLOT + index,
         index,
         attributes: flag.attributes,
+        // What a read takes from the context: `attributes`, plus the unit and the segment
+        // label with exposures on.
+        readAttributes: exposing ? flag.run_attributes : flag.attributes,
         // Where each of `attributes` sits in the document's `attributes`.
         attributeSlots: flag.attribute_slots,
         // What a `call` or a tracker reads: the attributes plus the unit and the segment label.
         runAttributes: flag.run_attributes,
         start: starter(flag.run_attributes),
-        read: reader(flag.attributes),
+        read: reader(exposing ? flag.run_attributes : flag.attributes),
         variantIds: flag.variants.map((v) => v.id),
         payloads: flag.variants.map((v) => deepFreeze(v.payload)),
         hashes: flag.variants.map((v) => v.payload_hash),
@@ -485,6 +492,9 @@ function enableExposures(flags, exposures) {
     flags.close()
     rethrow(err)
   }
+  // Reads now take the unit too (see Tables).
+  flags._exposing = true
+  flags._refresh()
   return flags
 }
 
@@ -502,7 +512,9 @@ class Flags {
     // The custom pin store (usePinStore), or null for the in-memory one.
     this._pinStore = null
     this._pinStats = { errors: 0, lastError: null }
-    this._tables = new Tables(native.tables(slot), slot, false)
+    // Exposures on (set by the loader right after construction, see enableExposures).
+    this._exposing = false
+    this._tables = new Tables(native.tables(slot), slot, false, false)
     // onEvent listeners; null until the first one (then the native side queues events).
     this._listeners = null
     bySlot.set(slot, new WeakRef(this))
@@ -806,7 +818,7 @@ class Flags {
         const packed = native.evalKey(this._slot, key, at)
         if (packed >= 0) return unpack({ key, tables: this._tables }, packed, defaultVariant)
       } else if (entry.direct) {
-        const packed = native.evalList(entry.target, readValues(context, entry.attributes), at)
+        const packed = native.evalList(entry.target, readValues(context, entry.readAttributes), at)
         if (packed >= 0) return unpack(entry, packed, defaultVariant)
         if (packed === WIDE) return unpackWide(entry, native.takeWide(), defaultVariant)
       } else {
@@ -819,7 +831,7 @@ class Flags {
   }
 
   _refresh() {
-    this._tables = new Tables(native.tables(this._slot), this._slot, this._pinStore !== null)
+    this._tables = new Tables(native.tables(this._slot), this._slot, this._pinStore !== null, this._exposing)
   }
 
   /**
@@ -829,7 +841,7 @@ class Flags {
    */
   _evaluatePinned(entry, context, defaultVariant, at) {
     const store = this._pinStore
-    const values = readValues(context, entry.attributes)
+    const values = readValues(context, entry.readAttributes)
     const key = native.pinKey(this._slot, entry.index, values, false)
     const pin = key === null ? null : this._readPinSync(store, key)
     const wide = native.evalPinned(this._slot, entry.index, values, pin === PIN_UNKNOWN ? undefined : (pin ?? undefined), at)

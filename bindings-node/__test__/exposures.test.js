@@ -139,6 +139,37 @@ test('every read is counted per variant, in status() and metricsText()', async (
   assert.ok(text.includes('flagrail_exposure_events_total 0\n'))
 })
 
+test('a flag that decides without the unit still exposes it', async () => {
+  // `plan` only: evaluation reads neither `user_id` nor `segment`, a read with exposures on does.
+  const flags = Flags.fromObject(
+    {
+      revision: 'r1',
+      flags: {
+        'by-plan': {
+          variants: { basic: {}, pro: {} },
+          default: 'basic',
+          rules: [{ id: 'pro', when: { attr: 'plan', op: 'eq', value: 'pro' }, serve: 'pro' }],
+        },
+      },
+    },
+    { exposures: true },
+  )
+  const events = []
+  flags.onEvent((e) => events.push(e))
+  flags.variant('by-plan', { user_id: 'u-7', plan: 'pro', segment: 'beta' })
+  flags.flag('by-plan').variant({ user_id: 8, plan: 'free' })
+  flags.variant('by-plan', { user_id: 'u-9', plan: 'pro' }, undefined, { at: new Date(T0) })
+  await delivered()
+  assert.deepEqual(
+    reads(events).map((e) => [e.unit, e.segment, e.variant, e.reason]),
+    [
+      ['u-7', 'beta', 'pro', 'TARGETING_MATCH'],
+      ['8', null, 'basic', 'DEFAULT'],
+      ['u-9', null, 'pro', 'TARGETING_MATCH'],
+    ],
+  )
+})
+
 test('reads without a unit are counted without an event', async () => {
   const { flags, events } = handle()
   flags.variant('chat-model', { segment: 'internal' })

@@ -40,6 +40,9 @@ pub(crate) struct Inner {
     pub(crate) fleet: FleetSlot,
     /// Test overrides open in some thread or task (`flags.override`).
     pub(crate) overrides: Arc<OverrideScopes>,
+    /// Exposures are on (set before construction): a read also takes the unit and the segment
+    /// label, the flag's `run_attributes`.
+    exposing: bool,
 }
 
 /// What the binding keeps per live document.
@@ -252,6 +255,7 @@ fn fixed_slot(doc: &Document, outcome: &Outcome) -> Option<(usize, usize)> {
 impl Inner {
     pub(crate) fn new(py: Python<'_>, core: CoreFlags, poll_interval: Duration) -> Inner {
         let entry = Entry::new(py, core.document());
+        let exposing = core.exposures_enabled();
         Inner {
             core,
             entry: ArcSwap::from_pointee(entry),
@@ -259,6 +263,7 @@ impl Inner {
             pins: PinStore::default(),
             fleet: FleetSlot::default(),
             overrides: Arc::default(),
+            exposing,
         }
     }
 
@@ -329,10 +334,18 @@ impl Inner {
                     return Ok(result);
                 }
             }
-            let outcome =
-                with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
-                    self.outcome_of(py, &snapshot, index, flag_def, ctx, at)
-                })?;
+            // With exposures on, the unit and the segment label are read too.
+            let (names, keys) = if self.exposing {
+                (
+                    &flag_def.run_attributes[..],
+                    flag_cache.run_attr_keys(py, flag_def),
+                )
+            } else {
+                (&flag_def.attributes[..], &flag_cache.attr_keys[..])
+            };
+            let outcome = with_declared(source, names, keys, |ctx| {
+                self.outcome_of(py, &snapshot, index, flag_def, ctx, at)
+            })?;
             entry.result_of(py, outcome, flag_cache)
         })
     }

@@ -142,6 +142,29 @@ def test_counts_every_read_per_variant_in_status_and_prometheus() -> None:
     assert "flagrail_exposure_events_total 0\n" in text
 
 
+def test_a_flag_that_decides_without_the_unit_still_exposes_it() -> None:
+    # `plan` only: evaluation reads neither `user_id` nor `segment`, a read with exposures on does.
+    document = {
+        "revision": "r1",
+        "flags": {
+            "by-plan": {
+                "variants": {"basic": {}, "pro": {}},
+                "default": "basic",
+                "rules": [{"id": "pro", "when": {"attr": "plan", "op": "eq", "value": "pro"}, "serve": "pro"}],
+            }
+        },
+    }
+    flags = Flags.from_dict(document, exposures=True)
+    events: list[dict[str, Any]] = []
+    flags.on_event(events.append)
+    flags.variant("by-plan", {"user_id": "u-7", "plan": "pro", "segment": "beta"})
+    flags.flag("by-plan").variant({"user_id": 8, "plan": "free"})
+    assert [(e["unit"], e["segment"], e["variant"], e["reason"]) for e in reads(events)] == [
+        ("u-7", "beta", "pro", "TARGETING_MATCH"),
+        ("8", None, "basic", "DEFAULT"),
+    ]
+
+
 def test_reads_without_a_unit_are_counted_without_an_event() -> None:
     flags, events = handle()
     flags.variant("chat-model", {"segment": "internal"}, at=T0)

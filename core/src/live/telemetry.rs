@@ -56,6 +56,12 @@ impl Flags {
             })
     }
 
+    /// Whether exposures of plain reads are on ([`Flags::enable_exposures`]): a binding then
+    /// reads the unit and the segment label for reads too (the flag's `run_attributes`).
+    pub fn exposures_enabled(&self) -> bool {
+        self.shared.runtime.exposures.get().is_some()
+    }
+
     /// Hashes unit ids in events with this key (HMAC-SHA-256); `None` sends them as they are.
     pub fn set_unit_hash_key(&self, key: Option<&[u8]>) {
         self.shared
