@@ -344,6 +344,11 @@ mod tests {
                 );
             }
         }
+        // The exposure of a plain read (exposures on): no run to join, and not unreadable.
+        add(
+            serde_json::json!({"type": "exposure", "time": "2026-12-01T10:00:10Z", "run_id": null,
+            "flag": "bot", "variant": "v2", "revision": "r1", "unit": "u9", "source": "read"}),
+        );
         text.push_str("not json\n{\"type\": \"guardrail_trip\", \"time\": \"2026-12-01T10:00:09Z\", \"flag\": \"bot\"}\n");
         text
     }
