@@ -64,6 +64,33 @@ export interface EvaluateOptions {
   at?: Date | string
 }
 
+/**
+ * The `exposures` option of every loader: exposure events and per-variant counts for plain reads
+ * (`variant`, `variants`, `all`), off by default (docs/runtime.md, "Exposures of plain reads").
+ * `true` takes the defaults. Values are checked by the core: out of range, or an unknown key,
+ * throws `FlagrailError` with code `INVALID_ARGUMENT`.
+ */
+export interface ExposureOptions {
+  /** One event per unit, flag and revision per this many milliseconds (default 3,600,000; 1 ms to 366 days). */
+  windowMs?: number
+  /**
+   * The share of units whose reads send events, 0 to 1 (default 1), drawn by bucketing
+   * `"<flag>/exposure"`: the same units in every process and language. Counts are never sampled.
+   */
+  sample?: number
+  /**
+   * Keys (unit, flag, revision) remembered for deduplication (default 100,000; 2 to 10,000,000).
+   * At the bound the older half is forgotten: their next read sends its exposure again.
+   */
+  maxKeys?: number
+}
+
+/** Options of `Flags.fromJson`, `Flags.fromObject` and `Flags.forTests`. */
+export interface LoadOptions {
+  /** Exposures of plain reads (see `ExposureOptions`). */
+  exposures?: ExposureOptions | boolean | null
+}
+
 /** Options of `Flags.fromFile`. */
 export interface FileOptions {
   /** Watch the file and hot-reload it (default `true`). The watcher never keeps the process alive. */
@@ -72,6 +99,8 @@ export interface FileOptions {
   pollInterval?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /** Exposures of plain reads (see `ExposureOptions`). */
+  exposures?: ExposureOptions | boolean | null
   /**
    * The text of `flagrail.pub`: the document must carry a detached ed25519 signature by this
    * key in `<path>.sig` (written by `flagrail sign`). Every reload checks the pair: an unsigned
@@ -117,6 +146,8 @@ export interface UrlOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /** Exposures of plain reads (see `ExposureOptions`). */
+  exposures?: ExposureOptions | boolean | null
   /**
    * `redis://host:port/db` or `redis+cluster://host:port,host:port,…`: share budgets,
    * guardrails, metrics and sticky pins with every process (Node or Python) opened with the
@@ -153,6 +184,8 @@ export interface RedisOptions {
   startupTimeoutMs?: number
   /** Append every telemetry event to this JSON-lines file (see `Flags.writeEvents`). */
   events?: string | URL
+  /** Exposures of plain reads (see `ExposureOptions`). */
+  exposures?: ExposureOptions | boolean | null
   /**
    * Share budgets, guardrails, metrics and sticky pins through this Redis (as in
    * `FileOptions.redis`; usually `url` again). The shared keys carry `key`'s hash tag.
@@ -293,7 +326,9 @@ export interface FeedbackOptions {
  * `error_kind`, `latency_ms`, tokens, `cost`, `unit`, `segment`, `shadow`, `output`,
  * `guardrail`, `metric`, `threshold`, `observed`, `budget`, `scope`, `limit`, `spent`, …).
  * Outcomes of a call with a shadow carry `output` (what the function returned, as JSON), and
- * the shadow's outcome has `shadow: true` and the served attempt's `run_id`.
+ * the shadow's outcome has `shadow: true` and the served attempt's `run_id`. An `exposure` has
+ * `source`: `'run'` (a call or tracker) or `'read'` (a plain read on a handle with the
+ * `exposures` option; its `run_id` is `null`).
  */
 export interface TelemetryEvent {
   readonly type:
@@ -469,6 +504,31 @@ export interface Status {
   remote: RemoteStatus | RedisRemoteStatus | null
   /** Shared fleet state (`redis` option); null without it. */
   fleet: FleetStatus | null
+  /** Exposures of plain reads (`exposures` option); null without it. */
+  exposures: ExposureStatus | null
+}
+
+/** `Status.exposures`: settings and counters of the exposures of plain reads. */
+export interface ExposureStatus {
+  window_ms: number
+  sample: number
+  max_keys: number
+  /** Reads of a known flag since exposures were turned on. */
+  reads: number
+  /** `exposure` events (`source: 'read'`) sent. */
+  events: number
+  /** Reads not sent because their key was sent within the window. */
+  duplicates: number
+  /** Reads of units outside the sample. */
+  not_sampled: number
+  /** Reads whose context had no unit (the flag's `bucket_by`). */
+  no_unit: number
+  /** Keys remembered now. */
+  remembered: number
+  /** Keys forgotten at `maxKeys` before their window ended. */
+  forgotten: number
+  /** Every read, per flag and variant id (not sampled, not deduplicated). */
+  flags: { [flag: string]: { [variant: string]: number } }
 }
 
 /**
@@ -776,12 +836,12 @@ export declare class Flags {
    * reloading.
    * @throws FlagrailError `INVALID_DOCUMENT` with every problem.
    */
-  static fromJson(text: string | Uint8Array): Flags
+  static fromJson(text: string | Uint8Array, options?: LoadOptions): Flags
   /**
    * Validates a flag document given as a plain object (no reloading).
    * @throws FlagrailError `INVALID_DOCUMENT` with every problem; `INVALID_ARGUMENT` when the object has no JSON form.
    */
-  static fromObject(document: object): Flags
+  static fromObject(document: object, options?: LoadOptions): Flags
   /**
    * Flags for a test from a short mapping: `Flags.forTests({ 'support-bot': 'v2.2' })`. Each
    * entry is one flag: a variant id (the flag's only variant, served to everyone), an object of
@@ -789,7 +849,7 @@ export declare class Flags {
    * written in full (it has `variants`). The document's revision is `"for-tests"`.
    * @throws FlagrailError `INVALID_ARGUMENT` when the mapping is not of that shape; `INVALID_DOCUMENT` when the document it makes is invalid.
    */
-  static forTests(mapping: Record<string, string | Record<string, unknown>>): Flags
+  static forTests(mapping: Record<string, string | Record<string, unknown>>, options?: LoadOptions): Flags
   /**
    * Runs `fn` with `variant` served for `flag` and returns what `fn` returns (its promise, for
    * an async `fn`): `await flags.override('support-bot', 'v2.2', async () => { ... })`.

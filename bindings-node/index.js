@@ -179,8 +179,12 @@ function starter(names) {
 
 /** The JS side of one document: ids and frozen payloads the packed results index into. */
 class Tables {
-  /** `custom`: a custom pin store is in use, so sticky flags skip the native fast path. */
-  constructor(text, slot, custom) {
+  /**
+   * `custom`: a custom pin store is in use, so sticky flags skip the native fast path.
+   * `exposing`: the handle has exposures on, so reads also take the unit and the segment label
+   * (the flag's run attributes, which start with its attributes).
+   */
+  constructor(text, slot, custom, exposing) {
     const data = JSON.parse(text)
     this.revision = data.revision
     this.reasons = data.reasons
@@ -195,12 +199,15 @@ class Tables {
         target: slot * TARGET_SLOT + index,
         index,
         attributes: flag.attributes,
+        // What a read takes from the context: `attributes`, plus the unit and the segment
+        // label with exposures on.
+        readAttributes: exposing ? flag.run_attributes : flag.attributes,
         // Where each of `attributes` sits in the document's `attributes`.
         attributeSlots: flag.attribute_slots,
         // What a `call` or a tracker reads: the attributes plus the unit and the segment label.
         runAttributes: flag.run_attributes,
         start: starter(flag.run_attributes),
-        read: reader(flag.attributes),
+        read: reader(exposing ? flag.run_attributes : flag.attributes),
         variantIds: flag.variants.map((v) => v.id),
         payloads: flag.variants.map((v) => deepFreeze(v.payload)),
         hashes: flag.variants.map((v) => v.payload_hash),
@@ -437,7 +444,8 @@ function setLogger(logger) {
 // queued `reload` / `reload_rejected` events go to its onEvent listeners without waiting for
 // the next call.
 native.onReloadNotice((notice) => {
-  if (reloadLogger !== null) {
+  // Level `events`: queued events (a read's exposure) to hand to listeners, nothing to log.
+  if (reloadLogger !== null && notice.level !== 'events') {
     try {
       reloadLogger[LOG_METHOD[notice.level] ?? 'warn'](notice.message)
     } catch (err) {
@@ -447,6 +455,48 @@ native.onReloadNotice((notice) => {
   const flags = bySlot.get(notice.slot)?.deref()
   if (flags !== undefined && flags._listeners !== null) flags._drain()
 })
+
+const EXPOSURE_OPTIONS = ['windowMs', 'sample', 'maxKeys']
+
+/**
+ * Turns on exposures of plain reads for a new handle from a loader's `exposures` option
+ * (`true`: the defaults; an object: `windowMs`, `sample`, `maxKeys`; see index.d.ts). The core
+ * validates the values; a bad option closes the handle and throws INVALID_ARGUMENT.
+ */
+function enableExposures(flags, exposures) {
+  if (exposures === undefined || exposures === null || exposures === false) return flags
+  const values = [undefined, undefined, undefined]
+  if (exposures !== true) {
+    if (typeof exposures !== 'object' || Array.isArray(exposures)) {
+      flags.close()
+      throw invalidArgument('exposures must be an object ({ windowMs, sample, maxKeys }), true or null')
+    }
+    for (const name of Object.keys(exposures)) {
+      const slot = EXPOSURE_OPTIONS.indexOf(name)
+      if (slot < 0) {
+        flags.close()
+        throw invalidArgument(`exposures: unknown option ${JSON.stringify(name)} (expected windowMs, sample, maxKeys)`)
+      }
+      const value = exposures[name]
+      if (value === undefined || value === null) continue
+      if (typeof value !== 'number') {
+        flags.close()
+        throw invalidArgument(`exposures: ${name} must be a number`)
+      }
+      values[slot] = value
+    }
+  }
+  try {
+    native.enableExposures(flags._slot, values[0], values[1], values[2])
+  } catch (err) {
+    flags.close()
+    rethrow(err)
+  }
+  // Reads now take the unit too (see Tables).
+  flags._exposing = true
+  flags._refresh()
+  return flags
+}
 
 /**
  * The live feature flags of a process. Create one per document at startup and share it.
@@ -462,7 +512,9 @@ class Flags {
     // The custom pin store (usePinStore), or null for the in-memory one.
     this._pinStore = null
     this._pinStats = { errors: 0, lastError: null }
-    this._tables = new Tables(native.tables(slot), slot, false)
+    // Exposures on (set by the loader right after construction, see enableExposures).
+    this._exposing = false
+    this._tables = new Tables(native.tables(slot), slot, false, false)
     // onEvent listeners; null until the first one (then the native side queues events).
     this._listeners = null
     bySlot.set(slot, new WeakRef(this))
@@ -499,6 +551,7 @@ class Flags {
       verifyKey = opts.verifyKey
     }
     const flags = Flags._from(native.loadFile(file, reload, poll, verifyKey))
+    enableExposures(flags, opts.exposures)
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -561,6 +614,7 @@ class Flags {
         headers,
       }),
     )
+    enableExposures(flags, opts.exposures)
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -615,6 +669,7 @@ class Flags {
         verifyKey: text('verifyKey', opts.verifyKey),
       }),
     )
+    enableExposures(flags, opts.exposures)
     if (opts.events !== undefined && opts.events !== null) {
       try {
         flags.writeEvents(opts.events)
@@ -639,17 +694,18 @@ class Flags {
    * `Uint8Array`, read by the core: invalid UTF-8 is an error, as in the CLI and Python). No
    * reloading.
    */
-  static fromJson(text) {
-    if (text instanceof Uint8Array) return Flags._from(native.loadBytes(text))
+  static fromJson(text, options) {
+    const exposures = options === undefined || options === null ? undefined : options.exposures
+    if (text instanceof Uint8Array) return enableExposures(Flags._from(native.loadBytes(text)), exposures)
     if (typeof text !== 'string') throw invalidArgument('fromJson takes the document as a string or a Buffer')
-    return Flags._from(native.loadJson(text))
+    return enableExposures(Flags._from(native.loadJson(text)), exposures)
   }
 
   /**
    * Flags for a test from a short mapping (see index.d.ts, `Flags.forTests`):
    * `Flags.forTests({ 'support-bot': 'v2.2' })`.
    */
-  static forTests(mapping) {
+  static forTests(mapping, options) {
     let text
     try {
       text = JSON.stringify(mapping)
@@ -657,11 +713,12 @@ class Flags {
       throw invalidArgument(`forTests: the mapping has no JSON form: ${err.message}`)
     }
     if (typeof text !== 'string') throw invalidArgument('forTests takes an object of flag key -> variant id or variants')
-    return Flags._from(native.loadForTests(text))
+    const exposures = options === undefined || options === null ? undefined : options.exposures
+    return enableExposures(Flags._from(native.loadForTests(text)), exposures)
   }
 
   /** Validates a flag document given as a plain object (as `JSON.parse` returns it). */
-  static fromObject(document) {
+  static fromObject(document, options) {
     let text
     try {
       text = JSON.stringify(document)
@@ -669,7 +726,8 @@ class Flags {
       throw invalidArgument(`the document has no JSON form: ${err.message}`)
     }
     if (typeof text !== 'string') throw invalidArgument('fromObject takes the document as an object')
-    return Flags._from(native.loadJson(text))
+    const exposures = options === undefined || options === null ? undefined : options.exposures
+    return enableExposures(Flags._from(native.loadJson(text)), exposures)
   }
 
   /**
@@ -760,7 +818,7 @@ class Flags {
         const packed = native.evalKey(this._slot, key, at)
         if (packed >= 0) return unpack({ key, tables: this._tables }, packed, defaultVariant)
       } else if (entry.direct) {
-        const packed = native.evalList(entry.target, readValues(context, entry.attributes), at)
+        const packed = native.evalList(entry.target, readValues(context, entry.readAttributes), at)
         if (packed >= 0) return unpack(entry, packed, defaultVariant)
         if (packed === WIDE) return unpackWide(entry, native.takeWide(), defaultVariant)
       } else {
@@ -773,7 +831,7 @@ class Flags {
   }
 
   _refresh() {
-    this._tables = new Tables(native.tables(this._slot), this._slot, this._pinStore !== null)
+    this._tables = new Tables(native.tables(this._slot), this._slot, this._pinStore !== null, this._exposing)
   }
 
   /**
@@ -783,7 +841,7 @@ class Flags {
    */
   _evaluatePinned(entry, context, defaultVariant, at) {
     const store = this._pinStore
-    const values = readValues(context, entry.attributes)
+    const values = readValues(context, entry.readAttributes)
     const key = native.pinKey(this._slot, entry.index, values, false)
     const pin = key === null ? null : this._readPinSync(store, key)
     const wide = native.evalPinned(this._slot, entry.index, values, pin === PIN_UNKNOWN ? undefined : (pin ?? undefined), at)

@@ -169,6 +169,7 @@ test('declared interfaces match the objects the API returns', async () => {
     ['Status', status],
     ['StickyStoreStatus', status.sticky_store],
     ['LocalKill', (flags.kill('f', { reason: 'r' }), flags.status().local_kills.flags.f)],
+    ['ExposureStatus', Flags.fromObject({ flags: { f: { variants: { a: {} }, default: 'a' } } }, { exposures: true }).status().exposures],
   ]
   for (const [name, object] of pairs) assert.deepEqual(Object.keys(object).sort(), interfaceMembers(DTS, name), name)
   // CallOptions: own fields plus the lazily made `signal` getter.

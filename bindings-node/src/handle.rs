@@ -219,8 +219,10 @@ impl Handle {
         let Some(flag) = ack.flags().get(index as usize) else {
             return STALE;
         };
+        // The values follow `attributes`, or `run_attributes` (which start with them) on a
+        // handle with exposures on: the longer list names both.
         let ctx = Positional {
-            names: &flag.attributes,
+            names: &flag.run_attributes,
             values,
         };
         // By index: the snapshot's document is the acknowledged one (checked above), so the
@@ -333,8 +335,9 @@ impl Handle {
             return None;
         }
         let flag = ack.flags().get(index as usize)?;
+        // `attributes` or, with exposures on, `run_attributes` (see `decide`).
         let ctx = Positional {
-            names: &flag.attributes,
+            names: &flag.run_attributes,
             values,
         };
         let options = EvalOptions {
@@ -504,7 +507,8 @@ fn resolve<'a>(
     match index {
         Some(index) => {
             let flag = document.flags().get(index as usize)?;
-            Some((&flag.key, &flag.attributes))
+            // Values follow `attributes` or, with exposures on, `run_attributes` (see `decide`).
+            Some((&flag.key, &flag.run_attributes))
         }
         None => Some((key, &[])),
     }

@@ -12,6 +12,7 @@
 )]
 
 mod error;
+pub mod exposures;
 pub mod fleet;
 mod handle;
 mod raw;

@@ -20,8 +20,8 @@ use napi_derive::napi;
 pub struct ReloadNotice {
     /// The handle it happened to.
     pub slot: u32,
-    /// `info` (a new document went live), `warning` (unreadable source) or `error` (a document
-    /// refused).
+    /// `info` (a new document went live), `warning` (unreadable source), `error` (a document
+    /// refused), or `events` (queued events to hand to listeners; nothing to log).
     pub level: String,
     pub message: String,
     /// The error code of a rejection.
@@ -48,6 +48,26 @@ pub fn on_reload_notice(
         .build()?;
     NOTIFY.with(|slot| *slot.borrow_mut() = Some(Arc::new(notify)));
     Ok(())
+}
+
+/// Asks this JS thread's receiver to hand the queued events of `slot` to its `onEvent`
+/// listeners soon (a notice of level `events`, no message), without waiting for the next
+/// call: the exposures of plain reads are queued during `variant()`, which never drains.
+/// `None` when no receiver is registered.
+pub fn events_notifier(slot: u32) -> Option<impl Fn() + Send + Sync + 'static> {
+    let notify = NOTIFY.with(|n| n.borrow().clone())?;
+    Some(move || {
+        // Non-blocking, like reloads: the JS thread takes the notice after the current call.
+        let _ = notify.call(
+            ReloadNotice {
+                slot,
+                level: "events".to_string(),
+                message: String::new(),
+                code: None,
+            },
+            ThreadsafeFunctionCallMode::NonBlocking,
+        );
+    })
 }
 
 /// Stores a file- or URL-backed handle whose reloads are pushed to JS as they happen; its slot.

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use flagrail_core::live::PinSource;
 use flagrail_core::live::{Run, Step, Usage};
+use flagrail_core::runtime::events::EXPOSURE_OF_READ;
 use flagrail_core::runtime::{
     attempt_message, check_usage, classify, parse_error_kind, timeout_message, CallbackSink,
     ErrorFacts, ErrorKind, Event,
@@ -597,13 +598,24 @@ pub fn listen(slot: u32) -> Result<(), JsError> {
     if handle.events.get().is_none() {
         let queue: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink_queue = Arc::clone(&queue);
+        // The exposure of a plain read is queued inside `variant()`, after which nothing
+        // drains: the first one queued asks the JS thread to drain soon.
+        let notify = crate::reload_log::events_notifier(slot);
         handle
             .inner
             .add_event_sink(Arc::new(CallbackSink(move |event: &Event| {
                 let text = event.to_string();
-                match sink_queue.lock() {
-                    Ok(mut q) => q.push(text),
-                    Err(poisoned) => poisoned.into_inner().push(text),
+                let mut q = match sink_queue.lock() {
+                    Ok(q) => q,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let was_empty = q.is_empty();
+                q.push(text);
+                drop(q);
+                if was_empty && event["source"] == EXPOSURE_OF_READ {
+                    if let Some(notify) = &notify {
+                        notify();
+                    }
                 }
             })));
         let _ = handle.events.set(queue);

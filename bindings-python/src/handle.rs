@@ -43,6 +43,9 @@ pub(crate) struct Inner {
     pub(crate) fleet: FleetSlot,
     /// Test overrides open in some thread or task (`flags.override`).
     pub(crate) overrides: Arc<OverrideScopes>,
+    /// Exposures are on (set before construction): a read also takes the unit and the segment
+    /// label, the flag's `run_attributes`.
+    exposing: bool,
 }
 
 /// A snapshot over a document an [`Entry`] keeps (see [`Inner::with_live`]).
@@ -277,6 +280,7 @@ impl Inner {
     pub(crate) fn new(py: Python<'_>, core: CoreFlags, poll_interval: Duration) -> Inner {
         let (id, document) = core.document_and_id();
         let entry = Entry::new(py, document, id);
+        let exposing = core.exposures_enabled();
         Inner {
             core,
             entry: ArcSwap::from_pointee(entry),
@@ -284,6 +288,7 @@ impl Inner {
             pins: PinStore::default(),
             fleet: FleetSlot::default(),
             overrides: Arc::default(),
+            exposing,
         }
     }
 
@@ -430,10 +435,18 @@ impl Inner {
                     return Ok(result);
                 }
             }
-            let outcome =
-                with_declared(source, &flag_def.attributes, &flag_cache.attr_keys, |ctx| {
-                    self.outcome_of(py, snapshot, index, flag_def, ctx, at)
-                })?;
+            // With exposures on, the unit and the segment label are read too.
+            let (names, keys) = if self.exposing {
+                (
+                    &flag_def.run_attributes[..],
+                    flag_cache.run_attr_keys(py, flag_def),
+                )
+            } else {
+                (&flag_def.attributes[..], &flag_cache.attr_keys[..])
+            };
+            let outcome = with_declared(source, names, keys, |ctx| {
+                self.outcome_of(py, snapshot, index, flag_def, ctx, at)
+            })?;
             entry.result_of(py, outcome, flag_cache)
         })
     }

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 mod context;
 mod convert;
 mod error;
+mod exposures;
 mod fast;
 mod ffi;
 mod fleet;

@@ -204,6 +204,12 @@ impl Flags {
     ///     poll_interval: Seconds between checks of the file.
     ///     events: A JSON-lines file that every telemetry event is appended to (see
     ///         ``write_events``).
+    ///     exposures: Exposure events and per-variant counts for plain reads (``variant``,
+    ///         ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+    ///         (seconds, default 3600: one event per unit, flag and revision per window),
+    ///         ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+    ///         ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+    ///         docs/runtime.md, "Exposures of plain reads".
     ///     verify_key: The text of ``flagrail.pub``: the document must carry a detached
     ///         ed25519 signature by this key in ``<path>.sig`` (written by ``flagrail sign``).
     ///         Every reload checks the pair: an unsigned or wrongly signed version is rejected
@@ -224,15 +230,17 @@ impl Flags {
     ///         ``redis`` is not a Redis URL (``REDIS_URL_INVALID``).
     #[staticmethod]
     #[pyo3(signature = (
-        path, *, reload = true, poll_interval = None, events = None, verify_key = None,
-        redis = None
+        path, *, reload = true, poll_interval = None, events = None, exposures = None,
+        verify_key = None, redis = None
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         reload: bool,
         poll_interval: Option<f64>,
         events: Option<PathBuf>,
+        exposures: Option<&Bound<'_, PyAny>>,
         verify_key: Option<&str>,
         redis: Option<&str>,
     ) -> PyResult<Flags> {
@@ -252,6 +260,7 @@ impl Flags {
             .detach(|| CoreFlags::from_file_with(&path, options))
             .into_py_result(py)?;
         write_events(py, &core, events)?;
+        crate::exposures::enable(py, &core, exposures)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
         crate::fleet::attach(py, &inner, redis)?;
@@ -290,6 +299,12 @@ impl Flags {
     ///         server fails that poll (connecting has its own 5 s bound).
     ///     startup_timeout: Seconds to wait for a first document without a usable cache.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     exposures: Exposure events and per-variant counts for plain reads (``variant``,
+    ///         ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+    ///         (seconds, default 3600: one event per unit, flag and revision per window),
+    ///         ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+    ///         ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+    ///         docs/runtime.md, "Exposures of plain reads".
     ///     redis: Share budgets, guardrails, metrics and pins through this Redis (as in
     ///         ``from_file``).
     ///
@@ -301,7 +316,7 @@ impl Flags {
     #[staticmethod]
     #[pyo3(signature = (
         url, *, poll_interval = 5.0, cache_path = None, verify_key = None, headers = None,
-        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None, redis = None
+        ca_file = None, timeout = 10.0, startup_timeout = 10.0, events = None, exposures = None, redis = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_url(
@@ -315,6 +330,7 @@ impl Flags {
         timeout: f64,
         startup_timeout: f64,
         events: Option<PathBuf>,
+        exposures: Option<&Bound<'_, PyAny>>,
         redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, Some(poll_interval))?;
@@ -345,6 +361,7 @@ impl Flags {
             .detach(|| flagrail_sources::from_url(url, options))
             .into_py_result(py)?;
         write_events(py, &core, events)?;
+        crate::exposures::enable(py, &core, exposures)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
         crate::fleet::attach(py, &inner, redis)?;
@@ -386,6 +403,12 @@ impl Flags {
     ///     startup_timeout: Seconds to wait for Redis before serving the cache or the empty
     ///         document.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     exposures: Exposure events and per-variant counts for plain reads (``variant``,
+    ///         ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+    ///         (seconds, default 3600: one event per unit, flag and revision per window),
+    ///         ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+    ///         ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+    ///         docs/runtime.md, "Exposures of plain reads".
     ///     redis: Share budgets, guardrails, metrics and sticky pins through this Redis (as
     ///         in ``from_file``; usually ``url`` again). The shared keys carry ``key``'s hash
     ///         tag.
@@ -398,7 +421,7 @@ impl Flags {
     #[staticmethod]
     #[pyo3(signature = (
         url, *, key = "flagrail:document", poll_interval = 30.0, cache_path = None,
-        verify_key = None, timeout = 1.0, startup_timeout = 5.0, events = None, redis = None
+        verify_key = None, timeout = 1.0, startup_timeout = 5.0, events = None, exposures = None, redis = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_redis(
@@ -411,6 +434,7 @@ impl Flags {
         timeout: f64,
         startup_timeout: f64,
         events: Option<PathBuf>,
+        exposures: Option<&Bound<'_, PyAny>>,
         redis: Option<&str>,
     ) -> PyResult<Flags> {
         let interval = self::poll_interval(py, Some(poll_interval))?;
@@ -444,6 +468,7 @@ impl Flags {
             .detach(|| flagrail_fleet::from_redis(url, options))
             .into_py_result(py)?;
         write_events(py, &core, events)?;
+        crate::exposures::enable(py, &core, exposures)?;
         listen(&core);
         let inner = Arc::new(Inner::new(py, core, interval));
         crate::fleet::attach_keyed(py, &inner, redis, key)?;
@@ -456,17 +481,29 @@ impl Flags {
     /// Args:
     ///     text: The document.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     exposures: Exposure events and per-variant counts for plain reads (``variant``,
+    ///         ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+    ///         (seconds, default 3600: one event per unit, flag and revision per window),
+    ///         ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+    ///         ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+    ///         docs/runtime.md, "Exposures of plain reads".
     ///
     /// Raises:
     ///     DocumentError: The document is invalid; ``problems`` lists every problem.
     ///     SourceError: The events file cannot be opened.
     #[staticmethod]
-    #[pyo3(signature = (text, *, events = None))]
-    fn from_json(py: Python<'_>, text: &str, events: Option<PathBuf>) -> PyResult<Flags> {
+    #[pyo3(signature = (text, *, events = None, exposures = None))]
+    fn from_json(
+        py: Python<'_>,
+        text: &str,
+        events: Option<PathBuf>,
+        exposures: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Flags> {
         let core = py
             .detach(|| CoreFlags::from_json(text))
             .into_py_result(py)?;
         write_events(py, &core, events)?;
+        crate::exposures::enable(py, &core, exposures)?;
         Ok(Flags {
             inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
         })
@@ -477,23 +514,31 @@ impl Flags {
     /// Args:
     ///     obj: The document.
     ///     events: A JSON-lines file that every telemetry event is appended to.
+    ///     exposures: Exposure events and per-variant counts for plain reads (``variant``,
+    ///         ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+    ///         (seconds, default 3600: one event per unit, flag and revision per window),
+    ///         ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+    ///         ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+    ///         docs/runtime.md, "Exposures of plain reads".
     ///
     /// Raises:
     ///     DocumentError: The document is invalid, or holds a value with no JSON form;
     ///         ``problems`` lists every problem.
     ///     SourceError: The events file cannot be opened.
     #[staticmethod]
-    #[pyo3(signature = (obj, *, events = None))]
+    #[pyo3(signature = (obj, *, events = None, exposures = None))]
     fn from_dict(
         py: Python<'_>,
         obj: &Bound<'_, PyAny>,
         events: Option<PathBuf>,
+        exposures: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Flags> {
         let value = from_python(obj).into_py_result(py)?;
         let core = py
             .detach(|| CoreFlags::from_value(value))
             .into_py_result(py)?;
         write_events(py, &core, events)?;
+        crate::exposures::enable(py, &core, exposures)?;
         Ok(Flags {
             inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
         })
@@ -510,16 +555,18 @@ impl Flags {
     ///     InvalidArgumentError: The mapping is not of that shape.
     ///     DocumentError: The document it makes is invalid (a default naming no variant …).
     #[staticmethod]
-    #[pyo3(signature = (mapping, *, events = None))]
+    #[pyo3(signature = (mapping, *, events = None, exposures = None))]
     fn for_tests(
         py: Python<'_>,
         mapping: &Bound<'_, PyAny>,
         events: Option<PathBuf>,
+        exposures: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Flags> {
         let value = from_python(mapping).into_py_result(py)?;
         let document = for_tests::document(&value).into_py_result(py)?;
         let core = CoreFlags::from_value(document).into_py_result(py)?;
         write_events(py, &core, events)?;
+        crate::exposures::enable(py, &core, exposures)?;
         Ok(Flags {
             inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
         })

@@ -44,6 +44,9 @@ pub(crate) struct FlagCache {
     key: Py<PyString>,
     /// `Flag::attributes` as interned Python strings: the context lookup keys.
     pub(crate) attr_keys: Box<[Py<PyString>]>,
+    /// `Flag::run_attributes` as interned Python strings: the lookup keys of a read on a handle
+    /// with exposures on (the unit and the segment label too), created on first use.
+    run_attr_keys: PyOnceLock<Box<[Py<PyString>]>>,
     variant_ids: Box<[Py<PyString>]>,
     rule_ids: Box<[Py<PyString>]>,
     payloads: Box<[PyOnceLock<Payload>]>,
@@ -62,6 +65,20 @@ impl FlagCache {
     /// The flag's key, interned.
     pub(crate) fn key(&self) -> &Py<PyString> {
         &self.key
+    }
+
+    /// `flag.run_attributes` (this cache's flag) as interned Python strings.
+    pub(crate) fn run_attr_keys(
+        &self,
+        py: Python<'_>,
+        flag: &flagrail_core::Flag,
+    ) -> &[Py<PyString>] {
+        self.run_attr_keys.get_or_init(py, || {
+            flag.run_attributes
+                .iter()
+                .map(|name| PyString::intern(py, name).unbind())
+                .collect()
+        })
     }
 
     /// The interned id of variant `index` (`None` for an index that does not exist, which a
@@ -120,6 +137,7 @@ impl DocCache {
                     .map(|r| PyString::new(py, &r.id).unbind())
                     .collect(),
                 payloads: flag.variants.iter().map(|_| PyOnceLock::new()).collect(),
+                run_attr_keys: PyOnceLock::new(),
             }
         }))
     }

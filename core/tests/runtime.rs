@@ -740,7 +740,7 @@ fn event_shapes_keep_their_fields_and_order() {
     let expect = |list: &str| -> Vec<String> { list.split(',').map(String::from).collect() };
     assert_eq!(
         keys("exposure"),
-        expect("type,time,run_id,flag,variant,revision,reason,rule_id,bucket,model,shadow,unit,segment")
+        expect("type,time,run_id,flag,variant,revision,reason,rule_id,bucket,model,shadow,unit,segment,source")
     );
     assert_eq!(
         keys("outcome"),

@@ -128,6 +128,7 @@ class Flags:
         reload: bool = True,
         poll_interval: float | None = None,
         events: str | PathLike[str] | None = None,
+        exposures: bool | Mapping[str, float] | None = None,
         verify_key: str | None = None,
         redis: str | None = None,
     ) -> Flags:
@@ -142,6 +143,12 @@ class Flags:
             poll_interval: Seconds between checks of the file.
             events: A JSON-lines file that every telemetry event is appended to (see
                 ``write_events``).
+            exposures: Exposure events and per-variant counts for plain reads (``variant``,
+                ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+                (seconds, default 3600: one event per unit, flag and revision per window),
+                ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+                ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+                docs/runtime.md, "Exposures of plain reads".
             verify_key: The text of ``flagrail.pub``: the document must carry a detached
                 ed25519 signature by this key in ``<path>.sig`` (written by ``flagrail sign``).
                 Every reload checks the pair: an unsigned or wrongly signed version is rejected
@@ -174,6 +181,7 @@ class Flags:
         timeout: float = 10.0,
         startup_timeout: float = 10.0,
         events: str | PathLike[str] | None = None,
+        exposures: bool | Mapping[str, float] | None = None,
         redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from an HTTP(S) URL and polls it in the background.
@@ -207,6 +215,12 @@ class Flags:
                 server fails that poll (connecting has its own 5 s bound).
             startup_timeout: Seconds to wait for a first document without a usable cache.
             events: A JSON-lines file that every telemetry event is appended to.
+            exposures: Exposure events and per-variant counts for plain reads (``variant``,
+                ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+                (seconds, default 3600: one event per unit, flag and revision per window),
+                ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+                ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+                docs/runtime.md, "Exposures of plain reads".
             redis: Share budgets, guardrails, metrics and pins through this Redis (as in
                 ``from_file``).
 
@@ -228,6 +242,7 @@ class Flags:
         timeout: float = 1.0,
         startup_timeout: float = 5.0,
         events: str | PathLike[str] | None = None,
+        exposures: bool | Mapping[str, float] | None = None,
         redis: str | None = None,
     ) -> Flags:
         """Loads a flag document from a Redis key and follows every push at once.
@@ -264,6 +279,12 @@ class Flags:
             startup_timeout: Seconds to wait for Redis before serving the cache or the empty
                 document.
             events: A JSON-lines file that every telemetry event is appended to.
+            exposures: Exposure events and per-variant counts for plain reads (``variant``,
+                ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+                (seconds, default 3600: one event per unit, flag and revision per window),
+                ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+                ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+                docs/runtime.md, "Exposures of plain reads".
             redis: Share budgets, guardrails, metrics and sticky pins through this Redis (as
                 in ``from_file``; usually ``url`` again). The shared keys carry ``key``'s hash
                 tag.
@@ -276,12 +297,23 @@ class Flags:
         """
 
     @staticmethod
-    def from_json(text: str, *, events: str | PathLike[str] | None = None) -> Flags:
+    def from_json(
+        text: str,
+        *,
+        events: str | PathLike[str] | None = None,
+        exposures: bool | Mapping[str, float] | None = None,
+    ) -> Flags:
         """Loads a flag document from JSON text (no reloading).
 
         Args:
             text: The document.
             events: A JSON-lines file that every telemetry event is appended to.
+            exposures: Exposure events and per-variant counts for plain reads (``variant``,
+                ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+                (seconds, default 3600: one event per unit, flag and revision per window),
+                ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+                ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+                docs/runtime.md, "Exposures of plain reads".
 
         Raises:
             DocumentError: The document is invalid; ``problems`` lists every problem.
@@ -289,12 +321,23 @@ class Flags:
         """
 
     @staticmethod
-    def from_dict(obj: Mapping[str, Any], *, events: str | PathLike[str] | None = None) -> Flags:
+    def from_dict(
+        obj: Mapping[str, Any],
+        *,
+        events: str | PathLike[str] | None = None,
+        exposures: bool | Mapping[str, float] | None = None,
+    ) -> Flags:
         """Loads a flag document from a dict, as ``json.load`` would return it (no reloading).
 
         Args:
             obj: The document.
             events: A JSON-lines file that every telemetry event is appended to.
+            exposures: Exposure events and per-variant counts for plain reads (``variant``,
+                ``variants``, ``all``): ``True`` for the defaults, or a dict with ``window``
+                (seconds, default 3600: one event per unit, flag and revision per window),
+                ``sample`` (share of units, 0 to 1, default 1; drawn by bucketing
+                ``"<flag>/exposure"``) and ``max_keys`` (keys remembered, default 100000). See
+                docs/runtime.md, "Exposures of plain reads".
 
         Raises:
             DocumentError: The document is invalid, or holds a value with no JSON form;
@@ -307,6 +350,7 @@ class Flags:
         mapping: Mapping[str, str | Mapping[str, Any]],
         *,
         events: str | PathLike[str] | None = None,
+        exposures: bool | Mapping[str, float] | None = None,
     ) -> Flags:
         """Flags for a test, from a short mapping: ``Flags.for_tests({"support-bot": "v2.2"})``.
 

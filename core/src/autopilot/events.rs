@@ -82,6 +82,8 @@ struct Line {
     segment: Option<String>,
     #[serde(default)]
     shadow: bool,
+    /// `"read"` for the exposure of a plain read (no run to join), `"run"` or absent otherwise.
+    source: Option<String>,
     attempt: Option<u64>,
     outcome: Option<String>,
     error_kind: Option<String>,
@@ -116,6 +118,8 @@ impl EventLog {
             return false;
         };
         match event.kind.as_str() {
+            // A plain read's exposure has no run (and no outcome): nothing to join.
+            "exposure" if event.source.as_deref() == Some("read") => true,
             "exposure" => {
                 let (Some(run_id), Some(flag)) = (event.run_id, event.flag) else {
                     return false;
@@ -340,6 +344,11 @@ mod tests {
                 );
             }
         }
+        // The exposure of a plain read (exposures on): no run to join, and not unreadable.
+        add(
+            serde_json::json!({"type": "exposure", "time": "2026-12-01T10:00:10Z", "run_id": null,
+            "flag": "bot", "variant": "v2", "revision": "r1", "unit": "u9", "source": "read"}),
+        );
         text.push_str("not json\n{\"type\": \"guardrail_trip\", \"time\": \"2026-12-01T10:00:09Z\", \"flag\": \"bot\"}\n");
         text
     }

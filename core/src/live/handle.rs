@@ -383,7 +383,8 @@ impl Flags {
 
     /// Evaluates `flag` (a key, or an index into the live document) for `ctx` into an owned
     /// result (see [`Snapshot::evaluate`]; several evaluations that must see one document use
-    /// one [`Flags::snapshot`]). Never fails.
+    /// one [`Flags::snapshot`]). Never fails. A read: counted as an exposure when exposures are
+    /// on ([`Flags::enable_exposures`]).
     #[inline]
     pub fn evaluate<'k, C: Context + ?Sized>(
         &self,
@@ -391,7 +392,10 @@ impl Flags {
         ctx: &C,
         options: EvalOptions<'_>,
     ) -> Evaluation {
-        self.snapshot().evaluate_owned(flag, ctx, options)
+        let flag = flag.into();
+        let snapshot = self.snapshot();
+        let decision = snapshot.evaluate(flag, ctx, options);
+        Evaluation::of_decision(&decision, flag, snapshot.document_arc())
     }
 
     /// Evaluates with the steps that led to the decision (see [`Snapshot::explain`]).
@@ -483,6 +487,7 @@ impl Flags {
             budgets: self.budget_states(),
             pins: self.shared.runtime.pins.len(),
             autopilot: crate::live::status::autopilot_ramps(&self.shared.document.load(), now),
+            exposures: self.shared.runtime.exposures.get().map(|log| log.to_json()),
             now,
         }
     }

@@ -23,7 +23,7 @@ use crate::evaluate::{budget_of, At};
 use crate::live::{EvalOptions, Evaluation, Flags, PinSource, Snapshot};
 use crate::runtime::budget::BudgetBook;
 use crate::runtime::classify::ErrorKind;
-use crate::runtime::events::{EventBody, Exposure, Outcome};
+use crate::runtime::events::{EventBody, Exposure, Outcome, EXPOSURE_OF_RUN};
 use crate::runtime::metrics::AttemptSample;
 use crate::runtime::run_id::{format_run_id, new_run_key};
 use crate::runtime::{AttemptRecord, SEGMENT_ATTRIBUTE};
@@ -746,7 +746,7 @@ impl Run {
         let variant = e.decision().variant();
         let body = EventBody::Exposure(Exposure {
             time: format_timestamp(self.flags.now_millis()),
-            run_id: &self.run_id,
+            run_id: Some(&self.run_id),
             flag: e.flag_key(),
             variant: e.variant_id(),
             revision: e.revision(),
@@ -757,6 +757,7 @@ impl Run {
             shadow: self.shadow,
             unit: runtime.unit_label(self.unit.as_deref()),
             segment: self.segment.as_deref(),
+            source: EXPOSURE_OF_RUN,
         });
         runtime.emit(&[body.to_event()]);
     }

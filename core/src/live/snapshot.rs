@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::Guard;
 use serde_json::Value;
 
-use crate::context::Context;
+use crate::context::{Attr, Context};
 use crate::document::budget::Budget;
 use crate::document::sticky::conversation_of;
 use crate::document::Document;
@@ -15,11 +15,14 @@ use crate::evaluate::overlay::{PinEffect, PinLookup, Trip};
 use crate::evaluate::{
     decision_json, At, Choice, Decision, Explanation, FlagRef, KillSource, Overlay, Reason,
 };
+use crate::hash::IntUnit;
 use crate::live::clock::{Clock, ClockNow};
 use crate::live::overrides::{forced, Overrides};
 use crate::runtime::budget::BudgetBook;
-use crate::runtime::Runtime;
-use crate::time::Millis;
+use crate::runtime::events::{EventBody, Exposure, EXPOSURE_OF_READ};
+use crate::runtime::exposures::{Exposed, ExposureLog};
+use crate::runtime::{Runtime, SEGMENT_ATTRIBUTE};
+use crate::time::{format_timestamp, Millis};
 
 /// A consistent view of the live flags (see [`crate::Flags::snapshot`]).
 ///
@@ -187,9 +190,31 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
     }
 
     /// Evaluates `flag` (a key, or an index into [`Snapshot::document`]) for `ctx`: the one
-    /// evaluation entry point of the live handle. The decision borrows from the snapshot.
+    /// evaluation entry point of the live handle for reads (`variant`, `variants`, `all`). The
+    /// decision borrows from the snapshot. On a handle with exposures on, the read is counted
+    /// and may send an `exposure` event (see [`crate::runtime::exposures`]); a test override
+    /// (`options.forced`) is neither.
     #[inline]
     pub fn evaluate<'k, C: Context + ?Sized>(
+        &self,
+        flag: impl Into<FlagRef<'k>>,
+        ctx: &C,
+        options: EvalOptions<'_>,
+    ) -> Decision<'_> {
+        let decision = self.decide(flag, ctx, options);
+        // Exposures off (the default): one load and one branch, nothing else.
+        if let Some(log) = self.runtime.exposures.get() {
+            if options.forced.is_none() {
+                self.expose(log, &decision, ctx, options.at);
+            }
+        }
+        decision
+    }
+
+    /// [`Snapshot::evaluate`] without exposures: the decision of a `call` (which sends its own
+    /// exposure, per run).
+    #[inline]
+    pub(crate) fn decide<'k, C: Context + ?Sized>(
         &self,
         flag: impl Into<FlagRef<'k>>,
         ctx: &C,
@@ -214,6 +239,57 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
         decision
     }
 
+    /// Counts a read on a handle with exposures on and sends its `exposure` event when it is
+    /// the first of its unit, flag and revision in the window and its unit is sampled. The
+    /// window's clock is the evaluation's: `at` when given, else the handle's clock.
+    #[cold]
+    #[inline(never)]
+    fn expose<C: Context + ?Sized>(
+        &self,
+        log: &ExposureLog,
+        decision: &Decision<'_>,
+        ctx: &C,
+        at: Option<Millis>,
+    ) {
+        // An unknown flag served the caller's default: nothing of the document was exposed.
+        let (Some(flag), Some(variant)) = (decision.flag, decision.variant()) else {
+            return;
+        };
+        let now = at.unwrap_or_else(|| self.clock.now_millis());
+        let attr = ctx.attr(&flag.bucket_by);
+        let int_unit;
+        let unit = match attr {
+            Attr::Str(text) if !text.is_empty() => Some(text),
+            Attr::Int(number) => {
+                int_unit = IntUnit::new(number);
+                Some(int_unit.as_str())
+            }
+            _ => None,
+        };
+        let revision = self.document.revision();
+        if log.record(flag, variant, unit, revision, now) != Exposed::Send
+            || !self.runtime.wants_events()
+        {
+            return;
+        }
+        let body = EventBody::Exposure(Exposure {
+            time: format_timestamp(now),
+            run_id: None,
+            flag: &flag.key,
+            variant: Some(&variant.id),
+            revision,
+            reason: decision.reason.as_str(),
+            rule_id: decision.rule_id(),
+            bucket: decision.bucket,
+            model: variant.model.as_deref(),
+            shadow: false,
+            unit: self.runtime.unit_label(unit),
+            segment: ctx.str_attr(SEGMENT_ATTRIBUTE),
+            source: EXPOSURE_OF_READ,
+        });
+        self.runtime.emit(&[body.to_event()]);
+    }
+
     /// [`Snapshot::evaluate`] with every step that led to the decision. Reads pins and
     /// budgets; writes nothing.
     pub fn explain<'k, C: Context + ?Sized>(
@@ -231,7 +307,8 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
         }
     }
 
-    /// [`Snapshot::evaluate`] into an owned result that keeps the document alive.
+    /// [`Snapshot::decide`] into an owned result that keeps the document alive (for a `call`:
+    /// no read exposure).
     #[inline]
     pub(crate) fn evaluate_owned<'k, C: Context + ?Sized>(
         &self,
@@ -240,7 +317,7 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
         options: EvalOptions<'_>,
     ) -> Evaluation {
         let flag = flag.into();
-        let decision = self.evaluate(flag, ctx, options);
+        let decision = self.decide(flag, ctx, options);
         Evaluation::of_decision(&decision, flag, &self.document)
     }
 }

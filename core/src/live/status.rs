@@ -44,6 +44,9 @@ pub struct Status {
     pub pins: usize,
     /// Every ramp of the live document that an autopilot governs, where it stands now.
     pub autopilot: Vec<AutopilotReport>,
+    /// Exposures of plain reads (settings and counts, see
+    /// [`crate::runtime::exposures::ExposureReport`]); `None` when they are off.
+    pub exposures: Option<Value>,
     pub now: Millis,
 }
 
@@ -86,6 +89,7 @@ impl Status {
             sticky_pins: self.pins,
             remote: self.remote.clone(),
             fleet: self.fleet.clone(),
+            exposures: self.exposures.clone(),
         }
     }
 
@@ -120,6 +124,9 @@ pub struct StatusReport {
     /// What the shared fleet state reports (`connected`, `mode`, …); always present (null
     /// when the handle does not share state through Redis).
     pub fleet: Option<Value>,
+    /// Exposures of plain reads: settings, counters and reads per flag and variant; always
+    /// present (null when the handle was built without exposures).
+    pub exposures: Option<Value>,
 }
 
 impl StatusReport {

@@ -15,6 +15,7 @@ use crate::runtime::events::{
     Event, EventBody, EventSink, Feedback, GuardrailChange, JsonLinesSink, UnitHasher,
 };
 use crate::runtime::evidence::check_feedback;
+use crate::runtime::exposures::{ExposureLog, ExposureOptions};
 use crate::runtime::guardrail::Transition;
 use crate::runtime::metrics;
 use crate::runtime::run_id::parse_run_id;
@@ -38,6 +39,27 @@ impl Flags {
         let sink = JsonLinesSink::open(path)?;
         self.add_event_sink(Arc::new(sink));
         Ok(())
+    }
+
+    /// Turns on exposures of plain reads (see [`crate::runtime::exposures`]): from now on each
+    /// read of a known flag is counted per variant, and the first read of each unit, flag and
+    /// revision in the window whose unit is sampled sends an `exposure` event (`source`
+    /// `"read"`). Once per handle, at construction: `INVALID_ARGUMENT` when they are on already.
+    pub fn enable_exposures(&self, options: ExposureOptions) -> crate::error::Result<()> {
+        self.shared
+            .runtime
+            .exposures
+            .set(ExposureLog::new(options))
+            .map_err(|_| crate::error::Error::InvalidArgument {
+                message: "exposures: already on for this handle (set them once, at construction)"
+                    .into(),
+            })
+    }
+
+    /// Whether exposures of plain reads are on ([`Flags::enable_exposures`]): a binding then
+    /// reads the unit and the segment label for reads too (the flag's `run_attributes`).
+    pub fn exposures_enabled(&self) -> bool {
+        self.shared.runtime.exposures.get().is_some()
     }
 
     /// Hashes unit ids in events with this key (HMAC-SHA-256); `None` sends them as they are.
@@ -378,6 +400,9 @@ impl Flags {
         let mut text = state.metrics.to_prometheus(&guardrails);
         drop(state);
         metrics::budgets_to_prometheus(&self.budget_states(), &mut text);
+        if let Some(log) = self.shared.runtime.exposures.get() {
+            log.to_prometheus(&mut text);
+        }
         let status = self.status();
         metrics::document_to_prometheus(
             &status.revision,

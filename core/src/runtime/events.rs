@@ -1,6 +1,6 @@
 //! Telemetry events and their sinks.
 //!
-//! Every exposure (a `call` or a tracker starting), every attempt outcome, every feedback,
+//! Every exposure (a `call` or a tracker starting, or a read on a handle with exposures on), every attempt outcome, every feedback,
 //! every guardrail and budget transition and every document load is an [`Event`]: a JSON object
 //! tagged with its `type` and `time`. Each kind has a typed body here ([`EventBody`]), so the
 //! fields of an event are declared in one place and serialised the same way for every sink
@@ -47,11 +47,13 @@ impl EventBody<'_> {
     }
 }
 
-/// `exposure`: a call or a tracker started.
+/// `exposure`: a call or a tracker started (`source` `"run"`), or, on a handle with exposures
+/// on, a plain read was the first of its unit, flag and revision in the window (`source`
+/// `"read"`, `run_id` `null`; see [`crate::runtime::exposures`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Exposure<'a> {
     pub time: String,
-    pub run_id: &'a str,
+    pub run_id: Option<&'a str>,
     pub flag: &'a str,
     pub variant: Option<&'a str>,
     pub revision: &'a str,
@@ -62,7 +64,14 @@ pub struct Exposure<'a> {
     pub shadow: bool,
     pub unit: Option<String>,
     pub segment: Option<&'a str>,
+    /// `"run"` (a call or a tracker) or `"read"` (a plain read).
+    pub source: &'static str,
 }
+
+/// `exposure` events of calls and trackers.
+pub const EXPOSURE_OF_RUN: &str = "run";
+/// `exposure` events of plain reads.
+pub const EXPOSURE_OF_READ: &str = "read";
 
 /// `outcome`: one attempt ended.
 #[derive(Debug, Clone, Serialize)]

@@ -1,6 +1,6 @@
 //! Runtime state of one handle: outcomes and metrics ([`metrics`]), guardrail windows
-//! ([`guardrail`]), budget books ([`budget`]), conversation pins ([`sticky`]) and event sinks
-//! ([`events`]).
+//! ([`guardrail`]), budget books ([`budget`]), conversation pins ([`sticky`]), event sinks
+//! ([`events`]) and the exposures of plain reads ([`exposures`]).
 //!
 //! The document says what budgets, guardrails and pins *are* ([`crate::document`]); this
 //! layer keeps what they have *seen*. The call around the model that feeds it is
@@ -11,6 +11,7 @@ pub mod budget;
 pub mod classify;
 pub mod events;
 pub mod evidence;
+pub mod exposures;
 pub mod guardrail;
 pub mod metrics;
 pub mod run_id;
@@ -19,7 +20,7 @@ pub mod stats;
 pub mod sticky;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use events::{BudgetChange, EventBody};
@@ -145,6 +146,9 @@ pub struct Runtime {
     pub(crate) sinks: ArcSwap<Vec<Arc<dyn EventSink>>>,
     pub(crate) has_sinks: AtomicBool,
     pub(crate) unit_hasher: ArcSwapOption<UnitHasher>,
+    /// Exposures of plain reads, when the handle opted in at construction (see
+    /// [`exposures`]); empty otherwise, which evaluation checks with one load.
+    pub(crate) exposures: OnceLock<exposures::ExposureLog>,
 }
 
 impl Default for Runtime {
@@ -156,6 +160,7 @@ impl Default for Runtime {
             sinks: ArcSwap::from_pointee(Vec::new()),
             has_sinks: AtomicBool::new(false),
             unit_hasher: ArcSwapOption::empty(),
+            exposures: OnceLock::new(),
         }
     }
 }
