@@ -16,6 +16,7 @@ pub mod fleet;
 mod handle;
 mod raw;
 mod raw_call;
+mod raw_many;
 pub mod reload_log;
 pub mod runtime;
 pub mod sources;
@@ -47,6 +48,7 @@ pub use crate::raw::attrs;
 #[napi(module_exports)]
 pub fn init(mut exports: Object<'_>) -> napi::Result<()> {
     raw::register(&mut exports)?;
+    raw_many::register(&mut exports)?;
     raw_call::register(&mut exports)
 }
 
