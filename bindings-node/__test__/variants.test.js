@@ -274,3 +274,27 @@ test('a custom pin store and more key lists than plans keep the same answers', (
   for (let i = 0; i < 40; i++) assertAgree(many, single, { user_id: `u-${i}`, conversation_id: `c-${i % 7}` }, undefined, keys)
   assert.deepEqual([...stores[0]], [...stores[1]])
 })
+
+test('results too wide for one number (400 variants) come back whole', () => {
+  const many = {}
+  for (let i = 0; i < 400; i++) many[`v${i}`] = { i }
+  const wide = {
+    bucket_by: 'user_id',
+    variants: many,
+    default: 'v0',
+    rules: [{ id: 'spread', split: Object.keys(many).map((variant) => ({ variant, percent: 0.25 })) }],
+  }
+  const text = JSON.stringify({ revision: 'wide', flags: { wide, narrow: flag(), wide2: wide } })
+  const a = Flags.fromJson(text)
+  const b = Flags.fromJson(text)
+  const keys = ['wide', 'narrow', 'missing', 'wide2']
+  let high = 0
+  for (let i = 0; i < 200; i++) {
+    const context = { user_id: `u-${i}` }
+    assertAgree(a, b, context, undefined, keys)
+    if (Number(a.variants(context, keys).wide.id.slice(1)) > 255) high++
+  }
+  // Variants past index 255 were served: their results did not fit the packed number.
+  assert.ok(high > 40, `${high}`)
+  assert.equal(typeof a._tables.lastPlan.run, 'function')
+})
