@@ -421,7 +421,8 @@ impl Inner {
                 None => {
                     for index in 0..doc.flags().len() {
                         if let Some(flag_cache) = cache.flag(py, index) {
-                            wanted.push(flag_cache.key().bind(py).clone(), Some(index));
+                            // Distinct by construction: no repeat check (it is linear).
+                            wanted.push_new(flag_cache.key().bind(py).clone(), Some(index));
                         }
                     }
                 }
@@ -573,12 +574,19 @@ struct Wanted<'py> {
 
 impl<'py> Wanted<'py> {
     /// Adds `key` unless it names a flag already wanted (a repeated key is decided once; a
-    /// repeated unknown key is one dict entry anyway).
+    /// repeated unknown key is one dict entry anyway). The check is linear in the keys so far:
+    /// key lists are short (`all()`, which can be long, uses [`Wanted::push_new`]).
     #[inline]
     fn push(&mut self, key: Bound<'py, PyString>, index: Option<usize>) {
         if index.is_some() && self.iter().any(|(_, seen)| *seen == index) {
             return;
         }
+        self.push_new(key, index);
+    }
+
+    /// Adds `key`, known not to repeat a flag already wanted.
+    #[inline]
+    fn push_new(&mut self, key: Bound<'py, PyString>, index: Option<usize>) {
         match self.inline.get_mut(self.len) {
             Some(slot) => {
                 *slot = Some((key, index));
