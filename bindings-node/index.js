@@ -177,6 +177,129 @@ function starter(names) {
   }
 }
 
+/** Most attribute values one plan passes to `evalPlan` (src/raw_many.rs, MAX_PLAN_VALUES). */
+const MAX_PLAN_VALUES = 8
+/** Most attributes of one flag a plan reads (src/handle.rs, `decide_plan`). */
+const MAX_PLAN_FLAG_ATTRIBUTES = 16
+/** Plans kept per document (distinct key lists); past this, `variants()` takes the careful path. */
+const MAX_PLANS = 64
+
+/**
+ * The fast path of `variants(context, keys)` / `all(context)` for one key list of one document
+ * (src/raw_many.rs). Built once: the flags' indices and where each flag's attributes sit among
+ * the values, in a Float64Array that the native side also writes the packed results into; and
+ * a generated function that reads the union of the flags' attributes from the context (one
+ * named load each, as `reader` does for one flag), makes one native call and returns the
+ * result as an object literal with the keys written in (one allocation of a fixed shape
+ * instead of a keyed store per flag). `run` is null when the plan cannot take the fast path:
+ * a sticky flag with a custom pin store, too many attributes, or no code generation.
+ */
+class Plan {
+  constructor(tables, slot, source, keys) {
+    this.tables = tables
+    // The key list as given (contents compared on reuse: arrays are mutable) and deduplicated.
+    // Copies: `distinct()` may return the caller's array itself, which the caller may change.
+    this.keys = source === null ? null : source.slice()
+    this.distinct = keys.slice()
+    this.run = planRunner(tables, slot, this.distinct)
+  }
+
+  /** Whether `keys` holds exactly this plan's keys, in order. */
+  sameKeys(keys) {
+    const mine = this.keys
+    if (mine === null || keys.length !== mine.length) return false
+    for (let i = 0; i < mine.length; i++) if (keys[i] !== mine[i]) return false
+    return true
+  }
+}
+
+/** The `run(context)` function of a plan for the distinct `keys` of `tables`, or null. */
+function planRunner(tables, slot, keys) {
+  const entries = keys.map((key) => tables.byKey.get(key))
+  const names = []
+  const position = new Map()
+  const spec = []
+  let count = 0
+  for (const entry of entries) {
+    if (entry === undefined) continue
+    if (!entry.direct || entry.attributes.length > MAX_PLAN_FLAG_ATTRIBUTES) return null
+    spec.push(entry.index)
+    for (const name of entry.attributes) {
+      if (!position.has(name)) {
+        position.set(name, names.length)
+        names.push(name)
+      }
+      spec.push(position.get(name))
+    }
+    count++
+  }
+  if (names.length > MAX_PLAN_VALUES) return null
+  const plan = new Float64Array(3 + spec.length + count)
+  plan[0] = slot
+  plan[1] = count
+  plan[2] = names.length
+  plan.set(spec, 3)
+  const out = 3 + spec.length
+  const notFound = (key) =>
+    new Variant(key, null, null, 'FLAG_NOT_FOUND', null, null, tables.revision, null, null, null, false, null)
+  // Results with a WIDE number among them (more than 255 variants or rules): assembled
+  // generically, with the unpacked forms the native side kept.
+  const wide = () => {
+    const numbers = native.takeWide() ?? []
+    const results = {}
+    let next = 0
+    let taken = 0
+    for (let i = 0; i < keys.length; i++) {
+      const entry = entries[i]
+      let variant
+      if (entry === undefined) {
+        variant = notFound(keys[i])
+      } else {
+        const packed = plan[out + next++]
+        if (packed === WIDE) {
+          variant = unpackWide(entry, numbers.slice(taken, taken + 8), null)
+          taken += 8
+        } else {
+          variant = unpack(entry, packed, null)
+        }
+      }
+      setResult(results, keys[i], variant)
+    }
+    return results
+  }
+  const fields = []
+  let next = 0
+  for (let i = 0; i < keys.length; i++) {
+    // A quoted `"__proto__": v` would set the prototype; the computed form defines a property.
+    const name = keys[i] === '__proto__' ? '["__proto__"]' : JSON.stringify(keys[i])
+    fields.push(entries[i] === undefined ? `${name}: notFound(KEYS[${i}])` : `${name}: unpack(ENTRIES[${i}], PLAN[${out + next++}], null)`)
+  }
+  const reads = names.map((name) => `context[${JSON.stringify(name)}]`)
+  const body = `return function (context) {
+  let status
+  try {
+    status = native.evalPlan(${['BUFFER', ...reads].join(', ')})
+  } catch {
+    return undefined
+  }
+  if (status !== 0) return status > 0 ? wide() : undefined
+  return { ${fields.join(', ')} }
+}`
+  try {
+    return new Function('native', 'PLAN', 'BUFFER', 'ENTRIES', 'KEYS', 'unpack', 'notFound', 'wide', body)(
+      native, plan, plan.buffer, entries, keys, unpack, notFound, wide,
+    )
+  } catch {
+    return null
+  }
+}
+
+/** `results[key] = variant`, defining `__proto__` as a property instead of setting the prototype. */
+function setResult(results, key, variant) {
+  if (key === '__proto__') Object.defineProperty(results, key, { value: variant, enumerable: true, writable: true, configurable: true })
+  else results[key] = variant
+}
+
 /** The JS side of one document: ids and frozen payloads the packed results index into. */
 class Tables {
   /**
@@ -191,6 +314,11 @@ class Tables {
     this.killSources = data.kill_sources
     // Every attribute any flag reads, each once (`variants()` reads a context into this order).
     this.attributes = data.attributes
+    // Plans of `variants()` (the last one used, and all by first key) and of `all()`: see Plan.
+    this.lastPlan = null
+    this.plans = new Map()
+    this.planCount = 0
+    this.allPlan = null
     this.byKey = new Map()
     data.flags.forEach((flag, index) => {
       this.byKey.set(flag.key, {
@@ -941,6 +1069,11 @@ class Flags {
     this._pinStore = store === undefined ? null : store
     const custom = this._pinStore !== null
     for (const entry of this._tables.byKey.values()) entry.direct = !custom || entry.ttlSeconds === null
+    // Plans were built for the old `direct` flags.
+    this._tables.lastPlan = null
+    this._tables.plans = new Map()
+    this._tables.planCount = 0
+    this._tables.allPlan = null
   }
 
   /**
@@ -951,15 +1084,26 @@ class Flags {
    * gives a FLAG_NOT_FOUND result whose `id` is null; a repeated key appears once.
    */
   variants(context, keys, options) {
-    if (typeof keys === 'string' || keys === null || keys === undefined || typeof keys[Symbol.iterator] !== 'function') {
-      throw invalidArgument('variants: keys must be an array (or other iterable) of flag keys, not a single string (use variant())')
+    const at = optionsAt(options)
+    const tables = this._tables
+    let plan = tables.lastPlan
+    if (plan === null || !Array.isArray(keys) || !plan.sameKeys(keys)) {
+      if (typeof keys === 'string' || keys === null || keys === undefined || typeof keys[Symbol.iterator] !== 'function') {
+        throw invalidArgument('variants: keys must be an array (or other iterable) of flag keys, not a single string (use variant())')
+      }
+      const list = Array.isArray(keys) ? keys : [...keys]
+      for (let i = 0; i < list.length; i++) {
+        if (typeof list[i] !== 'string') throw invalidArgument(`variants: keys[${i}] must be a string flag key, got ${typeof list[i]}`)
+      }
+      // Each flag once (a repeated key is decided once, as in Python).
+      plan = this._plan(tables, list)
+      if (plan === null) return this._variants(context, distinct(list), at)
     }
-    const list = Array.isArray(keys) ? keys : [...keys]
-    for (let i = 0; i < list.length; i++) {
-      if (typeof list[i] !== 'string') throw invalidArgument(`variants: keys[${i}] must be a string flag key, got ${typeof list[i]}`)
+    if (at === undefined && context !== null && context !== undefined && plan.run !== null && this._noOverrides()) {
+      const results = plan.run(context)
+      if (results !== undefined) return results
     }
-    // Each flag once (a repeated key is decided once, as in Python).
-    return this._variants(context, distinct(list), optionsAt(options))
+    return this._variants(context, plan.distinct, at)
   }
 
   /**
@@ -967,7 +1111,48 @@ class Flags {
    * in document order (see `variants`).
    */
   all(context, options) {
-    return this._variants(context, null, optionsAt(options))
+    const at = optionsAt(options)
+    const tables = this._tables
+    if (tables.allPlan === null) tables.allPlan = new Plan(tables, this._slot, null, [...tables.byKey.keys()])
+    const plan = tables.allPlan
+    if (at === undefined && context !== null && context !== undefined && plan.run !== null && this._noOverrides()) {
+      const results = plan.run(context)
+      if (results !== undefined) return results
+    }
+    return this._variants(context, null, at)
+  }
+
+  /** Whether no test override is open in this async context (plans skip the overrides). */
+  _noOverrides() {
+    return this._overrides === null || this._overrides.getStore() === undefined
+  }
+
+  /**
+   * The plan of `tables` for the key list `list` (validated: an array of strings), made on
+   * first use and kept by its first key (lists built per call hit it too); null past
+   * MAX_PLANS lists.
+   */
+  _plan(tables, list) {
+    const first = list.length === 0 ? '' : list[0]
+    let candidates = tables.plans.get(first)
+    if (candidates !== undefined) {
+      for (const candidate of candidates) {
+        if (candidate.sameKeys(list)) {
+          tables.lastPlan = candidate
+          return candidate
+        }
+      }
+    }
+    if (tables.planCount >= MAX_PLANS) return null
+    const plan = new Plan(tables, this._slot, list, distinct(list))
+    if (candidates === undefined) {
+      candidates = []
+      tables.plans.set(first, candidates)
+    }
+    candidates.push(plan)
+    tables.planCount++
+    tables.lastPlan = plan
+    return plan
   }
 
   _variants(context, keys, at) {

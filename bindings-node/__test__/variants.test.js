@@ -47,6 +47,10 @@ test('variants agree with variant for every context', () => {
     assert.deepEqual(Object.keys(results), keys)
     for (const key of keys) assert.deepEqual(fields(results[key]), fields(flags.variant(key, context)), key)
   }
+  // These answers came from the one-call path (src/raw_many.rs), not the careful one.
+  assert.equal(typeof flags._tables.lastPlan.run, 'function')
+  flags.all(CONTEXTS[0])
+  assert.equal(typeof flags._tables.allPlan.run, 'function')
 })
 
 test('all is every flag in document order', () => {
@@ -139,4 +143,158 @@ test('a test override applies to variants and all', () => {
     assert.equal(flags.all(ctx).static.id, 'control')
   })
   assert.equal(flags.variants(ctx, ['by-plan'])['by-plan'].id, 'control')
+})
+
+// --------------------------------------------------------------------------- against variant()
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { parseJson, stringifyJson } = require('./json.js')
+
+const VECTORS = path.join(__dirname, '..', '..', 'tests', 'vectors')
+
+/** Every `eval` document of the shared vectors and examples/flags.json, with their cases' contexts and instants. */
+function vectorDocuments() {
+  const index = parseJson(fs.readFileSync(path.join(VECTORS, 'index.json'), 'utf8'))
+  const found = []
+  for (const entry of index.files) {
+    if (entry.kind !== 'eval') continue
+    const data = parseJson(fs.readFileSync(path.join(VECTORS, entry.path), 'utf8'))
+    found.push({ name: entry.path, text: stringifyJson(data.document), cases: data.cases.map((c) => [c.context, c.at ?? undefined]) })
+  }
+  const example = fs.readFileSync(path.join(__dirname, '..', '..', 'examples', 'flags.json'), 'utf8')
+  found.push({ name: 'examples/flags.json', text: example, cases: [] })
+  return found
+}
+
+// Contexts no case uses: odd types, lone surrogates, getters that throw, a prototype chain.
+const ODD_CONTEXTS = [
+  null,
+  undefined,
+  {},
+  'a string',
+  { user_id: null, plan: 3, org_id: true, segment: ['a', 'b'], country: 2.5 },
+  { user_id: 'u-\ud800', plan: 'pro\udfff', conversation_id: 'c-1' },
+  { user_id: 2n ** 70n, plan: { nested: 1 }, email: () => 1, version: Symbol('v') },
+  { user_id: 'ü-ñ-😀', plan: '', segment: ['t', 1], version: '1.2.3' },
+  Object.create({ user_id: 'inherited', plan: 'pro' }),
+  Object.defineProperty({ plan: 'pro' }, 'user_id', {
+    get() {
+      throw new Error('boom')
+    },
+    enumerable: true,
+  }),
+  new Proxy({}, {
+    get() {
+      throw new Error('proxy')
+    },
+  }),
+]
+
+function contexts(cases) {
+  const generated = Array.from({ length: 60 }, (_, i) => [{ user_id: `u-${i}`, plan: ['pro', 'free', 'team'][i % 3], org_id: i % 5 }, undefined])
+  return [...cases, ...generated, ...ODD_CONTEXTS.map((c) => [c, undefined])]
+}
+
+const options = (at) => (at === undefined ? undefined : { at })
+
+function assertAgree(many, single, context, at, keys) {
+  const distinctKeys = [...new Set(keys)]
+  const results = many.variants(context, keys, options(at))
+  assert.deepEqual(Object.keys(results), distinctKeys.filter((k) => k !== '__proto__' || Object.hasOwn(results, k)))
+  for (const key of distinctKeys) {
+    const want = single.variant(key, context, null, options(at))
+    const got = results[key]
+    assert.ok(got instanceof want.constructor)
+    assert.deepEqual(got.toJSON(), want.toJSON(), `${key} ${String(at)}`)
+    assert.equal(got.isShadow, want.isShadow)
+  }
+}
+
+for (const { name, text, cases } of vectorDocuments()) {
+  test(`variants and all equal per-key variant: ${name}`, () => {
+    // Two handles on the same document, called in the same order: in-memory pins (sticky
+    // flags) evolve the same way in both, so every result must be equal field by field.
+    const many = Flags.fromJson(text)
+    const single = Flags.fromJson(text)
+    const keys = Object.keys(parseJson(text).flags)
+    const asked = [keys.at(-1), 'no-such-flag', ...keys, keys[0], 'no-such-flag']
+    for (const [context, at] of contexts(cases)) {
+      assertAgree(many, single, context, at, asked)
+      // A new array with the same keys each time (as a literal in a handler would be).
+      assertAgree(many, single, context, at, keys.slice(0, 3))
+      const everything = many.all(context, options(at))
+      assert.deepEqual(Object.keys(everything), keys)
+      for (const key of keys) assert.deepEqual(everything[key].toJSON(), single.variant(key, context, null, options(at)).toJSON())
+    }
+  })
+}
+
+test('variants equal variant under kills and overrides, and after a key list changes in place', () => {
+  const { text, cases } = vectorDocuments().find((d) => d.name === 'examples/flags.json')
+  const many = Flags.fromJson(text)
+  const single = Flags.fromJson(text)
+  const document = parseJson(text)
+  const keys = Object.keys(document.flags)
+  const list = [...keys]
+  const sample = contexts(cases).slice(0, 30)
+  for (const [context, at] of sample) assertAgree(many, single, context, at, list)
+  // The same array, changed: the cached plan must not answer for the old keys.
+  list.reverse()
+  for (const [context, at] of sample) assertAgree(many, single, context, at, list)
+  for (const handle of [many, single]) handle.kill(keys[0], { reason: 'drill' })
+  for (const [context, at] of sample) assertAgree(many, single, context, at, keys)
+  assert.equal(many.variants({}, keys)[keys[0]].reason, 'KILLED')
+  const forced = Object.keys(document.flags[keys[1]].variants)[0]
+  many.override(keys[1], forced, () =>
+    single.override(keys[1], forced, () => {
+      for (const [context, at] of sample) assertAgree(many, single, context, at, keys)
+      assert.equal(many.variants({}, [keys[1]])[keys[1]].id, forced)
+    }),
+  )
+  for (const handle of [many, single]) handle.kill({ reason: 'everything' })
+  for (const [context, at] of sample) assertAgree(many, single, context, at, keys)
+  assert.deepEqual(new Set(Object.values(many.all({})).map((v) => v.reason)), new Set(['KILLED']))
+})
+
+test('a custom pin store and more key lists than plans keep the same answers', () => {
+  const { text } = vectorDocuments().find((d) => d.name === 'v1/eval-ramp.json')
+  const many = Flags.fromJson(text)
+  const single = Flags.fromJson(text)
+  const keys = Object.keys(parseJson(text).flags)
+  // 100 different key lists (past the plans kept per document).
+  for (let i = 0; i < 100; i++) {
+    const list = [keys[i % keys.length], `missing-${i}`]
+    assertAgree(many, single, { user_id: `u-${i}`, conversation_id: `c-${i}` }, undefined, list)
+  }
+  const stores = [new Map(), new Map()]
+  const store = (map) => ({ get: (k) => map.get(k) ?? null, set: (k, v) => void map.set(k, v), delete: (k) => void map.delete(k) })
+  many.usePinStore(store(stores[0]))
+  single.usePinStore(store(stores[1]))
+  for (let i = 0; i < 40; i++) assertAgree(many, single, { user_id: `u-${i}`, conversation_id: `c-${i % 7}` }, undefined, keys)
+  assert.deepEqual([...stores[0]], [...stores[1]])
+})
+
+test('results too wide for one number (400 variants) come back whole', () => {
+  const many = {}
+  for (let i = 0; i < 400; i++) many[`v${i}`] = { i }
+  const wide = {
+    bucket_by: 'user_id',
+    variants: many,
+    default: 'v0',
+    rules: [{ id: 'spread', split: Object.keys(many).map((variant) => ({ variant, percent: 0.25 })) }],
+  }
+  const text = JSON.stringify({ revision: 'wide', flags: { wide, narrow: flag(), wide2: wide } })
+  const a = Flags.fromJson(text)
+  const b = Flags.fromJson(text)
+  const keys = ['wide', 'narrow', 'missing', 'wide2']
+  let high = 0
+  for (let i = 0; i < 200; i++) {
+    const context = { user_id: `u-${i}` }
+    assertAgree(a, b, context, undefined, keys)
+    if (Number(a.variants(context, keys).wide.id.slice(1)) > 255) high++
+  }
+  // Variants past index 255 were served: their results did not fit the packed number.
+  assert.ok(high > 40, `${high}`)
+  assert.equal(typeof a._tables.lastPlan.run, 'function')
 })

@@ -35,7 +35,7 @@ use flagrail_core::document::sticky::conversation_of;
 use flagrail_core::runtime::sticky::pin_key;
 use flagrail_core::{
     codes, Attr, Decision, Document, EmptyContext, EvalOptions, Evaluation, Flag, Flags,
-    KillSource, PinSource, Positional,
+    KillSource, PinSource, Positional, Slotted,
 };
 use serde_json::{json, Value};
 
@@ -271,6 +271,65 @@ impl Handle {
         }
         packed.extend(wide);
         Some(packed)
+    }
+
+    /// Evaluates several flags of the acknowledged document for one context whose values were
+    /// read once (`evalPlan`, see `crate::raw_many`), on one snapshot. `spec` lists, for each
+    /// flag, its index followed by where each of its attributes ([`Flag::attributes`]) sits in
+    /// `values`; flag `k`'s packed result goes to `out[k]`. Returns how many results were
+    /// [`WIDE`] (their unpacked forms, eight numbers each in order, are kept for
+    /// [`take_wide`]), [`STALE`] when the live document is not the acknowledged one, or
+    /// [`FAILED`] for a spec that does not fit the document.
+    pub fn decide_plan(&self, spec: &[f64], values: &[Attr<'_>], out: &mut [f64]) -> f64 {
+        /// Attributes of one flag read through the stack; a flag reading more is refused
+        /// (the JS side does not build a plan for it).
+        const MAX_FLAG_ATTRIBUTES: usize = 16;
+        let snapshot = self.inner.snapshot();
+        let ack = self.ack.borrow();
+        if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
+            return STALE;
+        }
+        let mut rest = spec;
+        let mut wide: Vec<f64> = Vec::new();
+        for slot in out.iter_mut() {
+            let Some((&index, tail)) = rest.split_first() else {
+                return FAILED;
+            };
+            let Some(flag) = ack.flags().get(index as usize) else {
+                return FAILED;
+            };
+            let count = flag.attributes.len();
+            let (Some(given), Some(tail)) = (tail.get(..count), tail.get(count..)) else {
+                return FAILED;
+            };
+            rest = tail;
+            let mut positions = [0usize; MAX_FLAG_ATTRIBUTES];
+            let Some(positions) = positions.get_mut(..count) else {
+                return FAILED;
+            };
+            for (position, &given) in positions.iter_mut().zip(given) {
+                if !(given >= 0.0 && (given as usize) < values.len()) {
+                    return FAILED;
+                }
+                *position = given as usize;
+            }
+            let ctx = Slotted {
+                names: &flag.attributes,
+                slots: positions,
+                values,
+            };
+            let decision = snapshot.evaluate(index as usize, &ctx, EvalOptions::default());
+            let number = encode(&decision);
+            if number == WIDE {
+                wide.extend(unpacked(&decision));
+            }
+            *slot = number;
+        }
+        let count = wide.len() / 8;
+        if count > 0 {
+            LAST_WIDE.with(|w| *w.borrow_mut() = Some(wide));
+        }
+        count as f64
     }
 
     /// Flag `index` of the acknowledged document with `variant` forced by a test override

@@ -17,6 +17,7 @@ pub mod fleet;
 mod handle;
 mod raw;
 mod raw_call;
+mod raw_many;
 pub mod reload_log;
 pub mod runtime;
 pub mod sources;
@@ -48,6 +49,7 @@ pub use crate::raw::attrs;
 #[napi(module_exports)]
 pub fn init(mut exports: Object<'_>) -> napi::Result<()> {
     raw::register(&mut exports)?;
+    raw_many::register(&mut exports)?;
     raw_call::register(&mut exports)
 }
 

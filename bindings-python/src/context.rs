@@ -251,56 +251,131 @@ fn read_declared<'py>(
     Ok(())
 }
 
-/// Reads the attributes of `keys` whose `needed` flag is set from `source` (the others stay
-/// missing) and runs `evaluate` with them as one core context named by `names`: how
-/// `variants()` and `all()` convert a context once for several flags (`names` and `keys` are
-/// the document's attribute union, `needed` marks the requested flags' share of it). Fails like
+/// The slots of the document's attribute union that the flags of one `variants()` call read:
+/// a bit mask for the first 64 (no allocation), a list beyond.
+pub(crate) struct Needed {
+    mask: u64,
+    wide: Vec<bool>,
+}
+
+impl Needed {
+    pub(crate) fn new(union: usize) -> Needed {
+        Needed {
+            mask: 0,
+            wide: if union > 64 {
+                vec![false; union]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn mark(&mut self, slots: &[usize]) {
+        for &slot in slots {
+            match self.wide.get_mut(slot) {
+                Some(needed) => *needed = true,
+                None if slot < 64 => self.mask |= 1 << slot,
+                None => {}
+            }
+        }
+    }
+
+    #[inline]
+    fn has(&self, slot: usize) -> bool {
+        match self.wide.get(slot) {
+            Some(needed) => *needed,
+            None => slot < 64 && self.mask & (1 << slot) != 0,
+        }
+    }
+}
+
+/// Calls `each` with every item of `keys` (a list, a tuple or another iterable) as a `str`;
+/// `TypeError` for a single `str` or an item that is not one.
+///
+/// A list or tuple is read by index: iterating a generic object asks it for
+/// `__length_hint__`, a Python call that costs about as much as deciding one flag.
+#[inline]
+pub(crate) fn for_each_key<'py>(
+    keys: &Bound<'py, PyAny>,
+    mut each: impl FnMut(Bound<'py, PyString>) -> PyResult<()>,
+) -> PyResult<()> {
+    let key_of = |key: Bound<'py, PyAny>| {
+        key.cast_into::<PyString>().map_err(|e| {
+            PyTypeError::new_err(format!(
+                "keys must hold str flag keys, not {}",
+                type_name(&e.into_inner())
+            ))
+        })
+    };
+    if let Ok(list) = keys.cast::<PyList>() {
+        for key in list.iter() {
+            each(key_of(key)?)?;
+        }
+        return Ok(());
+    }
+    if let Ok(tuple) = keys.cast::<PyTuple>() {
+        for key in tuple.iter() {
+            each(key_of(key)?)?;
+        }
+        return Ok(());
+    }
+    if keys.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "keys must be an iterable of flag keys, not a single str (use variant())",
+        ));
+    }
+    for key in keys.try_iter()? {
+        each(key_of(key?)?)?;
+    }
+    Ok(())
+}
+
+/// Reads the union slots `needed` marks from `source` (the others stay missing; `keys` are
+/// the document's attribute union as interned strings) and runs `evaluate` with every slot's
+/// value: how `variants()` and `all()` convert a context once for several flags, each flag
+/// then reading its share through a `flagrail_core::Slotted` view. Fails like
 /// [`with_declared`].
-pub(crate) fn with_selected<'py, R>(
+#[inline]
+pub(crate) fn with_union<'py, R>(
     source: Source<'_, 'py>,
-    names: &[Box<str>],
     keys: &[Py<PyString>],
-    needed: &dyn Fn(usize) -> bool,
-    evaluate: impl FnOnce(&Positional<'_, '_>) -> R,
+    needed: &Needed,
+    evaluate: impl FnOnce(&[Attr<'_>]) -> R,
 ) -> PyResult<R> {
     // A small union (the usual document) lives on the stack: no allocation per call.
     const INLINE: usize = 8;
-    if names.len() <= INLINE {
+    if keys.len() <= INLINE {
         let mut held: [Option<Bound<'py, PyAny>>; INLINE] = [const { None }; INLINE];
-        read_selected(source, keys, needed, &mut held[..names.len()])?;
+        read_selected(source, keys, needed, &mut held[..keys.len()])?;
         let mut attrs: [Attr<'_>; INLINE] = [const { Attr::Missing }; INLINE];
         for (attr, held) in attrs.iter_mut().zip(&held) {
             set_attr(attr, held);
         }
-        return Ok(evaluate(&Positional {
-            names,
-            values: &attrs[..names.len()],
-        }));
+        return Ok(evaluate(&attrs[..keys.len()]));
     }
-    let mut held: Vec<Option<Bound<'py, PyAny>>> = vec![None; names.len()];
+    let mut held: Vec<Option<Bound<'py, PyAny>>> = vec![None; keys.len()];
     read_selected(source, keys, needed, &mut held)?;
     let mut attrs: Vec<Attr<'_>> = held.iter().map(|_| Attr::Missing).collect();
     for (attr, held) in attrs.iter_mut().zip(&held) {
         set_attr(attr, held);
     }
-    Ok(evaluate(&Positional {
-        names,
-        values: &attrs,
-    }))
+    Ok(evaluate(&attrs))
 }
 
-/// [`read_declared`] for the keys whose position `needed` accepts.
+/// [`read_declared`] for the keys whose slot `needed` marks.
+#[inline]
 fn read_selected<'py>(
     source: Source<'_, 'py>,
     keys: &[Py<PyString>],
-    needed: &dyn Fn(usize) -> bool,
+    needed: &Needed,
     out: &mut [Option<Bound<'py, PyAny>>],
 ) -> PyResult<()> {
     let selected = keys
         .iter()
         .zip(out.iter_mut())
         .enumerate()
-        .filter(|(slot, _)| needed(*slot));
+        .filter(|(slot, _)| needed.has(*slot));
     match source {
         Source::Empty => {}
         Source::Dict(dict) => {

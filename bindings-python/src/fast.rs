@@ -169,11 +169,11 @@ unsafe fn entry(
 }
 
 /// The parameters of a method: positional-or-keyword names, then keyword-only names.
-struct Parameters<const N: usize> {
-    method: &'static str,
-    names: [&'static str; N],
-    positional: usize,
-    required: usize,
+pub(crate) struct Parameters<const N: usize> {
+    pub(crate) method: &'static str,
+    pub(crate) names: [&'static str; N],
+    pub(crate) positional: usize,
+    pub(crate) required: usize,
 }
 
 const FLAGS_VARIANT: Parameters<4> = Parameters {
@@ -190,14 +190,14 @@ const FLAG_VARIANT: Parameters<3> = Parameters {
     required: 0,
 };
 
-type Argument<'a, 'py> = Option<Borrowed<'a, 'py, PyAny>>;
+pub(crate) type Argument<'a, 'py> = Option<Borrowed<'a, 'py, PyAny>>;
 
 /// Sorts the vectorcall arguments into parameter slots, with CPython's error messages.
 ///
 /// # Safety
 /// `args` holds `nargs` positional arguments and then one value per name in `kwnames`.
 #[inline(always)]
-unsafe fn parse<'a, 'py, const N: usize>(
+pub(crate) unsafe fn parse<'a, 'py, const N: usize>(
     py: Python<'py>,
     parameters: &Parameters<N>,
     args: *const *mut ffi::PyObject,
@@ -284,7 +284,7 @@ fn optional_string<'a, 'py>(
 
 /// `None` is the same as leaving the argument out.
 #[inline(always)]
-fn not_none<'a, 'py>(value: Argument<'a, 'py>) -> Argument<'a, 'py> {
+pub(crate) fn not_none<'a, 'py>(value: Argument<'a, 'py>) -> Argument<'a, 'py> {
     value.filter(|value| !value.is_none())
 }
 

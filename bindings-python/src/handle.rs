@@ -17,14 +17,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use flagrail_core::live::Snapshot;
 use flagrail_core::{
-    Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason,
+    Document, EmptyContext, EvalOptions, Flags as CoreFlags, KillSource, PinSource, Reason, Slotted,
 };
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
 
-use crate::context::{with_declared, with_selected, Source};
+use crate::context::{for_each_key, with_declared, with_union, Needed, Source};
 use crate::convert::to_python;
 use crate::overrides::OverrideScopes;
 use crate::reuse;
@@ -500,12 +500,18 @@ impl Inner {
     /// requested flags use), every flag is decided on one snapshot of the document, and the
     /// results are those `variant` returns, by key in the order asked. `keys` `None`: every
     /// flag of the live document, in document order. A key that names no flag gives a
-    /// `FLAG_NOT_FOUND` result (default `None`), as `variant` does.
+    /// `FLAG_NOT_FOUND` result (default `None`), as `variant` does; a repeated key is decided
+    /// once.
+    ///
+    /// Lean on purpose (BENCHMARK.md bounds three flags at 1.5 × one `variant`): keys are
+    /// resolved by object identity as in `variant` and kept on the stack (up to
+    /// [`INLINE_KEYS`]), the union's needed attributes are read once into stack slots, and
+    /// each flag reads its share through a [`Slotted`] view.
     pub(crate) fn variants<'py>(
         &self,
         py: Python<'py>,
         context: Option<&Bound<'py, PyAny>>,
-        keys: Option<Vec<Bound<'py, PyString>>>,
+        keys: Option<&Bound<'py, PyAny>>,
         at: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let source = Source::from_arg(context)?;
@@ -514,55 +520,38 @@ impl Inner {
         self.with_entry(py, &snapshot, |entry| {
             let cache = &entry.cache;
             let doc = &*cache.doc;
-            let wanted: Vec<(Bound<'py, PyString>, Option<usize>)> = match keys {
-                Some(keys) => keys
-                    .into_iter()
-                    .map(|key| {
-                        let index = entry.keys.get(&key).or_else(|| {
-                            let index = doc.flag_position(key.to_str().ok()?)?;
-                            entry.keys.remember(&key, index);
-                            Some(index)
-                        });
-                        (key, index)
-                    })
-                    .collect(),
-                None => (0..doc.flags().len())
-                    .filter_map(|index| {
-                        let key = cache.flag(py, index)?.key().bind(py).clone();
-                        Some((key, Some(index)))
-                    })
-                    .collect(),
-            };
-            // The union slots the requested flags read: a bit mask for up to 64 attributes
-            // (no allocation), a list beyond.
-            let union = doc.attributes().len();
-            let mut mask = 0u64;
-            let mut wide_mask: Vec<bool> = Vec::new();
-            if union > 64 {
-                wide_mask = vec![false; union];
-            }
-            for index in wanted.iter().filter_map(|(_, index)| *index) {
-                for &slot in doc
-                    .flags()
-                    .get(index)
-                    .map_or(&[][..], |f| &f.attribute_slots[..])
-                {
-                    match wide_mask.get_mut(slot) {
-                        Some(needed) => *needed = true,
-                        None if slot < 64 => mask |= 1 << slot,
-                        None => {}
+            let mut wanted = Wanted::default();
+            match keys {
+                Some(keys) => for_each_key(keys, |key| {
+                    let index = entry.keys.get(&key).or_else(|| {
+                        // A key that is not valid UTF-8 (lone surrogates) names no flag.
+                        let index = doc.flag_position(key.to_str().ok()?)?;
+                        entry.keys.remember(&key, index);
+                        Some(index)
+                    });
+                    wanted.push(key, index);
+                    Ok(())
+                })?,
+                None => {
+                    for index in 0..doc.flags().len() {
+                        if let Some(flag_cache) = cache.flag(py, index) {
+                            // Distinct by construction: no repeat check (it is linear).
+                            wanted.push_new(flag_cache.key().bind(py).clone(), Some(index));
+                        }
                     }
                 }
             }
-            let needed = |slot: usize| match wide_mask.get(slot) {
-                Some(needed) => *needed,
-                None => slot < 64 && mask & (1 << slot) != 0,
-            };
-            let names = doc.attributes();
+            // The union slots the requested flags read.
+            let mut needed = Needed::new(doc.attributes().len());
+            for (_, index) in wanted.iter() {
+                if let Some(flag_def) = index.and_then(|i| doc.flags().get(i)) {
+                    needed.mark(&flag_def.attribute_slots);
+                }
+            }
             let attr_keys = cache.attr_keys(py);
             let results = PyDict::new(py);
-            with_selected(source, names, attr_keys, &needed, |ctx| -> PyResult<()> {
-                for (key, index) in &wanted {
+            with_union(source, attr_keys, &needed, |union| -> PyResult<()> {
+                for (key, index) in wanted.iter() {
                     let found =
                         index.and_then(|i| Some((i, doc.flags().get(i)?, cache.flag(py, i)?)));
                     let Some((index, flag_def, flag_cache)) = found else {
@@ -580,7 +569,12 @@ impl Inner {
                             continue;
                         }
                     }
-                    let outcome = self.outcome_of(py, &snapshot, index, flag_def, ctx, at);
+                    let ctx = Slotted {
+                        names: &flag_def.attributes,
+                        slots: &flag_def.attribute_slots,
+                        values: union,
+                    };
+                    let outcome = self.outcome_of(py, &snapshot, index, flag_def, &ctx, at);
                     results.set_item(key, entry.result_of(py, outcome, flag_cache)?)?;
                 }
                 Ok(())
@@ -678,6 +672,48 @@ fn forced_result<'py, D: Deref<Target = Arc<Document>>>(
     }
     let id = flag_cache.variant_id(py, outcome.variant_index());
     Bound::new(py, Variant::found(Arc::clone(&entry.cache), outcome, id)).map(Some)
+}
+
+/// Keys `variants()` stores on the stack; more go to the heap.
+const INLINE_KEYS: usize = 8;
+
+/// The flags one `variants()` call decides: each key object with its flag index (`None`: no
+/// such flag), in the order asked, each known flag once.
+#[derive(Default)]
+struct Wanted<'py> {
+    inline: [Option<(Bound<'py, PyString>, Option<usize>)>; INLINE_KEYS],
+    len: usize,
+    heap: Vec<(Bound<'py, PyString>, Option<usize>)>,
+}
+
+impl<'py> Wanted<'py> {
+    /// Adds `key` unless it names a flag already wanted (a repeated key is decided once; a
+    /// repeated unknown key is one dict entry anyway). The check is linear in the keys so far:
+    /// key lists are short (`all()`, which can be long, uses [`Wanted::push_new`]).
+    #[inline]
+    fn push(&mut self, key: Bound<'py, PyString>, index: Option<usize>) {
+        if index.is_some() && self.iter().any(|(_, seen)| *seen == index) {
+            return;
+        }
+        self.push_new(key, index);
+    }
+
+    /// Adds `key`, known not to repeat a flag already wanted.
+    #[inline]
+    fn push_new(&mut self, key: Bound<'py, PyString>, index: Option<usize>) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some((key, index));
+                self.len += 1;
+            }
+            None => self.heap.push((key, index)),
+        }
+    }
+
+    #[inline]
+    fn iter(&self) -> impl Iterator<Item = &(Bound<'py, PyString>, Option<usize>)> {
+        self.inline.iter().flatten().chain(&self.heap)
+    }
 }
 
 /// For `runtime.rs` (`call`, trackers, events).

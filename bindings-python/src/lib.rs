@@ -7,12 +7,13 @@
 //! events), [`context`] (reading the caller's dict), [`hash`] (`bucket`), [`error`], [`time`]
 //! (`at=`), [`sticky`] (a shared pin store), plus [`convert`] (JSON values), [`reuse`] (handing
 //! out result objects nobody holds, with its off switch), [`fast`] (the raw C entry points of
-//! `variant`) and [`ffi`] (raw dict, string and reference-count reads); the last two are the
-//! crate's only `unsafe` code. No module imports one that imports it back
+//! `variant`), [`batch`] (those of `variants` and `all`) and [`ffi`] (raw dict, string and
+//! reference-count reads); the last three are the crate's only `unsafe` code. No module imports one that imports it back
 //! (`tools/check_layers.py`).
 
 use pyo3::prelude::*;
 
+mod batch;
 mod context;
 mod convert;
 mod error;
@@ -56,6 +57,8 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("_MAX_CALL_DEPTH", flagrail_core::live::MAX_CALL_DEPTH)?;
     // After the classes exist: swaps in the raw entry points of `variant`.
     fast::install(m.py())?;
+    // Likewise for `variants` and `all` (several flags for one context).
+    batch::install(m.py())?;
     reuse::init(m.py())?;
     m.add("HASH_VERSION", flagrail_core::HASH_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -22,10 +22,9 @@ use std::time::Duration;
 use flagrail_core::live::overrides::for_tests;
 use flagrail_core::live::DEFAULT_POLL_INTERVAL;
 use flagrail_core::{FileOptions, Flags as CoreFlags, ReloadEvent};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString};
 
 use crate::convert::{from_python, to_python};
 use crate::error::{invalid_argument, IntoPyResult};
@@ -643,36 +642,6 @@ impl Flags {
         keys: &Bound<'py, PyAny>,
         at: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if keys.is_instance_of::<PyString>() {
-            return Err(PyTypeError::new_err(
-                "keys must be an iterable of flag keys, not a single str (use variant())",
-            ));
-        }
-        let key_of = |key: Bound<'py, PyAny>| {
-            key.cast_into::<PyString>().map_err(|e| {
-                PyTypeError::new_err(format!(
-                    "keys must hold str flag keys, not {}",
-                    e.into_inner()
-                        .get_type()
-                        .name()
-                        .map_or_else(|_| "an object".to_string(), |n| n.to_string())
-                ))
-            })
-        };
-        // A list or tuple (the usual argument) is read directly: collecting a generic
-        // iterator asks it for `__length_hint__`, a Python call that cost about as much as
-        // deciding one flag.
-        let keys = if let Ok(list) = keys.cast::<PyList>() {
-            list.iter().map(key_of).collect::<PyResult<Vec<_>>>()?
-        } else if let Ok(tuple) = keys.cast::<PyTuple>() {
-            tuple.iter().map(key_of).collect::<PyResult<Vec<_>>>()?
-        } else {
-            let mut collected = Vec::new();
-            for key in keys.try_iter()? {
-                collected.push(key_of(key?)?);
-            }
-            collected
-        };
         self.inner.variants(py, context, Some(keys), at)
     }
 

@@ -241,9 +241,82 @@ impl Context for Positional<'_, '_> {
     }
 }
 
+/// One flag's share of a context read once for several flags: `values` follow the document's
+/// attribute union ([`crate::Document::attributes`]), and `slots` say where each of the flag's
+/// `names` ([`crate::Flag::attributes`]) sits in it ([`crate::Flag::attribute_slots`]). How a
+/// binding evaluates several flags for one request: it converts the union's needed values once,
+/// and each flag looks only through its own few names (a [`Positional`] over the whole union
+/// would scan every name of the document on each read).
+#[derive(Debug, Clone, Copy)]
+pub struct Slotted<'a, 'v> {
+    pub names: &'a [Box<str>],
+    pub slots: &'a [usize],
+    pub values: &'a [Attr<'v>],
+}
+
+// Inlined into the evaluation like `Positional`'s reads (a call per attribute read cost ~50
+// instructions per read in the three-flag benchmark, callgrind).
+impl<'v> Slotted<'_, 'v> {
+    #[inline(always)]
+    fn value(&self, name: &str) -> Option<&Attr<'v>> {
+        let index = self.names.iter().position(|n| same_name(n, name))?;
+        self.values.get(*self.slots.get(index)?)
+    }
+}
+
+impl Context for Slotted<'_, '_> {
+    #[inline]
+    fn attr(&self, name: &str) -> Attr<'_> {
+        self.value(name).map_or(Attr::Missing, shorten)
+    }
+
+    #[inline(always)]
+    fn str_attr(&self, name: &str) -> Option<&str> {
+        match self.value(name)? {
+            Attr::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slotted_reads_each_name_through_its_slot() {
+        let names: Vec<Box<str>> = vec!["plan".into(), "user_id".into(), "tags".into()];
+        let slots = [2, 0, 3];
+        let union = [
+            Attr::Str("u1"),
+            Attr::Int(7),
+            Attr::Str("pro"),
+            Attr::List(Cow::Owned(vec![Cow::Borrowed("beta")])),
+        ];
+        let view = Slotted {
+            names: &names,
+            slots: &slots,
+            values: &union,
+        };
+        assert_eq!(view.attr("plan"), Attr::Str("pro"));
+        assert_eq!(view.str_attr("user_id"), Some("u1"));
+        assert_eq!(
+            view.attr("tags"),
+            Attr::List(Cow::Owned(vec![Cow::Borrowed("beta")]))
+        );
+        assert_eq!(view.str_attr("tags"), None);
+        // A union value the flag does not name, and a name the flag does not have.
+        assert_eq!(view.attr("n"), Attr::Missing);
+        assert_eq!(view.str_attr("absent"), None);
+        // A slot past the values reads as missing rather than panicking.
+        let short = Slotted {
+            names: &names,
+            slots: &slots,
+            values: &union[..1],
+        };
+        assert_eq!(short.attr("plan"), Attr::Missing);
+        assert_eq!(short.str_attr("user_id"), Some("u1"));
+    }
 
     #[test]
     fn same_name_agrees_with_string_equality() {

@@ -71,7 +71,7 @@ pub mod runtime;
 pub mod time;
 pub(crate) mod trace;
 
-pub use context::{Attr, Context, EmptyContext, Positional};
+pub use context::{Attr, Context, EmptyContext, Positional, Slotted};
 pub use document::{Document, Flag, Variant};
 pub use error::{Error, Problem, ProblemKind, Result};
 pub use evaluate::{

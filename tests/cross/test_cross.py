@@ -308,6 +308,7 @@ def rust(doc: Doc, lines: str) -> list[tuple[Any, ...]]:
 
 def python(doc: Doc, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     flags = flagrail.Flags.from_file(str(doc.path), reload=False)
+    timeless = set(doc.timeless)
     out = []
     differing = 0
     for request in batch:
@@ -317,6 +318,10 @@ def python(doc: Doc, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         # node_eval.js checking the same, both languages' `variants` agree with the CLI too.
         many = flags.variants(request["context"], [request["flag"]], at=request["at"])[request["flag"]]
         differing += (many.id, many.reason, many.rule_id, many.bucket) != out[-1]
+        if request["flag"] in timeless:
+            # And now (no `at`), beside an unknown key, as a request handler calls it.
+            now = flags.variants(request["context"], [request["flag"], "no-such-flag"])[request["flag"]]
+            differing += (now.id, now.reason, now.rule_id, now.bucket) != out[-1]
     assert differing == 0, f"variants() differs from variant() for {differing} requests"
     return out
 

@@ -178,3 +178,94 @@ def test_a_test_override_applies_to_variants_and_all() -> None:
         assert flags.all(ctx)["by-plan"].id == "treatment"
         assert flags.all(ctx)["static"].id == "control"
     assert flags.variants(ctx, ["by-plan"])["by-plan"].id == "control"
+
+
+# --------------------------------------------------------------------------- against variant()
+
+def _vector_documents() -> list[tuple[str, dict[str, Any], list[tuple[Any, str | None]]]]:
+    """Every `eval` document of the shared vectors and examples/flags.json, each with the
+    contexts (and instants) its cases use."""
+    import json
+
+    from conftest import VECTORS
+
+    index = json.loads((VECTORS / "index.json").read_text())
+    found = []
+    for entry in index["files"]:
+        if entry["kind"] != "eval":
+            continue
+        data = json.loads((VECTORS / entry["path"]).read_text())
+        cases = [(case["context"], case.get("at")) for case in data["cases"]]
+        found.append((entry["path"], data["document"], cases))
+    example = VECTORS.parent.parent / "examples" / "flags.json"
+    found.append(("examples/flags.json", json.loads(example.read_text()), []))
+    return found
+
+
+# Contexts no case uses: odd types, lone surrogates, non-str keys, None and a non-dict mapping.
+ODD_CONTEXTS: list[Any] = [
+    None,
+    {},
+    {"user_id": None, "plan": 3, "org_id": True, "segment": ["a", "b"], "country": 2.5},
+    {"user_id": "u-\ud800", "plan": "pro\udfff", "conversation_id": "c-1"},
+    {"user_id": 2**70, "plan": {"nested": 1}, "email": object(), 1: "x"},
+    {"user_id": "ü-ñ-😀", "plan": "", "segment": ("t", 1), "version": "1.2.3"},
+]
+
+
+def _contexts(cases: list[tuple[Any, str | None]]) -> list[tuple[Any, str | None]]:
+    import types
+
+    generated = [({"user_id": f"u-{i}", "plan": ("pro", "free", "team")[i % 3], "org_id": i % 5}, None) for i in range(60)]
+    mapping = [(types.MappingProxyType({"user_id": "u-7", "plan": "pro"}), None)]
+    return cases + generated + [(c, None) for c in ODD_CONTEXTS] + mapping
+
+
+def _assert_agree(many: Flags, single: Flags, context: Any, at: str | None, keys: list[str]) -> None:
+    distinct = list(dict.fromkeys(keys))
+    results = many.variants(context, keys, at=at)
+    assert list(results) == distinct
+    for key in distinct:
+        want = single.variant(key, context, at=at)
+        got = results[key]
+        assert type(got) is type(want)
+        assert got.to_dict() == want.to_dict(), (key, context, at)
+        assert (got.kill_source, got.shadow, got.budget) == (want.kill_source, want.shadow, want.budget)
+
+
+@pytest.mark.parametrize("path, document, cases", _vector_documents(), ids=lambda v: v if isinstance(v, str) else "")
+def test_variants_and_all_equal_per_key_variant(path: str, document: dict[str, Any], cases: list[Any]) -> None:
+    # Two handles on the same document, called in the same order: in-memory pins (sticky
+    # flags) evolve the same way in both, so every result must be equal field by field.
+    many, single = Flags.from_dict(document), Flags.from_dict(document)
+    keys = list(document["flags"])
+    asked = [keys[-1], "no-such-flag", *keys, keys[0], "no-such-flag"]
+    for context, at in _contexts(cases):
+        _assert_agree(many, single, context, at, asked)
+        _assert_agree(many, single, context, at, keys[:3])
+        everything = many.all(context, at=at)
+        assert list(everything) == keys
+        for key in keys:
+            assert everything[key].to_dict() == single.variant(key, context, at=at).to_dict(), (key, context)
+
+
+def test_variants_equal_variant_under_kills_and_overrides() -> None:
+    _, document, cases = next(d for d in _vector_documents() if d[0] == "examples/flags.json")
+    many, single = Flags.from_dict(document), Flags.from_dict(document)
+    keys = list(document["flags"])
+    contexts = _contexts(cases)[:30]
+    for handle in (many, single):
+        handle.kill(keys[0], reason="drill")
+    for context, at in contexts:
+        _assert_agree(many, single, context, at, keys)
+    assert many.variants({}, keys)[keys[0]].reason == "KILLED"
+    override = next(iter(document["flags"][keys[1]]["variants"]))
+    with many.override(keys[1], override), single.override(keys[1], override):
+        for context, at in contexts:
+            _assert_agree(many, single, context, at, keys)
+        assert many.variants({}, [keys[1]])[keys[1]].id == override
+    for handle in (many, single):
+        handle.kill(reason="everything")
+    for context, at in contexts:
+        _assert_agree(many, single, context, at, keys)
+    assert {v.reason for v in many.all({}).values()} == {"KILLED"}

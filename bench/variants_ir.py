@@ -1,0 +1,74 @@
+"""Three flags for one request, as instructions per loop iteration (docs/benchmarks.md, "Three
+flags for one request"): the loops of bench/python_eval.py's ``three_flags`` without timing, for
+``valgrind --tool=callgrind`` on a machine too loaded for wall-clock numbers.
+
+    MODE=one|many|separate P=1 valgrind --tool=callgrind .venv/bin/python bench/variants_ir.py
+    MODE=one|many|separate P=2 valgrind --tool=callgrind .venv/bin/python bench/variants_ir.py
+
+Instructions per iteration = (Ir(P=2) - Ir(P=1)) / N: start-up and the untimed warm-up pass
+cancel out. ``one``: one ``variant``; ``separate``: three ``variant`` calls; ``many``: one
+``variants(context, keys)`` reading the three results.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flagrail import Flags
+
+N = int(os.environ.get("N", "20000"))
+P = int(os.environ.get("P", "1"))
+MODE = os.environ.get("MODE", "many")
+
+SAME = {
+    "bucket_by": "user_id",
+    "variants": {"control": {"model": "model-a"}, "v2": {"model": "model-b"}, "v3": {"model": "model-c"}},
+    "default": "control",
+    "rules": [
+        {"id": "internal", "when": {"attr": "segment", "op": "eq", "value": "internal"}, "serve": "v3"},
+        {
+            "id": "split",
+            "split": [
+                {"variant": "control", "percent": 90},
+                {"variant": "v2", "percent": 5},
+                {"variant": "v3", "percent": 5},
+            ],
+        },
+    ],
+}
+THREE = Flags.from_dict({"revision": "bench-3", "flags": {"chat-model": SAME, "prompt": SAME, "temperature": SAME}})
+USERS = [(f"user-{i}", "internal" if i % 10 == 0 else "external") for i in range(N)]
+KEYS = ["chat-model", "prompt", "temperature"]
+variant, variants = THREE.variant, THREE.variants
+
+
+def one() -> int:
+    sink = 0
+    for uid, seg in USERS:
+        v = variant("chat-model", {"user_id": uid, "segment": seg})
+        sink += len(v.id)
+    return sink
+
+
+def many() -> int:
+    sink = 0
+    for uid, seg in USERS:
+        r = variants({"user_id": uid, "segment": seg}, KEYS)
+        sink += len(r["chat-model"].id) + len(r["prompt"].id) + len(r["temperature"].id)
+    return sink
+
+
+def separate() -> int:
+    sink = 0
+    for uid, seg in USERS:
+        ctx = {"user_id": uid, "segment": seg}
+        a, b, c = variant("chat-model", ctx), variant("prompt", ctx), variant("temperature", ctx)
+        sink += len(a.id) + len(b.id) + len(c.id)
+    return sink
+
+
+if __name__ == "__main__":
+    loop = {"one": one, "many": many, "separate": separate}[MODE]
+    loop()  # warm-up (result objects, key slots, interned ids)
+    for _ in range(P):
+        loop()
