@@ -273,14 +273,19 @@ fn forensics_lists_the_runs_a_variant_served_and_counts_them() {
 }
 
 #[test]
-fn redis_input_says_not_yet_with_a_stable_code() {
-    let out = flagrail(&[
+fn redis_input_is_either_or_with_events_and_an_unreachable_redis_has_a_stable_code() {
+    let both = flagrail(&[
         "autopilot",
         "flags.json",
+        "--events",
+        "events.jsonl",
         "--redis",
         "redis://127.0.0.1:1/0",
         "--once",
     ]);
+    assert_eq!(both.status.code(), Some(2));
+    let out = flagrail(&["autopilot", "--redis", "redis://127.0.0.1:1/0", "--once"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[AUTOPILOT_REDIS_NOT_YET]"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REDIS_UNAVAILABLE"), "{stderr}");
 }
