@@ -217,6 +217,23 @@ fn scenario(url: &str, name: &str, harmed: bool) {
         samples["control"].as_u64().unwrap() + samples["candidate"].as_u64().unwrap(),
         USERS as u64
     );
+    // The daemon (bounded here) looks again at each interval, from Redis too.
+    let daemon = json_lines(&flagrail(
+        &dir,
+        &[
+            "autopilot",
+            "--redis",
+            url,
+            "--dry-run",
+            "--json",
+            "--interval",
+            "0.05",
+            "--max-looks",
+            "2",
+        ],
+    ));
+    assert_eq!(daemon.len(), 2);
+    assert!(daemon.iter().all(|d| d["decision"] == expected));
     // A dry run wrote nothing.
     assert_eq!(publisher.read().unwrap().revision, pushed_at);
 
@@ -268,6 +285,13 @@ fn scenario(url: &str, name: &str, harmed: bool) {
             })
         },
     );
+
+    // Its status() shows the autopilot's last decision, carried by the document.
+    let status = subscriber.status().to_json();
+    let last = &status["autopilot"][0]["last_decision"];
+    assert_eq!(last["decision"], expected, "{status}");
+    assert_eq!(last["actor"], "autopilot-ci");
+    assert_eq!(last["samples"], decided[0]["evidence"]["samples"]);
 
     // A second look finds nothing left to decide and writes nothing.
     let again = json_lines(&flagrail(
