@@ -51,8 +51,10 @@ pub const DETAILS: &str =
   --key KEY         as for kill: the private key that re-signs a signed document (FILE.sig)
   --force           as for kill: rewrite a read-only document, or a signed one without --key
 A decision is written only for a ramp the autopilot governs (paused_at at its live step's start);
-promote moves start and paused_at, halt sets paused_at, roll back and revert set rolled_back.
-Each write bumps the revision and appends the decision and its evidence to <name>.audit.jsonl.
+promote moves start and paused_at, halt sets paused_at, roll back and revert set rolled_back;
+each also sets the ramp's last_decision (what status() and explain show). Each write bumps the
+revision and appends the decision and its evidence to <name>.audit.jsonl (with --redis: to the
+audit stream and --audit-log).
 See docs/autopilot.md and docs/runbook.md, \"Autopilot\".";
 
 /// Reads every events file into one log.
