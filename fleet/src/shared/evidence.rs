@@ -55,7 +55,7 @@ const UNITS_PER_CALL: usize = 500;
 
 /// Adds per-unit totals into a step's hash.
 ///
-/// KEYS[1] the step's hash, KEYS[2] its dropped counter. ARGV: the unit cap, the TTL (ms),
+/// `KEYS[1]` the step's hash, `KEYS[2]` its dropped counter. ARGV: the unit cap, the TTL (ms),
 /// then per unit: unit, arm (`t` / `c`), and the ten numbers. Returns how many new units did
 /// not fit.
 pub const EVIDENCE_SCRIPT: &str = r"
