@@ -644,6 +644,31 @@ export interface AutopilotRamp {
   control: string
   min_hold_ms: number | null
   max_hold_ms: number | null
+  /** The last decision the autopilot wrote into this ramp (the ramp's `last_decision`), or null. */
+  last_decision: AutopilotDecision | null
+}
+
+/** The autopilot's last written decision on a ramp, with its evidence in brief (docs/autopilot.md). */
+export interface AutopilotDecision {
+  decision: 'promote' | 'hold' | 'roll_back' | 'halt' | 'revert'
+  /** e.g. `proven_within_limits`, `proven_regression`, `max_hold_without_proof`. */
+  reason: string
+  /** When it was decided (RFC 3339). */
+  at: string
+  step: number
+  percent: number
+  /** Who wrote it (`flagrail autopilot --actor`). */
+  actor: string | null
+  /** Units per arm in the step at the decision. */
+  samples: { control: number; candidate: number }
+  metrics: Array<{
+    metric: string
+    status: 'within_limit' | 'regression' | 'undecided' | 'insufficient_data'
+    /** Candidate − control (difference) or candidate / control (ratio). */
+    estimate: number | null
+    interval: [number, number] | null
+    limit: number
+  }>
 }
 
 /** A tripped guardrail in `Status.guardrails`. */

@@ -690,7 +690,8 @@ impl Flags {
     /// Source, live revision, its age, the last reload error (with ``code`` and every
     /// problem's ``path``), reload counters, whether the file is watched, local kills, tripped
     /// guardrails, the ramps an autopilot governs (``autopilot``: state, step, percent, when
-    /// the step began), every budget's state (``budgets``), the pins held in memory
+    /// the step began, and ``last_decision``: the last decision the autopilot wrote, when,
+    /// samples per arm and each metric's interval and status), every budget's state (``budgets``), the pins held in memory
     /// (``sticky_pins``) and the pin store (``sticky_store``: ``kind`` ``"memory"`` or
     /// ``"custom"``, ``errors`` it raised since the process started, ``last_error``).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

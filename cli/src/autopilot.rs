@@ -10,23 +10,35 @@ use std::time::Duration;
 use flagrail_core::admin::{ramp_file, DocumentSigner, KillOptions, RampChange};
 use flagrail_core::autopilot::events::{arm_evidence, Arms, EventLog};
 use flagrail_core::autopilot::{
-    decide, look, Decision, GovernedState, MetricEvidence, Observation, RampLook, SrmTest, Verdict,
+    decide, look, ArmEvidence, Decision, GovernedState, MetricEvidence, Observation, RampLook,
+    SrmTest, Verdict,
 };
 use flagrail_core::document::Action;
 use flagrail_core::time::{format_timestamp, now_millis, Millis};
 use flagrail_core::Document;
+use flagrail_fleet::connection::DEFAULT_DOCUMENT_KEY;
+use flagrail_fleet::{Publisher, Timeouts};
+use flagrail_sources::PrivateKey;
 use serde_json::{json, Value};
 
 use crate::args::Args;
+use crate::redis::{append_audit, fleet_failure, open_audit_log, DEFAULT_AUDIT_LOG};
 use crate::{load, parse_at, warn, Failure, Outcome};
 
-pub const USAGE: &str = "autopilot FILE --events EVENTS… [--once] [--dry-run] [--json] [--at TIME]
-                   [--interval SECONDS] [--max-looks N] [--actor NAME] [--key KEY] [--force]";
+pub const USAGE: &str =
+    "autopilot FILE --events EVENTS… | [FILE] --redis URL [--redis-key K] [--audit-log F]
+                   [--once] [--dry-run] [--json] [--at TIME] [--interval SECONDS]
+                   [--max-looks N] [--actor NAME] [--key KEY] [--force]";
 
 pub const DETAILS: &str =
     "  --events EVENTS…  events JSON-lines files (what `call`, trackers and feedback write)
-  --redis URL       read the fleet's metrics from Redis instead (not available yet: exit 1,
-                    code AUTOPILOT_REDIS_NOT_YET)
+  --redis URL       decide the document at the Redis key from the per-unit evidence the
+                    fleet's processes (Flags.from_redis / redis=) write there, and write the
+                    decision into that document (compare-and-set, audit stream, push): every
+                    process gets it at once. FILE, if given, is not read (a warning when its
+                    revision differs from the one in Redis)
+  --redis-key K     the key of the document (default flagrail:document)
+  --audit-log F     with --redis: the local audit log (default flagrail.audit.jsonl)
   --once            one look, then exit (default: a look every --interval seconds)
   --dry-run         decide and print, write nothing
   --json            one JSON object per decision: flag, rule_id, state, step, decision and the
@@ -39,12 +51,11 @@ pub const DETAILS: &str =
   --key KEY         as for kill: the private key that re-signs a signed document (FILE.sig)
   --force           as for kill: rewrite a read-only document, or a signed one without --key
 A decision is written only for a ramp the autopilot governs (paused_at at its live step's start);
-promote moves start and paused_at, halt sets paused_at, roll back and revert set rolled_back.
-Each write bumps the revision and appends the decision and its evidence to <name>.audit.jsonl.
+promote moves start and paused_at, halt sets paused_at, roll back and revert set rolled_back;
+each also sets the ramp's last_decision (what status() and explain show). Each write bumps the
+revision and appends the decision and its evidence to <name>.audit.jsonl (with --redis: to the
+audit stream and --audit-log).
 See docs/autopilot.md and docs/runbook.md, \"Autopilot\".";
-
-/// The stable code of the not-yet-available Redis input.
-pub const REDIS_NOT_YET: &str = "AUTOPILOT_REDIS_NOT_YET";
 
 /// Reads every events file into one log.
 pub fn read_events(paths: &[String]) -> Result<EventLog, Failure> {
@@ -93,6 +104,21 @@ pub fn decide_all(
     at: Millis,
     srm_rejected: &HashSet<(String, String, Millis)>,
 ) -> Vec<RampDecision> {
+    let from_events = |arms: &Arms<'_>| -> Result<(ArmEvidence, ArmEvidence), Failure> {
+        Ok(arm_evidence(log, arms))
+    };
+    // Reading events cannot fail.
+    decide_with_evidence(doc, at, srm_rejected, from_events).unwrap_or_default()
+}
+
+/// [`decide_all`] with the arms' evidence from `evidence` (events files, or the fleet's
+/// per-unit evidence in Redis), asked once per governed ramp with its step's window.
+pub fn decide_with_evidence(
+    doc: &Document,
+    at: Millis,
+    srm_rejected: &HashSet<(String, String, Millis)>,
+    mut evidence: impl FnMut(&Arms<'_>) -> Result<(ArmEvidence, ArmEvidence), Failure>,
+) -> Result<Vec<RampDecision>, Failure> {
     let mut out = Vec::new();
     for flag in doc.flags() {
         for rule in &flag.rules {
@@ -106,17 +132,14 @@ pub fn decide_all(
             let seen = look(ramp, spec, at);
             let verdict = match (seen.state, seen.step, seen.step_began_ms) {
                 (GovernedState::Governed, Some(step), Some(began)) => {
-                    let (control, treated) = arm_evidence(
-                        log,
-                        &Arms {
-                            flag: &flag.key,
-                            rule_id: &rule.id,
-                            candidate: &candidate,
-                            control: &spec.control,
-                            from: began,
-                            until: at.saturating_add(1),
-                        },
-                    );
+                    let (control, treated) = evidence(&Arms {
+                        flag: &flag.key,
+                        rule_id: &rule.id,
+                        candidate: &candidate,
+                        control: &spec.control,
+                        from: began,
+                        until: at.saturating_add(1),
+                    })?;
                     let percents: Vec<u32> = ramp.steps.iter().map(|s| s.milli_percent).collect();
                     let key = (flag.key.to_string(), rule.id.to_string(), began);
                     Some(decide(
@@ -142,7 +165,7 @@ pub fn decide_all(
             });
         }
     }
-    out
+    Ok(out)
 }
 
 fn number(x: f64) -> String {
@@ -227,16 +250,23 @@ pub fn run(args: &mut Args) -> Outcome {
     let dry_run = args.flag("--dry-run");
     let as_json = args.flag("--json");
     let force = args.flag("--force");
-    let signer = match args.option("--key") {
+    let private_key = match args.option("--key") {
         Some(key_path) => {
             let text = std::fs::read_to_string(&key_path)
                 .map_err(|err| Failure::failed(format!("--key {key_path}: {err}")))?;
-            let key = flagrail_sources::PrivateKey::parse(&text)
+            let key = PrivateKey::parse(&text)
                 .map_err(|err| Failure::usage(format!("--key {key_path}: {err}")))?;
-            Some(Arc::new(key) as Arc<dyn DocumentSigner>)
+            Some(Arc::new(key))
         }
         None => None,
     };
+    let signer = private_key
+        .clone()
+        .map(|key| key as Arc<dyn DocumentSigner>);
+    let redis_key = args
+        .option("--redis-key")
+        .unwrap_or_else(|| DEFAULT_DOCUMENT_KEY.to_string());
+    let audit_log = args.option("--audit-log");
     let fixed_at = args.option("--at");
     let interval = match args.option("--interval") {
         None => 60.0,
@@ -261,16 +291,41 @@ pub fn run(args: &mut Args) -> Outcome {
     let actor = args
         .option("--actor")
         .unwrap_or_else(|| "autopilot".to_string());
-    let file = args.positional("FILE")?;
+    let file = if redis.is_some() {
+        args.next_positional()
+    } else {
+        Some(args.positional("FILE")?)
+    };
     args.finish()?;
-    if redis.is_some() {
-        return Err(Failure::failed(format!(
-            "--redis: not available yet: the fleet's metrics in Redis are per-request totals per variant since each process started, not the per-unit values of the live step that the autopilot's test needs; pass --events files [{REDIS_NOT_YET}]"
-        )));
-    }
-    if events.is_empty() {
-        return Err(Failure::usage("autopilot needs --events FILE…"));
-    }
+    let mut input = match (redis, events.is_empty()) {
+        (Some(_), false) => {
+            return Err(Failure::usage(
+                "give either --events FILE… or --redis URL, not both",
+            ))
+        }
+        (None, true) => {
+            return Err(Failure::usage(
+                "autopilot needs --events FILE… or --redis URL",
+            ))
+        }
+        (None, false) => Input::Events {
+            file: file.unwrap_or_default(),
+            events,
+        },
+        (Some(url), true) => {
+            let audit_path = std::path::PathBuf::from(
+                audit_log.unwrap_or_else(|| DEFAULT_AUDIT_LOG.to_string()),
+            );
+            let publisher =
+                Publisher::open(&url, &redis_key, Timeouts::default()).map_err(fleet_failure)?;
+            Input::Redis(Box::new(RedisInput {
+                publisher,
+                audit_path,
+                private_key,
+                local_file: file,
+            }))
+        }
+    };
     let start_at = match fixed_at {
         Some(text) => Some(parse_at(Some(text))?),
         None => None,
@@ -284,8 +339,7 @@ pub fn run(args: &mut Args) -> Outcome {
             None => now_millis(),
         };
         one_look(
-            &file,
-            &events,
+            &mut input,
             at,
             &mut srm_rejected,
             &LookOptions {
@@ -307,6 +361,64 @@ pub fn run(args: &mut Args) -> Outcome {
     }
 }
 
+/// Writes a decision into the document file (locked, atomic, audited beside the file).
+fn write_file(
+    file: &str,
+    change: &RampChange<'_>,
+    options: &LookOptions<'_>,
+) -> Result<Value, Failure> {
+    let outcome = ramp_file(
+        Path::new(file),
+        change,
+        &KillOptions {
+            force: options.force,
+            signer: options.signer.clone(),
+            ..KillOptions::default()
+        },
+    )?;
+    for warning in &outcome.warnings {
+        warn(&format!("warning: {warning}"));
+    }
+    Ok(if outcome.changed {
+        json!({
+            "old_revision": outcome.old_revision,
+            "new_revision": outcome.new_revision,
+            "audit_log": outcome.audit_log.display().to_string(),
+        })
+    } else {
+        Value::Null
+    })
+}
+
+/// Writes a decision into the document in Redis (compare-and-set, audit stream, push) and
+/// appends the same record to the local audit log, opened before the write.
+fn write_redis(redis: &mut RedisInput, change: &RampChange<'_>) -> Result<Value, Failure> {
+    let mut log = open_audit_log(&redis.audit_path)?;
+    let outcome = redis
+        .publisher
+        .ramp(
+            change,
+            redis.private_key.as_deref(),
+            crate::VERIFY_KEY.get(),
+        )
+        .map_err(fleet_failure)?;
+    for warning in &outcome.warnings {
+        warn(&format!("warning: {warning}"));
+    }
+    let Some(mut record) = outcome.record else {
+        return Ok(Value::Null);
+    };
+    record["redis_revision"] = Value::from(outcome.redis_revision);
+    append_audit(&mut log, &redis.audit_path, &record)?;
+    Ok(json!({
+        "old_revision": outcome.old_revision,
+        "new_revision": outcome.new_revision,
+        "redis_revision": outcome.redis_revision,
+        "audit_stream": redis.publisher.keys().audit(),
+        "audit_log": redis.audit_path.display().to_string(),
+    }))
+}
+
 struct LookOptions<'a> {
     dry_run: bool,
     as_json: bool,
@@ -315,22 +427,108 @@ struct LookOptions<'a> {
     actor: &'a str,
 }
 
+/// Where the document and the outcomes come from.
+enum Input {
+    /// A document file and events files; decisions are written into the file.
+    Events { file: String, events: Vec<String> },
+    /// The document at a Redis key and the fleet's per-unit evidence beside it; decisions
+    /// are written into that document.
+    Redis(Box<RedisInput>),
+}
+
+pub struct RedisInput {
+    pub publisher: Publisher,
+    audit_path: std::path::PathBuf,
+    private_key: Option<Arc<PrivateKey>>,
+    local_file: Option<String>,
+}
+
+impl RedisInput {
+    /// The document at the key (verified with `--verify-key` when given).
+    pub fn document(&mut self) -> Result<Document, Failure> {
+        let stored = self.publisher.read().map_err(fleet_failure)?;
+        let Some(bytes) = stored.document else {
+            return Err(Failure::failed(format!(
+                "{}: no document at this key: push one first (flagrail push FILE --redis URL) [SOURCE_UNREACHABLE]",
+                self.publisher.shown()
+            )));
+        };
+        if let Some(key) = crate::VERIFY_KEY.get() {
+            key.verify(&self.publisher.shown(), &bytes, stored.signature.as_deref())?;
+        }
+        let doc = Document::from_slice(&bytes)?;
+        if let Some(local) = &self.local_file {
+            if let Ok(local_doc) = load(local) {
+                if local_doc.revision() != doc.revision() {
+                    warn(&format!(
+                        "warning: {local} is revision {}, the document at {} is revision {}: the one in Redis is decided and written",
+                        local_doc.revision(),
+                        self.publisher.shown(),
+                        doc.revision()
+                    ));
+                }
+            }
+        }
+        Ok(doc)
+    }
+
+    /// Every autopilot ramp of `doc` decided at `at` from the fleet's evidence in Redis.
+    pub fn decide(
+        &mut self,
+        doc: &Document,
+        at: Millis,
+        srm_rejected: &HashSet<(String, String, Millis)>,
+    ) -> Result<Vec<RampDecision>, Failure> {
+        let publisher = &mut self.publisher;
+        decide_with_evidence(doc, at, srm_rejected, |arms| {
+            let stored = publisher
+                .read_evidence(arms.flag, arms.rule_id, arms.from)
+                .map_err(fleet_failure)?;
+            if stored.dropped_units > 0 || stored.unreadable > 0 {
+                warn(&format!(
+                    "warning: flag {} ramp {}: {} unit(s) did not fit in the step's evidence in Redis and {} field(s) could not be read; they are not counted",
+                    arms.flag, arms.rule_id, stored.dropped_units, stored.unreadable
+                ));
+            }
+            Ok(stored.arms())
+        })
+    }
+}
+
+/// Opens `--redis URL` for `report`: the document and the fleet's evidence.
+pub fn open_redis(url: &str, key: &str) -> Result<RedisInput, Failure> {
+    Ok(RedisInput {
+        publisher: Publisher::open(url, key, Timeouts::default()).map_err(fleet_failure)?,
+        audit_path: std::path::PathBuf::from(DEFAULT_AUDIT_LOG),
+        private_key: None,
+        local_file: None,
+    })
+}
+
 fn one_look(
-    file: &str,
-    events: &[String],
+    input: &mut Input,
     at: Millis,
     srm_rejected: &mut HashSet<(String, String, Millis)>,
     options: &LookOptions<'_>,
 ) -> Outcome {
-    let doc = load(file)?;
-    let log = read_events(events)?;
-    if log.skipped_lines > 0 {
-        warn(&format!(
-            "warning: {} line(s) of the events files are not events this reader uses; skipped",
-            log.skipped_lines
-        ));
-    }
-    for decision in decide_all(&doc, &log, at, srm_rejected) {
+    let decisions = match input {
+        Input::Events { file, events } => {
+            let doc = load(file)?;
+            let log = read_events(events)?;
+            if log.skipped_lines > 0 {
+                warn(&format!(
+                    "warning: {} line(s) of the events files are not events this reader uses; skipped",
+                    log.skipped_lines
+                ));
+            }
+            decide_all(&doc, &log, at, srm_rejected)
+        }
+        Input::Redis(redis) => {
+            let doc = redis.document()?;
+            redis.decide(&doc, at, srm_rejected)?
+        }
+    };
+    for decision in decisions {
         let mut written = Value::Null;
         if let (Some(verdict), Some(began)) = (&decision.verdict, decision.look.step_began_ms) {
             if verdict
@@ -340,31 +538,17 @@ fn one_look(
                 srm_rejected.insert((decision.flag.clone(), decision.rule_id.clone(), began));
             }
             if !options.dry_run && verdict.decision != Decision::Hold {
-                let outcome = ramp_file(
-                    Path::new(file),
-                    &RampChange {
-                        flag: &decision.flag,
-                        rule_id: &decision.rule_id,
-                        verdict,
-                        actor: options.actor,
-                        at,
-                    },
-                    &KillOptions {
-                        force: options.force,
-                        signer: options.signer.clone(),
-                        ..KillOptions::default()
-                    },
-                )?;
-                for warning in &outcome.warnings {
-                    warn(&format!("warning: {warning}"));
-                }
-                if outcome.changed {
-                    written = json!({
-                        "old_revision": outcome.old_revision,
-                        "new_revision": outcome.new_revision,
-                        "audit_log": outcome.audit_log.display().to_string(),
-                    });
-                }
+                let change = RampChange {
+                    flag: &decision.flag,
+                    rule_id: &decision.rule_id,
+                    verdict,
+                    actor: options.actor,
+                    at,
+                };
+                written = match input {
+                    Input::Events { file, .. } => write_file(file, &change, options)?,
+                    Input::Redis(redis) => write_redis(redis, &change)?,
+                };
             }
         }
         if options.as_json {

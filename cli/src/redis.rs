@@ -43,9 +43,9 @@ push counter, whether it is signed, the subscribers on the first reachable node,
 newest audit records.";
 
 /// The local audit log unless `--audit-log` says otherwise.
-const DEFAULT_AUDIT_LOG: &str = "flagrail.audit.jsonl";
+pub const DEFAULT_AUDIT_LOG: &str = "flagrail.audit.jsonl";
 
-fn fleet_failure(error: FleetError) -> Failure {
+pub fn fleet_failure(error: FleetError) -> Failure {
     match error {
         FleetError::Core(error) => error.into(),
         other => Failure::failed(other.to_string()),
@@ -77,7 +77,7 @@ fn actor(args: &mut Args) -> Result<String, Failure> {
 }
 
 /// Opens the local audit log for appending (before anything is written to Redis).
-fn open_audit_log(path: &Path) -> Result<std::fs::File, Failure> {
+pub fn open_audit_log(path: &Path) -> Result<std::fs::File, Failure> {
     OpenOptions::new()
         .create(true)
         .append(true)
@@ -91,7 +91,7 @@ fn open_audit_log(path: &Path) -> Result<std::fs::File, Failure> {
 }
 
 /// Appends one record as one line (one `O_APPEND` write).
-fn append_audit(log: &mut std::fs::File, path: &Path, record: &Value) -> Outcome {
+pub fn append_audit(log: &mut std::fs::File, path: &Path, record: &Value) -> Outcome {
     let mut line = record.to_string();
     line.push('\n');
     log.write_all(line.as_bytes()).map_err(|err| {

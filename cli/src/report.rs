@@ -17,13 +17,20 @@ use crate::args::Args;
 use crate::autopilot::{decide_all, line, read_events, RampDecision};
 use crate::{load, parse_at, Failure, Outcome};
 
-pub const USAGE: &str = "report FILE --events EVENTS… --out report.html [--at TIME]";
+pub const USAGE: &str =
+    "report FILE --events EVENTS… | [FILE] --redis URL [--redis-key K] [--events EVENTS…]
+                --out report.html [--at TIME]";
 
 pub const DETAILS: &str = "  --events EVENTS…  events JSON-lines files
+  --redis URL       the document at the Redis key, the autopilot's current look from the
+                    fleet's per-unit evidence there, and decisions and kills from its audit
+                    stream (with --events as well: the metric charts from those events)
+  --redis-key K     the key of the document (default flagrail:document)
   --out PATH        the HTML file to write (self-contained: no network, no external library)
   --at TIME         the end of the report and the instant of the autopilot's current look
                     (default: the last event or audit record, or now without either)
-The autopilot's written decisions and the kills come from <name>.audit.jsonl beside FILE.";
+The autopilot's written decisions and the kills come from <name>.audit.jsonl beside FILE
+(with --redis: from the document's audit stream).";
 
 /// Time bins of the metric charts.
 const BINS: usize = 24;
@@ -492,20 +499,43 @@ pub fn run(args: &mut Args) -> Outcome {
     let out_path = args.required("--out")?;
     let at_text = args.option("--at");
     let redis = args.option("--redis");
-    let file = args.positional("FILE")?;
+    let redis_key = args
+        .option("--redis-key")
+        .unwrap_or_else(|| flagrail_fleet::connection::DEFAULT_DOCUMENT_KEY.to_string());
+    let file = if redis.is_some() {
+        args.next_positional()
+    } else {
+        Some(args.positional("FILE")?)
+    };
     args.finish()?;
-    if redis.is_some() {
-        return Err(Failure::failed(format!(
-            "--redis: not available yet: the fleet's metrics in Redis are per-request totals per variant since each process started, not the per-unit values of the live step that the autopilot's test needs; pass --events files [{}]",
-            crate::autopilot::REDIS_NOT_YET
-        )));
+    if redis.is_none() && events.is_empty() {
+        return Err(Failure::usage("report needs --events FILE… or --redis URL"));
     }
-    if events.is_empty() {
-        return Err(Failure::usage("report needs --events FILE…"));
-    }
-    let doc = load(&file)?;
     let log = read_events(&events)?;
-    let audit = read_audit(&file);
+    let mut redis_input = match &redis {
+        Some(url) => Some(crate::autopilot::open_redis(url, &redis_key)?),
+        None => None,
+    };
+    let (doc, audit, shown) = match (&mut redis_input, &file) {
+        (Some(input), _) => {
+            let doc = input.document()?;
+            let audit = input
+                .publisher
+                .audit_all()
+                .map_err(crate::redis::fleet_failure)?
+                .into_iter()
+                .filter_map(|entry| {
+                    let value = entry.get("record")?.clone();
+                    let time_ms =
+                        flagrail_core::time::parse_timestamp(value.get("time")?.as_str()?)?;
+                    Some(AuditRecord { time_ms, value })
+                })
+                .collect::<Vec<_>>();
+            (doc, audit, format!("redis:{}", input.publisher.shown()))
+        }
+        (None, Some(file)) => (load(file)?, read_audit(file), file.clone()),
+        (None, None) => return Err(Failure::usage("missing FILE")),
+    };
     let last_event = log
         .runs
         .iter()
@@ -513,18 +543,30 @@ pub fn run(args: &mut Args) -> Outcome {
         .chain(log.notices.iter().map(|n| n.time_ms))
         .chain(audit.iter().map(|r| r.time_ms))
         .max();
-    let at = match at_text {
-        Some(t) => parse_at(Some(t))?,
-        None => last_event.map_or_else(|| parse_at(None), Ok)?,
+    let at = match (at_text, &redis_input) {
+        (Some(t), _) => parse_at(Some(t))?,
+        // The fleet's evidence is live: its look is now.
+        (None, Some(_)) => parse_at(None)?,
+        (None, None) => last_event.map_or_else(|| parse_at(None), Ok)?,
     };
-    let html = render(&doc, &log, &audit, at, &file);
+    let decisions = match &mut redis_input {
+        Some(input) => input.decide(&doc, at, &HashSet::new())?,
+        None => decide_all(&doc, &log, at, &HashSet::new()),
+    };
+    let html = render(&doc, &log, &decisions, &audit, at, &shown);
     std::fs::write(&out_path, html).map_err(|err| Failure::failed(format!("{out_path}: {err}")))?;
     outln!("wrote {out_path}");
     Ok(())
 }
 
-fn render(doc: &Document, log: &EventLog, audit: &[AuditRecord], at: Millis, file: &str) -> String {
-    let decisions = decide_all(doc, log, at, &HashSet::new());
+fn render(
+    doc: &Document,
+    log: &EventLog,
+    decisions: &[RampDecision],
+    audit: &[AuditRecord],
+    at: Millis,
+    file: &str,
+) -> String {
     let mut html = String::new();
     let _ = write!(
         html,

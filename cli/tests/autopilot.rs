@@ -172,13 +172,37 @@ fn a_proven_regression_is_printed_with_its_evidence_and_written_once() {
         .lines()
         .filter(|l| !DOC.lines().any(|b| b == *l))
         .collect();
-    assert_eq!(
-        changed,
-        vec![
-            "  \"revision\": \"2026-12-01.1\",",
-            "            \"rolled_back\": true,"
-        ]
+    assert_eq!(changed.len(), 3, "{changed:?}");
+    assert_eq!(changed[0], "  \"revision\": \"2026-12-01.1\",");
+    assert_eq!(changed[1], "            \"rolled_back\": true,");
+    assert!(
+        changed[2].starts_with(
+            "            \"last_decision\": {\"decision\":\"roll_back\",\"reason\":\"proven_regression\",\"at\":\"2026-12-01T09:30:00Z\""
+        ),
+        "{changed:?}"
     );
+    // explain shows the last decision beside the state, from the document.
+    let explained = flagrail(&[
+        "explain",
+        doc_s,
+        "--flag",
+        "bot",
+        "--context",
+        "{\"user_id\": \"u1\"}",
+        "--at",
+        "2026-12-01T09:31:00Z",
+    ]);
+    let explained: Value = serde_json::from_slice(&explained.stdout).expect("explain json");
+    let ramp_step = explained["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["step"] == "ramp"))
+        .expect("a ramp step");
+    let last = &ramp_step["autopilot"]["last_decision"];
+    assert_eq!(ramp_step["autopilot"]["state"], "rolled_back");
+    assert_eq!(last["decision"], "roll_back", "{explained}");
+    assert_eq!(last["at"], "2026-12-01T09:30:00Z");
+    assert_eq!(last["samples"]["candidate"], 60);
+    assert_eq!(last["metrics"][0]["status"], "regression");
     let audit = std::fs::read_to_string(dir.join("flags.audit.jsonl")).expect("audit");
     let records: Vec<Value> = audit
         .lines()
@@ -273,14 +297,19 @@ fn forensics_lists_the_runs_a_variant_served_and_counts_them() {
 }
 
 #[test]
-fn redis_input_says_not_yet_with_a_stable_code() {
-    let out = flagrail(&[
+fn redis_input_is_either_or_with_events_and_an_unreachable_redis_has_a_stable_code() {
+    let both = flagrail(&[
         "autopilot",
         "flags.json",
+        "--events",
+        "events.jsonl",
         "--redis",
         "redis://127.0.0.1:1/0",
         "--once",
     ]);
+    assert_eq!(both.status.code(), Some(2));
+    let out = flagrail(&["autopilot", "--redis", "redis://127.0.0.1:1/0", "--once"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[AUTOPILOT_REDIS_NOT_YET]"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REDIS_UNAVAILABLE"), "{stderr}");
 }

@@ -10,7 +10,8 @@
 //! change), and writes only if the counter has not moved since the read (compare-and-set in
 //! the script); a lost race is retried on the new document.
 
-use flagrail_core::admin::{edit_kill, KillChange, SwitchState, Target};
+use flagrail_core::admin::{edit_kill, edit_ramp, KillChange, RampChange, SwitchState, Target};
+use flagrail_core::autopilot::RampFields;
 use flagrail_core::time::format_timestamp;
 use flagrail_core::{Document, Error};
 use flagrail_sources::{PrivateKey, VerifyKey};
@@ -75,6 +76,22 @@ pub struct Pushed {
     pub revision: i64,
     /// The document's own `revision`.
     pub document_revision: String,
+}
+
+/// What writing an autopilot decision did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RampWrite {
+    /// `false` for a hold, or when the ramp moved since the look (nothing was written).
+    pub changed: bool,
+    pub old_revision: String,
+    pub new_revision: String,
+    /// The push counter after the write (the read one when nothing changed).
+    pub redis_revision: i64,
+    /// The ramp fields written.
+    pub fields: RampFields,
+    pub warnings: Vec<String>,
+    /// The record appended to the audit stream.
+    pub record: Option<Value>,
 }
 
 /// What a kill or unkill did.
@@ -280,6 +297,134 @@ impl Publisher {
             key: self.keys.document().to_string(),
             attempts: MAX_KILL_ATTEMPTS,
         })
+    }
+
+    /// Writes an autopilot decision into the document at the key: the same read-modify-write
+    /// with compare-and-set as [`Publisher::kill`], with the core's [`edit_ramp`] (the same
+    /// edit as `flagrail autopilot` makes to a file: the ramp's `start`, `paused_at`,
+    /// `rolled_back`, its `decided` record and the revision). The audit record carries the
+    /// decision, its reason and the whole evidence. Nothing is written when the ramp is no
+    /// longer governed at the verdict's step (the document wins).
+    pub fn ramp(
+        &mut self,
+        change: &RampChange<'_>,
+        signer: Option<&PrivateKey>,
+        verify_key: Option<&VerifyKey>,
+    ) -> Result<RampWrite> {
+        for _ in 0..MAX_KILL_ATTEMPTS {
+            let stored = self.read()?;
+            let text = self.stored_text(&stored, signer, verify_key)?;
+            let (edit, fields) = edit_ramp(&text, change)?;
+            if !edit.changed {
+                return Ok(RampWrite {
+                    changed: false,
+                    old_revision: edit.old_revision,
+                    new_revision: edit.new_revision,
+                    redis_revision: stored.revision,
+                    fields,
+                    warnings: edit.warnings,
+                    record: None,
+                });
+            }
+            let signature = signer.map(|key| key.sign(edit.text.as_bytes()));
+            let record = json!({
+                "time": format_timestamp(change.at),
+                "action": "autopilot",
+                "flag": change.flag,
+                "rule_id": change.rule_id,
+                "decision": change.verdict.decision,
+                "reason": change.verdict.reason,
+                "step": change.verdict.step,
+                "percent": change.verdict.percent,
+                "actor": change.actor,
+                "old_revision": edit.old_revision,
+                "new_revision": edit.new_revision,
+                "document": self.shown(),
+                "signed": signature.is_some(),
+                "evidence": change.verdict,
+            });
+            let written = self.write(
+                edit.text.as_bytes(),
+                signature.as_deref().map(str::as_bytes),
+                Some(stored.revision),
+                Some(&record),
+            )?;
+            if let Some(redis_revision) = written {
+                return Ok(RampWrite {
+                    changed: true,
+                    old_revision: edit.old_revision,
+                    new_revision: edit.new_revision,
+                    redis_revision,
+                    fields,
+                    warnings: edit.warnings,
+                    record: Some(record),
+                });
+            }
+        }
+        Err(FleetError::Conflict {
+            key: self.keys.document().to_string(),
+            attempts: MAX_KILL_ATTEMPTS,
+        })
+    }
+
+    /// The stored document's text, checked: present, verified with `verify_key`, re-signable
+    /// when signed, UTF-8.
+    fn stored_text(
+        &self,
+        stored: &Stored,
+        signer: Option<&PrivateKey>,
+        verify_key: Option<&VerifyKey>,
+    ) -> Result<String> {
+        let Some(bytes) = stored.document.clone() else {
+            return Err(FleetError::Core(Error::SourceUnreachable {
+                source: self.shown(),
+                detail: "no document at this key: push one first (flagrail push FILE --redis URL)"
+                    .to_string(),
+            }));
+        };
+        if let Some(key) = verify_key {
+            key.verify(&self.shown(), &bytes, stored.signature.as_deref())?;
+        }
+        if stored.signature.is_some() && signer.is_none() {
+            return Err(FleetError::Core(Error::InvalidArgument {
+                message: format!(
+                    "the document at {} is signed: pass the private key (--key flagrail.key on the command line) to re-sign it after the change (unsigned, verifying processes would reject it)",
+                    self.shown()
+                ),
+            }));
+        }
+        String::from_utf8(bytes).map_err(|_| {
+            FleetError::Core(Error::InvalidArgument {
+                message: format!("the document at {} is not UTF-8", self.shown()),
+            })
+        })
+    }
+
+    /// One ramp step's per-unit evidence as the fleet wrote it
+    /// ([`crate::shared::evidence`]).
+    pub fn read_evidence(
+        &mut self,
+        flag: &str,
+        rule_id: &str,
+        step_began: flagrail_core::time::Millis,
+    ) -> Result<crate::shared::evidence::StoredStep> {
+        let target = self.url.to_string();
+        crate::shared::evidence::read_step(
+            &mut self.connection,
+            &target,
+            &self.keys,
+            flag,
+            rule_id,
+            step_began,
+        )
+    }
+
+    /// The whole audit stream, oldest first (for reports; the stream is capped at about
+    /// [`AUDIT_STREAM_LENGTH`] records).
+    pub fn audit_all(&mut self) -> Result<Vec<Value>> {
+        let mut records = self.audit(AUDIT_STREAM_LENGTH as usize * 2)?;
+        records.reverse();
+        Ok(records)
     }
 
     /// The newest `count` audit records, newest first (`XREVRANGE`).

@@ -67,6 +67,28 @@ def test_the_rollout_promoted_one_candidate_and_rolled_back_the_other(rollout: P
         assert all(m["interval"] is not None for m in evidence["metrics"])
 
 
+def test_status_shows_the_autopilots_last_decision(rollout: Path) -> None:
+    """The decision written into the document travels with it: a handle that loads it shows
+    the last decision (what, when, by whom, the evidence in brief) beside the state."""
+    from flagrail import Flags
+
+    records = [json.loads(line) for line in (rollout / "autopilot.audit.jsonl").read_text().splitlines()]
+    written = {r["flag"]: r for r in records if r["action"] == "autopilot"}
+    flags = Flags.from_file(str(rollout / "autopilot.json"))
+    ramps = {ramp["flag"]: ramp for ramp in flags.status()["autopilot"]}
+    rolled_back = ramps["ticket-summary"]
+    assert rolled_back["state"] == "rolled_back"
+    last = rolled_back["last_decision"]
+    assert last["decision"] == "roll_back"
+    assert last["at"] == written["ticket-summary"]["time"]
+    assert last["samples"] == written["ticket-summary"]["evidence"]["samples"]
+    assert {m["metric"]: m["status"] for m in last["metrics"]}["quality"] == "regression"
+    # Every ramp shows its last decision, or null before the autopilot wrote one.
+    for flag, ramp in ramps.items():
+        assert (ramp["last_decision"] is None) == (flag not in written)
+    flags.close()
+
+
 def test_the_report_renders_without_errors_and_with_every_series(rollout: Path) -> None:
     html = (rollout / "report.html").read_text()
     assert "http://" not in html and "https://" not in html, "the report must not fetch anything"

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::{invalid, next_revision, rewrite_file, text_edit, KillOptions, Rewrite};
-use crate::autopilot::{fields_after, look, GovernedState, RampFields, Verdict};
+use crate::autopilot::{fields_after, look, GovernedState, LastDecision, RampFields, Verdict};
 use crate::document::{Action, Document};
 use crate::error::Result;
 use crate::time::{format_date, format_timestamp, Millis};
@@ -110,6 +110,13 @@ pub fn edit_ramp(text: &str, change: &RampChange<'_>) -> Result<(Rewrite, RampFi
     if let Some(rolled_back) = fields.rolled_back {
         values.push(("rolled_back", Value::Bool(rolled_back)));
     }
+    // The decision in brief, for status() and explain in every process that loads this.
+    let brief = LastDecision::from_verdict(change.verdict, change.at, change.actor);
+    values.push((
+        "last_decision",
+        serde_json::to_value(&brief)
+            .map_err(|err| invalid(format!("cannot serialize the decision: {err}")))?,
+    ));
     let new_revision = next_revision(&old_revision, &format_date(change.at));
     let mut expected = current.source().clone();
     {
@@ -264,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn a_promotion_rewrites_two_lines_and_the_revision() {
+    fn a_promotion_rewrites_two_lines_adds_its_record_and_bumps_the_revision() {
         let promote = verdict(Decision::Promote, 0);
         let change = RampChange {
             flag: "bot",
@@ -286,6 +293,7 @@ mod tests {
             changed,
             vec![
                 "  \"revision\": \"2026-12-01.1\",",
+                "            \"last_decision\": {\"decision\":\"promote\",\"reason\":\"proven_within_limits\",\"at\":\"2026-12-01T12:30:00Z\",\"step\":0,\"percent\":1.0,\"actor\":\"autopilot\",\"samples\":{\"control\":0,\"candidate\":0},\"metrics\":[]},",
                 "            \"start\": \"2026-12-01T11:30:00Z\",",
                 "            \"paused_at\": \"2026-12-01T12:30:00Z\",",
             ]
@@ -302,6 +310,10 @@ mod tests {
             change.at + 1,
         );
         assert_eq!((seen.state, seen.step), (GovernedState::Governed, Some(1)));
+        // The record travels with the document: what status() and explain show.
+        let last = seen.last_decision.expect("last decision");
+        assert_eq!((last.decision, last.step), (Decision::Promote, 0));
+        assert_eq!(last.at, "2026-12-01T12:30:00Z");
         let (again, _) = edit_ramp(&rewrite.text, &change).expect("edit");
         assert!(!again.changed);
         assert_eq!(again.warnings.len(), 1);

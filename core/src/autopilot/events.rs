@@ -212,33 +212,105 @@ pub struct Arms<'a> {
     pub until: Millis,
 }
 
-/// One unit's runs, summed.
-#[derive(Default)]
-struct UnitTotals {
-    with_outcome: u64,
-    errors: u64,
-    latency: (f64, u64),
-    cost: (f64, u64),
-    quality: (f64, u64),
-    score: (f64, u64),
+/// One unit's runs in a step, summed: what the autopilot keeps per unit of randomisation.
+///
+/// The events reader builds one per unit from its runs; a fleet adds these up across
+/// processes (the sums and counts add; `flagrail-fleet` keeps them per unit in Redis). Either
+/// way [`arms_from_units`] turns them into the per-unit values the test needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UnitTotals {
+    /// Runs with a recorded first outcome, and how many of those were errors.
+    pub with_outcome: u64,
+    pub errors: u64,
+    /// `(sum, count)` of each measurement over the unit's runs that reported it.
+    pub latency: (f64, u64),
+    pub cost: (f64, u64),
+    pub quality: (f64, u64),
+    pub score: (f64, u64),
 }
 
 impl UnitTotals {
+    /// The fields in a fixed order (the order `flagrail-fleet` stores them in).
+    pub const FIELDS: usize = 10;
+
     fn add(&mut self, run: &Run) {
         if let Some(outcome) = run.outcome.as_deref() {
-            self.with_outcome += 1;
-            self.errors += u64::from(outcome == "error");
+            self.add_outcome(outcome == "error", run.latency_ms, run.cost);
         }
-        for (slot, value) in [
-            (&mut self.latency, run.latency_ms),
-            (&mut self.cost, run.cost),
-            (&mut self.quality, run.quality),
-            (&mut self.score, run.score),
+        self.add_feedback(run.quality, run.score);
+    }
+
+    /// Counts a run's first outcome (non-finite measurements are left out, as the events
+    /// reader does).
+    pub fn add_outcome(&mut self, error: bool, latency_ms: Option<f64>, cost: Option<f64>) {
+        self.with_outcome += 1;
+        self.errors += u64::from(error);
+        Self::add_value(&mut self.latency, latency_ms);
+        Self::add_value(&mut self.cost, cost);
+    }
+
+    /// Counts a run's quality and score.
+    pub fn add_feedback(&mut self, quality: Option<f64>, score: Option<f64>) {
+        Self::add_value(&mut self.quality, quality);
+        Self::add_value(&mut self.score, score);
+    }
+
+    fn add_value(slot: &mut (f64, u64), value: Option<f64>) {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            slot.0 += v;
+            slot.1 += 1;
+        }
+    }
+
+    /// Adds another partial total of the same unit.
+    pub fn merge(&mut self, other: &UnitTotals) {
+        self.with_outcome += other.with_outcome;
+        self.errors += other.errors;
+        for (mine, theirs) in [
+            (&mut self.latency, other.latency),
+            (&mut self.cost, other.cost),
+            (&mut self.quality, other.quality),
+            (&mut self.score, other.score),
         ] {
-            if let Some(v) = value.filter(|v| v.is_finite()) {
-                slot.0 += v;
-                slot.1 += 1;
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+    }
+
+    /// The fields as numbers: outcomes, errors, then sum and count of latency, cost,
+    /// quality and score.
+    pub fn to_fields(&self) -> [f64; Self::FIELDS] {
+        [
+            self.with_outcome as f64,
+            self.errors as f64,
+            self.latency.0,
+            self.latency.1 as f64,
+            self.cost.0,
+            self.cost.1 as f64,
+            self.quality.0,
+            self.quality.1 as f64,
+            self.score.0,
+            self.score.1 as f64,
+        ]
+    }
+
+    /// The inverse of [`UnitTotals::to_fields`] (counts are rounded down to whole numbers;
+    /// negative or non-finite counts read as 0).
+    pub fn from_fields(fields: &[f64; Self::FIELDS]) -> UnitTotals {
+        let count = |x: f64| {
+            if x.is_finite() && x > 0.0 {
+                x as u64
+            } else {
+                0
             }
+        };
+        UnitTotals {
+            with_outcome: count(fields[0]),
+            errors: count(fields[1]),
+            latency: (fields[2], count(fields[3])),
+            cost: (fields[4], count(fields[5])),
+            quality: (fields[6], count(fields[7])),
+            score: (fields[8], count(fields[9])),
         }
     }
 
@@ -263,6 +335,25 @@ impl UnitTotals {
         push("quality", mean(self.quality));
         push("score", mean(self.score));
     }
+}
+
+/// The control's and the candidate's evidence (`(control, candidate)`) from per-unit totals,
+/// each with whether the unit is in the candidate's arm. Each unit contributes one value per
+/// metric. The order of `units` is the order values are added in: give it sorted by unit (as
+/// [`arm_evidence`] does) for results that match to the last bit.
+pub fn arms_from_units(
+    units: impl IntoIterator<Item = (bool, UnitTotals)>,
+) -> (ArmEvidence, ArmEvidence) {
+    let mut control = ArmEvidence::default();
+    let mut candidate = ArmEvidence::default();
+    for (is_candidate, totals) in units {
+        totals.into_evidence(if is_candidate {
+            &mut candidate
+        } else {
+            &mut control
+        });
+    }
+    (control, candidate)
 }
 
 /// The control's and the candidate's per-unit evidence in the step (`(control, candidate)`).
@@ -293,16 +384,7 @@ pub fn arm_evidence(log: &EventLog, arms: &Arms<'_>) -> (ArmEvidence, ArmEvidenc
             entry.1.add(run);
         }
     }
-    let mut control = ArmEvidence::default();
-    let mut candidate = ArmEvidence::default();
-    for (_, (is_candidate, totals)) in units {
-        totals.into_evidence(if is_candidate {
-            &mut candidate
-        } else {
-            &mut control
-        });
-    }
-    (control, candidate)
+    arms_from_units(units.into_values())
 }
 
 #[cfg(test)]

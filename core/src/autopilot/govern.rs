@@ -15,9 +15,9 @@
 //!
 //! Pure: the caller passes the time in. Evaluation never reads any of this.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::decide::Decision;
+use super::decide::{Decision, MetricStatus, Reason, Samples, Verdict};
 use super::spec::AutopilotSpec;
 use crate::hash::PERCENT_TOTAL;
 use crate::ramp::Ramp;
@@ -73,8 +73,74 @@ pub struct RampLook {
     pub control: String,
     pub min_hold_ms: Option<Millis>,
     pub max_hold_ms: Option<Millis>,
+    /// The last decision the autopilot wrote into this ramp (its `last_decision` field), if
+    /// any: what it decided, when, and the evidence in brief.
+    pub last_decision: Option<LastDecision>,
     #[serde(skip)]
     pub step_began_ms: Option<Millis>,
+}
+
+/// The last decision the autopilot wrote into a ramp, kept in the ramp itself
+/// (`last_decision`) so that every process that loads the document can show it
+/// (`status()`, `explain`). The full evidence is in the audit record of the same write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LastDecision {
+    pub decision: Decision,
+    pub reason: Reason,
+    /// When it was decided (RFC 3339).
+    pub at: String,
+    /// The step decided on, and its percentage.
+    pub step: usize,
+    pub percent: f64,
+    /// Who wrote it (`--actor`).
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// Units per arm in the step at the decision.
+    pub samples: Samples,
+    /// Each metric's estimate and interval against its limit, and its status.
+    #[serde(default)]
+    pub metrics: Vec<MetricBrief>,
+}
+
+/// One metric of a [`LastDecision`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricBrief {
+    pub metric: String,
+    pub status: MetricStatus,
+    pub estimate: Option<f64>,
+    pub interval: Option<[f64; 2]>,
+    pub limit: f64,
+}
+
+impl LastDecision {
+    /// The brief of `verdict`, decided at `at` by `actor`.
+    pub fn from_verdict(verdict: &Verdict, at: Millis, actor: &str) -> LastDecision {
+        LastDecision {
+            decision: verdict.decision,
+            reason: verdict.reason,
+            at: format_timestamp(at),
+            step: verdict.step,
+            percent: verdict.percent,
+            actor: Some(actor.to_string()),
+            samples: verdict.samples,
+            metrics: verdict
+                .metrics
+                .iter()
+                .map(|m| MetricBrief {
+                    metric: m.metric.clone(),
+                    status: m.status,
+                    // JSON has no infinities: a value that overflowed is left out.
+                    estimate: m.estimate.filter(|e| e.is_finite()),
+                    interval: m
+                        .interval
+                        .filter(|[low, high]| low.is_finite() && high.is_finite()),
+                    limit: m.limit,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Where `ramp` (with its autopilot `spec`) stands at `at`.
@@ -107,6 +173,7 @@ pub fn look(ramp: &Ramp, spec: &AutopilotSpec, at: Millis) -> RampLook {
         control: spec.control.clone(),
         min_hold_ms: hold.map(|h| h.min),
         max_hold_ms: hold.map(|h| h.max),
+        last_decision: spec.last_decision.clone(),
         step_began_ms: began,
     }
 }

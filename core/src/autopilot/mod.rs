@@ -25,7 +25,9 @@ pub use decide::{
     decide, decide_with, sample_ratio_check, ArmEvidence, ArmSummary, Decision, Method,
     MetricEvidence, MetricStatus, Observation, Reason, Samples, Scale, Side, SrmCheck, Verdict,
 };
-pub use govern::{fields_after, look, GovernedState, RampFields, RampLook};
+pub use govern::{
+    fields_after, look, GovernedState, LastDecision, MetricBrief, RampFields, RampLook,
+};
 pub use spec::{
     AutopilotSpec, Better, HoldWindow, Limit, MetricLimit, RegressionAction, SpecProblem, SrmTest,
     DEFAULT_ALPHA, DEFAULT_SRM_P_VALUE,

@@ -30,6 +30,10 @@ pub struct AutopilotSpec {
     pub srm_p_value: f64,
     /// How that p-value is computed. Default: Pearson's chi-squared at each look.
     pub srm_test: SrmTest,
+    /// Not part of the pre-committed spec: the last decision written into the ramp (its
+    /// `last_decision` field), carried here so that `status()` and `explain` can show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<super::LastDecision>,
 }
 
 /// The sample-ratio test.
@@ -181,6 +185,7 @@ impl AutopilotSpec {
             alpha: DEFAULT_ALPHA,
             srm_p_value: DEFAULT_SRM_P_VALUE,
             srm_test: SrmTest::ChiSquared,
+            last_decision: None,
         }
     }
 

@@ -148,6 +148,7 @@ impl Loader {
             alpha: alpha?,
             srm_p_value: srm_p_value?,
             srm_test: srm_test?,
+            last_decision: None,
         };
         let problems = spec.problems();
         for problem in &problems {
@@ -465,6 +466,44 @@ mod tests {
         .map(|(path, code)| (format!("{P}.{path}"), code.to_string()))
         .collect();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn the_last_decision_is_checked_and_carried_to_the_spec() {
+        let block = json!({"holds": [{"min": "1h", "max": "2h"}],
+                           "metrics": [{"metric": "quality", "difference": 2}]});
+        let good = json!({"decision": "promote", "reason": "proven_within_limits",
+            "at": "2026-12-01T10:00:00Z", "step": 0, "percent": 1.0, "actor": "autopilot",
+            "samples": {"control": 900, "candidate": 10},
+            "metrics": [{"metric": "quality", "status": "within_limit", "estimate": 0.5,
+                         "interval": [-1.0, 2.0], "limit": -2.0}]});
+        let doc = Document::from_value(document(
+            block.clone(),
+            json!({"last_decision": good.clone()}),
+        ))
+        .expect("valid");
+        let Action::Ramp(ramp) = &doc.flags()[0].rules[0].action else {
+            panic!("ramp");
+        };
+        let last = doc.flags()[0]
+            .autopilot_of(ramp)
+            .and_then(|spec| spec.last_decision.clone())
+            .expect("carried");
+        assert_eq!(last.samples.candidate, 10);
+        assert_eq!(serde_json::to_value(&last).expect("json"), good);
+        let mut bad_time = good.clone();
+        bad_time["at"] = json!("yesterday");
+        assert_eq!(
+            problems(document(block.clone(), json!({"last_decision": bad_time}))),
+            vec![(format!("{P}.last_decision.at"), "INVALID_DATE".to_string())]
+        );
+        assert_eq!(
+            problems(document(
+                block,
+                json!({"last_decision": {"decision": "maybe"}})
+            )),
+            vec![(format!("{P}.last_decision"), "INVALID_VALUE".to_string())]
+        );
     }
 
     #[test]

@@ -4,10 +4,12 @@ use serde_json::Value;
 
 use super::autopilot::RampShape;
 use super::flag::VariantNames;
-use super::read::index;
+use super::read::{index, join};
 use super::Loader;
+use crate::autopilot::LastDecision;
 use crate::error::ProblemKind;
 use crate::ramp::{Ramp, RampStep};
+use crate::time::parse_timestamp;
 
 const RAMP_FIELDS: &[&str] = &[
     "variant",
@@ -17,6 +19,7 @@ const RAMP_FIELDS: &[&str] = &[
     "paused_at",
     "rolled_back",
     "autopilot",
+    "last_decision",
 ];
 
 impl Loader {
@@ -50,6 +53,34 @@ impl Loader {
             .field(&ramp, "rolled_back", Self::boolean)
             .ok()
             .unwrap_or(false);
+        // Written by the autopilot beside the fields it moves; shown by status() and explain.
+        let last_decision = self
+            .field(&ramp, "last_decision", |l, path, v| {
+                let parsed = serde_json::from_value::<LastDecision>(v.clone());
+                match parsed {
+                    Ok(decision) if parse_timestamp(&decision.at).is_some() => Some(decision),
+                    Ok(decision) => {
+                        l.report(
+                            &join(path, "at"),
+                            ProblemKind::InvalidDate,
+                            format!(
+                                "\"{}\" is not an RFC 3339 timestamp (2026-11-21T09:00:00Z)",
+                                decision.at
+                            ),
+                        );
+                        None
+                    }
+                    Err(err) => {
+                        l.report(
+                            path,
+                            ProblemKind::InvalidValue,
+                            format!("not an autopilot decision record: {err}"),
+                        );
+                        None
+                    }
+                }
+            })
+            .ok();
         let steps_path = ramp.path_of("steps");
         let steps_value = self.required(&ramp, "steps", Self::any)?;
         let Value::Array(items) = steps_value else {
@@ -152,7 +183,8 @@ impl Loader {
                     );
                     return None;
                 }
-                spec.and_then(|spec| {
+                spec.and_then(|mut spec| {
+                    spec.last_decision = last_decision;
                     self.autopilots.push(spec);
                     u32::try_from(self.autopilots.len())
                         .ok()

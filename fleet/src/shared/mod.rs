@@ -9,7 +9,7 @@
 //! | every | what |
 //! |---|---|
 //! | 50 ms | report budget spend, take new leases before the current ones run out, give back idle ones; write queued pins |
-//! | 250 ms | flush guardrail tallies into time buckets; decide trips on the fleet's totals; lay the fleet's trips over this process |
+//! | 250 ms | flush guardrail tallies into time buckets; decide trips on the fleet's totals; lay the fleet's trips over this process; add the autopilot's per-unit evidence ([`evidence`]) |
 //! | 1 s | heartbeat (the fleet's size); publish this process's metrics; read the fleet's |
 //!
 //! Keys come from [`crate::KeySpace::sibling`]: they share the document key's hash tag, so
@@ -24,6 +24,7 @@
 //! tallies and pin writes wait in memory and are flushed when Redis answers again.
 
 pub mod budget;
+pub mod evidence;
 pub mod guard;
 pub mod metrics;
 pub mod pins;
@@ -124,6 +125,9 @@ struct Inner {
     leases: Mutex<Leases>,
     tallies: Mutex<PendingTallies>,
     pins: Mutex<PinQueue>,
+    /// The autopilot's per-unit evidence waiting for Redis (fed by an event sink).
+    evidence: Arc<Mutex<evidence::PendingEvidence>>,
+    evidence_sink: AtomicBool,
     pin_reader: Mutex<Reconnecting>,
     connected: AtomicBool,
     link: Mutex<Link>,
@@ -135,7 +139,7 @@ struct Inner {
     worker: std::sync::OnceLock<std::thread::Thread>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update leaves these tables consistent: keep going after a panic elsewhere.
     mutex
         .lock()
@@ -228,6 +232,10 @@ impl Inner {
             let pins = lock(&self.pins);
             (pins.writes.len(), pins.dropped)
         };
+        let autopilot = self
+            .evidence_sink
+            .load(Ordering::Acquire)
+            .then(|| lock(&self.evidence).status_json());
         let view = lock(&self.view);
         json!({
             "redis": self.url.to_string(),
@@ -247,6 +255,7 @@ impl Inner {
             "dropped_pin_writes": dropped_pins,
             "flushes": self.flushes.load(Ordering::Relaxed),
             "fleet_read_at": view.read_at.map(format_timestamp),
+            "autopilot": autopilot,
             "now": format_timestamp(now),
         })
     }
@@ -286,6 +295,8 @@ impl FleetState {
             leases: Mutex::new(Leases::new(options.lease_fraction)),
             tallies: Mutex::new(PendingTallies::default()),
             pins: Mutex::new(PinQueue::default()),
+            evidence: Arc::new(Mutex::new(evidence::PendingEvidence::default())),
+            evidence_sink: AtomicBool::new(false),
             pin_reader: Mutex::new(Reconnecting::new(
                 url.clone(),
                 pin_timeouts,
@@ -451,6 +462,7 @@ struct Worker {
     tally_script: redis::Script,
     sum_script: redis::Script,
     heartbeat_script: redis::Script,
+    evidence_script: redis::Script,
     last_guard: Option<Instant>,
     last_heartbeat: Option<Instant>,
 }
@@ -466,6 +478,7 @@ impl Worker {
             tally_script: redis::Script::new(guard::TALLY_SCRIPT),
             sum_script: redis::Script::new(guard::SUM_SCRIPT),
             heartbeat_script: redis::Script::new(HEARTBEAT_SCRIPT),
+            evidence_script: redis::Script::new(evidence::EVIDENCE_SCRIPT),
             last_guard: None,
             last_heartbeat: None,
         }
@@ -521,6 +534,8 @@ impl Worker {
         if due(self.last_guard, GUARD_EVERY_MS) {
             self.last_guard = Some(Instant::now());
             self.flush_guardrails(flags, now);
+            self.install_evidence_sink(flags);
+            self.flush_evidence(now);
         }
         if due(self.last_heartbeat, HEARTBEAT_EVERY_MS) {
             self.last_heartbeat = Some(Instant::now());
@@ -847,6 +862,58 @@ impl Worker {
         Some(state)
     }
 
+    /// Listens to the handle's events once its document has an autopilot ramp (sinks stay
+    /// for the handle's life; the sink does nothing once this fleet state is closed).
+    fn install_evidence_sink(&mut self, flags: &Flags) {
+        if self.inner.evidence_sink.load(Ordering::Acquire)
+            || !evidence::has_autopilot(&flags.document())
+        {
+            return;
+        }
+        self.inner.evidence_sink.store(true, Ordering::Release);
+        flags.add_event_sink(Arc::new(evidence::EvidenceSink {
+            pending: Arc::downgrade(&self.inner.evidence),
+            flags: flags.downgrade(),
+        }));
+    }
+
+    /// Adds the pending per-unit evidence into Redis; what fails waits for the next flush.
+    fn flush_evidence(&mut self, now: Millis) {
+        if !self.inner.evidence_sink.load(Ordering::Acquire) {
+            return;
+        }
+        let steps = lock(&self.inner.evidence).take();
+        let mut failed = false;
+        for (step, units) in steps {
+            let step = step.0;
+            let hash =
+                evidence::step_key(&self.inner.keys, &step.flag, &step.rule_id, step.step_began);
+            let dropped_counter =
+                evidence::dropped_key(&self.inner.keys, &step.flag, &step.rule_id, step.step_began);
+            let mut written = 0;
+            if !failed {
+                for chunk in units.chunks(evidence::chunk_size()) {
+                    let script = self.evidence_script.clone();
+                    let dropped = self.run_command(now, |c| {
+                        evidence::write_units(c, &script, &hash, &dropped_counter, chunk)
+                    });
+                    let Some(dropped) = dropped else {
+                        failed = true;
+                        break;
+                    };
+                    written += chunk.len();
+                    let mut pending = lock(&self.inner.evidence);
+                    pending.dropped_in_redis += dropped;
+                    pending.flushed_units += chunk.len() as u64;
+                }
+            }
+            if written < units.len() {
+                let rest = units.into_iter().skip(written).collect();
+                lock(&self.inner.evidence).put_back(&step, rest);
+            }
+        }
+    }
+
     fn heartbeat(&mut self, flags: &Flags, now: Millis) {
         let processes_key = self.inner.keys.sibling("processes");
         let metrics_key = self.inner.keys.sibling("metrics");
@@ -913,6 +980,7 @@ impl Worker {
     fn final_flush(&mut self, flags: &Flags) {
         let now = flags.now_millis();
         self.flush_guardrails(flags, now);
+        self.flush_evidence(now);
         self.flush_pins(now);
         let windows = Self::budget_windows(flags);
         let requests = lock(&self.inner.leases).take_all_for_close(&windows);
