@@ -222,9 +222,10 @@ function planRunner(tables, slot, keys) {
   let count = 0
   for (const entry of entries) {
     if (entry === undefined) continue
-    if (!entry.direct || entry.attributes.length > MAX_PLAN_FLAG_ATTRIBUTES) return null
+    if (!entry.direct || entry.readAttributes.length > MAX_PLAN_FLAG_ATTRIBUTES) return null
     spec.push(entry.index)
-    for (const name of entry.attributes) {
+    // With exposures on, the unit and the segment label too (as `variant()` reads them).
+    for (const name of entry.readAttributes) {
       if (!position.has(name)) {
         position.set(name, names.length)
         names.push(name)
@@ -330,8 +331,9 @@ class Tables {
         // What a read takes from the context: `attributes`, plus the unit and the segment
         // label with exposures on.
         readAttributes: exposing ? flag.run_attributes : flag.attributes,
-        // Where each of `attributes` sits in the document's `attributes`.
-        attributeSlots: flag.attribute_slots,
+        // Where each of `readAttributes` sits in the document's `attributes` (the union
+        // `variants()` reads once).
+        readAttributeSlots: exposing ? flag.run_attribute_slots : flag.attribute_slots,
         // What a `call` or a tracker reads: the attributes plus the unit and the segment label.
         runAttributes: flag.run_attributes,
         start: starter(flag.run_attributes),
@@ -1173,7 +1175,7 @@ class Flags {
         if (entry === undefined || !entry.direct || (forced !== null && forced[i] !== undefined)) continue
         direct.push(entry.index)
         if (!readable) continue
-        for (const slot of entry.attributeSlots) {
+        for (const slot of entry.readAttributeSlots) {
           if (read[slot] !== true) {
             read[slot] = true
             values[slot] = readAttr(context, names[slot])

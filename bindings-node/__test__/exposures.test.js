@@ -159,6 +159,11 @@ test('a flag that decides without the unit still exposes it', async () => {
   flags.variant('by-plan', { user_id: 'u-7', plan: 'pro', segment: 'beta' })
   flags.flag('by-plan').variant({ user_id: 8, plan: 'free' })
   flags.variant('by-plan', { user_id: 'u-9', plan: 'pro' }, undefined, { at: new Date(T0) })
+  // Several flags at once read the unit and the label too: the one-call plan path (`variants`,
+  // `all`) and the careful path (`at`).
+  flags.variants({ user_id: 'u-10', plan: 'pro', segment: 'beta' }, ['by-plan'])
+  flags.all({ user_id: 'u-11', segment: 'gamma' })
+  flags.variants({ user_id: 12, plan: 'pro' }, ['by-plan'], { at: new Date(T0) })
   await delivered()
   assert.deepEqual(
     reads(events).map((e) => [e.unit, e.segment, e.variant, e.reason]),
@@ -166,8 +171,12 @@ test('a flag that decides without the unit still exposes it', async () => {
       ['u-7', 'beta', 'pro', 'TARGETING_MATCH'],
       ['8', null, 'basic', 'DEFAULT'],
       ['u-9', null, 'pro', 'TARGETING_MATCH'],
+      ['u-10', 'beta', 'pro', 'TARGETING_MATCH'],
+      ['u-11', 'gamma', 'basic', 'DEFAULT'],
+      ['12', null, 'pro', 'TARGETING_MATCH'],
     ],
   )
+  assert.equal(flags.status().exposures.no_unit, 0)
 })
 
 test('reads without a unit are counted without an event', async () => {

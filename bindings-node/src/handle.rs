@@ -289,6 +289,9 @@ impl Handle {
         if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
             return STALE;
         }
+        // With exposures on, each flag's values are its `run_attributes` (the JS side built
+        // the plan from the same choice, `readAttributes` in index.js).
+        let exposing = self.inner.exposures_enabled();
         let mut rest = spec;
         let mut wide: Vec<f64> = Vec::new();
         for slot in out.iter_mut() {
@@ -298,7 +301,12 @@ impl Handle {
             let Some(flag) = ack.flags().get(index as usize) else {
                 return FAILED;
             };
-            let count = flag.attributes.len();
+            let names = if exposing {
+                &flag.run_attributes
+            } else {
+                &flag.attributes
+            };
+            let count = names.len();
             let (Some(given), Some(tail)) = (tail.get(..count), tail.get(count..)) else {
                 return FAILED;
             };
@@ -314,7 +322,7 @@ impl Handle {
                 *position = given as usize;
             }
             let ctx = Slotted {
-                names: &flag.attributes,
+                names,
                 slots: positions,
                 values,
             };
@@ -469,6 +477,7 @@ impl Handle {
                     "key": &*flag.key,
                     "attributes": flag.attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
                     "attribute_slots": &flag.attribute_slots,
+                    "run_attribute_slots": &flag.run_attribute_slots,
                     "run_attributes": flag.run_attributes.iter().map(|a| &**a).collect::<Vec<_>>(),
                     "variants": flag.variants.iter().map(|v| json!({
                         "id": &*v.id,

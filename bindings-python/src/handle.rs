@@ -541,11 +541,16 @@ impl Inner {
                     }
                 }
             }
-            // The union slots the requested flags read.
+            // The union slots the requested flags read: with exposures on, the unit and the
+            // segment label too (the flags' `run_attributes`), as in `variant`.
             let mut needed = Needed::new(doc.attributes().len());
             for (_, index) in wanted.iter() {
                 if let Some(flag_def) = index.and_then(|i| doc.flags().get(i)) {
-                    needed.mark(&flag_def.attribute_slots);
+                    needed.mark(if self.exposing {
+                        &flag_def.run_attribute_slots
+                    } else {
+                        &flag_def.attribute_slots
+                    });
                 }
             }
             let attr_keys = cache.attr_keys(py);
@@ -569,10 +574,18 @@ impl Inner {
                             continue;
                         }
                     }
-                    let ctx = Slotted {
-                        names: &flag_def.attributes,
-                        slots: &flag_def.attribute_slots,
-                        values: union,
+                    let ctx = if self.exposing {
+                        Slotted {
+                            names: &flag_def.run_attributes,
+                            slots: &flag_def.run_attribute_slots,
+                            values: union,
+                        }
+                    } else {
+                        Slotted {
+                            names: &flag_def.attributes,
+                            slots: &flag_def.attribute_slots,
+                            values: union,
+                        }
                     };
                     let outcome = self.outcome_of(py, &snapshot, index, flag_def, &ctx, at);
                     results.set_item(key, entry.result_of(py, outcome, flag_cache)?)?;

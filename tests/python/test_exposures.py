@@ -159,10 +159,18 @@ def test_a_flag_that_decides_without_the_unit_still_exposes_it() -> None:
     flags.on_event(events.append)
     flags.variant("by-plan", {"user_id": "u-7", "plan": "pro", "segment": "beta"})
     flags.flag("by-plan").variant({"user_id": 8, "plan": "free"})
+    # Several flags at once read the unit and the label too, with `at` and without.
+    flags.variants({"user_id": "u-10", "plan": "pro", "segment": "beta"}, ["by-plan"])
+    flags.all({"user_id": "u-11", "segment": "gamma"})
+    flags.variants({"user_id": 12, "plan": "pro"}, ["by-plan"], at=T0)
     assert [(e["unit"], e["segment"], e["variant"], e["reason"]) for e in reads(events)] == [
         ("u-7", "beta", "pro", "TARGETING_MATCH"),
         ("8", None, "basic", "DEFAULT"),
+        ("u-10", "beta", "pro", "TARGETING_MATCH"),
+        ("u-11", "gamma", "basic", "DEFAULT"),
+        ("12", None, "pro", "TARGETING_MATCH"),
     ]
+    assert flags.status()["exposures"]["no_unit"] == 0
 
 
 def test_reads_without_a_unit_are_counted_without_an_event() -> None:

@@ -32,8 +32,9 @@ pub struct Document {
     pub(crate) segments: Vec<Segment>,
     /// Document-wide budgets (`budgets` at the top): they watch every flag.
     pub(crate) budgets: Vec<Budget>,
-    /// Every attribute any flag reads: the union of each flag's `attributes`, in document
-    /// order then first-use order (see [`Flag::attribute_slots`]).
+    /// Every attribute any flag reads: the union of each flag's `run_attributes` (its
+    /// `attributes`, the unit and the segment label), in document order then first-use order
+    /// (see [`Flag::attribute_slots`]).
     pub(crate) attributes: Vec<Box<str>>,
     /// The document as loaded (for tooling that rewrites it, such as `flagrail kill`).
     pub(crate) source: Arc<serde_json::Value>,
@@ -126,6 +127,9 @@ pub struct Flag {
     /// Where each of `attributes` sits in [`Document::attributes`]: a binding that evaluates
     /// several flags for one context converts the union once and reads each flag's share.
     pub attribute_slots: Vec<usize>,
+    /// Where each of `run_attributes` sits in [`Document::attributes`] (starts with
+    /// `attribute_slots`): for reads that also take the unit and the segment label (exposures).
+    pub run_attribute_slots: Vec<usize>,
     /// Variants tried, in order, after the assigned one fails (`fallback`).
     pub fallback: Vec<usize>,
     /// Bound on model calls (AI attempts) per `call`, the assigned one included.

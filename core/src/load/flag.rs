@@ -183,6 +183,7 @@ impl Loader {
             attributes: Vec::new(),
             run_attributes: Vec::new(),
             attribute_slots: Vec::new(),
+            run_attribute_slots: Vec::new(),
             fallback,
             max_attempts,
             max_total_ms,

@@ -205,11 +205,13 @@ impl Parts {
             }
             flag.run_attributes = run_attributes;
         }
+        // The union covers `run_attributes`, so a binding that reads several flags on a handle
+        // with exposures on finds the unit and the segment label in it too.
         let mut attributes: Vec<Box<str>> = Vec::new();
         let mut slot_of: FxHashMap<Box<str>, usize> = FxHashMap::default();
         for flag in &mut self.flags {
-            flag.attribute_slots = flag
-                .attributes
+            flag.run_attribute_slots = flag
+                .run_attributes
                 .iter()
                 .map(|name| {
                     *slot_of.entry(name.clone()).or_insert_with(|| {
@@ -218,6 +220,8 @@ impl Parts {
                     })
                 })
                 .collect();
+            // `run_attributes` starts with `attributes`.
+            flag.attribute_slots = flag.run_attribute_slots[..flag.attributes.len()].to_vec();
         }
         let flag_index: FxHashMap<Box<str>, usize> = self
             .flags
@@ -294,13 +298,20 @@ mod tests {
         )
         .unwrap();
         let union: Vec<&str> = document.attributes().iter().map(|a| &**a).collect();
-        assert_eq!(union, ["plan", "user_id", "org_id"]);
+        // Flag a's attributes, then the segment label its runs read, then b's unit.
+        assert_eq!(union, ["plan", "user_id", "segment", "org_id"]);
         for flag in document.flags() {
             assert_eq!(flag.attribute_slots.len(), flag.attributes.len());
+            assert_eq!(flag.run_attribute_slots.len(), flag.run_attributes.len());
             for (name, &slot) in flag.attributes.iter().zip(&flag.attribute_slots) {
+                assert_eq!(&document.attributes()[slot], name, "flag {}", flag.key);
+            }
+            for (name, &slot) in flag.run_attributes.iter().zip(&flag.run_attribute_slots) {
                 assert_eq!(&document.attributes()[slot], name, "flag {}", flag.key);
             }
         }
         assert!(document.flags()[2].attribute_slots.is_empty());
+        // c reads nothing to decide, but its runs (and exposed reads) read the unit and label.
+        assert_eq!(document.flags()[2].run_attribute_slots, [1, 2]);
     }
 }
