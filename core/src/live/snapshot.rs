@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::context::{Attr, Context};
 use crate::document::budget::Budget;
 use crate::document::sticky::conversation_of;
-use crate::document::Document;
+use crate::document::{Document, Flag};
 use crate::evaluate::overlay::{PinEffect, PinLookup, Trip};
 use crate::evaluate::{
     decision_json, At, Choice, Decision, Explanation, FlagRef, KillSource, Overlay, Reason,
@@ -35,6 +35,17 @@ pub struct Snapshot<'a, D = Guard<Arc<Document>>> {
     pub(super) overrides: Option<Guard<Arc<Overrides>>>,
     pub(super) clock: &'a dyn Clock,
     pub(super) runtime: &'a Runtime,
+}
+
+/// What an exposed read hands to [`Snapshot::expose`]: the decision's fields it needs, by
+/// value (see [`Snapshot::evaluate`]). Only reads that served a variant of the document.
+#[derive(Clone, Copy)]
+struct Read<'d> {
+    flag: &'d Flag,
+    variant_index: usize,
+    reason: Reason,
+    rule_index: Option<usize>,
+    bucket: Option<u32>,
 }
 
 /// Where the pin of a sticky flag comes from for one evaluation.
@@ -202,10 +213,21 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
         options: EvalOptions<'_>,
     ) -> Decision<'_> {
         let decision = self.decide(flag, ctx, options);
-        // Exposures off (the default): one load and one branch, nothing else.
+        // Exposures off (the default): one load and one branch, nothing else. The cold call
+        // takes a few fields by value, not `&decision`: a decision whose address escapes is
+        // written out whole on the default path too (~60 instructions per read, callgrind).
         if let Some(log) = self.runtime.exposures.get() {
-            if options.forced.is_none() {
-                self.expose(log, &decision, ctx, options.at);
+            if let (None, Some(flag), Some(variant_index)) =
+                (options.forced, decision.flag, decision.variant_index)
+            {
+                let read = Read {
+                    flag,
+                    variant_index,
+                    reason: decision.reason,
+                    rule_index: decision.rule_index,
+                    bucket: decision.bucket,
+                };
+                self.expose(log, read, ctx, options.at);
             }
         }
         decision
@@ -247,12 +269,12 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
     fn expose<C: Context + ?Sized>(
         &self,
         log: &ExposureLog,
-        decision: &Decision<'_>,
+        read: Read<'_>,
         ctx: &C,
         at: Option<Millis>,
     ) {
-        // An unknown flag served the caller's default: nothing of the document was exposed.
-        let (Some(flag), Some(variant)) = (decision.flag, decision.variant()) else {
+        let flag = read.flag;
+        let Some(variant) = flag.variants.get(read.variant_index) else {
             return;
         };
         let now = at.unwrap_or_else(|| self.clock.now_millis());
@@ -278,9 +300,12 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
             flag: &flag.key,
             variant: Some(&variant.id),
             revision,
-            reason: decision.reason.as_str(),
-            rule_id: decision.rule_id(),
-            bucket: decision.bucket,
+            reason: read.reason.as_str(),
+            rule_id: read
+                .rule_index
+                .and_then(|index| flag.rules.get(index))
+                .map(|rule| &*rule.id),
+            bucket: read.bucket,
             model: variant.model.as_deref(),
             shadow: false,
             unit: self.runtime.unit_label(unit),
