@@ -9,7 +9,9 @@
 //! - `autopilot --redis --once` promotes a good candidate, rolls back a harmed one, writes the
 //!   decision into the document in Redis, and a third handle subscribed to Redis serves the
 //!   new step;
-//! - `report --redis` renders the decision from the audit stream.
+//! - `report --redis` renders the decision from the audit stream;
+//! - on a signed document, the decision is refused without `--key` (nothing written) and
+//!   re-signed with it.
 //!
 //! Every wait is a bounded poll; no wall-clock assertion.
 
@@ -25,6 +27,7 @@ use flagrail_fleet::push::Publisher;
 use flagrail_fleet::shared::{FleetOptions, FleetState};
 use flagrail_fleet::testing::{RedisCluster, RedisServer};
 use flagrail_fleet::{from_redis, RedisOptions, Timeouts};
+use flagrail_sources::PrivateKey;
 use serde_json::{json, Value};
 
 const USERS: usize = 400;
@@ -118,16 +121,21 @@ fn serve(flags: &Flags, user: usize, harmed: bool) {
         .expect("feedback"));
 }
 
-fn scenario(url: &str, name: &str, harmed: bool) {
+fn scenario(url: &str, name: &str, harmed: bool, signed: bool) {
     let dir = scratch(name);
     let now = now_millis();
     let step_began = format_timestamp(now - 2 * 3_600_000);
     let doc = document(&step_began).to_string();
     std::fs::write(dir.join("flags.json"), &doc).expect("doc");
-    let pushed = flagrail(
-        &dir,
-        &["push", "flags.json", "--redis", url, "--actor", "ci"],
-    );
+    let key = PrivateKey::generate().expect("key");
+    let mut push_args = vec!["push", "flags.json", "--redis", url, "--actor", "ci"];
+    if signed {
+        std::fs::write(dir.join("flags.json.sig"), key.sign(doc.as_bytes())).expect("sig");
+        std::fs::write(dir.join("flagrail.pub"), key.verify_key().to_text()).expect("pub");
+        std::fs::write(dir.join("flagrail.key"), key.to_text()).expect("key");
+        push_args.extend(["--verify-key", "flagrail.pub"]);
+    }
+    let pushed = flagrail(&dir, &push_args);
     assert!(
         pushed.status.success(),
         "{}",
@@ -237,18 +245,26 @@ fn scenario(url: &str, name: &str, harmed: bool) {
     // A dry run wrote nothing.
     assert_eq!(publisher.read().unwrap().revision, pushed_at);
 
-    let decided = json_lines(&flagrail(
-        &dir,
-        &[
-            "autopilot",
-            "--redis",
-            url,
-            "--once",
-            "--json",
-            "--actor",
-            "autopilot-ci",
-        ],
-    ));
+    let mut decide_args = vec![
+        "autopilot",
+        "--redis",
+        url,
+        "--once",
+        "--json",
+        "--actor",
+        "autopilot-ci",
+    ];
+    if signed {
+        assert!(publisher.read().unwrap().signature.is_some());
+        // A signed document is not rewritten without the key that re-signs it.
+        let refused = flagrail(&dir, &decide_args);
+        assert_eq!(refused.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("--key"), "{stderr}");
+        assert_eq!(publisher.read().unwrap().revision, pushed_at);
+        decide_args.extend(["--key", "flagrail.key", "--verify-key", "flagrail.pub"]);
+    }
+    let decided = json_lines(&flagrail(&dir, &decide_args));
     assert_eq!(decided[0]["decision"], expected);
     assert_eq!(
         decided[0]["written"]["redis_revision"],
@@ -256,8 +272,15 @@ fn scenario(url: &str, name: &str, harmed: bool) {
         "{}",
         decided[0]
     );
-    let stored: Value =
-        serde_json::from_slice(&publisher.read().unwrap().document.unwrap()).unwrap();
+    let written = publisher.read().unwrap();
+    let written_text = written.document.expect("a document");
+    if signed {
+        // Re-signed with the decision: the fleet's verifying processes accept it.
+        key.verify_key()
+            .verify("redis", &written_text, written.signature.as_deref())
+            .expect("the written document is signed by the key");
+    }
+    let stored: Value = serde_json::from_slice(&written_text).unwrap();
     let ramp = &stored["flags"]["bot"]["rules"][0]["ramp"];
     if harmed {
         assert_eq!(ramp["rolled_back"], true);
@@ -316,19 +339,19 @@ fn scenario(url: &str, name: &str, harmed: bool) {
 #[test]
 fn a_good_candidate_is_promoted_from_the_fleets_evidence_on_a_single_server() {
     let server = RedisServer::start().expect("redis-server");
-    scenario(&server.url(), "good", false);
+    scenario(&server.url(), "good", false, false);
 }
 
 #[test]
-fn a_harmed_candidate_is_rolled_back_from_the_fleets_evidence_on_a_single_server() {
+fn a_harmed_candidate_is_rolled_back_and_re_signed_on_a_single_server() {
     let server = RedisServer::start().expect("redis-server");
-    scenario(&server.url(), "harm", true);
+    scenario(&server.url(), "harm", true, true);
 }
 
 #[test]
 fn promotion_and_rollback_from_the_fleets_evidence_on_a_cluster() {
     let cluster = RedisCluster::start().expect("redis cluster");
-    scenario(&cluster.url(), "cluster-good", false);
+    scenario(&cluster.url(), "cluster-good", false, false);
     // A fresh document and step: the same keys are overwritten by the new push.
-    scenario(&cluster.url(), "cluster-harm", true);
+    scenario(&cluster.url(), "cluster-harm", true, false);
 }
