@@ -333,6 +333,15 @@ fn scenario(url: &str, name: &str, harmed: bool, signed: bool) {
     );
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report");
     assert!(html.contains(&format!("autopilot {expected}")), "{html}");
+
+    // After close (above), the evidence sink left on the handle keeps nothing: nothing would
+    // flush it. (Last: these calls also reach the events files of the parity check.)
+    let (flags, state, _) = &processes[0];
+    for user in USERS..USERS + 10 {
+        serve(flags, user, harmed);
+    }
+    let kept = &state.status_json(flags.now_millis())["autopilot"];
+    assert_eq!(kept["pending_units"], 0, "{kept}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

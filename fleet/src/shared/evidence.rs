@@ -143,6 +143,9 @@ pub struct PendingEvidence {
     pub dropped_in_redis: u64,
     /// Units written into Redis (new or added to).
     pub flushed_units: u64,
+    /// The fleet state was closed: nothing flushes any more, so the sink (which stays on the
+    /// handle) keeps nothing either.
+    pub closed: bool,
 }
 
 impl PendingEvidence {
@@ -317,6 +320,9 @@ impl EventSink for EvidenceSink {
                 // A run without a recorded unit counts as its own unit (as the events reader).
                 let unit = text(event, "unit").unwrap_or(run_id);
                 let mut pending = crate::shared::lock(&pending);
+                if pending.closed {
+                    return;
+                }
                 if pending.unit(&step, unit, candidate).is_none() {
                     return;
                 }
@@ -332,6 +338,9 @@ impl EventSink for EvidenceSink {
             }
             Some("outcome") => {
                 let mut pending = crate::shared::lock(&pending);
+                if pending.closed {
+                    return;
+                }
                 let Some(run) = pending.runs.get_mut(run_id) else {
                     return;
                 };
@@ -350,6 +359,9 @@ impl EventSink for EvidenceSink {
             }
             Some("feedback") => {
                 let mut pending = crate::shared::lock(&pending);
+                if pending.closed {
+                    return;
+                }
                 let Some(run) = pending.runs.get(run_id) else {
                     return;
                 };

@@ -341,6 +341,9 @@ impl FleetState {
             worker.thread().unpark();
             let _ = worker.join();
         }
+        // After the worker's last flush: the evidence sink stays on the handle (sinks are
+        // never removed) but keeps nothing from now on.
+        lock(&self.inner.evidence).closed = true;
         if let Some(flags) = self.flags.upgrade() {
             flags.share_state(None);
         }
