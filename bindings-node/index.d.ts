@@ -380,12 +380,14 @@ export type VariantMetrics = { [field: string]: JsonValue }
  * `Flags.metrics()`: per flag, per variant: `requests`, `errors`, `error_rate`,
  * `errors_by_kind`, `served_static`, `latency_ms` (p50/p95/p99/mean/count), `tokens`, `cost`,
  * `quality`, `feedback`, `segments`, `shadow_requests`, and `guardrails` with each one's state
- * and reading; plus `$budgets` (every budget's state) when the document has budgets (flag
- * keys never start with `$`).
+ * and reading; plus `$budgets` (every budget's state) when the document has budgets, and
+ * `$exposures` (as `Status.exposures`) on a handle with the `exposures` option (flag keys never
+ * start with `$`).
  */
 export type Metrics = {
   readonly $budgets?: BudgetState[]
-  [flag: string]: { [variant: string]: VariantMetrics } | BudgetState[] | undefined
+  readonly $exposures?: ExposureStatus
+  [flag: string]: { [variant: string]: VariantMetrics } | BudgetState[] | ExposureStatus | undefined
 }
 
 /**

@@ -137,6 +137,7 @@ test('every read is counted per variant, in status() and metricsText()', async (
   const text = flags.metricsText()
   assert.ok(text.includes(`flagrail_exposures_total{flag="chat-model",variant="control"} ${served.control}\n`), text)
   assert.ok(text.includes('flagrail_exposure_events_total 0\n'))
+  assert.deepEqual(flags.metrics().$exposures, flags.status().exposures)
 })
 
 test('a flag that decides without the unit still exposes it', async () => {
@@ -195,6 +196,7 @@ test('off by default; a test override is not an exposure', async () => {
   await delivered()
   assert.deepEqual(events, [])
   assert.equal(flags.status().exposures, null)
+  assert.equal('$exposures' in flags.metrics(), false)
   assert.ok(!flags.metricsText().includes('flagrail_exposures_total'))
   const on = handle()
   on.flags.override('chat-model', 'v2', () => on.flags.variant('chat-model', { user_id: 'u-1' }))

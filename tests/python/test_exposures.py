@@ -140,6 +140,7 @@ def test_counts_every_read_per_variant_in_status_and_prometheus() -> None:
     text = flags.metrics_text()
     assert f'flagrail_exposures_total{{flag="chat-model",variant="control"}} {chat["control"]}\n' in text
     assert "flagrail_exposure_events_total 0\n" in text
+    assert flags.metrics()["$exposures"] == flags.status()["exposures"]
 
 
 def test_a_flag_that_decides_without_the_unit_still_exposes_it() -> None:
@@ -186,6 +187,7 @@ def test_off_by_default_and_overrides_are_not_exposures() -> None:
     flags.on_event(events.append)
     flags.variant("chat-model", {"user_id": "u-1"})
     assert events == [] and flags.status()["exposures"] is None
+    assert "$exposures" not in flags.metrics()
     assert "flagrail_exposures_total" not in flags.metrics_text()
     on, on_events = handle()
     with on.override("chat-model", "v2"):

@@ -664,7 +664,9 @@ class Flags:
     def metrics(self) -> dict[str, Any]:
         """Outcome aggregates since the process started, as
         ``{flag: {variant: {"requests", "errors", "errors_by_kind", "latency_ms", "tokens",
-        "cost", "quality", "segments", "guardrails", ...}}}``."""
+        "cost", "quality", "segments", "guardrails", ...}}}``, plus ``"$budgets"`` (every
+        budget's state) when the document has budgets and ``"$exposures"`` (as
+        ``status()["exposures"]``) on a handle opened with ``exposures=``."""
 
     def metrics_text(self) -> str:
         """``metrics()`` in the Prometheus text exposition format, for a ``/metrics`` endpoint."""

@@ -335,6 +335,10 @@ impl Flags {
             // "$" cannot start a flag key: this entry never collides with a flag.
             map.insert("$budgets".into(), Value::Array(budgets));
         }
+        if let (Some(log), Value::Object(map)) = (self.shared.runtime.exposures.get(), &mut out) {
+            // The same counts as `status()["exposures"]`, beside the outcomes they explain.
+            map.insert("$exposures".into(), log.to_json());
+        }
         let mut guards: Vec<_> = state.guards.iter().collect();
         guards.sort_by(|a, b| a.0.cmp(b.0));
         for ((flag, variant, id), entry) in guards {
