@@ -15,11 +15,10 @@ use std::cmp::Ordering;
 use aho_corasick::{AhoCorasick, Anchored, Input, StartKind};
 use regex::Regex;
 use rustc_hash::FxHashSet;
-use serde_json::json;
 
 use crate::context::{Attr, Context};
 use crate::time::{parse_timestamp, Millis};
-use crate::trace::Tracer;
+use crate::trace::{Actual, Step, Tracer};
 
 /// Longest context string a condition compares, in bytes. A longer string is not compared by
 /// any operator but `exists` (the test is false, as for a value of the wrong type), so that one
@@ -111,27 +110,22 @@ impl Test {
             None => ctx.attr(&self.attr),
         };
         let outcome = self.op.apply(&attr);
-        trace.note(|| {
-            let mut note = json!({
-                "attr": &*self.attr,
-                "op": self.op.name(),
-                "actual": describe_attr(&attr),
-                "matched": outcome.unwrap_or(false),
-            });
-            if outcome.is_none() {
-                note["ignored"] = json!(match attr {
-                    Attr::Missing => "attribute is missing".to_string(),
-                    _ if !within_bounds(&attr) => format!(
-                        "attribute is longer than a condition compares ({MAX_COMPARED_BYTES} bytes, {MAX_COMPARED_ITEMS} items)"
-                    ),
-                    _ => format!(
-                        "attribute has type {}, which `{}` cannot compare",
-                        attr.type_name(),
-                        self.op.name()
-                    ),
-                });
-            }
-            note
+        trace.note(|| Step::Condition {
+            attr: self.attr.to_string(),
+            op: self.op.name(),
+            actual: describe_attr(&attr),
+            matched: outcome.unwrap_or(false),
+            ignored: outcome.is_none().then(|| match attr {
+                Attr::Missing => "attribute is missing".to_string(),
+                _ if !within_bounds(&attr) => format!(
+                    "attribute is longer than a condition compares ({MAX_COMPARED_BYTES} bytes, {MAX_COMPARED_ITEMS} items)"
+                ),
+                _ => format!(
+                    "attribute has type {}, which `{}` cannot compare",
+                    attr.type_name(),
+                    self.op.name()
+                ),
+            }),
         });
         outcome.unwrap_or(false)
     }
@@ -477,15 +471,15 @@ impl Op {
     }
 }
 
-fn describe_attr(attr: &Attr<'_>) -> serde_json::Value {
+fn describe_attr(attr: &Attr<'_>) -> Actual {
     match attr {
-        Attr::Missing => serde_json::Value::Null,
-        Attr::Str(s) => json!(s),
-        Attr::Int(i) => json!(i),
-        Attr::Float(f) => json!(f),
-        Attr::Bool(b) => json!(b),
-        Attr::List(items) => json!(items.iter().map(|s| &**s).collect::<Vec<_>>()),
-        Attr::Unsupported(name) => json!(format!("<{name}>")),
+        Attr::Missing => Actual::Missing,
+        Attr::Str(s) => Actual::Str(s.to_string()),
+        Attr::Int(i) => Actual::Int(*i),
+        Attr::Float(f) => Actual::Float(*f),
+        Attr::Bool(b) => Actual::Bool(*b),
+        Attr::List(items) => Actual::List(items.iter().map(|s| s.to_string()).collect()),
+        Attr::Unsupported(name) => Actual::Unsupported(name),
     }
 }
 
@@ -533,7 +527,10 @@ impl Condition {
                         matched
                     }
                 };
-                trace.note(|| json!({ "segment": &*segment.name, "matched": matched }));
+                trace.note(|| Step::Segment {
+                    segment: segment.name.to_string(),
+                    matched,
+                });
                 matched
             }
             Condition::Test(test) => test.matches(ctx, trace),

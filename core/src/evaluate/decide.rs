@@ -1,8 +1,6 @@
 //! The decision steps, in order (see the module documentation of [`crate::evaluate`]): one
 //! generic function serves plain evaluation and `explain`.
 
-use serde_json::{json, Value};
-
 use crate::autopilot::look;
 use crate::context::{Attr, Context};
 use crate::document::budget::{Budget, BudgetAction, BudgetRef};
@@ -15,7 +13,7 @@ use crate::evaluate::{
 use crate::hash::{scale, IntUnit, PERCENT_TOTAL};
 use crate::ramp::Ramp;
 use crate::time::{format_timestamp, Millis};
-use crate::trace::{NoTrace, Tracer};
+use crate::trace::{NoTrace, Pin, Reroute, RuleOutcome, Step, Tracer};
 
 /// The unit a rule buckets, borrowed or formatted on the stack.
 enum Unit<'a> {
@@ -99,7 +97,7 @@ impl Document {
             FlagRef::Index(index) => (index < self.flags.len()).then_some(index),
         };
         let Some(flag_index) = found else {
-            trace.note(|| json!({ "step": "flag", "found": false }));
+            trace.note(|| Step::Flag { found: false });
             return Decision::not_found();
         };
         self.decide_flag(flag_index, ctx, now, local, trace)
@@ -155,17 +153,16 @@ impl Document {
                     KillSource::Flag => Some(&flag.kill),
                     _ => None,
                 };
-                json!({
-                    "step": "kill",
-                    "source": source.as_str(),
-                    "reason": switch.and_then(|k| k.reason.clone()),
-                    "actor": switch.and_then(|k| k.actor.clone()),
-                    "at": switch.and_then(|k| k.at).map(format_timestamp),
-                })
+                Step::Kill {
+                    source: source.as_str(),
+                    reason: switch.and_then(|k| k.reason.clone()),
+                    actor: switch.and_then(|k| k.actor.clone()),
+                    at: switch.and_then(|k| k.at).map(format_timestamp),
+                }
             });
             if source == KillSource::Guardrail {
                 if let Some((trip, index)) = guard_kill {
-                    trace.note(|| trip_note(flag, trip, index));
+                    trace.note(|| trip_note(flag, trip, index, None));
                     decision.choice.guardrail = Some(index);
                 }
             }
@@ -269,9 +266,9 @@ impl Document {
                 match tripped {
                     Some(trip) => Some(Some(trip)),
                     None => {
-                        trace.note(|| {
-                            json!({ "step": "sticky", "conversation": conversation.as_str(),
-                                    "pinned": &*flag.variants[pinned].id, "served": true })
+                        trace.note(|| Step::Sticky {
+                            conversation: conversation.as_str().to_string(),
+                            pin: Pin::Served(flag.variants[pinned].id.to_string()),
                         });
                         return StickyStep::Served(pinned);
                     }
@@ -288,14 +285,17 @@ impl Document {
                         ),
                         None => "the pinned variant no longer exists".to_string(),
                     };
-                    json!({ "step": "sticky", "conversation": conversation.as_str(),
-                            "served": false, "broken": why })
+                    Step::Sticky {
+                        conversation: conversation.as_str().to_string(),
+                        pin: Pin::Broken(why),
+                    }
                 });
                 StickyStep::Broken
             }
             None => {
-                trace.note(|| {
-                    json!({ "step": "sticky", "conversation": conversation.as_str(), "pinned": null })
+                trace.note(|| Step::Sticky {
+                    conversation: conversation.as_str().to_string(),
+                    pin: Pin::Open,
                 });
                 StickyStep::Open
             }
@@ -317,8 +317,7 @@ impl Document {
         for (rule_index, rule) in flag.rules.iter().enumerate() {
             if let Some(when) = &rule.when {
                 if !when.matches(ctx, &self.segments, trace) {
-                    trace
-                        .note(|| json!({ "step": "rule", "rule_id": &*rule.id, "matched": false }));
+                    trace.note(|| rule_passed(rule));
                     continue;
                 }
             }
@@ -342,7 +341,7 @@ impl Document {
                         let unheld =
                             self.ramp_outcome(flag, rule, ramp, ctx, now, None, &mut NoTrace);
                         if unheld != outcome {
-                            trace.note(|| trip_note(flag, trip, index));
+                            trace.note(|| trip_note(flag, trip, index, None));
                             decision.choice.guardrail = Some(index);
                         }
                     }
@@ -351,11 +350,12 @@ impl Document {
             };
             match outcome {
                 Some((variant, reason, bucket)) => {
-                    trace.note(|| {
-                        json!({
-                            "step": "rule", "rule_id": &*rule.id, "matched": true,
-                            "variant": &*flag.variants[variant].id, "bucket": bucket,
-                        })
+                    trace.note(|| Step::Rule {
+                        rule_id: rule.id.to_string(),
+                        outcome: RuleOutcome::Served {
+                            variant: flag.variants[variant].id.to_string(),
+                            bucket,
+                        },
                     });
                     decision.choice.variant_index = Some(variant);
                     decision.choice.reason = reason;
@@ -364,15 +364,14 @@ impl Document {
                     reroute(decision, flag, guard, trace);
                     return;
                 }
-                None => {
-                    trace
-                        .note(|| json!({ "step": "rule", "rule_id": &*rule.id, "matched": false }));
-                }
+                None => trace.note(|| rule_passed(rule)),
             }
         }
 
         // 6. Default.
-        trace.note(|| json!({ "step": "default", "variant": &*flag.variants[flag.default].id }));
+        trace.note(|| Step::Default {
+            variant: flag.variants[flag.default].id.to_string(),
+        });
         decision.choice.variant_index = Some(flag.default);
         decision.choice.reason = Reason::Default;
         // 7. A tripped `fallback` guardrail re-routes the variant of steps 5–6.
@@ -481,7 +480,11 @@ impl Document {
                 }
             }
         };
-        trace.note(|| json!({ "step": "shadow", "variant": &**shadow_id, "drawn": why_not.is_none(), "why_not": why_not }));
+        trace.note(|| Step::Shadow {
+            variant: shadow_id.to_string(),
+            drawn: why_not.is_none(),
+            why_not,
+        });
         why_not.is_none().then_some(shadow.variant)
     }
 
@@ -504,9 +507,10 @@ impl Document {
         match read_unit(&attr) {
             Ok(unit) => Some(scale(rule.hasher.hash(unit.as_str()), total)),
             Err(why) => {
-                trace.note(|| {
-                    json!({ "step": "bucket", "rule_id": &*rule.id, "bucket_by": attr_name,
-                            "skipped": why.describe() })
+                trace.note(|| Step::Bucket {
+                    rule_id: rule.id.to_string(),
+                    bucket_by: attr_name.to_string(),
+                    skipped: why.describe(),
                 });
                 None
             }
@@ -536,21 +540,22 @@ impl Document {
         };
         trace.note(|| {
             let position = ramp.position(at);
-            let mut note = json!({
-                "step": "ramp", "rule_id": &*rule.id, "at": format_timestamp(at),
-                "percent": milli_percent as f64 / 1000.0, "step_index": position.step,
-                "paused": position.paused, "rolled_back": position.rolled_back,
-                "next_step_at": position.next_step_at.map(format_timestamp),
-                "bucket": bucket, "in_ramp": Ramp::includes(bucket, milli_percent),
-            });
-            // Where the autopilot of an autopilot ramp stands (the key is absent otherwise).
-            if let (Some(spec), Value::Object(fields)) = (flag.autopilot_of(ramp), &mut note) {
-                fields.insert(
-                    "autopilot".into(),
-                    serde_json::to_value(look(ramp, spec, at)).unwrap_or(Value::Null),
-                );
+            Step::Ramp {
+                rule_id: rule.id.to_string(),
+                at: format_timestamp(at),
+                percent: milli_percent as f64 / 1000.0,
+                step_index: position.step,
+                paused: position.paused,
+                rolled_back: position.rolled_back,
+                next_step_at: position.next_step_at.map(format_timestamp),
+                bucket,
+                in_ramp: Ramp::includes(bucket, milli_percent),
+                // A look holds no map with non-string keys, the one thing serde_json refuses:
+                // the `Null` fallback is never taken.
+                autopilot: flag.autopilot_of(ramp).map(|spec| {
+                    serde_json::to_value(look(ramp, spec, at)).unwrap_or(serde_json::Value::Null)
+                }),
             }
-            note
         });
         if Ramp::includes(bucket, milli_percent) {
             Some((ramp.variant, Reason::Split, Some(bucket)))
@@ -621,30 +626,37 @@ fn read_unit_owned<'a>(attr: Attr<'a>) -> Option<Unit<'a>> {
     }
 }
 
-fn budget_note(doc: &Document, flag: &Flag, at: BudgetRef) -> Value {
-    let budget = budget_of(doc, Some(flag), at);
-    json!({
-        "step": "budget",
-        "budget": budget.map(|b| &*b.id),
-        "document_wide": matches!(at, BudgetRef::Document(_)),
-        "per": budget.and_then(|b| b.per.as_deref()),
-        "measure": budget.map(|b| b.measure.as_str()),
-        "limit": budget.map(|b| b.limit),
-        "action": budget.map(Budget::action_str),
-        "exhausted": true,
-    })
+fn rule_passed(rule: &Rule) -> Step {
+    Step::Rule {
+        rule_id: rule.id.to_string(),
+        outcome: RuleOutcome::Passed,
+    }
 }
 
-fn trip_note(flag: &Flag, trip: &Trip, index: usize) -> Value {
-    json!({
-        "step": "guardrail",
-        "guardrail": &*trip.guardrail,
-        "metric": flag.guardrails[index].metric.as_str(),
-        "variant": &*trip.variant,
-        "action": trip.action.as_str(),
-        "since": format_timestamp(trip.since),
-        "probe_from": format_timestamp(trip.probe_from),
-    })
+fn budget_note(doc: &Document, flag: &Flag, at: BudgetRef) -> Step {
+    let budget = budget_of(doc, Some(flag), at);
+    Step::Budget {
+        budget: budget.map(|b| b.id.to_string()),
+        document_wide: matches!(at, BudgetRef::Document(_)),
+        per: budget.and_then(|b| b.per.as_deref()).map(str::to_string),
+        measure: budget.map(|b| b.measure.as_str()),
+        limit: budget.map(|b| b.limit),
+        action: budget.map(Budget::action_str),
+        exhausted: true,
+    }
+}
+
+/// The note of a tripped guardrail; `reroute` for a fallback that re-routed the decision.
+fn trip_note(flag: &Flag, trip: &Trip, index: usize, reroute: Option<Reroute>) -> Step {
+    Step::Guardrail {
+        guardrail: trip.guardrail.to_string(),
+        metric: flag.guardrails[index].metric.as_str(),
+        variant: trip.variant.to_string(),
+        action: trip.action.as_str(),
+        since: format_timestamp(trip.since),
+        probe_from: format_timestamp(trip.probe_from),
+        reroute,
+    }
 }
 
 /// Step 7: a variant whose `fallback` guardrail tripped is replaced by the next variant of the
@@ -684,10 +696,11 @@ fn reroute_tripped<T: Tracer>(
         .iter()
         .find(|&&v| v != chosen && tripped(v).is_none())?;
     trace.note(|| {
-        let mut note = trip_note(flag, trip, index);
-        note["replaced"] = json!(&*flag.variants[chosen].id);
-        note["served"] = json!(&*flag.variants[replacement].id);
-        note
+        let reroute = Reroute {
+            replaced: flag.variants[chosen].id.to_string(),
+            served: flag.variants[replacement].id.to_string(),
+        };
+        trip_note(flag, trip, index, Some(reroute))
     });
     Some((replacement, index))
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::document::Document;
 use crate::evaluate::{budget_of, Decision, FlagRef, KillSource, Now, Overlay, Reason};
-use crate::trace::Trace;
+use crate::trace::{Step, Trace};
 
 impl Serialize for Reason {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -85,8 +85,8 @@ impl DecisionReport {
 pub struct Explanation {
     #[serde(flatten)]
     pub decision: DecisionReport,
-    /// One note per step, in order (`{"step": "kill", …}`); their fields depend on the step.
-    pub steps: Vec<Value>,
+    /// Every step, in order (`{"step": "kill", …}`); [`Step`] lists what each can say.
+    pub steps: Vec<Step>,
 }
 
 impl Explanation {
@@ -95,8 +95,8 @@ impl Explanation {
     }
 }
 
-/// Serializes a report. These types hold only strings, numbers and JSON values under string
-/// keys, which serde_json always accepts: the `Null` fallback is never taken.
+/// Serializes a report. These types hold only strings, numbers, steps and JSON values under
+/// string keys, which serde_json always accepts: the `Null` fallback is never taken.
 fn to_value(report: &impl Serialize) -> Value {
     serde_json::to_value(report).unwrap_or(Value::Null)
 }
@@ -130,7 +130,7 @@ impl Document {
         };
         Explanation {
             decision: DecisionReport::new(self, key, &decision, None),
-            steps: trace.notes,
+            steps: trace.steps,
         }
     }
 }

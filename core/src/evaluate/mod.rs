@@ -39,3 +39,6 @@ pub mod overlay;
 pub use decision::{budget_of, At, Choice, Decision, FlagRef, KillSource, Now, Reason};
 pub use explain::{decision_json, DecisionReport, Explanation};
 pub use overlay::{NoOverlay, Overlay, PinEffect, PinLookup, Trip};
+// The steps are defined below this layer (condition matching writes them too) and are part
+// of this layer's `Explanation`.
+pub use crate::trace::{Actual, Pin, Reroute, RuleOutcome, Step};

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::runtime::classify::ErrorKind;
@@ -97,17 +98,45 @@ impl Attempt {
         }
     }
 
+    /// The attempt as JSON (see [`AttemptReport`]).
     pub fn to_json(&self) -> Value {
-        json!({
-            "variant": &*self.variant,
-            "outcome": self.outcome(),
-            "error_kind": self.error.map(ErrorKind::as_str),
-            "error": self.message,
-            "latency_ms": self.latency_ms,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost": self.cost,
-        })
+        // Strings, numbers and nulls under string keys, which serde_json always accepts: the
+        // `Null` fallback is never taken.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// An attempt as logs, a run's `attempts` and the bindings show it. Fields serialize in this
+/// order, nulls included: the JSON shape is part of the bindings' contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptReport<'a> {
+    pub variant: &'a str,
+    /// `success` or `error`.
+    pub outcome: &'static str,
+    pub error_kind: Option<&'static str>,
+    /// The message the function's error carried.
+    pub error: Option<&'a str>,
+    pub latency_ms: f64,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost: Option<f64>,
+}
+
+// Through the report: an attempt's fields are not its JSON (`outcome` is derived, the variant
+// index is not shown).
+impl Serialize for Attempt {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        AttemptReport {
+            variant: &self.variant,
+            outcome: self.outcome(),
+            error_kind: self.error.map(ErrorKind::as_str),
+            error: self.message.as_deref(),
+            latency_ms: self.latency_ms,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost: self.cost,
+        }
+        .serialize(serializer)
     }
 }
 

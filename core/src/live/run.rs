@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::context::{Attr, Context};
 use crate::document::budget::{Budget, BudgetRef, Measure};
@@ -608,27 +609,28 @@ impl Run {
         let Some(def) = flag.variants.get(current.variant) else {
             return;
         };
-        runtime.emit(&[json!({
-            "type": "outcome",
-            "time": format_timestamp(self.flags.now_millis()),
-            "run_id": &*self.run_id,
-            "flag": &*flag.key,
-            "variant": &*def.id,
-            "revision": self.evaluation.revision(),
-            "rule_id": self.evaluation.rule_id(),
-            "model": def.model.as_deref(),
-            "attempt": self.attempts.len() + 1,
-            "fallback": !self.shadow && Some(current.variant) != self.evaluation.variant_index,
-            "shadow": self.shadow,
-            "outcome": "cancelled",
-            "error_kind": Value::Null,
-            "latency_ms": latency_ms,
-            "input_tokens": Value::Null,
-            "output_tokens": Value::Null,
-            "cost": Value::Null,
-            "unit": runtime.unit_label(self.unit.as_deref()),
-            "segment": self.segment.as_deref(),
-        })]);
+        let body = EventBody::Outcome(Outcome {
+            time: format_timestamp(self.flags.now_millis()),
+            run_id: &self.run_id,
+            flag: &flag.key,
+            variant: &def.id,
+            revision: self.evaluation.revision(),
+            rule_id: self.evaluation.rule_id(),
+            model: def.model.as_deref(),
+            attempt: self.attempts.len() + 1,
+            fallback: !self.shadow && Some(current.variant) != self.evaluation.variant_index,
+            shadow: self.shadow,
+            outcome: "cancelled",
+            error_kind: None,
+            latency_ms,
+            input_tokens: None,
+            output_tokens: None,
+            cost: None,
+            unit: runtime.unit_label(self.unit.as_deref()),
+            segment: self.segment.as_deref(),
+            output: None,
+        });
+        runtime.emit(&[body.to_event()]);
     }
 
     fn remember(&self) {
@@ -762,22 +764,40 @@ impl Run {
         runtime.emit(&[body.to_event()]);
     }
 
-    /// The run as JSON: run id, flag, assigned and served variants, attempts.
+    /// The run as JSON (see [`RunReport`]).
     pub fn to_json(&self) -> Value {
         let flag = self.flag();
         let id = |v: Option<usize>| {
             v.and_then(|v| flag.and_then(|f| f.variants.get(v)))
-                .map(|v| v.id.to_string())
+                .map(|v| &*v.id)
         };
-        json!({
-            "run_id": &*self.run_id,
-            "flag": self.evaluation.flag_key(),
-            "revision": self.evaluation.revision(),
-            "assigned": id(self.evaluation.variant_index),
-            "reason": self.evaluation.reason.as_str(),
-            "served": id(self.served),
-            "fallback_used": self.fallback_used(),
-            "attempts": self.attempts.iter().map(Attempt::to_json).collect::<Vec<_>>(),
-        })
+        let report = RunReport {
+            run_id: &self.run_id,
+            flag: self.evaluation.flag_key(),
+            revision: self.evaluation.revision(),
+            assigned: id(self.evaluation.variant_index),
+            reason: self.evaluation.reason.as_str(),
+            served: id(self.served),
+            fallback_used: self.fallback_used(),
+            attempts: &self.attempts,
+        };
+        // Strings, numbers, booleans and attempts under string keys, which serde_json always
+        // accepts: the `Null` fallback is never taken.
+        serde_json::to_value(report).unwrap_or(Value::Null)
     }
+}
+
+/// A run as JSON ([`Run::to_json`]). Fields serialize in this order, nulls included.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport<'a> {
+    pub run_id: &'a str,
+    pub flag: &'a str,
+    pub revision: &'a str,
+    /// The variant the evaluation assigned.
+    pub assigned: Option<&'a str>,
+    pub reason: &'static str,
+    /// The variant that served, once one did.
+    pub served: Option<&'a str>,
+    pub fallback_used: bool,
+    pub attempts: &'a [Attempt],
 }

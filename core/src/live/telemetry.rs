@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::document::guardrail::Guardrail;
 use crate::document::Flag;
@@ -370,7 +370,7 @@ impl Flags {
             if let Value::Object(variants) = variants {
                 let entry = variants
                     .entry(variant.to_string())
-                    .or_insert_with(|| json!({}));
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(entry) = entry {
                     let guardrails = entry
                         .entry("guardrails")

@@ -87,7 +87,8 @@ pub struct Outcome<'a> {
     pub attempt: usize,
     pub fallback: bool,
     pub shadow: bool,
-    /// `success` or `error`.
+    /// `success`, `error`, or `cancelled` (the caller gave the attempt up: see
+    /// `Run::cancel`).
     pub outcome: &'static str,
     pub error_kind: Option<&'static str>,
     pub latency_ms: f64,

@@ -1,11 +1,14 @@
 //! The steps of a decision, recorded for `explain` and compiled away for plain evaluation.
+//! What a step can say is in [`steps`].
 
-use serde_json::Value;
+mod steps;
+
+pub use steps::{Actual, Pin, Reroute, RuleOutcome, Step};
 
 /// Receives the steps of a decision. [`NoTrace`] drops them at compile time.
 pub trait Tracer {
-    /// Records a note; `make` runs only when tracing is enabled.
-    fn note(&mut self, make: impl FnOnce() -> Value);
+    /// Records a step; `make` runs only when tracing is enabled.
+    fn note(&mut self, make: impl FnOnce() -> Step);
 }
 
 /// The tracer of plain evaluation: records nothing, costs nothing.
@@ -14,17 +17,17 @@ pub struct NoTrace;
 
 impl Tracer for NoTrace {
     #[inline(always)]
-    fn note(&mut self, _make: impl FnOnce() -> Value) {}
+    fn note(&mut self, _make: impl FnOnce() -> Step) {}
 }
 
-/// Collects notes for `explain`.
+/// Collects steps for `explain`.
 #[derive(Debug, Default)]
 pub struct Trace {
-    pub notes: Vec<Value>,
+    pub steps: Vec<Step>,
 }
 
 impl Tracer for Trace {
-    fn note(&mut self, make: impl FnOnce() -> Value) {
-        self.notes.push(make());
+    fn note(&mut self, make: impl FnOnce() -> Step) {
+        self.steps.push(make());
     }
 }
