@@ -962,7 +962,9 @@ impl Flags {
 
     /// Outcome aggregates since the process started, as
     /// ``{flag: {variant: {"requests", "errors", "errors_by_kind", "latency_ms", "tokens",
-    /// "cost", "quality", "segments", "guardrails", ...}}}``.
+    /// "cost", "quality", "segments", "guardrails", ...}}}``, plus ``"$budgets"`` (every
+    /// budget's state) when the document has budgets and ``"$exposures"`` (as
+    /// ``status()["exposures"]``) on a handle opened with ``exposures=``.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_python(py, &self.inner.core.metrics())
     }
