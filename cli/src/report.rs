@@ -11,6 +11,7 @@ use flagrail_core::autopilot::{Limit, Verdict};
 use flagrail_core::document::Action;
 use flagrail_core::time::{format_timestamp, Millis};
 use flagrail_core::Document;
+use flagrail_fleet::shared::series::{SeriesMetric, StoredPoint, SERIES_TTL_MS};
 use serde_json::Value;
 
 use crate::args::Args;
@@ -23,8 +24,9 @@ pub const USAGE: &str =
 
 pub const DETAILS: &str = "  --events EVENTS…  events JSON-lines files
   --redis URL       the document at the Redis key, the autopilot's current look from the
-                    fleet's per-unit evidence there, and decisions and kills from its audit
-                    stream (with --events as well: the metric charts from those events)
+                    fleet's per-unit evidence there, its ramps' metrics over time (per minute,
+                    the last 8 days), and decisions and kills from its audit stream (with
+                    --events as well: the metric charts are drawn from those events instead)
   --redis-key K     the key of the document (default flagrail:document)
   --out PATH        the HTML file to write (self-contained: no network, no external library)
   --at TIME         the end of the report and the instant of the autopilot's current look
@@ -169,18 +171,22 @@ fn polyline(frame: &Frame, points: &[(Millis, f64)]) -> String {
     d
 }
 
-/// Per-bin mean and a 95 % normal interval of one value of runs.
-fn binned(runs: &[&Run], t0: Millis, t1: Millis, value: impl Fn(&Run) -> Option<f64>) -> Vec<Bin> {
+/// Values at a time: one run's `(time, 1, v, v²)`, or a stored minute's moments from Redis
+/// `(minute, n, Σv, Σv²)`.
+type Sample = (Millis, u64, f64, f64);
+
+/// Per-bin mean and a 95 % normal interval of one value.
+fn binned(samples: impl Iterator<Item = Sample>, t0: Millis, t1: Millis) -> Vec<Bin> {
     let width = ((t1 - t0) / BINS as i64).max(1);
     let mut sums = vec![(0u64, 0.0f64, 0.0f64); BINS];
-    for run in runs {
-        let Some(v) = value(run).filter(|v| v.is_finite()) else {
+    for (time, count, sum, sum_of_squares) in samples {
+        if !(sum.is_finite() && sum_of_squares.is_finite()) || time > t1 {
             continue;
-        };
-        let bin = (((run.time_ms - t0) / width).max(0) as usize).min(BINS - 1);
-        sums[bin].0 += 1;
-        sums[bin].1 += v;
-        sums[bin].2 += v * v;
+        }
+        let bin = (((time - t0) / width).max(0) as usize).min(BINS - 1);
+        sums[bin].0 += count;
+        sums[bin].1 += sum;
+        sums[bin].2 += sum_of_squares;
     }
     sums.iter()
         .enumerate()
@@ -214,6 +220,8 @@ fn metric_of(run: &Run, metric: &str) -> Option<f64> {
 struct FlagView<'a> {
     key: &'a str,
     runs: Vec<&'a Run>,
+    /// Its autopilot ramps' metrics over time from Redis (`report --redis`).
+    series: &'a [StoredPoint],
     decisions: Vec<&'a RampDecision>,
     audit: Vec<&'a AuditRecord>,
     notices: Vec<(Millis, String, String)>,
@@ -294,13 +302,23 @@ fn timeline(view: &FlagView<'_>, frame: &Frame, doc: &Document) -> String {
             .copied()
             .filter(|r| ramp.baseline.is_none() || r.rule_id.as_deref() == Some(&*rule.id))
             .collect();
-        let share = binned(&ramp_runs, frame.t0, frame.t1, |r| {
-            Some(if r.variant.as_deref() == Some(&*candidate.id) {
-                100.0
-            } else {
-                0.0
-            })
+        let percent = |on_candidate: bool| if on_candidate { 100.0 } else { 0.0 };
+        let from_runs = ramp_runs.iter().map(|r| {
+            let v = percent(r.variant.as_deref() == Some(&*candidate.id));
+            (r.time_ms, 1, v, v * v)
         });
+        // From Redis: every run of the ramp's two arms has an `error_rate` value, so its
+        // counts are the runs per arm and minute.
+        let from_redis = view
+            .series
+            .iter()
+            .filter(|p| p.metric == SeriesMetric::ErrorRate)
+            .map(|p| {
+                let v = percent(p.variant == *candidate.id);
+                let n = p.moments.count;
+                (p.minute, n, v * n as f64, v * v * n as f64)
+            });
+        let share = binned(from_runs.chain(from_redis), frame.t0, frame.t1);
         let points: Vec<(Millis, f64)> = share.iter().map(|p| (p.0, p.1)).collect();
         if !points.is_empty() {
             let _ = write!(
@@ -319,23 +337,31 @@ fn timeline(view: &FlagView<'_>, frame: &Frame, doc: &Document) -> String {
 }
 
 fn metric_chart(view: &FlagView<'_>, frame: &Frame, metric: &str, label: &str) -> Option<String> {
-    let mut variants: Vec<&str> = view
+    let variants: std::collections::BTreeSet<&str> = view
         .runs
         .iter()
         .filter_map(|r| r.variant.as_deref())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .chain(view.series.iter().map(|p| p.variant.as_str()))
         .collect();
-    variants.sort();
     let mut series: Vec<(&str, Vec<Bin>)> = Vec::new();
-    for variant in &variants {
-        let runs: Vec<&Run> = view
+    for variant in variants {
+        let from_runs = view
             .runs
             .iter()
-            .copied()
-            .filter(|r| r.variant.as_deref() == Some(*variant))
-            .collect();
-        let points = binned(&runs, frame.t0, frame.t1, |r| metric_of(r, metric));
+            .filter(|r| r.variant.as_deref() == Some(variant))
+            .filter_map(|r| {
+                let v = metric_of(r, metric)?;
+                Some((r.time_ms, 1, v, v * v))
+            });
+        let from_redis = view
+            .series
+            .iter()
+            .filter(|p| p.variant == variant && p.metric.as_str() == metric)
+            .map(|p| {
+                let m = &p.moments;
+                (p.minute, m.count, m.sum, m.sum_of_squares)
+            });
+        let points = binned(from_runs.chain(from_redis), frame.t0, frame.t1);
         if !points.is_empty() {
             series.push((variant, points));
         }
@@ -553,7 +579,21 @@ pub fn run(args: &mut Args) -> Outcome {
         Some(input) => input.decide(&doc, at, &HashSet::new())?,
         None => decide_all(&doc, &log, at, &HashSet::new()),
     };
-    let html = render(&doc, &log, &decisions, &audit, at, &shown);
+    // The autopilot ramps' metrics over time that the fleet wrote (the last 8 days, what
+    // Redis keeps), unless events files were given: they would chart the same runs twice.
+    let mut series: BTreeMap<String, Vec<StoredPoint>> = BTreeMap::new();
+    if let (Some(input), true) = (&mut redis_input, events.is_empty()) {
+        for flag in doc.flags() {
+            let points = input
+                .publisher
+                .read_series(&flag.key, at - SERIES_TTL_MS, at)
+                .map_err(crate::redis::fleet_failure)?;
+            if !points.is_empty() {
+                series.insert(flag.key.to_string(), points);
+            }
+        }
+    }
+    let html = render(&doc, &log, &series, &decisions, &audit, at, &shown);
     std::fs::write(&out_path, html).map_err(|err| Failure::failed(format!("{out_path}: {err}")))?;
     outln!("wrote {out_path}");
     Ok(())
@@ -562,6 +602,7 @@ pub fn run(args: &mut Args) -> Outcome {
 fn render(
     doc: &Document,
     log: &EventLog,
+    series: &BTreeMap<String, Vec<StoredPoint>>,
     decisions: &[RampDecision],
     audit: &[AuditRecord],
     at: Millis,
@@ -575,10 +616,16 @@ fn render(
     );
     let _ = write!(
         html,
-        "<h1>flagrail report</h1><p>Document <code>{}</code>, revision <code>{}</code>; {} runs from the events; as of {}.</p><pre id=\"js-errors\"></pre>",
+        "<h1>flagrail report</h1><p>Document <code>{}</code>, revision <code>{}</code>; {} runs from the events{}; as of {}.</p><pre id=\"js-errors\"></pre>",
         esc(file),
         esc(doc.revision()),
         log.runs.len(),
+        if series.is_empty() {
+            String::new()
+        } else {
+            let minutes: usize = series.values().map(Vec::len).sum();
+            format!("; {minutes} per-minute points of the fleet's autopilot ramps from Redis")
+        },
         format_timestamp(at)
     );
     let mut by_flag: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
@@ -590,9 +637,10 @@ fn render(
     for flag in doc.flags() {
         let key: &str = &flag.key;
         let runs = by_flag.remove(key).unwrap_or_default();
+        let flag_series: &[StoredPoint] = series.get(key).map_or(&[], Vec::as_slice);
         let flag_decisions: Vec<&RampDecision> =
             decisions.iter().filter(|d| d.flag == key).collect();
-        if runs.is_empty() && flag_decisions.is_empty() {
+        if runs.is_empty() && flag_decisions.is_empty() && flag_series.is_empty() {
             continue;
         }
         let flag_audit: Vec<&AuditRecord> = audit
@@ -651,6 +699,7 @@ fn render(
             .map(|r| r.time_ms)
             .chain(flag_audit.iter().map(|r| r.time_ms))
             .chain(notices.iter().map(|n| n.0))
+            .chain(flag_series.iter().map(|p| p.minute))
             .min()
             .unwrap_or(at - 3_600_000)
             .min(at - 1_000);
@@ -663,6 +712,7 @@ fn render(
         let view = FlagView {
             key,
             runs,
+            series: flag_series,
             decisions: flag_decisions,
             audit: flag_audit,
             notices,

@@ -24,6 +24,7 @@ use flagrail_core::runtime::ErrorKind;
 use flagrail_core::time::{format_timestamp, now_millis};
 use flagrail_core::{EvalOptions, Flags};
 use flagrail_fleet::push::Publisher;
+use flagrail_fleet::shared::series::SeriesMetric;
 use flagrail_fleet::shared::{FleetOptions, FleetState};
 use flagrail_fleet::testing::{RedisCluster, RedisServer};
 use flagrail_fleet::{from_redis, RedisOptions, Timeouts};
@@ -144,6 +145,17 @@ fn scenario(url: &str, name: &str, harmed: bool, signed: bool) {
 
     let mut publisher = Publisher::open(url, "flagrail:document", Timeouts::default()).unwrap();
     let pushed_at = publisher.read().unwrap().revision;
+    let earlier = publisher
+        .read_series("bot", now - 3_600_000, now + 3_600_000)
+        .unwrap();
+    let series_before = |metric: SeriesMetric| -> (u64, f64) {
+        earlier
+            .iter()
+            .filter(|p| p.metric == metric)
+            .fold((0, 0.0), |(n, s), p| {
+                (n + p.moments.count, s + p.moments.sum)
+            })
+    };
     // A subscribed handle: it must see the decision by push.
     let subscriber = from_redis(url, RedisOptions::default()).expect("subscribed handle");
 
@@ -178,6 +190,34 @@ fn scenario(url: &str, name: &str, harmed: bool, signed: bool) {
     let stored = publisher.read_evidence("bot", "canary", began_ms).unwrap();
     assert_eq!(stored.units.len(), USERS, "every user is one unit in Redis");
     assert_eq!(stored.dropped_units, 0);
+    // The same runs over time, per minute: one error_rate value per run (its first attempt),
+    // one quality value per feedback, in both arms. (Less what an earlier scenario on the same
+    // Redis wrote for the same flag: the series are per flag and day, not per step.)
+    let points = publisher
+        .read_series("bot", now - 3_600_000, now_millis() + 60_000)
+        .unwrap();
+    let total = |metric: SeriesMetric| -> (u64, f64) {
+        let (n, s) = points
+            .iter()
+            .filter(|p| p.metric == metric)
+            .fold((0, 0.0), |(n, s), p| {
+                (n + p.moments.count, s + p.moments.sum)
+            });
+        let (n0, s0) = series_before(metric);
+        (n - n0, s - s0)
+    };
+    assert_eq!(
+        total(SeriesMetric::ErrorRate),
+        (USERS as u64, (USERS / 10) as f64)
+    );
+    assert_eq!(total(SeriesMetric::Quality).0, (USERS - USERS / 10) as u64);
+    assert_eq!(
+        total(SeriesMetric::Cost),
+        (USERS as u64, USERS as f64 * 0.125)
+    );
+    let variants: std::collections::BTreeSet<&str> =
+        points.iter().map(|p| p.variant.as_str()).collect();
+    assert_eq!(variants, ["stable", "v2"].into_iter().collect());
 
     let at = format_timestamp(now_millis() + 1_000);
     let events: Vec<String> = processes
@@ -333,6 +373,20 @@ fn scenario(url: &str, name: &str, harmed: bool, signed: bool) {
     );
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report");
     assert!(html.contains(&format!("autopilot {expected}")), "{html}");
+    // Redis alone gives the charts too: each arm's metrics over time and the ramp's share.
+    for series in [
+        "metric:quality:v2",
+        "metric:quality:stable",
+        "interval:error_rate:v2",
+        "metric:latency_ms:stable",
+        "metric:cost:v2",
+        "ramp:canary",
+    ] {
+        assert!(
+            html.contains(&format!("data-series=\"{series}\"")),
+            "{series} missing"
+        );
+    }
 
     // After close (above), the evidence sink left on the handle keeps nothing: nothing would
     // flush it. (Last: these calls also reach the events files of the parity check.)

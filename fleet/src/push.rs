@@ -419,6 +419,25 @@ impl Publisher {
         )
     }
 
+    /// One flag's autopilot metrics over time as the fleet wrote them
+    /// ([`crate::shared::series`]): the points with minutes in `from..=until`.
+    pub fn read_series(
+        &mut self,
+        flag: &str,
+        from: flagrail_core::time::Millis,
+        until: flagrail_core::time::Millis,
+    ) -> Result<Vec<crate::shared::series::StoredPoint>> {
+        let target = self.url.to_string();
+        crate::shared::series::read_points(
+            &mut self.connection,
+            &target,
+            &self.keys,
+            flag,
+            from,
+            until,
+        )
+    }
+
     /// The whole audit stream, oldest first (for reports; the stream is capped at about
     /// [`AUDIT_STREAM_LENGTH`] records).
     pub fn audit_all(&mut self) -> Result<Vec<Value>> {

@@ -15,10 +15,15 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from redis_server import RedisServer
+
+from flagrail import Flags
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / "target" / "debug" / "flagrail"
@@ -120,6 +125,64 @@ def test_the_report_renders_without_errors_and_with_every_series(rollout: Path) 
             assert f"interval:{metric}:{variant}" in assistant
     summary = series_of("ticket-summary")
     assert {"ramp:canary", "decision", "limit:quality", "metric:quality:candidate"} <= summary
+
+
+def rendered_series(out: Path) -> set[str]:
+    """The series in the DOM chromium rendered from out/report.html; fails on any console or
+    script error."""
+    result = browser(out, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines()
+               if "CONSOLE" in line or "Uncaught" in line or "SyntaxError" in line]
+    assert console == []
+    body = re.search(r"<body([^>]*)>", result.stdout)
+    assert body is not None and 'data-js-errors="0"' in body.group(1), body
+    return set(re.findall(r'data-series="([^"]+)"', result.stdout))
+
+
+def test_the_report_from_redis_alone_charts_the_fleets_ramp(tmp_path: Path) -> None:
+    # A ramp in its 50 % step for two hours; the candidate's answers are rated lower.
+    began = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    document = {
+        "revision": "r1",
+        "flags": {"bot": {
+            "bucket_by": "user_id",
+            "variants": {"stable": {}, "v2": {}},
+            "default": "stable",
+            "rules": [{"id": "canary", "ramp": {
+                "variant": "v2", "baseline": "stable", "start": began, "paused_at": began,
+                "steps": [{"percent": 50, "hold": "1h"}, {"percent": 100}],
+                "autopilot": {
+                    "holds": [{"min": "30m", "max": "6h"}],
+                    "min_units_per_arm": 50,
+                    "metrics": [{"metric": "quality", "difference": 0.1}],
+                },
+            }}],
+        }},
+    }
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps(document))
+    with RedisServer.started(tmp_path / "redis") as server:
+        subprocess.run([str(CLI), "push", str(path), "--redis", server.url],
+                       check=True, capture_output=True, text=True, timeout=60)
+        with Flags.from_file(path, redis=server.url) as flags:
+            deadline = time.monotonic() + 20
+            while flags.status()["fleet"].get("autopilot") is None:
+                assert time.monotonic() < deadline, flags.status()["fleet"]
+                time.sleep(0.05)
+            for user in range(300):
+                result = flags.call("bot", {"user_id": f"user-{user}"}, lambda variant: variant.id)
+                assert flags.feedback(result.run_id, quality=0.5 if result.value == "v2" else 0.8)
+        # close() flushed what was pending. No events file anywhere: Redis alone.
+        subprocess.run([str(CLI), "report", "--redis", server.url, "--out", str(tmp_path / "report.html")],
+                       check=True, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    series = rendered_series(tmp_path)
+    for expected in ["ramp:canary", "limit:quality"]:
+        assert expected in series, (expected, sorted(series))
+    for metric in ["quality", "error_rate", "latency_ms"]:
+        for variant in ["stable", "v2"]:
+            assert f"metric:{metric}:{variant}" in series, (metric, variant, sorted(series))
+            assert f"interval:{metric}:{variant}" in series
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:

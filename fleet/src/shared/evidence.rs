@@ -41,6 +41,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 
 use crate::connection::{FleetError, KeySpace, RedisConnection};
+use crate::shared::series::{PendingSeries, SeriesMetric};
 
 /// How long a step's evidence outlives its last write (7 days: longer than any sensible hold).
 pub const EVIDENCE_TTL_MS: Millis = 7 * 24 * 3_600_000;
@@ -129,6 +130,10 @@ struct TrackedRun {
     unit: Box<str>,
     candidate: bool,
     outcome_seen: bool,
+    /// The variant the run was served and when: where its values go in the series
+    /// ([`super::series`]).
+    variant: Box<str>,
+    time_ms: Millis,
 }
 
 /// What a process holds before it reaches Redis.
@@ -146,6 +151,8 @@ pub struct PendingEvidence {
     /// The fleet state was closed: nothing flushes any more, so the sink (which stays on the
     /// handle) keeps nothing either.
     pub closed: bool,
+    /// The same runs' values over time, for the report.
+    pub series: PendingSeries,
 }
 
 impl PendingEvidence {
@@ -211,6 +218,8 @@ impl PendingEvidence {
             "dropped_units": self.dropped_units,
             "dropped_in_redis": self.dropped_in_redis,
             "flushed_units": self.flushed_units,
+            "pending_points": self.series.len(),
+            "dropped_points": self.series.dropped_points,
         })
     }
 }
@@ -333,6 +342,8 @@ impl EventSink for EvidenceSink {
                         unit: Box::from(unit),
                         candidate,
                         outcome_seen: false,
+                        variant: Box::from(variant),
+                        time_ms: at,
                     },
                 );
             }
@@ -350,11 +361,29 @@ impl EventSink for EvidenceSink {
                 run.outcome_seen = true;
                 let (step, unit, candidate) =
                     (Arc::clone(&run.step), run.unit.clone(), run.candidate);
+                let (variant, time_ms) = (run.variant.clone(), run.time_ms);
                 let error = text(event, "outcome") == Some("error");
                 let number = |field: &str| event.get(field).and_then(Value::as_f64);
                 let (latency, cost) = (number("latency_ms"), number("cost"));
                 if let Some(totals) = pending.unit(&step, &unit, candidate) {
                     totals.add_outcome(error, latency, cost);
+                }
+                let series = &mut pending.series;
+                let error_rate = if error { 1.0 } else { 0.0 };
+                series.add(
+                    &step.flag,
+                    &variant,
+                    time_ms,
+                    SeriesMetric::ErrorRate,
+                    error_rate,
+                );
+                for (metric, value) in [
+                    (SeriesMetric::LatencyMs, latency),
+                    (SeriesMetric::Cost, cost),
+                ] {
+                    if let Some(value) = value {
+                        series.add(&step.flag, &variant, time_ms, metric, value);
+                    }
                 }
             }
             Some("feedback") => {
@@ -367,10 +396,21 @@ impl EventSink for EvidenceSink {
                 };
                 let (step, unit, candidate) =
                     (Arc::clone(&run.step), run.unit.clone(), run.candidate);
+                let (variant, time_ms) = (run.variant.clone(), run.time_ms);
                 let number = |field: &str| event.get(field).and_then(Value::as_f64);
                 let (quality, score) = (number("quality"), number("score"));
                 if let Some(totals) = pending.unit(&step, &unit, candidate) {
                     totals.add_feedback(quality, score);
+                }
+                if let Some(quality) = quality {
+                    let series = &mut pending.series;
+                    series.add(
+                        &step.flag,
+                        &variant,
+                        time_ms,
+                        SeriesMetric::Quality,
+                        quality,
+                    );
                 }
             }
             _ => {}

@@ -28,6 +28,7 @@ pub mod evidence;
 pub mod guard;
 pub mod metrics;
 pub mod pins;
+pub mod series;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -466,6 +467,7 @@ struct Worker {
     sum_script: redis::Script,
     heartbeat_script: redis::Script,
     evidence_script: redis::Script,
+    series_script: redis::Script,
     last_guard: Option<Instant>,
     last_heartbeat: Option<Instant>,
 }
@@ -482,6 +484,7 @@ impl Worker {
             sum_script: redis::Script::new(guard::SUM_SCRIPT),
             heartbeat_script: redis::Script::new(HEARTBEAT_SCRIPT),
             evidence_script: redis::Script::new(evidence::EVIDENCE_SCRIPT),
+            series_script: redis::Script::new(series::SERIES_SCRIPT),
             last_guard: None,
             last_heartbeat: None,
         }
@@ -914,6 +917,32 @@ impl Worker {
                 let rest = units.into_iter().skip(written).collect();
                 lock(&self.inner.evidence).put_back(&step, rest);
             }
+        }
+        // The same runs' values over time (what the report charts).
+        let points = lock(&self.inner.evidence).series.take();
+        if points.is_empty() {
+            return;
+        }
+        if failed {
+            lock(&self.inner.evidence).series.put_back(points);
+            return;
+        }
+        let script = self.series_script.clone();
+        let keys = self.inner.keys.clone();
+        // Kept outside the command until it runs: a connection that fails before running it
+        // loses nothing.
+        let mut held = Some(points);
+        let unwritten = self.run_command(now, |c| {
+            let points = held.take().unwrap_or_default();
+            Ok::<_, redis::RedisError>(series::write_points(c, &script, &keys, points))
+        });
+        let back: Vec<_> = held
+            .into_iter()
+            .flatten()
+            .chain(unwritten.into_iter().flatten())
+            .collect();
+        if !back.is_empty() {
+            lock(&self.inner.evidence).series.put_back(back);
         }
     }
 
