@@ -164,7 +164,7 @@ def test_the_report_from_redis_alone_charts_the_fleets_ramp(tmp_path: Path) -> N
     path.write_text(json.dumps(document))
     with RedisServer.started(tmp_path / "redis") as server:
         subprocess.run([str(CLI), "push", str(path), "--redis", server.url],
-                       check=True, capture_output=True, text=True, timeout=60)
+                       check=True, capture_output=True, text=True, timeout=60, cwd=tmp_path)
         with Flags.from_file(path, redis=server.url) as flags:
             deadline = time.monotonic() + 20
             while flags.status()["fleet"].get("autopilot") is None:
