@@ -10,10 +10,10 @@ use crate::runtime::classify::ErrorKind;
 /// Longest `attempts[].error` text, in characters (Unicode scalar values, so that both
 /// languages cut at the same place whatever their string encoding); longer texts are cut
 /// there and end with `…`.
-pub const MAX_ATTEMPT_MESSAGE_CHARS: usize = 1000;
+pub(crate) const MAX_ATTEMPT_MESSAGE_CHARS: usize = 1000;
 
 /// What an attempt's `error` says when the error gives neither a name nor a message.
-pub const UNDESCRIBED_ERROR: &str = "an error that cannot be shown";
+pub(crate) const UNDESCRIBED_ERROR: &str = "an error that cannot be shown";
 
 /// The `attempts[].error` text of a failed attempt: `"{name}: {message}"` (a Python
 /// `ValueError("bad json")` and a JS `new TypeError("bad json")` read `ValueError: bad json`

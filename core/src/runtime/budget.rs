@@ -35,7 +35,7 @@ pub const SLOTS: i64 = 60;
 /// forgotten as soon as it reaches the front of the queue, full table or not; when the table is
 /// full and the oldest scope still has spending in its window, it is dropped (and counted in
 /// `evicted_scopes`). Scopes with a reservation are never dropped.
-pub const MAX_SCOPES_PER_BUDGET: usize = 100_000;
+pub(crate) const MAX_SCOPES_PER_BUDGET: usize = 100_000;
 
 /// A budget's state for one scope.
 #[derive(Debug, Default)]
@@ -216,7 +216,7 @@ impl BudgetState {
 
 /// A change of a budget's state for one scope, turned into an event by the caller.
 #[derive(Debug, Clone)]
-pub struct BudgetTransition {
+pub(crate) struct BudgetTransition {
     pub budget: Budget,
     pub scope: Box<str>,
     pub exhausted: bool,
@@ -226,7 +226,7 @@ pub struct BudgetTransition {
 
 /// The state of every budget of a handle.
 #[derive(Debug, Default)]
-pub struct BudgetBook {
+pub(crate) struct BudgetBook {
     budgets: FxHashMap<Arc<str>, BudgetState>,
     /// Transitions not yet turned into events.
     pending: Vec<BudgetTransition>,
@@ -251,7 +251,7 @@ impl BudgetBook {
 
     /// Whether `budget` is exhausted for `scope` at `now` (records a transition when that
     /// changed since the last look).
-    pub fn is_exhausted(&mut self, budget: &Budget, scope: &str, now: Millis) -> bool {
+    pub(crate) fn is_exhausted(&mut self, budget: &Budget, scope: &str, now: Millis) -> bool {
         let fleet_exhausted = self
             .shared
             .get()
@@ -323,7 +323,7 @@ impl BudgetBook {
         }
     }
 
-    pub fn take_transitions(&mut self) -> Vec<BudgetTransition> {
+    pub(crate) fn take_transitions(&mut self) -> Vec<BudgetTransition> {
         std::mem::take(&mut self.pending)
     }
 
@@ -368,7 +368,7 @@ impl BudgetBook {
 /// A budget in `status()["budgets"]` and `metrics()["$budgets"]`: a per-unit budget reports
 /// its scopes (`scopes` … `spent_total`), a single-scope one its room (`spent` … `exhausted`).
 #[derive(Debug, Clone, Serialize)]
-pub struct BudgetReport<'a> {
+pub(crate) struct BudgetReport<'a> {
     pub budget: &'a str,
     pub flag: Option<&'a str>,
     pub per: Option<&'a str>,
@@ -379,11 +379,11 @@ pub struct BudgetReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exhausted_scopes: Option<u64>,
+    pub(crate) exhausted_scopes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub evicted_scopes: Option<u64>,
+    pub(crate) evicted_scopes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub spent_total: Option<f64>,
+    pub(crate) spent_total: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

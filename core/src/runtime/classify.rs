@@ -52,7 +52,7 @@ impl ErrorKind {
 
     /// Whether an attempt that failed this way counts against the variant in guardrails
     /// (every kind but `invalid_request`: the request's fault, not the variant's).
-    pub fn counts_against_variant(self) -> bool {
+    pub(crate) fn counts_against_variant(self) -> bool {
         !matches!(self, ErrorKind::InvalidRequest)
     }
 

@@ -25,7 +25,7 @@ pub type Event = Value;
 /// the order they are written. docs/runtime.md lists them.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventBody<'a> {
+pub(crate) enum EventBody<'a> {
     Exposure(Exposure<'a>),
     Outcome(Outcome<'a>),
     Feedback(Feedback<'a>),
@@ -40,7 +40,7 @@ pub enum EventBody<'a> {
 
 impl EventBody<'_> {
     /// The event as sinks receive it.
-    pub fn to_event(&self) -> Event {
+    pub(crate) fn to_event(&self) -> Event {
         // Serialising these structs cannot fail (string keys, no custom serialisers); a
         // failure would give `null`, which sinks ignore, rather than a panic.
         serde_json::to_value(self).unwrap_or(Value::Null)
@@ -69,7 +69,7 @@ pub struct Exposure<'a> {
 }
 
 /// `exposure` events of calls and trackers.
-pub const EXPOSURE_OF_RUN: &str = "run";
+pub(crate) const EXPOSURE_OF_RUN: &str = "run";
 /// `exposure` events of plain reads.
 pub const EXPOSURE_OF_READ: &str = "read";
 
@@ -104,7 +104,7 @@ pub struct Outcome<'a> {
 
 /// `feedback`: a score or a quality counted for a run (only values that counted).
 #[derive(Debug, Clone, Serialize)]
-pub struct Feedback<'a> {
+pub(crate) struct Feedback<'a> {
     pub time: String,
     pub run_id: &'a str,
     pub flag: &'a str,
@@ -118,7 +118,7 @@ pub struct Feedback<'a> {
 
 /// `guardrail_trip`, `guardrail_probe`, `guardrail_recover`: a guardrail moved.
 #[derive(Debug, Clone, Serialize)]
-pub struct GuardrailChange<'a> {
+pub(crate) struct GuardrailChange<'a> {
     pub time: String,
     pub flag: &'a str,
     pub variant: &'a str,
@@ -136,7 +136,7 @@ pub struct GuardrailChange<'a> {
 
 /// `budget_exhausted`, `budget_restored`: a budget's room changed for one scope.
 #[derive(Debug, Clone, Serialize)]
-pub struct BudgetChange<'a> {
+pub(crate) struct BudgetChange<'a> {
     pub time: String,
     pub flag: Option<&'a str>,
     pub budget: &'a str,
@@ -153,7 +153,7 @@ pub struct BudgetChange<'a> {
 
 /// `reload`: a new document went live.
 #[derive(Debug, Clone, Serialize)]
-pub struct Reload<'a> {
+pub(crate) struct Reload<'a> {
     pub time: String,
     pub source: &'a str,
     pub previous: &'a str,
@@ -164,7 +164,7 @@ pub struct Reload<'a> {
 
 /// One problem of a rejected document.
 #[derive(Debug, Clone, Serialize)]
-pub struct ProblemReport<'a> {
+pub(crate) struct ProblemReport<'a> {
     pub path: &'a str,
     pub code: &'static str,
     pub message: &'a str,
@@ -172,7 +172,7 @@ pub struct ProblemReport<'a> {
 
 /// `reload_rejected`: a document was rejected; `revision` (the live one) stays.
 #[derive(Debug, Clone, Serialize)]
-pub struct ReloadRejected<'a> {
+pub(crate) struct ReloadRejected<'a> {
     pub time: String,
     pub source: &'a str,
     pub revision: &'a str,
@@ -292,7 +292,7 @@ impl<F: Fn(&Event) + Send + Sync> EventSink for CallbackSink<F> {
 /// events of one unit can still be joined: HMAC-SHA-256 with the operator's key, first 16
 /// bytes in hex, prefixed `h:`.
 #[derive(Clone)]
-pub struct UnitHasher {
+pub(crate) struct UnitHasher {
     inner_pad: Arc<[u8; 64]>,
     outer_pad: Arc<[u8; 64]>,
 }

@@ -18,17 +18,17 @@ use std::ops::RangeInclusive;
 use crate::error::{Error, Result};
 
 /// The range of a feedback score (thumbs down −1 to thumbs up +1, or anything in between).
-pub const SCORE_RANGE: RangeInclusive<f64> = -1.0..=1.0;
+pub(crate) const SCORE_RANGE: RangeInclusive<f64> = -1.0..=1.0;
 
 /// The range of a quality score (the scale of `quality` guardrails' `min`).
-pub const QUALITY_RANGE: RangeInclusive<f64> = 0.0..=1.0;
+pub(crate) const QUALITY_RANGE: RangeInclusive<f64> = 0.0..=1.0;
 
 fn invalid(message: String) -> Error {
     Error::InvalidArgument { message }
 }
 
 /// Checks one non-negative measurement (`latency_ms`, `cost`).
-pub fn check_measure(name: &str, value: Option<f64>) -> Result<()> {
+pub(crate) fn check_measure(name: &str, value: Option<f64>) -> Result<()> {
     match value {
         Some(x) if !x.is_finite() || x < 0.0 => Err(invalid(format!(
             "{name} must be a finite number of 0 or more, got {x}"
@@ -65,7 +65,7 @@ pub fn check_usage(latency_ms: Option<f64>, cost: Option<f64>) -> Result<()> {
 
 /// A measurement the runtime records: `None` for one [`check_measure`] refuses (a binding
 /// that reported without checking must not poison the guardrails).
-pub fn accepted_measure(value: Option<f64>) -> Option<f64> {
+pub(crate) fn accepted_measure(value: Option<f64>) -> Option<f64> {
     value.filter(|x| x.is_finite() && *x >= 0.0)
 }
 

@@ -33,15 +33,15 @@ use crate::hash::{scale, SaltedHasher, PERCENT_TOTAL};
 use crate::time::Millis;
 
 /// The window when none is given: one hour.
-pub const DEFAULT_WINDOW_MS: u64 = 3_600_000;
+pub(crate) const DEFAULT_WINDOW_MS: u64 = 3_600_000;
 /// Keys remembered for deduplication when no bound is given.
-pub const DEFAULT_MAX_KEYS: u64 = 100_000;
+pub(crate) const DEFAULT_MAX_KEYS: u64 = 100_000;
 /// The longest window accepted: 366 days.
-pub const MAX_WINDOW_MS: u64 = 366 * 24 * 3_600_000;
+pub(crate) const MAX_WINDOW_MS: u64 = 366 * 24 * 3_600_000;
 /// The largest `max_keys` accepted (about 500 MB of fingerprints).
-pub const MAX_KEYS_LIMIT: u64 = 10_000_000;
+pub(crate) const MAX_KEYS_LIMIT: u64 = 10_000_000;
 /// What a flag key is suffixed with to make its sampling salt.
-pub const SAMPLE_SALT_SUFFIX: &str = "/exposure";
+pub(crate) const SAMPLE_SALT_SUFFIX: &str = "/exposure";
 
 /// How exposures of plain reads are kept: validated once, when a handle opts in.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,7 +51,7 @@ pub struct ExposureOptions {
     /// The share of units sampled, as given (0 to 1).
     pub sample: f64,
     /// `sample` over [`PERCENT_TOTAL`] buckets (0.001 % steps, rounded to the nearest).
-    pub sample_buckets: u32,
+    pub(crate) sample_buckets: u32,
     /// Keys remembered for deduplication (an even number: two generations of half each).
     pub max_keys: u64,
 }
@@ -126,7 +126,7 @@ impl ExposureOptions {
 }
 
 /// The sampling salt of a flag: its key followed by [`SAMPLE_SALT_SUFFIX`].
-pub fn sample_salt(flag_key: &str) -> String {
+pub(crate) fn sample_salt(flag_key: &str) -> String {
     format!("{flag_key}{SAMPLE_SALT_SUFFIX}")
 }
 
@@ -184,11 +184,11 @@ pub struct ExposureReport {
     /// `exposure` events sent for reads.
     pub events: u64,
     /// Reads not sent because their key was sent within the window.
-    pub duplicates: u64,
+    pub(crate) duplicates: u64,
     /// Reads of units outside the sample.
-    pub not_sampled: u64,
+    pub(crate) not_sampled: u64,
     /// Reads whose context had no unit.
-    pub no_unit: u64,
+    pub(crate) no_unit: u64,
     /// Keys remembered now.
     pub remembered: u64,
     /// Keys forgotten at the bound before their window ended.
@@ -302,7 +302,7 @@ impl ExposureLog {
     }
 
     /// The counts in the Prometheus text format: reads per flag × variant, and events sent.
-    pub fn to_prometheus(&self, text: &mut String) {
+    pub(crate) fn to_prometheus(&self, text: &mut String) {
         use std::fmt::Write as _;
         let report = self.report();
         text.push_str(

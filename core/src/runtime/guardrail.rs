@@ -55,7 +55,7 @@ impl Guardrail {
     }
 
     /// Turns a quality score into an observation (quality guardrails only).
-    pub fn observe_quality(&self, quality: f64) -> Option<Tally> {
+    pub(crate) fn observe_quality(&self, quality: f64) -> Option<Tally> {
         (self.metric == Metric::Quality).then(|| value(quality))
     }
 
@@ -123,7 +123,7 @@ fn value(x: f64) -> Tally {
 
 /// What one observation did to a guardrail's state.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Transition {
+pub(crate) enum Transition {
     None,
     /// Closed → tripped, or half-open → tripped again.
     Tripped(Reading),
@@ -135,10 +135,10 @@ pub enum Transition {
 
 /// The recent outcomes a guardrail judges beside its window: the last `2 × min_samples`
 /// (at most this many; docs/runtime.md states the rule).
-pub const MAX_RECENT_OUTCOMES: usize = 4_096;
+pub(crate) const MAX_RECENT_OUTCOMES: usize = 4_096;
 
 /// How many recent outcomes a guardrail judges: `2 × min_samples`, capped.
-pub fn recent_capacity(guardrail: &Guardrail) -> usize {
+pub(crate) fn recent_capacity(guardrail: &Guardrail) -> usize {
     usize::try_from(guardrail.min_samples.saturating_mul(2))
         .unwrap_or(MAX_RECENT_OUTCOMES)
         .clamp(1, MAX_RECENT_OUTCOMES)
@@ -146,7 +146,7 @@ pub fn recent_capacity(guardrail: &Guardrail) -> usize {
 
 /// The state of one guardrail for one variant.
 #[derive(Debug, Clone)]
-pub struct GuardState {
+pub(crate) struct GuardState {
     window: RollingWindow,
     /// The last outcomes, judged on their own: a window full of healthy history cannot dilute
     /// an outage that began a few calls ago.
@@ -174,7 +174,7 @@ impl GuardState {
     /// Lays a trip the fleet decided over this state (`None`: the fleet closed it). Returns
     /// whether anything changed. The windows are cleared on a change, as for a local trip or
     /// recovery: evidence from before it says nothing about the variant after it.
-    pub fn set_fleet_trip(&mut self, trip: Option<(Millis, Millis)>) -> bool {
+    pub(crate) fn set_fleet_trip(&mut self, trip: Option<(Millis, Millis)>) -> bool {
         if self.trip == trip {
             return false;
         }

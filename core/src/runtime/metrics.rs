@@ -13,34 +13,34 @@ use crate::runtime::stats::LatencyHistogram;
 
 /// Distinct segment labels kept per flag × variant; further labels are counted under
 /// [`OTHER_SEGMENT`] so that a context attribute with unbounded values cannot grow memory.
-pub const MAX_SEGMENTS: usize = 32;
-pub const OTHER_SEGMENT: &str = "_other";
+pub(crate) const MAX_SEGMENTS: usize = 32;
+pub(crate) const OTHER_SEGMENT: &str = "_other";
 /// The `segment` label of the Prometheus series counting calls whose context had no segment.
-pub const NO_SEGMENT: &str = "_none";
+pub(crate) const NO_SEGMENT: &str = "_none";
 
 /// Counters of one series.
 #[derive(Debug, Clone, Default)]
-pub struct Series {
+pub(crate) struct Series {
     /// Attempts (model calls) plus serves of non-AI variants.
     pub requests: u64,
     pub errors: u64,
     pub errors_by_kind: [u64; ErrorKind::ALL.len()],
     /// Non-AI serves (no latency, no tokens).
-    pub served_static: u64,
+    pub(crate) served_static: u64,
     pub shadow_requests: u64,
     pub latency: LatencyHistogram,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost: f64,
-    pub quality_count: u64,
-    pub quality_sum: f64,
-    pub feedback_count: u64,
-    pub feedback_sum: f64,
+    pub(crate) quality_count: u64,
+    pub(crate) quality_sum: f64,
+    pub(crate) feedback_count: u64,
+    pub(crate) feedback_sum: f64,
 }
 
 /// One attempt as the aggregates see it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AttemptSample {
+pub(crate) struct AttemptSample {
     pub error: Option<ErrorKind>,
     pub latency_ms: f64,
     pub input_tokens: Option<u64>,
@@ -114,12 +114,12 @@ impl Series {
 
 /// One series in `metrics()` (a variant's total or one segment), in the order it is written.
 #[derive(Debug, Clone, Serialize)]
-pub struct SeriesReport {
+pub(crate) struct SeriesReport {
     pub requests: u64,
     pub errors: u64,
     pub error_rate: f64,
     pub errors_by_kind: KindCounts,
-    pub served_static: u64,
+    pub(crate) served_static: u64,
     pub shadow_requests: u64,
     pub latency_ms: LatencyReport,
     pub tokens: TokensReport,
@@ -131,7 +131,7 @@ pub struct SeriesReport {
 
 /// Failed attempts per error kind: an object with every kind, in code order, zero included.
 #[derive(Debug, Clone, Copy)]
-pub struct KindCounts(pub [u64; ErrorKind::ALL.len()]);
+pub(crate) struct KindCounts(pub [u64; ErrorKind::ALL.len()]);
 
 impl Serialize for KindCounts {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -145,7 +145,7 @@ impl Serialize for KindCounts {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LatencyReport {
+pub(crate) struct LatencyReport {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
@@ -154,13 +154,13 @@ pub struct LatencyReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TokensReport {
+pub(crate) struct TokensReport {
     pub input: u64,
     pub output: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct MeanReport {
+pub(crate) struct MeanReport {
     pub mean: Option<f64>,
     pub count: u64,
 }
@@ -169,10 +169,10 @@ pub struct MeanReport {
 /// (`segments`, plus `unsegmented` for calls whose context had none). Every observation goes to
 /// the total and to exactly one part, so the parts add up to the total.
 #[derive(Debug, Clone, Default)]
-pub struct VariantMetrics {
+pub(crate) struct VariantMetrics {
     pub all: Series,
     pub segments: FxHashMap<Box<str>, Series>,
-    pub unsegmented: Series,
+    pub(crate) unsegmented: Series,
 }
 
 impl VariantMetrics {
@@ -213,7 +213,7 @@ impl Series {
 
 /// One guardrail of one variant in `metrics()`: its state and the window's reading.
 #[derive(Debug, Clone, Serialize)]
-pub struct GuardrailReport {
+pub(crate) struct GuardrailReport {
     pub metric: &'static str,
     pub threshold: f64,
     pub action: &'static str,
@@ -233,11 +233,11 @@ impl GuardrailReport {
 }
 
 /// `(flag, variant, guardrail id, state)`: state 0 closed, 1 tripped, 2 half-open.
-pub type GuardrailGauge = (Arc<str>, Arc<str>, Arc<str>, u8);
+pub(crate) type GuardrailGauge = (Arc<str>, Arc<str>, Arc<str>, u8);
 
 /// Every aggregate of a handle, keyed by flag then variant.
 #[derive(Debug, Default)]
-pub struct MetricsStore {
+pub(crate) struct MetricsStore {
     flags: FxHashMap<Arc<str>, FxHashMap<Arc<str>, VariantMetrics>>,
 }
 
@@ -250,7 +250,7 @@ impl MetricsStore {
             .or_default()
     }
 
-    pub fn record_attempt(
+    pub(crate) fn record_attempt(
         &mut self,
         flag: &Arc<str>,
         variant: &Arc<str>,
@@ -262,7 +262,12 @@ impl MetricsStore {
         part.record(sample);
     }
 
-    pub fn record_static(&mut self, flag: &Arc<str>, variant: &Arc<str>, segment: Option<&str>) {
+    pub(crate) fn record_static(
+        &mut self,
+        flag: &Arc<str>,
+        variant: &Arc<str>,
+        segment: Option<&str>,
+    ) {
         let (all, part) = self.entry(flag, variant).series(segment);
         for series in [all, part] {
             series.requests += 1;
@@ -270,7 +275,7 @@ impl MetricsStore {
         }
     }
 
-    pub fn record_feedback(
+    pub(crate) fn record_feedback(
         &mut self,
         flag: &Arc<str>,
         variant: &Arc<str>,
@@ -321,7 +326,7 @@ impl MetricsStore {
     /// The Prometheus text exposition (format 0.0.4) of every series, plus the guardrail
     /// states given as `(flag, variant, guardrail, state)` with state 0 closed, 1 tripped,
     /// 2 half-open.
-    pub fn to_prometheus(&self, guardrails: &[GuardrailGauge]) -> String {
+    pub(crate) fn to_prometheus(&self, guardrails: &[GuardrailGauge]) -> String {
         // One series per part of the segment partition (never the variant's total beside
         // them): `sum by (flag, variant)` gives the total, nothing is counted twice.
         let mut rows: Vec<(&str, &str, &str, &Series)> = Vec::new();
@@ -531,7 +536,7 @@ fn format_float(x: f64) -> String {
 /// The live document and its loads: `flagrail_document_info{revision}` (1), the load time, and
 /// counters of documents applied after the first (`reloads`) and rejected (`rejected`), as in
 /// `status()`.
-pub fn document_to_prometheus(
+pub(crate) fn document_to_prometheus(
     revision: &str,
     loaded_at_ms: i64,
     reloads: u64,
@@ -577,7 +582,7 @@ pub fn document_to_prometheus(
 
 /// Budget gauges (from [`crate::live::Flags::budget_states`]) in the text format: limit,
 /// spent and reserved in the window, and exhausted scopes (0 or 1 for a single-scope budget).
-pub fn budgets_to_prometheus(budgets: &[Value], out: &mut String) {
+pub(crate) fn budgets_to_prometheus(budgets: &[Value], out: &mut String) {
     if budgets.is_empty() {
         return;
     }

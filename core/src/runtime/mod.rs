@@ -32,7 +32,8 @@ use crate::time::{format_timestamp, Millis};
 
 pub use attempt_text::{attempt_message, parse_error_kind, timeout_message};
 pub use classify::{classify, ErrorFacts, ErrorKind};
-pub use events::{CallbackSink, Event, EventSink, JsonLinesSink, UnitHasher};
+pub(crate) use events::UnitHasher;
+pub use events::{CallbackSink, Event, EventSink, JsonLinesSink};
 pub use evidence::{check_feedback, check_usage};
 pub use run_id::reseed_run_ids;
 
@@ -136,7 +137,7 @@ pub(crate) struct RuntimeState {
 /// The mutable state of a handle's runtime: aggregates, guardrail windows, recent runs and
 /// sinks. One mutex guards the aggregates: a recorded outcome touches a few counters, far less
 /// than the model call it describes.
-pub struct Runtime {
+pub(crate) struct Runtime {
     state: Mutex<RuntimeState>,
     /// Budget windows and reservations: their own lock, taken by evaluations of flags with
     /// budgets (never by others).
@@ -279,7 +280,7 @@ pub(crate) struct AttemptRecord<'a> {
     pub now: Millis,
     /// A successful attempt serves the run: remember it for `feedback` (run id, revision),
     /// under the same lock as the aggregates.
-    pub serves_run: Option<(u128, &'a Arc<str>)>,
+    pub(crate) serves_run: Option<(u128, &'a Arc<str>)>,
 }
 
 /// Feeds one observation to a guardrail's state (created on first use).

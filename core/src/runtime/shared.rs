@@ -68,7 +68,7 @@ pub trait SharedState: Send + Sync {
 
 /// An optional [`SharedState`], printable (runtime structs derive `Debug`).
 #[derive(Clone, Default)]
-pub struct SharedHook(pub Option<std::sync::Arc<dyn SharedState>>);
+pub(crate) struct SharedHook(pub Option<std::sync::Arc<dyn SharedState>>);
 
 impl std::fmt::Debug for SharedHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -9,14 +9,14 @@ use std::collections::VecDeque;
 use crate::time::Millis;
 
 /// The normal quantile of a two-sided 95 % interval.
-pub const Z95: f64 = 1.959_963_984_540_054;
+pub(crate) const Z95: f64 = 1.959_963_984_540_054;
 
 /// The Wilson score interval of `successes` out of `n` at normal quantile `z`.
 ///
 /// Returns `(0, 1)` for `n == 0`. Unlike the normal approximation it stays inside `[0, 1]`
 /// and is sound for small samples and for rates near 0 or 1 — which is exactly where a
 /// guardrail has to decide.
-pub fn wilson_interval(successes: u64, n: u64, z: f64) -> (f64, f64) {
+pub(crate) fn wilson_interval(successes: u64, n: u64, z: f64) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }
@@ -31,14 +31,14 @@ pub fn wilson_interval(successes: u64, n: u64, z: f64) -> (f64, f64) {
 
 /// A mean with its 95 % confidence bounds (normal approximation with the sample variance).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MeanBounds {
+pub(crate) struct MeanBounds {
     pub mean: f64,
     pub lower: f64,
     pub upper: f64,
 }
 
 /// The mean of `n` observations given their sum and sum of squares, with 95 % bounds.
-pub fn mean_bounds(n: u64, sum: f64, sum_of_squares: f64) -> Option<MeanBounds> {
+pub(crate) fn mean_bounds(n: u64, sum: f64, sum_of_squares: f64) -> Option<MeanBounds> {
     if n == 0 {
         return None;
     }
@@ -69,7 +69,7 @@ const BUCKETS: usize = (MAX_EXPONENT as usize - SUB_BUCKET_BITS as usize + 1) * 
 
 /// A log-linear histogram of latencies (HDR-style): constant memory, 6 % relative precision.
 #[derive(Debug, Clone)]
-pub struct LatencyHistogram {
+pub(crate) struct LatencyHistogram {
     counts: Box<[u64]>,
     count: u64,
     sum_ms: f64,
@@ -128,13 +128,13 @@ impl LatencyHistogram {
         self.count
     }
 
-    pub fn sum_ms(&self) -> f64 {
+    pub(crate) fn sum_ms(&self) -> f64 {
         self.sum_ms
     }
 
     /// The `q`-quantile (0 < q ≤ 1) in milliseconds: the midpoint of the bucket holding the
     /// observation of rank ⌈q·n⌉. `None` when empty.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
@@ -187,7 +187,7 @@ impl Tally {
 /// re-summed from the ring each time `capacity` observations have left, so floating-point
 /// residue of the subtractions cannot build up.
 #[derive(Debug, Clone)]
-pub struct RecentOutcomes {
+pub(crate) struct RecentOutcomes {
     capacity: usize,
     length: Millis,
     ring: VecDeque<(Millis, Tally)>,
@@ -206,7 +206,7 @@ impl RecentOutcomes {
         }
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
@@ -262,13 +262,13 @@ impl RecentOutcomes {
 }
 
 /// Slots per window: a window of 5 minutes forgets in steps of 30 s.
-pub const WINDOW_SLOTS: usize = 10;
+pub(crate) const WINDOW_SLOTS: usize = 10;
 
 /// A rolling window of `WINDOW_SLOTS` time slots. Observations older than the window fall
 /// out a slot at a time, so the window covers between `length · (1 − 1/WINDOW_SLOTS)` and
 /// `length` of history.
 #[derive(Debug, Clone)]
-pub struct RollingWindow {
+pub(crate) struct RollingWindow {
     slot_length: Millis,
     /// `(slot number, tally)`; a slot number is `time / slot_length`.
     slots: [(i64, Tally); WINDOW_SLOTS],

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use crate::time::Millis;
 
 /// Pins kept in memory before the oldest are forgotten.
-pub const MAX_MEMORY_PINS: usize = 100_000;
+pub(crate) const MAX_MEMORY_PINS: usize = 100_000;
 
 /// The key of a pin in a shared store: `flagrail/pin/<flag>/<conversation>`.
 pub fn pin_key(flag: &str, conversation: &str) -> String {
