@@ -71,8 +71,8 @@ pub struct RampLook {
     pub held_ms: Option<Millis>,
     /// The control variant.
     pub control: String,
-    pub min_hold_ms: Option<Millis>,
-    pub max_hold_ms: Option<Millis>,
+    pub(crate) min_hold_ms: Option<Millis>,
+    pub(crate) max_hold_ms: Option<Millis>,
     /// The last decision the autopilot wrote into this ramp (its `last_decision` field), if
     /// any: what it decided, when, and the evidence in brief.
     pub last_decision: Option<LastDecision>,
@@ -116,7 +116,7 @@ pub struct MetricBrief {
 
 impl LastDecision {
     /// The brief of `verdict`, decided at `at` by `actor`.
-    pub fn from_verdict(verdict: &Verdict, at: Millis, actor: &str) -> LastDecision {
+    pub(crate) fn from_verdict(verdict: &Verdict, at: Millis, actor: &str) -> LastDecision {
         LastDecision {
             decision: verdict.decision,
             reason: verdict.reason,
@@ -194,7 +194,7 @@ impl RampFields {
 
 /// What writing `decision`, made at `at` on a governed ramp at step `step`, changes.
 /// `Hold` (and a promotion past the last step) changes nothing.
-pub fn fields_after(ramp: &Ramp, step: usize, decision: Decision, at: Millis) -> RampFields {
+pub(crate) fn fields_after(ramp: &Ramp, step: usize, decision: Decision, at: Millis) -> RampFields {
     match decision {
         Decision::Hold => RampFields::default(),
         Decision::RollBack | Decision::Revert => RampFields {

@@ -22,14 +22,13 @@ mod spec;
 pub mod stats;
 
 pub use decide::{
-    decide, decide_with, sample_ratio_check, ArmEvidence, ArmSummary, Decision, Method,
-    MetricEvidence, MetricStatus, Observation, Reason, Samples, Scale, Side, SrmCheck, Verdict,
+    decide, ArmEvidence, ArmSummary, Decision, Method, MetricEvidence, MetricStatus, Observation,
+    Reason, Samples, Scale, Side, SrmCheck, Verdict,
 };
-pub use govern::{
-    fields_after, look, GovernedState, LastDecision, MetricBrief, RampFields, RampLook,
-};
+pub(crate) use govern::fields_after;
+pub use govern::{look, GovernedState, LastDecision, MetricBrief, RampFields, RampLook};
 pub use spec::{
-    AutopilotSpec, Better, HoldWindow, Limit, MetricLimit, RegressionAction, SpecProblem, SrmTest,
-    DEFAULT_ALPHA, DEFAULT_SRM_P_VALUE,
+    AutopilotSpec, HoldWindow, Limit, MetricLimit, RegressionAction, SpecProblem, SrmTest,
 };
+pub(crate) use spec::{Better, DEFAULT_ALPHA, DEFAULT_SRM_P_VALUE};
 pub use stats::Moments;

@@ -53,7 +53,7 @@ impl Rng {
         Rng { state }
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let s = &mut self.state;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = s[1] << 17;
@@ -84,7 +84,7 @@ impl Rng {
     }
 
     /// Gamma with the given shape and scale 1 (Marsaglia and Tsang; shape < 1 by boosting).
-    pub fn gamma(&mut self, shape: f64) -> f64 {
+    pub(crate) fn gamma(&mut self, shape: f64) -> f64 {
         if shape <= 0.0 {
             return 0.0;
         }
@@ -108,7 +108,7 @@ impl Rng {
     }
 
     /// Chi-squared with `k` degrees of freedom.
-    pub fn chi_squared(&mut self, k: u64) -> f64 {
+    pub(crate) fn chi_squared(&mut self, k: u64) -> f64 {
         2.0 * self.gamma(k as f64 / 2.0)
     }
 
@@ -180,7 +180,7 @@ impl Rng {
 
     /// Adds `k` units with independent `N(mean, sd²)` values to `moments`, exactly in
     /// distribution (see the module documentation).
-    pub fn add_normal_units(&mut self, moments: &mut Moments, k: u64, mean: f64, sd: f64) {
+    pub(crate) fn add_normal_units(&mut self, moments: &mut Moments, k: u64, mean: f64, sd: f64) {
         if k == 0 {
             return;
         }
@@ -202,9 +202,9 @@ impl Rng {
 pub struct MetricModel {
     pub metric: String,
     pub mean: f64,
-    pub sd: f64,
+    pub(crate) sd: f64,
     /// Share of units that report this metric (feedback for quality; 1 for measured metrics).
-    pub reported_share: f64,
+    pub(crate) reported_share: f64,
 }
 
 /// One kind of rollout.
@@ -218,7 +218,7 @@ pub struct Scenario {
     pub candidate: Vec<MetricModel>,
     /// Share of the candidate's units whose events arrive: 1 for a healthy split; below 1
     /// models a broken pipeline (a sample-ratio mismatch).
-    pub candidate_logged_share: f64,
+    pub(crate) candidate_logged_share: f64,
 }
 
 /// The ramp under simulation.
@@ -231,7 +231,7 @@ pub struct SimConfig {
 
 /// How a rollout ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     RolledBack,
     Halted,
     Reverted,
@@ -243,23 +243,27 @@ pub enum Ending {
 
 /// One rollout's story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RolloutOutcome {
+pub(crate) struct RolloutOutcome {
     pub ending: Ending,
     /// The step the rollout ended at (for `Completed`, the last step).
     pub step: usize,
     pub minutes: u64,
     /// Units ever served the candidate (whether or not their events arrived).
-    pub exposed_candidate_units: u64,
+    pub(crate) exposed_candidate_units: u64,
     /// Units per arm in the deciding step at the final decision.
-    pub decision_samples: Samples,
+    pub(crate) decision_samples: Samples,
     /// The first minute a look was frozen by a sample-ratio mismatch, if any.
-    pub first_freeze_minute: Option<u64>,
+    pub(crate) first_freeze_minute: Option<u64>,
     /// Whether the rollout was ever promoted past a step after a mismatch had been seen there.
-    pub promoted_while_mismatched: bool,
+    pub(crate) promoted_while_mismatched: bool,
 }
 
 /// Simulates one rollout.
-pub fn run_rollout(config: &SimConfig, scenario: &Scenario, rng: &mut Rng) -> RolloutOutcome {
+pub(crate) fn run_rollout(
+    config: &SimConfig,
+    scenario: &Scenario,
+    rng: &mut Rng,
+) -> RolloutOutcome {
     let steps = &config.step_milli_percents;
     // Every step holding to its maximum, plus one minute per step.
     let cap_minutes = steps
@@ -423,17 +427,17 @@ pub struct Summary {
     pub frozen: u64,
     /// Rollouts promoted past a step after a mismatch had been seen at that step (the freeze
     /// makes this impossible; the simulation counts it to show so).
-    pub promoted_while_mismatched: u64,
+    pub(crate) promoted_while_mismatched: u64,
     /// Medians over the rollouts that were rolled back (or halted): candidate units in the
     /// deciding step, control units there, candidate units ever exposed, minutes.
     pub median_rollback_candidate_units: Option<u64>,
-    pub median_rollback_control_units: Option<u64>,
-    pub median_rollback_exposed_units: Option<u64>,
-    pub median_rollback_minutes: Option<u64>,
+    pub(crate) median_rollback_control_units: Option<u64>,
+    pub(crate) median_rollback_exposed_units: Option<u64>,
+    pub(crate) median_rollback_minutes: Option<u64>,
     /// Median minutes to reach 100 % over completed rollouts.
-    pub median_completion_minutes: Option<u64>,
+    pub(crate) median_completion_minutes: Option<u64>,
     /// Median minute of the first freeze over frozen rollouts.
-    pub median_first_freeze_minute: Option<u64>,
+    pub(crate) median_first_freeze_minute: Option<u64>,
 }
 
 impl Summary {
@@ -549,7 +553,7 @@ pub fn only_metrics(mut config: SimConfig, metrics: &[&str]) -> SimConfig {
 
 /// The control arm of the standard scenarios: quality 70 ± 15 points reported by 40 % of units,
 /// per-unit error rate 0.02 ± 0.08, cost per request 0.002 ± 0.0015, latency 900 ± 450 ms.
-pub fn standard_control() -> Vec<MetricModel> {
+pub(crate) fn standard_control() -> Vec<MetricModel> {
     let model = |metric: &str, mean: f64, sd: f64, reported_share: f64| MetricModel {
         metric: metric.to_owned(),
         mean,
@@ -727,7 +731,7 @@ mod tests {
 
     #[test]
     fn the_sequential_srm_test_rarely_freezes_a_healthy_split_however_often_it_looks() {
-        use crate::autopilot::{sample_ratio_check, SrmTest};
+        use crate::autopilot::{decide::sample_ratio_check, SrmTest};
         // 400 splits at 5 %, each looked at after every one of 300 batches of 100 units; a
         // threshold of 0.05 so the rate is measurable: Ville's inequality bounds it by 5 %.
         let (splits, threshold) = (400u64, 0.05);

@@ -62,7 +62,7 @@ pub struct HoldWindow {
 /// Which direction of a metric is good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Better {
+pub(crate) enum Better {
     /// Quality, satisfaction: a drop is harm.
     Higher,
     /// Error rate, cost, latency: a rise is harm.
@@ -87,13 +87,13 @@ pub enum Limit {
 pub struct MetricLimit {
     /// The metric's name in the evidence (`quality`, `error_rate`, `cost`, `latency_ms`, …).
     pub metric: String,
-    pub better: Better,
+    pub(crate) better: Better,
     /// Promotion needs proof that the candidate is within this limit.
     pub limit: Limit,
     /// Roll back once the candidate is proven worse than control by more than this, on the
     /// limit's scale (points for a difference, a multiplier for a ratio). `None`: any proven
     /// deterioration (a difference of 0, a ratio of 1). Must lie between that and the limit.
-    pub rollback_beyond: Option<f64>,
+    pub(crate) rollback_beyond: Option<f64>,
 }
 
 /// What a proven regression does.
@@ -116,13 +116,13 @@ pub struct SpecProblem {
 }
 
 /// The default level over a whole ramp.
-pub const DEFAULT_ALPHA: f64 = 0.05;
+pub(crate) const DEFAULT_ALPHA: f64 = 0.05;
 /// The default sample-ratio-mismatch threshold.
-pub const DEFAULT_SRM_P_VALUE: f64 = 0.001;
+pub(crate) const DEFAULT_SRM_P_VALUE: f64 = 0.001;
 
 impl MetricLimit {
     /// A metric where higher is better (quality) with the given limit.
-    pub fn higher_is_better(metric: &str, limit: Limit) -> Self {
+    pub(crate) fn higher_is_better(metric: &str, limit: Limit) -> Self {
         MetricLimit {
             metric: metric.to_owned(),
             better: Better::Higher,

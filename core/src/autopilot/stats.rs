@@ -19,7 +19,7 @@ pub struct Moments {
     /// Sum of the per-unit values.
     pub sum: f64,
     /// Sum of the squared per-unit values.
-    pub sum_sq: f64,
+    pub(crate) sum_sq: f64,
 }
 
 impl Moments {
@@ -44,7 +44,7 @@ impl Moments {
 
     /// The unbiased sample variance, `None` below two units. Rounding in `sum_sq - sum²/n` can
     /// make a zero variance come out slightly negative; it is clamped at zero.
-    pub fn variance(&self) -> Option<f64> {
+    pub(crate) fn variance(&self) -> Option<f64> {
         if self.n < 2 {
             return None;
         }
@@ -68,7 +68,7 @@ const LANCZOS: [f64; 9] = [
 ];
 
 /// `ln Γ(x)` for `x > 0` (NaN otherwise).
-pub fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     if x.is_nan() || x <= 0.0 {
         return f64::NAN;
     }
@@ -87,7 +87,7 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// `ln B(x, y) = ln Γ(x) + ln Γ(y) − ln Γ(x + y)`.
-pub fn ln_beta(x: f64, y: f64) -> f64 {
+pub(crate) fn ln_beta(x: f64, y: f64) -> f64 {
     ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y)
 }
 
@@ -97,7 +97,7 @@ const TINY: f64 = 1e-300;
 
 /// The regularised upper incomplete gamma function `Q(a, x) = Γ(a, x) / Γ(a)`, for `a > 0`,
 /// `x ≥ 0`. Returns NaN outside that domain.
-pub fn gamma_q(a: f64, x: f64) -> f64 {
+pub(crate) fn gamma_q(a: f64, x: f64) -> f64 {
     if a.is_nan() || x.is_nan() || a <= 0.0 || x < 0.0 {
         return f64::NAN;
     }
@@ -153,7 +153,7 @@ pub fn gamma_q(a: f64, x: f64) -> f64 {
 }
 
 /// `P(Z > z)` for a standard normal `Z`.
-pub fn normal_sf(z: f64) -> f64 {
+pub(crate) fn normal_sf(z: f64) -> f64 {
     if z.is_nan() {
         return f64::NAN;
     }
@@ -169,7 +169,7 @@ pub fn normal_sf(z: f64) -> f64 {
 /// The `z` with `P(Z > z) = p`, for `0 < p < 1` (NaN otherwise): the Abramowitz–Stegun
 /// 26.2.23 starting value (error below 4.5e-4) polished by Newton steps on [`normal_sf`], which
 /// converge quadratically from there.
-pub fn normal_upper_quantile(p: f64) -> f64 {
+pub(crate) fn normal_upper_quantile(p: f64) -> f64 {
     if p.is_nan() || p <= 0.0 || p >= 1.0 {
         return f64::NAN;
     }
@@ -195,7 +195,7 @@ pub fn normal_upper_quantile(p: f64) -> f64 {
 }
 
 /// `P(X > x)` for `X` chi-squared with `degrees_of_freedom` degrees of freedom.
-pub fn chi_squared_sf(x: f64, degrees_of_freedom: f64) -> f64 {
+pub(crate) fn chi_squared_sf(x: f64, degrees_of_freedom: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }
@@ -213,7 +213,7 @@ pub fn chi_squared_sf(x: f64, degrees_of_freedom: f64) -> f64 {
 /// sequence of Waudby-Smith et al. The chance that the true value ever leaves
 /// `estimate ± half_width` over all looks is at most `alpha` (asymptotically, with the
 /// variance estimated). Returns `None` when `V` is not positive and finite.
-pub fn mixture_half_width(variance: f64, tau_squared: f64, alpha: f64) -> Option<f64> {
+pub(crate) fn mixture_half_width(variance: f64, tau_squared: f64, alpha: f64) -> Option<f64> {
     if !(variance.is_finite() && variance > 0.0 && tau_squared > 0.0 && alpha > 0.0) {
         return None;
     }

@@ -36,7 +36,7 @@ const METRIC_FIELDS: &[&str] = &["metric", "difference", "ratio", "rollback_beyo
 
 /// The metrics the autopilot can measure from a flag's events, with the direction that is
 /// good. `better` is not a field: it follows from the metric, so it cannot be set wrong.
-pub const AUTOPILOT_METRICS: &[(&str, Better)] = &[
+pub(crate) const AUTOPILOT_METRICS: &[(&str, Better)] = &[
     ("quality", Better::Higher),
     ("score", Better::Higher),
     ("error_rate", Better::Lower),
@@ -45,7 +45,7 @@ pub const AUTOPILOT_METRICS: &[(&str, Better)] = &[
 ];
 
 /// Default minimum of units per arm before any decision.
-pub const DEFAULT_MIN_UNITS_PER_ARM: u64 = 100;
+pub(crate) const DEFAULT_MIN_UNITS_PER_ARM: u64 = 100;
 
 /// Most units per arm a spec may ask for before deciding (a typo guard, not a statistical one).
 const MAX_MIN_UNITS_PER_ARM: u64 = 100_000_000;
@@ -59,7 +59,7 @@ pub(super) struct RampShape<'a> {
     /// The ramp's baseline, when it has a valid one.
     pub baseline: Option<usize>,
     /// `…ramp.baseline`, for the problem of a missing one.
-    pub baseline_path: String,
+    pub(crate) baseline_path: String,
 }
 
 impl Loader {

@@ -20,7 +20,7 @@ pub const MAX_JSON_DEPTH: usize = 128;
 #[derive(Debug, Default)]
 pub(super) struct Notes {
     /// Paths of numbers whose text carries more precision than the float they are read as.
-    pub inexact_numbers: FxHashSet<String>,
+    pub(crate) inexact_numbers: FxHashSet<String>,
 }
 
 /// Parses `bytes` as one JSON value; `Err` holds every duplicate key, or the one syntax or

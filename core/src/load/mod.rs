@@ -36,7 +36,6 @@ use crate::document::{Action, Document, Flag, KillSwitch};
 use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::time::Millis;
 
-pub use autopilot::{AUTOPILOT_METRICS, DEFAULT_MIN_UNITS_PER_ARM};
 pub use json::MAX_JSON_DEPTH;
 
 /// Documents larger than this are rejected before parsing (a runaway generator, a wrong file).
@@ -48,24 +47,24 @@ pub const MAX_CONDITION_DEPTH: usize = 128;
 /// Most steps one evaluation of a flag may take in the worst case (see `load/cost.rs`): each
 /// rule and condition 1, each string search 8, a shared segment once per rule.
 pub const MAX_FLAG_COST: u64 = 10_000;
-pub use crate::condition::{MAX_COMPARED_BYTES, MAX_COMPARED_ITEMS};
+pub use crate::condition::MAX_COMPARED_BYTES;
 pub use cost::SEARCH_COST;
 /// Longest accepted `matches` pattern, in bytes.
 pub const MAX_REGEX_LENGTH: usize = 1024;
 /// Compiled-size bound of one `matches` pattern (the regex crate's `size_limit`).
-pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
 
 /// Sections that a later version implements; they are rejected rather than silently ignored.
 /// (None at the moment: `UNSUPPORTED_FIELD` stays reserved for the next one.)
 const NOT_YET_SUPPORTED_FLAG_FIELDS: &[&str] = &[];
 
 /// Longest accepted sticky `ttl` and budget `window`: 31 days.
-pub const MAX_STATE_WINDOW_MS: Millis = 31 * 86_400_000;
+pub(crate) const MAX_STATE_WINDOW_MS: Millis = 31 * 86_400_000;
 
 /// Longest `fallback` list (a chain is walked at most once: this bounds a call's attempts).
-pub const MAX_FALLBACK_STEPS: usize = 16;
+pub(crate) const MAX_FALLBACK_STEPS: usize = 16;
 /// Longest accepted `timeout_ms` / `max_total_ms`: one hour.
-pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+pub(crate) const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// The text entry: `bytes` are JSON text (UTF-8, a leading byte-order mark skipped).
 ///

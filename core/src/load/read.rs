@@ -47,7 +47,7 @@ pub(super) struct Object<'v> {
 
 impl<'v> Object<'v> {
     /// The path of one of this object's fields.
-    pub fn path_of(&self, key: &str) -> String {
+    pub(crate) fn path_of(&self, key: &str) -> String {
         join(&self.path, key)
     }
 

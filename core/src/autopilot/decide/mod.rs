@@ -144,7 +144,7 @@ pub struct MetricEvidence {
     pub metric: String,
     /// `difference` (candidate − control) or `ratio` (candidate / control).
     pub scale: Scale,
-    pub better: Better,
+    pub(crate) better: Better,
     pub control: ArmSummary,
     pub candidate: ArmSummary,
     /// Candidate − control, or candidate / control.
@@ -156,7 +156,7 @@ pub struct MetricEvidence {
     /// … and the side the whole interval must be on to be proven within it.
     pub must_stay: Side,
     /// The interval wholly beyond this value (on the other side) is a proven regression.
-    pub rollback_at: f64,
+    pub(crate) rollback_at: f64,
     pub status: MetricStatus,
 }
 
@@ -180,12 +180,12 @@ pub struct Samples {
 pub struct SrmCheck {
     pub test: SrmTest,
     /// The candidate's expected share of the units in the two arms.
-    pub expected_candidate_share: f64,
-    pub observed_candidate_share: f64,
+    pub(crate) expected_candidate_share: f64,
+    pub(crate) observed_candidate_share: f64,
     /// Pearson's statistic (reported whichever test decides).
-    pub chi_squared: f64,
+    pub(crate) chi_squared: f64,
     /// The deciding test's p-value (for [`SrmTest::Sequential`], an anytime-valid one).
-    pub p_value: f64,
+    pub(crate) p_value: f64,
     /// `p_value` is below the spec's threshold: decisions are frozen.
     pub mismatch: bool,
 }
@@ -199,13 +199,13 @@ pub struct Verdict {
     /// The step's percentage (`1.0` is 1 %).
     pub percent: f64,
     pub held_ms: Millis,
-    pub min_hold_ms: Option<Millis>,
-    pub max_hold_ms: Option<Millis>,
+    pub(crate) min_hold_ms: Option<Millis>,
+    pub(crate) max_hold_ms: Option<Millis>,
     pub samples: Samples,
     /// `None` when the split cannot be tested yet (fewer than 5 expected units in an arm).
     pub srm: Option<SrmCheck>,
     /// The level of each metric's confidence sequence at this step.
-    pub alpha_per_test: f64,
+    pub(crate) alpha_per_test: f64,
     pub method: Method,
     pub metrics: Vec<MetricEvidence>,
 }
@@ -219,7 +219,11 @@ pub fn decide(spec: &AutopilotSpec, observation: &Observation<'_>) -> Verdict {
 }
 
 /// Decides with the given interval method ([`Method::NaiveFixedSample`] only for comparisons).
-pub fn decide_with(spec: &AutopilotSpec, observation: &Observation<'_>, method: Method) -> Verdict {
+pub(crate) fn decide_with(
+    spec: &AutopilotSpec,
+    observation: &Observation<'_>,
+    method: Method,
+) -> Verdict {
     let milli_percent = observation
         .step_milli_percents
         .get(observation.step)
@@ -355,7 +359,7 @@ fn rule(
 const SRM_MIXTURE_RELATIVE_SD: f64 = 0.1;
 
 /// The sample-ratio check of the two arms' unit counts against the expected split.
-pub fn sample_ratio_check(
+pub(crate) fn sample_ratio_check(
     samples: Samples,
     expected_candidate_share: f64,
     threshold: f64,
