@@ -109,7 +109,7 @@ impl Attempt {
 /// An attempt as logs, a run's `attempts` and the bindings show it. Fields serialize in this
 /// order, nulls included: the JSON shape is part of the bindings' contract.
 #[derive(Debug, Clone, Serialize)]
-pub struct AttemptReport<'a> {
+pub(crate) struct AttemptReport<'a> {
     pub variant: &'a str,
     /// `success` or `error`.
     pub outcome: &'static str,

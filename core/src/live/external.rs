@@ -32,7 +32,7 @@ impl std::fmt::Debug for Poller {
 
 /// How often a sleeping poller checks whether it was stopped: the bound on how long a closed
 /// or dropped handle's poller thread outlives it.
-pub const POLLER_STOP_CHECK: Duration = Duration::from_millis(50);
+pub(crate) const POLLER_STOP_CHECK: Duration = Duration::from_millis(50);
 
 impl Poller {
     /// The handle, or `None` once it was dropped, closed or restarted: then stop.

@@ -34,12 +34,10 @@ pub use attempt::{enter_call, MAX_CALL_DEPTH};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fleet::WeakFlags;
 pub use handle::{Flags, LogLevel, ReloadEvent};
-pub use overrides::{LocalKill, Overrides};
 pub use run::{Attempt, Run, Step, Usage};
 pub use snapshot::{EvalOptions, Evaluation, PinSource, Snapshot};
 pub use source::{
-    lock_path, read_document, read_signature, read_signature_file, signature_path,
-    DocumentVerifier, ExternalSource, FileOptions, Poll, SourceKind, DEFAULT_POLL_INTERVAL,
-    MAX_FILE_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX,
+    lock_path, read_document, read_signature, signature_path, DocumentVerifier, ExternalSource,
+    FileOptions, Poll, DEFAULT_POLL_INTERVAL, MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX,
 };
 pub use status::{LoadFailure, Status, StatusReport};

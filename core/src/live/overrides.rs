@@ -150,7 +150,7 @@ pub mod for_tests {
     use crate::error::{Error, Result};
 
     /// The revision of every document built by [`document`].
-    pub const REVISION: &str = "for-tests";
+    pub(crate) const REVISION: &str = "for-tests";
 
     /// The document for `mapping` (see the module docs).
     pub fn document(mapping: &Value) -> Result<Value> {

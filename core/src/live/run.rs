@@ -789,7 +789,7 @@ impl Run {
 
 /// A run as JSON ([`Run::to_json`]). Fields serialize in this order, nulls included.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunReport<'a> {
+pub(crate) struct RunReport<'a> {
     pub run_id: &'a str,
     pub flag: &'a str,
     pub revision: &'a str,

@@ -22,7 +22,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the live document comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     Static,
     File(PathBuf),
     /// A source implemented outside the core ([`crate::live::ExternalSource`]), by its
@@ -194,7 +194,7 @@ impl Default for FileOptions {
 
 /// The largest document file read: the loader's bound (`load::MAX_DOCUMENT_BYTES`, which this
 /// layer may not import; a test keeps the two equal).
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads a document file and, with a verifier, its `<path>.sig`, and checks the signature
 /// before anything is parsed: the loaded document, or why it cannot go live.
@@ -214,7 +214,7 @@ pub fn read_signature(document: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// The bytes of a signature file (bounded, regular files only), `None` when there is none.
-pub fn read_signature_file(path: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_signature_file(path: &Path) -> Result<Option<Vec<u8>>> {
     match std::fs::metadata(path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         _ => read_bounded(path, MAX_SIGNATURE_BYTES).map(Some),

@@ -29,9 +29,9 @@ pub struct Status {
     pub fleet: Option<Value>,
     pub revision: String,
     /// When the live document was loaded.
-    pub loaded_at: Millis,
+    pub(crate) loaded_at: Millis,
     /// When the source was last checked (successfully read or not).
-    pub last_check: Option<Millis>,
+    pub(crate) last_check: Option<Millis>,
     /// The most recent failure since the live document was loaded, if any.
     pub last_error: Option<LoadFailure>,
     pub reloads: u64,
@@ -52,7 +52,7 @@ pub struct Status {
 
 impl Status {
     /// Milliseconds since the live document was loaded.
-    pub fn age_millis(&self) -> Millis {
+    pub(crate) fn age_millis(&self) -> Millis {
         self.now - self.loaded_at
     }
 
@@ -104,14 +104,14 @@ impl Status {
 pub struct StatusReport {
     pub source: String,
     pub revision: String,
-    pub loaded_at: String,
-    pub age_seconds: f64,
-    pub last_check: Option<String>,
+    pub(crate) loaded_at: String,
+    pub(crate) age_seconds: f64,
+    pub(crate) last_check: Option<String>,
     pub last_error: Option<ErrorReport>,
     pub reloads: u64,
     pub rejected: u64,
     pub watching: bool,
-    pub local_kills: LocalKillsReport,
+    pub(crate) local_kills: LocalKillsReport,
     pub guardrails: Vec<TripReport>,
     /// The autopilot ramps: the slow statistical gate beside the guardrails' fast stop.
     pub autopilot: Vec<AutopilotReport>,
@@ -149,7 +149,7 @@ pub struct AutopilotReport {
 }
 
 /// Every autopilot ramp of `document` at `now`.
-pub fn autopilot_ramps(document: &Document, now: Millis) -> Vec<AutopilotReport> {
+pub(crate) fn autopilot_ramps(document: &Document, now: Millis) -> Vec<AutopilotReport> {
     let mut out = Vec::new();
     for flag in document.flags() {
         for rule in &flag.rules {
@@ -212,13 +212,13 @@ pub struct ProblemReport {
 
 /// Local kills: of every flag (`all`), and of single flags by key (sorted).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LocalKillsReport {
+pub(crate) struct LocalKillsReport {
     pub all: Option<KillReport>,
     pub flags: BTreeMap<String, KillReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KillReport {
+pub(crate) struct KillReport {
     pub reason: Option<String>,
     pub at: String,
 }
@@ -243,7 +243,7 @@ pub struct TripReport {
     /// `tripped`, or `half_open` once the cooldown is over.
     pub state: &'static str,
     pub probe_from: String,
-    pub probe_percent: f64,
+    pub(crate) probe_percent: f64,
 }
 
 impl TripReport {
