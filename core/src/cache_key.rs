@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Version of the key format; part of every key.
-pub const CACHE_KEY_VERSION: u32 = 1;
+pub(crate) const CACHE_KEY_VERSION: u32 = 1;
 
 /// One part of a cache key: text, or an integer (written in decimal).
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +23,7 @@ pub enum KeyPart<'a> {
 /// The canonical JSON of a value: object keys sorted by their UTF-8 bytes, no whitespace,
 /// strings escaped as JSON does, integers (and floats with no fractional part below 2^53) in
 /// decimal, other floats in their shortest round-trip form.
-pub fn canonical_json(value: &Value) -> String {
+pub(crate) fn canonical_json(value: &Value) -> String {
     let mut out = String::new();
     write_canonical(value, &mut out);
     out
@@ -88,7 +88,7 @@ pub fn payload_hash(payload: &Value) -> Box<str> {
 
 /// The parts hash: 16 hex digits of SHA-256 over each part as its UTF-8 length (8 bytes,
 /// little-endian) followed by its UTF-8 bytes, so that `("ab", "c")` and `("a", "bc")` differ.
-pub fn parts_hash(parts: &[KeyPart<'_>]) -> String {
+pub(crate) fn parts_hash(parts: &[KeyPart<'_>]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         let text;

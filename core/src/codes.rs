@@ -173,16 +173,16 @@ pub fn open_feature_reason_names(flag_has_rules: bool) -> Vec<&'static str> {
 }
 
 /// Step kinds in the low two bits of a step code.
-pub const STEP_EXHAUSTED: u64 = 0;
-pub const STEP_CALL: u64 = 1;
-pub const STEP_SERVE: u64 = 2;
+pub(crate) const STEP_EXHAUSTED: u64 = 0;
+pub(crate) const STEP_CALL: u64 = 1;
+pub(crate) const STEP_SERVE: u64 = 2;
 /// The factor of the timeout in a step code (2^24): kind and variant sit below it.
-pub const STEP_TIMEOUT_UNIT: u64 = 1 << 24;
+pub(crate) const STEP_TIMEOUT_UNIT: u64 = 1 << 24;
 /// Variant indices of a step code stay below this (a 16 MiB document holds far fewer).
-pub const STEP_MAX_VARIANT: usize = (1 << 22) - 1;
+pub(crate) const STEP_MAX_VARIANT: usize = (1 << 22) - 1;
 /// Timeouts of a step code are capped here (2^28 ms, 74 hours: a document allows an hour), so
 /// that every code stays below 2^53 and is exact as a JS number.
-pub const STEP_MAX_TIMEOUT_MS: u64 = 1 << 28;
+pub(crate) const STEP_MAX_TIMEOUT_MS: u64 = 1 << 28;
 
 impl Step {
     /// This step as one integer below 2^53 (exact as an `f64`):

@@ -25,7 +25,7 @@ use crate::trace::{Actual, Step, Tracer};
 /// test never reads more than this of a request.
 pub const MAX_COMPARED_BYTES: usize = 4096;
 /// Most items of a list attribute a condition compares; a longer list is not compared.
-pub const MAX_COMPARED_ITEMS: usize = 256;
+pub(crate) const MAX_COMPARED_ITEMS: usize = 256;
 /// From this many needles on, `contains`, `starts_with` and `ends_with` search with one
 /// automaton instead of trying each needle.
 const AUTOMATON_FROM_NEEDLES: usize = 8;
@@ -46,7 +46,7 @@ pub enum Condition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentRef {
     pub index: usize,
-    pub memo: Option<u32>,
+    pub(crate) memo: Option<u32>,
 }
 
 /// The segments already decided during one evaluation of one condition, so that a segment
@@ -145,12 +145,12 @@ pub struct ValueSet {
     pub strings: FxHashSet<Box<str>>,
     /// Sorted (see [`ValueSet::add_number`]): looked up by binary search.
     numbers: Vec<f64>,
-    pub bools: Vec<bool>,
+    pub(crate) bools: Vec<bool>,
 }
 
 impl ValueSet {
     /// Adds a number (`-0` is stored as `0`, which it equals).
-    pub fn add_number(&mut self, n: f64) {
+    pub(crate) fn add_number(&mut self, n: f64) {
         let n = n + 0.0;
         if let Err(at) = self.numbers.binary_search_by(|x| x.total_cmp(&n)) {
             self.numbers.insert(at, n);
@@ -354,7 +354,7 @@ impl Op {
 
 /// Parses a version leniently on the context side: an optional leading `v`, and missing minor or
 /// patch numbers read as 0 (`"2"` is 2.0.0, `"v1.4"` is 1.4.0).
-pub fn parse_version(text: &str) -> Option<semver::Version> {
+pub(crate) fn parse_version(text: &str) -> Option<semver::Version> {
     let text = text.strip_prefix('v').unwrap_or(text);
     if let Ok(version) = semver::Version::parse(text) {
         return Some(version);

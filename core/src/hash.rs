@@ -43,7 +43,7 @@ pub fn murmur3_32(bytes: &[u8], seed: u32) -> u32 {
 }
 
 /// MurmurHash3 x86_32 of `first ++ second` without building the concatenation.
-pub fn murmur3_32_two(first: &[u8], second: &[u8], seed: u32) -> u32 {
+pub(crate) fn murmur3_32_two(first: &[u8], second: &[u8], seed: u32) -> u32 {
     let mut h = seed;
     let mut carry = [0u8; 4];
     let mut carry_len = 0usize;
@@ -182,7 +182,7 @@ pub fn bucket_i64(salt: &str, unit: i64, total: u32) -> Option<u32> {
 /// Integers are formatted into an inline buffer so that bucketing an integer unit allocates
 /// nothing.
 #[derive(Clone, Copy)]
-pub struct IntUnit {
+pub(crate) struct IntUnit {
     buf: [u8; 20],
     start: u8,
 }

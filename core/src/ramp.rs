@@ -46,7 +46,7 @@ pub struct RampPosition {
     pub paused: bool,
     pub rolled_back: bool,
     /// When the next step begins, if one is scheduled and the ramp is not paused.
-    pub next_step_at: Option<Millis>,
+    pub(crate) next_step_at: Option<Millis>,
 }
 
 impl Ramp {
@@ -83,7 +83,7 @@ impl Ramp {
 
     /// The percentage live at `now`, in thousandths of a percent.
     #[inline]
-    pub fn milli_percent_at(&self, now: Millis) -> u32 {
+    pub(crate) fn milli_percent_at(&self, now: Millis) -> u32 {
         self.position(now).milli_percent
     }
 

@@ -188,7 +188,7 @@ pub fn parse_duration(text: &str) -> Option<Millis> {
 }
 
 /// Formats a duration in the compact form that [`parse_duration`] reads.
-pub fn format_duration(millis: Millis) -> String {
+pub(crate) fn format_duration(millis: Millis) -> String {
     if millis == 0 {
         return "0s".to_string();
     }

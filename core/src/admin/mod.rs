@@ -50,7 +50,7 @@ pub use ramp::{edit_ramp, ramp_file, RampChange, RampOutcome};
 pub use signed::DocumentSigner;
 
 /// How long a kill waits (by default) for another kill or unkill of the same document to finish.
-pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// What to kill or unkill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,7 @@ fn invalid(message: String) -> Error {
 }
 
 /// Applies a kill change to a document value in memory and returns the old revision.
-pub fn apply_kill(document: &mut Value, change: &KillChange<'_>) -> Result<String> {
+pub(crate) fn apply_kill(document: &mut Value, change: &KillChange<'_>) -> Result<String> {
     // The current document must be valid: its flags and revision are what the change names.
     let current = Document::from_value(document.clone())?;
     let old_revision = current.revision().to_string();
@@ -393,7 +393,7 @@ pub struct Rewrite {
 
 /// What [`rewrite_file`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rewritten {
+pub(crate) struct Rewritten {
     pub rewrite: Rewrite,
     /// The real file that was (or would have been) rewritten.
     pub document: PathBuf,
@@ -406,7 +406,7 @@ pub struct Rewritten {
 /// change uses (kill, unkill, the autopilot's decisions): steps 1–7 of the module
 /// documentation. `edit` gets the document's text as it is under the lock and returns the new
 /// text; `record` makes the audit line once the document (and its signature) are written.
-pub fn rewrite_file(
+pub(crate) fn rewrite_file(
     path: &Path,
     options: &KillOptions,
     edit: impl FnOnce(&str) -> Result<Rewrite>,

@@ -145,9 +145,9 @@ pub struct Flag {
     /// A candidate variant run beside the served one on a share of traffic (`shadow`).
     pub shadow: Option<Shadow>,
     /// Whether any variant calls a model (a document-wide `kill` budget stops these flags).
-    pub has_ai: bool,
+    pub(crate) has_ai: bool,
     /// The autopilots of this flag's ramps, in rule order (`Ramp::autopilot` points here).
-    pub autopilots: Vec<crate::autopilot::AutopilotSpec>,
+    pub(crate) autopilots: Vec<crate::autopilot::AutopilotSpec>,
 }
 
 /// A flag's `shadow` section.
@@ -210,7 +210,7 @@ pub struct Variant {
     /// Price of 1,000 output tokens (`cost_per_1k_output_tokens`).
     pub cost_per_1k_output_tokens: Option<f64>,
     /// The payload's `max_input_tokens`, when the app bounds its prompts (cost estimates).
-    pub max_input_tokens: Option<u64>,
+    pub(crate) max_input_tokens: Option<u64>,
     /// Hash of the payload's canonical JSON (16 hex digits): the variant's revision in cache
     /// keys, so that an edited prompt never reads answers cached for the old one.
     pub payload_hash: Box<str>,
@@ -307,7 +307,7 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Split {
     /// `(upper, variant)`: the variant wins buckets in `[previous upper, upper)`.
-    pub ranges: Vec<(u32, usize)>,
+    pub(crate) ranges: Vec<(u32, usize)>,
     pub total: u32,
 }
 

@@ -121,7 +121,7 @@ pub struct Choice {
 
 impl Choice {
     /// The choice for a flag the document does not have.
-    pub const NOT_FOUND: Choice = Choice {
+    pub(crate) const NOT_FOUND: Choice = Choice {
         flag_index: None,
         variant_index: None,
         reason: Reason::FlagNotFound,

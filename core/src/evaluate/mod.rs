@@ -34,7 +34,7 @@
 mod decide;
 pub mod decision;
 pub mod explain;
-pub mod overlay;
+pub(crate) mod overlay;
 
 pub use decision::{budget_of, At, Choice, Decision, FlagRef, KillSource, Now, Reason};
 pub use explain::{decision_json, DecisionReport, Explanation};

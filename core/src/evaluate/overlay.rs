@@ -63,7 +63,7 @@ pub struct Trip {
     pub probe_share: u32,
     /// Hashes units for the probe draw (salt `<flag salt>/probe/<guardrail id>`), independent
     /// of every split of the flag.
-    pub probe_hasher: SaltedHasher,
+    pub(crate) probe_hasher: SaltedHasher,
 }
 
 impl Trip {

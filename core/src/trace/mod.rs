@@ -6,14 +6,14 @@ mod steps;
 pub use steps::{Actual, Pin, Reroute, RuleOutcome, Step};
 
 /// Receives the steps of a decision. [`NoTrace`] drops them at compile time.
-pub trait Tracer {
+pub(crate) trait Tracer {
     /// Records a step; `make` runs only when tracing is enabled.
     fn note(&mut self, make: impl FnOnce() -> Step);
 }
 
 /// The tracer of plain evaluation: records nothing, costs nothing.
 #[derive(Debug, Default)]
-pub struct NoTrace;
+pub(crate) struct NoTrace;
 
 impl Tracer for NoTrace {
     #[inline(always)]
@@ -22,7 +22,7 @@ impl Tracer for NoTrace {
 
 /// Collects steps for `explain`.
 #[derive(Debug, Default)]
-pub struct Trace {
+pub(crate) struct Trace {
     pub steps: Vec<Step>,
 }
 
