@@ -8,7 +8,7 @@
 //! without them these helpers return an error, so a test fails rather than skips: the fleet
 //! is only proven against a real server.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// How long a server may take to accept connections, or a cluster to agree on its slots.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Fresh ports tried when another process takes the chosen one first.
+const START_ATTEMPTS: usize = 5;
 
 /// A loopback port nothing listens on now (bound and released). When `with_bus` is set the
 /// cluster bus port (`port + 10000`) is free too.
@@ -74,29 +77,47 @@ impl RedisServer {
     pub fn start() -> io::Result<RedisServer> {
         let dir = temp_dir("redis")?;
         let mut server = RedisServer {
-            port: free_port(false)?,
+            port: 0,
             dir,
             cluster: false,
             child: None,
             owns_dir: true,
         };
-        server.restart()?;
+        server.start_on_a_free_port(false)?;
         Ok(server)
     }
 
     fn cluster_node(dir: &Path) -> io::Result<RedisServer> {
-        let port = free_port(true)?;
-        let node_dir = dir.join(port.to_string());
-        std::fs::create_dir_all(&node_dir)?;
         let mut server = RedisServer {
-            port,
-            dir: node_dir,
+            port: 0,
+            dir: dir.to_path_buf(),
             cluster: true,
             child: None,
             owns_dir: false,
         };
-        server.restart()?;
+        server.start_on_a_free_port(true)?;
         Ok(server)
+    }
+
+    /// A free port is only free when it is checked: tests run in parallel, and another
+    /// test's server may take the port before ours binds it. Ours then exits, so a few
+    /// fresh ports are tried before giving up.
+    fn start_on_a_free_port(&mut self, with_bus: bool) -> io::Result<()> {
+        let parent = self.dir.clone();
+        let mut last_error = io::Error::other("no attempt made");
+        for _ in 0..START_ATTEMPTS {
+            self.port = free_port(with_bus)?;
+            if self.cluster {
+                // Each node keeps its own nodes.conf and log.
+                self.dir = parent.join(self.port.to_string());
+                std::fs::create_dir_all(&self.dir)?;
+            }
+            match self.restart() {
+                Ok(()) => return Ok(()),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -139,7 +160,7 @@ impl RedisServer {
         );
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.answers_as_our_child() {
                 return Ok(());
             }
             if !self.is_running() || Instant::now() > deadline {
@@ -152,6 +173,44 @@ impl RedisServer {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the server on our port is the child we started. A bare connect is not
+    /// enough: another test's server may hold the port (ours then exits on "address in
+    /// use"), and a loopback connect to a port in the ephemeral range can connect the
+    /// socket to itself. `INFO server` names the answering process.
+    fn answers_as_our_child(&self) -> bool {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return false;
+        };
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let timeout = Some(Duration::from_secs(1));
+        if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+            return false;
+        }
+        if stream.write_all(b"INFO server\r\n").is_err() {
+            return false;
+        }
+        let wanted = format!("process_id:{pid}\r\n");
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // The reply is a few KiB; stop once the line is in or the server stops sending.
+        while reply.len() < 64 * 1024 {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => reply.extend_from_slice(&chunk[..read]),
+            }
+            let text = String::from_utf8_lossy(&reply);
+            if text.contains(&wanted) {
+                return true;
+            }
+            if text.contains("process_id:") && text.contains("\r\nrun_id:") {
+                return false;
+            }
+        }
+        false
     }
 
     /// Stops the server (SIGKILL: a crash, not a clean shutdown) and waits for it.
@@ -264,5 +323,33 @@ impl Drop for RedisCluster {
             node.stop();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_another_server_holds_is_not_taken_for_ours() {
+        let holder = RedisServer::start().expect("redis-server");
+        let mut late = RedisServer {
+            port: holder.port,
+            dir: temp_dir("redis-late").expect("dir"),
+            cluster: false,
+            child: None,
+            owns_dir: true,
+        };
+        // Our child cannot bind the port; the server that answers there is not ours.
+        let error = late
+            .restart()
+            .expect_err("the port belongs to another server");
+        assert!(error.to_string().contains("did not start"), "{error}");
+        assert!(!late.is_running());
+        // Starting on a free port instead succeeds, and it is a different server.
+        late.start_on_a_free_port(false).expect("a fresh port");
+        assert_ne!(late.port, holder.port);
+        assert!(late.answers_as_our_child());
+        assert!(holder.answers_as_our_child());
     }
 }

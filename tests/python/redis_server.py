@@ -79,7 +79,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> RedisServer:
-        """Starts (or restarts, on the same port) and waits until it accepts connections."""
+        """Starts (or restarts, on the same port) and waits until our process answers there."""
         self.stop()
         args = [
             binary("redis-server"),
@@ -94,16 +94,32 @@ class RedisServer:
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = (self.directory / "redis.log")
-                    text = log.read_text(errors="replace") if log.exists() else ""
-                    self.stop()
-                    raise RuntimeError(f"redis-server on port {self.port} did not start: {text}") from None
-                time.sleep(0.02)
+            if self._answers_as(self.process.pid):
+                return self
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.directory / "redis.log")
+                text = log.read_text(errors="replace") if log.exists() else ""
+                self.stop()
+                raise RuntimeError(f"redis-server on port {self.port} did not start: {text}") from None
+            time.sleep(0.02)
+
+    def _answers_as(self, pid: int) -> bool:
+        """Whether the server on our port is the process we started: another server may hold
+        the port (ours then exits on "address in use"), and a loopback connect to an
+        ephemeral port can connect a socket to itself. `INFO server` names the process."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.settimeout(1.0)
+                conn.sendall(b"INFO server\r\n")
+                reply = b""
+                while b"\r\nrun_id:" not in reply and len(reply) < 65536:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except OSError:
+            return False
+        return f"process_id:{pid}\r\n".encode() in reply
 
     def stop(self) -> None:
         """Kills the server (a crash, not a clean shutdown) and waits for it."""
