@@ -600,3 +600,65 @@ fn runbook_uses_real_subcommands() {
         );
     }
 }
+
+/// The directory of a workspace package named on a `cargo … -p <package>` line.
+fn package_dir(package: &str) -> Option<&'static str> {
+    match package {
+        "flagrail-core" => Some("core"),
+        "flagrail-cli" => Some("cli"),
+        "flagrail-fleet" => Some("fleet"),
+        "flagrail-sources" => Some("sources"),
+        _ => None,
+    }
+}
+
+/// Every figure in docs/ names the command that produced it; those commands must still run.
+/// A removed example or bench script would leave a table nobody can reproduce.
+#[test]
+fn every_example_bench_and_script_the_docs_cite_exists() {
+    let mut cited = BTreeSet::new();
+    let mut documents = vec![repo().join("README.md")];
+    for entry in std::fs::read_dir(repo().join("docs")).expect("docs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|ext| ext == "md") {
+            documents.push(path);
+        }
+    }
+    for document in &documents {
+        let text = std::fs::read_to_string(document).expect("readable doc");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for window in words.windows(4) {
+            let [flag, package, kind, name] = window else {
+                continue;
+            };
+            let folder = match *kind {
+                "--example" => "examples",
+                "--bench" => "benches",
+                "--test" => "tests",
+                _ => continue,
+            };
+            if *flag != "-p" {
+                continue;
+            }
+            let dir = package_dir(package)
+                .unwrap_or_else(|| panic!("{}: unknown package {package}", document.display()));
+            let name = name.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+            cited.insert(format!("{dir}/{folder}/{name}.rs"));
+        }
+        for word in &words {
+            let word = word.trim_matches(|c: char| "`()[],;:".contains(c));
+            if word.starts_with("bench/") && (word.ends_with(".py") || word.ends_with(".mjs")) {
+                cited.insert(word.to_string());
+            }
+        }
+    }
+    assert!(
+        cited.contains("core/examples/autopilot_sim.rs"),
+        "{cited:?}"
+    );
+    let missing: Vec<&String> = cited
+        .iter()
+        .filter(|path| !repo().join(path).is_file())
+        .collect();
+    assert!(missing.is_empty(), "cited in docs but missing: {missing:?}");
+}

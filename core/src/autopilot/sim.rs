@@ -427,17 +427,17 @@ pub struct Summary {
     pub frozen: u64,
     /// Rollouts promoted past a step after a mismatch had been seen at that step (the freeze
     /// makes this impossible; the simulation counts it to show so).
-    pub(crate) promoted_while_mismatched: u64,
+    pub promoted_while_mismatched: u64,
     /// Medians over the rollouts that were rolled back (or halted): candidate units in the
     /// deciding step, control units there, candidate units ever exposed, minutes.
     pub median_rollback_candidate_units: Option<u64>,
-    pub(crate) median_rollback_control_units: Option<u64>,
+    pub median_rollback_control_units: Option<u64>,
     pub(crate) median_rollback_exposed_units: Option<u64>,
-    pub(crate) median_rollback_minutes: Option<u64>,
+    pub median_rollback_minutes: Option<u64>,
     /// Median minutes to reach 100 % over completed rollouts.
-    pub(crate) median_completion_minutes: Option<u64>,
+    pub median_completion_minutes: Option<u64>,
     /// Median minute of the first freeze over frozen rollouts.
-    pub(crate) median_first_freeze_minute: Option<u64>,
+    pub median_first_freeze_minute: Option<u64>,
 }
 
 impl Summary {
