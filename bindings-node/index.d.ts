@@ -36,6 +36,8 @@ export type ErrorKind =
   | 'rejected'
   | 'other'
   | 'invalid_request'
+  /** Python's sync `call` only: the step never started, every call thread was busy. */
+  | 'threads_busy'
 
 /**
  * A context attribute value:

@@ -156,7 +156,7 @@ describe('call: one text for failed attempts (the core decides)', () => {
         assert.equal(err.code, 'INVALID_ARGUMENT')
         assert.equal(
           err.message,
-          'unknown error kind "slow"; expected one of: timeout, rate_limit, server, content_policy, rejected, other, invalid_request',
+          'unknown error kind "slow"; expected one of: timeout, rate_limit, server, content_policy, rejected, other, invalid_request, threads_busy',
         )
         return true
       },

@@ -478,7 +478,7 @@ fn drive<'py>(
                 }
                 Timed::Refused { cap } => {
                     state.fail_with(
-                        ErrorKind::Timeout,
+                        ErrorKind::ThreadsBusy,
                         &format!(
                             "not started: all {cap} call threads are busy with attempts that \
                              outlived their timeout (the cap is {CALL_THREADS_VARIABLE})"
@@ -833,7 +833,8 @@ impl Attempt {
     }
 
     /// Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
-    /// ``"rejected"``, ``"invalid_request"`` or ``"other"``; ``None`` for a success.
+    /// ``"rejected"``, ``"invalid_request"``, ``"other"`` or ``"threads_busy"`` (not started: every
+    /// call thread was busy); ``None`` for a success.
     #[getter]
     fn error_kind(&self) -> Option<&'static str> {
         self.inner.error.map(ErrorKind::as_str)

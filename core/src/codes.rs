@@ -17,7 +17,7 @@
 //! |----------------|------------------------------------------------------------------|
 //! | [`Reason`]     | 0..=7 in the order of `Reason::ALL` (fits 3 bits)                |
 //! | [`KillSource`] | 1..=6 in the order of `KillSource::ALL`; 0 is "none" everywhere  |
-//! | [`ErrorKind`]  | 0..=6 in the order of `ErrorKind::ALL`                           |
+//! | [`ErrorKind`]  | 0..=7 in the order of `ErrorKind::ALL`                           |
 //! | [`PinEffect`]  | 0 none, 1 keep, 2 write, 3 delete                                |
 //! | [`Step`]       | `kind + 4 * variant + 2^24 * (timeout_ms + 1 or 0)`, see [`Step::code`] |
 
@@ -78,7 +78,7 @@ codes!(
 );
 
 codes!(
-    /// This error kind's number at the language boundary (0..=6).
+    /// This error kind's number at the language boundary (0..=7).
     ErrorKind {
         Timeout = 0,
         RateLimit = 1,
@@ -87,6 +87,7 @@ codes!(
         Rejected = 4,
         Other = 5,
         InvalidRequest = 6,
+        ThreadsBusy = 7,
     }
 );
 
@@ -287,7 +288,7 @@ mod tests {
             assert_eq!(usize::from(kind.code()), position);
             assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(ErrorKind::from_code(7), None);
+        assert_eq!(ErrorKind::from_code(8), None);
         let names: Vec<_> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(error_kind_names(), names);
     }

@@ -10,6 +10,7 @@ No assertion depends on how long something took.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -304,20 +305,22 @@ def test_an_unknown_error_kind_names_every_kind() -> None:
         tracker.error("slow")
     assert str(info.value) == (
         'unknown error kind "slow"; expected one of: timeout, rate_limit, server, content_policy, rejected, other, '
-        "invalid_request"
+        "invalid_request, threads_busy"
     )
 
 
 # -- threads and time ----------------------------------------------------------------------
 
 
-def test_timed_out_threads_are_capped_and_exhaustion_is_a_clear_timeout() -> None:
+def test_timed_out_threads_are_capped_and_exhaustion_is_its_own_kind_that_never_trips() -> None:
     out = run_script(
         """
-        import os, threading
+        import json, os, threading
         from flagrail import Flags
         doc = {"flags": {"bot": {"variants": {"a": {"timeout_ms": 20}, "human": {"ai": False}},
-                                 "default": "a", "fallback": ["human"]}}}
+                                 "default": "a", "fallback": ["human"],
+                                 "guardrails": [{"metric": "error_rate", "max": 0.25, "min_samples": 20,
+                                                 "action": "fallback", "variants": ["a"]}]}}}
         flags = Flags.from_dict(doc)
         hung = threading.Event()
         def provider(v):
@@ -330,16 +333,26 @@ def test_timed_out_threads_are_capped_and_exhaustion_is_a_clear_timeout() -> Non
         print(after - before)
         print(sum(e == "timed out after 20 ms" for e in errors))
         print(sorted(set(e for e in errors if e != "timed out after 20 ms")))
-        print(sorted(set(r.attempts[0].error_kind for r in results)))
+        print(json.dumps([r.attempts[0].error_kind for r in results]))
+        print(json.dumps([r.variant.id for r in results]))
+        print(flags.variant("bot", {"user_id": "u"}).reason)
+        print(json.dumps(flags.metrics()["bot"]["a"]["errors_by_kind"]))
         hung.set()
         """,
         FLAGRAIL_CALL_THREADS="4",
     )
-    grown, timed_out, others, kinds = out.splitlines()
+    grown, timed_out, others, kinds, served, reason, by_kind = out.splitlines()
     assert int(grown) <= 4, out
     assert int(timed_out) == 4, out
-    assert kinds == "['timeout']"
+    # The first four hang on a worker and time out; the rest find no worker free.
+    assert json.loads(kinds) == ["timeout"] * 4 + ["threads_busy"] * 36, kinds
     assert "all 4 call threads are busy" in others and "FLAGRAIL_CALL_THREADS" in others, others
+    # Every call still served: the non-AI fallback.
+    assert set(json.loads(served)) == {"human"}, served
+    # 36 refused steps are the process's fault, not the variant's: 4 timeouts stay under
+    # min_samples, so the guardrail has not tripped (it would have on 40 counted failures).
+    assert reason == "DEFAULT", out
+    assert json.loads(by_kind)["threads_busy"] == 36 and json.loads(by_kind)["timeout"] == 4, by_kind
 
 
 def test_timed_steps_work_in_a_forked_child_whose_parent_had_workers() -> None:

@@ -752,6 +752,7 @@ def test_tracker_reports_an_apps_own_call() -> None:
         "rejected": 0,
         "other": 1,
         "invalid_request": 0,
+        "threads_busy": 0,
     }
     with pytest.raises(InvalidArgumentError):
         flags.tracker(v).error("explode")

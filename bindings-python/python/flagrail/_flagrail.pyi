@@ -938,7 +938,8 @@ class Attempt:
     @property
     def error_kind(self) -> str | None:
         """Why it failed: ``"timeout"``, ``"rate_limit"``, ``"server"``, ``"content_policy"``,
-        ``"rejected"``, ``"invalid_request"`` or ``"other"``; ``None`` for a success."""
+        ``"rejected"``, ``"invalid_request"``, ``"other"`` or ``"threads_busy"`` (not started: every
+        call thread was busy); ``None`` for a success."""
 
     @property
     def error(self) -> str | None:

@@ -89,8 +89,8 @@ impl Flags {
                     RunRecord::new(flag, variant, record.segment, revision),
                 );
             }
-            // Shadow attempts never feed guardrails, nor do errors that were the request's
-            // fault (they say nothing about the variant).
+            // Shadow attempts never feed guardrails, nor do errors that say nothing about the
+            // variant (the request's fault, or no call thread free in this process).
             if record.sample.shadow
                 || record
                     .sample

@@ -24,11 +24,16 @@ pub enum ErrorKind {
     /// context too long, malformed parameters). The chain falls back, but the attempt says
     /// nothing about the variant's health: guardrails do not count it.
     InvalidRequest,
+    /// The step never started: every call thread of the process was busy (Python's sync
+    /// `call` with a timeout, at its `FLAGRAIL_CALL_THREADS` cap). The threads are shared by
+    /// every flag and variant, so the step says nothing about this variant's health:
+    /// guardrails do not count it, and the chain falls back.
+    ThreadsBusy,
 }
 
 impl ErrorKind {
     /// Every kind, in code order (`index`): a new kind is appended, so codes never move.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Timeout,
         ErrorKind::RateLimit,
         ErrorKind::Server,
@@ -36,6 +41,7 @@ impl ErrorKind {
         ErrorKind::Rejected,
         ErrorKind::Other,
         ErrorKind::InvalidRequest,
+        ErrorKind::ThreadsBusy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,13 +53,15 @@ impl ErrorKind {
             ErrorKind::Rejected => "rejected",
             ErrorKind::Other => "other",
             ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::ThreadsBusy => "threads_busy",
         }
     }
 
     /// Whether an attempt that failed this way counts against the variant in guardrails
-    /// (every kind but `invalid_request`: the request's fault, not the variant's).
+    /// (every kind but `invalid_request`, the request's fault, and `threads_busy`, the
+    /// process's: neither is the variant's).
     pub(crate) fn counts_against_variant(self) -> bool {
-        !matches!(self, ErrorKind::InvalidRequest)
+        !matches!(self, ErrorKind::InvalidRequest | ErrorKind::ThreadsBusy)
     }
 
     pub fn parse(text: &str) -> Option<ErrorKind> {
@@ -271,7 +279,10 @@ mod tests {
             ErrorKind::Other
         );
         for k in ErrorKind::ALL {
-            assert_eq!(k.counts_against_variant(), k != ErrorKind::InvalidRequest);
+            assert_eq!(
+                k.counts_against_variant(),
+                !matches!(k, ErrorKind::InvalidRequest | ErrorKind::ThreadsBusy)
+            );
         }
     }
 
