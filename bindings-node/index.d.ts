@@ -307,7 +307,8 @@ export interface Tracker {
    * The call failed, with its error kind or the thrown error (classified like a failed `call`
    * attempt); returns `false` (recording nothing) when already reported.
    * @throws FlagrailError `INVALID_ARGUMENT` for an unknown kind string (the core's message,
-   *   listing every kind), or a `latencyMs` or `cost` that is NaN, infinite or negative.
+   *   listing every kind), a `latencyMs` or `cost` that is NaN, infinite or negative, or a
+   *   token count that is not a whole number from 0 to 2^53 - 1 (decided by the core).
    */
   error(kindOrError: ErrorKind | unknown, report?: TrackerReport): boolean
 }
@@ -718,8 +719,8 @@ export declare class Reject extends Error {
 /**
  * Return it from the function given to `Flags.call` to report usage:
  * `return new Output(text, { inputTokens, outputTokens, cost })`. The call's value is `value`.
- * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers >= 0
- *   and for a `cost` that is NaN, infinite or negative (decided by the core). Thrown inside the
+ * @throws FlagrailError `INVALID_ARGUMENT` for token counts that are not whole numbers from 0
+ *   to 2^53 - 1 and for a `cost` that is NaN, infinite or negative (decided by the core). Thrown inside the
  *   function given to `call`, it fails that attempt like any error.
  */
 export declare class Output<T = unknown> {

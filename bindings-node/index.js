@@ -1825,10 +1825,10 @@ function checkUsage(latencyMs, cost) {
   if (problem !== null && problem !== undefined) throw failure(problem)
 }
 
-function usageCount(value, name) {
-  if (value === undefined || value === null) return null
-  if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`${name} must be a whole number >= 0`)
-  return value
+/** Throws INVALID_ARGUMENT for token counts the core refuses (not whole, negative, > 2^53 - 1). */
+function checkTokens(input, output) {
+  const problem = native.tokensProblem(input, output)
+  if (problem !== null && problem !== undefined) throw failure(problem)
 }
 
 function optionalNumber(value, name) {
@@ -1849,9 +1849,10 @@ class Output {
     /** The result value. */
     this.value = value
     /** Prompt tokens, or null. */
-    this.inputTokens = usageCount(u.inputTokens, 'inputTokens')
+    this.inputTokens = reportedNumber(u.inputTokens, 'inputTokens') ?? null
     /** Completion tokens, or null. */
-    this.outputTokens = usageCount(u.outputTokens, 'outputTokens')
+    this.outputTokens = reportedNumber(u.outputTokens, 'outputTokens') ?? null
+    checkTokens(this.inputTokens ?? undefined, this.outputTokens ?? undefined)
     /** The call's cost (any currency unit, the same as the variant's prices), or null. */
     this.cost = reportedNumber(u.cost, 'cost') ?? null
     checkUsage(undefined, this.cost ?? undefined)
@@ -2207,10 +2208,11 @@ class Tracker {
     if (this._run < 0) return false
     const u = usage === undefined || usage === null ? {} : usage
     const latencyMs = reportedNumber(u.latencyMs, 'latencyMs')
-    const input = usageCount(u.inputTokens, 'inputTokens') ?? undefined
-    const output = usageCount(u.outputTokens, 'outputTokens') ?? undefined
+    const input = reportedNumber(u.inputTokens, 'inputTokens')
+    const output = reportedNumber(u.outputTokens, 'outputTokens')
     const cost = reportedNumber(u.cost, 'cost')
     checkUsage(latencyMs, cost)
+    checkTokens(input, output)
     const run = this._run
     this._run = -1
     unreported.unregister(this)

@@ -129,6 +129,27 @@ describe('evidence that cannot be poisoned', () => {
   }
 })
 
+describe('token counts are checked by the core', () => {
+  for (const [bad, shown] of [[-1, '-1'], [1.5, '1.5'], [2 ** 53, '9007199254740992'], [2 ** 70, '1180591620717411300000'], [NaN, 'NaN']]) {
+    test(`tokens ${bad} are refused with the core's message before anything is recorded`, () => {
+      const flags = chainFlags()
+      assert.throws(() => new Output('x', { inputTokens: bad }), {
+        code: 'INVALID_ARGUMENT',
+        message: `input_tokens must be a whole number from 0 to 9007199254740991, got ${shown}`,
+      })
+      const tracker = flags.tracker(flags.variant('bot', USER), USER)
+      assert.throws(() => tracker.success({ inputTokens: bad }), { code: 'INVALID_ARGUMENT', message: /^input_tokens must be a whole number/ })
+      assert.throws(() => tracker.error('server', { outputTokens: bad }), { code: 'INVALID_ARGUMENT', message: /^output_tokens must be a whole number/ })
+      assert.equal(flags.metrics().bot, undefined, 'nothing was recorded')
+      assert.equal(tracker.success({ inputTokens: 2 ** 53 - 1, outputTokens: 0 }), true, 'the bounds are accepted')
+      assert.equal(flags.metrics().bot.a.requests, 1)
+    })
+  }
+  test('a token count that is not a number is refused', () => {
+    assert.throws(() => new Output('x', { outputTokens: '5' }), { code: 'INVALID_ARGUMENT' })
+  })
+})
+
 describe('call: one text for failed attempts (the core decides)', () => {
   test('Name: message, cut at 1,000 characters', async () => {
     const flags = chainFlags()

@@ -27,8 +27,8 @@ use flagrail_core::live::PinSource;
 use flagrail_core::live::{Run, Step, Usage};
 use flagrail_core::runtime::events::EXPOSURE_OF_READ;
 use flagrail_core::runtime::{
-    attempt_message, check_usage, classify, parse_error_kind, timeout_message, CallbackSink,
-    ErrorFacts, ErrorKind, Event,
+    attempt_message, check_tokens, check_usage, classify, parse_error_kind, timeout_message,
+    CallbackSink, ErrorFacts, ErrorKind, Event,
 };
 use flagrail_core::{Attr, Document, EmptyContext, Evaluation, KillSource, Positional, Reason};
 use napi::bindgen_prelude::{Buffer, Either, Float64ArraySlice, Unknown};
@@ -170,6 +170,18 @@ pub fn timeout_text(timeout_ms: f64) -> String {
 #[napi(catch_unwind)]
 pub fn usage_problem(latency_ms: Option<f64>, cost: Option<f64>) -> Option<LoadFailure> {
     check_usage(latency_ms, cost)
+        .err()
+        .map(|error| load_failure(&error))
+}
+
+/// `null`, or why reported token counts are refused (not a whole number from 0 to 2^53 − 1:
+/// `INVALID_ARGUMENT`, decided by the core, the same as Python's).
+#[napi(catch_unwind)]
+pub fn tokens_problem(
+    input_tokens: Option<f64>,
+    output_tokens: Option<f64>,
+) -> Option<LoadFailure> {
+    check_tokens(input_tokens, output_tokens)
         .err()
         .map(|error| load_failure(&error))
 }

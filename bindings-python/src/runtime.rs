@@ -15,8 +15,8 @@ use std::time::Duration;
 use flagrail_core::live::PinSource;
 use flagrail_core::live::{Attempt as CoreAttempt, Run, Step, Usage};
 use flagrail_core::runtime::{
-    attempt_message, check_usage, classify, parse_error_kind, timeout_message, CallbackSink,
-    ErrorFacts, ErrorKind, Event, SEGMENT_ATTRIBUTE,
+    attempt_message, check_tokens, check_usage, classify, parse_error_kind, timeout_message,
+    CallbackSink, ErrorFacts, ErrorKind, Event, SEGMENT_ATTRIBUTE,
 };
 use flagrail_core::{Error as CoreError, Evaluation, Flags as CoreFlags};
 use pyo3::exceptions::{PyException, PyRecursionError, PyTypeError};
@@ -931,12 +931,15 @@ impl Output {
     fn new(
         py: Python<'_>,
         value: Py<PyAny>,
-        input_tokens: Option<u64>,
-        output_tokens: Option<u64>,
+        input_tokens: Option<f64>,
+        output_tokens: Option<f64>,
         cost: Option<f64>,
     ) -> PyResult<Output> {
-        // NaN, infinite or negative: INVALID_ARGUMENT, decided by the core.
+        // NaN, infinite, negative or (for tokens) fractional: INVALID_ARGUMENT, decided by the
+        // core.
         check_usage(None, cost).map_err(|e| to_py_err(py, &e))?;
+        let (input_tokens, output_tokens) =
+            check_tokens(input_tokens, output_tokens).map_err(|e| to_py_err(py, &e))?;
         Ok(Output {
             value,
             input_tokens,
@@ -1047,18 +1050,21 @@ impl Tracker {
     ///     cost: The call's cost (else computed from the tokens and the variant's prices).
     ///
     /// Raises:
-    ///     InvalidArgumentError: ``latency_ms`` or ``cost`` is NaN, infinite or negative;
-    ///         nothing is recorded and the tracker can still be reported.
+    ///     InvalidArgumentError: ``latency_ms`` or ``cost`` is NaN, infinite or negative, or a
+    ///         token count is not a whole number from 0 to 2**53 - 1; nothing is recorded and
+    ///         the tracker can still be reported.
     #[pyo3(signature = (*, latency_ms = None, input_tokens = None, output_tokens = None, cost = None))]
     fn success(
         &self,
         py: Python<'_>,
         latency_ms: Option<f64>,
-        input_tokens: Option<u64>,
-        output_tokens: Option<u64>,
+        input_tokens: Option<f64>,
+        output_tokens: Option<f64>,
         cost: Option<f64>,
     ) -> PyResult<()> {
         check_usage(latency_ms, cost).map_err(|e| to_py_err(py, &e))?;
+        let (input_tokens, output_tokens) =
+            check_tokens(input_tokens, output_tokens).map_err(|e| to_py_err(py, &e))?;
         self.lock().succeed(Usage {
             latency_ms,
             input_tokens,
@@ -1081,19 +1087,22 @@ impl Tracker {
     ///
     /// Raises:
     ///     InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind, or
-    ///         ``latency_ms`` or ``cost`` is NaN, infinite or negative; nothing is recorded and
-    ///         the tracker can still be reported.
+    ///         ``latency_ms`` or ``cost`` is NaN, infinite or negative, or a token count is not
+    ///         a whole number from 0 to 2**53 - 1; nothing is recorded and the tracker can still
+    ///         be reported.
     #[pyo3(signature = (kind_or_exception = None, *, latency_ms = None, input_tokens = None, output_tokens = None, cost = None))]
     fn error(
         &self,
         py: Python<'_>,
         kind_or_exception: Option<&Bound<'_, PyAny>>,
         latency_ms: Option<f64>,
-        input_tokens: Option<u64>,
-        output_tokens: Option<u64>,
+        input_tokens: Option<f64>,
+        output_tokens: Option<f64>,
         cost: Option<f64>,
     ) -> PyResult<()> {
         check_usage(latency_ms, cost).map_err(|e| to_py_err(py, &e))?;
+        let (input_tokens, output_tokens) =
+            check_tokens(input_tokens, output_tokens).map_err(|e| to_py_err(py, &e))?;
         let (kind, message) = match kind_or_exception {
             None => (ErrorKind::Other, None),
             Some(arg) => match arg.cast::<PyString>() {

@@ -268,6 +268,29 @@ def test_usage_numbers_are_refused_before_anything_is_recorded(bad: float) -> No
     assert (a["requests"], a["errors"], a["cost"]) == (1, 0, 0.25)
 
 
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [(-1, "-1"), (1.5, "1.5"), (2**53, "9007199254740992"), (2**70, "1180591620717411300000"), (float("nan"), "NaN")],
+)
+def test_token_counts_are_refused_with_the_cores_message_before_anything_is_recorded(bad: Any, shown: str) -> None:
+    # `bad` is typed Any: the stubs say int, and this checks what the core does with the rest.
+    flags = Flags.from_dict(chain_doc())
+    message = f"input_tokens must be a whole number from 0 to 9007199254740991, got {shown}"
+    with pytest.raises(InvalidArgumentError) as info:
+        Output("x", input_tokens=bad)
+    assert str(info.value) == message
+    tracker = flags.tracker(flags.variant("bot", USER), USER)
+    with pytest.raises(InvalidArgumentError, match="^input_tokens must be a whole number"):
+        tracker.success(input_tokens=bad)
+    with pytest.raises(InvalidArgumentError, match="^output_tokens must be a whole number"):
+        tracker.error("server", output_tokens=bad)
+    assert flags.metrics().get("bot", {}) == {}, "nothing was recorded"
+    tracker.success(input_tokens=2**53 - 1, output_tokens=0)  # the bounds are accepted
+    whole: Any = 812.0
+    assert Output("x", input_tokens=whole).input_tokens == 812  # a whole float is a count
+    assert flags.metrics()["bot"]["a"]["requests"] == 1
+
+
 def test_an_output_with_a_bad_cost_fails_the_attempt_like_any_error() -> None:
     flags = Flags.from_dict(chain_doc())
 

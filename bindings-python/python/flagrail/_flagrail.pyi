@@ -1031,8 +1031,9 @@ class Tracker:
             cost: The call's cost (else computed from the tokens and the variant's prices).
 
         Raises:
-            InvalidArgumentError: ``latency_ms`` or ``cost`` is NaN, infinite or negative;
-                nothing is recorded and the tracker can still be reported.
+            InvalidArgumentError: ``latency_ms`` or ``cost`` is NaN, infinite or negative, or a
+                token count is not a whole number from 0 to 2**53 - 1; nothing is recorded and
+                the tracker can still be reported.
         """
 
     def error(
@@ -1057,8 +1058,9 @@ class Tracker:
 
         Raises:
             InvalidArgumentError: ``kind_or_exception`` is a string that names no error kind, or
-                ``latency_ms`` or ``cost`` is NaN, infinite or negative; nothing is recorded and
-                the tracker can still be reported.
+                ``latency_ms`` or ``cost`` is NaN, infinite or negative, or a token count is not
+                a whole number from 0 to 2**53 - 1; nothing is recorded and the tracker can still
+                be reported.
         """
 
 @final

@@ -9,7 +9,7 @@
 //! | number | accepted |
 //! |---|---|
 //! | `latency_ms`, `cost` | finite and ≥ 0 |
-//! | `input_tokens`, `output_tokens` | whole and ≥ 0 (a `u64` by type; bindings check the conversion) |
+//! | `input_tokens`, `output_tokens` | whole, from 0 to [`MAX_TOKENS`] (2^53 − 1) |
 //! | feedback `score` | finite, in [`SCORE_RANGE`] (−1 to 1: thumbs down to thumbs up) |
 //! | feedback `quality` | finite, in [`QUALITY_RANGE`] (0 to 1) |
 
@@ -25,6 +25,36 @@ pub(crate) const QUALITY_RANGE: RangeInclusive<f64> = 0.0..=1.0;
 
 fn invalid(message: String) -> Error {
     Error::InvalidArgument { message }
+}
+
+/// The largest token count accepted: 2^53 − 1, the largest whole number both languages hold
+/// exactly (a JavaScript safe integer), so a count means the same in Python and Node.
+pub(crate) const MAX_TOKENS: u64 = (1 << 53) - 1;
+
+/// Checks one token count. The binding passes the number it was given as an `f64` (NaN for a
+/// value that is not a number), so both languages refuse the same inputs with one message.
+fn check_token_count(name: &str, value: Option<f64>) -> Result<Option<u64>> {
+    match value {
+        None => Ok(None),
+        // The range check keeps the cast exact: a whole f64 in 0..=2^53−1 is a u64 as is.
+        Some(x) if x.fract() == 0.0 && (0.0..=MAX_TOKENS as f64).contains(&x) => Ok(Some(x as u64)),
+        Some(x) => Err(invalid(format!(
+            "{name} must be a whole number from 0 to {MAX_TOKENS}, got {x}"
+        ))),
+    }
+}
+
+/// Checks the token counts a caller reports (an `Output`, a tracker's `success` / `error`)
+/// and returns them as counts: every binding calls this on the numbers it was given and
+/// raises the error as is.
+pub fn check_tokens(
+    input_tokens: Option<f64>,
+    output_tokens: Option<f64>,
+) -> Result<(Option<u64>, Option<u64>)> {
+    Ok((
+        check_token_count("input_tokens", input_tokens)?,
+        check_token_count("output_tokens", output_tokens)?,
+    ))
 }
 
 /// Checks one non-negative measurement (`latency_ms`, `cost`).
@@ -96,5 +126,41 @@ mod tests {
         assert!(check_feedback(Some(-1.0), Some(0.0)).is_ok());
         assert!(check_feedback(Some(1.0), Some(1.0)).is_ok());
         assert!(check_feedback(None, None).is_ok());
+    }
+
+    #[test]
+    fn token_counts_are_whole_numbers_a_javascript_number_holds() {
+        assert_eq!(check_tokens(None, None).unwrap(), (None, None));
+        assert_eq!(
+            check_tokens(Some(0.0), Some(MAX_TOKENS as f64)).unwrap(),
+            (Some(0), Some(MAX_TOKENS))
+        );
+        assert_eq!(check_tokens(Some(812.0), None).unwrap(), (Some(812), None));
+        for bad in [
+            -1.0,
+            1.5,
+            f64::NAN,
+            f64::INFINITY,
+            (MAX_TOKENS + 1) as f64,
+            2f64.powi(70),
+        ] {
+            let err = check_tokens(Some(bad), None).unwrap_err();
+            assert_eq!(err.code(), "INVALID_ARGUMENT");
+            assert!(
+                err.to_string().starts_with(
+                    "input_tokens must be a whole number from 0 to 9007199254740991, got "
+                ),
+                "{err}"
+            );
+            let err = check_tokens(None, Some(bad)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("output_tokens must be"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            check_tokens(Some(-1.0), None).unwrap_err().to_string(),
+            "input_tokens must be a whole number from 0 to 9007199254740991, got -1"
+        );
     }
 }

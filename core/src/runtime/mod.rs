@@ -34,7 +34,7 @@ pub use attempt_text::{attempt_message, parse_error_kind, timeout_message};
 pub use classify::{classify, ErrorFacts, ErrorKind};
 pub(crate) use events::UnitHasher;
 pub use events::{CallbackSink, Event, EventSink, JsonLinesSink};
-pub use evidence::{check_feedback, check_usage};
+pub use evidence::{check_feedback, check_tokens, check_usage};
 pub use run_id::reseed_run_ids;
 
 use budget::{BudgetBook, BudgetTransition};
