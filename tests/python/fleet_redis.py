@@ -1,5 +1,7 @@
 """A fleet sharing state through one redis-server: Python and Node worker processes opened with
-``redis=URL`` / ``{ redis: URL }`` on the same document file, driven line by line.
+``redis=URL`` / ``{ redis: URL }`` on the same document file, or on the document pushed to that
+Redis (``from_redis(URL, redis=URL)`` / ``fromRedis(URL, { redis: URL })``, which follows
+``flagrail kill --redis``), driven line by line.
 
 Each worker reads one command per line on stdin and answers one JSON line on stdout:
 
@@ -12,6 +14,7 @@ Each worker reads one command per line on stdin and answers one JSON line on std
 - ``probe N`` -> evaluates ``candidate`` for N users: ``{"new": how many got "new"}``
 - ``pins N`` -> evaluates the sticky flag ``conv`` for conversations c0..cN-1:
   ``{"variants": [...], "reasons": [...]}``
+- ``reason FLAG`` -> ``{"reason": the reason FLAG is served for one user, "revision": ...}``
 - ``close`` -> closes the handle (spend reported, leases returned) and exits.
 
 Used by tests/python/test_fleet_redis.py and bench/fleet_budget.py.
@@ -65,7 +68,10 @@ import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from flagrail import Flags
 
-flags = Flags.from_file(sys.argv[1], redis=sys.argv[2])
+if sys.argv[1] == "-":
+    flags = Flags.from_redis(sys.argv[2], redis=sys.argv[2])
+else:
+    flags = Flags.from_file(sys.argv[1], redis=sys.argv[2])
 pool = ThreadPoolExecutor(10)
 
 def chat(user):
@@ -112,6 +118,8 @@ for line in sys.stdin:
     elif command == "pins":
         vs = [flags.variant("conv", {"conversation_id": f"c{i}"}) for i in range(int(words[1]))]
         reply = {"variants": [v.id for v in vs], "reasons": [v.reason for v in vs]}
+    elif command == "reason":
+        reply = {"reason": flags.variant(words[1], {"user_id": "k"}).reason, "revision": flags.revision}
     elif command == "close":
         flags.close()
         print(json.dumps({"closed": True}), flush=True)
@@ -124,7 +132,9 @@ for line in sys.stdin:
 NODE_WORKER = r"""
 const { Flags } = require(process.argv[1])
 const readline = require('node:readline')
-const flags = Flags.fromFile(process.argv[2], { redis: process.argv[3] })
+const flags = process.argv[2] === '-'
+  ? Flags.fromRedis(process.argv[3], { redis: process.argv[3] })
+  : Flags.fromFile(process.argv[2], { redis: process.argv[3] })
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const failing = async (v) => { if (v.id === 'new') throw new Error('candidate is broken'); return v.id }
 const lines = readline.createInterface({ input: process.stdin })
@@ -160,6 +170,8 @@ async function handle(words) {
   } else if (command === 'pins') {
     const vs = Array.from({ length: Number(words[1]) }, (_, i) => flags.variant('conv', { conversation_id: `c${i}` }))
     reply = { variants: vs.map((v) => v.id), reasons: vs.map((v) => v.reason) }
+  } else if (command === 'reason') {
+    reply = { reason: flags.variant(words[1], { user_id: 'k' }).reason, revision: flags.revision }
   } else if (command === 'close') {
     flags.close()
     console.log(JSON.stringify({ closed: true }))
@@ -175,12 +187,13 @@ async function handle(words) {
 class Worker:
     """One worker process and its command pipe."""
 
-    def __init__(self, kind: str, document: Path, redis_url: str) -> None:
+    def __init__(self, kind: str, document: Path | None, redis_url: str) -> None:
+        """`document` None: the worker reads the document Redis holds."""
         self.kind = kind
         if kind == "python":
-            args = [sys.executable, "-c", PYTHON_WORKER, str(document), redis_url]
+            args = [sys.executable, "-c", PYTHON_WORKER, str(document or "-"), redis_url]
         else:
-            args = ["node", "-e", NODE_WORKER, str(REPO / "bindings-node"), str(document), redis_url]
+            args = ["node", "-e", NODE_WORKER, str(REPO / "bindings-node"), str(document or "-"), redis_url]
         self.process = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
         )
@@ -221,12 +234,30 @@ def ask_all(workers: list[Worker], command: str) -> list[dict[str, Any]]:
     return [worker.receive() for worker in workers]
 
 
-def start(directory: Path, redis_url: str, python: int, node: int) -> list[Worker]:
+CLI = REPO / "target" / "debug" / "flagrail"
+
+
+def flagrail(directory: Path, *args: str) -> str:
+    """Runs the CLI in `directory` (where its local audit log goes) and returns its stdout."""
+    if not CLI.exists():
+        raise RuntimeError("target/debug/flagrail is missing: run `make build-cli`")
+    done = subprocess.run([str(CLI), *args], cwd=directory, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def start(directory: Path, redis_url: str, python: int, node: int, from_redis: bool = False) -> list[Worker]:
+    """Starts the workers on a document file, or (`from_redis`) on the document pushed to Redis
+    with `flagrail push`."""
     directory.mkdir(parents=True, exist_ok=True)
     document = directory / "flags.json"
     document.write_text(json.dumps(DOCUMENT))
-    return [Worker("python", document, redis_url) for _ in range(python)] + [
-        Worker("node", document, redis_url) for _ in range(node)
+    source: Path | None = document
+    if from_redis:
+        flagrail(directory, "push", "flags.json", "--redis", redis_url, "--actor", "ci")
+        source = None
+    return [Worker("python", source, redis_url) for _ in range(python)] + [
+        Worker("node", source, redis_url) for _ in range(node)
     ]
 
 

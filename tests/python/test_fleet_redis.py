@@ -1,6 +1,7 @@
 """The fleet test of shared state: 4 Python and 4 Node processes, one redis-server.
 
-Budgets, guardrails and pins are shared by every process, whatever its language, and a Redis
+Budgets, guardrails and pins are shared by every process, whatever its language, a
+`flagrail kill --redis` reaches all of them, and a Redis
 that dies mid-traffic costs the app no exception and the budget no spend. Every wait is a
 bounded poll; nothing asserts on wall-clock time.
 """
@@ -20,7 +21,7 @@ from redis_server import RedisServer
 
 PYTHON = 4
 NODE = 4
-CLI = fleet_redis.REPO / "target" / "debug" / "flagrail"
+CLI = fleet_redis.CLI
 
 
 def cli_metrics(url: str, *extra: str) -> str:
@@ -42,9 +43,10 @@ def fleet_states(workers: list[Worker]) -> list[dict[str, Any]]:
     return [reply["fleet"] for reply in ask_all(workers, "status")]
 
 
-def test_a_fleet_of_python_and_node_processes_shares_budgets_guardrails_and_pins(tmp_path: Path) -> None:
+def test_a_fleet_of_python_and_node_processes_shares_budgets_guardrails_pins_and_kills(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis").start()
-    workers = fleet_redis.start(tmp_path / "fleet", server.url, python=PYTHON, node=NODE)
+    # The document lives in Redis too: each process is `from_redis(url, redis=url)`.
+    workers = fleet_redis.start(tmp_path / "fleet", server.url, python=PYTHON, node=NODE, from_redis=True)
     try:
         wait_until(
             "every process sees the whole fleet",
@@ -86,6 +88,22 @@ def test_a_fleet_of_python_and_node_processes_shares_budgets_guardrails_and_pins
         for worker in workers:
             assert worker.ask("pins 20")["variants"] == first["variants"], worker.kind
         assert len(set(first["variants"])) == 2, "the split should use both variants"
+
+        # A kill pushed to Redis is seen by all 8 processes, and so is the unkill.
+        assert {r["reason"] for r in ask_all(workers, "reason conv")} != {"KILLED"}
+        fleet_redis.flagrail(tmp_path / "fleet", "kill", "--redis", server.url, "--flag", "conv",
+                             "--reason", "fleet test", "--actor", "ci")  # fmt: skip
+        wait_until(
+            "every process serves the kill",
+            lambda: all(r["reason"] == "KILLED" for r in ask_all(workers, "reason conv")),
+        )
+        assert len({r["revision"] for r in ask_all(workers, "reason conv")}) == 1, "one revision fleet-wide"
+        fleet_redis.flagrail(tmp_path / "fleet", "unkill", "--redis", server.url, "--flag", "conv",
+                             "--reason", "fleet test over", "--actor", "ci")  # fmt: skip
+        wait_until(
+            "every process serves the flag again",
+            lambda: all(r["reason"] != "KILLED" for r in ask_all(workers, "reason conv")),
+        )
 
         # Every call was reported, served or downgraded, except those downgraded only for want
         # of a lease while the fleet had room: once every process has closed, they add up.
