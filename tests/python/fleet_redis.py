@@ -14,6 +14,8 @@ Each worker reads one command per line on stdin and answers one JSON line on std
 - ``probe N`` -> evaluates ``candidate`` for N users: ``{"new": how many got "new"}``
 - ``pins N`` -> evaluates the sticky flag ``conv`` for conversations c0..cN-1:
   ``{"variants": [...], "reasons": [...]}``
+- ``fleet`` -> from ``fleet_metrics()`` / ``fleetMetrics()``: ``{"errors": candidate/new's
+  errors, "processes": ...}`` (``null`` before the first read)
 - ``reason FLAG`` -> ``{"reason": the reason FLAG is served for one user, "revision": ...}``
 - ``close`` -> closes the handle (spend reported, leases returned) and exits.
 
@@ -118,6 +120,10 @@ for line in sys.stdin:
     elif command == "pins":
         vs = [flags.variant("conv", {"conversation_id": f"c{i}"}) for i in range(int(words[1]))]
         reply = {"variants": [v.id for v in vs], "reasons": [v.reason for v in vs]}
+    elif command == "fleet":
+        m = flags.fleet_metrics()
+        reply = {"errors": m.get("candidate", {}).get("new", {}).get("errors"),
+                 "processes": m.get("$fleet", {}).get("processes")}  # fmt: skip
     elif command == "reason":
         reply = {"reason": flags.variant(words[1], {"user_id": "k"}).reason, "revision": flags.revision}
     elif command == "close":
@@ -170,6 +176,9 @@ async function handle(words) {
   } else if (command === 'pins') {
     const vs = Array.from({ length: Number(words[1]) }, (_, i) => flags.variant('conv', { conversation_id: `c${i}` }))
     reply = { variants: vs.map((v) => v.id), reasons: vs.map((v) => v.reason) }
+  } else if (command === 'fleet') {
+    const m = flags.fleetMetrics()
+    reply = { errors: m.candidate?.new?.errors ?? null, processes: m.$fleet?.processes ?? null }
   } else if (command === 'reason') {
     reply = { reason: flags.variant(words[1], { user_id: 'k' }).reason, revision: flags.revision }
   } else if (command === 'close') {

@@ -77,6 +77,11 @@ def test_a_fleet_of_python_and_node_processes_shares_budgets_guardrails_pins_and
         text = cli_metrics(server.url)
         assert 'flagrail_fleet_guardrail_state{flag="candidate",variant="new",guardrail="errors"} 1' in text
         assert f"flagrail_fleet_processes {PYTHON + NODE}" in text
+        # ... and from inside every process, Python and Node alike.
+        wait_until(
+            "fleet_metrics() / fleetMetrics() in every process add up the fleet",
+            lambda: all(r == {"errors": 64, "processes": PYTHON + NODE} for r in ask_all(workers, "fleet")),
+        )
 
         # Pins written from Python are honoured from Node (and the other way round).
         first = workers[0].ask("pins 20")
