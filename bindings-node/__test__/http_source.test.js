@@ -1,6 +1,7 @@
 'use strict'
 // Flags.fromUrl against a real nginx started here (unprivileged, on 127.0.0.1): changes are
-// picked up with 304s in between, signatures are checked (keys made with node:crypto, a second
+// picked up with 304s in between, headers are sent (and never shown), a cold start serves the
+// cache, signatures are checked (keys made with node:crypto, a second
 // implementation of ed25519), close() stops polling, worker threads each poll, and a poller
 // never keeps the process alive. nginx must be installed: these tests fail without it.
 
@@ -63,7 +64,7 @@ async function startNginx() {
     `daemon off; master_process off; pid nginx.pid; error_log stderr;
 events {}
 http {
-  log_format status '$status $request_uri';
+  log_format status '$status $request_uri $http_authorization';
   access_log ${log} status;
   types { application/json json; }
   client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
@@ -128,6 +129,38 @@ test('fromUrl picks up a replaced document, mostly with 304s, and close() stops 
     flags.close()
   } finally {
     nginx.stop()
+  }
+})
+
+test('headers are sent and never shown; a cold start with the server down serves the cache', async () => {
+  const nginx = await startNginx()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flagrail-cache-'))
+  const cachePath = path.join(dir, 'flags.cache.json')
+  const url = nginx.url('flags.json')
+  try {
+    nginx.publish('flags.json', doc('r1-cached'))
+    const first = Flags.fromUrl(url, { pollIntervalMs: 50, cachePath, headers: { Authorization: 'Bearer s3cret-token' } })
+    try {
+      assert.equal(first.revision, 'r1-cached')
+      assert.ok(nginx.requests().some((line) => line.endsWith(' Bearer s3cret-token')), 'the header reached nginx')
+      assert.ok(!JSON.stringify(first.status()).includes('s3cret-token'), 'status() never shows it')
+      await waitFor('the cache file', () => fs.existsSync(cachePath))
+      assert.equal(first.status().remote.served_from_cache, false)
+    } finally {
+      first.close()
+    }
+  } finally {
+    nginx.stop()
+  }
+  // The server is gone: a new handle starts from the cache at once and keeps polling.
+  const cold = Flags.fromUrl(url, { pollIntervalMs: 50, cachePath })
+  try {
+    assert.equal(cold.revision, 'r1-cached')
+    assert.equal(cold.status().remote.served_from_cache, true)
+    assert.equal(cold.variant('chat', { user_id: 'u' }).id, 'on')
+  } finally {
+    cold.close()
+    fs.rmSync(dir, { recursive: true, force: true })
   }
 })
 
