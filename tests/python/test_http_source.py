@@ -444,3 +444,29 @@ def test_a_forked_child_keeps_polling(nginx: Nginx, tmp_path: Path) -> None:
     nginx.publish("flags.json", doc("r2-after-fork"))
     out, _ = process.communicate(timeout=60)
     assert out.strip() == "child 0 True"
+
+
+def test_the_cli_reads_a_document_from_a_url_and_checks_its_signature(nginx: Nginx, tmp_path: Path) -> None:
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    for out in (keys, other):
+        subprocess.run([flagrail_cli(), "keygen", "--out", out], check=True, capture_output=True)
+    body = doc("r-cli")
+    scratch = tmp_path / "flags.json"
+    scratch.write_bytes(body)
+    subprocess.run([flagrail_cli(), "sign", "--key", keys / "flagrail.key", scratch], check=True, capture_output=True)
+    nginx.publish("flags.json", body)
+    nginx.publish("flags.json.sig", (tmp_path / "flags.json.sig").read_bytes())
+    url = nginx.url("flags.json")
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([flagrail_cli(), *args], capture_output=True, text=True, timeout=30)
+
+    plain = cli("validate", url)
+    assert plain.returncode == 0, plain.stderr
+    assert "r-cli" in plain.stdout, plain.stdout
+    signed = cli("validate", url, "--verify-key", keys / "flagrail.pub")
+    assert signed.returncode == 0, signed.stderr
+    wrong = cli("validate", url, "--verify-key", other / "flagrail.pub")
+    assert wrong.returncode == 1 and "SIGNATURE_INVALID" in wrong.stderr, (wrong.stdout, wrong.stderr)
+    missing = cli("validate", nginx.url("nothing.json"))
+    assert missing.returncode == 1, missing.stdout
