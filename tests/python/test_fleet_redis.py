@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import fleet_redis
 from fleet_redis import LEASE, LIMIT, Worker, ask_all
+from flagrail import Flags
 from redis_server import RedisServer
 
 PYTHON = 4
@@ -206,4 +207,27 @@ def test_a_forked_child_joins_the_fleet_as_a_new_process(tmp_path: Path) -> None
         # The child's call reached Redis (reported on close) under its own process.
         assert fleet_redis.fleet_spend(server, "forked") == 1
     finally:
+        server.stop()
+
+
+def test_a_process_started_while_redis_is_down_serves_locally_then_joins_the_fleet(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")  # a free port, nothing listening yet
+    document = tmp_path / "flags.json"
+    document.write_text(json.dumps(fleet_redis.DOCUMENT))
+    flags = Flags.from_file(document, redis=server.url)  # never waits for Redis
+    try:
+        fleet = flags.status()["fleet"]
+        assert (fleet["connected"], fleet["mode"]) == (False, "local"), fleet
+        served = [flags.call("chat", {"user_id": "dave"}, lambda v: v.id) for _ in range(10)]
+        assert [r.variant.reason for r in served] == ["DEFAULT"] * 10, "local enforcement serves"
+        server.start()
+        wait_until(
+            "the process joins the fleet and reports what it spent offline",
+            lambda: flags.status()["fleet"]["mode"] == "shared" and flags.status()["fleet"]["pending_spend"] == 0,
+            seconds=30,
+        )
+        flags.close()
+        assert fleet_redis.fleet_spend(server, "dave") == 10
+    finally:
+        flags.close()
         server.stop()
