@@ -22,6 +22,14 @@ def reload_threads() -> int:
     return sum(1 for task in Path("/proc/self/task").iterdir() if comm(task) == "flagrail-reload")
 
 
+def one_watcher_thread() -> bool:
+    """Never more than one; exactly one once it runs. A new thread takes its name when it is
+    first scheduled, so right after a spawn it may not be counted yet: callers wait for it."""
+    count = reload_threads()
+    assert count <= 1, f"{count} watcher threads"
+    return count == 1
+
+
 def test_many_file_handles_share_one_watcher_thread(tmp_path: Path) -> None:
     paths = []
     for i in range(50):
@@ -30,14 +38,14 @@ def test_many_file_handles_share_one_watcher_thread(tmp_path: Path) -> None:
         paths.append(path)
     for _ in range(6):  # 300 handles created and dropped
         handles = [Flags.from_file(p, poll_interval=0.02) for p in paths]
-        assert reload_threads() == 1
+        wait_until(one_watcher_thread, 5, "one watcher thread")
         del handles
         gc.collect()
     handles = [Flags.from_file(p, poll_interval=0.02) for p in paths]
     for p in paths:
         write_atomic(p, json.dumps(chat_document("r2-longer")))
     wait_until(lambda: all(h.revision == "r2-longer" for h in handles), 20, "every handle to reload")
-    assert reload_threads() == 1
+    assert one_watcher_thread()
     del handles
     gc.collect()
     wait_until(lambda: reload_threads() == 0, 5, "the watcher to end with the last handle")
