@@ -3,9 +3,9 @@
 
 use flagrail_core::EvalOptions;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flagrail_core::live::ManualClock;
 use flagrail_core::live::{Run, Step, Usage};
@@ -226,16 +226,20 @@ fn concurrent_calls_overshoot_a_cost_budget_by_at_most_one_reservation() {
     let most_in_flight = Arc::new(AtomicUsize::new(0));
     let opus_calls = Arc::new(AtomicUsize::new(0));
     let downgraded = Arc::new(AtomicUsize::new(0));
+    // All threads start together, so the $0.05 left is reserved by several of them at once.
+    let start = Arc::new(Barrier::new(8));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let flags = flags.clone();
-            let (in_flight, most, opus_calls, downgraded) = (
+            let (in_flight, most, opus_calls, downgraded, start) = (
                 in_flight.clone(),
                 most_in_flight.clone(),
                 opus_calls.clone(),
                 downgraded.clone(),
+                start.clone(),
             );
             thread::spawn(move || {
+                start.wait();
                 for i in 0..125 {
                     let mut run = flags
                         .start_run("chat", &json!({ "user_id": format!("t{t}-{i}") }))
@@ -246,6 +250,12 @@ fn concurrent_calls_overshoot_a_cost_budget_by_at_most_one_reservation() {
                     if let Step::Call { .. } = run.next_step() {
                         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
+                        // Hold the call until another is in flight too (bounded: on a loaded
+                        // machine a thread may not be scheduled before the first call ends).
+                        let hold_until = Instant::now() + Duration::from_secs(2);
+                        while most.load(Ordering::SeqCst) < 2 && Instant::now() < hold_until {
+                            thread::sleep(Duration::from_micros(100));
+                        }
                         thread::sleep(Duration::from_micros(200));
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                         opus_calls.fetch_add(1, Ordering::Relaxed);
