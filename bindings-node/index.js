@@ -1819,15 +1819,12 @@ function reportedNumber(value, name) {
   return value
 }
 
-/** Throws INVALID_ARGUMENT for a latency or cost the core refuses (NaN, infinite, negative). */
-function checkUsage(latencyMs, cost) {
-  const problem = native.usageProblem(latencyMs, cost)
-  if (problem !== null && problem !== undefined) throw failure(problem)
-}
-
-/** Throws INVALID_ARGUMENT for token counts the core refuses (not whole, negative, > 2^53 - 1). */
-function checkTokens(input, output) {
-  const problem = native.tokensProblem(input, output)
+/**
+ * Throws INVALID_ARGUMENT for a latency or cost the core refuses (NaN, infinite, negative) or a
+ * token count it refuses (not whole, negative, over 2^53 - 1): one call into the core.
+ */
+function checkUsage(latencyMs, cost, inputTokens, outputTokens) {
+  const problem = native.usageProblem(latencyMs, cost, inputTokens, outputTokens)
   if (problem !== null && problem !== undefined) throw failure(problem)
 }
 
@@ -1852,10 +1849,9 @@ class Output {
     this.inputTokens = reportedNumber(u.inputTokens, 'inputTokens') ?? null
     /** Completion tokens, or null. */
     this.outputTokens = reportedNumber(u.outputTokens, 'outputTokens') ?? null
-    checkTokens(this.inputTokens ?? undefined, this.outputTokens ?? undefined)
     /** The call's cost (any currency unit, the same as the variant's prices), or null. */
     this.cost = reportedNumber(u.cost, 'cost') ?? null
-    checkUsage(undefined, this.cost ?? undefined)
+    checkUsage(undefined, this.cost ?? undefined, this.inputTokens ?? undefined, this.outputTokens ?? undefined)
   }
 }
 
@@ -2211,8 +2207,7 @@ class Tracker {
     const input = reportedNumber(u.inputTokens, 'inputTokens')
     const output = reportedNumber(u.outputTokens, 'outputTokens')
     const cost = reportedNumber(u.cost, 'cost')
-    checkUsage(latencyMs, cost)
-    checkTokens(input, output)
+    checkUsage(latencyMs, cost, input, output)
     const run = this._run
     this._run = -1
     unreported.unregister(this)

@@ -165,23 +165,18 @@ pub fn timeout_text(timeout_ms: f64) -> String {
     timeout_message(timeout_ms.max(0.0) as u64)
 }
 
-/// `null`, or why a reported latency or cost is refused (NaN, infinite, negative:
-/// `INVALID_ARGUMENT`, decided by the core, the same as Python's).
+/// `null`, or why reported usage is refused: a latency or cost that is NaN, infinite or
+/// negative, or a token count that is not a whole number from 0 to 2^53 − 1
+/// (`INVALID_ARGUMENT`, decided by the core in the same order as Python's checks).
 #[napi(catch_unwind)]
-pub fn usage_problem(latency_ms: Option<f64>, cost: Option<f64>) -> Option<LoadFailure> {
-    check_usage(latency_ms, cost)
-        .err()
-        .map(|error| load_failure(&error))
-}
-
-/// `null`, or why reported token counts are refused (not a whole number from 0 to 2^53 − 1:
-/// `INVALID_ARGUMENT`, decided by the core, the same as Python's).
-#[napi(catch_unwind)]
-pub fn tokens_problem(
+pub fn usage_problem(
+    latency_ms: Option<f64>,
+    cost: Option<f64>,
     input_tokens: Option<f64>,
     output_tokens: Option<f64>,
 ) -> Option<LoadFailure> {
-    check_tokens(input_tokens, output_tokens)
+    check_usage(latency_ms, cost)
+        .and_then(|()| check_tokens(input_tokens, output_tokens).map(|_| ()))
         .err()
         .map(|error| load_failure(&error))
 }

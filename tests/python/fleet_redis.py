@@ -246,8 +246,9 @@ def ask_all(workers: list[Worker], command: str) -> list[dict[str, Any]]:
 CLI = REPO / "target" / "debug" / "flagrail"
 
 
-def flagrail(directory: Path, *args: str) -> str:
-    """Runs the CLI in `directory` (where its local audit log goes) and returns its stdout."""
+def flagrail(directory: Path | None, *args: str) -> str:
+    """Runs the CLI in `directory` (where a write's local audit log goes; None: here) and
+    returns its stdout."""
     if not CLI.exists():
         raise RuntimeError("target/debug/flagrail is missing: run `make build-cli`")
     done = subprocess.run([str(CLI), *args], cwd=directory, capture_output=True, text=True, timeout=30)

@@ -22,15 +22,8 @@ from redis_server import RedisServer
 
 PYTHON = 4
 NODE = 4
-CLI = fleet_redis.CLI
-
-
 def cli_metrics(url: str, *extra: str) -> str:
-    if not CLI.exists():
-        raise RuntimeError("target/debug/flagrail is missing: run `make build-cli`")
-    done = subprocess.run([str(CLI), "metrics", "--redis", url, *extra], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return fleet_redis.flagrail(None, "metrics", "--redis", url, *extra)
 
 
 def wait_until(what: str, check: Callable[[], bool], seconds: float = 15.0) -> None:
