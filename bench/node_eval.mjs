@@ -134,7 +134,7 @@ result({
   split_percent: Object.fromEntries(Object.entries(shares).map(([k, v]) => [k, round(v, 2)])),
 })
 
-// Three flags for one request (BENCHMARK.md: `variants` within 1.5x one `variant`): the
+// Three flags for one request (docs/benchmarks.md, Targets: `variants` within 1.5x one `variant`): the
 // scenario's flag plus two more of the same shape (other keys, so other buckets), read with one
 // `variants(context, keys)` call, against one `variant` and three `variant` calls on the same
 // handle, interleaved pass by pass.

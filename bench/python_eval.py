@@ -143,7 +143,7 @@ def empty_loop() -> int:
 
 
 def three_flags() -> None:
-    """Three flags for one request (BENCHMARK.md: ``variants`` within 1.5x one ``variant``).
+    """Three flags for one request (docs/benchmarks.md, Targets: ``variants`` within 1.5x one ``variant``).
 
     The scenario's flag plus two more of the same shape (other keys, so other buckets), read
     with one ``variants(context, keys)`` call, against one ``variant`` and three ``variant``

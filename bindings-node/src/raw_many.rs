@@ -1,5 +1,5 @@
 //! `evalPlan`: several flags of one handle for one context in one raw call, the hot path of
-//! `Flags.variants` and `Flags.all` (BENCHMARK.md bounds three flags at 1.5 × one `variant`).
+//! `Flags.variants` and `Flags.all` (docs/benchmarks.md, Targets, bounds three flags at 1.5 × one `variant`).
 //!
 //! The generic `evalMany` (`raw.rs`) reads two JS arrays element by element, copies every
 //! string and returns a new array: ~16,000 instructions for three flags, seven `variant` calls'

@@ -1,5 +1,5 @@
 //! Raw CPython entry points for `Flags.variants` and `Flags.all`: several flags for one
-//! context (BENCHMARK.md bounds three flags at 1.5 × one `variant`).
+//! context (docs/benchmarks.md, Targets, bounds three flags at 1.5 × one `variant`).
 //!
 //! Why raw, as for `variant` in `fast.rs` (whose argument parser this shares): PyO3's
 //! `#[pymethods]` trampoline and generic argument parser cost about as much per call as

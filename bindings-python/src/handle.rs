@@ -503,7 +503,7 @@ impl Inner {
     /// `FLAG_NOT_FOUND` result (default `None`), as `variant` does; a repeated key is decided
     /// once.
     ///
-    /// Lean on purpose (BENCHMARK.md bounds three flags at 1.5 × one `variant`): keys are
+    /// Lean on purpose (docs/benchmarks.md, Targets, bounds three flags at 1.5 × one `variant`): keys are
     /// resolved by object identity as in `variant` and kept on the stack (up to
     /// [`INLINE_KEYS`]), the union's needed attributes are read once into stack slots, and
     /// each flag reads its share through a [`Slotted`] view.

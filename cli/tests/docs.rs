@@ -662,3 +662,48 @@ fn every_example_bench_and_script_the_docs_cite_exists() {
         .collect();
     assert!(missing.is_empty(), "cited in docs but missing: {missing:?}");
 }
+
+/// Every `docs/<name>.md` that a tracked file cites exists, and nothing cites the benchmark
+/// brief by its file name: it lives outside this repository, so its targets are copied into
+/// docs/benchmarks.md ("Targets"), which is what comments and docs point at.
+#[test]
+fn every_cited_markdown_file_is_in_the_repository() {
+    let listing = std::process::Command::new("git")
+        .arg("ls-files")
+        .current_dir(repo())
+        .output()
+        .expect("git ls-files runs");
+    assert!(listing.status.success(), "git ls-files failed");
+    let files = String::from_utf8(listing.stdout).expect("UTF-8 file names");
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for file in files.lines() {
+        let text_kind = [".rs", ".py", ".pyi", ".mjs", ".js", ".ts", ".md", ".toml", "Makefile"]
+            .iter()
+            .any(|ending| file.ends_with(ending));
+        if !text_kind {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(repo().join(file)) else {
+            continue;
+        };
+        checked += 1;
+        if text.contains(concat!("BENCHMARK", ".md")) {
+            problems.push(format!("{file}: cites the benchmark brief outside the repository"));
+        }
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("docs/") {
+            let cited: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "/_-.".contains(*c))
+                .collect();
+            rest = &rest[at + 5..];
+            let cited = cited.trim_end_matches('.');
+            if cited.ends_with(".md") && !repo().join(cited).is_file() {
+                problems.push(format!("{file}: cites {cited}, which does not exist"));
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} text files listed");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
