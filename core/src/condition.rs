@@ -45,7 +45,7 @@ pub enum Condition {
 /// more than one place references, its slot in the per-evaluation [`SegmentMemo`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentRef {
-    pub index: usize,
+    pub(crate) index: usize,
     pub(crate) memo: Option<u32>,
 }
 
@@ -96,8 +96,8 @@ impl SegmentMemo {
 /// One `attr op value` test.
 #[derive(Debug)]
 pub struct Test {
-    pub attr: Box<str>,
-    pub op: Op,
+    pub(crate) attr: Box<str>,
+    pub(crate) op: Op,
 }
 
 impl Test {
@@ -142,7 +142,7 @@ pub enum Scalar {
 /// The operand of `in` / `not_in`.
 #[derive(Debug, Default)]
 pub struct ValueSet {
-    pub strings: FxHashSet<Box<str>>,
+    pub(crate) strings: FxHashSet<Box<str>>,
     /// Sorted (see [`ValueSet::add_number`]): looked up by binary search.
     numbers: Vec<f64>,
     pub(crate) bools: Vec<bool>,
@@ -603,8 +603,8 @@ impl Condition {
 /// A named, reusable condition.
 #[derive(Debug)]
 pub struct Segment {
-    pub name: Box<str>,
-    pub condition: Condition,
+    pub(crate) name: Box<str>,
+    pub(crate) condition: Condition,
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::time::{format_date, Millis};
 pub struct Warning {
     pub path: String,
     pub code: &'static str,
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for Warning {

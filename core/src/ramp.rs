@@ -13,9 +13,9 @@ pub struct RampStep {
     /// Percentage in thousandths of a percent (`1 %` is 1000; `100 %` is 100 000).
     pub milli_percent: u32,
     /// How long the step holds before the next one; `None` only on the last step.
-    pub hold: Option<Millis>,
+    pub(crate) hold: Option<Millis>,
     /// When the step begins (start + the holds of the earlier steps).
-    pub begins: Millis,
+    pub(crate) begins: Millis,
 }
 
 #[derive(Debug, Clone)]
@@ -34,17 +34,17 @@ pub struct Ramp {
     /// that it fits the padding after `rolled_back` and the rules evaluation walks keep their
     /// size. Evaluation never reads it: the autopilot acts by rewriting `start`, `paused_at`
     /// and `rolled_back`.
-    pub autopilot: Option<std::num::NonZeroU32>,
+    pub(crate) autopilot: Option<std::num::NonZeroU32>,
 }
 
 /// Where a ramp stands at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RampPosition {
     /// Index of the live step; `None` before the start or when rolled back.
-    pub step: Option<usize>,
-    pub milli_percent: u32,
-    pub paused: bool,
-    pub rolled_back: bool,
+    pub(crate) step: Option<usize>,
+    pub(crate) milli_percent: u32,
+    pub(crate) paused: bool,
+    pub(crate) rolled_back: bool,
     /// When the next step begins, if one is scheduled and the ramp is not paused.
     pub(crate) next_step_at: Option<Millis>,
 }

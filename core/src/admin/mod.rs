@@ -97,7 +97,7 @@ impl std::fmt::Debug for KillOptions {
 /// A kill switch as the document had it before the change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SwitchState {
-    pub active: bool,
+    pub(crate) active: bool,
     pub reason: Option<String>,
     pub actor: Option<String>,
     /// RFC 3339.
@@ -115,7 +115,7 @@ pub struct KillOutcome {
     /// The switch before the change.
     pub before: SwitchState,
     /// The real file that was (or would have been) rewritten.
-    pub document: PathBuf,
+    pub(crate) document: PathBuf,
     /// The signature written beside the document (`None`: the document is not signed, or
     /// nothing changed, or a forced kill left a stale one).
     pub signature: Option<PathBuf>,
@@ -394,12 +394,12 @@ pub struct Rewrite {
 /// What [`rewrite_file`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rewritten {
-    pub rewrite: Rewrite,
+    pub(crate) rewrite: Rewrite,
     /// The real file that was (or would have been) rewritten.
-    pub document: PathBuf,
+    pub(crate) document: PathBuf,
     /// The signature written beside the document, when it is signed (see [`signed`]).
-    pub signature: Option<PathBuf>,
-    pub audit_log: PathBuf,
+    pub(crate) signature: Option<PathBuf>,
+    pub(crate) audit_log: PathBuf,
 }
 
 /// The one audited, atomic, re-signed rewrite of a document file that every administrative

@@ -31,10 +31,10 @@ pub struct RampOutcome {
     pub old_revision: String,
     pub new_revision: String,
     /// The fields written.
-    pub fields: RampFields,
-    pub document: PathBuf,
+    pub(crate) fields: RampFields,
+    pub(crate) document: PathBuf,
     /// The signature written beside a signed document.
-    pub signature: Option<PathBuf>,
+    pub(crate) signature: Option<PathBuf>,
     pub audit_log: PathBuf,
     pub warnings: Vec<String>,
 }

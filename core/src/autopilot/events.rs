@@ -221,12 +221,12 @@ pub struct Arms<'a> {
 pub struct UnitTotals {
     /// Runs with a recorded first outcome, and how many of those were errors.
     pub with_outcome: u64,
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// `(sum, count)` of each measurement over the unit's runs that reported it.
-    pub latency: (f64, u64),
-    pub cost: (f64, u64),
-    pub quality: (f64, u64),
-    pub score: (f64, u64),
+    pub(crate) latency: (f64, u64),
+    pub(crate) cost: (f64, u64),
+    pub(crate) quality: (f64, u64),
+    pub(crate) score: (f64, u64),
 }
 
 impl UnitTotals {

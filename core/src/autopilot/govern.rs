@@ -68,14 +68,14 @@ pub struct RampLook {
     /// person hands a paused ramp back to the autopilot by setting `paused_at` to this value.
     pub step_began: Option<String>,
     /// How long the live step has held, in milliseconds.
-    pub held_ms: Option<Millis>,
+    pub(crate) held_ms: Option<Millis>,
     /// The control variant.
     pub control: String,
     pub(crate) min_hold_ms: Option<Millis>,
     pub(crate) max_hold_ms: Option<Millis>,
     /// The last decision the autopilot wrote into this ramp (its `last_decision` field), if
     /// any: what it decided, when, and the evidence in brief.
-    pub last_decision: Option<LastDecision>,
+    pub(crate) last_decision: Option<LastDecision>,
     #[serde(skip)]
     pub step_began_ms: Option<Millis>,
 }
@@ -86,32 +86,32 @@ pub struct RampLook {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LastDecision {
-    pub decision: Decision,
-    pub reason: Reason,
+    pub(crate) decision: Decision,
+    pub(crate) reason: Reason,
     /// When it was decided (RFC 3339).
-    pub at: String,
+    pub(crate) at: String,
     /// The step decided on, and its percentage.
-    pub step: usize,
-    pub percent: f64,
+    pub(crate) step: usize,
+    pub(crate) percent: f64,
     /// Who wrote it (`--actor`).
     #[serde(default)]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Units per arm in the step at the decision.
-    pub samples: Samples,
+    pub(crate) samples: Samples,
     /// Each metric's estimate and interval against its limit, and its status.
     #[serde(default)]
-    pub metrics: Vec<MetricBrief>,
+    pub(crate) metrics: Vec<MetricBrief>,
 }
 
 /// One metric of a [`LastDecision`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricBrief {
-    pub metric: String,
-    pub status: MetricStatus,
-    pub estimate: Option<f64>,
-    pub interval: Option<[f64; 2]>,
-    pub limit: f64,
+    pub(crate) metric: String,
+    pub(crate) status: MetricStatus,
+    pub(crate) estimate: Option<f64>,
+    pub(crate) interval: Option<[f64; 2]>,
+    pub(crate) limit: f64,
 }
 
 impl LastDecision {
@@ -181,9 +181,9 @@ pub fn look(ramp: &Ramp, spec: &AutopilotSpec, at: Millis) -> RampLook {
 /// The ramp's fields after a decision: each `Some` is written, `None` is left as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RampFields {
-    pub start: Option<Millis>,
-    pub paused_at: Option<Millis>,
-    pub rolled_back: Option<bool>,
+    pub(crate) start: Option<Millis>,
+    pub(crate) paused_at: Option<Millis>,
+    pub(crate) rolled_back: Option<bool>,
 }
 
 impl RampFields {

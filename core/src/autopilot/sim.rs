@@ -200,8 +200,8 @@ impl Rng {
 /// How one metric's per-unit values are distributed in one arm.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricModel {
-    pub metric: String,
-    pub mean: f64,
+    pub(crate) metric: String,
+    pub(crate) mean: f64,
     pub(crate) sd: f64,
     /// Share of units that report this metric (feedback for quality; 1 for measured metrics).
     pub(crate) reported_share: f64,
@@ -212,10 +212,10 @@ pub struct MetricModel {
 pub struct Scenario {
     pub name: String,
     /// Units reaching the flag per minute (candidate and control together).
-    pub units_per_minute: u64,
-    pub control: Vec<MetricModel>,
+    pub(crate) units_per_minute: u64,
+    pub(crate) control: Vec<MetricModel>,
     /// Same metrics as `control`, in the same order.
-    pub candidate: Vec<MetricModel>,
+    pub(crate) candidate: Vec<MetricModel>,
     /// Share of the candidate's units whose events arrive: 1 for a healthy split; below 1
     /// models a broken pipeline (a sample-ratio mismatch).
     pub(crate) candidate_logged_share: f64,
@@ -225,8 +225,8 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
     pub spec: AutopilotSpec,
-    pub step_milli_percents: Vec<u32>,
-    pub method: Method,
+    pub(crate) step_milli_percents: Vec<u32>,
+    pub(crate) method: Method,
 }
 
 /// How a rollout ended.
@@ -244,10 +244,10 @@ pub(crate) enum Ending {
 /// One rollout's story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RolloutOutcome {
-    pub ending: Ending,
+    pub(crate) ending: Ending,
     /// The step the rollout ended at (for `Completed`, the last step).
-    pub step: usize,
-    pub minutes: u64,
+    pub(crate) step: usize,
+    pub(crate) minutes: u64,
     /// Units ever served the candidate (whether or not their events arrived).
     pub(crate) exposed_candidate_units: u64,
     /// Units per arm in the deciding step at the final decision.
@@ -414,8 +414,8 @@ fn add_minute(rng: &mut Rng, arm: &mut ArmEvidence, models: &[MetricModel], unit
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub scenario: String,
-    pub method: Method,
-    pub rollouts: u64,
+    pub(crate) method: Method,
+    pub(crate) rollouts: u64,
     pub rolled_back: u64,
     /// Rolled back (or halted) at a step of at most 25 % (before passing 25 %).
     pub rolled_back_by_25: u64,

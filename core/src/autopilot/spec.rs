@@ -110,9 +110,9 @@ pub enum RegressionAction {
 /// `code` is stable (`AUTOPILOT_…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SpecProblem {
-    pub path: String,
-    pub code: &'static str,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 /// The default level over a whole ramp.

@@ -15,7 +15,7 @@
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moments {
     /// Number of units with a value.
-    pub n: u64,
+    pub(crate) n: u64,
     /// Sum of the per-unit values.
     pub sum: f64,
     /// Sum of the squared per-unit values.

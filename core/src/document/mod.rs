@@ -97,10 +97,10 @@ impl Document {
 pub struct KillSwitch {
     pub active: bool,
     /// The variant served while killed (flag kill switches only); `None` serves the default.
-    pub serve: Option<usize>,
+    pub(crate) serve: Option<usize>,
     pub reason: Option<String>,
-    pub actor: Option<String>,
-    pub at: Option<Millis>,
+    pub(crate) actor: Option<String>,
+    pub(crate) at: Option<Millis>,
 }
 
 /// One flag: its variants, its rules and how it buckets units.
@@ -108,13 +108,13 @@ pub struct KillSwitch {
 pub struct Flag {
     pub key: Arc<str>,
     pub description: Option<String>,
-    pub owner: Option<String>,
-    pub expires: Option<Millis>,
+    pub(crate) owner: Option<String>,
+    pub(crate) expires: Option<Millis>,
     pub tags: Vec<String>,
     pub bucket_by: Box<str>,
-    pub salt: Box<str>,
+    pub(crate) salt: Box<str>,
     pub variants: Vec<Variant>,
-    pub default: usize,
+    pub(crate) default: usize,
     pub kill: KillSwitch,
     pub rules: Vec<Rule>,
     /// Every context attribute evaluation of this flag can read (bucketing units, condition
@@ -131,11 +131,11 @@ pub struct Flag {
     /// `attribute_slots`): for reads that also take the unit and the segment label (exposures).
     pub run_attribute_slots: Vec<usize>,
     /// Variants tried, in order, after the assigned one fails (`fallback`).
-    pub fallback: Vec<usize>,
+    pub(crate) fallback: Vec<usize>,
     /// Bound on model calls (AI attempts) per `call`, the assigned one included.
-    pub max_attempts: Option<u32>,
+    pub(crate) max_attempts: Option<u32>,
     /// Bound on the wall time of one `call`, every attempt included.
-    pub max_total_ms: Option<u64>,
+    pub(crate) max_total_ms: Option<u64>,
     /// Automatic kill switches watching this flag's variants.
     pub guardrails: Vec<Guardrail>,
     /// Conversation pinning (`sticky`).
@@ -155,13 +155,13 @@ pub struct Flag {
 pub struct Shadow {
     pub variant: usize,
     /// Share of units shadowed, in thousandths of a percent (over 100 000 buckets).
-    pub milli_percent: u32,
+    pub(crate) milli_percent: u32,
     /// The shadow's own salt (default `<flag salt>/shadow`), so that which units are shadowed
     /// is independent of which units a split serves.
     pub salt: Box<str>,
-    pub hasher: SaltedHasher,
+    pub(crate) hasher: SaltedHasher,
     /// `max_cost_per_hour`, kept as an internal one-hour cost budget of the flag.
-    pub cap: Option<Budget>,
+    pub(crate) cap: Option<Budget>,
 }
 
 impl Flag {
@@ -198,17 +198,17 @@ pub struct Variant {
     pub payload: Arc<serde_json::Value>,
     /// `false` for a variant that calls no model (a static message, "talk to a person"): a
     /// fallback chain serves it without calling the user's function.
-    pub ai: bool,
+    pub(crate) ai: bool,
     /// Time limit of one attempt on this variant.
-    pub timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
     /// The payload's `model`, for telemetry labels.
-    pub model: Option<Arc<str>>,
+    pub(crate) model: Option<Arc<str>>,
     /// The payload's `max_tokens` (output tokens), for cost estimates.
-    pub max_tokens: Option<u64>,
+    pub(crate) max_tokens: Option<u64>,
     /// Price of 1,000 input tokens (`cost_per_1k_input_tokens`).
-    pub cost_per_1k_input_tokens: Option<f64>,
+    pub(crate) cost_per_1k_input_tokens: Option<f64>,
     /// Price of 1,000 output tokens (`cost_per_1k_output_tokens`).
-    pub cost_per_1k_output_tokens: Option<f64>,
+    pub(crate) cost_per_1k_output_tokens: Option<f64>,
     /// The payload's `max_input_tokens`, when the app bounds its prompts (cost estimates).
     pub(crate) max_input_tokens: Option<u64>,
     /// Hash of the payload's canonical JSON (16 hex digits): the variant's revision in cache
@@ -282,14 +282,14 @@ pub struct Rule {
     pub id: Arc<str>,
     pub description: Option<String>,
     /// The targeting condition; `None` matches every context.
-    pub when: Option<Condition>,
+    pub(crate) when: Option<Condition>,
     pub action: Action,
     /// Overrides the flag's `bucket_by` for this rule's split or ramp.
-    pub bucket_by: Option<Box<str>>,
+    pub(crate) bucket_by: Option<Box<str>>,
     /// Overrides the flag's `salt` for this rule's split or ramp.
-    pub salt: Option<Box<str>>,
+    pub(crate) salt: Option<Box<str>>,
     /// The effective salt (rule's or flag's) pre-absorbed into the hash state.
-    pub hasher: SaltedHasher,
+    pub(crate) hasher: SaltedHasher,
 }
 
 /// What a matching rule does.
@@ -308,7 +308,7 @@ pub enum Action {
 pub struct Split {
     /// `(upper, variant)`: the variant wins buckets in `[previous upper, upper)`.
     pub(crate) ranges: Vec<(u32, usize)>,
-    pub total: u32,
+    pub(crate) total: u32,
 }
 
 impl Split {

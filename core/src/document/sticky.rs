@@ -8,7 +8,7 @@ use crate::time::Millis;
 #[derive(Debug, Clone)]
 pub struct Sticky {
     /// The context attribute that names the conversation.
-    pub by: Box<str>,
+    pub(crate) by: Box<str>,
     /// How long a pin lives after the first decision.
     pub ttl: Millis,
 }

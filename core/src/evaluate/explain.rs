@@ -25,19 +25,19 @@ impl Serialize for KillSource {
 /// included: the JSON shape is part of the CLI's and the bindings' contract.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionReport {
-    pub flag: String,
+    pub(crate) flag: String,
     /// The served variant; the caller's default for an unknown flag, when it gave one.
-    pub variant: Option<String>,
-    pub payload: Option<Value>,
-    pub reason: Reason,
-    pub rule_id: Option<String>,
-    pub bucket: Option<u32>,
-    pub revision: String,
-    pub kill_source: Option<KillSource>,
-    pub guardrail: Option<String>,
-    pub replaced_variant: Option<String>,
-    pub budget: Option<String>,
-    pub shadow: Option<String>,
+    pub(crate) variant: Option<String>,
+    pub(crate) payload: Option<Value>,
+    pub(crate) reason: Reason,
+    pub(crate) rule_id: Option<String>,
+    pub(crate) bucket: Option<u32>,
+    pub(crate) revision: String,
+    pub(crate) kill_source: Option<KillSource>,
+    pub(crate) guardrail: Option<String>,
+    pub(crate) replaced_variant: Option<String>,
+    pub(crate) budget: Option<String>,
+    pub(crate) shadow: Option<String>,
 }
 
 impl DecisionReport {
@@ -84,9 +84,9 @@ impl DecisionReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
     #[serde(flatten)]
-    pub decision: DecisionReport,
+    pub(crate) decision: DecisionReport,
     /// Every step, in order (`{"step": "kill", …}`); [`Step`] lists what each can say.
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
 }
 
 impl Explanation {

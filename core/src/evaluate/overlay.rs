@@ -52,15 +52,15 @@ impl Overlay for NoOverlay {
 /// A tripped guardrail as evaluation sees it (held in the process's overrides).
 #[derive(Debug, Clone)]
 pub struct Trip {
-    pub guardrail: Arc<str>,
+    pub(crate) guardrail: Arc<str>,
     /// The variant whose outcomes tripped it.
-    pub variant: Arc<str>,
-    pub action: GuardAction,
-    pub since: Millis,
+    pub(crate) variant: Arc<str>,
+    pub(crate) action: GuardAction,
+    pub(crate) since: Millis,
     /// From this instant on the guardrail is half-open: probing units are not affected.
-    pub probe_from: Millis,
+    pub(crate) probe_from: Millis,
     /// Share of units (over 100 000) that probe.
-    pub probe_share: u32,
+    pub(crate) probe_share: u32,
     /// Hashes units for the probe draw (salt `<flag salt>/probe/<guardrail id>`), independent
     /// of every split of the flag.
     pub(crate) probe_hasher: SaltedHasher,

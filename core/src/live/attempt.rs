@@ -110,16 +110,16 @@ impl Attempt {
 /// order, nulls included: the JSON shape is part of the bindings' contract.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct AttemptReport<'a> {
-    pub variant: &'a str,
+    pub(crate) variant: &'a str,
     /// `success` or `error`.
-    pub outcome: &'static str,
-    pub error_kind: Option<&'static str>,
+    pub(crate) outcome: &'static str,
+    pub(crate) error_kind: Option<&'static str>,
     /// The message the function's error carried.
-    pub error: Option<&'a str>,
-    pub latency_ms: f64,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub cost: Option<f64>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) latency_ms: f64,
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cost: Option<f64>,
 }
 
 // Through the report: an attempt's fields are not its JSON (`outcome` is derived, the variant

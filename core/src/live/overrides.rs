@@ -13,18 +13,18 @@ use crate::time::Millis;
 /// One local kill.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalKill {
-    pub reason: Option<String>,
-    pub at: Millis,
+    pub(crate) reason: Option<String>,
+    pub(crate) at: Millis,
 }
 
 /// What this process overlays on the document: kills applied with [`crate::Flags::kill`] and
 /// tripped guardrails. Neither touches the document.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub all: Option<LocalKill>,
+    pub(crate) all: Option<LocalKill>,
     pub flags: FxHashMap<Box<str>, LocalKill>,
     /// Tripped (or half-open) guardrails by flag key.
-    pub trips: FxHashMap<Arc<str>, Vec<Trip>>,
+    pub(crate) trips: FxHashMap<Arc<str>, Vec<Trip>>,
 }
 
 impl Overrides {

@@ -790,14 +790,14 @@ impl Run {
 /// A run as JSON ([`Run::to_json`]). Fields serialize in this order, nulls included.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RunReport<'a> {
-    pub run_id: &'a str,
-    pub flag: &'a str,
-    pub revision: &'a str,
+    pub(crate) run_id: &'a str,
+    pub(crate) flag: &'a str,
+    pub(crate) revision: &'a str,
     /// The variant the evaluation assigned.
-    pub assigned: Option<&'a str>,
-    pub reason: &'static str,
+    pub(crate) assigned: Option<&'a str>,
+    pub(crate) reason: &'static str,
     /// The variant that served, once one did.
-    pub served: Option<&'a str>,
-    pub fallback_used: bool,
-    pub attempts: &'a [Attempt],
+    pub(crate) served: Option<&'a str>,
+    pub(crate) fallback_used: bool,
+    pub(crate) attempts: &'a [Attempt],
 }

@@ -352,7 +352,7 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     pub document: Arc<Document>,
-    pub choice: Choice,
+    pub(crate) choice: Choice,
     /// The requested key when the flag does not exist.
     missing_flag: Option<Box<str>>,
 }

@@ -15,7 +15,7 @@ use crate::time::{format_timestamp, Millis};
 /// The last failed load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadFailure {
-    pub at: Millis,
+    pub(crate) at: Millis,
     pub error: Error,
 }
 
@@ -36,18 +36,18 @@ pub struct Status {
     pub last_error: Option<LoadFailure>,
     pub reloads: u64,
     pub rejected: u64,
-    pub watching: bool,
+    pub(crate) watching: bool,
     pub overrides: Overrides,
     /// Each budget's state (see [`crate::Flags::budget_states`]).
-    pub budgets: Vec<Value>,
+    pub(crate) budgets: Vec<Value>,
     /// Conversation pins held in memory.
-    pub pins: usize,
+    pub(crate) pins: usize,
     /// Every ramp of the live document that an autopilot governs, where it stands now.
-    pub autopilot: Vec<AutopilotReport>,
+    pub(crate) autopilot: Vec<AutopilotReport>,
     /// Exposures of plain reads (settings and counts, see
     /// [`crate::runtime::exposures::ExposureReport`]); `None` when they are off.
-    pub exposures: Option<Value>,
-    pub now: Millis,
+    pub(crate) exposures: Option<Value>,
+    pub(crate) now: Millis,
 }
 
 impl Status {
@@ -102,31 +102,31 @@ impl Status {
 /// [`Status`] as JSON: keys in this order, nulls included.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusReport {
-    pub source: String,
-    pub revision: String,
+    pub(crate) source: String,
+    pub(crate) revision: String,
     pub(crate) loaded_at: String,
     pub(crate) age_seconds: f64,
     pub(crate) last_check: Option<String>,
-    pub last_error: Option<ErrorReport>,
-    pub reloads: u64,
-    pub rejected: u64,
-    pub watching: bool,
+    pub(crate) last_error: Option<ErrorReport>,
+    pub(crate) reloads: u64,
+    pub(crate) rejected: u64,
+    pub(crate) watching: bool,
     pub(crate) local_kills: LocalKillsReport,
-    pub guardrails: Vec<TripReport>,
+    pub(crate) guardrails: Vec<TripReport>,
     /// The autopilot ramps: the slow statistical gate beside the guardrails' fast stop.
-    pub autopilot: Vec<AutopilotReport>,
+    pub(crate) autopilot: Vec<AutopilotReport>,
     /// Each budget's state, as [`crate::Flags::budget_states`] describes it.
-    pub budgets: Vec<Value>,
-    pub sticky_pins: usize,
+    pub(crate) budgets: Vec<Value>,
+    pub(crate) sticky_pins: usize,
     /// What an external source reports about itself; always present (null for file and
     /// static sources), so that every status has one shape.
-    pub remote: Option<Value>,
+    pub(crate) remote: Option<Value>,
     /// What the shared fleet state reports (`connected`, `mode`, …); always present (null
     /// when the handle does not share state through Redis).
-    pub fleet: Option<Value>,
+    pub(crate) fleet: Option<Value>,
     /// Exposures of plain reads: settings, counters and reads per flag and variant; always
     /// present (null when the handle was built without exposures).
-    pub exposures: Option<Value>,
+    pub(crate) exposures: Option<Value>,
 }
 
 impl StatusReport {
@@ -141,11 +141,11 @@ impl StatusReport {
 /// the autopilot stands ([`RampLook`]: state, step, percent, when the step began, holds).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AutopilotReport {
-    pub flag: String,
-    pub rule_id: String,
-    pub candidate: String,
+    pub(crate) flag: String,
+    pub(crate) rule_id: String,
+    pub(crate) candidate: String,
     #[serde(flatten)]
-    pub look: RampLook,
+    pub(crate) look: RampLook,
 }
 
 /// Every autopilot ramp of `document` at `now`.
@@ -177,10 +177,10 @@ pub(crate) fn autopilot_ramps(document: &Document, now: Millis) -> Vec<Autopilot
 /// The last failed load: when, its code and message, and every problem with its path.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ErrorReport {
-    pub at: String,
-    pub code: &'static str,
-    pub message: String,
-    pub problems: Vec<ProblemReport>,
+    pub(crate) at: String,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) problems: Vec<ProblemReport>,
 }
 
 impl ErrorReport {
@@ -205,22 +205,22 @@ impl ErrorReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProblemReport {
-    pub path: String,
-    pub code: &'static str,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 /// Local kills: of every flag (`all`), and of single flags by key (sorted).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct LocalKillsReport {
-    pub all: Option<KillReport>,
-    pub flags: BTreeMap<String, KillReport>,
+    pub(crate) all: Option<KillReport>,
+    pub(crate) flags: BTreeMap<String, KillReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct KillReport {
-    pub reason: Option<String>,
-    pub at: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) at: String,
 }
 
 impl KillReport {
@@ -235,14 +235,14 @@ impl KillReport {
 /// A tripped (or half-open) guardrail as `status()` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TripReport {
-    pub flag: String,
-    pub guardrail: String,
-    pub variant: String,
-    pub action: &'static str,
-    pub since: String,
+    pub(crate) flag: String,
+    pub(crate) guardrail: String,
+    pub(crate) variant: String,
+    pub(crate) action: &'static str,
+    pub(crate) since: String,
     /// `tripped`, or `half_open` once the cooldown is over.
-    pub state: &'static str,
-    pub probe_from: String,
+    pub(crate) state: &'static str,
+    pub(crate) probe_from: String,
     pub(crate) probe_percent: f64,
 }
 

@@ -52,12 +52,12 @@ const MAX_MIN_UNITS_PER_ARM: u64 = 100_000_000;
 
 /// What the autopilot block needs to know about its ramp.
 pub(super) struct RampShape<'a> {
-    pub variants: &'a VariantNames<'a>,
-    pub flag: &'a str,
+    pub(crate) variants: &'a VariantNames<'a>,
+    pub(crate) flag: &'a str,
     /// The ramped variant (the candidate), when it was valid.
-    pub candidate: Option<usize>,
+    pub(crate) candidate: Option<usize>,
     /// The ramp's baseline, when it has a valid one.
-    pub baseline: Option<usize>,
+    pub(crate) baseline: Option<usize>,
     /// `…ramp.baseline`, for the problem of a missing one.
     pub(crate) baseline_path: String,
 }

@@ -35,7 +35,7 @@ const FLAG_FIELDS: &[&str] = &[
 
 /// The variants of the flag being compiled, for resolving references.
 pub(super) struct VariantNames<'a> {
-    pub ids: Vec<&'a str>,
+    pub(crate) ids: Vec<&'a str>,
 }
 
 impl VariantNames<'_> {

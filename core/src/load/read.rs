@@ -41,8 +41,8 @@ pub(super) fn json_type(value: &Value) -> &'static str {
 
 /// A JSON object of the document, with its path.
 pub(super) struct Object<'v> {
-    pub path: String,
-    pub map: &'v Map<String, Value>,
+    pub(crate) path: String,
+    pub(crate) map: &'v Map<String, Value>,
 }
 
 impl<'v> Object<'v> {

@@ -217,11 +217,11 @@ impl BudgetState {
 /// A change of a budget's state for one scope, turned into an event by the caller.
 #[derive(Debug, Clone)]
 pub(crate) struct BudgetTransition {
-    pub budget: Budget,
-    pub scope: Box<str>,
-    pub exhausted: bool,
-    pub spent: f64,
-    pub reserved: f64,
+    pub(crate) budget: Budget,
+    pub(crate) scope: Box<str>,
+    pub(crate) exhausted: bool,
+    pub(crate) spent: f64,
+    pub(crate) reserved: f64,
 }
 
 /// The state of every budget of a handle.
@@ -369,15 +369,15 @@ impl BudgetBook {
 /// its scopes (`scopes` … `spent_total`), a single-scope one its room (`spent` … `exhausted`).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct BudgetReport<'a> {
-    pub budget: &'a str,
-    pub flag: Option<&'a str>,
-    pub per: Option<&'a str>,
-    pub measure: &'static str,
-    pub limit: f64,
-    pub window: String,
-    pub action: &'static str,
+    pub(crate) budget: &'a str,
+    pub(crate) flag: Option<&'a str>,
+    pub(crate) per: Option<&'a str>,
+    pub(crate) measure: &'static str,
+    pub(crate) limit: f64,
+    pub(crate) window: String,
+    pub(crate) action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<usize>,
+    pub(crate) scopes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) exhausted_scopes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -385,13 +385,13 @@ pub(crate) struct BudgetReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) spent_total: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub spent: Option<f64>,
+    pub(crate) spent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reserved: Option<f64>,
+    pub(crate) reserved: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub remaining: Option<f64>,
+    pub(crate) remaining: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exhausted: Option<bool>,
+    pub(crate) exhausted: Option<bool>,
 }
 
 #[cfg(test)]

@@ -52,20 +52,20 @@ impl EventBody<'_> {
 /// `"read"`, `run_id` `null`; see [`crate::runtime::exposures`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Exposure<'a> {
-    pub time: String,
-    pub run_id: Option<&'a str>,
-    pub flag: &'a str,
-    pub variant: Option<&'a str>,
-    pub revision: &'a str,
-    pub reason: &'a str,
-    pub rule_id: Option<&'a str>,
-    pub bucket: Option<u32>,
-    pub model: Option<&'a str>,
-    pub shadow: bool,
-    pub unit: Option<String>,
-    pub segment: Option<&'a str>,
+    pub(crate) time: String,
+    pub(crate) run_id: Option<&'a str>,
+    pub(crate) flag: &'a str,
+    pub(crate) variant: Option<&'a str>,
+    pub(crate) revision: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) rule_id: Option<&'a str>,
+    pub(crate) bucket: Option<u32>,
+    pub(crate) model: Option<&'a str>,
+    pub(crate) shadow: bool,
+    pub(crate) unit: Option<String>,
+    pub(crate) segment: Option<&'a str>,
     /// `"run"` (a call or a tracker) or `"read"` (a plain read).
-    pub source: &'static str,
+    pub(crate) source: &'static str,
 }
 
 /// `exposure` events of calls and trackers.
@@ -76,111 +76,111 @@ pub const EXPOSURE_OF_READ: &str = "read";
 /// `outcome`: one attempt ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome<'a> {
-    pub time: String,
-    pub run_id: &'a str,
-    pub flag: &'a str,
-    pub variant: &'a str,
-    pub revision: &'a str,
-    pub rule_id: Option<&'a str>,
-    pub model: Option<&'a str>,
+    pub(crate) time: String,
+    pub(crate) run_id: &'a str,
+    pub(crate) flag: &'a str,
+    pub(crate) variant: &'a str,
+    pub(crate) revision: &'a str,
+    pub(crate) rule_id: Option<&'a str>,
+    pub(crate) model: Option<&'a str>,
     /// 1 for the first attempt of the run.
-    pub attempt: usize,
-    pub fallback: bool,
-    pub shadow: bool,
+    pub(crate) attempt: usize,
+    pub(crate) fallback: bool,
+    pub(crate) shadow: bool,
     /// `success`, `error`, or `cancelled` (the caller gave the attempt up: see
     /// `Run::cancel`).
-    pub outcome: &'static str,
-    pub error_kind: Option<&'static str>,
-    pub latency_ms: f64,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub cost: Option<f64>,
-    pub unit: Option<String>,
-    pub segment: Option<&'a str>,
+    pub(crate) outcome: &'static str,
+    pub(crate) error_kind: Option<&'static str>,
+    pub(crate) latency_ms: f64,
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cost: Option<f64>,
+    pub(crate) unit: Option<String>,
+    pub(crate) segment: Option<&'a str>,
     /// The function's output, for runs with a shadow (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
+    pub(crate) output: Option<Value>,
 }
 
 /// `feedback`: a score or a quality counted for a run (only values that counted).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Feedback<'a> {
-    pub time: String,
-    pub run_id: &'a str,
-    pub flag: &'a str,
-    pub variant: &'a str,
-    pub revision: &'a str,
-    pub model: Option<&'a str>,
-    pub segment: Option<&'a str>,
-    pub score: Option<f64>,
-    pub quality: Option<f64>,
+    pub(crate) time: String,
+    pub(crate) run_id: &'a str,
+    pub(crate) flag: &'a str,
+    pub(crate) variant: &'a str,
+    pub(crate) revision: &'a str,
+    pub(crate) model: Option<&'a str>,
+    pub(crate) segment: Option<&'a str>,
+    pub(crate) score: Option<f64>,
+    pub(crate) quality: Option<f64>,
 }
 
 /// `guardrail_trip`, `guardrail_probe`, `guardrail_recover`: a guardrail moved.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct GuardrailChange<'a> {
-    pub time: String,
-    pub flag: &'a str,
-    pub variant: &'a str,
-    pub revision: &'a str,
-    pub guardrail: &'a str,
-    pub metric: &'static str,
-    pub threshold: f64,
-    pub action: &'static str,
-    pub samples: Option<u64>,
-    pub observed: Option<f64>,
-    pub bound: Option<f64>,
-    pub since: Option<String>,
-    pub probe_from: Option<String>,
+    pub(crate) time: String,
+    pub(crate) flag: &'a str,
+    pub(crate) variant: &'a str,
+    pub(crate) revision: &'a str,
+    pub(crate) guardrail: &'a str,
+    pub(crate) metric: &'static str,
+    pub(crate) threshold: f64,
+    pub(crate) action: &'static str,
+    pub(crate) samples: Option<u64>,
+    pub(crate) observed: Option<f64>,
+    pub(crate) bound: Option<f64>,
+    pub(crate) since: Option<String>,
+    pub(crate) probe_from: Option<String>,
 }
 
 /// `budget_exhausted`, `budget_restored`: a budget's room changed for one scope.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct BudgetChange<'a> {
-    pub time: String,
-    pub flag: Option<&'a str>,
-    pub budget: &'a str,
-    pub per: Option<&'a str>,
+    pub(crate) time: String,
+    pub(crate) flag: Option<&'a str>,
+    pub(crate) budget: &'a str,
+    pub(crate) per: Option<&'a str>,
     /// The unit (hashed when a key is set) of a per-unit budget; `null` otherwise.
-    pub scope: Option<String>,
-    pub measure: &'static str,
-    pub limit: f64,
-    pub window: String,
-    pub action: &'static str,
-    pub spent: f64,
-    pub reserved: f64,
+    pub(crate) scope: Option<String>,
+    pub(crate) measure: &'static str,
+    pub(crate) limit: f64,
+    pub(crate) window: String,
+    pub(crate) action: &'static str,
+    pub(crate) spent: f64,
+    pub(crate) reserved: f64,
 }
 
 /// `reload`: a new document went live.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Reload<'a> {
-    pub time: String,
-    pub source: &'a str,
-    pub previous: &'a str,
-    pub revision: &'a str,
+    pub(crate) time: String,
+    pub(crate) source: &'a str,
+    pub(crate) previous: &'a str,
+    pub(crate) revision: &'a str,
     /// Documents that went live after the first, this one included.
-    pub reloads: u64,
+    pub(crate) reloads: u64,
 }
 
 /// One problem of a rejected document.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ProblemReport<'a> {
-    pub path: &'a str,
-    pub code: &'static str,
-    pub message: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) code: &'static str,
+    pub(crate) message: &'a str,
 }
 
 /// `reload_rejected`: a document was rejected; `revision` (the live one) stays.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ReloadRejected<'a> {
-    pub time: String,
-    pub source: &'a str,
-    pub revision: &'a str,
-    pub code: &'static str,
-    pub message: String,
-    pub problems: Vec<ProblemReport<'a>>,
+    pub(crate) time: String,
+    pub(crate) source: &'a str,
+    pub(crate) revision: &'a str,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) problems: Vec<ProblemReport<'a>>,
     /// Documents rejected so far, this one included.
-    pub rejected: u64,
+    pub(crate) rejected: u64,
 }
 
 impl<'a> ReloadRejected<'a> {

@@ -47,13 +47,13 @@ pub(crate) const SAMPLE_SALT_SUFFIX: &str = "/exposure";
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExposureOptions {
     /// One event per (unit, flag, revision) per this many milliseconds.
-    pub window_ms: u64,
+    pub(crate) window_ms: u64,
     /// The share of units sampled, as given (0 to 1).
-    pub sample: f64,
+    pub(crate) sample: f64,
     /// `sample` over [`PERCENT_TOTAL`] buckets (0.001 % steps, rounded to the nearest).
     pub(crate) sample_buckets: u32,
     /// Keys remembered for deduplication (an even number: two generations of half each).
-    pub max_keys: u64,
+    pub(crate) max_keys: u64,
 }
 
 impl Default for ExposureOptions {
@@ -176,13 +176,13 @@ pub struct ExposureLog {
 /// The `exposures` entry of `status()`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExposureReport {
-    pub window_ms: u64,
-    pub sample: f64,
-    pub max_keys: u64,
+    pub(crate) window_ms: u64,
+    pub(crate) sample: f64,
+    pub(crate) max_keys: u64,
     /// Reads of a known flag since exposures were turned on.
-    pub reads: u64,
+    pub(crate) reads: u64,
     /// `exposure` events sent for reads.
-    pub events: u64,
+    pub(crate) events: u64,
     /// Reads not sent because their key was sent within the window.
     pub(crate) duplicates: u64,
     /// Reads of units outside the sample.
@@ -190,11 +190,11 @@ pub struct ExposureReport {
     /// Reads whose context had no unit.
     pub(crate) no_unit: u64,
     /// Keys remembered now.
-    pub remembered: u64,
+    pub(crate) remembered: u64,
     /// Keys forgotten at the bound before their window ended.
-    pub forgotten: u64,
+    pub(crate) forgotten: u64,
     /// Reads per flag, then per variant id.
-    pub flags: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    pub(crate) flags: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 impl ExposureLog {

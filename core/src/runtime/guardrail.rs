@@ -29,11 +29,11 @@ pub enum Verdict {
 /// The numbers behind a verdict, reported in events and status.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
-    pub samples: u64,
+    pub(crate) samples: u64,
     /// The point estimate (error rate, share of slow calls, mean cost, mean quality).
-    pub observed: f64,
+    pub(crate) observed: f64,
     /// The bound compared with the threshold (lower for ceilings, upper for floors).
-    pub bound: f64,
+    pub(crate) bound: f64,
     pub verdict: Verdict,
 }
 

@@ -22,16 +22,16 @@ pub(crate) const NO_SEGMENT: &str = "_none";
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Series {
     /// Attempts (model calls) plus serves of non-AI variants.
-    pub requests: u64,
-    pub errors: u64,
-    pub errors_by_kind: [u64; ErrorKind::ALL.len()],
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) errors_by_kind: [u64; ErrorKind::ALL.len()],
     /// Non-AI serves (no latency, no tokens).
     pub(crate) served_static: u64,
-    pub shadow_requests: u64,
-    pub latency: LatencyHistogram,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost: f64,
+    pub(crate) shadow_requests: u64,
+    pub(crate) latency: LatencyHistogram,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cost: f64,
     pub(crate) quality_count: u64,
     pub(crate) quality_sum: f64,
     pub(crate) feedback_count: u64,
@@ -41,12 +41,12 @@ pub(crate) struct Series {
 /// One attempt as the aggregates see it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct AttemptSample {
-    pub error: Option<ErrorKind>,
-    pub latency_ms: f64,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub cost: Option<f64>,
-    pub shadow: bool,
+    pub(crate) error: Option<ErrorKind>,
+    pub(crate) latency_ms: f64,
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cost: Option<f64>,
+    pub(crate) shadow: bool,
 }
 
 impl Series {
@@ -115,18 +115,18 @@ impl Series {
 /// One series in `metrics()` (a variant's total or one segment), in the order it is written.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct SeriesReport {
-    pub requests: u64,
-    pub errors: u64,
-    pub error_rate: f64,
-    pub errors_by_kind: KindCounts,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) error_rate: f64,
+    pub(crate) errors_by_kind: KindCounts,
     pub(crate) served_static: u64,
-    pub shadow_requests: u64,
-    pub latency_ms: LatencyReport,
-    pub tokens: TokensReport,
-    pub cost: f64,
-    pub cost_per_request: Option<f64>,
-    pub quality: MeanReport,
-    pub feedback: MeanReport,
+    pub(crate) shadow_requests: u64,
+    pub(crate) latency_ms: LatencyReport,
+    pub(crate) tokens: TokensReport,
+    pub(crate) cost: f64,
+    pub(crate) cost_per_request: Option<f64>,
+    pub(crate) quality: MeanReport,
+    pub(crate) feedback: MeanReport,
 }
 
 /// Failed attempts per error kind: an object with every kind, in code order, zero included.
@@ -146,23 +146,23 @@ impl Serialize for KindCounts {
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct LatencyReport {
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-    pub mean: Option<f64>,
-    pub count: u64,
+    pub(crate) p50: Option<f64>,
+    pub(crate) p95: Option<f64>,
+    pub(crate) p99: Option<f64>,
+    pub(crate) mean: Option<f64>,
+    pub(crate) count: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct TokensReport {
-    pub input: u64,
-    pub output: u64,
+    pub(crate) input: u64,
+    pub(crate) output: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct MeanReport {
-    pub mean: Option<f64>,
-    pub count: u64,
+    pub(crate) mean: Option<f64>,
+    pub(crate) count: u64,
 }
 
 /// The aggregates of one flag × variant: the total, and a partition of it by segment label
@@ -170,8 +170,8 @@ pub(crate) struct MeanReport {
 /// the total and to exactly one part, so the parts add up to the total.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct VariantMetrics {
-    pub all: Series,
-    pub segments: FxHashMap<Box<str>, Series>,
+    pub(crate) all: Series,
+    pub(crate) segments: FxHashMap<Box<str>, Series>,
     pub(crate) unsegmented: Series,
 }
 
@@ -214,16 +214,16 @@ impl Series {
 /// One guardrail of one variant in `metrics()`: its state and the window's reading.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct GuardrailReport {
-    pub metric: &'static str,
-    pub threshold: f64,
-    pub action: &'static str,
+    pub(crate) metric: &'static str,
+    pub(crate) threshold: f64,
+    pub(crate) action: &'static str,
     /// `closed`, `tripped` or `half_open`.
-    pub state: &'static str,
-    pub since: Option<String>,
-    pub probe_from: Option<String>,
-    pub samples: u64,
-    pub observed: f64,
-    pub bound: f64,
+    pub(crate) state: &'static str,
+    pub(crate) since: Option<String>,
+    pub(crate) probe_from: Option<String>,
+    pub(crate) samples: u64,
+    pub(crate) observed: f64,
+    pub(crate) bound: f64,
 }
 
 impl GuardrailReport {

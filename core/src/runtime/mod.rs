@@ -273,11 +273,11 @@ impl Runtime {
 
 /// One recorded attempt, for the runtime.
 pub(crate) struct AttemptRecord<'a> {
-    pub flag: &'a Flag,
-    pub variant: usize,
-    pub segment: Option<&'a str>,
-    pub sample: AttemptSample,
-    pub now: Millis,
+    pub(crate) flag: &'a Flag,
+    pub(crate) variant: usize,
+    pub(crate) segment: Option<&'a str>,
+    pub(crate) sample: AttemptSample,
+    pub(crate) now: Millis,
     /// A successful attempt serves the run: remember it for `feedback` (run id, revision),
     /// under the same lock as the aggregates.
     pub(crate) serves_run: Option<(u128, &'a Arc<str>)>,

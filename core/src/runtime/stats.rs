@@ -32,9 +32,9 @@ pub(crate) fn wilson_interval(successes: u64, n: u64, z: f64) -> (f64, f64) {
 /// A mean with its 95 % confidence bounds (normal approximation with the sample variance).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct MeanBounds {
-    pub mean: f64,
-    pub lower: f64,
-    pub upper: f64,
+    pub(crate) mean: f64,
+    pub(crate) lower: f64,
+    pub(crate) upper: f64,
 }
 
 /// The mean of `n` observations given their sum and sum of squares, with 95 % bounds.

@@ -23,7 +23,7 @@ impl Tracer for NoTrace {
 /// Collects steps for `explain`.
 #[derive(Debug, Default)]
 pub(crate) struct Trace {
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
 }
 
 impl Tracer for Trace {

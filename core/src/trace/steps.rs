@@ -130,9 +130,9 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reroute {
     /// The variant the rules or the default chose.
-    pub replaced: String,
+    pub(crate) replaced: String,
     /// The healthy fallback served instead.
-    pub served: String,
+    pub(crate) served: String,
 }
 
 /// What [`Step::Sticky`] found for the conversation.

@@ -206,7 +206,7 @@ pub struct Verdict {
     pub srm: Option<SrmCheck>,
     /// The level of each metric's confidence sequence at this step.
     pub(crate) alpha_per_test: f64,
-    pub method: Method,
+    pub(crate) method: Method,
     pub metrics: Vec<MetricEvidence>,
 }
 
