@@ -678,9 +678,11 @@ fn every_cited_markdown_file_is_in_the_repository() {
     let mut checked = 0;
     let mut problems = Vec::new();
     for file in files.lines() {
-        let text_kind = [".rs", ".py", ".pyi", ".mjs", ".js", ".ts", ".md", ".toml", "Makefile"]
-            .iter()
-            .any(|ending| file.ends_with(ending));
+        let text_kind = [
+            ".rs", ".py", ".pyi", ".mjs", ".js", ".ts", ".md", ".toml", "Makefile",
+        ]
+        .iter()
+        .any(|ending| file.ends_with(ending));
         if !text_kind {
             continue;
         }
@@ -689,7 +691,9 @@ fn every_cited_markdown_file_is_in_the_repository() {
         };
         checked += 1;
         if text.contains(concat!("BENCHMARK", ".md")) {
-            problems.push(format!("{file}: cites the benchmark brief outside the repository"));
+            problems.push(format!(
+                "{file}: cites the benchmark brief outside the repository"
+            ));
         }
         let mut rest = text.as_str();
         while let Some(at) = rest.find("docs/") {
