@@ -489,7 +489,9 @@ impl Document {
     }
 
     /// The unit's bucket over `total`, or `None` (traced) when the unit cannot be bucketed.
-    #[inline]
+    // Always inlined, with everything but a string unit out of line: left to LLVM, the whole
+    // function was kept out of line (a call and its spills per split, ~5 ns in the Rust bench).
+    #[inline(always)]
     fn bucket_of<C: Context + ?Sized, T: Tracer>(
         &self,
         flag: &Flag,
@@ -503,6 +505,18 @@ impl Document {
         if let Some(unit) = ctx.str_attr(attr_name).filter(|unit| !unit.is_empty()) {
             return Some(scale(rule.hasher.hash(unit), total));
         }
+        Self::bucket_of_other(rule, attr_name, ctx, total, trace)
+    }
+
+    /// [`Self::bucket_of`] for a unit that is not a non-empty string: an integer, or why none.
+    #[inline(never)]
+    fn bucket_of_other<C: Context + ?Sized, T: Tracer>(
+        rule: &Rule,
+        attr_name: &str,
+        ctx: &C,
+        total: u32,
+        trace: &mut T,
+    ) -> Option<u32> {
         let attr = ctx.attr(attr_name);
         match read_unit(&attr) {
             Ok(unit) => Some(scale(rule.hasher.hash(unit.as_str()), total)),
