@@ -516,8 +516,8 @@ impl Inner {
     ) -> PyResult<Bound<'py, PyDict>> {
         let source = Source::from_arg(context)?;
         let at = at.map(time::millis).transpose()?;
-        let snapshot = self.core.snapshot();
-        self.with_entry(py, &snapshot, |entry| {
+        // The entry and snapshot of `variant`'s path: no atomic read-modify-write per call.
+        self.with_live(py, |entry, snapshot| {
             let cache = &entry.cache;
             let doc = &*cache.doc;
             let mut wanted = Wanted::default();
@@ -567,7 +567,7 @@ impl Inner {
                     // A test override open for this flag, as in `variant`.
                     if let Some(forced) = self.overrides.forced(py, key)? {
                         let result = forced_result(
-                            py, entry, &snapshot, index, flag_def, flag_cache, &forced,
+                            py, entry, snapshot, index, flag_def, flag_cache, &forced,
                         )?;
                         if let Some(result) = result {
                             results.set_item(key, result)?;
@@ -587,7 +587,7 @@ impl Inner {
                             values: union,
                         }
                     };
-                    let outcome = self.outcome_of(py, &snapshot, index, flag_def, &ctx, at);
+                    let outcome = self.outcome_of(py, snapshot, index, flag_def, &ctx, at);
                     results.set_item(key, entry.result_of(py, outcome, flag_cache)?)?;
                 }
                 Ok(())

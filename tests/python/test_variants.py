@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flagrail import Flags
+
+from conftest import write_atomic
 
 SPLIT = [
     {"variant": "control", "percent": 50},
@@ -269,3 +274,50 @@ def test_variants_equal_variant_under_kills_and_overrides() -> None:
     for context, at in contexts:
         _assert_agree(many, single, context, at, keys)
     assert {v.reason for v in many.all({}).values()} == {"KILLED"}
+
+
+def test_variants_on_handles_in_turn_and_reentrant_serve_each_handles_live_revision(tmp_path: Path) -> None:
+    # `variants` / `all` take the same per-thread entries as `variant` (RECENT_ENTRIES in
+    # bindings-python/src/handle.rs): three handles in turn on one thread, replaced documents,
+    # and a context whose lookup calls another handle's `variants` must each see their own
+    # live document.
+    def document(revision: str) -> dict[str, Any]:
+        return {
+            "revision": revision,
+            "flags": {
+                "a": {"variants": {"x": {"rev": revision}}, "default": "x"},
+                "b": {
+                    "variants": {"x": {"rev": revision}, "y": {"rev": revision}},
+                    "default": "x",
+                    "rules": [{"id": "who", "when": {"attr": "who", "op": "eq", "value": "h2-r4"}, "serve": "y"}],
+                },
+            },
+        }
+
+    paths = [tmp_path / f"flags{i}.json" for i in range(3)]
+    for i, path in enumerate(paths):
+        write_atomic(path, json.dumps(document(f"h{i}-r1")))
+    handles = [Flags.from_file(path, reload=False) for path in paths]
+    for round_ in range(2, 5):
+        for i, handle in enumerate(handles):
+            results = handle.variants({}, ["a", "b"])
+            assert [results[k]["rev"] for k in ("a", "b")] == [f"h{i}-r{round_ - 1}"] * 2
+            assert [v.revision for v in handle.all({}).values()] == [f"h{i}-r{round_ - 1}"] * 2
+        for i, (path, handle) in enumerate(zip(paths, handles)):
+            write_atomic(path, json.dumps(document(f"h{i}-r{round_}")))
+            assert handle.reload_if_changed() is True
+
+    class Nested(Mapping[str, Any]):
+        """A context whose lookup reads another handle's flags (a re-entrant call)."""
+
+        def __getitem__(self, key: str) -> Any:
+            return handles[2].variants({}, ["a"])["a"]["rev"]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    results = handles[0].variants(Nested(), ["b", "a"])
+    assert (results["b"].id, results["b"]["rev"], results["a"]["rev"]) == ("y", "h0-r4", "h0-r4")
