@@ -82,7 +82,7 @@ fn hex16(digest: &[u8]) -> String {
 }
 
 /// The payload hash: 16 hex digits of SHA-256 over the payload's canonical JSON.
-pub fn payload_hash(payload: &Value) -> Box<str> {
+pub(crate) fn payload_hash(payload: &Value) -> Box<str> {
     hex16(&Sha256::digest(canonical_json(payload).as_bytes())).into_boxed_str()
 }
 

@@ -325,7 +325,7 @@ pub const OPERATORS: &[&str] = &[
 ];
 
 impl Op {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Op::Eq(_) => "eq",
             Op::Ne(_) => "ne",

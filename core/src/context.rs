@@ -25,7 +25,7 @@ pub enum Attr<'a> {
 
 impl Attr<'_> {
     /// The type name used in explanations.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Attr::Missing => "missing",
             Attr::Str(_) => "string",
@@ -156,7 +156,7 @@ impl<'v, const N: usize> Context for [(&str, Attr<'v>); N] {
 }
 
 /// Reads a JSON value the way every binding reads its native values.
-pub fn attr_from_json(value: &serde_json::Value) -> Attr<'_> {
+pub(crate) fn attr_from_json(value: &serde_json::Value) -> Attr<'_> {
     use serde_json::Value;
     match value {
         Value::Null => Attr::Missing,

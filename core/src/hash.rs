@@ -117,7 +117,7 @@ impl SaltedHasher {
 
     /// `h` of `salt ++ unit`; equal to [`unit_hash`] of the same salt and unit.
     #[inline]
-    pub fn hash(&self, unit: &str) -> u32 {
+    pub(crate) fn hash(&self, unit: &str) -> u32 {
         let mut rest = unit.as_bytes();
         let total_len = self.salt_len + rest.len();
         let mut h = self.state;
@@ -161,7 +161,7 @@ pub fn unit_hash(salt: &str, unit: &str) -> u32 {
 
 /// Scales a 32-bit hash into `0..total` (`total` must be at least 1).
 #[inline]
-pub fn scale(hash: u32, total: u32) -> u32 {
+pub(crate) fn scale(hash: u32, total: u32) -> u32 {
     ((u64::from(hash) * u64::from(total)) >> 32) as u32
 }
 

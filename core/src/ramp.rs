@@ -51,7 +51,7 @@ pub struct RampPosition {
 
 impl Ramp {
     /// The ramp's position at `now`.
-    pub fn position(&self, now: Millis) -> RampPosition {
+    pub(crate) fn position(&self, now: Millis) -> RampPosition {
         let paused = self.paused_at.is_some_and(|p| p <= now);
         let effective_now = match self.paused_at {
             Some(paused_at) => now.min(paused_at),
@@ -89,7 +89,7 @@ impl Ramp {
 
     /// Whether a unit in `bucket` (over 100 000) is in the ramped variant at `milli_percent`.
     #[inline]
-    pub fn includes(bucket: u32, milli_percent: u32) -> bool {
+    pub(crate) fn includes(bucket: u32, milli_percent: u32) -> bool {
         debug_assert!(milli_percent <= PERCENT_TOTAL);
         bucket < milli_percent
     }

@@ -114,7 +114,7 @@ impl Rng {
 
     /// Binomial(n, p): inversion for small means, Hörmann's BTRS (transformed rejection with
     /// squeeze) otherwise.
-    pub fn binomial(&mut self, n: u64, p: f64) -> u64 {
+    pub(crate) fn binomial(&mut self, n: u64, p: f64) -> u64 {
         if n == 0 || p <= 0.0 {
             return 0;
         }

@@ -190,7 +190,7 @@ impl AutopilotSpec {
     }
 
     /// The hold window of step `step` (the last entry repeats); `None` without any entry.
-    pub fn hold(&self, step: usize) -> Option<HoldWindow> {
+    pub(crate) fn hold(&self, step: usize) -> Option<HoldWindow> {
         self.holds.get(step).or_else(|| self.holds.last()).copied()
     }
 

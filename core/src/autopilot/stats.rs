@@ -38,7 +38,7 @@ impl Moments {
     }
 
     /// The mean of the per-unit values, `None` without units.
-    pub fn mean(&self) -> Option<f64> {
+    pub(crate) fn mean(&self) -> Option<f64> {
         (self.n > 0).then(|| self.sum / self.n as f64)
     }
 

@@ -34,7 +34,7 @@ impl Metric {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Metric> {
+    pub(crate) fn parse(text: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|m| m.as_str() == text)
     }
 
@@ -75,7 +75,7 @@ impl GuardAction {
         }
     }
 
-    pub fn parse(text: &str) -> Option<GuardAction> {
+    pub(crate) fn parse(text: &str) -> Option<GuardAction> {
         GuardAction::ALL.into_iter().find(|a| a.as_str() == text)
     }
 }

@@ -87,7 +87,7 @@ impl Document {
     }
 
     /// The JSON the document was compiled from.
-    pub fn source(&self) -> &serde_json::Value {
+    pub(crate) fn source(&self) -> &serde_json::Value {
         &self.source
     }
 }
@@ -218,7 +218,7 @@ pub struct Variant {
 
 impl Variant {
     /// A variant with a payload and no runtime fields (tests, tools).
-    pub fn plain(id: &str, payload: serde_json::Value) -> Variant {
+    pub(crate) fn plain(id: &str, payload: serde_json::Value) -> Variant {
         Variant {
             id: Arc::from(id),
             ai: true,
@@ -246,7 +246,7 @@ impl Variant {
     /// The most one call of this variant can cost: `max_tokens` output tokens (and
     /// `max_input_tokens` input tokens, when given) at the variant's prices. `None` without
     /// `max_tokens` or an output price: such a call cannot be reserved against a cost budget.
-    pub fn max_cost(&self) -> Option<f64> {
+    pub(crate) fn max_cost(&self) -> Option<f64> {
         let output = self.max_tokens? as f64 / 1000.0 * self.cost_per_1k_output_tokens?;
         let input = match (self.max_input_tokens, self.cost_per_1k_input_tokens) {
             (Some(tokens), Some(price)) => tokens as f64 / 1000.0 * price,
@@ -313,7 +313,7 @@ pub struct Split {
 
 impl Split {
     /// The variant that wins bucket `bucket` (first cumulative weight that exceeds it).
-    pub fn pick(&self, bucket: u32) -> Option<usize> {
+    pub(crate) fn pick(&self, bucket: u32) -> Option<usize> {
         self.ranges
             .iter()
             .find(|(upper, _)| bucket < *upper)

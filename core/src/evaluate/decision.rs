@@ -201,7 +201,7 @@ impl<'d> Decision<'d> {
         self.variant().map(|v| &*v.payload)
     }
 
-    pub fn rule(&self) -> Option<&'d Rule> {
+    pub(crate) fn rule(&self) -> Option<&'d Rule> {
         Some(&self.flag?.rules[self.rule_index?])
     }
 
@@ -210,7 +210,7 @@ impl<'d> Decision<'d> {
     }
 
     /// The shadow variant's id, if one was drawn.
-    pub fn shadow_id(&self) -> Option<&'d str> {
+    pub(crate) fn shadow_id(&self) -> Option<&'d str> {
         Some(&*self.flag?.variants.get(self.shadow?)?.id)
     }
 }

@@ -118,7 +118,7 @@ pub enum PinLookup {
 
 impl PinLookup {
     /// Resolves a stored variant id.
-    pub fn of(flag: &Flag, stored: Option<&str>) -> PinLookup {
+    pub(crate) fn of(flag: &Flag, stored: Option<&str>) -> PinLookup {
         match stored {
             None => PinLookup::Absent,
             Some(id) => flag

@@ -57,7 +57,7 @@ impl Status {
     }
 
     /// The report as typed serde values ([`StatusReport`]).
-    pub fn report(&self) -> StatusReport {
+    pub(crate) fn report(&self) -> StatusReport {
         let mut flags: Vec<_> = self.overrides.trips.iter().collect();
         flags.sort_by(|a, b| a.0.cmp(b.0));
         let guardrails = flags

@@ -39,7 +39,7 @@ pub(super) struct VariantNames<'a> {
 }
 
 impl VariantNames<'_> {
-    pub fn find(&self, id: &str) -> Option<usize> {
+    pub(crate) fn find(&self, id: &str) -> Option<usize> {
         self.ids.iter().position(|v| *v == id)
     }
 }

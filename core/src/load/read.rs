@@ -51,11 +51,11 @@ impl<'v> Object<'v> {
         join(&self.path, key)
     }
 
-    pub fn get(&self, key: &str) -> Option<&'v Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'v Value> {
         self.map.get(key)
     }
 
-    pub fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
     }
 }
@@ -70,11 +70,11 @@ pub(super) enum Field<T> {
 
 impl<T> Field<T> {
     /// The value, or `default` when the field is absent; `None` when it was invalid.
-    pub fn or(self, default: T) -> Option<T> {
+    pub(crate) fn or(self, default: T) -> Option<T> {
         self.or_else(|| default)
     }
 
-    pub fn or_else(self, default: impl FnOnce() -> T) -> Option<T> {
+    pub(crate) fn or_else(self, default: impl FnOnce() -> T) -> Option<T> {
         match self {
             Field::Absent => Some(default()),
             Field::Valid(value) => Some(value),
@@ -83,7 +83,7 @@ impl<T> Field<T> {
     }
 
     /// The value when the field is present and valid.
-    pub fn ok(self) -> Option<T> {
+    pub(crate) fn ok(self) -> Option<T> {
         match self {
             Field::Valid(value) => Some(value),
             Field::Absent | Field::Invalid => None,
@@ -91,7 +91,7 @@ impl<T> Field<T> {
     }
 
     /// `Some(None)` when absent, `Some(Some(value))` when valid, `None` when invalid.
-    pub fn optional(self) -> Option<Option<T>> {
+    pub(crate) fn optional(self) -> Option<Option<T>> {
         match self {
             Field::Absent => Some(None),
             Field::Valid(value) => Some(Some(value)),

@@ -281,7 +281,7 @@ impl BudgetBook {
     }
 
     /// Counts `amount` as spent now.
-    pub fn charge(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
+    pub(crate) fn charge(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         if amount > 0.0 {
             let state = self.state(budget);
             let slot_length = state.slot_length();
@@ -312,7 +312,7 @@ impl BudgetBook {
     }
 
     /// Gives back a reservation (the call ended; its actual cost is charged separately).
-    pub fn release(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
+    pub(crate) fn release(&mut self, budget: &Budget, scope: &str, amount: f64, now: Millis) {
         if amount > 0.0 {
             if let Some(ledger) = self.state(budget).ledger(scope, now) {
                 ledger.reserved = (ledger.reserved - amount).max(0.0);

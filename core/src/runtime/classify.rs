@@ -64,7 +64,7 @@ impl ErrorKind {
         !matches!(self, ErrorKind::InvalidRequest | ErrorKind::ThreadsBusy)
     }
 
-    pub fn parse(text: &str) -> Option<ErrorKind> {
+    pub(crate) fn parse(text: &str) -> Option<ErrorKind> {
         ErrorKind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 

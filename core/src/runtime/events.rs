@@ -324,7 +324,7 @@ impl UnitHasher {
     }
 
     /// `h:` + the first 16 bytes of HMAC-SHA-256(key, unit), lowercase hex.
-    pub fn hash(&self, unit: &str) -> String {
+    pub(crate) fn hash(&self, unit: &str) -> String {
         let inner = Sha256::new()
             .chain_update(&self.inner_pad[..])
             .chain_update(unit.as_bytes())

@@ -268,7 +268,7 @@ impl ExposureLog {
     }
 
     /// Counts and settings, for `status()`.
-    pub fn report(&self) -> ExposureReport {
+    pub(crate) fn report(&self) -> ExposureReport {
         let state = self.lock();
         ExposureReport {
             window_ms: self.options.window_ms,

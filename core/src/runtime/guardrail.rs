@@ -167,7 +167,7 @@ impl GuardState {
         }
     }
 
-    pub fn trip(&self) -> Option<(Millis, Millis)> {
+    pub(crate) fn trip(&self) -> Option<(Millis, Millis)> {
         self.trip
     }
 

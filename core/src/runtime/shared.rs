@@ -82,7 +82,7 @@ impl std::fmt::Debug for SharedHook {
 
 impl SharedHook {
     #[inline]
-    pub fn get(&self) -> Option<&dyn SharedState> {
+    pub(crate) fn get(&self) -> Option<&dyn SharedState> {
         self.0.as_deref()
     }
 }

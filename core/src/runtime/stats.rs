@@ -124,7 +124,7 @@ impl LatencyHistogram {
         self.sum_ms += latency_ms;
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
@@ -220,12 +220,12 @@ impl RecentOutcomes {
     }
 
     /// The total of the observations still recent at `now`.
-    pub fn total(&mut self, now: Millis) -> Tally {
+    pub(crate) fn total(&mut self, now: Millis) -> Tally {
         self.forget_before(now);
         self.total
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.ring.clear();
         self.total = Tally::default();
         self.left_since_resum = 0;
@@ -294,7 +294,7 @@ impl RollingWindow {
     }
 
     /// The sum of the slots still inside the window at `now`.
-    pub fn total(&self, now: Millis) -> Tally {
+    pub(crate) fn total(&self, now: Millis) -> Tally {
         let current = now.div_euclid(self.slot_length);
         let mut total = Tally::default();
         for (number, tally) in &self.slots {
@@ -309,7 +309,7 @@ impl RollingWindow {
         total
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.slots = [(i64::MIN, Tally::default()); WINDOW_SLOTS];
     }
 }

@@ -53,7 +53,7 @@ impl MemoryPins {
     }
 
     /// The pinned variant id of this conversation, if a live pin exists.
-    pub fn get(&self, flag: &str, conversation: &str, now: Millis) -> Option<Arc<str>> {
+    pub(crate) fn get(&self, flag: &str, conversation: &str, now: Millis) -> Option<Arc<str>> {
         let mut table = self.lock();
         let pins = table.by_flag.get_mut(flag)?;
         let pin = pins.get(conversation)?;
@@ -108,7 +108,7 @@ impl MemoryPins {
         }
     }
 
-    pub fn delete(&self, flag: &str, conversation: &str) {
+    pub(crate) fn delete(&self, flag: &str, conversation: &str) {
         let mut table = self.lock();
         if let Some(pins) = table.by_flag.get_mut(flag) {
             if pins.remove(conversation).is_some() {
