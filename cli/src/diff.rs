@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader, Read};
 
 use flagrail_core::review::{
-    format_share, review, synthetic_population, FlagMovement, Move, Review, ReviewOptions,
+    check_population, format_share, review_documents, FlagMovement, Move, Population, Review,
+    ReviewOptions, DEFAULT_REVIEW_SEED, DEFAULT_REVIEW_USERS, MAX_REVIEW_UNITS,
 };
 use flagrail_core::Document;
 use serde_json::Value;
@@ -37,15 +38,19 @@ const DANGEROUS: u8 = 3;
 
 pub fn run(args: &mut Args) -> Outcome {
     let users: usize = match args.option("--users") {
-        None => 10_000,
+        None => DEFAULT_REVIEW_USERS,
         Some(text) => text
             .parse()
             .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| Failure::usage("--users must be a whole number from 1 to 1000000"))?,
+            .filter(|n| (1..=MAX_REVIEW_UNITS).contains(n))
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "--users must be a whole number from 1 to {MAX_REVIEW_UNITS}"
+                ))
+            })?,
     };
     let seed: u64 = match args.option("--seed") {
-        None => 1,
+        None => DEFAULT_REVIEW_SEED,
         Some(text) => text
             .parse()
             .map_err(|_| Failure::usage("--seed must be a whole number"))?,
@@ -60,10 +65,10 @@ pub fn run(args: &mut Args) -> Outcome {
     let old = document_json(&old_path)?;
     let new = document_json(&new_path)?;
     let population = match &population_file {
-        Some(path) => read_population(path)?,
-        None => synthetic_population(&old, &new, users, seed),
+        Some(path) => Population::Given(read_population(path)?),
+        None => Population::Synthetic { users, seed },
     };
-    let review = review(&old, &new, &population, &ReviewOptions { at })?;
+    let review = review_documents(&old, &new, population, &ReviewOptions { at })?;
     if as_json {
         let value = serde_json::to_value(&review)
             .map_err(|err| Failure::failed(format!("review: {err}")))?;
@@ -129,9 +134,9 @@ fn read_population(path: &str) -> Result<Vec<Value>, Failure> {
             Failure::failed(format!("--population {path}: line {line_number}: {err}"))
         })?;
         units.push(unit);
-        if units.len() > 1_000_000 {
+        if units.len() > MAX_REVIEW_UNITS {
             return Err(Failure::failed(format!(
-                "--population {path}: more than 1000000 contexts"
+                "--population {path}: more than {MAX_REVIEW_UNITS} contexts"
             )));
         }
     }
@@ -139,16 +144,10 @@ fn read_population(path: &str) -> Result<Vec<Value>, Failure> {
 }
 
 fn check_objects(path: &str, units: Vec<Value>) -> Result<Vec<Value>, Failure> {
-    match units.iter().position(|u| !u.is_object()) {
-        Some(i) => Err(Failure::failed(format!(
-            "--population {path}: context {} is not a JSON object",
-            i + 1
-        ))),
-        None if units.is_empty() => {
-            Err(Failure::failed(format!("--population {path}: no contexts")))
-        }
-        None => Ok(units),
-    }
+    // The core's check of a given population (the bindings share it), named by the file.
+    check_population(&units)
+        .map_err(|err| Failure::failed(format!("--population {path}: {err}")))?;
+    Ok(units)
 }
 
 fn print_review(review: &Review, population: Option<&str>, seed: u64) -> Outcome {

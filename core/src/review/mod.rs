@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::document::{Action, Document, Flag};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::evaluate::{At, NoOverlay};
 use crate::time::{format_timestamp, Millis};
 use crate::trace::NoTrace;
@@ -39,6 +39,137 @@ pub use population::synthetic_population;
 
 /// Most ramp-step instants after the review instant at which movement is also measured.
 const MAX_RAMP_INSTANTS: usize = 12;
+
+/// Most units one review evaluates, synthetic or given (the CLI, Python and Node share it).
+pub const MAX_REVIEW_UNITS: usize = 1_000_000;
+/// Synthetic units of a review when the caller names no number.
+pub const DEFAULT_REVIEW_USERS: usize = 10_000;
+/// Seed of the synthetic population when the caller names none.
+pub const DEFAULT_REVIEW_SEED: u64 = 1;
+
+/// The units a review evaluates.
+#[derive(Debug, Clone)]
+pub enum Population {
+    /// `users` synthetic units drawn from both documents' attributes with `seed`
+    /// ([`synthetic_population`]): the same documents and seed give the same units.
+    Synthetic { users: usize, seed: u64 },
+    /// These contexts (JSON objects), as given.
+    Given(Vec<Value>),
+}
+
+/// Largest seed a binding can pass (2^53 − 1: every language holds it exactly).
+pub const MAX_REVIEW_SEED: f64 = 9_007_199_254_740_991.0;
+
+impl Population {
+    /// The population of a binding's options, with one set of messages for Python and Node:
+    /// `given` contexts, or `users` synthetic units (default [`DEFAULT_REVIEW_USERS`]) from
+    /// `seed` (default [`DEFAULT_REVIEW_SEED`]). Numbers arrive as the host's numbers; they
+    /// must be whole and in range, and a given population excludes `users` and `seed`.
+    pub fn of_options(
+        users: Option<f64>,
+        seed: Option<f64>,
+        given: Option<Vec<Value>>,
+    ) -> Result<Population> {
+        let invalid = |message: String| Err(Error::InvalidArgument { message });
+        if let Some(units) = given {
+            if users.is_some() || seed.is_some() {
+                return invalid(
+                    "population excludes users and seed: a given population is not drawn"
+                        .to_string(),
+                );
+            }
+            return Ok(Population::Given(units));
+        }
+        let users = match users {
+            None => DEFAULT_REVIEW_USERS,
+            Some(n) if n.fract() == 0.0 && (1.0..=MAX_REVIEW_UNITS as f64).contains(&n) => {
+                n as usize
+            }
+            Some(n) => {
+                return invalid(format!(
+                    "users must be a whole number from 1 to {MAX_REVIEW_UNITS}, got {n}"
+                ))
+            }
+        };
+        let seed = match seed {
+            None => DEFAULT_REVIEW_SEED,
+            Some(s) if s.fract() == 0.0 && (0.0..=MAX_REVIEW_SEED).contains(&s) => s as u64,
+            Some(s) => {
+                return invalid(format!(
+                    "seed must be a whole number from 0 to 2^53 - 1, got {s}"
+                ))
+            }
+        };
+        Ok(Population::Synthetic { users, seed })
+    }
+}
+
+/// The review entry point of the bindings and the CLI: checks the population with one set of
+/// limits and messages, validates both documents (a problem's path starts with `old.` or
+/// `new.`, naming the document), builds the population and reviews the change.
+///
+/// Errors: `INVALID_ARGUMENT` for a population out of bounds or a context that is not an
+/// object; `INVALID_DOCUMENT` for a document the loader rejects.
+pub fn review_documents(
+    old: &Value,
+    new: &Value,
+    population: Population,
+    options: &ReviewOptions,
+) -> Result<Review> {
+    match &population {
+        Population::Synthetic { users, .. } if !(1..=MAX_REVIEW_UNITS).contains(users) => {
+            return Err(Error::InvalidArgument {
+                message: format!(
+                    "users must be a whole number from 1 to {MAX_REVIEW_UNITS}, got {users}"
+                ),
+            });
+        }
+        Population::Given(units) => check_population(units)?,
+        Population::Synthetic { .. } => {}
+    }
+    validated("old", old)?;
+    validated("new", new)?;
+    let units = match population {
+        Population::Synthetic { users, seed } => synthetic_population(old, new, users, seed),
+        Population::Given(units) => units,
+    };
+    review(old, new, &units, options)
+}
+
+/// A given population: 1 to [`MAX_REVIEW_UNITS`] JSON objects.
+pub fn check_population(units: &[Value]) -> Result<()> {
+    let message = if units.is_empty() {
+        "population: no contexts".to_string()
+    } else if units.len() > MAX_REVIEW_UNITS {
+        format!("population: more than {MAX_REVIEW_UNITS} contexts")
+    } else if let Some(i) = units.iter().position(|u| !u.is_object()) {
+        format!("population: context {} is not a JSON object", i + 1)
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument { message })
+}
+
+/// `document` loads, or its problems with paths under `which` (`old.flags.x.default`).
+fn validated(which: &str, document: &Value) -> Result<()> {
+    match Document::from_value(document.clone()) {
+        Ok(_) => Ok(()),
+        Err(Error::InvalidDocument { problems }) => Err(Error::InvalidDocument {
+            problems: problems
+                .into_iter()
+                .map(|mut problem| {
+                    problem.path = if problem.path.is_empty() {
+                        which.to_string()
+                    } else {
+                        format!("{which}.{}", problem.path)
+                    };
+                    problem
+                })
+                .collect(),
+        }),
+        Err(other) => Err(other),
+    }
+}
 
 /// What a review checks besides the documents.
 #[derive(Debug, Clone)]
@@ -60,6 +191,8 @@ pub struct Review {
     /// and nothing changed are left out.
     pub flags: Vec<FlagMovement>,
     pub dangers: Vec<Danger>,
+    /// Whether `dangers` is not empty: the change needs an explicit approval.
+    pub dangerous: bool,
 }
 
 impl Review {
@@ -162,6 +295,7 @@ pub fn review(
         units: population.len(),
         changes,
         flags,
+        dangerous: !dangers.is_empty(),
         dangers,
     })
 }

@@ -263,3 +263,77 @@ fn an_invalid_document_is_an_error() {
     let err = review(&d, &json!({ "flags": 3 }), &[], &ReviewOptions { at: 0 }).unwrap_err();
     assert_eq!(err.code(), "INVALID_DOCUMENT");
 }
+
+#[test]
+fn binding_options_are_checked_with_one_set_of_messages() {
+    let message = |result: Result<Population>| match result {
+        Err(Error::InvalidArgument { message }) => message,
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    };
+    assert!(matches!(
+        Population::of_options(None, None, None),
+        Ok(Population::Synthetic {
+            users: DEFAULT_REVIEW_USERS,
+            seed: DEFAULT_REVIEW_SEED
+        })
+    ));
+    assert!(matches!(
+        Population::of_options(Some(5.0), Some(9.0), None),
+        Ok(Population::Synthetic { users: 5, seed: 9 })
+    ));
+    assert_eq!(
+        message(Population::of_options(Some(0.0), None, None)),
+        "users must be a whole number from 1 to 1000000, got 0"
+    );
+    assert_eq!(
+        message(Population::of_options(Some(2.5), None, None)),
+        "users must be a whole number from 1 to 1000000, got 2.5"
+    );
+    assert_eq!(
+        message(Population::of_options(None, Some(-1.0), None)),
+        "seed must be a whole number from 0 to 2^53 - 1, got -1"
+    );
+    assert_eq!(
+        message(Population::of_options(
+            None,
+            Some(1.0),
+            Some(vec![json!({})])
+        )),
+        "population excludes users and seed: a given population is not drawn"
+    );
+    assert_eq!(
+        check_population(&[json!({}), json!(3)]),
+        Err(Error::InvalidArgument {
+            message: "population: context 2 is not a JSON object".to_string()
+        })
+    );
+    assert!(check_population(&[]).is_err());
+}
+
+#[test]
+fn a_rejected_document_is_named_by_its_problem_paths() {
+    let good = doc(ramp_flag(json!([{ "percent": 5 }])));
+    let mut bad = good.clone();
+    bad["flags"]["bot"]["default"] = json!("nope");
+    let options = ReviewOptions { at: at(START) };
+    let synthetic = || Population::Synthetic { users: 10, seed: 1 };
+    let paths = |result: Result<Review>| match result {
+        Err(Error::InvalidDocument { problems }) => {
+            problems.into_iter().map(|p| p.path).collect::<Vec<_>>()
+        }
+        other => panic!("expected INVALID_DOCUMENT, got {other:?}"),
+    };
+    let new_paths = paths(review_documents(&good, &bad, synthetic(), &options));
+    assert!(!new_paths.is_empty());
+    assert!(
+        new_paths.iter().all(|p| p.starts_with("new.flags.bot")),
+        "{new_paths:?}"
+    );
+    let old_paths = paths(review_documents(&bad, &good, synthetic(), &options));
+    assert!(
+        old_paths.iter().all(|p| p.starts_with("old.flags.bot")),
+        "{old_paths:?}"
+    );
+    let review = review_documents(&good, &good, synthetic(), &options).unwrap();
+    assert_eq!((review.units, review.dangerous), (10, false));
+}
