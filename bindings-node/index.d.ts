@@ -1026,6 +1026,63 @@ export declare class Flags {
  */
 export declare function bucket(salt: string, unit: string | number | bigint, total?: number): number
 
+/** One `(from, to)` pair of a review: units served `from` by the old document and `to` by the new. */
+export interface ReviewMove {
+  from: string
+  to: string
+  units: number
+  share: number
+}
+
+/** The change review of `diff`: the same JSON as `flagrail diff --json`. */
+export interface Review {
+  old_revision: string
+  new_revision: string
+  /** The review instant, RFC 3339. */
+  at: string
+  /** Units evaluated. */
+  units: number
+  /** Structural changes, flags in key order, then the document's (`flag` null: segments, document kill). */
+  changes: Array<{ flag: string | null; kind: string; item: string | null; detail: string | null }>
+  /** Per flag that changed or whose units move, in key order. */
+  flags: Array<{
+    flag: string
+    moved: number
+    moved_share: number
+    moves: ReviewMove[]
+    segments: Array<{ segment: string; units: number; moved: number; moves: ReviewMove[] }>
+    ramp_steps: Array<{ at: string; rule: string; percent: number; moved: number; moves: ReviewMove[] }>
+  }>
+  /** Changes that need an explicit approval. */
+  dangers: Array<{ code: 'RAMP_JUMP' | 'KILL_CALLS_MODEL' | 'REBUCKET' | 'REMOVED_VARIANT_SERVED'; flag: string; message: string }>
+  /** Whether `dangers` is not empty. */
+  dangerous: boolean
+}
+
+/** Options of `diff`. */
+export interface DiffOptions {
+  /** Synthetic units (default 10000, at most 1000000), drawn from both documents' attributes with `seed`. */
+  users?: number
+  /** The synthetic population's seed (default 1): the same documents and seed give the same units. */
+  seed?: number
+  /** Evaluate these contexts instead of synthetic units (excludes `users` and `seed`). */
+  population?: Iterable<Record<string, unknown>>
+  /** The review instant (default now). */
+  at?: Date | string
+}
+
+/**
+ * Reviews the change from `oldDocument` to `newDocument` before it goes live, as
+ * `flagrail diff` does: both documents are evaluated by the core over a population at `at`
+ * and at each later step of the new document's ramps. The result shows what changed per flag
+ * and which share of units moves from which variant to which, overall, per segment and along
+ * ramps, with the dangerous changes (docs/ecosystem.md, "Change review").
+ * @throws FlagrailError `INVALID_DOCUMENT` for a rejected document (each problem's path starts
+ * with `old.` or `new.`); `INVALID_ARGUMENT` for `users` or `seed` out of range or given with
+ * `population`, or a population that is empty, too large or holds a non-object.
+ */
+export declare function diff(oldDocument: object, newDocument: object, options?: DiffOptions): Review
+
 /** Where reload log lines go: anything with `info`, `warn` and `error` methods (`console`, pino, winston). */
 export interface Logger {
   info(message: string): unknown

@@ -2260,7 +2260,51 @@ function bucket(salt, unit, total) {
   }
 }
 
+/** JSON text of `value` for the addon, or INVALID_ARGUMENT naming `what`. */
+function jsonOf(value, what) {
+  let text
+  try {
+    text = JSON.stringify(value)
+  } catch (err) {
+    throw invalidArgument(`${what} has no JSON form: ${err.message}`)
+  }
+  if (typeof text !== 'string') throw invalidArgument(`${what} must be a JSON value, got ${typeof value}`)
+  return text
+}
+
+/**
+ * Reviews the change from `oldDocument` to `newDocument` before it goes live, as `flagrail diff`
+ * does: what changed per flag, and which share of units moves from which variant to which,
+ * overall, per segment of the new document and along its ramps (see index.d.ts, `diff`). The
+ * logic, limits and messages are the core's, shared with Python's `flagrail.diff`.
+ */
+function diff(oldDocument, newDocument, options) {
+  const opts = options === undefined || options === null ? {} : options
+  let population = null
+  if (opts.population !== undefined && opts.population !== null) {
+    if (typeof opts.population === 'string' || typeof opts.population[Symbol.iterator] !== 'function') {
+      throw invalidArgument('population must be an array (or other iterable) of contexts')
+    }
+    population = jsonOf(Array.from(opts.population), 'population')
+  }
+  for (const name of ['users', 'seed']) {
+    if (opts[name] !== undefined && typeof opts[name] !== 'number') {
+      throw invalidArgument(`${name} must be a number, got ${typeof opts[name]}`)
+    }
+  }
+  const result = native.review(
+    jsonOf(oldDocument, 'old'),
+    jsonOf(newDocument, 'new'),
+    population,
+    opts.users,
+    opts.seed,
+    toMillis(opts.at),
+  )
+  if (typeof result === 'string') return JSON.parse(result)
+  throw failure(result)
+}
+
 /** The bucketing algorithm version this build implements (docs/bucketing.md). */
 const HASH_VERSION = native.HASH_VERSION
 
-module.exports = { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, setLogger, HASH_VERSION }
+module.exports = { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, diff, setLogger, HASH_VERSION }

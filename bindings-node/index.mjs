@@ -4,5 +4,5 @@ import { createRequire } from 'node:module'
 const require = createRequire(import.meta.url)
 const flagrail = require('./index.js')
 
-export const { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, setLogger, HASH_VERSION } = flagrail
+export const { Flags, Flag, Variant, FlagrailError, Reject, Output, bucket, diff, setLogger, HASH_VERSION } = flagrail
 export default flagrail

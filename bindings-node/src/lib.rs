@@ -62,6 +62,54 @@ pub fn load_json(text: String) -> Either<u32, LoadFailure> {
     }
 }
 
+/// `diff(old, new, options)`: the change review of `flagrail diff` as JSON text (the logic,
+/// limits and messages are `flagrail_core::review::review_documents`). The documents and the
+/// given population arrive as JSON text; a rejected document or option is a [`LoadFailure`]
+/// (its problems' paths start with `old.` or `new.`).
+#[napi(catch_unwind)]
+pub fn review(
+    old: String,
+    new: String,
+    population: Option<String>,
+    users: Option<f64>,
+    seed: Option<f64>,
+    at: Option<f64>,
+) -> Either<String, LoadFailure> {
+    use flagrail_core::review::{review_documents, Population, ReviewOptions};
+    let parse = |which: &str, text: &str| {
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+            flagrail_core::Error::InvalidArgument {
+                message: format!("{which}: not JSON: {e}"),
+            }
+        })
+    };
+    let reviewed = (|| {
+        let old = parse("old", &old)?;
+        let new = parse("new", &new)?;
+        let given = match population {
+            Some(text) => match parse("population", &text)? {
+                serde_json::Value::Array(units) => Some(units),
+                _ => {
+                    return Err(flagrail_core::Error::InvalidArgument {
+                        message: "population must be an array of contexts".to_string(),
+                    })
+                }
+            },
+            None => None,
+        };
+        let population = Population::of_options(users, seed, given)?;
+        let at = at.map_or_else(flagrail_core::time::now_millis, |ms| ms as i64);
+        let review = review_documents(&old, &new, population, &ReviewOptions { at })?;
+        serde_json::to_string(&review).map_err(|e| flagrail_core::Error::InvalidArgument {
+            message: format!("review: {e}"),
+        })
+    })();
+    match reviewed {
+        Ok(text) => Either::A(text),
+        Err(error) => Either::B(load_failure(&error)),
+    }
+}
+
 /// Loads the flags of a test from the short mapping of `Flags.forTests` (JSON text; see
 /// `flagrail_core::live::overrides::for_tests`): the handle's slot, or why it was rejected.
 #[napi(catch_unwind)]

@@ -26,6 +26,7 @@ mod hash;
 mod live;
 mod overrides;
 mod reuse;
+mod review;
 mod runtime;
 mod sticky;
 mod time;
@@ -47,6 +48,7 @@ fn _flagrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<workers::PySlot>()?;
     m.add_class::<fleet::RedisPins>()?;
     m.add_function(wrap_pyfunction!(hash::bucket, m)?)?;
+    m.add_function(wrap_pyfunction!(review::diff, m)?)?;
     m.add_function(wrap_pyfunction!(live::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(live::_before_exit, m)?)?;
     m.add_function(wrap_pyfunction!(workers::_forget_call_threads, m)?)?;

@@ -61,6 +61,7 @@ def test_public_names() -> None:
         "Variant",
         "__version__",
         "bucket",
+        "diff",
     }
     for name in flagrail.__all__:
         assert hasattr(flagrail, name), name

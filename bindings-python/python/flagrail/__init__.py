@@ -33,6 +33,7 @@ from ._flagrail import (
     Variant,
     __version__,
     bucket,
+    diff,
 )
 from ._flagrail import _after_fork_in_child, _before_exit
 from ._pins import PinStore
@@ -72,6 +73,7 @@ __all__ = [
     "Variant",
     "__version__",
     "bucket",
+    "diff",
 ]
 
 # Threads do not survive fork(): a forked child (gunicorn --preload, celery prefork,

@@ -23,6 +23,7 @@ __all__ = [
     "Output",
     "Tracker",
     "bucket",
+    "diff",
     "_after_fork_in_child",
     "_before_exit",
     "_forget_call_threads",
@@ -65,6 +66,44 @@ def bucket(salt: str, unit: str | int, total: int = 100000) -> int:
             64-bit signed range, or ``salt`` or ``unit`` is a str with unpaired surrogates
             (it has no UTF-8 form; code ``INVALID_ARGUMENT``).
         TypeError: ``unit`` is neither a str nor an int.
+    """
+
+def diff(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
+    users: int | None = None,
+    seed: int | None = None,
+    population: Iterable[Mapping[str, Any]] | None = None,
+    at: datetime | str | None = None,
+) -> dict[str, Any]:
+    """Reviews the change from ``old`` to ``new`` before it goes live, as ``flagrail diff`` does.
+
+    Both documents are evaluated by the core over a population at ``at``, and again at each
+    later step of the new document's ramps. The review shows what changed per flag and which
+    share of units moves from which variant to which: overall, per segment of ``new`` and
+    along its ramps.
+
+    Args:
+        old: The document now live, as a mapping (what ``json.load`` gives).
+        new: The proposed document.
+        users: Synthetic units to evaluate (default 10000, at most 1000000), drawn from both
+            documents' attributes with ``seed``: the same documents and seed give the same units.
+        seed: The synthetic population's seed (default 1).
+        population: Evaluate these contexts (mappings) instead of synthetic units.
+        at: The review instant: an aware datetime or an RFC 3339 string (default now).
+
+    Returns:
+        The review: ``old_revision``, ``new_revision``, ``at``, ``units``, ``changes``,
+        ``flags`` (per flag: ``moved``, ``moved_share``, ``moves``, ``segments``,
+        ``ramp_steps``), ``dangers`` (each with a stable ``code``: ``RAMP_JUMP``,
+        ``KILL_CALLS_MODEL``, ``REBUCKET``, ``REMOVED_VARIANT_SERVED``) and ``dangerous``.
+
+    Raises:
+        DocumentError: A document is invalid; each problem's path starts with ``old.`` or
+            ``new.`` (code ``INVALID_DOCUMENT``).
+        InvalidArgumentError: ``users`` or ``seed`` is out of range or given with
+            ``population``, or the population is empty, too large or holds a non-mapping.
     """
 
 def _before_exit() -> None:
