@@ -2,8 +2,8 @@
 //! which share of a population moves from which variant to which when it goes live.
 //!
 //! Pure: two JSON documents and a population in, a [`Review`] out; no I/O, no clock (the
-//! instant is an argument). The CLI prints it; Python's `flagrail.diff` and Node's `diff` return it
-//! (through [`review_documents`], which also checks the options for all three).
+//! instant is an argument). The CLI prints it; Python's `flagrail.diff` and Node's `diff`
+//! return it (through [`review_documents`], which also checks the options for all three).
 //!
 //! Three parts:
 //!
