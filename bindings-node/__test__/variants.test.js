@@ -134,6 +134,38 @@ test('a reload between calls is seen by the next call', () => {
   assert.equal(flags.variants({}, ['static']).static.reason, 'KILLED')
 })
 
+test('a replaced document is served by the next variants call on the same plan', () => {
+  // The plan's native side checks the live document by id (src/handle.rs `decide_plan`): a
+  // replacement between calls must send the call back through the careful path, which
+  // acknowledges the new document.
+  const os = require('node:os')
+  const path = require('node:path')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flagrail-variants-'))
+  const file = path.join(dir, 'flags.json')
+  const write = (revision, served) => {
+    const doc = { revision, flags: { ...DOCUMENT.flags, static: flag({ rules: [], default: served }) } }
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(doc))
+    fs.renameSync(`${file}.tmp`, file)
+  }
+  write('f1', 'control')
+  const flags = Flags.fromFile(file, { reload: false })
+  try {
+    const keys = ['static', 'by-user']
+    for (let round = 2; round <= 4; round++) {
+      const before = flags.variants({ user_id: 'u-1' }, keys)
+      assert.equal(before.static.revision, `f${round - 1}`)
+      write(`f${round}`, round % 2 === 0 ? 'treatment' : 'control')
+      assert.equal(flags.reloadIfChanged(), true)
+      const after = flags.variants({ user_id: 'u-1' }, keys)
+      assert.deepEqual([after.static.revision, after.static.id], [`f${round}`, round % 2 === 0 ? 'treatment' : 'control'])
+      assert.equal(after['by-user'].revision, `f${round}`)
+    }
+  } finally {
+    flags.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('a test override applies to variants and all', () => {
   const flags = Flags.fromObject(DOCUMENT)
   const ctx = { user_id: 'u-1', plan: 'free' }

@@ -284,11 +284,14 @@ impl Handle {
         /// Attributes of one flag read through the stack; a flag reading more is refused
         /// (the JS side does not build a plan for it).
         const MAX_FLAG_ATTRIBUTES: usize = 16;
-        let snapshot = self.inner.snapshot();
-        let ack = self.ack.borrow();
-        if !std::ptr::eq(snapshot.document(), Arc::as_ptr(&ack)) {
+        // As in `decide`: the id check stands for comparing the live document with `ack`, so
+        // the snapshot over `ack` skips the atomic read-modify-write pair of loading the
+        // core's document.
+        if self.inner.document_id() != self.ack_id.get() {
             return STALE;
         }
+        let ack = self.ack.borrow();
+        let snapshot = self.inner.snapshot_of(&ack);
         // With exposures on, each flag's values are its `run_attributes` (the JS side built
         // the plan from the same choice, `readAttributes` in index.js).
         let exposing = self.inner.exposures_enabled();
