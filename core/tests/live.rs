@@ -354,3 +354,40 @@ fn document_ids_name_one_live_document_and_snapshots_over_a_kept_document_decide
     assert_eq!(new_doc.revision(), "r2");
     assert_eq!(decide(flags.snapshot()).0.as_deref(), Some("old"));
 }
+
+#[test]
+fn snapshots_from_a_thread_s_recent_documents_always_see_the_live_one() {
+    // `Flags::snapshot` takes its document from the thread's recent entries by document id
+    // (core/src/live/recent.rs): three handles in turn on one thread (more than the entries
+    // kept), replacements in between, and a snapshot held across a replacement.
+    let handles: Vec<Flags> = (0..3)
+        .map(|i| Flags::from_json(&document(&format!("h{i}-r1"), "new")).expect("valid"))
+        .collect();
+    for round in 2..6 {
+        for (i, flags) in handles.iter().enumerate() {
+            let held = flags.snapshot();
+            assert_eq!(held.document().revision(), format!("h{i}-r{}", round - 1));
+            flags
+                .replace_json(&document(&format!("h{i}-r{round}"), "old"))
+                .expect("valid");
+            assert_eq!(
+                held.document().revision(),
+                format!("h{i}-r{}", round - 1),
+                "a snapshot keeps its document"
+            );
+            assert_eq!(
+                flags.snapshot().document().revision(),
+                format!("h{i}-r{round}"),
+                "the next snapshot sees the replacement"
+            );
+        }
+    }
+    // Another thread has its own entries and sees the same live documents.
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            for (i, flags) in handles.iter().enumerate() {
+                assert_eq!(flags.snapshot().document().revision(), format!("h{i}-r5"));
+            }
+        });
+    });
+}

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::{Explanation, FlagRef, Trip};
 use crate::live::clock::{Clock, SystemClock};
 use crate::live::overrides::{LocalKill, Overrides};
+use crate::live::recent;
 use crate::live::snapshot::{EvalOptions, Evaluation, Snapshot};
 use crate::live::source::{DocumentVerifier, ExternalSource, Fingerprint, SourceKind};
 use crate::live::status::{LoadFailure, Status};
@@ -350,9 +351,19 @@ impl Flags {
     }
 
     /// A consistent view for several evaluations: one document, one set of overrides.
+    ///
+    /// The document comes from this thread's recent entries when the live id matches one
+    /// (`live/recent.rs`): a plain atomic read, no read-modify-write. Otherwise it is loaded
+    /// and kept there.
     #[inline]
     pub fn snapshot(&self) -> Snapshot<'_> {
-        self.snapshot_over(self.shared.document.load())
+        // The id first: a document found or loaded after it is never older than the id says.
+        let id = self.document_id();
+        let document = match recent::find(id) {
+            Some(document) => document,
+            None => recent::remember(id, self.shared.document.load_full()),
+        };
+        self.snapshot_over(document)
     }
 
     /// [`Flags::snapshot`] over `document`, a live document the caller keeps: read with

@@ -7,6 +7,8 @@
 //! - [`watch`]: loading a file into a handle and the thread that reloads it on change;
 //! - [`external`]: the hook for sources implemented outside the core (HTTP, in
 //!   `flagrail-sources`), whose poller thread the core owns;
+//! - [`recent`]: the live documents a thread evaluated on last, so a snapshot needs no
+//!   atomic read-modify-write;
 //! - [`snapshot`]: one consistent view for evaluations, the overlay it builds, and the owned
 //!   [`Evaluation`];
 //! - [`status`]: what `status()` reports, and its JSON as typed serde structs;
@@ -23,6 +25,7 @@ pub mod external;
 pub mod fleet;
 pub mod handle;
 pub mod overrides;
+mod recent;
 pub mod run;
 pub mod snapshot;
 pub mod source;

@@ -2,9 +2,11 @@
 //! one evaluation.
 
 use std::ops::Deref;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use arc_swap::Guard;
+
 use serde_json::Value;
 
 use crate::context::{Attr, Context};
@@ -26,10 +28,11 @@ use crate::time::{format_timestamp, Millis};
 
 /// A consistent view of the live flags (see [`crate::Flags::snapshot`]).
 ///
-/// `D` holds the document: a guard loaded from the handle ([`crate::Flags::snapshot`]), or a
-/// reference to one the caller keeps ([`crate::Flags::snapshot_of`]). A type parameter rather
+/// `D` holds the document: this thread's counted reference to the live one
+/// ([`crate::Flags::snapshot`]), or a reference to one the caller keeps
+/// ([`crate::Flags::snapshot_of`]). A type parameter rather
 /// than an enum, so that neither kind pays a branch on every use of the document.
-pub struct Snapshot<'a, D = Guard<Arc<Document>>> {
+pub struct Snapshot<'a, D = Rc<Arc<Document>>> {
     pub(super) document: D,
     /// `None` when no local kill was in force at the snapshot.
     pub(super) overrides: Option<Guard<Arc<Overrides>>>,
