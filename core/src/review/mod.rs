@@ -128,13 +128,13 @@ pub fn review_documents(
         Population::Given(units) => check_population(units)?,
         Population::Synthetic { .. } => {}
     }
-    validated("old", old)?;
-    validated("new", new)?;
+    let old_doc = parsed("old", old)?;
+    let new_doc = parsed("new", new)?;
     let units = match population {
         Population::Synthetic { users, seed } => synthetic_population(old, new, users, seed),
         Population::Given(units) => units,
     };
-    review(old, new, &units, options)
+    review_parsed(old, new, &old_doc, &new_doc, &units, options)
 }
 
 /// A given population: 1 to [`MAX_REVIEW_UNITS`] JSON objects.
@@ -151,10 +151,10 @@ pub fn check_population(units: &[Value]) -> Result<()> {
     Err(Error::InvalidArgument { message })
 }
 
-/// `document` loads, or its problems with paths under `which` (`old.flags.x.default`).
-fn validated(which: &str, document: &Value) -> Result<()> {
+/// `document` loaded, or its problems with paths under `which` (`old.flags.x.default`).
+fn parsed(which: &str, document: &Value) -> Result<Document> {
     match Document::from_value(document.clone()) {
-        Ok(_) => Ok(()),
+        Ok(loaded) => Ok(loaded),
         Err(Error::InvalidDocument { problems }) => Err(Error::InvalidDocument {
             problems: problems
                 .into_iter()
@@ -267,6 +267,18 @@ pub fn review(
 ) -> Result<Review> {
     let old_doc = Document::from_value(old.clone())?;
     let new_doc = Document::from_value(new.clone())?;
+    review_parsed(old, new, &old_doc, &new_doc, population, options)
+}
+
+/// [`review`] of documents already loaded from `old` and `new`.
+fn review_parsed(
+    old: &Value,
+    new: &Value,
+    old_doc: &Document,
+    new_doc: &Document,
+    population: &[Value],
+    options: &ReviewOptions,
+) -> Result<Review> {
     let changes = changes::changes(old, new);
     let mut keys: Vec<&str> = old_doc
         .flags()
@@ -279,9 +291,9 @@ pub fn review(
     let mut flags = Vec::new();
     let mut dangers = Vec::new();
     for key in keys {
-        let movement = movement(&old_doc, &new_doc, key, population, options.at);
+        let movement = movement(old_doc, new_doc, key, population, options.at);
         dangers.extend(flag_dangers(
-            &old_doc, &new_doc, key, &changes, &movement, options.at,
+            old_doc, new_doc, key, &changes, &movement, options.at,
         ));
         let changed = changes.iter().any(|c| c.flag.as_deref() == Some(key));
         let moves_later = movement.ramp_steps.iter().any(|s| s.moved > 0);
