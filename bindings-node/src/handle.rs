@@ -206,15 +206,20 @@ impl Handle {
         Arc::clone(&self.ack.borrow())
     }
 
+    /// The acknowledged document when it is still the live one. The id check stands for
+    /// comparing the live document with `ack`, so a snapshot over it ([`Flags::snapshot_of`])
+    /// skips loading the core's document.
+    #[inline]
+    fn live_ack(&self) -> Option<std::cell::Ref<'_, Arc<Document>>> {
+        (self.inner.document_id() == self.ack_id.get()).then(|| self.ack.borrow())
+    }
+
     /// Evaluates flag `index` of the acknowledged document now, or returns `STALE`.
     #[inline]
     pub fn decide(&self, index: u32, values: &[Attr<'_>]) -> f64 {
-        // The id check stands for comparing the live document with `ack`: a snapshot over `ack`
-        // then skips loading the core's document (an atomic read-modify-write pair per call).
-        if self.inner.document_id() != self.ack_id.get() {
+        let Some(ack) = self.live_ack() else {
             return STALE;
-        }
-        let ack = self.ack.borrow();
+        };
         let snapshot = self.inner.snapshot_of(&ack);
         let Some(flag) = ack.flags().get(index as usize) else {
             return STALE;
@@ -284,13 +289,9 @@ impl Handle {
         /// Attributes of one flag read through the stack; a flag reading more is refused
         /// (the JS side does not build a plan for it).
         const MAX_FLAG_ATTRIBUTES: usize = 16;
-        // As in `decide`: the id check stands for comparing the live document with `ack`, so
-        // the snapshot over `ack` skips the atomic read-modify-write pair of loading the
-        // core's document.
-        if self.inner.document_id() != self.ack_id.get() {
+        let Some(ack) = self.live_ack() else {
             return STALE;
-        }
-        let ack = self.ack.borrow();
+        };
         let snapshot = self.inner.snapshot_of(&ack);
         // With exposures on, each flag's values are its `run_attributes` (the JS side built
         // the plan from the same choice, `readAttributes` in index.js).
