@@ -86,11 +86,7 @@ impl Population {
             Some(n) if n.fract() == 0.0 && (1.0..=MAX_REVIEW_UNITS as f64).contains(&n) => {
                 n as usize
             }
-            Some(n) => {
-                return invalid(format!(
-                    "users must be a whole number from 1 to {MAX_REVIEW_UNITS}, got {n}"
-                ))
-            }
+            Some(n) => return Err(users_out_of_range(n)),
         };
         let seed = match seed {
             None => DEFAULT_REVIEW_SEED,
@@ -119,11 +115,7 @@ pub fn review_documents(
 ) -> Result<Review> {
     match &population {
         Population::Synthetic { users, .. } if !(1..=MAX_REVIEW_UNITS).contains(users) => {
-            return Err(Error::InvalidArgument {
-                message: format!(
-                    "users must be a whole number from 1 to {MAX_REVIEW_UNITS}, got {users}"
-                ),
-            });
+            return Err(users_out_of_range(users));
         }
         Population::Given(units) => check_population(units)?,
         Population::Synthetic { .. } => {}
@@ -135,6 +127,13 @@ pub fn review_documents(
         Population::Given(units) => units,
     };
     review_parsed(old, new, &old_doc, &new_doc, &units, options)
+}
+
+/// The one message for a synthetic population size out of range (a host number or a count).
+fn users_out_of_range(got: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument {
+        message: format!("users must be a whole number from 1 to {MAX_REVIEW_UNITS}, got {got}"),
+    }
 }
 
 /// A given population: 1 to [`MAX_REVIEW_UNITS`] JSON objects.
