@@ -425,6 +425,22 @@ impl Op {
     /// `Some(result)` when the attribute has a type the operator can use, `None` otherwise.
     #[inline]
     fn apply(&self, attr: &Attr<'_>) -> Option<bool> {
+        // The usual rule compares a string attribute with a string (`segment eq "internal"`):
+        // decided here, inlined into the evaluation. Through the general match below it was a
+        // call of ~55 instructions per test (callgrind, three-flag benchmark).
+        if let (Op::Eq(Scalar::Str(value)) | Op::Ne(Scalar::Str(value)), Attr::Str(text)) =
+            (self, attr)
+        {
+            if text.len() <= MAX_COMPARED_BYTES {
+                return Some((*text == &**value) == matches!(self, Op::Eq(_)));
+            }
+        }
+        self.apply_general(attr)
+    }
+
+    /// [`Op::apply`] for every other operator and attribute type.
+    #[inline(never)]
+    fn apply_general(&self, attr: &Attr<'_>) -> Option<bool> {
         if !within_bounds(attr) {
             return matches!(self, Op::Exists).then_some(true);
         }
@@ -622,6 +638,44 @@ mod tests {
         );
         assert_eq!(parse_version("one"), None);
         assert_eq!(parse_version("1.2.3.4"), None);
+    }
+
+    #[test]
+    fn the_string_fast_path_answers_as_the_general_path() {
+        let at_bound = "a".repeat(MAX_COMPARED_BYTES);
+        let past_bound = "a".repeat(MAX_COMPARED_BYTES + 1);
+        let values = ["internal", "", "é", at_bound.as_str(), past_bound.as_str()];
+        let attrs = [
+            "internal",
+            "external",
+            "",
+            "é",
+            "e\u{301}",
+            &at_bound,
+            &past_bound,
+        ];
+        for value in values {
+            for op in [
+                Op::Eq(Scalar::Str(value.into())),
+                Op::Ne(Scalar::Str(value.into())),
+            ] {
+                for text in attrs {
+                    let attr = Attr::Str(text);
+                    assert_eq!(
+                        op.apply(&attr),
+                        op.apply_general(&attr),
+                        "{} {value:?} on {text:?}",
+                        op.name()
+                    );
+                }
+            }
+        }
+        // Past the bound nothing is compared, even against an equal operand.
+        let eq = Op::Eq(Scalar::Str(past_bound.as_str().into()));
+        assert_eq!(eq.apply(&Attr::Str(&past_bound)), None);
+        assert_eq!(eq.apply(&Attr::Str(&at_bound)), Some(false));
+        let eq = Op::Eq(Scalar::Str(at_bound.as_str().into()));
+        assert_eq!(eq.apply(&Attr::Str(&at_bound)), Some(true));
     }
 
     #[test]
