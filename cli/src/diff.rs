@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader, Read};
 
 use flagrail_core::review::{
-    check_population, format_share, review_documents, FlagMovement, Move, Population, Review,
-    ReviewOptions, DEFAULT_REVIEW_SEED, DEFAULT_REVIEW_USERS, MAX_REVIEW_UNITS,
+    format_share, population_problem, review_documents, too_many_contexts, FlagMovement, Move,
+    Population, Review, ReviewOptions, DEFAULT_REVIEW_SEED, DEFAULT_REVIEW_USERS, MAX_REVIEW_UNITS,
 };
 use flagrail_core::Document;
 use serde_json::Value;
@@ -136,7 +136,8 @@ fn read_population(path: &str) -> Result<Vec<Value>, Failure> {
         units.push(unit);
         if units.len() > MAX_REVIEW_UNITS {
             return Err(Failure::failed(format!(
-                "--population {path}: more than {MAX_REVIEW_UNITS} contexts"
+                "--population {path}: {}",
+                too_many_contexts()
             )));
         }
     }
@@ -145,9 +146,10 @@ fn read_population(path: &str) -> Result<Vec<Value>, Failure> {
 
 fn check_objects(path: &str, units: Vec<Value>) -> Result<Vec<Value>, Failure> {
     // The core's check of a given population (the bindings share it), named by the file.
-    check_population(&units)
-        .map_err(|err| Failure::failed(format!("--population {path}: {err}")))?;
-    Ok(units)
+    match population_problem(&units) {
+        Some(problem) => Err(Failure::failed(format!("--population {path}: {problem}"))),
+        None => Ok(units),
+    }
 }
 
 fn print_review(review: &Review, population: Option<&str>, seed: u64) -> Outcome {

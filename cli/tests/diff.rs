@@ -126,8 +126,13 @@ fn a_given_population_is_evaluated_unit_by_unit() {
         bad.to_str().expect("utf-8"),
     ]);
     assert_eq!(out.status.code(), Some(1));
+    // The core's text, named by the file (not "population: " a second time).
+    let expected = format!(
+        "--population {}: context 2 is not a JSON object",
+        bad.display()
+    );
     assert!(
-        text(&out.stderr).contains("context 2 is not a JSON object"),
+        text(&out.stderr).contains(&expected),
         "{}",
         text(&out.stderr)
     );

@@ -136,18 +136,35 @@ fn users_out_of_range(got: impl std::fmt::Display) -> Error {
     }
 }
 
-/// A given population: 1 to [`MAX_REVIEW_UNITS`] JSON objects.
+/// A given population: 1 to [`MAX_REVIEW_UNITS`] JSON objects. The message names the
+/// `population` argument of the bindings; the CLI names its file instead (see
+/// [`population_problem`]).
 pub fn check_population(units: &[Value]) -> Result<()> {
-    let message = if units.is_empty() {
-        "population: no contexts".to_string()
+    match population_problem(units) {
+        None => Ok(()),
+        Some(problem) => Err(Error::InvalidArgument {
+            message: format!("population: {problem}"),
+        }),
+    }
+}
+
+/// What is wrong with a given population, without naming where it came from: `None` for 1 to
+/// [`MAX_REVIEW_UNITS`] JSON objects.
+pub fn population_problem(units: &[Value]) -> Option<String> {
+    if units.is_empty() {
+        Some("no contexts".to_string())
     } else if units.len() > MAX_REVIEW_UNITS {
-        format!("population: more than {MAX_REVIEW_UNITS} contexts")
-    } else if let Some(i) = units.iter().position(|u| !u.is_object()) {
-        format!("population: context {} is not a JSON object", i + 1)
+        Some(too_many_contexts())
     } else {
-        return Ok(());
-    };
-    Err(Error::InvalidArgument { message })
+        let i = units.iter().position(|u| !u.is_object())?;
+        Some(format!("context {} is not a JSON object", i + 1))
+    }
+}
+
+/// The one text for a population past [`MAX_REVIEW_UNITS`] (the CLI stops reading a file
+/// there, before the whole population exists).
+pub fn too_many_contexts() -> String {
+    format!("more than {MAX_REVIEW_UNITS} contexts")
 }
 
 /// `document` loaded, or its problems with paths under `which` (`old.flags.x.default`).
