@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -64,3 +65,20 @@ def flags_file(tmp_path: Path) -> Path:
     path = tmp_path / "flags.json"
     write_atomic(path, json.dumps(chat_document("r1")))
     return path
+
+
+class LookupContext(Mapping[str, Any]):
+    """A context (a non-dict mapping) whose every lookup calls ``lookup``: for tests whose
+    attribute reads run Python code, e.g. a re-entrant flag read from inside a lookup."""
+
+    def __init__(self, lookup: Callable[[str], Any]) -> None:
+        self._lookup = lookup
+
+    def __getitem__(self, key: str) -> Any:
+        return self._lookup(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 
 from flagrail import DocumentError, Flags, SourceError
 
-from conftest import chat_document, wait_until, write_atomic, write_in_place
+from conftest import LookupContext, chat_document, wait_until, write_atomic, write_in_place
 
 LIVE_WITHIN = 2.0  # seconds: the product promise for the default poll interval
 
@@ -169,23 +168,13 @@ def test_handles_evaluated_in_turn_on_one_thread_each_serve_their_own_live_revis
         assert handles[0].reload_if_changed() is True
         assert handles[2].reload_if_changed() is True
 
-    class Nested(Mapping[str, Any]):
-        """A context whose lookups evaluate another handle's flag (a re-entrant call)."""
-
-        def __getitem__(self, key: str) -> Any:
-            return handles[2].variant("chat")["rev"]
-
-        def __iter__(self) -> Iterator[str]:
-            return iter(())
-
-        def __len__(self) -> int:
-            return 0
-
+    # A context whose lookups evaluate another handle's flag (a re-entrant call).
+    nested = LookupContext(lambda key: handles[2].variant("chat")["rev"])
     write_atomic(paths[0], json.dumps({**chat_document("h0-nested"), "flags": {"chat": {
         "variants": {"control": {"rev": "h0-nested"}, "candidate": {"rev": "h0-nested"}},
         "default": "control",
         "rules": [{"id": "r", "when": {"attr": "who", "op": "eq", "value": "h2-r4"}, "serve": "candidate"}],
     }}}))
     assert handles[0].reload_if_changed() is True
-    v = handles[0].variant("chat", Nested())
+    v = handles[0].variant("chat", nested)
     assert (v.id, v["rev"]) == ("candidate", "h0-nested")

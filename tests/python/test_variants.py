@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from flagrail import Flags
 
-from conftest import write_atomic
+from conftest import LookupContext, write_atomic
 
 SPLIT = [
     {"variant": "control", "percent": 50},
@@ -307,17 +306,7 @@ def test_variants_on_handles_in_turn_and_reentrant_serve_each_handles_live_revis
             write_atomic(path, json.dumps(document(f"h{i}-r{round_}")))
             assert handle.reload_if_changed() is True
 
-    class Nested(Mapping[str, Any]):
-        """A context whose lookup reads another handle's flags (a re-entrant call)."""
-
-        def __getitem__(self, key: str) -> Any:
-            return handles[2].variants({}, ["a"])["a"]["rev"]
-
-        def __iter__(self) -> Iterator[str]:
-            return iter(())
-
-        def __len__(self) -> int:
-            return 0
-
-    results = handles[0].variants(Nested(), ["b", "a"])
+    # A context whose lookup reads another handle's flags (a re-entrant call).
+    nested = LookupContext(lambda key: handles[2].variants({}, ["a"])["a"]["rev"])
+    results = handles[0].variants(nested, ["b", "a"])
     assert (results["b"].id, results["b"]["rev"], results["a"]["rev"]) == ("y", "h0-r4", "h0-r4")
