@@ -16,7 +16,7 @@ use aho_corasick::{AhoCorasick, Anchored, Input, StartKind};
 use regex::Regex;
 use rustc_hash::FxHashSet;
 
-use crate::context::{Attr, Context};
+use crate::context::{same_text, Attr, Context};
 use crate::time::{parse_timestamp, Millis};
 use crate::trace::{Actual, Step, Tracer};
 
@@ -432,7 +432,7 @@ impl Op {
             (self, attr)
         {
             if text.len() <= MAX_COMPARED_BYTES {
-                return Some((*text == &**value) == matches!(self, Op::Eq(_)));
+                return Some(same_text(text, value) == matches!(self, Op::Eq(_)));
             }
         }
         self.apply_general(attr)
@@ -644,13 +644,23 @@ mod tests {
     fn the_string_fast_path_answers_as_the_general_path() {
         let at_bound = "a".repeat(MAX_COMPARED_BYTES);
         let past_bound = "a".repeat(MAX_COMPARED_BYTES + 1);
-        let values = ["internal", "", "é", at_bound.as_str(), past_bound.as_str()];
+        let values = [
+            "internal",
+            "",
+            "é",
+            "tier-b-12",
+            at_bound.as_str(),
+            past_bound.as_str(),
+        ];
         let attrs = [
             "internal",
             "external",
             "",
             "é",
             "e\u{301}",
+            "tier-b-12",
+            "tier_b-12",
+            "tier-b-13",
             &at_bound,
             &past_bound,
         ];

@@ -69,10 +69,10 @@ impl<C: Context + ?Sized> Context for &C {
     }
 }
 
-/// `a == b` for attribute names, without a call to `memcmp` for names of up to 16 bytes (a
-/// name is compared once per attribute read, on every evaluation).
+/// `a == b` without a call to `memcmp` for texts of up to 16 bytes: attribute names (compared
+/// once per attribute read, on every evaluation) and the short values of `eq` / `ne` tests.
 #[inline(always)]
-fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
@@ -115,7 +115,7 @@ impl Context for EmptyContext {
 impl<'v> Context for [(&str, Attr<'v>)] {
     fn attr(&self, name: &str) -> Attr<'_> {
         for (key, value) in self {
-            if same_name(key, name) {
+            if same_text(key, name) {
                 return shorten(value);
             }
         }
@@ -124,7 +124,7 @@ impl<'v> Context for [(&str, Attr<'v>)] {
 
     #[inline]
     fn str_attr(&self, name: &str) -> Option<&str> {
-        match &self.iter().find(|(key, _)| same_name(key, name))?.1 {
+        match &self.iter().find(|(key, _)| same_text(key, name))?.1 {
             Attr::Str(text) => Some(text),
             _ => None,
         }
@@ -225,7 +225,7 @@ pub struct Positional<'a, 'v> {
 
 impl Context for Positional<'_, '_> {
     fn attr(&self, name: &str) -> Attr<'_> {
-        match self.names.iter().position(|n| same_name(n, name)) {
+        match self.names.iter().position(|n| same_text(n, name)) {
             Some(i) => self.values.get(i).map_or(Attr::Missing, shorten),
             None => Attr::Missing,
         }
@@ -233,7 +233,7 @@ impl Context for Positional<'_, '_> {
 
     #[inline]
     fn str_attr(&self, name: &str) -> Option<&str> {
-        let index = self.names.iter().position(|n| same_name(n, name))?;
+        let index = self.names.iter().position(|n| same_text(n, name))?;
         match self.values.get(index)? {
             Attr::Str(text) => Some(text),
             _ => None,
@@ -259,7 +259,7 @@ pub struct Slotted<'a, 'v> {
 impl<'v> Slotted<'_, 'v> {
     #[inline(always)]
     fn value(&self, name: &str) -> Option<&Attr<'v>> {
-        let index = self.names.iter().position(|n| same_name(n, name))?;
+        let index = self.names.iter().position(|n| same_text(n, name))?;
         self.values.get(*self.slots.get(index)?)
     }
 }
@@ -325,17 +325,17 @@ mod tests {
             let name: String = (0..len)
                 .map(|i| char::from(b'a' + (i % 26) as u8))
                 .collect();
-            assert!(same_name(&name, &name.clone()), "{name:?}");
+            assert!(same_text(&name, &name.clone()), "{name:?}");
             for at in 0..len {
                 let mut other = name.clone().into_bytes();
                 other[at] = b'_';
                 let other = String::from_utf8(other).unwrap();
-                assert!(!same_name(&name, &other), "{name:?} vs {other:?}");
+                assert!(!same_text(&name, &other), "{name:?} vs {other:?}");
             }
-            assert!(!same_name(&name, &format!("{name}x")));
+            assert!(!same_text(&name, &format!("{name}x")));
         }
-        assert!(same_name("user_id", "user_id") && !same_name("user_id", "segment"));
-        assert!(same_name("é", "é") && !same_name("é", "e\u{301}"));
+        assert!(same_text("user_id", "user_id") && !same_text("user_id", "segment"));
+        assert!(same_text("é", "é") && !same_text("é", "e\u{301}"));
     }
 
     #[test]
