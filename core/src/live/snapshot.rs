@@ -208,7 +208,7 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
     /// decision borrows from the snapshot. On a handle with exposures on, the read is counted
     /// and may send an `exposure` event (see [`crate::runtime::exposures`]); a test override
     /// (`options.forced`) is neither.
-    #[inline]
+    #[inline(always)]
     pub fn evaluate<'k, C: Context + ?Sized>(
         &self,
         flag: impl Into<FlagRef<'k>>,
@@ -238,7 +238,7 @@ impl<'a, D: Deref<Target = Arc<Document>>> Snapshot<'a, D> {
 
     /// [`Snapshot::evaluate`] without exposures: the decision of a `call` (which sends its own
     /// exposure, per run).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn decide<'k, C: Context + ?Sized>(
         &self,
         flag: impl Into<FlagRef<'k>>,
