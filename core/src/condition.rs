@@ -423,7 +423,7 @@ fn timestamp_of(attr: &Attr<'_>) -> Option<Millis> {
 
 impl Op {
     /// `Some(result)` when the attribute has a type the operator can use, `None` otherwise.
-    #[inline]
+    #[inline(always)]
     fn apply(&self, attr: &Attr<'_>) -> Option<bool> {
         // The usual rule compares a string attribute with a string (`segment eq "internal"`):
         // decided here, inlined into the evaluation. Through the general match below it was a
