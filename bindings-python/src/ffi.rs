@@ -7,7 +7,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 /// `dict[key]` as a new reference; `None` when absent. An error raised while probing (by a
 /// colliding key's `__eq__`) is cleared and reads as absent: a flag read never raises.
@@ -61,4 +61,65 @@ pub(crate) fn utf8<'a>(text: &'a Bound<'_, PyString>) -> Option<&'a str> {
 pub(crate) fn is_only_reference(object: &Bound<'_, PyAny>) -> bool {
     // SAFETY: a live object; reading its reference count has no other effect.
     unsafe { ffi::Py_REFCNT(object.as_ptr()) == 1 }
+}
+
+/// Whether `keys` is a `list` or `tuple` holding exactly the objects `expected`, in order
+/// (compared by identity): how `variants()` recognises a key list it has seen. Raw so that no
+/// item is taken and released just to compare its address.
+#[inline]
+pub(crate) fn same_items(keys: &Bound<'_, PyAny>, expected: &[Py<PyString>]) -> bool {
+    let list = keys.is_exact_instance_of::<PyList>();
+    if !list && !keys.is_exact_instance_of::<PyTuple>() {
+        return false;
+    }
+    let keys = keys.as_ptr();
+    // SAFETY: `keys` is a live list or tuple and the thread is attached. Both calls only read:
+    // the size, then borrowed items at indices below it (nothing runs in between that could
+    // shrink a list).
+    unsafe {
+        let size = if list {
+            ffi::PyList_Size(keys)
+        } else {
+            ffi::PyTuple_Size(keys)
+        };
+        if usize::try_from(size).ok() != Some(expected.len()) {
+            return false;
+        }
+        expected.iter().enumerate().all(|(index, key)| {
+            let index = index as ffi::Py_ssize_t;
+            let item = if list {
+                ffi::PyList_GetItem(keys, index)
+            } else {
+                ffi::PyTuple_GetItem(keys, index)
+            };
+            std::ptr::eq(item, key.as_ptr())
+        })
+    }
+}
+
+/// The first item of a non-empty `list` or `tuple`, borrowed (only its address is used).
+#[inline]
+pub(crate) fn first_item(keys: &Bound<'_, PyAny>) -> Option<*mut ffi::PyObject> {
+    let list = keys.is_exact_instance_of::<PyList>();
+    if !list && !keys.is_exact_instance_of::<PyTuple>() {
+        return None;
+    }
+    // SAFETY: a live list or tuple, the thread attached; index 0 is read only when the size
+    // says it exists, so no error is set.
+    unsafe {
+        let keys = keys.as_ptr();
+        let size = if list {
+            ffi::PyList_Size(keys)
+        } else {
+            ffi::PyTuple_Size(keys)
+        };
+        if size < 1 {
+            return None;
+        }
+        Some(if list {
+            ffi::PyList_GetItem(keys, 0)
+        } else {
+            ffi::PyTuple_GetItem(keys, 0)
+        })
+    }
 }

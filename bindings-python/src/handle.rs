@@ -75,6 +75,8 @@ struct Entry {
     fixed: Box<[PyOnceLock<FixedResults>]>,
     /// Flag indices by the identity of the caller's key object (see [`KeySlots`]).
     keys: KeySlots,
+    /// Key lists of `variants()` resolved once (see [`Plan`]).
+    plans: PlanSlots,
     /// Result objects handed out again once the caller has let go of them, by flag, then by
     /// variant (see `reuse.rs`).
     reusable: Box<[Box<[reuse::Pool]>]>,
@@ -119,6 +121,52 @@ impl KeySlots {
     }
 }
 
+/// A key list of `variants()` resolved against one document, so that a later call with the
+/// same key objects skips resolving and deduplicating the keys and marking the attributes they
+/// read (about a tenth of a three-flag call, callgrind). Built only for 1 to [`INLINE_KEYS`]
+/// distinct keys that all name flags, given as a `list` or `tuple`; anything else takes the
+/// general path every time.
+struct Plan {
+    /// The key objects as given, in order (strong references, so that their addresses stay
+    /// theirs): a call takes this plan only when its list or tuple holds exactly these.
+    keys: Box<[Py<PyString>]>,
+    /// The flag of each key.
+    flags: Box<[usize]>,
+    /// The union slots those flags read.
+    needed: Needed,
+}
+
+/// Plans by the identity of their first key, direct-mapped like [`KeySlots`]: the first plan
+/// for a slot keeps it for the life of the document.
+struct PlanSlots([OnceLock<Plan>; PLAN_SLOTS]);
+
+const PLAN_SLOTS: usize = 16;
+
+impl PlanSlots {
+    fn new() -> PlanSlots {
+        PlanSlots([const { OnceLock::new() }; PLAN_SLOTS])
+    }
+
+    fn slot(&self, first_key: *mut pyo3::ffi::PyObject) -> &OnceLock<Plan> {
+        // Objects are at least 16-byte aligned: the low bits carry no information.
+        &self.0[(first_key as usize >> 4) % PLAN_SLOTS]
+    }
+
+    /// The plan of exactly these key objects, if one was kept.
+    #[inline]
+    fn find(&self, keys: &Bound<'_, PyAny>) -> Option<&Plan> {
+        let plan = self.slot(crate::ffi::first_item(keys)?).get()?;
+        crate::ffi::same_items(keys, &plan.keys).then_some(plan)
+    }
+
+    fn remember(&self, plan: Plan) {
+        if let Some(first) = plan.keys.first() {
+            // Losing a race to another thread only means that thread's plan keeps the slot.
+            let _ = self.slot(first.as_ptr()).set(plan);
+        }
+    }
+}
+
 /// No document has id 0 (the core numbers them from 1): an entry built from a snapshot, whose
 /// id is not known, is never taken for the live document by `Inner::with_live`.
 const UNKNOWN_ID: u64 = 0;
@@ -136,6 +184,7 @@ impl Entry {
             cache: Arc::new(DocCache::new(py, document)),
             fixed,
             keys: KeySlots::new(),
+            plans: PlanSlots::new(),
             reusable,
         }
     }
@@ -503,10 +552,11 @@ impl Inner {
     /// `FLAG_NOT_FOUND` result (default `None`), as `variant` does; a repeated key is decided
     /// once.
     ///
-    /// Lean on purpose (docs/benchmarks.md, Targets, bounds three flags at 1.5 × one `variant`): keys are
-    /// resolved by object identity as in `variant` and kept on the stack (up to
-    /// [`INLINE_KEYS`]), the union's needed attributes are read once into stack slots, and
-    /// each flag reads its share through a [`Slotted`] view.
+    /// Lean on purpose (docs/benchmarks.md, Targets, bounds three flags at 1.5 × one
+    /// `variant`): keys are resolved by object identity as in `variant` and kept on the stack
+    /// (up to [`INLINE_KEYS`]), a key list seen before on this document reuses its [`Plan`],
+    /// the union's needed attributes are read once into stack slots, and each flag reads its
+    /// share through a [`Slotted`] view.
     pub(crate) fn variants<'py>(
         &self,
         py: Python<'py>,
@@ -520,9 +570,32 @@ impl Inner {
         self.with_live(py, |entry, snapshot| {
             let cache = &entry.cache;
             let doc = &*cache.doc;
+            // A key list seen before on this document: its flags and attributes are known.
+            if let Some(plan) = keys.and_then(|keys| entry.plans.find(keys)) {
+                let results = PyDict::new(py);
+                with_union(source, cache.attr_keys(py), &plan.needed, |union| {
+                    for (key, &index) in plan.keys.iter().zip(&plan.flags) {
+                        let key = key.bind(py);
+                        self.decide_into(
+                            py,
+                            entry,
+                            snapshot,
+                            union,
+                            key,
+                            Some(index),
+                            at,
+                            &results,
+                        )?;
+                    }
+                    Ok::<_, PyErr>(())
+                })??;
+                return Ok(results);
+            }
             let mut wanted = Wanted::default();
+            let mut given = 0usize;
             match keys {
                 Some(keys) => for_each_key(keys, |key| {
+                    given += 1;
                     let index = entry.keys.get(&key).or_else(|| {
                         // A key that is not valid UTF-8 (lone surrogates) names no flag.
                         let index = doc.flag_position(key.to_str().ok()?)?;
@@ -557,43 +630,70 @@ impl Inner {
             let results = PyDict::new(py);
             with_union(source, attr_keys, &needed, |union| -> PyResult<()> {
                 for (key, index) in wanted.iter() {
-                    let found =
-                        index.and_then(|i| Some((i, doc.flags().get(i)?, cache.flag(py, i)?)));
-                    let Some((index, flag_def, flag_cache)) = found else {
-                        let missing = Variant::not_found(Arc::clone(&entry.cache), key, None);
-                        results.set_item(key, Bound::new(py, missing)?)?;
-                        continue;
-                    };
-                    // A test override open for this flag, as in `variant`.
-                    if let Some(forced) = self.overrides.forced(py, key)? {
-                        let result = forced_result(
-                            py, entry, snapshot, index, flag_def, flag_cache, &forced,
-                        )?;
-                        if let Some(result) = result {
-                            results.set_item(key, result)?;
-                            continue;
-                        }
-                    }
-                    let ctx = if self.exposing {
-                        Slotted {
-                            names: &flag_def.run_attributes,
-                            slots: &flag_def.run_attribute_slots,
-                            values: union,
-                        }
-                    } else {
-                        Slotted {
-                            names: &flag_def.attributes,
-                            slots: &flag_def.attribute_slots,
-                            values: union,
-                        }
-                    };
-                    let outcome = self.outcome_of(py, snapshot, index, flag_def, &ctx, at);
-                    results.set_item(key, entry.result_of(py, outcome, flag_cache)?)?;
+                    self.decide_into(py, entry, snapshot, union, key, *index, at, &results)?;
                 }
                 Ok(())
             })??;
+            // Every key given once and naming a flag, in a list or tuple: keep the plan.
+            let planned = wanted.len == given
+                && wanted.heap.is_empty()
+                && wanted.iter().all(|(_, index)| index.is_some());
+            if let (Some(keys), true) = (keys, planned) {
+                if crate::ffi::first_item(keys).is_some() {
+                    entry.plans.remember(Plan {
+                        keys: wanted.iter().map(|(key, _)| key.clone().unbind()).collect(),
+                        flags: wanted.iter().filter_map(|(_, index)| *index).collect(),
+                        needed,
+                    });
+                }
+            }
             Ok(results)
         })
+    }
+
+    /// One flag of a `variants()` call: `key`'s result (flag `index`, `None` for a key that
+    /// names no flag) decided over the union's values and stored in `results`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn decide_into<'py>(
+        &self,
+        py: Python<'py>,
+        entry: &Entry,
+        snapshot: &KeptSnapshot<'_>,
+        union: &[flagrail_core::Attr<'_>],
+        key: &Bound<'py, PyString>,
+        index: Option<usize>,
+        at: Option<i64>,
+        results: &Bound<'py, PyDict>,
+    ) -> PyResult<()> {
+        let cache = &entry.cache;
+        let found = index.and_then(|i| Some((i, cache.doc.flags().get(i)?, cache.flag(py, i)?)));
+        let Some((index, flag_def, flag_cache)) = found else {
+            let missing = Variant::not_found(Arc::clone(cache), key, None);
+            return results.set_item(key, Bound::new(py, missing)?);
+        };
+        // A test override open for this flag, as in `variant`.
+        if let Some(forced) = self.overrides.forced(py, key)? {
+            let result = forced_result(py, entry, snapshot, index, flag_def, flag_cache, &forced)?;
+            if let Some(result) = result {
+                return results.set_item(key, result);
+            }
+        }
+        let ctx = if self.exposing {
+            Slotted {
+                names: &flag_def.run_attributes,
+                slots: &flag_def.run_attribute_slots,
+                values: union,
+            }
+        } else {
+            Slotted {
+                names: &flag_def.attributes,
+                slots: &flag_def.attribute_slots,
+                values: union,
+            }
+        };
+        let outcome = self.outcome_of(py, snapshot, index, flag_def, &ctx, at);
+        results.set_item(key, entry.result_of(py, outcome, flag_cache)?)
     }
 
     pub(crate) fn explain<'py>(

@@ -91,6 +91,48 @@ def test_unknown_keys_are_not_found_and_repeats_appear_once(flags: Flags) -> Non
     assert results["by-user"].reason == "SPLIT"
 
 
+def test_a_key_list_seen_before_answers_as_a_new_one_after_any_change(tmp_path: Path) -> None:
+    # A list or tuple of known, distinct keys is resolved once per document and recognised by
+    # its key objects (bindings-python/src/handle.rs, Plan): every change must be seen.
+    path = tmp_path / "flags.json"
+    write_atomic(path, json.dumps(DOCUMENT))
+    flags = Flags.from_file(path, reload=False)
+    context = CONTEXTS[3]
+
+    def expected(keys: list[str]) -> dict[str, tuple[Any, ...]]:
+        return {key: (flags.variant(key, context).id, flags.variant(key, context).reason) for key in keys}
+
+    def answer(keys: Any) -> dict[str, tuple[Any, ...]]:
+        return {key: (v.id, v.reason) for key, v in flags.variants(context, keys).items()}
+
+    keys = ["by-user", "by-plan"]
+    assert answer(keys) == answer(keys) == expected(["by-user", "by-plan"])
+    keys[1] = "by-org"  # same first key, same length, another flag
+    assert answer(keys) == expected(["by-user", "by-org"])
+    keys.append("static")
+    assert answer(keys) == expected(["by-user", "by-org", "static"])
+    del keys[1:]
+    assert answer(keys) == expected(["by-user"])
+    keys.append("by-user")  # a repeat: decided once
+    assert list(flags.variants(context, keys)) == ["by-user"]
+    keys[1] = "nope"  # an unknown key: never planned, still answered
+    assert flags.variants(context, keys)["nope"].reason == "FLAG_NOT_FOUND"
+    assert answer(("by-plan", "static")) == answer(("by-plan", "static")) == expected(["by-plan", "static"])
+    # Equal strings that are other objects than the planned ones.
+    rebuilt = ["".join(["by-", "user"]), "".join(["by-", "org"])]
+    assert answer(rebuilt) == expected(["by-user", "by-org"])
+
+    class Keys(list[str]):
+        pass
+
+    assert answer(Keys(["by-user", "by-org"])) == expected(["by-user", "by-org"])
+    # A reload is a new document: its answers, not the old plan's.
+    write_atomic(path, json.dumps({**DOCUMENT, "revision": "r2", "flags": {**DOCUMENT["flags"], "by-org": flag(rules=[])}}))
+    assert flags.reload_if_changed() is True
+    assert flags.variants(context, ["by-user", "by-org"])["by-org"].revision == "r2"
+    assert answer(["by-user", "by-org"]) == expected(["by-user", "by-org"])
+
+
 def test_only_the_requested_flags_attributes_are_read(flags: Flags) -> None:
     reads: list[str] = []
 
