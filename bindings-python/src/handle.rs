@@ -77,6 +77,8 @@ struct Entry {
     keys: KeySlots,
     /// Key lists of `variants()` resolved once (see [`Plan`]).
     plans: PlanSlots,
+    /// The plan of `all()`: every flag of the document, in document order.
+    all_plan: OnceLock<Plan>,
     /// Result objects handed out again once the caller has let go of them, by flag, then by
     /// variant (see `reuse.rs`).
     reusable: Box<[Box<[reuse::Pool]>]>,
@@ -123,9 +125,9 @@ impl KeySlots {
 
 /// A key list of `variants()` resolved against one document, so that a later call with the
 /// same key objects skips resolving and deduplicating the keys and marking the attributes they
-/// read (about a tenth of a three-flag call, callgrind). Built only for 1 to [`INLINE_KEYS`]
-/// distinct keys that all name flags, given as a `list` or `tuple`; anything else takes the
-/// general path every time.
+/// read (about a tenth of a three-flag call, callgrind). Built for `all()`, and for distinct
+/// keys that all name flags given as a `list` or `tuple`; any other key list takes the general
+/// path every time.
 struct Plan {
     /// The key objects as given, in order (strong references, so that their addresses stay
     /// theirs): a call takes this plan only when its list or tuple holds exactly these.
@@ -185,6 +187,7 @@ impl Entry {
             fixed,
             keys: KeySlots::new(),
             plans: PlanSlots::new(),
+            all_plan: OnceLock::new(),
             reusable,
         }
     }
@@ -570,8 +573,13 @@ impl Inner {
         self.with_live(py, |entry, snapshot| {
             let cache = &entry.cache;
             let doc = &*cache.doc;
-            // A key list seen before on this document: its flags and attributes are known.
-            if let Some(plan) = keys.and_then(|keys| entry.plans.find(keys)) {
+            // A key list seen before on this document (or `all()` after its first call): its
+            // flags and attributes are known.
+            let plan = match keys {
+                Some(keys) => entry.plans.find(keys),
+                None => entry.all_plan.get(),
+            };
+            if let Some(plan) = plan {
                 let results = PyDict::new(py);
                 with_union(source, cache.attr_keys(py), &plan.needed, |union| {
                     for (key, &index) in plan.keys.iter().zip(&plan.flags) {
@@ -634,17 +642,24 @@ impl Inner {
                 }
                 Ok(())
             })??;
-            // Every key given once and naming a flag, in a list or tuple: keep the plan.
-            let planned = wanted.len == given
-                && wanted.heap.is_empty()
-                && wanted.iter().all(|(_, index)| index.is_some());
-            if let (Some(keys), true) = (keys, planned) {
-                if crate::ffi::first_item(keys).is_some() {
-                    entry.plans.remember(Plan {
-                        keys: wanted.iter().map(|(key, _)| key.clone().unbind()).collect(),
-                        flags: wanted.iter().filter_map(|(_, index)| *index).collect(),
-                        needed,
-                    });
+            // Keep the plan of `all()`, and of a list or tuple whose keys each name a flag once.
+            let plan = || Plan {
+                keys: wanted.iter().map(|(key, _)| key.clone().unbind()).collect(),
+                flags: wanted.iter().filter_map(|(_, index)| *index).collect(),
+                needed,
+            };
+            match keys {
+                None => {
+                    // Losing a race to another thread only means that thread's plan is kept.
+                    let _ = entry.all_plan.set(plan());
+                }
+                Some(keys) => {
+                    let planned = wanted.iter().count() == given
+                        && wanted.iter().all(|(_, index)| index.is_some())
+                        && crate::ffi::first_item(keys).is_some();
+                    if planned {
+                        entry.plans.remember(plan());
+                    }
                 }
             }
             Ok(results)

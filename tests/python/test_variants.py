@@ -127,8 +127,11 @@ def test_a_key_list_seen_before_answers_as_a_new_one_after_any_change(tmp_path: 
 
     assert answer(Keys(["by-user", "by-org"])) == expected(["by-user", "by-org"])
     # A reload is a new document: its answers, not the old plan's.
-    write_atomic(path, json.dumps({**DOCUMENT, "revision": "r2", "flags": {**DOCUMENT["flags"], "by-org": flag(rules=[])}}))
+    assert list(flags.all(context)) == list(flags.all(context)) == list(DOCUMENT["flags"])
+    changed = {**DOCUMENT["flags"], "by-org": flag(rules=[]), "extra": flag()}
+    write_atomic(path, json.dumps({**DOCUMENT, "revision": "r2", "flags": changed}))
     assert flags.reload_if_changed() is True
+    assert list(flags.all(context)) == list(changed)
     assert flags.variants(context, ["by-user", "by-org"])["by-org"].revision == "r2"
     assert answer(["by-user", "by-org"]) == expected(["by-user", "by-org"])
 
