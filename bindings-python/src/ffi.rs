@@ -1,4 +1,5 @@
-//! Raw CPython reads for the hot path: a dict probe, a string's UTF-8 and a reference count.
+//! Raw CPython reads for the hot path: a dict probe, a string's UTF-8, a reference count and
+//! the items of a key list.
 //!
 //! Raw because PyO3's safe forms return `PyResult<Option<Bound>>` and the like through memory,
 //! and reading them back costs a store-forwarding stall per attribute on every evaluation. With
@@ -68,58 +69,62 @@ pub(crate) fn is_only_reference(object: &Bound<'_, PyAny>) -> bool {
 /// item is taken and released just to compare its address.
 #[inline]
 pub(crate) fn same_items(keys: &Bound<'_, PyAny>, expected: &[Py<PyString>]) -> bool {
-    let list = keys.is_exact_instance_of::<PyList>();
-    if !list && !keys.is_exact_instance_of::<PyTuple>() {
+    let Some(sequence) = Sequence::of(keys) else {
         return false;
-    }
-    let keys = keys.as_ptr();
-    // SAFETY: `keys` is a live list or tuple and the thread is attached. Both calls only read:
-    // the size, then borrowed items at indices below it (nothing runs in between that could
-    // shrink a list).
-    unsafe {
-        let size = if list {
-            ffi::PyList_Size(keys)
-        } else {
-            ffi::PyTuple_Size(keys)
-        };
-        if usize::try_from(size).ok() != Some(expected.len()) {
-            return false;
-        }
-        expected.iter().enumerate().all(|(index, key)| {
-            let index = index as ffi::Py_ssize_t;
-            let item = if list {
-                ffi::PyList_GetItem(keys, index)
-            } else {
-                ffi::PyTuple_GetItem(keys, index)
-            };
-            std::ptr::eq(item, key.as_ptr())
-        })
-    }
+    };
+    usize::try_from(sequence.size).ok() == Some(expected.len())
+        && expected
+            .iter()
+            .enumerate()
+            .all(|(index, key)| std::ptr::eq(sequence.item(index), key.as_ptr()))
 }
 
 /// The first item of a non-empty `list` or `tuple`, borrowed (only its address is used).
 #[inline]
 pub(crate) fn first_item(keys: &Bound<'_, PyAny>) -> Option<*mut ffi::PyObject> {
-    let list = keys.is_exact_instance_of::<PyList>();
-    if !list && !keys.is_exact_instance_of::<PyTuple>() {
-        return None;
-    }
-    // SAFETY: a live list or tuple, the thread attached; index 0 is read only when the size
-    // says it exists, so no error is set.
-    unsafe {
-        let keys = keys.as_ptr();
-        let size = if list {
-            ffi::PyList_Size(keys)
-        } else {
-            ffi::PyTuple_Size(keys)
-        };
-        if size < 1 {
+    let sequence = Sequence::of(keys)?;
+    (sequence.size > 0).then(|| sequence.item(0))
+}
+
+/// An exact `list` or `tuple` and its size, read once.
+struct Sequence<'a> {
+    object: &'a Bound<'a, PyAny>,
+    list: bool,
+    size: ffi::Py_ssize_t,
+}
+
+impl<'a> Sequence<'a> {
+    #[inline]
+    fn of(object: &'a Bound<'a, PyAny>) -> Option<Sequence<'a>> {
+        let list = object.is_exact_instance_of::<PyList>();
+        if !list && !object.is_exact_instance_of::<PyTuple>() {
             return None;
         }
-        Some(if list {
-            ffi::PyList_GetItem(keys, 0)
-        } else {
-            ffi::PyTuple_GetItem(keys, 0)
-        })
+        // SAFETY: a live list or tuple, and the thread is attached (a `Bound` exists).
+        let size = unsafe {
+            if list {
+                ffi::PyList_Size(object.as_ptr())
+            } else {
+                ffi::PyTuple_Size(object.as_ptr())
+            }
+        };
+        Some(Sequence { object, list, size })
+    }
+
+    /// Item `index`, borrowed; null (with an error set) past the end, which callers never ask:
+    /// they stay below `size`, and no Python code runs between reading it and the items.
+    #[inline]
+    fn item(&self, index: usize) -> *mut ffi::PyObject {
+        let Ok(index) = ffi::Py_ssize_t::try_from(index) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: as in `of`; the call only reads.
+        unsafe {
+            if self.list {
+                ffi::PyList_GetItem(self.object.as_ptr(), index)
+            } else {
+                ffi::PyTuple_GetItem(self.object.as_ptr(), index)
+            }
+        }
     }
 }
