@@ -289,6 +289,36 @@ test('variants equal variant under kills and overrides, and after a key list cha
   assert.deepEqual(new Set(Object.values(many.all({})).map((v) => v.reason)), new Set(['KILLED']))
 })
 
+test('many keys and attributes answer as variant on every call', () => {
+  // 20 flags reading 17 attributes: past the plan's value limit. Mirrors
+  // tests/python/test_variants.py (test_many_keys_and_attributes_answer_as_variant_on_every_call).
+  const flags = {}
+  for (let i = 0; i < 20; i++) {
+    flags[`f${i}`] = {
+      bucket_by: `a${i % 12}`,
+      variants: { x: {}, y: {} },
+      default: 'x',
+      rules: [
+        { id: 't', when: { attr: `b${i % 5}`, op: 'eq', value: 'on' }, serve: 'y' },
+        { id: 's', split: [{ variant: 'x', percent: 50 }, { variant: 'y', percent: 50 }] },
+      ],
+    }
+  }
+  const handle = Flags.fromObject({ revision: 'wide', flags })
+  const keys = Object.keys(flags)
+  for (let u = 0; u < 120; u++) {
+    const context = {}
+    for (let j = 0; j < 12; j++) context[`a${j}`] = `u${u}-${j}`
+    for (let j = 0; j < 5; j++) context[`b${j}`] = (u + j) % 3 === 0 ? 'on' : 'off'
+    for (let round = 0; round < 2; round++) {
+      for (const results of [handle.variants(context, keys), handle.all(context)]) {
+        assert.deepEqual(Object.keys(results), keys)
+        for (const key of keys) assert.deepEqual(fields(results[key]), fields(handle.variant(key, context)), key)
+      }
+    }
+  }
+})
+
 test('a custom pin store and more key lists than plans keep the same answers', () => {
   const { text } = vectorDocuments().find((d) => d.name === 'v1/eval-ramp.json')
   const many = Flags.fromJson(text)

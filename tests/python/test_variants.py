@@ -136,6 +136,41 @@ def test_a_key_list_seen_before_answers_as_a_new_one_after_any_change(tmp_path: 
     assert answer(["by-user", "by-org"]) == expected(["by-user", "by-org"])
 
 
+def wide_document() -> dict[str, Any]:
+    """20 flags reading 17 attributes: past the stack sizes of a key list and of a context."""
+    return {
+        "revision": "wide",
+        "flags": {
+            f"f{i}": {
+                "bucket_by": f"a{i % 12}",
+                "variants": {"x": {}, "y": {}},
+                "default": "x",
+                "rules": [
+                    {"id": "t", "when": {"attr": f"b{i % 5}", "op": "eq", "value": "on"}, "serve": "y"},
+                    {"id": "s", "split": [{"variant": "x", "percent": 50}, {"variant": "y", "percent": 50}]},
+                ],
+            }
+            for i in range(20)
+        },
+    }
+
+
+def test_many_keys_and_attributes_answer_as_variant_on_every_call() -> None:
+    # Mirrored in bindings-node/__test__/variants.test.js.
+    flags = Flags.from_dict(wide_document())
+    keys = [f"f{i}" for i in range(20)]
+    for u in range(120):
+        context = {
+            **{f"a{j}": f"u{u}-{j}" for j in range(12)},
+            **{f"b{j}": "on" if (u + j) % 3 == 0 else "off" for j in range(5)},
+        }
+        for _ in range(2):  # the first call of a key list, then its plan
+            for results in (flags.variants(context, keys), flags.all(context)):
+                assert list(results) == keys
+                for key in keys:
+                    assert same(results[key], flags.variant(key, context)), (key, context)
+
+
 def test_only_the_requested_flags_attributes_are_read(flags: Flags) -> None:
     reads: list[str] = []
 
