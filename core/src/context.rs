@@ -319,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn same_name_agrees_with_string_equality() {
+    fn same_text_agrees_with_string_equality() {
         // Every length from 0 to 20, and a difference at every byte position.
         for len in 0..=20usize {
             let name: String = (0..len)
