@@ -84,30 +84,34 @@ struct Entry {
     reusable: Box<[Box<[reuse::Pool]>]>,
 }
 
-/// Flag indices of the key strings callers pass, by object identity: a `"chat-model"` literal
-/// is the same object on every call, so a pointer compare replaces UTF-8 access and a hash
-/// lookup. Direct-mapped by address and filled once per slot: the first key string seen for a
-/// slot keeps it for the life of the document (keys built per call just miss). Each slot holds
-/// a strong reference, so its address cannot be reused by another string while it is cached.
-struct KeySlots([OnceLock<(Py<PyString>, usize)>; KEY_SLOTS]);
+/// Entries found by the address of a Python object, direct-mapped and filled once per slot:
+/// the first entry stored in a slot keeps it for the life of the document. Each entry holds a
+/// strong reference to the object it was stored under, so that address cannot be reused by
+/// another object while the entry is kept.
+struct ByAddress<T, const N: usize>([OnceLock<T>; N]);
 
-const KEY_SLOTS: usize = 64;
-
-impl KeySlots {
-    fn new() -> KeySlots {
-        KeySlots([const { OnceLock::new() }; KEY_SLOTS])
+impl<T, const N: usize> ByAddress<T, N> {
+    fn new() -> Self {
+        ByAddress([const { OnceLock::new() }; N])
     }
 
     #[inline]
-    fn slot(&self, key: &Bound<'_, PyString>) -> &OnceLock<(Py<PyString>, usize)> {
+    fn slot(&self, object: *mut pyo3::ffi::PyObject) -> &OnceLock<T> {
         // Objects are at least 16-byte aligned: the low bits carry no information.
-        &self.0[(key.as_ptr() as usize >> 4) % KEY_SLOTS]
+        &self.0[(object as usize >> 4) % N]
     }
+}
 
+/// Flag indices of the key strings callers pass, by object identity: a `"chat-model"` literal
+/// is the same object on every call, so a pointer compare replaces UTF-8 access and a hash
+/// lookup (keys built per call just miss).
+type KeySlots = ByAddress<(Py<PyString>, usize), 64>;
+
+impl KeySlots {
     /// The cached index of exactly this key object.
     #[inline]
     fn get(&self, key: &Bound<'_, PyString>) -> Option<usize> {
-        match self.slot(key).get() {
+        match self.slot(key.as_ptr()).get() {
             Some((cached, index)) if cached.as_ptr() == key.as_ptr() => Some(*index),
             _ => None,
         }
@@ -115,7 +119,7 @@ impl KeySlots {
 
     #[inline]
     fn remember(&self, key: &Bound<'_, PyString>, index: usize) {
-        let slot = self.slot(key);
+        let slot = self.slot(key.as_ptr());
         if slot.get().is_none() {
             // Losing a race to another thread only means that thread's key keeps the slot.
             let _ = slot.set((key.clone().unbind(), index));
@@ -138,22 +142,10 @@ struct Plan {
     needed: Needed,
 }
 
-/// Plans by the identity of their first key, direct-mapped like [`KeySlots`]: the first plan
-/// for a slot keeps it for the life of the document.
-struct PlanSlots([OnceLock<Plan>; PLAN_SLOTS]);
-
-const PLAN_SLOTS: usize = 16;
+/// Plans by the address of their first key.
+type PlanSlots = ByAddress<Plan, 16>;
 
 impl PlanSlots {
-    fn new() -> PlanSlots {
-        PlanSlots([const { OnceLock::new() }; PLAN_SLOTS])
-    }
-
-    fn slot(&self, first_key: *mut pyo3::ffi::PyObject) -> &OnceLock<Plan> {
-        // Objects are at least 16-byte aligned: the low bits carry no information.
-        &self.0[(first_key as usize >> 4) % PLAN_SLOTS]
-    }
-
     /// The plan of exactly these key objects, if one was kept.
     #[inline]
     fn find(&self, keys: &Bound<'_, PyAny>) -> Option<&Plan> {
