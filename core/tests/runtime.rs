@@ -755,3 +755,30 @@ fn event_shapes_keep_their_fields_and_order() {
         expect("type,time,flag,variant,revision,guardrail,metric,threshold,action,samples,observed,bound,since,probe_from")
     );
 }
+
+#[test]
+fn a_removed_sink_gets_no_more_events_and_the_others_still_do() {
+    let (flags, _) = flags_at(chain_doc(json!({})), t0());
+    let kept = collect_events(&flags);
+    let removed_events = Arc::new(Mutex::new(Vec::new()));
+    let into = removed_events.clone();
+    let removed: Arc<dyn flagrail_core::runtime::EventSink> =
+        Arc::new(CallbackSink(move |e: &Event| {
+            into.lock().unwrap().push(e.clone())
+        }));
+    flags.add_event_sink(Arc::clone(&removed));
+    let serve = |user: &str| {
+        let mut run = flags.start_run("bot", &ctx(user)).unwrap();
+        assert!(matches!(run.next_step(), Step::Call { .. }));
+        run.succeed(Usage::default());
+    };
+    serve("u1");
+    let before = removed_events.lock().unwrap().len();
+    assert!(before > 0, "the sink receives the first run's events");
+    assert!(flags.remove_event_sink(&removed));
+    assert!(!flags.remove_event_sink(&removed), "a sink is removed once");
+    let kept_before = kept.lock().unwrap().len();
+    serve("u2");
+    assert_eq!(removed_events.lock().unwrap().len(), before);
+    assert!(kept.lock().unwrap().len() > kept_before);
+}

@@ -15,6 +15,7 @@
 //! - [`run`]: the call around the model (fallback chains, budgets reserved and settled);
 //! - [`telemetry`]: event sinks, recorded attempts, feedback and metrics;
 //! - [`fleet`]: what a fleet sharing state through Redis needs of the handle;
+//! - [`fork`]: every lock of the handle held across `fork()`;
 //! - [`clock`]: where "now" comes from.
 //!
 //! Every `impl Flags` block of the crate is in this folder.
@@ -23,6 +24,7 @@ mod attempt;
 pub mod clock;
 pub mod external;
 pub mod fleet;
+pub mod fork;
 pub mod handle;
 pub mod overrides;
 mod recent;

@@ -34,6 +34,25 @@ impl Flags {
         runtime.has_sinks.store(true, Ordering::Release);
     }
 
+    /// Stops sending events to `sink` (found by identity, as given to
+    /// [`Flags::add_event_sink`]). Returns whether it was there.
+    pub fn remove_event_sink(&self, sink: &Arc<dyn EventSink>) -> bool {
+        let runtime = &self.shared.runtime;
+        let mut removed = false;
+        runtime.sinks.rcu(|sinks| {
+            let next: Vec<Arc<dyn EventSink>> = sinks
+                .iter()
+                .filter(|kept| !Arc::ptr_eq(kept, sink))
+                .cloned()
+                .collect();
+            removed = next.len() < sinks.len();
+            next
+        });
+        // `has_sinks` stays set: clearing it could race with a sink being added, and it only
+        // spares building events nobody reads.
+        removed
+    }
+
     /// Appends every future event to a JSON-lines file.
     pub fn write_events_to(&self, path: impl AsRef<std::path::Path>) -> crate::error::Result<()> {
         let sink = JsonLinesSink::open(path)?;

@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -221,10 +221,12 @@ pub trait EventSink: Send + Sync {
 /// Safe with concurrent writers, threads and processes alike: the file is opened with
 /// `O_APPEND` and every event is written with a single `write` of one complete line, so lines
 /// from different writers never interleave (Linux appends each such write atomically at the
-/// end of a local file). A write error is counted, never raised: telemetry must not fail a call.
+/// end of a local file). No lock is needed for that, and none is taken: a lock held by a
+/// writing thread at a `fork()` would stay held in the child. A write error is counted, never
+/// raised: telemetry must not fail a call.
 pub struct JsonLinesSink {
     path: PathBuf,
-    file: Mutex<File>,
+    file: File,
     failures: std::sync::atomic::AtomicU64,
 }
 
@@ -241,7 +243,7 @@ impl JsonLinesSink {
             })?;
         Ok(JsonLinesSink {
             path,
-            file: Mutex::new(file),
+            file,
             failures: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -260,11 +262,8 @@ impl EventSink for JsonLinesSink {
     fn emit(&self, event: &Event) {
         let mut line = event.to_string().into_bytes();
         line.push(b'\n');
-        let written = match self.file.lock() {
-            Ok(mut file) => file.write_all(&line).is_ok(),
-            Err(poisoned) => poisoned.into_inner().write_all(&line).is_ok(),
-        };
-        if !written {
+        // `&File` writes without `&mut`: one `write` call per line in the usual case.
+        if (&self.file).write_all(&line).is_err() {
             self.failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }

@@ -153,7 +153,7 @@ struct FlagTally {
 }
 
 #[derive(Default)]
-struct LogState {
+pub(crate) struct LogState {
     flags: FxHashMap<Arc<str>, FlagTally>,
     /// Fingerprint of (unit, flag, revision) -> when its event was sent: the newer generation.
     current: FxHashMap<u64, Millis>,
@@ -214,6 +214,11 @@ impl ExposureLog {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The log's lock if no other thread holds it (see [`super::ForkHold`]).
+    pub(crate) fn try_hold(&self) -> Option<MutexGuard<'_, LogState>> {
+        super::try_hold(&self.state)
     }
 
     /// Counts one read of `flag` that served `variant` to `unit` under `revision` at `now`, and

@@ -134,6 +134,35 @@ pub(crate) struct RuntimeState {
     pub(crate) shared: shared::SharedHook,
 }
 
+/// Every lock of one handle's runtime, held by one thread: across `fork()`, so that the child
+/// never starts with a lock that a thread of the parent held at the instant of the fork (that
+/// thread does not exist in the child, and the lock would stay held for ever). Taken just
+/// before the fork and dropped right after it, in the parent and in the child; while it is
+/// held, no other thread is halfway through an update, so the child's copy is consistent.
+/// See [`crate::Flags::hold_for_fork`].
+pub struct ForkHold<'a> {
+    _state: MutexGuard<'a, RuntimeState>,
+    _budgets: MutexGuard<'a, BudgetBook>,
+    _pins: MutexGuard<'a, sticky::PinTable>,
+    _exposures: Option<MutexGuard<'a, exposures::LogState>>,
+}
+
+impl std::fmt::Debug for ForkHold<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForkHold")
+    }
+}
+
+/// `mutex`'s lock if no other thread holds it. A poisoned lock counts as free: every update
+/// under these locks leaves the state consistent (see [`Runtime::lock`]).
+pub(crate) fn try_hold<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// The mutable state of a handle's runtime: aggregates, guardrail windows, recent runs and
 /// sinks. One mutex guards the aggregates: a recorded outcome touches a few counters, far less
 /// than the model call it describes.
@@ -180,6 +209,20 @@ impl Runtime {
         self.budgets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every lock of this runtime at once, if no other thread holds any of them (see
+    /// [`ForkHold`]). All or nothing: a lock held elsewhere releases the ones already taken.
+    pub(crate) fn try_hold(&self) -> Option<ForkHold<'_>> {
+        Some(ForkHold {
+            _state: try_hold(&self.state)?,
+            _budgets: try_hold(&self.budgets)?,
+            _pins: self.pins.try_hold()?,
+            _exposures: match self.exposures.get() {
+                Some(log) => Some(log.try_hold()?),
+                None => None,
+            },
+        })
     }
 
     /// Runs `work` on the budget book under its lock, then (after the lock) sends the

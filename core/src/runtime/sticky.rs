@@ -32,7 +32,7 @@ struct Pin {
 }
 
 #[derive(Debug, Default)]
-struct PinTable {
+pub(crate) struct PinTable {
     by_flag: FxHashMap<Arc<str>, FxHashMap<Box<str>, Pin>>,
     order: VecDeque<(Arc<str>, Box<str>, u64)>,
     len: usize,
@@ -50,6 +50,11 @@ impl MemoryPins {
     fn lock(&self) -> MutexGuard<'_, PinTable> {
         // Every update leaves the table consistent: keep going after a panic elsewhere.
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The table's lock if no other thread holds it (see [`super::ForkHold`]).
+    pub(crate) fn try_hold(&self) -> Option<MutexGuard<'_, PinTable>> {
+        super::try_hold(&self.table)
     }
 
     /// The pinned variant id of this conversation, if a live pin exists.
