@@ -389,3 +389,76 @@ fn redis_down_mid_traffic_falls_back_locally_and_reconciles_spend() {
     // reported after it came back, which includes every call made while it was down.
     assert!(fleet_spend(&server.url(), "bob") >= 200.0);
 }
+
+/// A ramp in an autopilot step (50 %, paused two hours ago), so the fleet installs its
+/// evidence sink.
+fn autopilot_document() -> Value {
+    let began =
+        flagrail_core::time::format_timestamp(flagrail_core::time::now_millis() - 2 * 3_600_000);
+    json!({ "revision": "autopilot-1",
+        "flags": { "bot": {
+            "bucket_by": "user_id",
+            "variants": { "stable": { "model": "stable" }, "v2": { "model": "v2" } },
+            "default": "stable",
+            "rules": [ { "id": "canary", "ramp": {
+                "variant": "v2", "baseline": "stable", "start": began, "paused_at": began,
+                "steps": [ { "percent": 50, "hold": "1h" }, { "percent": 100 } ],
+                "autopilot": { "holds": [ { "min": "30m", "max": "6h" } ],
+                               "min_units_per_arm": 50,
+                               "metrics": [ { "metric": "error_rate", "difference": 0.1 } ] }
+            } } ]
+        } }
+    })
+}
+
+fn call_bot(flags: &Flags, users: std::ops::Range<usize>) {
+    for user in users {
+        let ctx = json!({ "user_id": format!("user-{user}") });
+        let mut run = flags.start_run("bot", &ctx).unwrap();
+        if let Step::Call { .. } = run.next_step() {
+            run.succeed(Usage::default());
+        }
+    }
+}
+
+#[test]
+fn a_state_forgotten_in_a_forked_child_gets_no_more_events_and_detaches() {
+    let server = RedisServer::start().unwrap();
+    let flags = Flags::from_json(&autopilot_document().to_string()).unwrap();
+    let state = FleetState::attach(&flags, &server.url(), FleetOptions::default()).unwrap();
+    let now = flagrail_core::time::now_millis;
+    let evidence = |state: &FleetState| state.status_json(now())["autopilot"].clone();
+    wait_until("the evidence sink", Duration::from_secs(10), || {
+        !evidence(&state).is_null()
+    });
+    // While attached, runs reach the fleet's pending evidence.
+    let seen = |state: &FleetState| {
+        let e = evidence(state);
+        e["tracked_runs"].as_u64().unwrap()
+            + e["pending_units"].as_u64().unwrap()
+            + e["flushed_units"].as_u64().unwrap()
+    };
+    let before = seen(&state);
+    call_bot(&flags, 0..50);
+    wait_until(
+        "evidence of the first runs",
+        Duration::from_secs(10),
+        || seen(&state) > before,
+    );
+
+    // What a forked child does with its parent's state (here in one process: the thread
+    // still runs, so `observer` can read the state afterwards and stop it at the end).
+    let observer = Arc::clone(&state);
+    state.forget_in_forked_child();
+    assert!(!flags.shares_state(), "the handle no longer shares state");
+    wait_until("the last flush", Duration::from_secs(10), || {
+        evidence(&observer)["pending_units"] == 0
+    });
+    let settled = seen(&observer);
+    call_bot(&flags, 50..100);
+    // Past two flushes (every 250 ms): a run that had reached the forgotten state would be
+    // tracked, pending or flushed by now.
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(seen(&observer), settled);
+    observer.close();
+}

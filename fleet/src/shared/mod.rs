@@ -40,6 +40,7 @@ use flagrail_core::document::guardrail::Guardrail;
 use flagrail_core::live::WeakFlags;
 use flagrail_core::runtime::shared::SharedState;
 use flagrail_core::runtime::stats::Tally;
+use flagrail_core::runtime::EventSink;
 use flagrail_core::time::{format_timestamp, Millis};
 use flagrail_core::Flags;
 use redis::{ConnectionLike, RedisResult};
@@ -128,7 +129,8 @@ struct Inner {
     pins: Mutex<PinQueue>,
     /// The autopilot's per-unit evidence waiting for Redis (fed by an event sink).
     evidence: Arc<Mutex<evidence::PendingEvidence>>,
-    evidence_sink: AtomicBool,
+    /// The sink feeding `evidence`, once the document has an autopilot ramp.
+    evidence_sink: std::sync::OnceLock<Arc<dyn EventSink>>,
     pin_reader: Mutex<Reconnecting>,
     connected: AtomicBool,
     link: Mutex<Link>,
@@ -235,8 +237,8 @@ impl Inner {
         };
         let autopilot = self
             .evidence_sink
-            .load(Ordering::Acquire)
-            .then(|| lock(&self.evidence).status_json());
+            .get()
+            .map(|_| lock(&self.evidence).status_json());
         let view = lock(&self.view);
         json!({
             "redis": self.url.to_string(),
@@ -297,7 +299,7 @@ impl FleetState {
             tallies: Mutex::new(PendingTallies::default()),
             pins: Mutex::new(PinQueue::default()),
             evidence: Arc::new(Mutex::new(evidence::PendingEvidence::default())),
-            evidence_sink: AtomicBool::new(false),
+            evidence_sink: std::sync::OnceLock::new(),
             pin_reader: Mutex::new(Reconnecting::new(
                 url.clone(),
                 pin_timeouts,
@@ -348,6 +350,21 @@ impl FleetState {
         if let Some(flags) = self.flags.upgrade() {
             flags.share_state(None);
         }
+    }
+
+    /// In a child process after `fork()`: lets go of this state, which is the parent's,
+    /// without touching its thread or its locks (the thread does not exist in the child, and a
+    /// lock it held at the fork stays held there), and leaks it. The handle stops sharing
+    /// state and loses the evidence sink, so the child's events never wait on the parent's
+    /// pending evidence; attach a fresh state with [`FleetState::attach`] afterwards.
+    pub fn forget_in_forked_child(self: Arc<Self>) {
+        if let Some(flags) = self.flags.upgrade() {
+            if let Some(sink) = self.inner.evidence_sink.get() {
+                flags.remove_event_sink(sink);
+            }
+            flags.share_state(None);
+        }
+        std::mem::forget(self);
     }
 
     /// Whether the background thread reached Redis on its last attempt.
@@ -871,21 +888,22 @@ impl Worker {
     /// Listens to the handle's events once its document has an autopilot ramp (sinks stay
     /// for the handle's life; the sink does nothing once this fleet state is closed).
     fn install_evidence_sink(&mut self, flags: &Flags) {
-        if self.inner.evidence_sink.load(Ordering::Acquire)
-            || !evidence::has_autopilot(&flags.document())
-        {
+        if self.inner.evidence_sink.get().is_some() || !evidence::has_autopilot(&flags.document()) {
             return;
         }
-        self.inner.evidence_sink.store(true, Ordering::Release);
-        flags.add_event_sink(Arc::new(evidence::EvidenceSink {
+        let sink: Arc<dyn EventSink> = Arc::new(evidence::EvidenceSink {
             pending: Arc::downgrade(&self.inner.evidence),
             flags: flags.downgrade(),
-        }));
+        });
+        // Only this thread installs it, so `set` cannot fail.
+        if self.inner.evidence_sink.set(Arc::clone(&sink)).is_ok() {
+            flags.add_event_sink(sink);
+        }
     }
 
     /// Adds the pending per-unit evidence into Redis; what fails waits for the next flush.
     fn flush_evidence(&mut self, now: Millis) {
-        if !self.inner.evidence_sink.load(Ordering::Acquire) {
+        if self.inner.evidence_sink.get().is_none() {
             return;
         }
         let steps = lock(&self.inner.evidence).take();
