@@ -3,7 +3,8 @@
 //!
 //! Raw because PyO3's safe forms return `PyResult<Option<Bound>>` and the like through memory,
 //! and reading them back costs a store-forwarding stall per attribute on every evaluation. With
-//! `fast.rs`, the only modules of the crate that use `unsafe` (the workspace denies it).
+//! `fast.rs`, `batch.rs` and `fork.rs` (locks held across `fork()`), the only modules of the
+//! crate that use `unsafe` (the workspace denies it).
 #![allow(unsafe_code)]
 
 use pyo3::ffi;

@@ -62,8 +62,7 @@ pub(crate) fn after_fork(inner: &Arc<Inner>) {
     let Some((url, options, parent)) = previous else {
         return;
     };
-    std::mem::forget(parent);
-    inner.core.share_state(None);
+    parent.forget_in_forked_child();
     if let Ok(fleet) = FleetState::attach(&inner.core, &url, options.clone()) {
         if let Ok(mut slot) = inner.fleet.slot().try_lock() {
             *slot = Some((url, options, fleet));

@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -899,4 +899,34 @@ impl FleetSlot {
             fleet.close();
         }
     }
+}
+
+/// Every handle of this process, for holding their locks across `fork()` and restarting
+/// their threads in the child (`crate::fork`). Held only for a push or a copy.
+static HANDLES: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
+/// Tracks a new handle (every constructor of `Flags` calls this).
+pub(crate) fn track(inner: Arc<Inner>) -> Arc<Inner> {
+    if let Ok(mut list) = HANDLES.lock() {
+        list.retain(|weak| weak.strong_count() > 0);
+        list.push(Arc::downgrade(&inner));
+    }
+    inner
+}
+
+/// The registry of handles, locked.
+pub(crate) type Registry = std::sync::MutexGuard<'static, Vec<Weak<Inner>>>;
+
+/// The registry's lock if no other thread holds it (it never blocks a fork hook).
+pub(crate) fn try_registry() -> Option<Registry> {
+    match HANDLES.try_lock() {
+        Ok(registry) => Some(registry),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+/// The handles of `registry` still alive.
+pub(crate) fn live_handles(registry: &Registry) -> Vec<Arc<Inner>> {
+    registry.iter().filter_map(Weak::upgrade).collect()
 }

@@ -9,14 +9,12 @@
 //! Reloads happen on the core's watcher thread; it reports them to the `flagrail` logger,
 //! attaching to Python only to log.
 //!
-//! Fork: a child process starts with no watcher thread (threads do not survive `fork()`), so
-//! every file-backed handle is tracked here and `_after_fork_in_child` (registered with
-//! `os.register_at_fork` by the package) restarts the watchers in the child. Nothing is torn
-//! down before the fork.
+//! Fork: every handle is tracked by [`crate::fork`], whose hooks hold the handles' locks
+//! across `fork()` and restart watchers, pollers and fleet threads in the child.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flagrail_core::live::overrides::for_tests;
@@ -41,45 +39,9 @@ fn write_events(py: Python<'_>, core: &CoreFlags, events: Option<PathBuf>) -> Py
     }
 }
 
-/// Every file- or URL-backed handle of this process, for restarting watchers and pollers after
-/// `fork()`.
-///
-/// Only touched while attached to the interpreter (from `Flags.from_file`, `Flags.from_url` and
-/// the after-fork
-/// hook), and `os.fork()` runs attached, so no other thread can hold this lock at the moment of
-/// a fork.
-static FILE_BACKED: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
-
-fn track(inner: &Arc<Inner>) {
-    if let Ok(mut list) = FILE_BACKED.lock() {
-        list.retain(|weak| weak.strong_count() > 0);
-        list.push(Arc::downgrade(inner));
-    }
-}
-
-/// Restarts the reload watchers of every live file-backed ``Flags`` in a forked child, and
-/// draws a new seed for run ids.
-///
-/// Registered by the package with ``os.register_at_fork(after_in_child=...)``; not meant to be
-/// called directly.
-#[pyfunction]
-pub(crate) fn _after_fork_in_child() {
-    // Only the forking thread exists in the child: no listener is attached here.
+/// In a forked child: only the forking thread exists, so no listener is attached.
+pub(crate) fn forget_listeners_after_fork() {
     ATTACHED_LISTENERS.store(0, Ordering::SeqCst);
-    // The child must not repeat the parent's run ids.
-    flagrail_core::runtime::reseed_run_ids();
-    let handles: Vec<Arc<Inner>> = match FILE_BACKED.try_lock() {
-        Ok(list) => list.iter().filter_map(Weak::upgrade).collect(),
-        // Unreachable by the argument on FILE_BACKED; never block a child process on it.
-        Err(_) => return,
-    };
-    for inner in handles {
-        // `is_watching` is the parent's state, copied by fork: restart what was running.
-        if inner.core.is_watching() {
-            inner.core.start_watching(inner.poll_interval);
-        }
-        crate::fleet::after_fork(&inner);
-    }
 }
 
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -188,6 +150,11 @@ impl Flags {
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
+
+    /// The shared handle itself (to keep it alive on another thread).
+    pub(crate) fn inner_arc(&self) -> Arc<Inner> {
+        Arc::clone(&self.inner)
+    }
 }
 
 #[pymethods]
@@ -261,9 +228,8 @@ impl Flags {
         write_events(py, &core, events)?;
         crate::exposures::enable(py, &core, exposures)?;
         listen(&core);
-        let inner = Arc::new(Inner::new(py, core, interval));
+        let inner = crate::handle::track(Arc::new(Inner::new(py, core, interval)));
         crate::fleet::attach(py, &inner, redis)?;
-        track(&inner);
         Ok(Flags { inner })
     }
 
@@ -362,9 +328,8 @@ impl Flags {
         write_events(py, &core, events)?;
         crate::exposures::enable(py, &core, exposures)?;
         listen(&core);
-        let inner = Arc::new(Inner::new(py, core, interval));
+        let inner = crate::handle::track(Arc::new(Inner::new(py, core, interval)));
         crate::fleet::attach(py, &inner, redis)?;
-        track(&inner);
         Ok(Flags { inner })
     }
 
@@ -469,9 +434,8 @@ impl Flags {
         write_events(py, &core, events)?;
         crate::exposures::enable(py, &core, exposures)?;
         listen(&core);
-        let inner = Arc::new(Inner::new(py, core, interval));
+        let inner = crate::handle::track(Arc::new(Inner::new(py, core, interval)));
         crate::fleet::attach_keyed(py, &inner, redis, key)?;
-        track(&inner);
         Ok(Flags { inner })
     }
 
@@ -504,7 +468,7 @@ impl Flags {
         write_events(py, &core, events)?;
         crate::exposures::enable(py, &core, exposures)?;
         Ok(Flags {
-            inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
+            inner: crate::handle::track(Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL))),
         })
     }
 
@@ -539,7 +503,7 @@ impl Flags {
         write_events(py, &core, events)?;
         crate::exposures::enable(py, &core, exposures)?;
         Ok(Flags {
-            inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
+            inner: crate::handle::track(Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL))),
         })
     }
 
@@ -567,7 +531,7 @@ impl Flags {
         write_events(py, &core, events)?;
         crate::exposures::enable(py, &core, exposures)?;
         Ok(Flags {
-            inner: Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL)),
+            inner: crate::handle::track(Arc::new(Inner::new(py, core, DEFAULT_POLL_INTERVAL))),
         })
     }
 

@@ -189,3 +189,69 @@ def test_multiprocessing_fork_children_keep_reloading(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert time.monotonic() - started < 60
+
+
+FORK_WHILE_LOCKED = '''
+import os, sys, time
+from flagrail import Flags
+from flagrail._flagrail import _hold_locks_for_tests
+
+flags = Flags.from_dict(
+    {
+        "revision": "r1",
+        "flags": {
+            "chat": {
+                "variants": {"big": {"model": "big"}, "small": {"model": "small"}},
+                "default": "big",
+                "budgets": [
+                    {"id": "per-user", "per": "user_id", "max_requests": 100, "window": "1h", "action": {"serve": "small"}}
+                ],
+            },
+            "conv": {
+                "variants": {"a": {"model": "a"}, "b": {"model": "b"}},
+                "default": "a",
+                "sticky": {"by": "conversation_id", "ttl": "1h"},
+            },
+        },
+    },
+    exposures=True,
+)
+held_for = float(sys.argv[1])
+# Another thread now holds every lock of the handle (aggregates, budgets, pins, exposures), as
+# a request thread, the reload watcher or a fleet thread does for one update.
+_hold_locks_for_tests(flags, held_for)
+pid = os.fork()
+if pid == 0:
+    # Each of these takes one of the locks that were held at the fork.
+    served = flags.call("chat", {"user_id": "u-1"}, lambda v: v.id)
+    pinned = flags.variant("conv", {"conversation_id": "c-1"})
+    metrics = flags.metrics()
+    exposures = flags.status()["exposures"]
+    ok = (
+        served.value == "big"
+        and pinned.id == "a"
+        and metrics["chat"]["big"]["requests"] == 1
+        and exposures["reads"] >= 1
+    )
+    os._exit(0 if ok else 1)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.01)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+print("the child hung on a lock held at the fork")
+sys.exit(3)
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_another_thread_holds_the_locks_can_use_every_one(tmp_path: Path) -> None:
+    # Without the before-fork hook the child inherits the four locks held and waits for ever
+    # (exit 3 after the parent's 20 s guard); with it, the fork waits for the holder.
+    script = tmp_path / "fork_locked.py"
+    script.write_text(textwrap.dedent(FORK_WHILE_LOCKED))
+    result = subprocess.run([sys.executable, str(script), "0.3"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

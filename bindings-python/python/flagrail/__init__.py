@@ -35,7 +35,7 @@ from ._flagrail import (
     bucket,
     diff,
 )
-from ._flagrail import _after_fork_in_child, _before_exit
+from ._flagrail import _after_fork_in_child, _after_fork_in_parent, _before_exit, _before_fork
 from ._pins import PinStore
 from .exceptions import (
     AllAttemptsFailedError,
@@ -76,11 +76,16 @@ __all__ = [
     "diff",
 ]
 
-# Threads do not survive fork(): a forked child (gunicorn --preload, celery prefork,
-# multiprocessing "fork") restarts the reload watcher of every file-backed Flags. Nothing is
-# done before the fork, so the parent keeps running untouched.
+# Threads do not survive fork() (gunicorn --preload, celery prefork, multiprocessing "fork"):
+# just before it, every lock of every Flags is taken, so that no thread is halfway through an
+# update; right after it both processes let go, and the child restarts reload watchers,
+# pollers and fleet threads (docs/runtime.md, "fork()").
 if hasattr(_os, "register_at_fork"):
-    _os.register_at_fork(after_in_child=_after_fork_in_child)
+    _os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 # Reload watchers are Rust threads that attach to Python to log; at exit they stop attaching
 # before the interpreter finalizes under them.

@@ -25,6 +25,9 @@ __all__ = [
     "bucket",
     "diff",
     "_after_fork_in_child",
+    "_after_fork_in_parent",
+    "_before_fork",
+    "_hold_locks_for_tests",
     "_before_exit",
     "_forget_call_threads",
     "_stop_call_threads",
@@ -136,13 +139,33 @@ def _reuses_results() -> bool:
     import: off with ``FLAGRAIL_REUSE_RESULTS=0``, and without a GIL). For tests and debugging.
     """
 
+def _before_fork() -> None:
+    """Takes every lock of every live ``Flags`` before a ``fork()``, so that the child starts
+    with none held by a thread it does not have.
+
+    Registered by the package with ``os.register_at_fork(before=...)``; not meant to be called
+    directly.
+    """
+
+def _after_fork_in_parent() -> None:
+    """Lets go of what ``_before_fork`` took, in the parent.
+
+    Registered by the package with ``os.register_at_fork(after_in_parent=...)``; not meant to
+    be called directly.
+    """
+
 def _after_fork_in_child() -> None:
-    """Restarts the reload watchers of every live file-backed ``Flags`` in a forked child, and
-    draws a new seed for run ids.
+    """Lets go of what ``_before_fork`` took, restarts the reload watchers and pollers of every
+    live ``Flags`` in a forked child, attaches a fresh fleet state where the parent shared
+    one, and draws a new seed for run ids.
 
     Registered by the package with ``os.register_at_fork(after_in_child=...)``; not meant to be
     called directly.
     """
+
+def _hold_locks_for_tests(flags: Flags, seconds: float) -> None:
+    """Holds every lock of ``flags`` on a new thread for ``seconds``, and returns once they are
+    held: the state a fork meets when another thread is inside an update. For tests."""
 
 @final
 class Flags:
