@@ -907,10 +907,13 @@ static HANDLES: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
 
 /// Tracks a new handle (every constructor of `Flags` calls this).
 pub(crate) fn track(inner: Arc<Inner>) -> Arc<Inner> {
-    if let Ok(mut list) = HANDLES.lock() {
-        list.retain(|weak| weak.strong_count() > 0);
-        list.push(Arc::downgrade(&inner));
-    }
+    // A push or a copy cannot leave the list half-updated: a poisoned lock is still usable.
+    let mut list = HANDLES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    list.retain(|weak| weak.strong_count() > 0);
+    list.push(Arc::downgrade(&inner));
+    drop(list);
     inner
 }
 

@@ -5,10 +5,10 @@
 //! instant of the fork is copied locked, and nothing in the child will ever unlock it: the
 //! first `call`, metrics read or budgeted evaluation there waits for ever. A fleet's
 //! background thread takes these locks too (it reads metrics and lays the fleet's trips over
-//! the process), so this is not only about the application's threads. The remedy is the usual `pthread_atfork`
-//! protocol: take every lock just before the fork, release it right after, in the parent and
-//! in the child. Python's binding does it for every handle from `os.register_at_fork`
-//! (docs/runtime.md, "fork()").
+//! the process), so this is not only about the application's threads. The remedy is the
+//! usual `pthread_atfork` protocol: take every lock just before the fork, release it right
+//! after, in the parent and in the child. Python's binding does it for every handle from
+//! `os.register_at_fork` (docs/runtime.md, "fork()").
 
 use crate::live::handle::Flags;
 use crate::runtime::ForkHold;
