@@ -170,7 +170,7 @@ pub(crate) fn _after_fork_in_child() {
     }
 }
 
-/// Holds every lock of `flags` on a new thread for ``seconds``, and returns once they are
+/// Holds every lock of ``flags`` on a new thread for ``seconds``, and returns once they are
 /// held: the state a fork meets when another thread is inside an update. For tests.
 #[pyfunction]
 pub(crate) fn _hold_locks_for_tests(
