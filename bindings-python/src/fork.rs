@@ -9,8 +9,9 @@
 //!   most [`FORK_WAIT`].
 //! - `_after_fork_in_parent` lets go.
 //! - `_after_fork_in_child` lets go (the child's copies of the locks were held by this very
-//!   thread, the only one the child has), then restarts what threads did in the parent:
-//!   reload watchers and pollers, and the fleet's state and thread.
+//!   thread, the only one the child has), starts the child's metrics from zero
+//!   ([`flagrail_core::Flags::forget_parent_counts`]), then restarts what threads did in the
+//!   parent: reload watchers and pollers, and the fleet's state and thread.
 //!
 //! `unsafe` here only widens the lifetime of lock guards kept between two hooks, next to the
 //! `Arc` that keeps their locks alive (see [`hold`]).
@@ -147,9 +148,9 @@ pub(crate) fn _after_fork_in_parent() {
     release();
 }
 
-/// Lets go of what ``_before_fork`` took, restarts the reload watchers and pollers of every
-/// live ``Flags`` in a forked child, attaches a fresh fleet state where the parent shared
-/// one, and draws a new seed for run ids.
+/// Lets go of what ``_before_fork`` took, starts every live ``Flags``' metrics from zero in
+/// a forked child, restarts their reload watchers and pollers, attaches a fresh fleet state
+/// where the parent shared one, and draws a new seed for run ids.
 ///
 /// Registered by the package with ``os.register_at_fork(after_in_child=...)``; not meant to be
 /// called directly.
@@ -162,6 +163,8 @@ pub(crate) fn _after_fork_in_child() {
     // Free unless `_before_fork` gave up waiting; never block a child on it.
     let handles = try_registry().map_or_else(Vec::new, |registry| live_handles(&registry));
     for inner in handles {
+        // Metrics are per process (a fleet adds them up): the parent's stay the parent's.
+        inner.core.forget_parent_counts();
         // `is_watching` is the parent's state, copied by fork: restart what was running.
         if inner.core.is_watching() {
             inner.core.start_watching(inner.poll_interval);

@@ -255,3 +255,44 @@ def test_a_child_forked_while_another_thread_holds_the_locks_can_use_every_one(t
     script.write_text(textwrap.dedent(FORK_WHILE_LOCKED))
     result = subprocess.run([sys.executable, str(script), "0.3"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+FORK_AFTER_SERVING = '''
+import json, os, sys
+from flagrail import Flags
+
+flags = Flags.for_tests({"chat": {"big": {"model": "big"}}}, exposures=True)
+for user in range(3):
+    flags.call("chat", {"user_id": f"u-{user}"}, lambda v: v.id)
+flags.variant("chat", {"user_id": "u-0"})
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    before = flags.metrics()
+    flags.call("chat", {"user_id": "u-child"}, lambda v: v.id)
+    after = flags.metrics()
+    os.write(write, json.dumps({
+        "before": before.get("chat"),
+        "exposure_reads": before["$exposures"]["reads"],
+        "after": after["chat"]["big"]["requests"],
+    }).encode())
+    os._exit(0)
+os.close(write)
+child = json.loads(os.read(read, 65536))
+os.waitpid(pid, 0)
+print(json.dumps({"child": child, "parent": flags.metrics()["chat"]["big"]["requests"]}))
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_counts_only_its_own_requests(tmp_path: Path) -> None:
+    # Metrics are per process, and a fleet adds every process's up: a child that kept its
+    # parent's three requests would count them twice.
+    script = tmp_path / "fork_counts.py"
+    script.write_text(textwrap.dedent(FORK_AFTER_SERVING))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["child"] == {"before": None, "exposure_reads": 0, "after": 1}
+    assert seen["parent"] == 3

@@ -155,9 +155,9 @@ def _after_fork_in_parent() -> None:
     """
 
 def _after_fork_in_child() -> None:
-    """Lets go of what ``_before_fork`` took, restarts the reload watchers and pollers of every
-    live ``Flags`` in a forked child, attaches a fresh fleet state where the parent shared
-    one, and draws a new seed for run ids.
+    """Lets go of what ``_before_fork`` took, starts every live ``Flags``' metrics from zero in
+    a forked child, restarts their reload watchers and pollers, attaches a fresh fleet state
+    where the parent shared one, and draws a new seed for run ids.
 
     Registered by the package with ``os.register_at_fork(after_in_child=...)``; not meant to be
     called directly.

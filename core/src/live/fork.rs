@@ -25,6 +25,20 @@ impl Flags {
     pub fn hold_for_fork(&self) -> Option<ForkHold<'_>> {
         self.shared.runtime.try_hold()
     }
+
+    /// In a child process after `fork()` (once the hold is dropped): this process's counts
+    /// start from zero. Metrics and read-exposure counts describe the process that served
+    /// them — a fleet adds up every process's, a scrape reads each worker's — so a child that
+    /// kept its parent's copies would count those requests twice. What decides keeps its
+    /// state: guardrail windows and trips, budgets, sticky pins, the exposure window (the
+    /// child does not send again an exposure its parent sent).
+    pub fn forget_parent_counts(&self) {
+        let runtime = &self.shared.runtime;
+        runtime.lock().metrics = Default::default();
+        if let Some(log) = runtime.exposures.get() {
+            log.reset_counts();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -61,6 +75,44 @@ mod tests {
         // work again (a lock left held would make these wait for ever).
         let _ = flags.metrics();
         assert!(flags.hold_for_fork().is_some());
+    }
+
+    #[test]
+    fn a_forked_child_starts_its_counts_from_zero_and_keeps_what_decides() {
+        let document = serde_json::json!({"revision": "r1", "flags": {"bot": {
+            "variants": {"a": {"model": "a"}, "b": {"model": "b"}},
+            "default": "a",
+            "sticky": {"by": "conversation_id", "ttl": "1h"}
+        }}});
+        let flags = Flags::from_value(document).expect("a valid document");
+        flags
+            .enable_exposures(crate::runtime::exposures::ExposureOptions::default())
+            .expect("exposures on");
+        let ctx = serde_json::json!({"user_id": "u1", "conversation_id": "c1"});
+        let mut run = flags.start_run("bot", &ctx).expect("a run");
+        if let crate::live::Step::Call { .. } = run.next_step() {
+            run.succeed(crate::live::Usage::default());
+        }
+        drop(run);
+        let read = flags.evaluate("bot", &ctx, crate::EvalOptions::default());
+        assert_eq!(read.reason, crate::Reason::Sticky, "the run pinned c1");
+        assert_eq!(flags.metrics()["bot"]["a"]["requests"], 1);
+        assert_eq!(flags.metrics()["$exposures"]["reads"], 1);
+
+        flags.forget_parent_counts();
+        let metrics = flags.metrics();
+        assert!(metrics.get("bot").is_none(), "{metrics}");
+        assert_eq!(metrics["$exposures"]["reads"], 0);
+        assert_eq!(metrics["$exposures"]["flags"], serde_json::json!({}));
+        // The pin (what decides) is kept, and the exposure window too: a read of the same
+        // unit is a duplicate, not a new event.
+        let read = flags.evaluate("bot", &ctx, crate::EvalOptions::default());
+        assert_eq!(read.reason, crate::Reason::Sticky);
+        let exposures = &flags.metrics()["$exposures"];
+        assert_eq!(
+            (exposures["reads"].as_u64(), exposures["events"].as_u64()),
+            (Some(1), Some(0))
+        );
     }
 
     #[test]

@@ -221,6 +221,20 @@ impl ExposureLog {
         super::try_hold(&self.state)
     }
 
+    /// Zeroes the counts (reads, events, per-variant tallies) and keeps the deduplication
+    /// window: a forked child counts its own reads, and does not send again what its parent
+    /// sent (see [`crate::Flags::forget_parent_counts`]).
+    pub(crate) fn reset_counts(&self) {
+        let mut state = self.lock();
+        state.flags.clear();
+        state.reads = 0;
+        state.events = 0;
+        state.duplicates = 0;
+        state.not_sampled = 0;
+        state.no_unit = 0;
+        state.forgotten = 0;
+    }
+
     /// Counts one read of `flag` that served `variant` to `unit` under `revision` at `now`, and
     /// says whether its exposure event is to be sent.
     pub fn record(
