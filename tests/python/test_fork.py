@@ -218,7 +218,7 @@ flags = Flags.from_dict(
 )
 held_for = float(sys.argv[1])
 # Another thread now holds every lock of the handle (aggregates, budgets, pins, exposures), as
-# a request thread, the reload watcher or a fleet thread does for one update.
+# a request thread or a fleet thread does for one update.
 _hold_locks_for_tests(flags, held_for)
 pid = os.fork()
 if pid == 0:
