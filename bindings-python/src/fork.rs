@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use flagrail_core::runtime::ForkHold;
+use flagrail_core::runtime::{try_hold, ForkHold};
 use pyo3::prelude::*;
 
 use crate::handle::{live_handles, try_registry, FleetEntry, Inner, Registry};
@@ -59,11 +59,7 @@ thread_local! {
 fn hold(inner: &Arc<Inner>) -> Option<Held> {
     let handle = Arc::clone(inner);
     let runtime = handle.core.hold_for_fork()?;
-    let fleet = match handle.fleet.slot().try_lock() {
-        Ok(guard) => guard,
-        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return None,
-    };
+    let fleet = try_hold(handle.fleet.slot())?;
     // SAFETY: both guards borrow from `handle`'s heap allocation (the core handle and the
     // fleet slot inside the `Inner` that the `Arc` owns), which `Held` keeps alive and never
     // moves; `Held` drops the guards before that `Arc`. Only the lifetime changes.

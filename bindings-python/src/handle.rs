@@ -922,11 +922,7 @@ pub(crate) type Registry = std::sync::MutexGuard<'static, Vec<Weak<Inner>>>;
 
 /// The registry's lock if no other thread holds it (it never blocks a fork hook).
 pub(crate) fn try_registry() -> Option<Registry> {
-    match HANDLES.try_lock() {
-        Ok(registry) => Some(registry),
-        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    }
+    flagrail_core::runtime::try_hold(&HANDLES)
 }
 
 /// The handles of `registry` still alive.

@@ -154,8 +154,9 @@ impl std::fmt::Debug for ForkHold<'_> {
 }
 
 /// `mutex`'s lock if no other thread holds it. A poisoned lock counts as free: every update
-/// under these locks leaves the state consistent (see [`Runtime::lock`]).
-pub(crate) fn try_hold<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+/// under these locks leaves the state consistent (see [`Runtime::lock`]). Public for the
+/// bindings' own locks held across `fork()`.
+pub fn try_hold<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     match mutex.try_lock() {
         Ok(guard) => Some(guard),
         Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
